@@ -1,0 +1,105 @@
+/* qinx/ivf.h — the inverted-file (IVF) index over quantizer codes.
+ *
+ * nlist coarse centroids (k-means); each vector goes to its nearest list,
+ * and the residual to that centroid is encoded by a qx_quantizer (RQ or
+ * QINCo-style). Each stored entry is: the M code bytes plus one byte of
+ * quantized reconstruction norm (||x̂||² of centroid + decoded residual, 8-bit
+ * non-uniform, like FAISS's _Nqint8) — so code_size = M + 1 — and a 64-bit
+ * user id kept apart. Search: nprobe nearest lists, one look-up table per
+ * query shared by all lists (<q, codeword>), a SIMD scan, a bounded heap,
+ * then optional re-ranking of a shortlist by exact decoding.
+ *
+ * Concurrency: qx_ivf_search on a const index may run on many threads at
+ * once, each with its own qx_ivf_search_ctx. Writers (add/remove/compact)
+ * must be serialized by the caller against each other and against searches
+ * (e.g. a rwlock); the index takes no locks of its own.
+ */
+#ifndef QINX_IVF_H
+#define QINX_IVF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qinx/quantizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QX_MAX_NLIST 1048576
+#define QX_MAX_K 10000
+
+typedef enum qx_metric {
+    QX_METRIC_L2 = 0, /* squared Euclidean distance, smaller is closer */
+    QX_METRIC_IP = 1  /* inner product, larger is closer (reported as a score) */
+} qx_metric;
+
+typedef struct qx_ivf qx_ivf;
+typedef struct qx_ivf_search_ctx qx_ivf_search_ctx;
+
+typedef struct qx_ivf_opts {
+    size_t nlist;      /* coarse lists (default 1024; capped at n_train/39) */
+    qx_metric metric;  /* default L2 */
+    int kmeans_iters;  /* coarse k-means iterations (default 20) */
+    uint64_t seed;     /* default 1234 */
+} qx_ivf_opts;
+
+void qx_ivf_opts_init(qx_ivf_opts *opts);
+
+/* A new empty index of dimension d that takes ownership of quant (trained or
+ * not; qx_ivf_train trains it on residuals if it is not). On failure quant is
+ * freed too. */
+int qx_ivf_new(qx_ivf **out, size_t d, qx_quantizer *quant, const qx_ivf_opts *opts);
+void qx_ivf_free(qx_ivf *ivf); /* NULL-safe */
+
+/* Train the coarse quantizer and (if untrained) the residual quantizer on n
+ * vectors. */
+int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n);
+
+/* Add n vectors with user ids (upsert: an id already present is replaced). */
+int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n);
+
+/* Remove ids (unknown ids are ignored); *removed (may be NULL) receives the
+ * count removed. */
+int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed);
+
+typedef struct qx_search_params {
+    size_t nprobe;  /* lists visited (default 16, capped at nlist) */
+    size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off) */
+} qx_search_params;
+
+void qx_search_params_init(qx_search_params *p);
+
+int qx_ivf_search_ctx_new(const qx_ivf *ivf, qx_ivf_search_ctx **out);
+void qx_ivf_search_ctx_free(qx_ivf_search_ctx *ctx);
+
+/* k nearest neighbours of nq queries: dist and ids are nq*k, caller-owned,
+ * sorted best first, padded with +inf (L2) / -inf (IP) and id -1.
+ * ctx may be NULL (one is made for the call). */
+int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries, size_t nq,
+                  size_t k, const qx_search_params *params, float *dist, int64_t *ids);
+
+/* Save atomically (temp file, fsync, rename) / load with full validation. */
+int qx_ivf_save(const qx_ivf *ivf, const char *path);
+int qx_ivf_load(const char *path, qx_ivf **out);
+
+typedef struct qx_ivf_info {
+    size_t d, nlist, ntotal, M, code_size; /* code_size = bytes per vector, id excluded */
+    qx_metric metric;
+    qx_quant_kind quant_kind;
+    size_t list_min, list_max; /* list sizes */
+    size_t bytes;              /* memory held by lists and codebooks */
+} qx_ivf_info;
+
+int qx_ivf_get_info(const qx_ivf *ivf, qx_ivf_info *info);
+const qx_quantizer *qx_ivf_quantizer(const qx_ivf *ivf);
+const float *qx_ivf_centroids(const qx_ivf *ivf); /* nlist * d */
+
+/* Structural invariants (every id in exactly one list, sizes add up, codes in
+ * range); 0 or QX_EINTERNAL with the broken rule in qx_last_error(). */
+int qx_ivf_check(const qx_ivf *ivf);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

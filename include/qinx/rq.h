@@ -1,0 +1,55 @@
+/* qinx/rq.h — residual quantization (RQ).
+ *
+ * Step m quantizes the residual left by steps < m with 256 codewords.
+ * Training: k-means per step on the residuals of the beam's best encodings,
+ * then codebook refinement (least squares over all codebooks given the codes,
+ * kept only if it lowers the MSE). Encoding: beam search of width `beam`
+ * using look-up tables (codeword norms and cross inner products are
+ * precomputed, so a beam step costs table look-ups, not d-dim distances).
+ * Dead codewords (never used on the training set) are re-seeded from encoded
+ * residuals during training when `reseed_dead` is on (the anchor idea of
+ * CVQ-VAE).
+ */
+#ifndef QINX_RQ_H
+#define QINX_RQ_H
+
+#include "qinx/quantizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct qx_rq_opts {
+    size_t M;            /* steps = bytes per code, 1..QX_MAX_STEPS (default 8) */
+    int beam;            /* beam width for encoding, 1..64 (default 5) */
+    int train_beam;      /* beam width used while training (default = beam) */
+    int kmeans_iters;    /* k-means iterations per step (default 25) */
+    int refine_iters;    /* codebook refinement rounds (default 2; 0 = off) */
+    int reseed_dead;     /* re-seed unused codewords while training (default 1) */
+    uint64_t seed;       /* default 1234 */
+    int threads;         /* 0 = all cores */
+} qx_rq_opts;
+
+void qx_rq_opts_init(qx_rq_opts *opts);
+
+/* A new untrained RQ for dimension d (1..QX_MAX_DIM). */
+int qx_rq_new(qx_quantizer **out, size_t d, const qx_rq_opts *opts);
+
+/* Per-step statistics of the last training run (for DERP and reports):
+ * mse_after[m] is the training MSE using steps 0..m; used[m] the number of
+ * codewords that received at least one vector. Arrays of length M, valid
+ * while q lives; NULL before training. */
+const double *qx_rq_step_mse(const qx_quantizer *q);
+const uint32_t *qx_rq_step_used(const qx_quantizer *q);
+
+/* Codebooks: M * 256 * d floats (step-major). */
+const float *qx_rq_codebooks(const qx_quantizer *q);
+
+/* Overwrite the codebooks (M*256*d floats) of an RQ and mark it trained;
+ * for tests and fault injection. */
+int qx_rq_set_codebooks(qx_quantizer *q, const float *codebooks);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+/* qinx/vecfile.h — TEXMEX vector files (.fvecs, .bvecs, .ivecs).
+ *
+ * Each record is a little-endian int32 dimension followed by that many values
+ * (float32, uint8 or int32). Readers validate everything: empty file, a
+ * dimension that is zero, negative, above QX_MAX_DIM or different from the
+ * first record's, a truncated record, NaN/Inf values; the error names the file
+ * and the record. .bvecs is converted to float. All functions are reentrant.
+ */
+#ifndef QINX_VECFILE_H
+#define QINX_VECFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QX_MAX_DIM 65536
+
+/* A dense row-major matrix of n float vectors of dimension d, 64-byte aligned. */
+typedef struct qx_matrix {
+    float *data;
+    size_t n;
+    size_t d;
+} qx_matrix;
+
+/* Read .fvecs or .bvecs (chosen by the file name's ending) into *out.
+ * max_n > 0 reads only the first max_n records (0 = all).
+ * Free with qx_matrix_free. */
+int qx_vecs_read(const char *path, size_t max_n, qx_matrix *out);
+
+/* Read .ivecs (ground truth): *ids is n*d int32, freed with qx_free. */
+int qx_ivecs_read(const char *path, size_t max_n, int32_t **ids, size_t *n, size_t *d);
+
+/* Write n vectors as .fvecs (temp file, fsync, rename). */
+int qx_fvecs_write(const char *path, const float *x, size_t n, size_t d);
+/* Write n rows of d int32 as .ivecs (temp file, fsync, rename). */
+int qx_ivecs_write(const char *path, const int32_t *x, size_t n, size_t d);
+
+/* Allocate an n x d matrix (zeroed, aligned). */
+int qx_matrix_alloc(qx_matrix *m, size_t n, size_t d);
+void qx_matrix_free(qx_matrix *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,112 @@
+/* tests/testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void tu_rng_seed(tu_rng *r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ull + 1; }
+
+uint64_t tu_rng_next(tu_rng *r) {
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double tu_rng_uniform(tu_rng *r) { return (double)(tu_rng_next(r) >> 11) * 0x1.0p-53; }
+
+double tu_rng_normal(tu_rng *r) {
+    double u1 = tu_rng_uniform(r), u2 = tu_rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+float *tu_clustered(size_t n, size_t d, size_t clusters, uint64_t seed) {
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    float *centres = malloc(sizeof(float) * clusters * d);
+    float *x = malloc(sizeof(float) * n * d);
+    for (size_t i = 0; i < clusters * d; i++) centres[i] = (float)(2.0 * tu_rng_normal(&r));
+    for (size_t i = 0; i < n; i++) {
+        size_t c = tu_rng_next(&r) % clusters;
+        for (size_t j = 0; j < d; j++)
+            x[i * d + j] = centres[c * d + j] + (float)tu_rng_normal(&r);
+    }
+    free(centres);
+    return x;
+}
+
+int64_t *tu_brute_knn(const float *base, size_t nb, const float *q, size_t nq, size_t d,
+                      size_t k) {
+    int64_t *ids = malloc(sizeof(int64_t) * nq * k);
+    float *best = malloc(sizeof(float) * k);
+    for (size_t i = 0; i < nq; i++) {
+        int64_t *row = ids + i * k;
+        for (size_t j = 0; j < k; j++) best[j] = INFINITY, row[j] = -1;
+        for (size_t b = 0; b < nb; b++) {
+            double s = 0;
+            for (size_t j = 0; j < d; j++) {
+                double t = (double)q[i * d + j] - base[b * d + j];
+                s += t * t;
+            }
+            if (s >= best[k - 1]) continue;
+            size_t p = k - 1;
+            while (p > 0 && best[p - 1] > s) {
+                best[p] = best[p - 1];
+                row[p] = row[p - 1];
+                p--;
+            }
+            best[p] = (float)s;
+            row[p] = (int64_t)b;
+        }
+    }
+    free(best);
+    return ids;
+}
+
+const char *tu_data_path(const char *rel) {
+    static char buf[4096];
+    const char *dir = getenv("QX_DATA_DIR");
+    const char *cands[2] = {dir, "../shared/data"};
+    for (int i = 0; i < 2; i++) {
+        if (!cands[i] || !*cands[i]) continue;
+        snprintf(buf, sizeof buf, "%s/%s", cands[i], rel);
+        if (access(buf, R_OK) == 0) return buf;
+    }
+    return NULL;
+}
+
+void tu_skip_all(const char *why) {
+    fprintf(stderr, "SKIPPED: %s\n", why);
+    exit(77);
+}
+
+double tu_recall_at(const int64_t *result, size_t k_result, const int64_t *gt, size_t k_gt,
+                    size_t nq, size_t k) {
+    size_t hits = 0;
+    for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < k && j < k_result; j++)
+            if (result[i * k_result + j] == gt[i * k_gt]) {
+                hits++;
+                break;
+            }
+    return (double)hits / (double)nq;
+}
+
+const char *tu_tmpdir(void) {
+    static char dir[256];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/qinx-test-XXXXXX");
+        if (!mkdtemp(dir)) abort();
+    }
+    return dir;
+}
+
+const char *tu_tmpfile(const char *name) {
+    static char buf[512];
+    snprintf(buf, sizeof buf, "%s/%s", tu_tmpdir(), name);
+    return buf;
+}
