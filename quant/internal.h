@@ -60,6 +60,9 @@ double qx__now(void);
 /* Number of worker threads the library may use (QX_THREADS env or nproc). */
 int qx__num_threads(void);
 
+/* CRC-32 (IEEE) of len bytes, continuing from crc (start with 0). */
+uint32_t qx__crc32(uint32_t crc, const void *data, size_t len);
+
 /* Is every value finite? Returns the index of the first bad value, or -1. */
 long qx__first_nonfinite(const float *x, size_t n);
 
