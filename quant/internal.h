@@ -63,6 +63,10 @@ int qx__num_threads(void);
 /* CRC-32 (IEEE) of len bytes, continuing from crc (start with 0). */
 uint32_t qx__crc32(uint32_t crc, const void *data, size_t len);
 
+/* Write len bytes to path atomically: temporary file in the same directory,
+ * fsync, rename over path, fsync the directory. */
+int qx__write_atomic(const char *path, const uint8_t *data, size_t len);
+
 /* Is every value finite? Returns the index of the first bad value, or -1. */
 long qx__first_nonfinite(const float *x, size_t n);
 

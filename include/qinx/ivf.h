@@ -2,10 +2,12 @@
  *
  * nlist coarse centroids (k-means); each vector goes to its nearest list,
  * and the residual to that centroid is encoded by a qx_quantizer (RQ or
- * QINCo-style). Each stored entry is: the M code bytes plus one byte of
- * quantized reconstruction norm (||x̂||² of centroid + decoded residual, 8-bit
- * non-uniform, like FAISS's _Nqint8) — so code_size = M + 1 — and a 64-bit
- * user id kept apart. Search: nprobe nearest lists, one look-up table per
+ * QINCo-style). Each stored entry is: the M code bytes plus, for L2, one byte
+ * of quantized reconstruction norm (||x̂||² of centroid + decoded residual,
+ * 8-bit with 256 levels fitted by 1-D k-means, in the spirit of FAISS's
+ * _Nqint8) — so code_size = M + 1 (M for inner product) — and a 64-bit user
+ * id kept apart. Deletes swap the last entry of the list into the hole, so
+ * lists never hold tombstones and need no compaction. Search: nprobe nearest lists, one look-up table per
  * query shared by all lists (<q, codeword>), a SIMD scan, a bounded heap,
  * then optional re-ranking of a shortlist by exact decoding.
  *
@@ -56,6 +58,9 @@ void qx_ivf_free(qx_ivf *ivf); /* NULL-safe */
  * vectors. */
 int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n);
 
+/* Progress of train/add (also forwarded to the quantizer); NULL removes it. */
+void qx_ivf_set_progress(qx_ivf *ivf, qx_progress_fn fn, void *ctx);
+
 /* Add n vectors with user ids (upsert: an id already present is replaced). */
 int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n);
 
@@ -66,6 +71,7 @@ int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed);
 typedef struct qx_search_params {
     size_t nprobe;  /* lists visited (default 16, capped at nlist) */
     size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off) */
+    int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
 } qx_search_params;
 
 void qx_search_params_init(qx_search_params *p);

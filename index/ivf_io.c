@@ -1,0 +1,341 @@
+/* index/ivf_io.c — the on-disk format of a qx_ivf.
+ *
+ * Layout (little-endian):
+ *   header, 64 bytes: magic "QINXIVF1", u32 version, u32 d, u32 metric,
+ *     u32 quantizer kind, u32 M, u32 code_size, u64 nlist, u64 ntotal,
+ *     u64 file length, u32 number of sections, u32 CRC-32 of bytes 0..59
+ *   sections, each: u32 tag, u32 CRC-32 of payload, u64 payload length, payload
+ *     1 OPTS       kmeans_iters u32, pad u32, seed u64
+ *     2 CENTROIDS  nlist*d float32
+ *     3 NORMS      256 float32 (norm levels)
+ *     4 QUANTIZER  the quantizer blob (qx_quantizer_serialize)
+ *     5 LISTS      per list: u64 size, size*code_size code bytes, size*8 ids
+ * Decisions: the whole file is read into memory and every length is checked
+ * against what is left before it is used, so truncation, bit flips (CRC) and
+ * lying headers all fail with a message naming the section. Saves go to a
+ * temporary file in the same directory, are fsync'ed, renamed over the target
+ * and the directory is fsync'ed: a crash leaves either the old or the new file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ivf_impl.h"
+
+#define QX__IVF_MAGIC "QINXIVF1"
+#define QX__IVF_VERSION 1u
+#define QX__HDR 64u
+enum { SEC_OPTS = 1, SEC_CENTROIDS = 2, SEC_NORMS = 3, SEC_QUANT = 4, SEC_LISTS = 5 };
+
+/* ---- a growable byte buffer -------------------------------------------------- */
+
+typedef struct { uint8_t *p; size_t len, cap; int err; } buf_t;
+
+static void put(buf_t *b, const void *src, size_t n) {
+    if (b->err) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *p = qx__realloc(b->p, cap);
+        if (!p) { b->err = 1; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+static void put_u32(buf_t *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(buf_t *b, uint64_t v) { put(b, &v, 8); }
+
+/* Start a section; returns the offset of its header for end_section. */
+static size_t begin_section(buf_t *b, uint32_t tag) {
+    size_t at = b->len;
+    put_u32(b, tag);
+    put_u32(b, 0);
+    put_u64(b, 0);
+    return at;
+}
+static void end_section(buf_t *b, size_t at) {
+    if (b->err) return;
+    uint64_t len = b->len - at - 16;
+    uint32_t crc = qx__crc32(0, b->p + at + 16, len);
+    memcpy(b->p + at + 4, &crc, 4);
+    memcpy(b->p + at + 8, &len, 8);
+}
+
+/* ---- atomic file write --------------------------------------------------------- */
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int qx__write_atomic(const char *path, const uint8_t *data, size_t len) {
+    char tmp[4096], dir[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
+        return qx__fail(QX_EINVAL, "%s: path too long", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return qx__fail(QX_EIO, "%s: cannot create a temporary file: %s", path, strerror(errno));
+    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return qx__fail(QX_EIO, "%s: write failed: %s", path, strerror(e));
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return qx__fail(QX_EIO, "%s: rename failed: %s", path, strerror(e));
+    }
+    snprintf(dir, sizeof dir, "%s", path);
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd); /* make the rename durable; not all filesystems support it */
+        close(dfd);
+    }
+    return 0;
+}
+
+int qx_ivf_save(const qx_ivf *ivf, const char *path) {
+    if (!ivf || !path) return qx__fail(QX_EINVAL, "ivf_save: NULL argument");
+    if (!ivf->trained) return qx__fail(QX_ESTATE, "ivf_save: index is not trained");
+    uint8_t *qblob = NULL;
+    size_t qlen = 0;
+    int rc = qx_quantizer_serialize(ivf->quant, &qblob, &qlen);
+    if (rc) return qx__wrap(rc, "saving %s", path);
+    buf_t b = {0};
+    uint8_t hdr[QX__HDR] = {0};
+    put(&b, hdr, QX__HDR); /* filled at the end */
+    size_t at = begin_section(&b, SEC_OPTS);
+    put_u32(&b, (uint32_t)ivf->opts.kmeans_iters);
+    put_u32(&b, 0);
+    put_u64(&b, ivf->opts.seed);
+    end_section(&b, at);
+    at = begin_section(&b, SEC_CENTROIDS);
+    put(&b, ivf->centroids, sizeof(float) * ivf->nlist * ivf->d);
+    end_section(&b, at);
+    at = begin_section(&b, SEC_NORMS);
+    put(&b, ivf->norm_levels, sizeof ivf->norm_levels);
+    end_section(&b, at);
+    at = begin_section(&b, SEC_QUANT);
+    put(&b, qblob, qlen);
+    end_section(&b, at);
+    qx__free(qblob);
+    at = begin_section(&b, SEC_LISTS);
+    for (size_t l = 0; l < ivf->nlist; l++) {
+        const qx__ivf_list *L = &ivf->lists[l];
+        put_u64(&b, L->size);
+        put(&b, L->codes, L->size * ivf->code_size);
+        put(&b, L->ids, L->size * sizeof(int64_t));
+    }
+    end_section(&b, at);
+    if (b.err) {
+        qx__free(b.p);
+        return qx__fail(QX_ENOMEM, "saving %s: out of memory", path);
+    }
+    uint8_t *h = b.p;
+    uint32_t u;
+    uint64_t v;
+    memcpy(h, QX__IVF_MAGIC, 8);
+    u = QX__IVF_VERSION; memcpy(h + 8, &u, 4);
+    u = (uint32_t)ivf->d; memcpy(h + 12, &u, 4);
+    u = (uint32_t)ivf->opts.metric; memcpy(h + 16, &u, 4);
+    u = (uint32_t)qx_quantizer_kind(ivf->quant); memcpy(h + 20, &u, 4);
+    u = (uint32_t)ivf->M; memcpy(h + 24, &u, 4);
+    u = (uint32_t)ivf->code_size; memcpy(h + 28, &u, 4);
+    v = ivf->nlist; memcpy(h + 32, &v, 8);
+    v = ivf->ntotal; memcpy(h + 40, &v, 8);
+    v = b.len; memcpy(h + 48, &v, 8);
+    u = 5; memcpy(h + 56, &u, 4);
+    u = qx__crc32(0, h, 60); memcpy(h + 60, &u, 4);
+    rc = qx__write_atomic(path, b.p, b.len);
+    qx__free(b.p);
+    return rc;
+}
+
+/* ---- load ----------------------------------------------------------------------- */
+
+static int read_file(const char *path, uint8_t **out, size_t *len) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return qx__fail(errno == ENOENT ? QX_ENOTFOUND : QX_EIO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return qx__fail(QX_EIO, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    uint8_t *p = qx__malloc(n);
+    if (!p) {
+        close(fd);
+        return qx__fail(QX_ENOMEM, "%s: %zu bytes", path, n);
+    }
+    while (got < n) {
+        ssize_t r = read(fd, p + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got != n) {
+        qx__free(p);
+        return qx__fail(QX_EIO, "%s: short read (%zu of %zu bytes)", path, got, n);
+    }
+    *out = p;
+    *len = n;
+    return 0;
+}
+
+typedef struct { const uint8_t *p; size_t left; } cur_t;
+
+static int take(cur_t *c, void *dst, size_t n) {
+    if (c->left < n) return -1;
+    if (dst) memcpy(dst, c->p, n);
+    c->p += n;
+    c->left -= n;
+    return 0;
+}
+
+static const char *section_name(uint32_t tag) {
+    static const char *names[] = {"?", "options", "centroids", "norm levels", "quantizer", "lists"};
+    return tag <= SEC_LISTS ? names[tag] : "unknown";
+}
+
+int qx_ivf_load(const char *path, qx_ivf **out) {
+    if (!path || !out) return qx__fail(QX_EINVAL, "ivf_load: NULL argument");
+    *out = NULL;
+    uint8_t *file = NULL;
+    size_t flen = 0;
+    int rc = read_file(path, &file, &flen);
+    if (rc) return rc;
+    qx_ivf *ivf = NULL;
+    const uint8_t *h = file;
+    uint32_t version, d, metric, kind, M, cs, nsec, crc;
+    uint64_t nlist, ntotal, declared;
+#define FAIL(...) do { rc = qx__fail(QX_EFORMAT, __VA_ARGS__); goto out; } while (0)
+    if (flen < QX__HDR) FAIL("%s: truncated: %zu bytes, a qinx index has at least %u", path, flen, QX__HDR);
+    if (memcmp(h, QX__IVF_MAGIC, 8) != 0) FAIL("%s: not a qinx index (bad magic)", path);
+    memcpy(&version, h + 8, 4);
+    memcpy(&d, h + 12, 4);
+    memcpy(&metric, h + 16, 4);
+    memcpy(&kind, h + 20, 4);
+    memcpy(&M, h + 24, 4);
+    memcpy(&cs, h + 28, 4);
+    memcpy(&nlist, h + 32, 8);
+    memcpy(&ntotal, h + 40, 8);
+    memcpy(&declared, h + 48, 8);
+    memcpy(&nsec, h + 56, 4);
+    memcpy(&crc, h + 60, 4);
+    if (version != QX__IVF_VERSION) FAIL("%s: format version %u, this build reads %u", path, version, QX__IVF_VERSION);
+    if (qx__crc32(0, h, 60) != crc) FAIL("%s: header checksum mismatch (corrupt header)", path);
+    if (declared != flen) FAIL("%s: truncated or extended: header says %llu bytes, file has %zu", path, (unsigned long long)declared, flen);
+    if (d == 0 || d > 65536 || M == 0 || M > QX_MAX_STEPS || nlist == 0 || nlist > QX_MAX_NLIST ||
+        metric > QX_METRIC_IP || cs != M + (metric == QX_METRIC_L2) || nsec != 5)
+        FAIL("%s: header fields out of range (d=%u M=%u nlist=%llu metric=%u code_size=%u)", path, d, M,
+             (unsigned long long)nlist, metric, cs);
+    cur_t c = {file + QX__HDR, flen - QX__HDR};
+    const uint8_t *sec[6] = {0};
+    uint64_t seclen[6] = {0};
+    for (uint32_t s = 0; s < nsec; s++) {
+        uint32_t tag, scrc;
+        uint64_t slen;
+        if (take(&c, &tag, 4) || take(&c, &scrc, 4) || take(&c, &slen, 8))
+            FAIL("%s: truncated in the header of section %u", path, s + 1);
+        if (tag < SEC_OPTS || tag > SEC_LISTS || sec[tag]) FAIL("%s: unexpected section tag %u", path, tag);
+        if (slen > c.left) FAIL("%s: section '%s' needs %llu bytes, %zu left (truncated)", path,
+                                section_name(tag), (unsigned long long)slen, c.left);
+        if (qx__crc32(0, c.p, slen) != scrc) FAIL("%s: section '%s' checksum mismatch (corrupt)", path, section_name(tag));
+        sec[tag] = c.p;
+        seclen[tag] = slen;
+        take(&c, NULL, slen);
+    }
+    if (c.left != 0) FAIL("%s: %zu trailing bytes after the last section", path, c.left);
+    if (seclen[SEC_OPTS] != 16) FAIL("%s: options section has %llu bytes, expected 16", path, (unsigned long long)seclen[SEC_OPTS]);
+    if (seclen[SEC_CENTROIDS] != (uint64_t)nlist * d * 4) FAIL("%s: centroid section size does not match nlist*d", path);
+    if (seclen[SEC_NORMS] != sizeof(float) * QX__NORM_LEVELS) FAIL("%s: norm section size is wrong", path);
+
+    qx_quantizer *q = NULL;
+    if ((rc = qx_quantizer_deserialize(sec[SEC_QUANT], seclen[SEC_QUANT], &q))) {
+        rc = qx__wrap(QX_EFORMAT, "%s: quantizer section", path);
+        goto out;
+    }
+    if (qx_quantizer_dim(q) != d || qx_quantizer_steps(q) != M || (uint32_t)qx_quantizer_kind(q) != kind) {
+        qx_quantizer_free(q);
+        FAIL("%s: quantizer (d=%zu M=%zu) does not match the header (d=%u M=%u)", path,
+             qx_quantizer_dim(q), qx_quantizer_steps(q), d, M);
+    }
+    qx_ivf_opts o;
+    qx_ivf_opts_init(&o);
+    o.nlist = nlist;
+    o.metric = (qx_metric)metric;
+    uint32_t iters;
+    memcpy(&iters, sec[SEC_OPTS], 4);
+    memcpy(&o.seed, sec[SEC_OPTS] + 8, 8);
+    o.kmeans_iters = (int)iters;
+    if ((rc = qx_ivf_new(&ivf, d, q, &o))) goto out;
+    ivf->centroids = qx__aligned_alloc(sizeof(float) * nlist * d);
+    ivf->centroid_norms = qx__malloc(sizeof(float) * nlist);
+    ivf->lists = qx__calloc(nlist, sizeof(qx__ivf_list));
+    if (!ivf->centroids || !ivf->centroid_norms || !ivf->lists) {
+        rc = qx__fail(QX_ENOMEM, "%s: %llu lists", path, (unsigned long long)nlist);
+        goto out;
+    }
+    memcpy(ivf->centroids, sec[SEC_CENTROIDS], sizeof(float) * nlist * d);
+    memcpy(ivf->norm_levels, sec[SEC_NORMS], sizeof ivf->norm_levels);
+    if (qx__first_nonfinite(ivf->centroids, nlist * d) >= 0 || qx__first_nonfinite(ivf->norm_levels, QX__NORM_LEVELS) >= 0)
+        FAIL("%s: centroids or norm levels hold NaN/Inf", path);
+    for (size_t l = 0; l < nlist; l++) {
+        double s = 0;
+        for (size_t j = 0; j < d; j++) s += (double)ivf->centroids[l * d + j] * ivf->centroids[l * d + j];
+        ivf->centroid_norms[l] = (float)s;
+    }
+    if ((rc = qx__idmap_reserve(&ivf->ids, ntotal > (1u << 30) ? 0 : ntotal))) goto out;
+    ivf->trained = 1;
+    cur_t lc = {sec[SEC_LISTS], seclen[SEC_LISTS]};
+    for (size_t l = 0; l < nlist; l++) {
+        uint64_t size;
+        if (take(&lc, &size, 8)) FAIL("%s: lists section truncated at list %zu", path, l);
+        size_t need;
+        if (size > UINT32_MAX || !qx__mul(size, cs + 8, &need) || need > lc.left)
+            FAIL("%s: list %zu claims %llu entries, section too short", path, l, (unsigned long long)size);
+        qx__ivf_list *L = &ivf->lists[l];
+        if (size) {
+            L->codes = qx__aligned_alloc(size * cs);
+            L->ids = qx__malloc(size * 8);
+            if (!L->codes || !L->ids) { rc = qx__fail(QX_ENOMEM, "%s: list %zu", path, l); goto out; }
+            L->cap = L->size = size;
+            take(&lc, L->codes, size * cs);
+            take(&lc, L->ids, size * 8);
+        }
+        for (size_t i = 0; i < size; i++) {
+            uint64_t prev;
+            if (qx__idmap_get(&ivf->ids, L->ids[i], &prev))
+                FAIL("%s: id %lld appears twice", path, (long long)L->ids[i]);
+            if ((rc = qx__idmap_put(&ivf->ids, L->ids[i], qx__loc((uint32_t)l, (uint32_t)i)))) goto out;
+        }
+        ivf->ntotal += size;
+    }
+    if (lc.left) FAIL("%s: lists section has %zu extra bytes", path, lc.left);
+    if (ivf->ntotal != ntotal) FAIL("%s: lists hold %zu vectors, header says %llu", path, ivf->ntotal, (unsigned long long)ntotal);
+#undef FAIL
+out:
+    qx__free(file);
+    if (rc) {
+        qx_ivf_free(ivf);
+        return rc;
+    }
+    *out = ivf;
+    return 0;
+}

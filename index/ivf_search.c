@@ -1,0 +1,284 @@
+/* index/ivf_search.c — IVF search: coarse probe selection, one additive
+ * look-up table per query, SIMD list scans into a bounded heap, optional
+ * re-ranking by exact decoding.
+ *
+ * Decisions:
+ * 1. Internally every score is "smaller is better": for L2 the score is
+ *    ||q−x̂||² − ||q||², for inner product −⟨q,x̂⟩. ||q||² is added back at the
+ *    end so reported L2 distances are true (approximate) squared distances.
+ * 2. The LUT has M+1 rows for L2: rows 0..M−1 hold −2⟨q,a_mk⟩ and row M the
+ *    decoded norm levels, so a single qx_lut_scan over code_size bytes gives
+ *    −2⟨q,r̂⟩ + ||x̂||²; the list bias −2⟨q,c_l⟩ is added per list.
+ * 3. Queries go in blocks: coarse distances and LUTs of a block come from
+ *    one sgemm each (outside any parallel region, so BLAS threads never nest
+ *    under OpenMP), then the block's queries are scanned in parallel, each
+ *    thread with its own context: steady-state search does not allocate.
+ * 4. The heap holds (list, offset) locations, not ids, so re-ranking can
+ *    fetch codes; ids are looked up only for the final k.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "ivf_impl.h"
+#include "topk.h"
+#include "qinx/kernels.h"
+
+#define QX__QBLOCK 32
+
+struct qx_ivf_search_ctx {
+    size_t nlist, lut_len, heap_cap, scan_cap, rerank_cap, d, M;
+    float *coarse;      /* QBLOCK * nlist */
+    float *luts;        /* QBLOCK * (M+1) * 256 */
+    float *scan;        /* scores of one list */
+    qx__topk probes;    /* nprobe best lists */
+    qx__topk heap;      /* shortlist */
+    uint8_t *rr_codes;  /* rerank: codes of the shortlist */
+    float *rr_vecs;     /* rerank: decoded residuals */
+    qx_ivf_search_ctx **workers; /* per-thread contexts for batches */
+    int nworkers;
+};
+
+static size_t max_list_size(const qx_ivf *ivf) {
+    size_t m = 0;
+    for (size_t l = 0; l < ivf->nlist; l++)
+        if (ivf->lists[l].size > m) m = ivf->lists[l].size;
+    return m;
+}
+
+static void ctx_release(qx_ivf_search_ctx *c) {
+    qx__aligned_free(c->coarse);
+    qx__aligned_free(c->luts);
+    qx__aligned_free(c->scan);
+    qx__free(c->probes.key);
+    qx__free(c->probes.val);
+    qx__free(c->heap.key);
+    qx__free(c->heap.val);
+    qx__free(c->rr_codes);
+    qx__aligned_free(c->rr_vecs);
+}
+
+void qx_ivf_search_ctx_free(qx_ivf_search_ctx *c) {
+    if (!c) return;
+    for (int t = 0; t < c->nworkers; t++) qx_ivf_search_ctx_free(c->workers[t]);
+    qx__free(c->workers);
+    ctx_release(c);
+    qx__free(c);
+}
+
+int qx_ivf_search_ctx_new(const qx_ivf *ivf, qx_ivf_search_ctx **out) {
+    if (!ivf || !out) return qx__fail(QX_EINVAL, "search_ctx_new: NULL argument");
+    if (!ivf->trained) return qx__fail(QX_ESTATE, "search: index is not trained");
+    qx_ivf_search_ctx *c = qx__calloc(1, sizeof *c);
+    if (!c) return qx__fail(QX_ENOMEM, "search context");
+    c->nlist = ivf->nlist;
+    c->d = ivf->d;
+    c->M = ivf->M;
+    c->lut_len = (ivf->M + 1) * QX_KSUB;
+    c->coarse = qx__aligned_alloc(sizeof(float) * QX__QBLOCK * ivf->nlist);
+    c->luts = qx__aligned_alloc(sizeof(float) * QX__QBLOCK * c->lut_len);
+    c->probes.key = qx__malloc(sizeof(float) * ivf->nlist);
+    c->probes.val = qx__malloc(sizeof(uint64_t) * ivf->nlist);
+    if (!c->coarse || !c->luts || !c->probes.key || !c->probes.val) {
+        qx_ivf_search_ctx_free(c);
+        return qx__fail(QX_ENOMEM, "search context for %zu lists", ivf->nlist);
+    }
+    *out = c;
+    return 0;
+}
+
+/* Grow the per-query buffers; the index may have grown since the context
+ * was made (adds between searches). */
+static int ctx_fit(qx_ivf_search_ctx *c, const qx_ivf *ivf, size_t heap_k, size_t rerank) {
+    if (c->nlist != ivf->nlist || c->M != ivf->M || c->d != ivf->d)
+        return qx__fail(QX_EINVAL, "search context was made for another index");
+    size_t scan = max_list_size(ivf);
+    if (scan > c->scan_cap) {
+        qx__aligned_free(c->scan);
+        c->scan_cap = scan + scan / 4 + 64;
+        if (!(c->scan = qx__aligned_alloc(sizeof(float) * c->scan_cap)))
+            return c->scan_cap = 0, qx__fail(QX_ENOMEM, "search scan buffer");
+    }
+    if (heap_k > c->heap_cap) {
+        qx__free(c->heap.key);
+        qx__free(c->heap.val);
+        c->heap.key = qx__malloc(sizeof(float) * heap_k);
+        c->heap.val = qx__malloc(sizeof(uint64_t) * heap_k);
+        c->heap_cap = heap_k;
+        if (!c->heap.key || !c->heap.val) return c->heap_cap = 0, qx__fail(QX_ENOMEM, "search heap");
+    }
+    if (rerank > c->rerank_cap) {
+        qx__free(c->rr_codes);
+        qx__aligned_free(c->rr_vecs);
+        c->rr_codes = qx__malloc(rerank * ivf->M);
+        c->rr_vecs = qx__aligned_alloc(sizeof(float) * rerank * ivf->d);
+        c->rerank_cap = rerank;
+        if (!c->rr_codes || !c->rr_vecs) return c->rerank_cap = 0, qx__fail(QX_ENOMEM, "rerank buffers");
+    }
+    return 0;
+}
+
+/* Coarse scores and LUTs of nb queries (one sgemm each). */
+static int prepare_block(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, size_t nb) {
+    size_t d = ivf->d, nlist = ivf->nlist, M = ivf->M, L = c->lut_len;
+    int l2 = ivf->opts.metric == QX_METRIC_L2;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, q,
+                (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
+    /* c->coarse now holds ⟨q,c_l⟩: the probe key (||c||² − 2⟨q,c⟩ for L2)
+     * and the scan bias (−2⟨q,c⟩) both derive from it. */
+    /* LUT rows 0..M−1 come packed M*256 per query from the quantizer; spread
+     * them to stride L and append the norm row. */
+    int rc = qx_quantizer_lut(ivf->quant, q, nb, c->luts);
+    if (rc) return rc;
+    for (size_t i = nb; i-- > 0;) {
+        float *dst = c->luts + i * L;
+        const float *src = c->luts + i * M * QX_KSUB;
+        float scale = l2 ? -2.0f : -1.0f;
+        for (size_t j = M * QX_KSUB; j-- > 0;) dst[j] = scale * src[j];
+        if (l2) memcpy(dst + M * QX_KSUB, ivf->norm_levels, sizeof(float) * QX_KSUB);
+        else memset(dst + M * QX_KSUB, 0, sizeof(float) * QX_KSUB);
+    }
+    return 0;
+}
+
+static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, const float *qc,
+                      const float *lut, size_t k, const qx_search_params *p, float *dist,
+                      int64_t *ids) {
+    size_t d = ivf->d, M = ivf->M, cs = ivf->code_size, nlist = ivf->nlist;
+    int l2 = ivf->opts.metric == QX_METRIC_L2;
+    size_t nprobe = p->nprobe < nlist ? p->nprobe : nlist;
+    size_t heap_k = p->rerank > k ? p->rerank : k;
+    float qn = l2 ? qx_dot(q, q, d) : 0.f;
+
+    /* Probe selection: L2 by ||c||² − 2⟨q,c⟩, IP by −⟨q,c⟩. */
+    qx__topk_reset(&c->probes, nprobe);
+    for (size_t l = 0; l < nlist; l++) {
+        float key = l2 ? ivf->centroid_norms[l] - 2.0f * qc[l] : -qc[l];
+        if (qx__topk_wants(&c->probes, key)) qx__topk_push(&c->probes, key, l);
+    }
+    qx__topk_reset(&c->heap, heap_k);
+    for (size_t pi = 0; pi < c->probes.n; pi++) {
+        uint32_t l = (uint32_t)c->probes.val[pi];
+        const qx__ivf_list *L = &ivf->lists[l];
+        if (L->size == 0) continue;
+        float bias = l2 ? -2.0f * qc[l] : -qc[l];
+        qx_lut_scan(c->scan, L->codes, L->size, cs, M + (size_t)ivf->has_norm, lut);
+        for (size_t i = 0; i < L->size; i++) {
+            float s = c->scan[i] + bias;
+            if (qx__topk_wants(&c->heap, s)) qx__topk_push(&c->heap, s, qx__loc(l, (uint32_t)i));
+        }
+    }
+    if (p->rerank > 0 && c->heap.n > 0) {
+        /* Exact distances to the decoded reconstructions c_l + r̂. */
+        size_t n = c->heap.n;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t loc = c->heap.val[i];
+            memcpy(c->rr_codes + i * M, ivf->lists[loc >> 32].codes + (size_t)(uint32_t)loc * cs, M);
+        }
+        int rc = qx_quantizer_decode(ivf->quant, c->rr_codes, n, 0, c->rr_vecs);
+        if (rc) return rc;
+        qx__topk cand = c->heap;
+        qx__topk_reset(&c->heap, heap_k); /* reuse storage: rebuild with exact keys */
+        for (size_t i = 0; i < n; i++) {
+            uint64_t loc = cand.val[i];
+            const float *cen = ivf->centroids + (size_t)(loc >> 32) * d;
+            float *x = c->rr_vecs + i * d;
+            for (size_t j = 0; j < d; j++) x[j] += cen[j];
+            float s = l2 ? qx_l2sqr(q, x, d) - qn : -qx_dot(q, x, d);
+            c->heap.key[i] = s; /* fill in place: the same n entries */
+            c->heap.val[i] = loc;
+        }
+        c->heap.n = n;
+        /* Re-heapify (max-heap) after in-place rewrite, then keep k. */
+        for (size_t i = n / 2; i-- > 0;) qx__topk_sift_down(&c->heap, i);
+        while (c->heap.n > k) {
+            c->heap.n--;
+            c->heap.key[0] = c->heap.key[c->heap.n];
+            c->heap.val[0] = c->heap.val[c->heap.n];
+            qx__topk_sift_down(&c->heap, 0);
+        }
+    } else {
+        while (c->heap.n > k) { /* heap_k == k here; defensive */
+            c->heap.n--;
+            c->heap.key[0] = c->heap.key[c->heap.n];
+            c->heap.val[0] = c->heap.val[c->heap.n];
+            qx__topk_sift_down(&c->heap, 0);
+        }
+    }
+    qx__topk_sort(&c->heap);
+    size_t i = 0;
+    for (; i < c->heap.n; i++) {
+        uint64_t loc = c->heap.val[i];
+        ids[i] = ivf->lists[loc >> 32].ids[(uint32_t)loc];
+        dist[i] = l2 ? fmaxf(c->heap.key[i] + qn, 0.0f) : -c->heap.key[i];
+    }
+    for (; i < k; i++) {
+        ids[i] = -1;
+        dist[i] = l2 ? INFINITY : -INFINITY;
+    }
+    return 0;
+}
+
+int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries, size_t nq,
+                  size_t k, const qx_search_params *params, float *dist, int64_t *ids) {
+    qx_search_params def;
+    if (!params) qx_search_params_init(&def), params = &def;
+    if (!ivf || (nq && (!queries || !dist || !ids))) return qx__fail(QX_EINVAL, "search: NULL argument");
+    if (!ivf->trained) return qx__fail(QX_ESTATE, "search: index is not trained");
+    if (k == 0 || k > QX_MAX_K) return qx__fail(QX_EINVAL, "search: k=%zu outside 1..%d", k, QX_MAX_K);
+    if (params->nprobe == 0) return qx__fail(QX_EINVAL, "search: nprobe must be at least 1");
+    if (params->rerank > QX_MAX_K * 10)
+        return qx__fail(QX_EINVAL, "search: rerank=%zu above %d", params->rerank, QX_MAX_K * 10);
+    size_t total;
+    if (!qx__mul(nq, ivf->d, &total)) return qx__fail(QX_ENOMEM, "search: nq*d overflows");
+    long bad = qx__first_nonfinite(queries, total);
+    if (bad >= 0)
+        return qx__fail(QX_EINVAL, "search: query %zu has a NaN or Inf at dimension %zu",
+                        (size_t)bad / ivf->d, (size_t)bad % ivf->d);
+    qx_ivf_search_ctx *own = NULL;
+    int rc = 0;
+    if (!ctx) {
+        if ((rc = qx_ivf_search_ctx_new(ivf, &own))) return rc;
+        ctx = own;
+    }
+    size_t heap_k = params->rerank > k ? params->rerank : k;
+    int threads = params->threads > 0 ? params->threads : qx__num_threads();
+    if ((size_t)threads > nq) threads = (int)(nq ? nq : 1);
+    if (threads > 1 && ctx->nworkers < threads) {
+        qx_ivf_search_ctx **w = qx__realloc(ctx->workers, sizeof *w * (size_t)threads);
+        if (!w) rc = qx__fail(QX_ENOMEM, "search workers");
+        else ctx->workers = w;
+        for (int t = ctx->nworkers; rc == 0 && t < threads; t++) {
+            rc = qx_ivf_search_ctx_new(ivf, &ctx->workers[t]);
+            if (rc == 0) ctx->nworkers = t + 1;
+        }
+    }
+    if (rc == 0) rc = ctx_fit(ctx, ivf, heap_k, params->rerank);
+    for (int t = 0; rc == 0 && threads > 1 && t < threads; t++)
+        rc = ctx_fit(ctx->workers[t], ivf, heap_k, params->rerank);
+    for (size_t i0 = 0; rc == 0 && i0 < nq; i0 += QX__QBLOCK) {
+        size_t nb = nq - i0 < QX__QBLOCK ? nq - i0 : QX__QBLOCK;
+        const float *qb = queries + i0 * ivf->d;
+        if ((rc = prepare_block(ivf, ctx, qb, nb))) break;
+        int err = 0;
+        if (threads > 1 && nb > 1) {
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(min : err)
+            for (size_t i = 0; i < nb; i++) {
+                qx_ivf_search_ctx *w = ctx->workers[omp_get_thread_num()];
+                int e = search_one(ivf, w, qb + i * ivf->d, ctx->coarse + i * ivf->nlist,
+                                   ctx->luts + i * ctx->lut_len, k, params, dist + (i0 + i) * k,
+                                   ids + (i0 + i) * k);
+                if (e < err) err = e;
+            }
+        } else {
+            for (size_t i = 0; i < nb && err == 0; i++)
+                err = search_one(ivf, ctx, qb + i * ivf->d, ctx->coarse + i * ivf->nlist,
+                                 ctx->luts + i * ctx->lut_len, k, params, dist + (i0 + i) * k,
+                                 ids + (i0 + i) * k);
+        }
+        rc = err;
+    }
+    qx_ivf_search_ctx_free(own);
+    return rc;
+}
