@@ -1,12 +1,63 @@
-/* tools/main.c — the `qinx` command: dispatch to subcommands. */
+/* tools/main.c — the `qinx` command: one program, one subcommand per job. */
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
+/* Server and bench are optional parts of the build (their folders may be
+ * absent in a trimmed checkout). */
+#if defined(QX_HAVE_SERVER) && __has_include("serve.h")
+#include "serve.h"
+#else
+#undef QX_HAVE_SERVER
+#endif
+#if defined(QX_HAVE_BENCH) && __has_include("bench.h")
+#include "bench.h"
+#else
+#undef QX_HAVE_BENCH
+#endif
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "qinx %s — vector search over residual / QINCo-style codes\n\n"
+            "usage: qinx <command> [options]   (qinx <command> --help for its options)\n\n"
+            "  build    train and write an IVF index from a vector file\n"
+            "  search   query an index file; recall and QPS against ground truth\n"
+            "  info     describe an index file\n"
+#ifdef QX_HAVE_SERVER
+            "  serve    run the HTTP server\n"
+#endif
+#ifdef QX_HAVE_BENCH
+            "  bench    compare qinx and FAISS quantizers (MSE, recall, speed)\n"
+#endif
+            "  version  print the version\n",
+            QINX_VERSION);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-        printf("usage: qinx <build|search|info|verify|serve|bench> [options]\n");
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
     }
-    fprintf(stderr, "qinx: unknown command '%s'\n", argv[1]);
+    const char *cmd = argv[1];
+    argc--, argv++;
+    if (!strcmp(cmd, "build")) return qx_cli_build(argc, argv);
+    if (!strcmp(cmd, "search")) return qx_cli_search(argc, argv);
+    if (!strcmp(cmd, "info")) return qx_cli_info(argc, argv);
+#ifdef QX_HAVE_SERVER
+    if (!strcmp(cmd, "serve")) return qx_serve_main(argc, argv);
+#endif
+#ifdef QX_HAVE_BENCH
+    if (!strcmp(cmd, "bench")) return qx_bench_main(argc, argv);
+#endif
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("qinx %s (SIMD: %s)\n", QINX_VERSION, qx_simd_name(qx_simd_active()));
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "qinx: unknown command '%s'\n\n", cmd);
+    usage(stderr);
     return 2;
 }

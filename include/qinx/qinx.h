@@ -1,0 +1,16 @@
+/* qinx/qinx.h — everything public in one include. */
+#ifndef QINX_QINX_H
+#define QINX_QINX_H
+
+#include "qinx/error.h"
+#include "qinx/alloc.h"
+#include "qinx/kernels.h"
+#include "qinx/vecfile.h"
+#include "qinx/kmeans.h"
+#include "qinx/quantizer.h"
+#include "qinx/rq.h"
+#include "qinx/ivf.h"
+
+#define QINX_VERSION "0.1.0"
+
+#endif

@@ -1,0 +1,54 @@
+/* tools/cli_info.c — `qinx info`: what an index file holds. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+int qx_cli_info(int argc, char **argv) {
+    const char *path = NULL;
+    int json = 0;
+    static const struct option opts[] = {
+        {"index", 1, 0, 'i'}, {"json", 0, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'i') path = optarg;
+        else if (c == 'j') json = 1;
+        else if (c == 'h') {
+            printf("usage: qinx info --index INDEX [--json]\n");
+            return 0;
+        } else return 2;
+    }
+    if (!path || optind < argc) {
+        fprintf(stderr, "usage: qinx info --index INDEX [--json]\n");
+        return 2;
+    }
+    qx_ivf *ivf = NULL;
+    int rc = qx_ivf_load(path, &ivf);
+    if (rc) return cli_fail("info", rc);
+    qx_ivf_info in;
+    qx_ivf_get_info(ivf, &in);
+    struct stat st;
+    long long fsize = stat(path, &st) == 0 ? (long long)st.st_size : -1;
+    const char *metric = in.metric == QX_METRIC_L2 ? "l2" : "ip";
+    const char *kind = qx_quantizer_kind_name(in.quant_kind);
+    if (json) {
+        printf("{\"index\":\"%s\",\"dim\":%zu,\"metric\":\"%s\",\"quantizer\":\"%s\",\"steps\":%zu,"
+               "\"code_size\":%zu,\"nlist\":%zu,\"ntotal\":%zu,\"list_min\":%zu,\"list_max\":%zu,"
+               "\"memory_bytes\":%zu,\"file_bytes\":%lld}\n",
+               path, in.d, metric, kind, in.M, in.code_size, in.nlist, in.ntotal, in.list_min,
+               in.list_max, in.bytes, fsize);
+    } else {
+        printf("index        %s\n", path);
+        printf("dimension    %zu\nmetric       %s\nquantizer    %s, %zu steps x 256 codewords\n", in.d,
+               metric, kind, in.M);
+        printf("code size    %zu bytes/vector (+8-byte id)\n", in.code_size);
+        printf("lists        %zu (sizes %zu..%zu)\nvectors      %zu\n", in.nlist, in.list_min,
+               in.list_max, in.ntotal);
+        printf("memory       %.1f MiB\nfile         %.1f MiB\n", in.bytes / 1048576.0, fsize / 1048576.0);
+    }
+    qx_ivf_free(ivf);
+    return 0;
+}

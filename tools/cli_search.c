@@ -1,0 +1,136 @@
+/* tools/cli_search.c — `qinx search`: run queries against an index file and,
+ * with --gt, report recall@1/10/100, 10-recall@10 and QPS. QPS is measured
+ * over the whole query set on --threads threads (default 1, the protocol of
+ * the benchmark: single-threaded), best of --runs runs. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: qinx search --index INDEX --queries FILE [options]\n"
+            "  --gt FILE        ground truth (.ivecs): report recall and QPS\n"
+            "  --k K            neighbours per query (default 100 with --gt, else 10)\n"
+            "  --nprobe N       lists visited per query (default 16)\n"
+            "  --rerank N       re-rank a shortlist of N by exact decoding (default 0)\n"
+            "  --threads T      search threads (default 1)\n"
+            "  --runs R         timed runs, best reported (default 1)\n"
+            "  --json           one JSON object on stdout\n"
+            "  --print N        print the results of the first N queries (default 0; 3 without --gt)\n");
+}
+
+int qx_cli_search(int argc, char **argv) {
+    const char *index_path = NULL, *q_path = NULL, *gt_path = NULL;
+    size_t k = 0, nprobe = 16, rerank = 0, threads = 1, runs = 1, print = (size_t)-1;
+    int json = 0;
+    static const struct option opts[] = {
+        {"index", 1, 0, 'i'}, {"queries", 1, 0, 'q'}, {"gt", 1, 0, 'g'},     {"k", 1, 0, 'k'},
+        {"nprobe", 1, 0, 'n'}, {"rerank", 1, 0, 'r'}, {"threads", 1, 0, 'T'}, {"runs", 1, 0, 'R'},
+        {"json", 0, 0, 'j'},   {"print", 1, 0, 'p'},  {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'i': index_path = optarg; break;
+        case 'q': q_path = optarg; break;
+        case 'g': gt_path = optarg; break;
+        case 'k': bad = cli_parse_size("--k", optarg, 1, QX_MAX_K, &k); break;
+        case 'n': bad = cli_parse_size("--nprobe", optarg, 1, QX_MAX_NLIST, &nprobe); break;
+        case 'r': bad = cli_parse_size("--rerank", optarg, 0, QX_MAX_K * 10, &rerank); break;
+        case 'T': bad = cli_parse_size("--threads", optarg, 1, 256, &threads); break;
+        case 'R': bad = cli_parse_size("--runs", optarg, 1, 100, &runs); break;
+        case 'p': bad = cli_parse_size("--print", optarg, 0, SIZE_MAX, &print); break;
+        case 'j': json = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (bad) return 2;
+    }
+    if (!index_path || !q_path || optind < argc) {
+        fprintf(stderr, "qinx search: --index and --queries are required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (!k) k = gt_path ? 100 : 10;
+    if (print == (size_t)-1) print = gt_path ? 0 : 3;
+    qx_ivf *ivf = NULL;
+    qx_matrix q = {0};
+    int32_t *gt = NULL;
+    size_t gt_n = 0, gt_k = 0;
+    float *dist = NULL;
+    int64_t *ids = NULL;
+    qx_ivf_search_ctx *ctx = NULL;
+    int rc = qx_ivf_load(index_path, &ivf);
+    if (rc == 0) rc = qx_vecs_read(q_path, 0, &q);
+    if (rc == 0 && gt_path) rc = qx_ivecs_read(gt_path, 0, &gt, &gt_n, &gt_k);
+    if (rc) goto out;
+    qx_ivf_info info;
+    qx_ivf_get_info(ivf, &info);
+    if (q.d != info.d) {
+        rc = QX_EDIM;
+        fprintf(stderr, "qinx search: queries have dimension %zu, the index %zu\n", q.d, info.d);
+        goto out;
+    }
+    if (gt && gt_n < q.n) {
+        rc = QX_EDIM;
+        fprintf(stderr, "qinx search: %zu queries but ground truth for %zu\n", q.n, gt_n);
+        goto out;
+    }
+    dist = malloc(sizeof(float) * q.n * k);
+    ids = malloc(sizeof(int64_t) * q.n * k);
+    if (!dist || !ids) {
+        rc = QX_ENOMEM;
+        fprintf(stderr, "qinx search: out of memory for %zu x %zu results\n", q.n, k);
+        goto out;
+    }
+    if ((rc = qx_ivf_search_ctx_new(ivf, &ctx))) goto out;
+    qx_search_params sp;
+    qx_search_params_init(&sp);
+    sp.nprobe = nprobe;
+    sp.rerank = rerank;
+    sp.threads = (int)threads;
+    double best = 1e300;
+    for (size_t r = 0; r < runs && rc == 0; r++) {
+        double t0 = cli_now();
+        rc = qx_ivf_search(ivf, ctx, q.data, q.n, k, &sp, dist, ids);
+        double t = cli_now() - t0;
+        if (t < best) best = t;
+    }
+    if (rc) goto out;
+    double qps = q.n / (best > 0 ? best : 1e-9);
+    cli_recall rec = {0};
+    if (gt) cli_compute_recall(ids, k, gt, gt_k, q.n, &rec);
+    if (json) {
+        printf("{\"index\":\"%s\",\"nq\":%zu,\"k\":%zu,\"nprobe\":%zu,\"rerank\":%zu,\"threads\":%zu,"
+               "\"qps\":%.1f,\"seconds\":%.6f",
+               index_path, q.n, k, nprobe, rerank, threads, qps, best);
+        if (gt)
+            printf(",\"recall@1\":%.4f,\"recall@10\":%.4f,\"recall@100\":%.4f,\"10-recall@10\":%.4f",
+                   rec.r1, rec.r10, rec.r100, rec.r10_at_10);
+        printf("}\n");
+    } else {
+        printf("queries %zu  k %zu  nprobe %zu  rerank %zu  threads %zu\n", q.n, k, nprobe, rerank, threads);
+        if (gt)
+            printf("recall@1 %.4f  recall@10 %.4f  recall@100 %.4f  10-recall@10 %.4f\n", rec.r1,
+                   rec.r10, rec.r100, rec.r10_at_10);
+        printf("QPS %.1f  (%.3f ms/query)\n", qps, 1e3 * best / q.n);
+    }
+    for (size_t i = 0; i < print && i < q.n && !json; i++) {
+        printf("query %zu:", i);
+        for (size_t j = 0; j < k && j < 10; j++) printf(" %lld(%.4g)", (long long)ids[i * k + j], dist[i * k + j]);
+        printf("%s\n", k > 10 ? " ..." : "");
+    }
+out:
+    if (rc && rc != QX_EDIM && rc != QX_ENOMEM) cli_fail("search", rc);
+    qx_ivf_search_ctx_free(ctx);
+    qx_ivf_free(ivf);
+    qx_matrix_free(&q);
+    qx_free(gt);
+    free(dist);
+    free(ids);
+    return rc ? 1 : 0;
+}

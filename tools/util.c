@@ -1,0 +1,62 @@
+/* tools/util.c — option parsing, error reporting and recall metrics shared by
+ * the subcommands. Recall definitions follow the ANN-benchmarks / FAISS
+ * conventions: R@R is the fraction of queries whose true nearest neighbour is
+ * among the first R results; 10-recall@10 the mean overlap of the first 10
+ * results with the true 10 nearest. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "cli.h"
+
+int cli_parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
+        fprintf(stderr, "qinx: %s expects a whole number in %zu..%zu, got '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
+}
+
+int cli_fail(const char *cmd, int rc) {
+    fprintf(stderr, "qinx %s: %s (%s)\n", cmd, qx_last_error(), qx_strerror(rc));
+    return 1;
+}
+
+void cli_compute_recall(const int64_t *ids, size_t k, const int32_t *gt, size_t gt_k, size_t nq,
+                        cli_recall *out) {
+    size_t h1 = 0, h10 = 0, h100 = 0, inter = 0;
+    for (size_t i = 0; i < nq; i++) {
+        const int64_t *r = ids + i * k;
+        const int32_t *g = gt + i * gt_k;
+        for (size_t j = 0; j < k; j++) {
+            if (r[j] == g[0]) {
+                h1 += j < 1;
+                h10 += j < 10;
+                h100 += j < 100;
+                break;
+            }
+        }
+        size_t kk = k < 10 ? k : 10, gk = gt_k < 10 ? gt_k : 10;
+        for (size_t j = 0; j < kk; j++)
+            for (size_t t = 0; t < gk; t++)
+                if (r[j] == g[t]) {
+                    inter++;
+                    break;
+                }
+    }
+    out->r1 = (double)h1 / nq;
+    out->r10 = (double)h10 / nq;
+    out->r100 = (double)h100 / nq;
+    out->r10_at_10 = (double)inter / (10.0 * nq);
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
