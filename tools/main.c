@@ -23,6 +23,7 @@ static void usage(FILE *f) {
             "  build    train and write an IVF index from a vector file\n"
             "  search   query an index file; recall and QPS against ground truth\n"
             "  info     describe an index file\n"
+            "  synth    write a generated dataset (base, queries, exact ground truth)\n"
 #ifdef QX_HAVE_SERVER
             "  serve    run the HTTP server\n"
 #endif
@@ -43,6 +44,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "build")) return qx_cli_build(argc, argv);
     if (!strcmp(cmd, "search")) return qx_cli_search(argc, argv);
     if (!strcmp(cmd, "info")) return qx_cli_info(argc, argv);
+    if (!strcmp(cmd, "synth")) return qx_cli_synth(argc, argv);
 #ifdef QX_HAVE_SERVER
     if (!strcmp(cmd, "serve")) return qx_serve_main(argc, argv);
 #endif

@@ -1,0 +1,437 @@
+/* tests/test_ivf.c — the IVF index: recall against brute force (synthetic
+ * and siftsmall), exactness of the scan against decoded reconstructions,
+ * upsert/remove invariants, save→load identity, corrupt and truncated files,
+ * bad arguments, and out-of-memory injection through the allocator seam. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qinx/qinx.h"
+
+#define D 32
+#define NB 12000
+#define NQ 100
+
+static float *base, *queries;
+static int64_t *gt;
+static qx_ivf *shared_ivf;
+
+static qx_ivf *build(const float *x, size_t n, size_t bytes, size_t nlist, qx_metric metric) {
+    qx_rq_opts ro;
+    qx_rq_opts_init(&ro);
+    ro.M = metric == QX_METRIC_L2 ? bytes - 1 : bytes;
+    qx_quantizer *q = NULL;
+    assert_int_equal(qx_rq_new(&q, D, &ro), 0);
+    qx_ivf_opts io;
+    qx_ivf_opts_init(&io);
+    io.nlist = nlist;
+    io.metric = metric;
+    qx_ivf *ivf = NULL;
+    assert_int_equal(qx_ivf_new(&ivf, D, q, &io), 0);
+    int rc = qx_ivf_train(ivf, x, n);
+    if (rc) fprintf(stderr, "train: %s\n", qx_last_error());
+    assert_int_equal(rc, 0);
+    int64_t *ids = malloc(sizeof(int64_t) * n);
+    for (size_t i = 0; i < n; i++) ids[i] = (int64_t)i;
+    assert_int_equal(qx_ivf_add(ivf, x, ids, n), 0);
+    free(ids);
+    assert_int_equal(qx_ivf_check(ivf), 0);
+    return ivf;
+}
+
+static int setup(void **state) {
+    base = tu_clustered(NB + NQ, D, 50, 42);
+    queries = base + (size_t)NB * D;
+    gt = tu_brute_knn(base, NB, queries, NQ, D, 10);
+    shared_ivf = build(base, NB, 16, 64, QX_METRIC_L2);
+    return 0;
+}
+
+static int teardown(void **state) {
+    qx_ivf_free(shared_ivf);
+    free(base);
+    free(gt);
+    return 0;
+}
+
+static double recall10(const int64_t *ids, size_t k) {
+    size_t inter = 0;
+    for (size_t i = 0; i < NQ; i++)
+        for (size_t j = 0; j < 10; j++)
+            for (size_t t = 0; t < 10; t++)
+                if (ids[i * k + j] == gt[i * 10 + t]) inter++;
+    return inter / (10.0 * NQ);
+}
+
+static void search(const qx_ivf *ivf, size_t k, size_t nprobe, size_t rerank, float *dist, int64_t *ids) {
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = nprobe;
+    p.rerank = rerank;
+    int rc = qx_ivf_search(ivf, NULL, queries, NQ, k, &p, dist, ids);
+    if (rc) fprintf(stderr, "search: %s\n", qx_last_error());
+    assert_int_equal(rc, 0);
+}
+
+static void test_recall_synthetic(void **state) {
+    float dist[NQ * 10];
+    int64_t ids[NQ * 10];
+    search(shared_ivf, 10, 64, 0, dist, ids);
+    double r_full = recall10(ids, 10);
+    search(shared_ivf, 10, 8, 0, dist, ids);
+    double r_8 = recall10(ids, 10);
+    search(shared_ivf, 10, 64, 100, dist, ids);
+    double r_rr = recall10(ids, 10);
+    fprintf(stderr, "synthetic 10-recall@10: nprobe 64 %.3f, nprobe 8 %.3f, rerank 100 %.3f\n", r_full, r_8, r_rr);
+    assert_true(r_full >= 0.6);
+    assert_true(r_rr >= r_full - 0.02);
+    assert_true(r_full >= r_8 - 1e-9);
+    for (size_t i = 0; i < NQ; i++)
+        for (size_t j = 1; j < 10; j++) assert_true(dist[i * 10 + j - 1] <= dist[i * 10 + j]);
+}
+
+/* With every list probed and a shortlist covering the base, reranked
+ * distances must be the exact distances to the decoded reconstructions. */
+static void test_scan_matches_decoded(void **state) {
+    const qx_quantizer *q = qx_ivf_quantizer(shared_ivf);
+    size_t M = qx_quantizer_steps(q);
+    /* Brute force over reconstructions: decode each base vector's code via a
+     * fresh encode of its residual to its nearest centroid. */
+    const float *cent = qx_ivf_centroids(shared_ivf);
+    qx_ivf_info info;
+    qx_ivf_get_info(shared_ivf, &info);
+    uint32_t *assign = malloc(sizeof(uint32_t) * NB);
+    assert_int_equal(qx_assign_nearest(base, NB, cent, info.nlist, D, assign, NULL), 0);
+    float *res = malloc(sizeof(float) * NB * D);
+    for (size_t i = 0; i < NB; i++)
+        for (size_t j = 0; j < D; j++) res[i * D + j] = base[i * D + j] - cent[assign[i] * D + j];
+    uint8_t *codes = malloc(NB * M);
+    assert_int_equal(qx_quantizer_encode(q, res, NB, codes), 0);
+    assert_int_equal(qx_quantizer_decode(q, codes, NB, 0, res), 0);
+    for (size_t i = 0; i < NB; i++)
+        for (size_t j = 0; j < D; j++) res[i * D + j] += cent[assign[i] * D + j];
+    int64_t *want = tu_brute_knn(res, NB, queries, NQ, D, 1);
+    float dist[NQ * 5];
+    int64_t ids[NQ * 5];
+    search(shared_ivf, 5, info.nlist, NB, dist, ids);
+    size_t same = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        same += ids[i * 5] == want[i];
+        float exact = qx_l2sqr(queries + i * D, res + (size_t)ids[i * 5] * D, D);
+        assert_true(fabsf(exact - dist[i * 5]) <= 1e-3f * (1.0f + exact));
+    }
+    assert_true(same >= NQ - 1); /* float ties may swap one */
+    free(assign);
+    free(res);
+    free(codes);
+    free(want);
+}
+
+static void test_save_load_identical(void **state) {
+    const char *path = tu_tmpfile("a.qinx");
+    assert_int_equal(qx_ivf_save(shared_ivf, path), 0);
+    qx_ivf *back = NULL;
+    assert_int_equal(qx_ivf_load(path, &back), 0);
+    assert_int_equal(qx_ivf_check(back), 0);
+    float d1[NQ * 10], d2[NQ * 10];
+    int64_t i1[NQ * 10], i2[NQ * 10];
+    search(shared_ivf, 10, 16, 50, d1, i1);
+    search(back, 10, 16, 50, d2, i2);
+    assert_memory_equal(i1, i2, sizeof i1);
+    assert_memory_equal(d1, d2, sizeof d1);
+    /* Saving the loaded index gives the same bytes. */
+    const char *path2 = tu_tmpfile("b.qinx");
+    assert_int_equal(qx_ivf_save(back, path2), 0);
+    FILE *f1 = fopen(path, "rb"), *f2 = fopen(path2, "rb");
+    int c1, c2;
+    do {
+        c1 = fgetc(f1);
+        c2 = fgetc(f2);
+        assert_int_equal(c1, c2);
+    } while (c1 != EOF);
+    fclose(f1);
+    fclose(f2);
+    qx_ivf_free(back);
+}
+
+static unsigned char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *p = malloc(*n);
+    assert_int_equal(fread(p, 1, *n, f), *n);
+    fclose(f);
+    return p;
+}
+
+static void spit(const char *path, const unsigned char *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    fwrite(p, 1, n, f);
+    fclose(f);
+}
+
+static void test_corrupt_files_rejected(void **state) {
+    const char *good = tu_tmpfile("good.qinx");
+    assert_int_equal(qx_ivf_save(shared_ivf, good), 0);
+    size_t n;
+    unsigned char *p = slurp(good, &n);
+    char bad[600];
+    snprintf(bad, sizeof bad, "%s", tu_tmpfile("bad.qinx"));
+    qx_ivf *ivf = NULL;
+    /* Truncations at many points, including inside every section. */
+    size_t cuts[] = {0, 7, 63, 64, 80, 200, n / 3, n / 2, n - 9, n - 1};
+    for (size_t c = 0; c < sizeof cuts / sizeof *cuts; c++) {
+        spit(bad, p, cuts[c]);
+        assert_int_equal(qx_ivf_load(bad, &ivf), QX_EFORMAT);
+        assert_null(ivf);
+        assert_non_null(strstr(qx_last_error(), "bad.qinx"));
+    }
+    /* Single bit flips spread over the file. */
+    for (size_t i = 0; i < 40; i++) {
+        size_t at = (i * 7919u * 13u) % n;
+        p[at] ^= 0x10;
+        spit(bad, p, n);
+        assert_int_equal(qx_ivf_load(bad, &ivf), QX_EFORMAT);
+        p[at] ^= 0x10;
+    }
+    /* Trailing garbage. */
+    unsigned char *q = malloc(n + 5);
+    memcpy(q, p, n);
+    memcpy(q + n, "junk!", 5);
+    spit(bad, q, n + 5);
+    assert_int_equal(qx_ivf_load(bad, &ivf), QX_EFORMAT);
+    free(q);
+    /* Not an index at all, and a missing file. */
+    spit(bad, (const unsigned char *)"hello world, not an index at all, padding padding padding padding", 66);
+    assert_int_equal(qx_ivf_load(bad, &ivf), QX_EFORMAT);
+    assert_non_null(strstr(qx_last_error(), "magic"));
+    assert_int_equal(qx_ivf_load(tu_tmpfile("missing.qinx"), &ivf), QX_ENOTFOUND);
+    /* The original still loads. */
+    spit(bad, p, n);
+    assert_int_equal(qx_ivf_load(bad, &ivf), 0);
+    qx_ivf_free(ivf);
+    free(p);
+}
+
+static void test_upsert_and_remove(void **state) {
+    qx_ivf *ivf = build(base, 3000, 8, 16, QX_METRIC_L2);
+    int64_t del[] = {0, 5, 17, 2999, 123456789};
+    size_t removed = 0;
+    assert_int_equal(qx_ivf_remove(ivf, del, 5, &removed), 0);
+    assert_int_equal(removed, 4);
+    assert_int_equal(qx_ivf_check(ivf), 0);
+    qx_ivf_info info;
+    qx_ivf_get_info(ivf, &info);
+    assert_int_equal(info.ntotal, 2996);
+    /* Query with the deleted vectors themselves: they never come back. */
+    float dist[10];
+    int64_t ids[10];
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = 16;
+    for (int t = 0; t < 4; t++) {
+        assert_int_equal(qx_ivf_search(ivf, NULL, base + del[t] * D, 1, 10, &p, dist, ids), 0);
+        for (int j = 0; j < 10; j++) assert_true(ids[j] != del[t]);
+    }
+    /* Upsert: id 7 gets vector 2500's values; searching vector 2500 finds 7. */
+    int64_t id7 = 7;
+    assert_int_equal(qx_ivf_add(ivf, base + 2500 * D, &id7, 1), 0);
+    assert_int_equal(qx_ivf_check(ivf), 0);
+    qx_ivf_get_info(ivf, &info);
+    assert_int_equal(info.ntotal, 2996);
+    p.rerank = 50;
+    assert_int_equal(qx_ivf_search(ivf, NULL, base + 2500 * D, 1, 10, &p, dist, ids), 0);
+    int found = 0;
+    for (int j = 0; j < 2; j++) found |= ids[j] == 7;
+    assert_true(found);
+    /* Remove everything: searches return padding. */
+    int64_t *all = malloc(sizeof(int64_t) * 3000);
+    for (int i = 0; i < 3000; i++) all[i] = i;
+    assert_int_equal(qx_ivf_remove(ivf, all, 3000, &removed), 0);
+    assert_int_equal(removed, 2996);
+    assert_int_equal(qx_ivf_check(ivf), 0);
+    assert_int_equal(qx_ivf_search(ivf, NULL, base, 1, 10, &p, dist, ids), 0);
+    for (int j = 0; j < 10; j++) {
+        assert_int_equal(ids[j], -1);
+        assert_true(isinf(dist[j]));
+    }
+    free(all);
+    qx_ivf_free(ivf);
+}
+
+static void test_inner_product(void **state) {
+    qx_ivf *ivf = build(base, 4000, 8, 16, QX_METRIC_IP);
+    qx_ivf_info info;
+    qx_ivf_get_info(ivf, &info);
+    assert_int_equal(info.code_size, 8); /* no norm byte for IP */
+    float dist[NQ * 10];
+    int64_t ids[NQ * 10];
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = 16;
+    p.rerank = 200;
+    assert_int_equal(qx_ivf_search(ivf, NULL, queries, NQ, 10, &p, dist, ids), 0);
+    /* Best inner product by brute force over the same 4000 vectors. */
+    size_t hits = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        float best = -INFINITY;
+        int64_t arg = -1;
+        for (size_t b = 0; b < 4000; b++) {
+            float s = qx_dot(queries + i * D, base + b * D, D);
+            if (s > best) best = s, arg = (int64_t)b;
+        }
+        for (int j = 0; j < 10; j++) hits += ids[i * 10 + j] == arg;
+        for (int j = 1; j < 10; j++) assert_true(dist[i * 10 + j - 1] >= dist[i * 10 + j]);
+    }
+    fprintf(stderr, "IP recall@10 of the true max: %.2f\n", hits / (double)NQ);
+    assert_true(hits >= NQ * 8 / 10);
+    qx_ivf_free(ivf);
+}
+
+static void test_bad_arguments(void **state) {
+    float dist[10];
+    int64_t ids[10];
+    qx_search_params p;
+    qx_search_params_init(&p);
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 0, &p, dist, ids), QX_EINVAL);
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, QX_MAX_K + 1, &p, dist, ids), QX_EINVAL);
+    p.nprobe = 0;
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, dist, ids), QX_EINVAL);
+    p.nprobe = 4;
+    float nanq[D];
+    memcpy(nanq, queries, sizeof nanq);
+    nanq[3] = NAN;
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, nanq, 1, 10, &p, dist, ids), QX_EINVAL);
+    assert_non_null(strstr(qx_last_error(), "NaN"));
+    int64_t id = 1;
+    nanq[3] = INFINITY;
+    assert_int_equal(qx_ivf_add(shared_ivf, nanq, &id, 1), QX_EINVAL);
+    /* Dimension mismatch between index and quantizer. */
+    qx_rq_opts ro;
+    qx_rq_opts_init(&ro);
+    qx_quantizer *q = NULL;
+    assert_int_equal(qx_rq_new(&q, 16, &ro), 0);
+    qx_ivf *ivf = NULL;
+    assert_int_equal(qx_ivf_new(&ivf, D, q, NULL), QX_EDIM);
+    assert_null(ivf);
+    /* Untrained index. */
+    assert_int_equal(qx_rq_new(&q, D, &ro), 0);
+    assert_int_equal(qx_ivf_new(&ivf, D, q, NULL), 0);
+    assert_int_equal(qx_ivf_add(ivf, queries, &id, 1), QX_ESTATE);
+    assert_int_equal(qx_ivf_search(ivf, NULL, queries, 1, 10, &p, dist, ids), QX_ESTATE);
+    assert_int_equal(qx_ivf_train(ivf, queries, 10), QX_EINVAL); /* too few */
+    qx_ivf_free(ivf);
+}
+
+/* ---- out-of-memory injection ------------------------------------------------- */
+static long alloc_budget = -1;
+static void *oom_malloc(size_t n) {
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return malloc(n);
+}
+static void *oom_realloc(void *p, size_t n) {
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    return realloc(p, n);
+}
+
+static void test_oom_in_add_and_search(void **state) {
+    qx_ivf *ivf = build(base, 2000, 8, 8, QX_METRIC_L2);
+    qx_allocator a = {oom_malloc, oom_realloc, free};
+    qx_set_allocator(&a);
+    int64_t ids[200];
+    for (int i = 0; i < 200; i++) ids[i] = 100000 + i;
+    int failures = 0, successes = 0;
+    for (long budget = 0; budget < 60; budget += 3) {
+        alloc_budget = budget;
+        int rc = qx_ivf_add(ivf, base + 2000 * D, ids, 200);
+        alloc_budget = -1;
+        if (rc) {
+            assert_int_equal(rc, QX_ENOMEM);
+            failures++;
+        } else successes++;
+        assert_int_equal(qx_ivf_check(ivf), 0); /* consistent after every failure */
+        float dist[10];
+        int64_t out[10];
+        alloc_budget = budget;
+        rc = qx_ivf_search(ivf, NULL, queries, 1, 10, NULL, dist, out);
+        alloc_budget = -1;
+        assert_true(rc == 0 || rc == QX_ENOMEM);
+    }
+    qx_set_allocator(NULL);
+    assert_true(failures > 0);
+    fprintf(stderr, "OOM injection: %d failed adds, %d succeeded\n", failures, successes);
+    qx_ivf_free(ivf);
+}
+
+static void test_siftsmall_recall(void **state) {
+    const char *bp = tu_data_path("siftsmall/siftsmall_base.fvecs");
+    if (!bp) {
+        fprintf(stderr, "siftsmall not found (QX_DATA_DIR or ../shared/data): skipping this case\n");
+        skip();
+    }
+    qx_matrix b = {0}, q = {0};
+    assert_int_equal(qx_vecs_read(bp, 0, &b), 0);
+    assert_int_equal(qx_vecs_read(tu_data_path("siftsmall/siftsmall_query.fvecs"), 0, &q), 0);
+    int32_t *g = NULL;
+    size_t gn, gk;
+    assert_int_equal(qx_ivecs_read(tu_data_path("siftsmall/siftsmall_groundtruth.ivecs"), 0, &g, &gn, &gk), 0);
+    qx_rq_opts ro;
+    qx_rq_opts_init(&ro);
+    ro.M = 15;
+    qx_quantizer *rq = NULL;
+    assert_int_equal(qx_rq_new(&rq, b.d, &ro), 0);
+    qx_ivf_opts io;
+    qx_ivf_opts_init(&io);
+    io.nlist = 64;
+    qx_ivf *ivf = NULL;
+    assert_int_equal(qx_ivf_new(&ivf, b.d, rq, &io), 0);
+    assert_int_equal(qx_ivf_train(ivf, b.data, b.n), 0);
+    int64_t *ids = malloc(sizeof(int64_t) * b.n);
+    for (size_t i = 0; i < b.n; i++) ids[i] = (int64_t)i;
+    assert_int_equal(qx_ivf_add(ivf, b.data, ids, b.n), 0);
+    float *dist = malloc(sizeof(float) * q.n * 100);
+    int64_t *res = malloc(sizeof(int64_t) * q.n * 100);
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = 16;
+    assert_int_equal(qx_ivf_search(ivf, NULL, q.data, q.n, 100, &p, dist, res), 0);
+    size_t h1 = 0, h100 = 0;
+    for (size_t i = 0; i < q.n; i++)
+        for (size_t j = 0; j < 100; j++)
+            if (res[i * 100 + j] == g[i * gk]) {
+                h1 += j == 0;
+                h100++;
+                break;
+            }
+    fprintf(stderr, "siftsmall IVF64 16B nprobe 16: R@1 %.2f R@100 %.2f\n", h1 / (double)q.n, h100 / (double)q.n);
+    assert_true(h1 >= q.n / 2);
+    assert_true(h100 >= q.n * 9 / 10);
+    free(ids);
+    free(dist);
+    free(res);
+    qx_free(g);
+    qx_matrix_free(&b);
+    qx_matrix_free(&q);
+    qx_ivf_free(ivf);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_recall_synthetic),
+        cmocka_unit_test(test_scan_matches_decoded),
+        cmocka_unit_test(test_save_load_identical),
+        cmocka_unit_test(test_corrupt_files_rejected),
+        cmocka_unit_test(test_upsert_and_remove),
+        cmocka_unit_test(test_inner_product),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_oom_in_add_and_search),
+        cmocka_unit_test(test_siftsmall_recall),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
