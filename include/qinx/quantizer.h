@@ -21,6 +21,9 @@
 extern "C" {
 #endif
 
+#ifndef QX_MAX_DIM
+#define QX_MAX_DIM 65536 /* largest vector dimension */
+#endif
 #define QX_KSUB 256     /* codewords per step (8-bit codes) */
 #define QX_MAX_STEPS 64 /* M at most */
 

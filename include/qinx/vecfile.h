@@ -16,7 +16,9 @@
 extern "C" {
 #endif
 
-#define QX_MAX_DIM 65536
+#ifndef QX_MAX_DIM
+#define QX_MAX_DIM 65536 /* largest vector dimension */
+#endif
 
 /* A dense row-major matrix of n float vectors of dimension d, 64-byte aligned. */
 typedef struct qx_matrix {
