@@ -3,6 +3,7 @@
  * (quant/kmeans.c). Small synthetic data with fixed seeds; the whole binary
  * runs in a few seconds. */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,10 +197,13 @@ static void test_flat_search_exact(void **state) {
     free(rec), free(dist), free(lab), free(gt), free(xb), free(xq);
 }
 
+/* train_beam > 0: set the RQ beam before training (beam 1 trains several
+ * times faster than FAISS's default 5; the test is about the binding). */
 static void roundtrip(const char *desc, size_t d, size_t want_code, double max_rel_mse,
-                      float *xt, size_t nt) {
+                      float *xt, size_t nt, int train_beam) {
     FaissIndex *idx = NULL;
     assert_int_equal(faiss_index_factory(&idx, (int)d, desc, METRIC_L2), 0);
+    if (train_beam > 0) assert_int_equal(qx_faiss_set_beam(idx, train_beam), 0);
     size_t cs = 0;
     assert_int_equal(faiss_Index_sa_code_size(idx, &cs), 0);
     assert_int_equal(cs, want_code);
@@ -223,34 +227,38 @@ static void roundtrip(const char *desc, size_t d, size_t want_code, double max_r
 
 static void test_sa_roundtrip_pq_rq(void **state) {
     (void)state;
-    const size_t d = 16, nt = 2000;
+    /* FAISS prints "WARNING clustering 400 points to 256 centroids" per RQ
+     * step: expected with so few points, kept small for speed. */
+    const size_t d = 16, nt = 400;
     float *xt = tu_clustered(nt, d, 30, 21);
-    roundtrip("PQ8x8np", d, 8, 0.2, xt, nt);
-    roundtrip("RQ8x8", d, 8, 0.2, xt, nt);
+    roundtrip("PQ8x8np", d, 8, 0.2, xt, nt, 0);
+    roundtrip("RQ8x8", d, 8, 0.2, xt, nt, 1);
     free(xt);
 }
 
 static void test_set_beam(void **state) {
     (void)state;
-    const size_t d = 16, nt = 1500;
-    float *xt = tu_clustered(nt, d, 30, 31);
+    const size_t d = 16, nt = 600, n = 400;
+    /* encode held-out vectors: on its 600 training points a 4x256 RQ is
+     * nearly exact whatever the beam */
+    float *xt = tu_clustered(nt + n, d, 30, 31), *xh = xt + nt * d;
     FaissIndex *rq = NULL;
     assert_int_equal(faiss_index_factory(&rq, (int)d, "RQ4x8", METRIC_L2), 0);
-    assert_int_equal(qx_faiss_set_beam(rq, 4), 0);
+    assert_int_equal(qx_faiss_set_beam(rq, 1), 0);
     assert_int_equal(faiss_Index_train(rq, (idx_t)nt, xt), 0);
-    const size_t n = 500;
     uint8_t *codes = malloc(n * 4);
     float *dec = malloc(sizeof(float) * n * d);
     assert_int_equal(qx_faiss_set_beam(rq, 1), 0);
-    assert_int_equal(faiss_Index_sa_encode(rq, (idx_t)n, xt, codes), 0);
+    assert_int_equal(faiss_Index_sa_encode(rq, (idx_t)n, xh, codes), 0);
     assert_int_equal(faiss_Index_sa_decode(rq, (idx_t)n, codes, dec), 0);
-    double e1 = mse(xt, dec, n, d);
+    double e1 = mse(xh, dec, n, d);
     assert_int_equal(qx_faiss_set_beam(rq, 16), 0);
-    assert_int_equal(faiss_Index_sa_encode(rq, (idx_t)n, xt, codes), 0);
+    assert_int_equal(faiss_Index_sa_encode(rq, (idx_t)n, xh, codes), 0);
     assert_int_equal(faiss_Index_sa_decode(rq, (idx_t)n, codes, dec), 0);
-    double e16 = mse(xt, dec, n, d);
-    /* the beam must really reach the encoder: a wider beam encodes better */
-    assert_true(e16 < e1);
+    double e16 = mse(xh, dec, n, d);
+    /* the beam must really reach the encoder: a wider beam encodes better
+     * (measured 4.74 at beam 1, 4.03 at beam 16) */
+    if (!(e16 < 0.97 * e1)) fail_msg("beam 16 MSE %.4f not below beam 1 MSE %.4f", e16, e1);
     assert_int_equal(qx_faiss_set_beam(rq, 0), QX_EINVAL);
     assert_non_null(strstr(qx_last_error(), "beam"));
     faiss_Index_free(rq);
@@ -338,6 +346,7 @@ static void test_kmeans_deterministic(void **state) {
     qx_kmeans_opts_init(&o);
     o.niter = 10;
     o.seed = 77;
+    omp_set_num_threads(2); /* determinism must hold with threads too */
     assert_int_equal(qx_kmeans(x, n, d, k, &o, c1, NULL), 0);
     assert_int_equal(qx_kmeans(x, n, d, k, &o, c2, NULL), 0);
     assert_memory_equal(c1, c2, sizeof(float) * k * d);
@@ -348,6 +357,7 @@ static void test_kmeans_deterministic(void **state) {
     o.seed = 77 | ((uint64_t)5 << 40);
     assert_int_equal(qx_kmeans(x, n, d, k, &o, c3, NULL), 0);
     assert_memory_not_equal(c1, c3, sizeof(float) * k * d);
+    omp_set_num_threads(1);
     free(c1), free(c2), free(c3), free(x);
 }
 
@@ -491,6 +501,10 @@ static void test_faiss_kmeans_clustering(void **state) {
 }
 
 int main(void) {
+    /* FAISS's OpenMP threads spin while waiting; on a shared, loaded machine
+     * that makes RQ training ~10x slower. These tests check results, not
+     * speed: one thread (k-means determinism is checked with two below). */
+    omp_set_num_threads(1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_factory_ok_and_bad_string),
         cmocka_unit_test(test_errors_become_codes),
