@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "ivf_impl.h"
+#include "qinx/derp.h"
 #include "qinx/kmeans.h"
 
 #define QX__ADD_CHUNK 16384
@@ -90,6 +91,7 @@ void qx_ivf_free(qx_ivf *ivf) {
     qx__aligned_free(ivf->centroids);
     qx__free(ivf->centroid_norms);
     qx__idmap_free(&ivf->ids);
+    qx_derp_reservoir_free(ivf->reservoir);
     qx_quantizer_free(ivf->quant);
     qx__free(ivf);
 }
@@ -101,6 +103,7 @@ void qx_ivf_set_progress(qx_ivf *ivf, qx_progress_fn fn, void *ctx) {
 }
 
 const qx_quantizer *qx_ivf_quantizer(const qx_ivf *ivf) { return ivf->quant; }
+const qx_derp_reservoir *qx_ivf_reservoir(const qx_ivf *ivf) { return ivf->reservoir; }
 const float *qx_ivf_centroids(const qx_ivf *ivf) { return ivf->centroids; }
 
 /* ---- the norm byte --------------------------------------------------------- */
@@ -213,6 +216,13 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
         rc = qx__fail(QX_ENOMEM, "ivf_train: %zu lists of dimension %zu", nlist, d);
         goto out;
     }
+    /* Keep a sample of what the index was trained on: the reference of
+     * DERP's drift checks, saved with the index. */
+    qx_derp_reservoir_free(ivf->reservoir);
+    ivf->reservoir = NULL;
+    if ((rc = qx_derp_reservoir_new(&ivf->reservoir, d, 0, ivf->opts.seed)) ||
+        (rc = qx_derp_reservoir_add(ivf->reservoir, x, n)))
+        goto out;
     qx__ivf_report(ivf, "coarse k-means", 0.0);
     qx_kmeans_opts ko;
     qx_kmeans_opts_init(&ko);
@@ -269,6 +279,15 @@ out:
         ivf->centroids = NULL;
         ivf->centroid_norms = NULL;
     }
+    return rc;
+}
+
+int qx_ivf_residuals(const qx_ivf *ivf, const float *x, size_t n, uint32_t *list, float *res) {
+    if (!ivf || (n && (!x || !list))) return qx__fail(QX_EINVAL, "ivf_residuals: NULL argument");
+    if (!ivf->trained) return qx__fail(QX_ESTATE, "ivf_residuals: index is not trained");
+    int rc = check_input(ivf, x, n, "ivf_residuals");
+    if (rc == 0 && n) rc = qx_assign_nearest(x, n, ivf->centroids, ivf->nlist, ivf->d, list, NULL);
+    if (rc == 0 && res) residuals_of(ivf, x, list, n, res);
     return rc;
 }
 

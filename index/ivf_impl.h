@@ -25,6 +25,7 @@ struct qx_ivf {
     float norm_levels[QX__NORM_LEVELS]; /* decoded ||x̂||² per norm byte, ascending */
     qx__ivf_list *lists;
     qx__idmap ids;          /* id -> (list, offset) */
+    struct qx_derp_reservoir *reservoir; /* sample of the training vectors (may be NULL) */
     size_t ntotal;
     int trained;
     qx_progress_fn progress;

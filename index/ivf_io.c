@@ -10,6 +10,7 @@
  *     3 NORMS      256 float32 (norm levels)
  *     4 QUANTIZER  the quantizer blob (qx_quantizer_serialize)
  *     5 LISTS      per list: u64 size, size*code_size code bytes, size*8 ids
+ *     6 RESERVOIR  optional: the training-vector reservoir (DERP drift reference)
  * Decisions: the whole file is read into memory and every length is checked
  * against what is left before it is used, so truncation, bit flips (CRC) and
  * lying headers all fail with a message naming the section. Saves go to a
@@ -26,11 +27,12 @@
 #include <unistd.h>
 
 #include "ivf_impl.h"
+#include "qinx/derp.h"
 
 #define QX__IVF_MAGIC "QINXIVF1"
 #define QX__IVF_VERSION 1u
 #define QX__HDR 64u
-enum { SEC_OPTS = 1, SEC_CENTROIDS = 2, SEC_NORMS = 3, SEC_QUANT = 4, SEC_LISTS = 5 };
+enum { SEC_OPTS = 1, SEC_CENTROIDS = 2, SEC_NORMS = 3, SEC_QUANT = 4, SEC_LISTS = 5, SEC_RESERVOIR = 6 };
 
 /* ---- a growable byte buffer -------------------------------------------------- */
 
@@ -142,6 +144,20 @@ int qx_ivf_save(const qx_ivf *ivf, const char *path) {
         put(&b, L->ids, L->size * sizeof(int64_t));
     }
     end_section(&b, at);
+    uint32_t nsec = 5;
+    if (ivf->reservoir) {
+        uint8_t *rblob = NULL;
+        size_t rlen = 0;
+        if ((rc = qx_derp_reservoir_serialize(ivf->reservoir, &rblob, &rlen))) {
+            qx__free(b.p);
+            return qx__wrap(rc, "saving %s", path);
+        }
+        at = begin_section(&b, SEC_RESERVOIR);
+        put(&b, rblob, rlen);
+        end_section(&b, at);
+        qx__free(rblob);
+        nsec = 6;
+    }
     if (b.err) {
         qx__free(b.p);
         return qx__fail(QX_ENOMEM, "saving %s: out of memory", path);
@@ -159,7 +175,7 @@ int qx_ivf_save(const qx_ivf *ivf, const char *path) {
     v = ivf->nlist; memcpy(h + 32, &v, 8);
     v = ivf->ntotal; memcpy(h + 40, &v, 8);
     v = b.len; memcpy(h + 48, &v, 8);
-    u = 5; memcpy(h + 56, &u, 4);
+    u = nsec; memcpy(h + 56, &u, 4);
     u = qx__crc32(0, h, 60); memcpy(h + 60, &u, 4);
     rc = qx__write_atomic(path, b.p, b.len);
     qx__free(b.p);
@@ -209,8 +225,8 @@ static int take(cur_t *c, void *dst, size_t n) {
 }
 
 static const char *section_name(uint32_t tag) {
-    static const char *names[] = {"?", "options", "centroids", "norm levels", "quantizer", "lists"};
-    return tag <= SEC_LISTS ? names[tag] : "unknown";
+    static const char *names[] = {"?", "options", "centroids", "norm levels", "quantizer", "lists", "reservoir"};
+    return tag <= SEC_RESERVOIR ? names[tag] : "unknown";
 }
 
 int qx_ivf_load(const char *path, qx_ivf **out) {
@@ -242,18 +258,18 @@ int qx_ivf_load(const char *path, qx_ivf **out) {
     if (qx__crc32(0, h, 60) != crc) FAIL("%s: header checksum mismatch (corrupt header)", path);
     if (declared != flen) FAIL("%s: truncated or extended: header says %llu bytes, file has %zu", path, (unsigned long long)declared, flen);
     if (d == 0 || d > 65536 || M == 0 || M > QX_MAX_STEPS || nlist == 0 || nlist > QX_MAX_NLIST ||
-        metric > QX_METRIC_IP || cs != M + (metric == QX_METRIC_L2) || nsec != 5)
+        metric > QX_METRIC_IP || cs != M + (metric == QX_METRIC_L2) || nsec < 5 || nsec > 6)
         FAIL("%s: header fields out of range (d=%u M=%u nlist=%llu metric=%u code_size=%u)", path, d, M,
              (unsigned long long)nlist, metric, cs);
     cur_t c = {file + QX__HDR, flen - QX__HDR};
-    const uint8_t *sec[6] = {0};
-    uint64_t seclen[6] = {0};
+    const uint8_t *sec[7] = {0};
+    uint64_t seclen[7] = {0};
     for (uint32_t s = 0; s < nsec; s++) {
         uint32_t tag, scrc;
         uint64_t slen;
         if (take(&c, &tag, 4) || take(&c, &scrc, 4) || take(&c, &slen, 8))
             FAIL("%s: truncated in the header of section %u", path, s + 1);
-        if (tag < SEC_OPTS || tag > SEC_LISTS || sec[tag]) FAIL("%s: unexpected section tag %u", path, tag);
+        if (tag < SEC_OPTS || tag > SEC_RESERVOIR || sec[tag]) FAIL("%s: unexpected section tag %u", path, tag);
         if (slen > c.left) FAIL("%s: section '%s' needs %llu bytes, %zu left (truncated)", path,
                                 section_name(tag), (unsigned long long)slen, c.left);
         if (qx__crc32(0, c.p, slen) != scrc) FAIL("%s: section '%s' checksum mismatch (corrupt)", path, section_name(tag));
@@ -262,6 +278,8 @@ int qx_ivf_load(const char *path, qx_ivf **out) {
         take(&c, NULL, slen);
     }
     if (c.left != 0) FAIL("%s: %zu trailing bytes after the last section", path, c.left);
+    if (!sec[SEC_OPTS] || !sec[SEC_CENTROIDS] || !sec[SEC_NORMS] || !sec[SEC_QUANT] || !sec[SEC_LISTS])
+        FAIL("%s: a required section is missing", path);
     if (seclen[SEC_OPTS] != 16) FAIL("%s: options section has %llu bytes, expected 16", path, (unsigned long long)seclen[SEC_OPTS]);
     if (seclen[SEC_CENTROIDS] != (uint64_t)nlist * d * 4) FAIL("%s: centroid section size does not match nlist*d", path);
     if (seclen[SEC_NORMS] != sizeof(float) * QX__NORM_LEVELS) FAIL("%s: norm section size is wrong", path);
@@ -327,6 +345,13 @@ int qx_ivf_load(const char *path, qx_ivf **out) {
         }
         ivf->ntotal += size;
     }
+    if (sec[SEC_RESERVOIR] &&
+        (rc = qx_derp_reservoir_deserialize(sec[SEC_RESERVOIR], seclen[SEC_RESERVOIR], &ivf->reservoir))) {
+        rc = qx__wrap(QX_EFORMAT, "%s: reservoir section", path);
+        goto out;
+    }
+    if (ivf->reservoir && qx_derp_reservoir_dim(ivf->reservoir) != d)
+        FAIL("%s: reservoir dimension does not match the index", path);
     if (lc.left) FAIL("%s: lists section has %zu extra bytes", path, lc.left);
     if (ivf->ntotal != ntotal) FAIL("%s: lists hold %zu vectors, header says %llu", path, ivf->ntotal, (unsigned long long)ntotal);
 #undef FAIL

@@ -101,6 +101,15 @@ int qx_ivf_get_info(const qx_ivf *ivf, qx_ivf_info *info);
 const qx_quantizer *qx_ivf_quantizer(const qx_ivf *ivf);
 const float *qx_ivf_centroids(const qx_ivf *ivf); /* nlist * d */
 
+/* The reservoir sample of the training vectors (kept at train time, saved
+ * with the index): the reference for DERP drift checks. NULL if none. */
+struct qx_derp_reservoir;
+const struct qx_derp_reservoir *qx_ivf_reservoir(const qx_ivf *ivf);
+
+/* Nearest list of each of n vectors, and their residuals x - c_list
+ * (res: n*d floats, may be NULL). */
+int qx_ivf_residuals(const qx_ivf *ivf, const float *x, size_t n, uint32_t *list, float *res);
+
 /* Structural invariants (every id in exactly one list, sizes add up, codes in
  * range); 0 or QX_EINTERNAL with the broken rule in qx_last_error(). */
 int qx_ivf_check(const qx_ivf *ivf);

@@ -1,0 +1,261 @@
+/* index/gate.c — the DERP gate (see include/qinx/gate.h): codebook health
+ * and drift from quant/derp, plus a held-out recall check, each compared
+ * with a threshold from the config.
+ *
+ * Decisions:
+ * 1. Health is measured on residuals (x − nearest centroid), the space the
+ *    quantizer was trained on, over an evenly strided sample of the data:
+ *    deterministic, and cheap next to a build (10k of 331k vectors).
+ * 2. Drift and mse_ratio compare the data with the reservoir of training
+ *    vectors saved in the candidate, so a candidate trained on other data
+ *    than it indexes is caught even without a live index.
+ * 3. Drift is gated on an effect size (the largest K–S distance over
+ *    probes), not on a p-value: with 10k samples a p-value rejects
+ *    differences too small to matter, and a Holm decision at α = 0.05 would
+ *    make about 1 healthy rebuild in 20 fail. The Holm result is reported.
+ * 4. Recall queries are data vectors picked by a seeded generator; exact
+ *    neighbours come from FAISS flat search, so the check needs no ground
+ *    truth file.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <faiss/c_api/IndexFlat_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/error_c.h>
+
+#include "ivf_impl.h"
+#include "qinx/derp.h"
+#include "qinx/gate.h"
+
+void qx_gate_config_init(qx_gate_config *c) {
+    memset(c, 0, sizeof *c);
+    c->min_used_fraction = 0.5;
+    c->min_perplexity = 0.3;
+    c->max_mse_ratio = 1.5;
+    c->max_drift = 0.10;
+    c->min_recall = 0.30;
+    c->max_recall_drop = 0.05;
+    c->max_residual_rejected = 1.0;
+    c->queries = 200;
+    c->nprobe = 16;
+    c->sample = 10000;
+    c->seed = 1234;
+    qx_derp_opts_init(&c->derp);
+}
+
+int qx_gate_config_load(const char *path, qx_gate_config *c) {
+    FILE *f = fopen(path, "r");
+    if (!f) return qx__fail(QX_EIO, "%s: %s", path, strerror(errno));
+    char line[512];
+    int lineno = 0, rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *s = line, *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        while (isspace((unsigned char)*s)) s++;
+        if (!*s) continue;
+        char key[64];
+        double v;
+        char *eq = strchr(s, '=');
+        if (!eq || eq - s >= (long)sizeof key) {
+            rc = qx__fail(QX_EINVAL, "%s:%d: expected 'key = value'", path, lineno);
+            break;
+        }
+        size_t kl = (size_t)(eq - s);
+        while (kl && isspace((unsigned char)s[kl - 1])) kl--;
+        memcpy(key, s, kl);
+        key[kl] = '\0';
+        char *end;
+        errno = 0;
+        v = strtod(eq + 1, &end);
+        while (isspace((unsigned char)*end)) end++;
+        if (errno || end == eq + 1 || *end || !isfinite(v) || v < 0) {
+            rc = qx__fail(QX_EINVAL, "%s:%d: '%s' needs a non-negative number", path, lineno, key);
+            break;
+        }
+        struct { const char *name; double *d; size_t *z; double max; } keys[] = {
+            {"min_used_fraction", &c->min_used_fraction, NULL, 1},
+            {"min_perplexity", &c->min_perplexity, NULL, 1},
+            {"max_mse_ratio", &c->max_mse_ratio, NULL, 1e9},
+            {"max_drift", &c->max_drift, NULL, 1},
+            {"min_recall", &c->min_recall, NULL, 1},
+            {"max_recall_drop", &c->max_recall_drop, NULL, 1},
+            {"max_residual_rejected", &c->max_residual_rejected, NULL, 1},
+            {"queries", NULL, &c->queries, 100000},
+            {"nprobe", NULL, &c->nprobe, QX_MAX_NLIST},
+            {"sample", NULL, &c->sample, 1e9},
+            {"derp.probes", NULL, &c->derp.probes, QX_DERP_MAX_PROBES},
+            {"derp.alpha", &c->derp.alpha, NULL, 0.5},
+        };
+        size_t i;
+        for (i = 0; i < sizeof keys / sizeof *keys; i++) {
+            if (strcmp(keys[i].name, key) != 0) continue;
+            if (v > keys[i].max) {
+                rc = qx__fail(QX_EINVAL, "%s:%d: %s = %g is above %g", path, lineno, key, v, keys[i].max);
+            } else if (keys[i].d) {
+                *keys[i].d = v;
+            } else if (v != floor(v) || v < 1) {
+                rc = qx__fail(QX_EINVAL, "%s:%d: %s needs a whole number >= 1", path, lineno, key);
+            } else {
+                *keys[i].z = (size_t)v;
+            }
+            break;
+        }
+        if (rc == 0 && i == sizeof keys / sizeof *keys)
+            rc = qx__fail(QX_EINVAL, "%s:%d: unknown key '%s'", path, lineno, key);
+    }
+    fclose(f);
+    return rc;
+}
+
+/* 10-recall@10 of ivf on the queries (exact neighbour ids in gt, 10 each). */
+static int recall_of(const qx_ivf *ivf, const float *q, size_t nq, const int64_t *gt,
+                     size_t nprobe, double *out) {
+    float *dist = qx__malloc(sizeof(float) * nq * 10);
+    int64_t *got = qx__malloc(sizeof(int64_t) * nq * 10);
+    int rc = 0;
+    if (!dist || !got) rc = qx__fail(QX_ENOMEM, "gate: recall buffers");
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = nprobe;
+    if (rc == 0) rc = qx_ivf_search(ivf, NULL, q, nq, 10, &p, dist, got);
+    size_t inter = 0;
+    for (size_t i = 0; rc == 0 && i < nq; i++)
+        for (size_t j = 0; j < 10; j++)
+            for (size_t t = 0; t < 10; t++)
+                if (got[i * 10 + j] >= 0 && got[i * 10 + j] == gt[i * 10 + t]) {
+                    inter++;
+                    break;
+                }
+    if (rc == 0) *out = (double)inter / (10.0 * (double)nq);
+    qx__free(dist);
+    qx__free(got);
+    return rc;
+}
+
+static int exact_knn10(const float *data, size_t n, size_t d, const float *q, size_t nq,
+                       const int64_t *ids, int64_t *gt) {
+    FaissIndexFlatL2 *flat = NULL;
+    float *dist = qx__malloc(sizeof(float) * nq * 10);
+    if (!dist) return qx__fail(QX_ENOMEM, "gate: exact search");
+    int rc = 0;
+    if (faiss_IndexFlatL2_new_with(&flat, (idx_t)d) || faiss_Index_add(flat, (idx_t)n, data) ||
+        faiss_Index_search(flat, (idx_t)nq, q, 10, dist, gt))
+        rc = qx__fail(QX_EFAISS, "gate: exact search: %s", faiss_get_last_error());
+    faiss_Index_free(flat);
+    qx__free(dist);
+    for (size_t i = 0; rc == 0 && ids && i < nq * 10; i++)
+        if (gt[i] >= 0) gt[i] = ids[gt[i]];
+    return rc;
+}
+
+int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
+                     const int64_t *ids, size_t n, const qx_gate_config *cfg,
+                     qx_derp_report **report, int *passed) {
+    qx_gate_config def;
+    if (!cfg) qx_gate_config_init(&def), cfg = &def;
+    if (!cand || !data || !report || !passed) return qx__fail(QX_EINVAL, "gate: NULL argument");
+    if (n < 20) return qx__fail(QX_EINVAL, "gate: %zu data vectors, need at least 20", n);
+    *report = NULL;
+    *passed = 0;
+    size_t d = cand->d, ns = n < cfg->sample ? n : cfg->sample;
+    size_t nq = cfg->queries < n ? cfg->queries : n;
+    const qx_derp_reservoir *res = qx_ivf_reservoir(cand);
+    float *sample = qx__aligned_alloc(sizeof(float) * ns * d);
+    float *sres = qx__aligned_alloc(sizeof(float) * ns * d);
+    uint32_t *lists = qx__malloc(sizeof(uint32_t) * (ns > 0 ? ns : 1));
+    float *queries = qx__aligned_alloc(sizeof(float) * nq * d);
+    int64_t *gt = qx__malloc(sizeof(int64_t) * nq * 10);
+    float *tres = NULL;
+    uint32_t *tlists = NULL;
+    qx_derp_health *health = NULL, *thealth = NULL;
+    qx_derp_drift drift;
+    memset(&drift, 0, sizeof drift);
+    qx_derp_report *rep = NULL;
+    int rc = 0;
+    if (!sample || !sres || !lists || !queries || !gt) {
+        rc = qx__fail(QX_ENOMEM, "gate: %zu sample vectors", ns);
+        goto out;
+    }
+    for (size_t i = 0; i < ns; i++)
+        memcpy(sample + i * d, data + (size_t)((double)i * n / ns) * d, sizeof(float) * d);
+    if ((rc = qx_derp_report_new(&rep, &cfg->derp))) goto out;
+    qx_derp_report_set_meta(rep, "stage", "candidate");
+    int pass;
+
+    /* Health of the codebooks on the data's residuals. */
+    if ((rc = qx_ivf_residuals(cand, sample, ns, lists, sres))) goto out;
+    if ((rc = qx_derp_health_compute(cand->quant, sres, ns, NULL, &cfg->derp, &health))) goto out;
+    qx_derp_report_set_health(rep, health);
+    double min_used = 1.0, min_perp = 1.0;
+    for (size_t m = 0; m < health->M; m++) {
+        if (health->steps[m].used_fraction < min_used) min_used = health->steps[m].used_fraction;
+        if (health->steps[m].perplexity < min_perp) min_perp = health->steps[m].perplexity;
+    }
+    qx_derp_report_add_check(rep, "used_fraction.min", min_used, cfg->min_used_fraction, QX_DERP_GE, &pass);
+    qx_derp_report_add_check(rep, "perplexity.min", min_perp, cfg->min_perplexity, QX_DERP_GE, &pass);
+    const qx_derp_step *last = &health->steps[health->M - 1];
+    qx_derp_report_add_check(rep, "residual_rejected", last->residual.rejected_fraction,
+                             cfg->max_residual_rejected, QX_DERP_LE, &pass);
+
+    /* Against the training sample: MSE ratio and drift. */
+    if (res && qx_derp_reservoir_size(res) >= 20) {
+        size_t nt = qx_derp_reservoir_size(res);
+        const float *tv = qx_derp_reservoir_data(res);
+        tres = qx__aligned_alloc(sizeof(float) * nt * d);
+        tlists = qx__malloc(sizeof(uint32_t) * nt);
+        if (!tres || !tlists) {
+            rc = qx__fail(QX_ENOMEM, "gate: reservoir residuals");
+            goto out;
+        }
+        if ((rc = qx_ivf_residuals(cand, tv, nt, tlists, tres))) goto out;
+        qx_derp_opts lite = cfg->derp;
+        lite.test_codebooks = 0;
+        if ((rc = qx_derp_health_compute(cand->quant, tres, nt, NULL, &lite, &thealth))) goto out;
+        double mt = thealth->steps[thealth->M - 1].mse, md = last->mse;
+        double ratio = mt > 0 ? md / mt : (md > 0 ? INFINITY : 1.0);
+        qx_derp_report_add_check(rep, "mse_ratio", ratio, cfg->max_mse_ratio, QX_DERP_LE, &pass);
+        if ((rc = qx_derp_drift_compute(tv, nt, sample, ns, d, &cfg->derp, &drift))) goto out;
+        qx_derp_report_set_drift(rep, &drift);
+        qx_derp_report_add_check(rep, "drift", drift.score, cfg->max_drift, QX_DERP_LE, &pass);
+    } else {
+        qx_derp_report_set_meta(rep, "drift", "skipped: the candidate holds no training reservoir");
+    }
+
+    /* Held-out recall against exact search. */
+    uint64_t s = cfg->seed * 0x9E3779B97F4A7C15ull + 7;
+    for (size_t i = 0; i < nq; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        memcpy(queries + i * d, data + (size_t)(s % n) * d, sizeof(float) * d);
+    }
+    if ((rc = exact_knn10(data, n, d, queries, nq, ids, gt))) goto out;
+    double rcand = 0, rlive = 0;
+    if ((rc = recall_of(cand, queries, nq, gt, cfg->nprobe, &rcand))) goto out;
+    qx_derp_report_add_check(rep, "recall", rcand, cfg->min_recall, QX_DERP_GE, &pass);
+    if (live && live->d == d) {
+        if ((rc = recall_of(live, queries, nq, gt, cfg->nprobe, &rlive))) goto out;
+        qx_derp_report_add_check(rep, "recall_drop", rlive - rcand, cfg->max_recall_drop, QX_DERP_LE, &pass);
+    }
+    *passed = qx_derp_report_passed(rep);
+    qx_derp_report_set_meta(rep, "verdict", *passed ? "pass" : "fail");
+    *report = rep;
+    rep = NULL;
+out:
+    qx_derp_report_free(rep);
+    qx_derp_health_free(health);
+    qx_derp_health_free(thealth);
+    qx_derp_drift_clear(&drift);
+    qx__aligned_free(sample);
+    qx__aligned_free(sres);
+    qx__aligned_free(tres);
+    qx__aligned_free(queries);
+    qx__free(lists);
+    qx__free(tlists);
+    qx__free(gt);
+    return rc;
+}
