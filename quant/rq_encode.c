@@ -1,0 +1,159 @@
+/* quant/rq_encode.c — RQ encoding by beam search on look-up tables, and the
+ * tables themselves (codeword norms, cross inner products between steps).
+ *
+ * Follows the LUT formulation of FAISS's ResidualQuantizer (use_beam_LUT;
+ * Babenko & Lempitsky, "Additive quantization", CVPR 2014, for the
+ * expansion):
+ *   ||x - Σ_i c_i||² = ||x||² - 2 Σ_i <x,c_i> + Σ_i ||c_i||² + 2 Σ_{i<j} <c_i,c_j>
+ * so extending a beam entry with codes (k_0..k_{m-1}) by codeword k of step m
+ * changes its error by ||c_mk||² - 2<x,c_mk> + 2 Σ_{i<m} <c_{i,k_i}, c_mk>.
+ *
+ * Decisions:
+ * 1. <x, c_mk> for a block of vectors and all M*256 codewords is ONE sgemm,
+ *    called outside any OpenMP region: OpenBLAS (the pthread build Debian
+ *    ships) then uses its own threads, and the beam search that follows runs
+ *    on OpenMP threads, so the two never oversubscribe the cores.
+ * 2. A beam step for one entry sums m rows of 256 cross products (contiguous:
+ *    see rq_impl.h) and scores 256 candidates; the best `beam` of all
+ *    entries' candidates are kept with a bounded max-heap (beam ≤ 64, so the
+ *    heap is tiny and nearly every candidate is rejected by one compare).
+ * 3. Errors are tracked in float from ||x||²; they are used to rank, and as
+ *    an estimate of the error (training uses exact errors where it matters).
+ * 4. The cross table costs M(M-1)/2 * 256 KiB (7 MiB at M=8, 30 MiB at M=16,
+ *    124 MiB at M=32, 504 MiB at M=64); it is what makes a beam step O(m*256)
+ *    instead of O(d*256).
+ */
+#include <cblas.h>
+#include <string.h>
+
+#include "kernels_impl.h"
+#include "rq_impl.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int qx__rq_tables(qx__rq *rq) {
+    size_t M = rq->base.M, d = rq->base.d;
+    const qx__kernel_table *k = qx__kernels();
+    for (size_t i = 0; i < M * QX_KSUB; i++) {
+        const float *c = rq->codebooks + i * d;
+        rq->norms[i] = k->dot(c, c, d);
+    }
+    if (d > (size_t)INT32_MAX) return qx__fail(QX_ELIMIT, "rq tables: d=%zu", d);
+    for (size_t j = 1; j < M; j++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(j * QX_KSUB), QX_KSUB, (int)d,
+                    1.0f, rq->codebooks, (int)d, rq->codebooks + j * QX_KSUB * d, (int)d, 0.0f,
+                    rq->cross + qx__rq_cross_offset(j), QX_KSUB);
+    return 0;
+}
+
+/* Per-thread scratch of one beam search. */
+typedef struct beam_scratch {
+    uint8_t *codes, *next_codes; /* beam * M */
+    float *dist;                 /* beam */
+    qx__cand *heap;                  /* beam */
+    float *partial, *base;       /* 256 each */
+} beam_scratch;
+
+static void beam_one(const qx__rq *rq, float xnorm, const float *xc, size_t B,
+                     beam_scratch *s, uint8_t *out_code, float *out_err) {
+    size_t M = rq->base.M;
+    size_t nb = 1;
+    s->dist[0] = xnorm;
+    for (size_t m = 0; m < M; m++) {
+        const float *nm = rq->norms + m * QX_KSUB, *xm = xc + m * QX_KSUB;
+        for (size_t k = 0; k < QX_KSUB; k++) s->base[k] = nm[k] - 2.0f * xm[k];
+        const float *cross_m = rq->cross + (m ? qx__rq_cross_offset(m) : 0);
+        size_t nh = 0;
+        for (size_t b = 0; b < nb; b++) {
+            const uint8_t *cb = s->codes + b * M;
+            float *part = s->partial;
+            float db = s->dist[b];
+            if (m == 0) {
+                for (size_t k = 0; k < QX_KSUB; k++) part[k] = db + s->base[k];
+            } else {
+                const float *row = cross_m + (size_t)cb[0] * QX_KSUB;
+                for (size_t k = 0; k < QX_KSUB; k++) part[k] = row[k];
+                for (size_t i = 1; i < m; i++) {
+                    row = cross_m + (i * QX_KSUB + cb[i]) * QX_KSUB;
+                    for (size_t k = 0; k < QX_KSUB; k++) part[k] += row[k];
+                }
+                for (size_t k = 0; k < QX_KSUB; k++) part[k] = db + s->base[k] + 2.0f * part[k];
+            }
+            nh = qx__heap_offer256(s->heap, nh, B, part, (uint16_t)b);
+        }
+        /* order the survivors by distance (insertion sort, nh <= 64) */
+        qx__cand *h = s->heap;
+        qx__cand_sort(h, nh);
+        for (size_t i = 0; i < nh; i++) {
+            uint8_t *dst = s->next_codes + i * M;
+            if (m) memcpy(dst, s->codes + (size_t)h[i].parent * M, m);
+            dst[m] = h[i].code;
+            s->dist[i] = h[i].dist;
+        }
+        uint8_t *t = s->codes;
+        s->codes = s->next_codes;
+        s->next_codes = t;
+        nb = nh;
+    }
+    memcpy(out_code, s->codes, M);
+    if (out_err) *out_err = s->dist[0] > 0 ? s->dist[0] : 0;
+}
+
+int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uint8_t *codes,
+                       float *err) {
+    size_t M = rq->base.M, d = rq->base.d, K = M * QX_KSUB, B = (size_t)beam;
+    size_t block = ((size_t)1 << 22) / K; /* <x,c> block of ~16 MiB */
+    if (block > QX__RQ_ENCODE_BLOCK) block = QX__RQ_ENCODE_BLOCK;
+    if (block < 64) block = 64;
+    if (block > n) block = n;
+    int nt = qx__rq_threads(rq);
+    if ((size_t)nt > block) nt = (int)block;
+    if (d > (size_t)INT32_MAX) return qx__fail(QX_ELIMIT, "rq encode: d=%zu", d);
+
+    size_t per_thread = ((2 * B * M + 15) & ~(size_t)15) + 2 * 256 * sizeof(float) +
+                        B * sizeof(float) + B * sizeof(qx__cand);
+    per_thread = (per_thread + 63) & ~(size_t)63;
+    float *xc = qx__aligned_alloc(block * K * sizeof(float));
+    float *xn = qx__aligned_alloc(block * sizeof(float));
+    uint8_t *scratch = qx__aligned_alloc(per_thread * (size_t)nt);
+    if (!xc || !xn || !scratch) {
+        qx__aligned_free(xc);
+        qx__aligned_free(xn);
+        qx__aligned_free(scratch);
+        return qx__fail(QX_ENOMEM, "rq encode: scratch for %zu vectors", block);
+    }
+    const qx__kernel_table *kt = qx__kernels();
+    for (size_t i0 = 0; i0 < n; i0 += block) {
+        size_t rows = n - i0 < block ? n - i0 : block;
+        const float *xb = x + i0 * d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)K, (int)d, 1.0f, xb,
+                    (int)d, rq->codebooks, (int)d, 0.0f, xc, (int)K);
+        for (size_t i = 0; i < rows; i++) xn[i] = kt->dot(xb + i * d, xb + i * d, d);
+#pragma omp parallel num_threads(nt)
+        {
+#ifdef _OPENMP
+            int tid = omp_get_thread_num();
+#else
+            int tid = 0;
+#endif
+            uint8_t *p = scratch + per_thread * (size_t)tid;
+            beam_scratch s;
+            s.codes = p;
+            s.next_codes = p + B * M;
+            s.partial = (float *)(void *)(p + ((2 * B * M + 15) & ~(size_t)15));
+            s.base = s.partial + 256;
+            s.dist = s.base + 256;
+            s.heap = (qx__cand *)(void *)(s.dist + B);
+#pragma omp for schedule(dynamic, 16)
+            for (size_t i = 0; i < rows; i++)
+                beam_one(rq, xn[i], xc + i * K, B, &s, codes + (i0 + i) * M,
+                         err ? err + i0 + i : NULL);
+        }
+    }
+    qx__aligned_free(xc);
+    qx__aligned_free(xn);
+    qx__aligned_free(scratch);
+    return 0;
+}
