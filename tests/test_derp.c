@@ -165,6 +165,34 @@ static void test_lilliefors_normal_rejected_at_nominal_rate(void **state) {
     assert_true(rate01 <= 0.025);
 }
 
+/* The calibration table of docs/derp.md (2000 replicates at n = 100, 1000,
+ * 10000; ~10 s): run with QX_DERP_CALIBRATE=1. */
+static void test_lilliefors_calibration_table(void **state) {
+    (void)state;
+    const char *env = getenv("QX_DERP_CALIBRATE");
+    if (!env || strcmp(env, "1") != 0) {
+        skip();
+        return;
+    }
+    size_t ns[3] = {100, 1000, 10000}, reps = 2000;
+    tu_rng r;
+    tu_rng_seed(&r, 4242);
+    for (int k = 0; k < 3; k++) {
+        size_t n = ns[k], rej[3] = {0, 0, 0};
+        for (size_t t = 0; t < reps; t++) {
+            float *v = normal_sample(&r, n, 0, 1);
+            double p;
+            assert_int_equal(qx_derp_lilliefors(v, n, NULL, &p), 0);
+            rej[0] += p <= 0.05;
+            rej[1] += p <= 0.01;
+            rej[2] += p <= 0.001;
+            free(v);
+        }
+        fprintf(stderr, "| %zu | %.4f | %.4f | %.4f |\n", n, (double)rej[0] / reps,
+                (double)rej[1] / reps, (double)rej[2] / reps);
+    }
+}
+
 static void test_lilliefors_power(void **state) {
     (void)state;
     tu_rng r;
@@ -926,6 +954,7 @@ int main(void) {
         cmocka_unit_test(test_kolmogorov_q_known_values),
         cmocka_unit_test(test_lilliefors_pvalue_critical_values),
         cmocka_unit_test(test_lilliefors_normal_rejected_at_nominal_rate),
+        cmocka_unit_test(test_lilliefors_calibration_table),
         cmocka_unit_test(test_lilliefors_power),
         cmocka_unit_test(test_lilliefors_edge_cases),
         cmocka_unit_test(test_ks2_level_and_power),
