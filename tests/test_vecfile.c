@@ -230,7 +230,10 @@ static void test_corrupt_files(void **state) {
     write_bytes(p, img, 10);
     expect_fail(p, QX_EFORMAT, "record 0 truncated");
     /* a prefix read still notices a damaged tail (size not a whole number) */
-    write_bytes(p, img, len + 7);
+    uint8_t *longer = calloc(1, len + 7);
+    memcpy(longer, img, len);
+    write_bytes(p, longer, len + 7);
+    free(longer);
     qx_matrix m;
     assert_int_equal(qx_vecs_read(p, 2, &m), QX_EFORMAT);
     assert_non_null(strstr(qx_last_error(), "not a whole number"));
