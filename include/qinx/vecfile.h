@@ -5,6 +5,13 @@
  * dimension that is zero, negative, above QX_MAX_DIM or different from the
  * first record's, a truncated record, NaN/Inf values; the error names the file
  * and the record. .bvecs is converted to float. All functions are reentrant.
+ *
+ * Error codes of the readers: QX_ENOTFOUND missing file; QX_EIO cannot open
+ * or read (strerror in the message) or not a regular file; QX_EFORMAT empty
+ * file, truncated record, size not a whole number of records, NaN/Inf value;
+ * QX_EDIM dimension <= 0, > QX_MAX_DIM or different from record 0's;
+ * QX_EINVAL unknown file-name ending or NULL argument; QX_ENOMEM.
+ * Writers: QX_EINVAL (n = 0, NULL data, NaN/Inf), QX_EDIM, QX_EIO.
  */
 #ifndef QINX_VECFILE_H
 #define QINX_VECFILE_H
