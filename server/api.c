@@ -1,0 +1,752 @@
+/* server/api.c — the REST endpoints (Qdrant-shaped): validation of every
+ * field against named limits, then a call into collection.c / rebuild.c.
+ *
+ * Decisions:
+ * 1. Status codes: 400 = the body is not JSON (or not an object); 422 = it is
+ *    JSON but a field is missing, of the wrong type, or out of range (wrong
+ *    dimension, NaN/Inf after conversion to float, limit outside 1..10000,
+ *    negative or non-integer id, a number too large for a double); 404 =
+ *    unknown collection, point or job; 409 = collection exists / rebuild
+ *    already running; 503 = still recovering.
+ * 2. Ids are JSON integers in 0..2^63-1 (the index keeps int64 ids and uses
+ *    -1 as "no result"); Qdrant's UUID ids are not supported (422).
+ * 3. Cosine collections normalise vectors at upsert and query; a zero vector
+ *    cannot be normalised (422). Scores: Cosine = cosine similarity and Dot =
+ *    inner product (higher is better), Euclid = Euclidean distance (not
+ *    squared; lower is better) — the same conventions as Qdrant.
+ * 4. Duplicate ids inside one upsert batch: the last occurrence wins, as if
+ *    the points had been sent one by one.
+ */
+#define _GNU_SOURCE
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "internal.h"
+#include "qinx/ivf.h"
+#include "qinx/vecfile.h"
+
+static void fail(qxs_reply *o, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(qxs_reply *o, int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->err, sizeof o->err, fmt, ap);
+    va_end(ap);
+    o->status = status;
+    if (o->result) json_decref(o->result);
+    o->result = NULL;
+}
+
+static void ok(qxs_reply *o, json_t *result) {
+    if (!result) {
+        fail(o, 500, "out of memory building the reply");
+        return;
+    }
+    o->status = 200;
+    o->result = result;
+}
+
+static int status_of(int qx_code) {
+    switch (qx_code) {
+    case QX_ENOTFOUND: return 404;
+    case QX_EEXIST: return 409;
+    case QX_EINVAL: case QX_EDIM: case QX_ELIMIT: return 422;
+    default: return 500;
+    }
+}
+
+/* Parse the body as a JSON object. 400 on broken JSON; numbers too large for
+ * a double are well-formed JSON but out of range: 422. */
+static json_t *parse_body(const char *body, size_t len, qxs_reply *o, int required) {
+    if (len == 0) {
+        if (!required) return json_object();
+        fail(o, 400, "request body required (a JSON object)");
+        return NULL;
+    }
+    json_error_t e;
+    json_t *j = json_loadb(body, len, 0, &e);
+    if (!j) {
+        if (json_error_code(&e) == json_error_numeric_overflow)
+            fail(o, 422, "number out of range at line %d column %d: %s", e.line, e.column, e.text);
+        else
+            fail(o, 400, "malformed JSON at line %d column %d: %s", e.line, e.column, e.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        fail(o, 400, "request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* integer field in [lo, hi]; absent -> def. 0 or fails (422). */
+static int get_int(json_t *obj, const char *key, long long lo, long long hi, long long def, long long *out,
+                   qxs_reply *o) {
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        fail(o, 422, "'%s' must be an integer", key);
+        return -1;
+    }
+    long long x = json_integer_value(v);
+    if (x < lo || x > hi) {
+        fail(o, 422, "'%s' = %lld outside %lld..%lld", key, x, lo, hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int get_bool(json_t *obj, const char *key, int def, int *out, qxs_reply *o) {
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_boolean(v)) {
+        fail(o, 422, "'%s' must be true or false", key);
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int parse_id(json_t *v, int64_t *id, qxs_reply *o, const char *what) {
+    if (!json_is_integer(v)) {
+        fail(o, 422, "%s: point ids must be unsigned integers (0..2^63-1)", what);
+        return -1;
+    }
+    long long x = json_integer_value(v);
+    if (x < 0) {
+        fail(o, 422, "%s: point id %lld is negative", what, x);
+        return -1;
+    }
+    *id = x;
+    return 0;
+}
+
+/* Vector of exactly d finite floats into out (normalised for Cosine). */
+static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
+    if (!json_is_array(v)) {
+        fail(o, 422, "%s: 'vector' must be an array of %zu numbers", what, c->d);
+        return -1;
+    }
+    size_t n = json_array_size(v);
+    if (n != c->d) {
+        fail(o, 422, "%s: wrong vector dimension: expected %zu, got %zu", what, c->d, n);
+        return -1;
+    }
+    double norm = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_array_get(v, i);
+        if (!json_is_number(x)) {
+            fail(o, 422, "%s: vector element %zu is not a number", what, i);
+            return -1;
+        }
+        double f = json_number_value(x);
+        if (!isfinite(f) || fabs(f) > FLT_MAX) {
+            fail(o, 422, "%s: vector element %zu (%g) is not a finite 32-bit float", what, i, f);
+            return -1;
+        }
+        out[i] = (float)f;
+        norm += (double)out[i] * out[i];
+    }
+    if (c->distance == QXS_COSINE) {
+        if (!(norm > 0) || !isfinite(norm)) {
+            fail(o, 422, "%s: a zero vector has no direction (Cosine distance)", what);
+            return -1;
+        }
+        float inv = (float)(1.0 / sqrt(norm));
+        for (size_t i = 0; i < n; i++) out[i] *= inv;
+    } else if (!isfinite(norm) && c->distance != QXS_COSINE) {
+        /* every element fits a float but the squared norm does not: distances
+         * to it would be Inf */
+        fail(o, 422, "%s: vector norm overflows (elements too large)", what);
+        return -1;
+    }
+    return 0;
+}
+
+static double to_score(qxs_distance d, float dist) {
+    switch (d) {
+    case QXS_COSINE: return 1.0 - dist / 2.0;  /* unit vectors: ||a-b||^2 = 2 - 2cos */
+    case QXS_DOT: return -dist;
+    default: return sqrt(dist > 0 ? dist : 0);
+    }
+}
+
+/* ---- collections ------------------------------------------------------------ */
+
+static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_reply *o) {
+    json_t *vec = json_object_get(b, "vectors");
+    if (!json_is_object(vec)) {
+        fail(o, 422, "missing object 'vectors' ({\"size\": D, \"distance\": \"Euclid\"|\"Cosine\"|\"Dot\"})");
+        return;
+    }
+    long long d;
+    if (!json_object_get(vec, "size")) {
+        fail(o, 422, "missing field 'vectors.size'");
+        return;
+    }
+    if (get_int(vec, "size", 1, QX_MAX_DIM, 0, &d, o)) return;
+    json_t *dist = json_object_get(vec, "distance");
+    if (!json_is_string(dist)) {
+        fail(o, 422, "missing or non-string 'vectors.distance' (Euclid, Cosine or Dot)");
+        return;
+    }
+    qxs_coll_params p = {.d = (size_t)d, .quant_kind = QX_QUANT_RQ, .bytes = 8, .nlist = 0, .min_recall = 0.3};
+    const char *ds = json_string_value(dist);
+    if (!strcmp(ds, "Euclid")) p.distance = QXS_EUCLID;
+    else if (!strcmp(ds, "Cosine")) p.distance = QXS_COSINE;
+    else if (!strcmp(ds, "Dot")) p.distance = QXS_DOT;
+    else {
+        fail(o, 422, "unknown distance '%.40s' (Euclid, Cosine or Dot)", ds);
+        return;
+    }
+    json_t *q = json_object_get(b, "quantizer");
+    if (q && !json_is_null(q)) {
+        if (!json_is_object(q)) {
+            fail(o, 422, "'quantizer' must be an object");
+            return;
+        }
+        json_t *kind = json_object_get(q, "kind");
+        if (kind && !json_is_string(kind)) {
+            fail(o, 422, "'quantizer.kind' must be \"rq\" or \"qinco\"");
+            return;
+        }
+        if (kind && strcmp(json_string_value(kind), "rq")) {
+            if (!strcmp(json_string_value(kind), "qinco"))
+                fail(o, 422, "quantizer kind 'qinco' is not available in this build of the server yet; use 'rq'");
+            else
+                fail(o, 422, "unknown quantizer kind '%.40s' (rq or qinco)", json_string_value(kind));
+            return;
+        }
+        long long bytes, nlist;
+        if (get_int(q, "bytes", 1, QX_MAX_STEPS, 8, &bytes, o)) return;
+        if (get_int(q, "nlist", 0, QX_MAX_NLIST, 0, &nlist, o)) return;
+        p.bytes = (size_t)bytes;
+        p.nlist = (size_t)nlist;
+    }
+    json_t *g = json_object_get(b, "gate");
+    if (g && !json_is_null(g)) {
+        json_t *mr = json_is_object(g) ? json_object_get(g, "min_recall") : NULL;
+        if (!json_is_object(g) || (mr && !json_is_number(mr))) {
+            fail(o, 422, "'gate' must be {\"min_recall\": number in [0,1]}");
+            return;
+        }
+        if (mr) {
+            double v = json_number_value(mr);
+            if (!(v >= 0 && v <= 1)) {
+                fail(o, 422, "'gate.min_recall' must be in [0,1]");
+                return;
+            }
+            p.min_recall = v;
+        }
+    }
+    int rc = qxs_coll_create(s, r->name, &p);
+    if (rc) {
+        fail(o, status_of(rc), "%s", qx_last_error());
+        return;
+    }
+    ok(o, json_true());
+}
+
+static json_t *job_json(const qxs_job *j) {
+    static const char *const st[] = {"queued", "running", "succeeded", "rejected", "failed", "canceled"};
+    json_t *o = json_pack("{s:I, s:s, s:s, s:f, s:f}", "id", (json_int_t)j->id, "state", st[j->state], "stage",
+                          j->stage, "progress", j->progress, "created", j->t_created);
+    if (!o) return NULL;
+    if (j->t_start > 0) json_object_set_new(o, "started", json_real(j->t_start));
+    if (j->t_end > 0) json_object_set_new(o, "finished", json_real(j->t_end));
+    if (j->error[0]) json_object_set_new(o, "error", json_string(j->error));
+    if (j->report) {
+        json_t *rep = json_loads(j->report, 0, NULL);
+        if (rep) json_object_set_new(o, "report", rep);
+    }
+    return o;
+}
+
+static void get_collection(qxs_coll *c, qxs_reply *o) {
+    pthread_rwlock_rdlock(&c->rw);
+    size_t n = c->store.n;
+    qx_ivf_info info;
+    int has = c->ivf && !qx_ivf_get_info(c->ivf, &info);
+    pthread_rwlock_unlock(&c->rw);
+    json_t *idx;
+    if (has)
+        idx = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "state", "ivf", "nlist", (json_int_t)info.nlist,
+                        "code_size", (json_int_t)info.code_size, "M", (json_int_t)info.M, "indexed_vectors",
+                        (json_int_t)info.ntotal, "bytes", (json_int_t)info.bytes);
+    else
+        idx = json_pack("{s:s}", "state", "exact");
+    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:{s:{s:{s:I, s:s}}, s:{s:s, s:I, s:I}, s:{s:f}}, s:o, s:f}",
+                            "name", c->name, "status", atomic_load(&c->failed) ? "red" : "green", "points_count",
+                            (json_int_t)n, "indexed_vectors_count", (json_int_t)(has ? info.ntotal : 0), "config",
+                            "params", "vectors", "size", (json_int_t)c->d, "distance",
+                            qxs_distance_name(c->distance), "quantizer", "kind",
+                            qx_quantizer_kind_name(c->quant_kind), "bytes", (json_int_t)c->bytes, "nlist",
+                            (json_int_t)c->nlist, "gate", "min_recall", c->min_recall, "index", idx, "created",
+                            c->created);
+    if (!res) {
+        fail(o, 500, "reply");
+        return;
+    }
+    pthread_mutex_lock(&c->job_mu);
+    if (c->active) json_object_set_new(res, "rebuild", job_json(c->active));
+    if (c->last_report) {
+        json_t *rep = json_loads(c->last_report, 0, NULL);
+        if (rep) json_object_set_new(res, "last_rebuild_report", rep);
+    }
+    pthread_mutex_unlock(&c->job_mu);
+    ok(o, res);
+}
+
+/* ---- points ------------------------------------------------------------------- */
+
+typedef struct idpos {
+    int64_t id;
+    size_t pos;
+} idpos;
+
+static int cmp_idpos(const void *a, const void *b) {
+    const idpos *x = a, *y = b;
+    if (x->id != y->id) return x->id < y->id ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static void upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
+    json_t *pts = json_object_get(b, "points"), *batch = json_object_get(b, "batch");
+    json_t *bids = NULL, *bvecs = NULL;
+    size_t n;
+    if (pts) {
+        if (!json_is_array(pts)) {
+            fail(o, 422, "'points' must be an array of {\"id\": …, \"vector\": […]}");
+            return;
+        }
+        n = json_array_size(pts);
+    } else if (batch) {
+        bids = json_is_object(batch) ? json_object_get(batch, "ids") : NULL;
+        bvecs = json_is_object(batch) ? json_object_get(batch, "vectors") : NULL;
+        if (!json_is_array(bids) || !json_is_array(bvecs) || json_array_size(bids) != json_array_size(bvecs)) {
+            fail(o, 422, "'batch' must be {\"ids\": [...], \"vectors\": [[...], ...]} of equal lengths");
+            return;
+        }
+        n = json_array_size(bids);
+    } else {
+        fail(o, 422, "missing field 'points'");
+        return;
+    }
+    if (n == 0) {
+        fail(o, 422, "'points' is empty");
+        return;
+    }
+    if (n > QXS_MAX_BATCH) {
+        fail(o, 422, "%zu points in one request; at most %d", n, QXS_MAX_BATCH);
+        return;
+    }
+    size_t vb;
+    if (!qx__mul3(n, c->d, sizeof(float), &vb)) {
+        fail(o, 422, "batch too large");
+        return;
+    }
+    float *x = qx__aligned_alloc(vb);
+    int64_t *ids = qx__malloc(n * sizeof *ids);
+    idpos *ip = qx__malloc(n * sizeof *ip);
+    if (!x || !ids || !ip) {
+        fail(o, 500, "out of memory for %zu points", n);
+        goto out;
+    }
+    char what[48];
+    for (size_t i = 0; i < n; i++) {
+        json_t *idv, *vv;
+        snprintf(what, sizeof what, "point %zu", i);
+        if (pts) {
+            json_t *p = json_array_get(pts, i);
+            if (!json_is_object(p)) {
+                fail(o, 422, "%s: must be an object {\"id\": …, \"vector\": […]}", what);
+                goto out;
+            }
+            idv = json_object_get(p, "id");
+            vv = json_object_get(p, "vector");
+            if (!idv || !vv) {
+                fail(o, 422, "%s: missing field '%s'", what, idv ? "vector" : "id");
+                goto out;
+            }
+        } else {
+            idv = json_array_get(bids, i);
+            vv = json_array_get(bvecs, i);
+        }
+        if (parse_id(idv, &ids[i], o, what) || parse_vector(vv, c, x + i * c->d, o, what)) goto out;
+        ip[i] = (idpos){ids[i], i};
+    }
+    /* keep the last occurrence of each id */
+    qsort(ip, n, sizeof *ip, cmp_idpos);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i + 1 == n || ip[i + 1].id != ip[i].id) ip[m++] = ip[i];
+    if (m < n) {
+        /* compact in the original order of the kept points */
+        char *keep = qx__calloc(n, 1);
+        if (!keep) {
+            fail(o, 500, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < m; i++) keep[ip[i].pos] = 1;
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++)
+            if (keep[i]) {
+                ids[w] = ids[i];
+                if (w != i) memmove(x + w * c->d, x + i * c->d, c->d * sizeof(float));
+                w++;
+            }
+        qx__free(keep);
+        n = m;
+    }
+    uint64_t lsn;
+    int rc = qxs_coll_upsert(s, c, ids, x, n, &lsn);
+    if (rc) fail(o, status_of(rc), "upsert failed: %s", qx_last_error());
+    else ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
+out:
+    qx__aligned_free(x);
+    qx__free(ids);
+    qx__free(ip);
+}
+
+static int64_t *parse_id_list(json_t *arr, const char *key, size_t *n, qxs_reply *o) {
+    if (!json_is_array(arr)) {
+        fail(o, 422, "missing or non-array field '%s' (a list of point ids)", key);
+        return NULL;
+    }
+    *n = json_array_size(arr);
+    if (*n > QXS_MAX_BATCH) {
+        fail(o, 422, "%zu ids in one request; at most %d", *n, QXS_MAX_BATCH);
+        return NULL;
+    }
+    int64_t *ids = qx__malloc((*n + 1) * sizeof *ids);
+    if (!ids) {
+        fail(o, 500, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < *n; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "%s[%zu]", key, i);
+        if (parse_id(json_array_get(arr, i), &ids[i], o, what)) {
+            qx__free(ids);
+            return NULL;
+        }
+    }
+    return ids;
+}
+
+static void delete_points(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
+    size_t n;
+    int64_t *ids = parse_id_list(json_object_get(b, "points"), "points", &n, o);
+    if (!ids) return;
+    uint64_t lsn = 0;
+    size_t removed = 0;
+    int rc = n ? qxs_coll_delete(s, c, ids, n, &lsn, &removed) : 0;
+    qx__free(ids);
+    if (rc) fail(o, status_of(rc), "delete failed: %s", qx_last_error());
+    else
+        ok(o, json_pack("{s:I, s:s, s:I}", "operation_id", (json_int_t)lsn, "status", "completed", "deleted",
+                        (json_int_t)removed));
+}
+
+static json_t *vector_json(const float *v, size_t d) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < d; i++) json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+static json_t *point_json(qxs_coll *c, int64_t id, int with_vector) {
+    const float *v = qxs_store_get(&c->store, id);
+    if (!v) return NULL;
+    json_t *p = json_pack("{s:I}", "id", (json_int_t)id);
+    if (p && with_vector) json_object_set_new(p, "vector", vector_json(v, c->d));
+    return p;
+}
+
+static void get_point(qxs_coll *c, int64_t id, qxs_reply *o) {
+    pthread_rwlock_rdlock(&c->rw);
+    json_t *p = point_json(c, id, 1);
+    pthread_rwlock_unlock(&c->rw);
+    if (!p) fail(o, 404, "point %lld not found in collection '%s'", (long long)id, c->name);
+    else ok(o, p);
+}
+
+static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
+    size_t n;
+    int64_t *ids = parse_id_list(json_object_get(b, "ids"), "ids", &n, o);
+    int wv;
+    if (!ids) return;
+    if (get_bool(b, "with_vector", 1, &wv, o)) {
+        qx__free(ids);
+        return;
+    }
+    json_t *arr = json_array();
+    pthread_rwlock_rdlock(&c->rw);
+    for (size_t i = 0; arr && i < n; i++) {
+        json_t *p = point_json(c, ids[i], wv);
+        if (p) json_array_append_new(arr, p);
+    }
+    pthread_rwlock_unlock(&c->rw);
+    qx__free(ids);
+    ok(o, arr);
+}
+
+/* One search request object -> result array (NULL and o filled on error). */
+static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, const char *what) {
+    if (!json_is_object(b)) {
+        fail(o, 422, "%s: a search must be an object", what);
+        return NULL;
+    }
+    json_t *vv = json_object_get(b, "vector");
+    if (!vv) {
+        fail(o, 422, "%s: missing field 'vector'", what);
+        return NULL;
+    }
+    long long k, nprobe = 0, rerank = 0;
+    int exact = 0, wv = 0;
+    json_t *lim = json_object_get(b, "limit") ? json_object_get(b, "limit") : json_object_get(b, "top");
+    json_t *tmp = json_object();
+    if (lim) json_object_set(tmp, "limit", lim);
+    int bad = get_int(tmp, "limit", 1, QX_MAX_K, 10, &k, o);
+    json_decref(tmp);
+    if (bad) return NULL;
+    json_t *params = json_object_get(b, "params");
+    if (params && !json_is_null(params)) {
+        if (!json_is_object(params)) {
+            fail(o, 422, "%s: 'params' must be an object", what);
+            return NULL;
+        }
+        if (get_int(params, "nprobe", 1, QX_MAX_NLIST, 0, &nprobe, o) ||
+            get_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) || get_bool(params, "exact", 0, &exact, o))
+            return NULL;
+    }
+    if (get_bool(b, "with_vector", 0, &wv, o)) return NULL;
+    float *q = qx__aligned_alloc(c->d * sizeof(float));
+    float *dist = qx__malloc((size_t)k * sizeof *dist);
+    int64_t *ids = qx__malloc((size_t)k * sizeof *ids);
+    json_t *res = NULL;
+    if (!q || !dist || !ids) {
+        fail(o, 500, "out of memory");
+        goto out;
+    }
+    if (parse_vector(vv, c, q, o, what)) goto out;
+    qxs_search_opts so = {.k = (size_t)k, .nprobe = (size_t)nprobe, .rerank = (size_t)rerank, .exact = exact};
+    size_t found = 0;
+    int used = 0;
+    int rc = qxs_coll_search(c, q, &so, dist, ids, &found, &used);
+    if (rc) {
+        fail(o, status_of(rc), "search failed: %s", qx_last_error());
+        goto out;
+    }
+    atomic_fetch_add(&s->m.searches, 1);
+    res = json_array();
+    if (wv) pthread_rwlock_rdlock(&c->rw);
+    for (size_t i = 0; res && i < found; i++) {
+        json_t *p = json_pack("{s:I, s:f}", "id", (json_int_t)ids[i], "score", to_score(c->distance, dist[i]));
+        if (p && wv) {
+            const float *v = qxs_store_get(&c->store, ids[i]);
+            if (v) json_object_set_new(p, "vector", vector_json(v, c->d));
+        }
+        if (p) json_array_append_new(res, p);
+    }
+    if (wv) pthread_rwlock_unlock(&c->rw);
+    if (!res) fail(o, 500, "out of memory");
+out:
+    qx__aligned_free(q);
+    qx__free(dist);
+    qx__free(ids);
+    return res;
+}
+
+static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
+    json_t *arr = json_object_get(b, "searches");
+    if (!json_is_array(arr)) {
+        fail(o, 422, "missing or non-array field 'searches'");
+        return;
+    }
+    size_t n = json_array_size(arr);
+    if (n > QXS_MAX_SEARCH_BATCH) {
+        fail(o, 422, "%zu searches in one batch; at most %d", n, QXS_MAX_SEARCH_BATCH);
+        return;
+    }
+    json_t *out = json_array();
+    for (size_t i = 0; out && i < n; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "searches[%zu]", i);
+        json_t *r = search_one(s, c, json_array_get(arr, i), o, what);
+        if (!r) {
+            json_decref(out);
+            return;
+        }
+        json_array_append_new(out, r);
+    }
+    ok(o, out);
+}
+
+/* ---- rebuilds --------------------------------------------------------------------- */
+
+static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
+    long long bytes, nlist, train;
+    double minr = c->min_recall;
+    if (get_int(b, "bytes", 1, QX_MAX_STEPS, (long long)c->bytes, &bytes, o) ||
+        get_int(b, "nlist", 0, QX_MAX_NLIST, (long long)c->nlist, &nlist, o) ||
+        get_int(b, "train_size", 0, 100000000, 0, &train, o))
+        return;
+    json_t *mr = json_object_get(b, "min_recall");
+    if (mr) {
+        if (!json_is_number(mr) || !(json_number_value(mr) >= 0 && json_number_value(mr) <= 1)) {
+            fail(o, 422, "'min_recall' must be a number in [0,1]");
+            return;
+        }
+        minr = json_number_value(mr);
+    }
+    qxs_rebuild_params p = {.bytes = (size_t)bytes, .nlist = (size_t)nlist, .train_size = (size_t)train,
+                            .min_recall = minr};
+    uint64_t job = 0;
+    int rc = qxs_rebuild_start(s, c, &p, &job);
+    if (rc == QX_EEXIST) {
+        fail(o, 409, "a rebuild of '%s' is already running (job %llu)", c->name, (unsigned long long)job);
+        return;
+    }
+    if (rc) {
+        fail(o, status_of(rc), "%s", qx_last_error());
+        return;
+    }
+    ok(o, json_pack("{s:I, s:s}", "job_id", (json_int_t)job, "status", "queued"));
+}
+
+static void get_jobs(qxs_coll *c, const qxs_route *r, qxs_reply *o) {
+    pthread_mutex_lock(&c->job_mu);
+    json_t *res = NULL;
+    if (r->ep == QXS_EP_REBUILD) {
+        res = json_array();
+        for (qxs_job *j = c->jobs; res && j; j = j->next) json_array_append_new(res, job_json(j));
+    } else {
+        for (qxs_job *j = c->jobs; j; j = j->next)
+            if ((int64_t)j->id == r->id) res = job_json(j);
+    }
+    pthread_mutex_unlock(&c->job_mu);
+    if (!res && r->ep == QXS_EP_REBUILD_JOB)
+        fail(o, 404, "rebuild job %lld not found in collection '%s'", (long long)r->id, c->name);
+    else
+        ok(o, res);
+}
+
+/* ---- dispatch ------------------------------------------------------------------- */
+
+void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const char *body, size_t len,
+                    qxs_reply *o) {
+    memset(o, 0, sizeof *o);
+    if (r->ep == QXS_EP_NONE) {
+        fail(o, 404, "no such endpoint");
+        return;
+    }
+    if (!qxs_route_allows(r->ep, method, &o->allow)) {
+        fail(o, 405, "method %.16s not allowed here (allowed: %s)", method, o->allow);
+        return;
+    }
+    switch (r->ep) {
+    case QXS_EP_HEALTHZ:
+        ok(o, json_pack("{s:s}", "status", "alive"));
+        return;
+    case QXS_EP_READYZ:
+        if (atomic_load(&s->ready)) ok(o, json_pack("{s:s}", "status", "ready"));
+        else fail(o, 503, "recovering collections");
+        return;
+    case QXS_EP_METRICS:
+        o->raw = qxs_metrics_render(s, &o->raw_len);
+        o->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        o->status = o->raw ? 200 : 500;
+        if (!o->raw) snprintf(o->err, sizeof o->err, "out of memory");
+        return;
+    default: break;
+    }
+    if (!atomic_load(&s->ready)) {
+        fail(o, 503, "server is recovering collections; retry shortly (see /readyz)");
+        return;
+    }
+    if (r->ep == QXS_EP_COLLECTIONS) {
+        char **names;
+        size_t n;
+        if (qxs_coll_list(s, &names, &n)) {
+            fail(o, 500, "%s", qx_last_error());
+            return;
+        }
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            if (arr) json_array_append_new(arr, json_pack("{s:s}", "name", names[i]));
+            qx__free(names[i]);
+        }
+        qx__free(names);
+        ok(o, arr ? json_pack("{s:o}", "collections", arr) : NULL);
+        return;
+    }
+    if (!r->name_ok) {
+        fail(o, 422, "invalid collection name: names match [A-Za-z0-9_-]{1,64}");
+        return;
+    }
+    if ((r->ep == QXS_EP_POINT || r->ep == QXS_EP_REBUILD_JOB) && !r->id_ok) {
+        fail(o, 422, "invalid %s id in the path (a decimal integer 0..2^63-1)",
+             r->ep == QXS_EP_POINT ? "point" : "job");
+        return;
+    }
+    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    if (r->ep == QXS_EP_COLLECTION && !strcmp(method, "PUT")) {
+        json_t *b = parse_body(body, len, o, 1);
+        if (b) create_collection(s, r, b, o);
+        json_decref(b);
+        return;
+    }
+    if (r->ep == QXS_EP_COLLECTION && !strcmp(method, "DELETE")) {
+        int rc = qxs_coll_drop(s, r->name);
+        if (rc) fail(o, status_of(rc), "%s", qx_last_error());
+        else ok(o, json_true());
+        return;
+    }
+    qxs_coll *c = qxs_coll_get(s, r->name);
+    if (!c) {
+        fail(o, 404, "collection '%s' not found", r->name);
+        return;
+    }
+    json_t *b = NULL;
+    if (!is_get) {
+        int required = r->ep != QXS_EP_REBUILD;
+        b = parse_body(body, len, o, required);
+        if (!b) goto out;
+    }
+    switch (r->ep) {
+    case QXS_EP_COLLECTION: get_collection(c, o); break;
+    case QXS_EP_POINTS:
+        if (!strcmp(method, "PUT")) upsert(s, c, b, o);
+        else retrieve(c, b, o);
+        break;
+    case QXS_EP_POINT: get_point(c, r->id, o); break;
+    case QXS_EP_DELETE: delete_points(s, c, b, o); break;
+    case QXS_EP_SEARCH: {
+        json_t *res = search_one(s, c, b, o, "search");
+        if (res) ok(o, res);
+        break;
+    }
+    case QXS_EP_SEARCH_BATCH: search_batch(s, c, b, o); break;
+    case QXS_EP_REBUILD:
+        if (is_get) get_jobs(c, r, o);
+        else rebuild(s, c, b, o);
+        break;
+    case QXS_EP_REBUILD_JOB: get_jobs(c, r, o); break;
+    default: fail(o, 404, "no such endpoint"); break;
+    }
+out:
+    json_decref(b);
+    qxs_coll_put(c);
+}

@@ -1,0 +1,479 @@
+/* server/rebuild.c — background rebuilds: train a new IVF over RQ codes on
+ * the stored raw vectors, gate it, and swap it in without stopping searches.
+ *
+ * Decisions:
+ * 1. The job copies the raw vectors under the writer mutex (a memcpy, a few
+ *    ms per 100k x 128) and from then on records the ids that writers touch.
+ *    Training and encoding run with no lock held; just before the swap the
+ *    touched ids are replayed from the live store into the candidate (add if
+ *    present, remove if not), under the writer mutex, so the candidate misses
+ *    nothing written while it trained.
+ * 2. The gate (a failed gate leaves the live index serving):
+ *    - held-out recall: Q stored vectors are left out of training; their exact
+ *      10 nearest neighbours (self excluded) are computed by brute force and
+ *      the candidate's 10-recall@10 (nprobe default, no re-ranking) must reach
+ *      min_recall, and must not fall more than 0.05 below the live index's;
+ *    - the library's DERP gate (qx_gate_evaluate, include/qinx/gate.h):
+ *      codeword usage and perplexity per step, MSE ratio, drift against the
+ *      training reservoir, recall against exact search — with its default
+ *      thresholds, min_recall taken from the collection or the request.
+ *    The whole report (DERP JSON + recall checks) is kept in the job, the
+ *    collection (GET /collections/{name}) and report.json.
+ * 3. The swap is a pointer exchange under the write side of the rwlock; the
+ *    old index is freed after it, when no search can still hold it.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+#include "qinx/derp.h"
+#include "qinx/gate.h"
+#include "qinx/kernels.h"
+#include "qinx/rq.h"
+#include "srv.h"
+
+#define QXS_REBUILD_MIN_POINTS 1000
+#define QXS_GATE_QUERIES 200
+#define QXS_GATE_K 10
+#define QXS_GATE_LIVE_SLACK 0.05
+#define QXS_DEFAULT_TRAIN 65536
+
+typedef struct rb_arg {
+    qxs_server *s;
+    qxs_coll *c;
+    qxs_job *j;
+    qxs_rebuild_params p;
+} rb_arg;
+
+static void set_stage(qxs_coll *c, qxs_job *j, const char *stage, double progress) {
+    pthread_mutex_lock(&c->job_mu);
+    snprintf(j->stage, sizeof j->stage, "%s", stage);
+    j->progress = progress;
+    pthread_mutex_unlock(&c->job_mu);
+}
+
+typedef struct prog_ctx {
+    qxs_coll *c;
+    qxs_job *j;
+    double base, span;
+} prog_ctx;
+
+static void on_progress(void *ctx, const char *stage, double f) {
+    prog_ctx *p = ctx;
+    char st[48];
+    snprintf(st, sizeof st, "train: %s", stage ? stage : "");
+    set_stage(p->c, p->j, st, p->base + p->span * (f < 0 ? 0 : f > 1 ? 1 : f));
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* exact top-(k) neighbours of q among rows (excluding self_id), ids out */
+static void exact_knn(const float *q, const float *x, const int64_t *ids, size_t n, size_t d, int metric,
+                      int64_t self, size_t k, int64_t *out) {
+    float dist[QXS_GATE_K + 1], buf[1024];
+    int64_t tmp[QXS_GATE_K + 1];
+    qxs_topk h = {.k = k, .n = 0, .dist = dist, .ids = tmp};
+    for (size_t s = 0; s < n; s += 1024) {
+        size_t m = n - s < 1024 ? n - s : 1024;
+        if (metric == 0) qx_l2sqr_ny(buf, q, x + s * d, d, m);
+        else {
+            qx_dot_ny(buf, q, x + s * d, d, m);
+            for (size_t i = 0; i < m; i++) buf[i] = -buf[i];
+        }
+        for (size_t i = 0; i < m; i++)
+            if (ids[s + i] != self) qxs_topk_push(&h, buf[i], ids[s + i]);
+    }
+    qxs_topk_finish(&h);
+    memcpy(out, tmp, k * sizeof *out);
+}
+
+/* 10-recall@10 of an index on the gate queries (self hits dropped). */
+static int index_recall(const qx_ivf *ivf, const float *qs, const int64_t *qids, size_t nq, size_t d,
+                        const int64_t *gt, double *recall) {
+    size_t k = QXS_GATE_K + 1;
+    float *dist = qx__malloc(nq * k * sizeof *dist);
+    int64_t *res = qx__malloc(nq * k * sizeof *res);
+    if (!dist || !res) {
+        qx__free(dist);
+        qx__free(res);
+        return qx__fail(QX_ENOMEM, "gate search");
+    }
+    qx_search_params sp;
+    qx_search_params_init(&sp);
+    sp.threads = 1;
+    int rc = qx_ivf_search(ivf, NULL, qs, nq, k, &sp, dist, res);
+    if (!rc) {
+        size_t hits = 0;
+        for (size_t i = 0; i < nq; i++) {
+            size_t taken = 0;
+            for (size_t j = 0; j < k && taken < QXS_GATE_K; j++) {
+                int64_t id = res[i * k + j];
+                if (id == qids[i]) continue;
+                taken++;
+                for (size_t g = 0; g < QXS_GATE_K; g++)
+                    if (gt[i * QXS_GATE_K + g] == id && id >= 0) {
+                        hits++;
+                        break;
+                    }
+            }
+        }
+        *recall = (double)hits / (double)(nq * QXS_GATE_K);
+    }
+    (void)d;
+    qx__free(dist);
+    qx__free(res);
+    return rc;
+}
+
+static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *err) {
+    qxs_coll *c = a->c;
+    qxs_job *j = a->j;
+    pthread_mutex_lock(&c->job_mu);
+    j->state = st;
+    j->t_end = (double)time(NULL);
+    j->progress = st == QXS_JOB_SUCCEEDED ? 1.0 : j->progress;
+    snprintf(j->stage, sizeof j->stage, "%s", "done");
+    if (err) snprintf(j->error, sizeof j->error, "%s", err);
+    if (report) {
+        j->report = qx__strdup(report);
+        qx__free(c->last_report);
+        c->last_report = qx__strdup(report);
+    }
+    c->active = NULL;
+    pthread_mutex_unlock(&c->job_mu);
+    if (report && !atomic_load(&c->dropped)) {
+        char path[PATH_MAX + 16];
+        snprintf(path, sizeof path, "%s/report.json", c->dir);
+        if (qxs_write_file_atomic(path, report, strlen(report)))
+            qxs_log(QXS_LOG_WARN, "collection %s: could not save report.json: %s", c->name, qx_last_error());
+    }
+    qxs_metrics *m = &a->s->m;
+    if (st == QXS_JOB_SUCCEEDED) atomic_fetch_add(&m->rebuild_ok, 1);
+    else if (st == QXS_JOB_REJECTED) atomic_fetch_add(&m->rebuild_rejected, 1);
+    else atomic_fetch_add(&m->rebuild_failed, 1);
+    static const char *const names[] = {"queued", "running", "succeeded", "rejected", "failed", "canceled"};
+    qxs_log(st == QXS_JOB_SUCCEEDED ? QXS_LOG_INFO : QXS_LOG_WARN, "collection %s: rebuild job %llu %s%s%s", c->name,
+            (unsigned long long)j->id, names[st], err ? ": " : "", err ? err : "");
+}
+
+static void *rebuild_main(void *arg) {
+    rb_arg *a = arg;
+    qxs_server *s = a->s;
+    qxs_coll *c = a->c;
+    qxs_job *j = a->j;
+    size_t d = c->d;
+    int metric = qxs_metric_of(c->distance);
+    int threads = s->cfg.rebuild_threads > 0 ? s->cfg.rebuild_threads : qx__num_threads();
+    omp_set_num_threads(threads);
+    float *x = NULL, *train = NULL, *qs = NULL;
+    int64_t *ids = NULL, *qids = NULL, *gt = NULL;
+    qx_ivf *ivf = NULL;
+    qx_derp_report *rep = NULL;
+    char *report = NULL;
+    char err[256] = "";
+    qxs_job_state st = QXS_JOB_FAILED;
+    int rc = 0;
+    double t0 = qx__now();
+
+    pthread_mutex_lock(&c->job_mu);
+    j->state = QXS_JOB_RUNNING;
+    j->t_start = (double)time(NULL);
+    snprintf(j->stage, sizeof j->stage, "copy");
+    pthread_mutex_unlock(&c->job_mu);
+
+    /* 1. copy the raw vectors and start tracking writes */
+    pthread_mutex_lock(&c->wmu);
+    size_t n = c->store.n;
+    x = qx__aligned_alloc(n * d * sizeof(float));
+    ids = qx__malloc(n * sizeof *ids);
+    if (x && ids) {
+        memcpy(x, c->store.vecs, n * d * sizeof(float));
+        memcpy(ids, c->store.ids, n * sizeof *ids);
+        c->tracking = 1;
+        c->ntouched = 0;
+    }
+    pthread_mutex_unlock(&c->wmu);
+    if (!x || !ids) {
+        snprintf(err, sizeof err, "out of memory copying %zu vectors", n);
+        goto done;
+    }
+    if (n < QXS_REBUILD_MIN_POINTS) {
+        snprintf(err, sizeof err, "%zu points; a rebuild needs at least %d", n, QXS_REBUILD_MIN_POINTS);
+        goto done;
+    }
+
+    /* 2. held-out queries and the training sample (seeded by the job id) */
+    uint64_t seed = 0x5EEDull + j->id;
+    size_t nq = n / 20 < QXS_GATE_QUERIES ? n / 20 : QXS_GATE_QUERIES;
+    char *held = qx__calloc(n, 1);
+    qs = qx__aligned_alloc(nq * d * sizeof(float));
+    qids = qx__malloc(nq * sizeof *qids);
+    gt = qx__malloc(nq * QXS_GATE_K * sizeof *gt);
+    if (!held || !qs || !qids || !gt) {
+        qx__free(held);
+        snprintf(err, sizeof err, "out of memory (gate queries)");
+        goto done;
+    }
+    for (size_t i = 0; i < nq;) {
+        size_t r = (size_t)(splitmix(&seed) % n);
+        if (held[r]) continue;
+        held[r] = 1;
+        memcpy(qs + i * d, x + r * d, d * sizeof(float));
+        qids[i] = ids[r];
+        i++;
+    }
+    size_t cap_train = a->p.train_size ? a->p.train_size : QXS_DEFAULT_TRAIN;
+    size_t avail = n - nq, ntrain = avail < cap_train ? avail : cap_train;
+    train = qx__aligned_alloc(ntrain * d * sizeof(float));
+    if (!train) {
+        qx__free(held);
+        snprintf(err, sizeof err, "out of memory (training sample of %zu)", ntrain);
+        goto done;
+    }
+    /* evenly strided over the non-held rows: deterministic, no second RNG pass */
+    for (size_t i = 0, w = 0, seen = 0; i < n && w < ntrain; i++) {
+        if (held[i]) continue;
+        if ((seen * ntrain) / avail == w) {
+            memcpy(train + w * d, x + i * d, d * sizeof(float));
+            w++;
+        }
+        seen++;
+    }
+    qx__free(held);
+
+    /* 3. train + encode */
+    qx_rq_opts ro;
+    qx_rq_opts_init(&ro);
+    ro.M = a->p.bytes;
+    ro.threads = threads;
+    qx_quantizer *q = NULL;
+    qx_ivf_opts io;
+    qx_ivf_opts_init(&io);
+    io.metric = metric ? QX_METRIC_IP : QX_METRIC_L2;
+    io.nlist = a->p.nlist ? a->p.nlist : (size_t)(4.0 * sqrt((double)n));
+    if (io.nlist < 1) io.nlist = 1;
+    if ((rc = qx_rq_new(&q, d, &ro)) || (rc = qx_ivf_new(&ivf, d, q, &io))) {
+        snprintf(err, sizeof err, "creating the index: %s", qx_last_error());
+        goto done;
+    }
+    prog_ctx pc = {c, j, 0.0, 0.7};
+    qx_ivf_set_progress(ivf, on_progress, &pc);
+    set_stage(c, j, "train", 0.0);
+    if ((rc = qx_ivf_train(ivf, train, ntrain))) {
+        snprintf(err, sizeof err, "training: %s", qx_last_error());
+        goto done;
+    }
+    pc.base = 0.7;
+    pc.span = 0.2;
+    set_stage(c, j, "encode", 0.7);
+    if ((rc = qx_ivf_add(ivf, x, ids, n))) {
+        snprintf(err, sizeof err, "encoding: %s", qx_last_error());
+        goto done;
+    }
+    qx_ivf_set_progress(ivf, NULL, NULL);
+    if (atomic_load(&s->stopping) || atomic_load(&c->dropped)) {
+        st = QXS_JOB_CANCELED;
+        snprintf(err, sizeof err, "%s", atomic_load(&c->dropped) ? "collection deleted" : "server shutting down");
+        goto done;
+    }
+
+    /* 4. gate */
+    set_stage(c, j, "gate", 0.9);
+    for (size_t i = 0; i < nq; i++) exact_knn(qs + i * d, x, ids, n, d, metric, qids[i], QXS_GATE_K, gt + i * QXS_GATE_K);
+    double cand = 0, live = -1;
+    if ((rc = index_recall(ivf, qs, qids, nq, d, gt, &cand))) {
+        snprintf(err, sizeof err, "gate search: %s", qx_last_error());
+        goto done;
+    }
+    pthread_rwlock_rdlock(&c->rw);
+    if (c->ivf && index_recall(c->ivf, qs, qids, nq, d, gt, &live)) live = -1;
+    pthread_rwlock_unlock(&c->rw);
+    /* The library's DERP gate (codebook usage/perplexity, MSE ratio, drift
+     * against the training reservoir, recall vs FAISS flat search) on the
+     * candidate alone: evaluating the live index inside it would hold the
+     * read lock for seconds and, with writer preference, stall searches
+     * behind any waiting upsert. The live comparison is done above. */
+    qx_gate_config gc;
+    qx_gate_config_init(&gc);
+    gc.min_recall = a->p.min_recall;
+    int gate_pass = 0;
+    if ((rc = qx_gate_evaluate(ivf, NULL, x, ids, n, &gc, &rep, &gate_pass))) {
+        snprintf(err, sizeof err, "DERP gate: %s", qx_last_error());
+        goto done;
+    }
+    char buf[64];
+    qx_derp_report_set_meta(rep, "collection", c->name);
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)j->id);
+    qx_derp_report_set_meta(rep, "job", buf);
+    snprintf(buf, sizeof buf, "%zu", n);
+    qx_derp_report_set_meta(rep, "points", buf);
+    snprintf(buf, sizeof buf, "%zu", ntrain);
+    qx_derp_report_set_meta(rep, "train_size", buf);
+    snprintf(buf, sizeof buf, "%zu", nq);
+    qx_derp_report_set_meta(rep, "gate_queries", buf);
+    qx_ivf_info info;
+    qx_ivf_get_info(ivf, &info);
+    snprintf(buf, sizeof buf, "%zu", info.nlist);
+    qx_derp_report_set_meta(rep, "nlist", buf);
+    snprintf(buf, sizeof buf, "%zu", info.code_size);
+    qx_derp_report_set_meta(rep, "code_size", buf);
+    qx_derp_report_add_check(rep, "server.heldout_recall", cand, a->p.min_recall, QX_DERP_GE, NULL);
+    if (live >= 0) {
+        snprintf(buf, sizeof buf, "%.4f", live);
+        qx_derp_report_set_meta(rep, "live_heldout_recall", buf);
+        qx_derp_report_add_check(rep, "server.heldout_recall_drop", live - cand, QXS_GATE_LIVE_SLACK, QX_DERP_LE,
+                                 NULL);
+    }
+    int pass = qx_derp_report_passed(rep);
+    snprintf(buf, sizeof buf, "%.3f", qx__now() - t0);
+    qx_derp_report_set_meta(rep, "seconds_to_gate", buf);
+    qx_derp_report_set_meta(rep, "decision", pass ? "published" : "rejected: live index kept");
+    if (qx_derp_report_json(rep, &report, NULL)) report = NULL;
+    if (!pass) {
+        st = QXS_JOB_REJECTED;
+        snprintf(err, sizeof err, "gate failed (held-out 10-recall@10 %.4f, threshold %.2f%s); live index kept", cand,
+                 a->p.min_recall, live >= 0 ? ", see report" : "");
+        goto done;
+    }
+
+    /* 5. catch up with writes made while training, then swap */
+    set_stage(c, j, "swap", 0.95);
+    pthread_mutex_lock(&c->wmu);
+    if (c->tracking < 0 || atomic_load(&c->dropped) || atomic_load(&s->stopping)) {
+        pthread_mutex_unlock(&c->wmu);
+        st = QXS_JOB_CANCELED;
+        snprintf(err, sizeof err, "%s", c->tracking < 0 ? "lost track of concurrent writes (out of memory)"
+                                                         : "collection deleted or server stopping");
+        goto done;
+    }
+    for (size_t i = 0; i < c->ntouched && !rc; i++) {
+        int64_t id = c->touched[i];
+        const float *v = qxs_store_get(&c->store, id);
+        rc = v ? qx_ivf_add(ivf, v, &id, 1) : qx_ivf_remove(ivf, &id, 1, NULL);
+    }
+    if (rc) {
+        c->tracking = 0;
+        pthread_mutex_unlock(&c->wmu);
+        snprintf(err, sizeof err, "catch-up: %s", qx_last_error());
+        goto done;
+    }
+    size_t caught = c->ntouched;
+    pthread_rwlock_wrlock(&c->rw);
+    qx_ivf *old = c->ivf;
+    c->ivf = ivf;
+    c->ivf_gen = atomic_fetch_add(&s->ivf_gen, 1) + 1;
+    c->ivf_bytes = info.bytes;
+    pthread_rwlock_unlock(&c->rw);
+    ivf = old; /* freed below, after no search can hold it */
+    c->tracking = 0;
+    c->ntouched = 0;
+    qxs_coll_checkpoint(c);
+    pthread_mutex_unlock(&c->wmu);
+    qxs_log(QXS_LOG_INFO, "collection %s: rebuild %llu published (recall %.4f, %zu writes caught up, %.2f s)",
+            c->name, (unsigned long long)j->id, cand, caught, qx__now() - t0);
+    st = QXS_JOB_SUCCEEDED;
+
+done:
+    if (st != QXS_JOB_SUCCEEDED) {
+        pthread_mutex_lock(&c->wmu);
+        c->tracking = 0;
+        c->ntouched = 0;
+        pthread_mutex_unlock(&c->wmu);
+    }
+    finish(a, st, report, err[0] ? err : NULL);
+    qx_free(report);
+    qx_derp_report_free(rep);
+    qx_ivf_free(ivf);
+    qx__aligned_free(x);
+    qx__aligned_free(train);
+    qx__aligned_free(qs);
+    qx__free(ids);
+    qx__free(qids);
+    qx__free(gt);
+    atomic_fetch_sub(&s->rebuilds_running, 1);
+    qxs_coll_put(c);
+    qx__free(a);
+    return NULL;
+}
+
+int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id) {
+    pthread_rwlock_rdlock(&c->rw);
+    size_t n = c->store.n;
+    pthread_rwlock_unlock(&c->rw);
+    if (n < QXS_REBUILD_MIN_POINTS)
+        return qx__fail(QX_ELIMIT, "collection '%s' has %zu points; a rebuild needs at least %d", c->name, n,
+                        QXS_REBUILD_MIN_POINTS);
+    if (atomic_load(&s->stopping)) return qx__fail(QX_ESTATE, "server is shutting down");
+    pthread_mutex_lock(&c->job_mu);
+    if (c->active) {
+        *job_id = c->active->id;
+        pthread_mutex_unlock(&c->job_mu);
+        return QX_EEXIST;
+    }
+    qxs_job *j = qx__calloc(1, sizeof *j);
+    rb_arg *a = qx__calloc(1, sizeof *a);
+    if (!j || !a) {
+        pthread_mutex_unlock(&c->job_mu);
+        qx__free(j);
+        qx__free(a);
+        return qx__fail(QX_ENOMEM, "rebuild job");
+    }
+    j->id = atomic_fetch_add(&s->next_job, 1) + 1;
+    j->state = QXS_JOB_QUEUED;
+    j->t_created = (double)time(NULL);
+    snprintf(j->stage, sizeof j->stage, "queued");
+    j->bytes = p->bytes;
+    j->nlist = p->nlist;
+    j->train_size = p->train_size;
+    j->min_recall = p->min_recall;
+    /* keep the list short: drop the oldest finished jobs */
+    j->next = c->jobs;
+    c->jobs = j;
+    size_t kept = 0;
+    for (qxs_job **pp = &c->jobs; *pp;) {
+        if (++kept > QXS_MAX_JOBS_KEPT && (*pp)->state >= QXS_JOB_SUCCEEDED) {
+            qxs_job *dead = *pp;
+            *pp = dead->next;
+            qx__free(dead->report);
+            qx__free(dead);
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+    c->active = j;
+    pthread_mutex_unlock(&c->job_mu);
+    *a = (rb_arg){s, c, j, *p};
+    atomic_fetch_add(&c->refs, 1);
+    atomic_fetch_add(&s->rebuilds_running, 1);
+    atomic_fetch_add(&s->m.rebuild_started, 1);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int e = pthread_create(&t, &attr, rebuild_main, a);
+    pthread_attr_destroy(&attr);
+    if (e) {
+        atomic_fetch_sub(&s->rebuilds_running, 1);
+        pthread_mutex_lock(&c->job_mu);
+        j->state = QXS_JOB_FAILED;
+        snprintf(j->error, sizeof j->error, "could not start a thread");
+        c->active = NULL;
+        pthread_mutex_unlock(&c->job_mu);
+        qxs_coll_put(c);
+        qx__free(a);
+        return qx__fail(QX_ENOMEM, "pthread_create failed");
+    }
+    *job_id = j->id;
+    return 0;
+}

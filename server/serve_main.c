@@ -1,0 +1,208 @@
+/* server/serve_main.c — `qinx serve`: configuration (flags over an optional
+ * JSON config file over defaults), start-up, recovery, graceful shutdown.
+ *
+ * Start-up order: listen first (so /healthz answers and /readyz says 503
+ * while collections are being recovered), then replay every collection,
+ * then ready. Shutdown (SIGTERM/SIGINT): stop accepting, let in-flight
+ * requests finish (up to 10 s), stop the daemon, checkpoint every collection
+ * so the next start replays nothing, flush the log.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "internal.h"
+#include "serve.h"
+#include "srv.h"
+
+int qxs_load_main(int argc, char **argv); /* load.c */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: qinx serve [--host ADDR] [--port N] [--data DIR] [--threads N] [--api-key KEY]\n"
+            "                  [--max-body BYTES] [--log-level error|warn|info|debug]\n"
+            "                  [--rebuild-threads N] [--config FILE.json]\n"
+            "       qinx serve load --url URL --collection NAME [--distance Euclid|Cosine|Dot]\n"
+            "                  [--batch N] [--limit N] [--api-key KEY] FILE.fvecs|FILE.bvecs|random:N:D[:SEED]\n"
+            "defaults: --host 127.0.0.1 --port 6333 --data ./qinx-data --threads 4 --max-body 33554432\n"
+            "          --log-level info; the API key may also come from QINX_API_KEY. See docs/http-api.md.\n");
+}
+
+static int parse_size(const char *s, size_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *s == '-') return -1;
+    if (*end == 'k' || *end == 'K') v <<= 10, end++;
+    else if (*end == 'm' || *end == 'M') v <<= 20, end++;
+    else if (*end == 'g' || *end == 'G') v <<= 30, end++;
+    if (*end) return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int apply_config_file(qxs_config *c, const char *path) {
+    json_error_t e;
+    json_t *o = json_load_file(path, 0, &e);
+    if (!o || !json_is_object(o)) {
+        fprintf(stderr, "qinx serve: config %s: %s (line %d)\n", path, o ? "not a JSON object" : e.text, e.line);
+        json_decref(o);
+        return -1;
+    }
+    const char *k;
+    json_t *v;
+    int bad = 0;
+    json_object_foreach(o, k, v) {
+        if (!strcmp(k, "host") && json_is_string(v)) snprintf(c->host, sizeof c->host, "%s", json_string_value(v));
+        else if (!strcmp(k, "port") && json_is_integer(v)) c->port = (int)json_integer_value(v);
+        else if (!strcmp(k, "data") && json_is_string(v)) snprintf(c->data, sizeof c->data, "%s", json_string_value(v));
+        else if (!strcmp(k, "threads") && json_is_integer(v)) c->threads = (int)json_integer_value(v);
+        else if (!strcmp(k, "rebuild_threads") && json_is_integer(v)) c->rebuild_threads = (int)json_integer_value(v);
+        else if (!strcmp(k, "api_key") && json_is_string(v))
+            snprintf(c->api_key, sizeof c->api_key, "%s", json_string_value(v));
+        else if (!strcmp(k, "max_body") && json_is_integer(v) && json_integer_value(v) > 0)
+            c->max_body = (size_t)json_integer_value(v);
+        else if (!strcmp(k, "log_level") && json_is_string(v) && qxs_log_level_parse(json_string_value(v)) >= 0)
+            c->log_level = qxs_log_level_parse(json_string_value(v));
+        else {
+            fprintf(stderr, "qinx serve: config %s: unknown key or wrong type: '%s'\n", path, k);
+            bad = 1;
+        }
+    }
+    json_decref(o);
+    return bad ? -1 : 0;
+}
+
+static int parse_args(qxs_config *c, int argc, char **argv) {
+    snprintf(c->host, sizeof c->host, "127.0.0.1");
+    c->port = QXS_DEFAULT_PORT;
+    snprintf(c->data, sizeof c->data, "./qinx-data");
+    c->threads = 4;
+    c->max_body = QXS_DEFAULT_MAX_BODY;
+    c->log_level = QXS_LOG_INFO;
+    c->rebuild_threads = 0;
+    const char *env = getenv("QINX_API_KEY");
+    if (env) snprintf(c->api_key, sizeof c->api_key, "%s", env);
+    /* config file first, so flags override it */
+    for (int i = 1; i < argc - 1; i++)
+        if (!strcmp(argv[i], "--config") && apply_config_file(c, argv[i + 1])) return -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!v) {
+            fprintf(stderr, "qinx serve: %s needs a value\n", a);
+            return -1;
+        }
+        size_t sz;
+        if (!strcmp(a, "--config")) {
+        } else if (!strcmp(a, "--host")) snprintf(c->host, sizeof c->host, "%s", v);
+        else if (!strcmp(a, "--port")) c->port = atoi(v);
+        else if (!strcmp(a, "--data")) snprintf(c->data, sizeof c->data, "%s", v);
+        else if (!strcmp(a, "--threads")) c->threads = atoi(v);
+        else if (!strcmp(a, "--rebuild-threads")) c->rebuild_threads = atoi(v);
+        else if (!strcmp(a, "--api-key")) snprintf(c->api_key, sizeof c->api_key, "%s", v);
+        else if (!strcmp(a, "--max-body")) {
+            if (parse_size(v, &sz) || sz == 0) {
+                fprintf(stderr, "qinx serve: bad --max-body '%s'\n", v);
+                return -1;
+            }
+            c->max_body = sz;
+        } else if (!strcmp(a, "--log-level")) {
+            if ((c->log_level = qxs_log_level_parse(v)) < 0) {
+                fprintf(stderr, "qinx serve: bad --log-level '%s'\n", v);
+                return -1;
+            }
+        } else {
+            fprintf(stderr, "qinx serve: unknown option '%s'\n", a);
+            usage(stderr);
+            return -1;
+        }
+        i++;
+    }
+    if (c->port < 0 || c->port > 65535 || c->threads < 1 || c->threads > 256) {
+        fprintf(stderr, "qinx serve: --port must be 0..65535 and --threads 1..256\n");
+        return -1;
+    }
+    return 0;
+}
+
+int qx_serve_main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "load")) return qxs_load_main(argc - 1, argv + 1);
+    static qxs_server srv; /* static: request threads may outlive main's frame at exit */
+    qxs_server *s = &srv;
+    memset(s, 0, sizeof *s);
+    if (parse_args(&s->cfg, argc, argv)) return 2;
+    qxs_log_level_cur = s->cfg.log_level;
+    s->t_start = qx__now();
+    pthread_rwlock_init(&s->reg_rw, NULL);
+
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } addr;
+    memset(&addr, 0, sizeof addr);
+    if (inet_pton(AF_INET, s->cfg.host, &addr.in4.sin_addr) == 1) {
+        addr.in4.sin_family = AF_INET;
+        addr.in4.sin_port = htons((uint16_t)s->cfg.port);
+    } else if (inet_pton(AF_INET6, s->cfg.host, &addr.in6.sin6_addr) == 1) {
+        addr.in6.sin6_family = AF_INET6;
+        addr.in6.sin6_port = htons((uint16_t)s->cfg.port);
+    } else {
+        fprintf(stderr, "qinx serve: --host must be a numeric IPv4 or IPv6 address, got '%s'\n", s->cfg.host);
+        return 2;
+    }
+
+    /* Block the signals in every thread (MHD's threads inherit the mask);
+     * the main thread waits for them with sigwait. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct MHD_Daemon *daemon = qxs_http_start(s, &addr.sa);
+    if (!daemon) {
+        qxs_log(QXS_LOG_ERROR, "cannot listen on %s:%d (%s)", s->cfg.host, s->cfg.port, strerror(errno));
+        return 1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
+    int port = di ? di->port : s->cfg.port;
+    qxs_log(QXS_LOG_INFO, "qinx serve listening on http://%s:%d (threads=%d, data=%s, max_body=%zu, auth=%s)",
+            s->cfg.host, port, s->cfg.threads, s->cfg.data, s->cfg.max_body, s->cfg.api_key[0] ? "api-key" : "off");
+    if (strcmp(s->cfg.host, "127.0.0.1") && strcmp(s->cfg.host, "::1") && !s->cfg.api_key[0])
+        qxs_log(QXS_LOG_WARN, "listening on a non-loopback address without an API key");
+
+    double t0 = qx__now();
+    int rc = qxs_registry_load(s);
+    if (rc) qxs_log(QXS_LOG_ERROR, "recovery finished with errors: %s", qx_last_error());
+    atomic_store(&s->ready, 1);
+    qxs_log(QXS_LOG_INFO, "ready: %zu collections recovered in %.3f s", s->ncolls, qx__now() - t0);
+
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    qxs_log(QXS_LOG_INFO, "signal %d: shutting down (finishing in-flight requests)", sig);
+    atomic_store(&s->stopping, 1);
+    MHD_quiesce_daemon(daemon);
+    for (int i = 0; i < 1000 && atomic_load(&s->active_requests) > 0; i++) usleep(10000);
+    MHD_stop_daemon(daemon);
+    qxs_checkpoint_all(s);
+    qxs_log(QXS_LOG_INFO, "stopped");
+    fflush(stderr);
+    return 0;
+}
