@@ -210,3 +210,39 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
     *out = h;
     return 0;
 }
+
+int qx_derp_health_summarize(const qx_derp_health *h, qx_derp_health_summary *s) {
+    if (!h || !s || !h->steps || h->M == 0)
+        return qx__fail(QX_EINVAL, "health summary: NULL or empty health");
+    memset(s, 0, sizeof *s);
+    s->min_used_fraction = s->min_perplexity = s->min_mse_drop_ratio = INFINITY;
+    double before = h->mse0;
+    for (size_t m = 0; m < h->M; m++) {
+        const qx_derp_step *st = &h->steps[m];
+        if (st->used_fraction < s->min_used_fraction) {
+            s->min_used_fraction = st->used_fraction;
+            s->min_used_step = m;
+        }
+        if (st->perplexity < s->min_perplexity) {
+            s->min_perplexity = st->perplexity;
+            s->min_perplexity_step = m;
+        }
+        if (st->dead > s->max_dead) s->max_dead = st->dead;
+        /* A step that starts from zero error cannot gain: count it as 0. */
+        double ratio = before > 0 ? st->mse_drop / before : 0;
+        if (ratio < s->min_mse_drop_ratio) {
+            s->min_mse_drop_ratio = ratio;
+            s->min_mse_drop_step = m;
+        }
+        before = st->mse;
+        if (st->residual.P) {
+            if (st->residual.rejected_fraction > s->max_residual_rejected_fraction)
+                s->max_residual_rejected_fraction = st->residual.rejected_fraction;
+            if (st->residual.D_mean > s->max_residual_D_mean)
+                s->max_residual_D_mean = st->residual.D_mean;
+        }
+    }
+    s->mse = h->steps[h->M - 1].mse;
+    s->relative_mse = h->mse0 > 0 ? s->mse / h->mse0 : 0;
+    return 0;
+}

@@ -613,6 +613,16 @@ static void test_health_rq_and_collapse(void **state) {
         assert_true(s->codebook.reject); /* 230 tied values */
     }
     assert_true(hb->steps[M - 1].mse > h->steps[M - 1].mse);
+    qx_derp_health_summary sh, sb;
+    assert_int_equal(qx_derp_health_summarize(h, &sh), 0);
+    assert_int_equal(qx_derp_health_summarize(hb, &sb), 0);
+    assert_true(sh.min_used_fraction > 0.9 && sb.min_used_fraction <= 0.15);
+    assert_true(sb.min_perplexity < sh.min_perplexity / 5);
+    assert_true(sb.max_dead >= 217 && sh.max_dead <= 25);
+    assert_true(sh.min_mse_drop_ratio > 0 && sh.min_mse_drop_ratio < 1);
+    assert_true(sh.mse == h->steps[M - 1].mse && sh.relative_mse < 1);
+    assert_true(sh.max_residual_D_mean > 0 && sh.max_residual_rejected_fraction <= 1);
+    assert_int_equal(qx_derp_health_summarize(NULL, &sh), QX_EINVAL);
 
     /* Errors. */
     qx_derp_health *he;

@@ -187,6 +187,25 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
                            qx_derp_health **out);
 void qx_derp_health_free(qx_derp_health *h); /* NULL-safe */
 
+/* The worst value over steps of each health number, for gate thresholds. */
+typedef struct qx_derp_health_summary {
+    double min_used_fraction;   /* smallest used_fraction over steps */
+    size_t min_used_step;       /* … at this step */
+    double min_perplexity;      /* smallest perplexity over steps */
+    size_t min_perplexity_step;
+    size_t max_dead;            /* largest dead count over steps */
+    double min_mse_drop_ratio;  /* smallest mse_drop / (MSE before the step):
+                                   the relative gain of the weakest step */
+    size_t min_mse_drop_step;
+    double max_residual_rejected_fraction; /* over steps */
+    double max_residual_D_mean;            /* over steps */
+    double mse;                 /* MSE with all M steps */
+    double relative_mse;        /* mse / mse0 (0 when mse0 = 0) */
+} qx_derp_health_summary;
+
+/* Fill *s from h (M >= 1). */
+int qx_derp_health_summarize(const qx_derp_health *h, qx_derp_health_summary *s);
+
 /* ---- drift ----------------------------------------------------------------- */
 
 typedef struct qx_derp_drift {
