@@ -169,8 +169,8 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     float *sample = qx__aligned_alloc(sizeof(float) * ns * d);
     float *sres = qx__aligned_alloc(sizeof(float) * ns * d);
     uint32_t *lists = qx__malloc(sizeof(uint32_t) * (ns > 0 ? ns : 1));
-    float *queries = qx__aligned_alloc(sizeof(float) * nq * d);
-    int64_t *gt = qx__malloc(sizeof(int64_t) * nq * 10);
+    float *queries = qx__aligned_alloc(sizeof(float) * (nq ? nq : 1) * d);
+    int64_t *gt = qx__malloc(sizeof(int64_t) * (nq ? nq : 1) * 10);
     float *tres = NULL;
     uint32_t *tlists = NULL;
     qx_derp_health *health = NULL, *thealth = NULL;
@@ -227,7 +227,11 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
         qx_derp_report_set_meta(rep, "drift", "skipped: the candidate holds no training reservoir");
     }
 
-    /* Held-out recall against exact search. */
+    /* Held-out recall against exact search (queries = 0 skips it). */
+    if (nq == 0) {
+        qx_derp_report_set_meta(rep, "recall", "skipped");
+        goto verdict;
+    }
     uint64_t s = cfg->seed * 0x9E3779B97F4A7C15ull + 7;
     for (size_t i = 0; i < nq; i++) {
         s ^= s << 13, s ^= s >> 7, s ^= s << 17;
@@ -241,6 +245,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
         if ((rc = recall_of(live, queries, nq, gt, cfg->nprobe, &rlive))) goto out;
         qx_derp_report_add_check(rep, "recall_drop", rlive - rcand, cfg->max_recall_drop, QX_DERP_LE, &pass);
     }
+verdict:
     *passed = qx_derp_report_passed(rep);
     qx_derp_report_set_meta(rep, "verdict", *passed ? "pass" : "fail");
     *report = rep;
@@ -257,5 +262,15 @@ out:
     qx__free(lists);
     qx__free(tlists);
     qx__free(gt);
+    return rc;
+}
+
+int qx_gate_write_report(const qx_derp_report *r, const char *path) {
+    char *json = NULL;
+    size_t len = 0;
+    int rc = qx_derp_report_json(r, &json, &len);
+    if (rc) return rc;
+    rc = qx__write_atomic(path, (const uint8_t *)json, len);
+    qx__free(json);
     return rc;
 }

@@ -25,6 +25,12 @@ void cli_progress_fn(void *ctx, const char *stage, double fraction);
 void cli_progress_done(cli_progress *p);
 void cli_log(const cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Print a DERP report: its JSON, or a table of its checks. */
+void cli_print_report(const qx_derp_report *rep, int json);
+
+/* fsync the directory holding path (makes a rename durable). */
+void cli_sync_dir(const char *path);
+
 /* Monotonic seconds. */
 double cli_now(void);
 

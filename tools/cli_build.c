@@ -1,7 +1,17 @@
 /* tools/cli_build.c — `qinx build`: train an IVF index over a vector file
  * and save it. The training set is --train, or an evenly spaced sample of
- * the base (at most --max-train vectors) so that builds are deterministic. */
+ * the base (at most --max-train vectors) so that builds are deterministic.
+ *
+ * With --replace INDEX the build is a gated rebuild: the candidate is saved
+ * beside the live index (INDEX.candidate), loaded back (so a corrupt or
+ * truncated write is caught), checked by the DERP gate against the data and
+ * the live index, and renamed over INDEX only if every check passes. The
+ * report goes to INDEX.derp.json either way. A crash at any moment leaves
+ * INDEX as it was or as a fully verified candidate: the only change to it
+ * is one rename(2). */
+#include <errno.h>
 #include <getopt.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +31,112 @@ static void usage(FILE *f) {
             "  --metric l2|ip     distance (default l2)\n"
             "  --seed S           random seed (default 1234)\n"
             "  --threads T        threads (default: all cores)\n"
-            "  --quiet            no progress on stderr\n");
+            "  --quiet            no progress on stderr\n"
+            "  --replace INDEX    gated rebuild: publish over INDEX only if the DERP gate passes\n"
+            "                     (exit 3 and INDEX untouched otherwise; report in INDEX.derp.json)\n"
+            "  --gate CONFIG      gate thresholds (docs/derp.md); defaults otherwise\n"
+            "  --inject-fault F   testing aid for the gate: collapse (90%% of codewords merged)\n"
+            "                     or corrupt (flip bytes of the written candidate)\n");
+}
+
+/* Testing aid: merge 90% of each step's codewords onto 4 of them. */
+static int cli_collapse_codebooks(qx_ivf *ivf) {
+    qx_quantizer *q = (qx_quantizer *)qx_ivf_quantizer(ivf); /* fault injection only */
+    if (qx_quantizer_kind(q) != QX_QUANT_RQ) return QX_EINVAL;
+    size_t M = qx_quantizer_steps(q), d = qx_quantizer_dim(q);
+    float *cb = malloc(sizeof(float) * M * 256 * d);
+    if (!cb) return QX_ENOMEM;
+    memcpy(cb, qx_rq_codebooks(q), sizeof(float) * M * 256 * d);
+    for (size_t m = 0; m < M; m++)
+        for (size_t k = 26; k < 256; k++)
+            memcpy(cb + (m * 256 + k) * d, cb + (m * 256 + k % 4) * d, sizeof(float) * d);
+    int rc = qx_rq_set_codebooks(q, cb);
+    free(cb);
+    fprintf(stderr, "qinx build: FAULT INJECTED: 90%% of the codewords collapsed onto 4 per step\n");
+    return rc;
+}
+
+static void corrupt_file(const char *path) {
+    FILE *f = fopen(path, "r+b");
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    for (int i = 1; i <= 8; i++) {
+        fseek(f, n * i / 9, SEEK_SET);
+        int c = fgetc(f);
+        fseek(f, n * i / 9, SEEK_SET);
+        fputc(c ^ 0x5A, f);
+    }
+    fclose(f);
+    fprintf(stderr, "qinx build: FAULT INJECTED: 8 bytes of %s flipped\n", path);
+}
+
+/* Save the candidate beside `live`, reload it, gate it, publish or discard.
+ * Returns the exit status: 0 published, 3 rejected, 1 error. */
+static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n,
+                             const char *live, const char *gate_path, const char *fault,
+                             cli_progress *prog) {
+    char cand_path[4096], report_path[4096];
+    snprintf(cand_path, sizeof cand_path, "%s.candidate", live);
+    snprintf(report_path, sizeof report_path, "%s.derp.json", live);
+    qx_gate_config cfg;
+    qx_gate_config_init(&cfg);
+    int rc = gate_path ? qx_gate_config_load(gate_path, &cfg) : 0;
+    if (rc) return cli_fail("build", rc);
+    if ((rc = qx_ivf_save(cand_mem, cand_path))) return cli_fail("build", rc);
+    if (fault && !strcmp(fault, "corrupt")) corrupt_file(cand_path);
+    qx_ivf *cand = NULL, *old = NULL;
+    qx_derp_report *rep = NULL;
+    int passed = 0;
+    double t0 = cli_now();
+    if (qx_ivf_load(cand_path, &cand) != 0) {
+        /* A candidate that does not read back is rejected outright. */
+        char why[1024];
+        snprintf(why, sizeof why, "%s", qx_last_error());
+        rc = qx_derp_report_new(&rep, &cfg.derp);
+        if (rc == 0) {
+            qx_derp_report_set_meta(rep, "candidate_error", why);
+            qx_derp_report_add_check(rep, "candidate_loads", 0, 1, QX_DERP_GE, NULL);
+        }
+    } else {
+        if (access(live, F_OK) == 0 && qx_ivf_load(live, &old) != 0)
+            cli_log(prog, "qinx build: live index %s does not load (%s): gating without it", live,
+                    qx_last_error());
+        cli_progress_fn(prog, "DERP gate", 0.0);
+        rc = qx_gate_evaluate(cand, old, data, NULL, n, &cfg, &rep, &passed);
+        cli_progress_fn(prog, "DERP gate", 1.0);
+        cli_progress_done(prog);
+    }
+    if (rc == 0) {
+        qx_derp_report_set_meta(rep, "index", live);
+        qx_derp_report_set_meta(rep, "verdict", passed ? "published" : "rejected");
+        rc = qx_gate_write_report(rep, report_path);
+    }
+    if (rc == 0 && passed) {
+        if (rename(cand_path, live) != 0) {
+            fprintf(stderr, "qinx build: cannot publish %s: %s\n", live, strerror(errno));
+            rc = QX_EIO;
+        } else {
+            cli_sync_dir(live);
+        }
+    } else {
+        unlink(cand_path);
+    }
+    if (rc == 0 && !prog->quiet) cli_print_report(rep, 0);
+    if (rc == 0)
+        fprintf(stderr, "qinx build: DERP gate %s (%.1fs); report in %s%s\n",
+                passed ? "PASSED: candidate published" : "FAILED: live index left unchanged",
+                cli_now() - t0, report_path, passed ? "" : "");
+    qx_derp_report_free(rep);
+    qx_ivf_free(cand);
+    qx_ivf_free(old);
+    if (rc) return rc == QX_EIO ? 1 : cli_fail("build", rc);
+    return passed ? 0 : 3;
 }
 
 int qx_cli_build(int argc, char **argv) {
-    const char *base_path = NULL, *train_path = NULL, *out_path = NULL;
+    const char *base_path = NULL, *train_path = NULL, *out_path = NULL, *replace = NULL;
+    const char *gate_path = NULL, *fault = NULL;
     size_t bytes = 16, nlist = 1024, beam = 5, seed = 1234, threads = 0, max_train = 100000;
     int quiet = 0;
     qx_metric metric = QX_METRIC_L2;
@@ -33,6 +144,7 @@ int qx_cli_build(int argc, char **argv) {
         {"base", 1, 0, 'b'},    {"train", 1, 0, 't'}, {"out", 1, 0, 'o'},   {"bytes", 1, 0, 'B'},
         {"nlist", 1, 0, 'n'},   {"beam", 1, 0, 'w'},  {"seed", 1, 0, 's'},  {"threads", 1, 0, 'T'},
         {"quiet", 0, 0, 'q'},   {"metric", 1, 0, 'm'}, {"max-train", 1, 0, 'x'}, {"help", 0, 0, 'h'},
+        {"replace", 1, 0, 'R'}, {"gate", 1, 0, 'g'}, {"inject-fault", 1, 0, 'F'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -49,6 +161,15 @@ int qx_cli_build(int argc, char **argv) {
         case 'T': bad = cli_parse_size("--threads", optarg, 1, 256, &threads); break;
         case 'x': bad = cli_parse_size("--max-train", optarg, 256, SIZE_MAX, &max_train); break;
         case 'q': quiet = 1; break;
+        case 'R': replace = optarg; break;
+        case 'g': gate_path = optarg; break;
+        case 'F':
+            fault = optarg;
+            if (strcmp(fault, "collapse") && strcmp(fault, "corrupt")) {
+                fprintf(stderr, "qinx build: --inject-fault is collapse or corrupt\n");
+                bad = 1;
+            }
+            break;
         case 'm':
             if (!strcmp(optarg, "l2")) metric = QX_METRIC_L2;
             else if (!strcmp(optarg, "ip")) metric = QX_METRIC_IP;
@@ -59,8 +180,16 @@ int qx_cli_build(int argc, char **argv) {
         }
         if (bad) return 2;
     }
-    if (!base_path || !out_path || optind < argc) {
-        fprintf(stderr, "qinx build: --base and --out are required\n");
+    if (replace && out_path) {
+        fprintf(stderr, "qinx build: give --out or --replace, not both\n");
+        return 2;
+    }
+    if ((gate_path || fault) && !replace) {
+        fprintf(stderr, "qinx build: --gate and --inject-fault go with --replace\n");
+        return 2;
+    }
+    if (!base_path || (!out_path && !replace) || optind < argc) {
+        fprintf(stderr, "qinx build: --base and --out (or --replace) are required\n");
         usage(stderr);
         return 2;
     }
@@ -116,6 +245,7 @@ int qx_cli_build(int argc, char **argv) {
     if ((rc = qx_rq_new(&q, base.d, &ro)) == 0 && (rc = qx_ivf_new(&ivf, base.d, q, &io)) == 0) {
         qx_ivf_set_progress(ivf, cli_progress_fn, &prog);
         rc = qx_ivf_train(ivf, train.data, train.n);
+        if (rc == 0 && fault && !strcmp(fault, "collapse")) rc = cli_collapse_codebooks(ivf);
         double t_train = cli_now() - t0;
         int64_t *ids = rc ? NULL : malloc(sizeof(int64_t) * (base.n ? base.n : 1));
         if (!rc && !ids) rc = QX_ENOMEM;
@@ -123,6 +253,13 @@ int qx_cli_build(int argc, char **argv) {
         if (rc == 0) rc = qx_ivf_add(ivf, base.data, ids, base.n);
         free(ids);
         cli_progress_done(&prog);
+        if (rc == 0 && replace) {
+            int verdict = cli_gated_publish(ivf, base.data, base.n, replace, gate_path, fault, &prog);
+            qx_ivf_free(ivf);
+            qx_matrix_free(&base);
+            qx_matrix_free(&train);
+            return verdict;
+        }
         if (rc == 0) rc = qx_ivf_save(ivf, out_path);
         if (rc == 0) {
             qx_ivf_info info;

@@ -23,6 +23,7 @@ static void usage(FILE *f) {
             "  build    train and write an IVF index from a vector file\n"
             "  search   query an index file; recall and QPS against ground truth\n"
             "  info     describe an index file\n"
+            "  verify   DERP report of an index: codebook health, drift, recall\n"
             "  synth    write a generated dataset (base, queries, exact ground truth)\n"
 #ifdef QX_HAVE_SERVER
             "  serve    run the HTTP server\n"
@@ -44,6 +45,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "build")) return qx_cli_build(argc, argv);
     if (!strcmp(cmd, "search")) return qx_cli_search(argc, argv);
     if (!strcmp(cmd, "info")) return qx_cli_info(argc, argv);
+    if (!strcmp(cmd, "verify")) return qx_cli_verify(argc, argv);
     if (!strcmp(cmd, "synth")) return qx_cli_synth(argc, argv);
 #ifdef QX_HAVE_SERVER
     if (!strcmp(cmd, "serve")) return qx_serve_main(argc, argv);

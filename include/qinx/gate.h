@@ -42,7 +42,7 @@ typedef struct qx_gate_config {
     double min_recall;            /* default 0.30 (10-recall@10) */
     double max_recall_drop;       /* default 0.05 */
     double max_residual_rejected; /* default 1.0 = report only */
-    size_t queries;               /* sampled queries (default 200) */
+    size_t queries;               /* sampled queries (default 200; 0 skips the recall checks) */
     size_t nprobe;                /* nprobe of the recall check (default 16) */
     size_t sample;                /* data vectors used for health (default 10000) */
     uint64_t seed;                /* default 1234 */
@@ -64,6 +64,9 @@ int qx_gate_config_load(const char *path, qx_gate_config *cfg);
 int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
                      const int64_t *ids, size_t n, const qx_gate_config *cfg,
                      qx_derp_report **report, int *passed);
+
+/* Write the report's JSON to path atomically (temp file, fsync, rename). */
+int qx_gate_write_report(const qx_derp_report *r, const char *path);
 
 #ifdef __cplusplus
 }

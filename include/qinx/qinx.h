@@ -10,6 +10,8 @@
 #include "qinx/quantizer.h"
 #include "qinx/rq.h"
 #include "qinx/ivf.h"
+#include "qinx/derp.h"
+#include "qinx/gate.h"
 
 #define QINX_VERSION "0.1.0"
 
