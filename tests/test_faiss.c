@@ -4,6 +4,7 @@
  * runs in a few seconds. */
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
 
+#include "qinx/alloc.h"
 #include "qinx/error.h"
 #include "qinx/faiss_ext.h"
 #include "qinx/kmeans.h"
@@ -123,6 +125,29 @@ static void test_error_message_replaced(void **state) {
     assert_int_not_equal(faiss_index_factory(&idx, 8, "Nonsense7", METRIC_L2), 0);
     assert_faiss_msg("Nonsense7");
     assert_null(strstr(faiss_get_last_error(), "Bogus12"));
+}
+
+static void *fail_in_thread(void *arg) {
+    char *out = arg;
+    FaissIndex *idx = NULL;
+    if (faiss_index_factory(&idx, 8, "Bogus12", METRIC_L2) == 0) return NULL;
+    snprintf(out, 512, "%s", faiss_get_last_error());
+    return out;
+}
+
+/* The last error is per thread (like upstream's thread_local exception_ptr). */
+static void test_error_is_per_thread(void **state) {
+    (void)state;
+    FaissIndex *idx = NULL;
+    assert_int_not_equal(faiss_index_factory(&idx, 8, "Nonsense7", METRIC_L2), 0);
+    char theirs[512] = "";
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fail_in_thread, theirs), 0);
+    void *ret = NULL;
+    assert_int_equal(pthread_join(t, &ret), 0);
+    assert_non_null(ret);
+    assert_non_null(strstr(theirs, "Bogus12"));
+    assert_faiss_msg("Nonsense7");
 }
 
 /* ---- binding: search and codecs ----------------------------------------------- */
@@ -483,6 +508,46 @@ static void test_assign_nearest_brute(void **state) {
     free(a), free(dist), free(x), free(c);
 }
 
+static int oom_budget, oom_live;
+static void *oom_malloc(size_t n) {
+    if (oom_budget == 0) return NULL;
+    oom_budget--;
+    void *p = malloc(n);
+    if (p) oom_live++;
+    return p;
+}
+static void *oom_realloc(void *p, size_t n) {
+    if (oom_budget == 0) return NULL;
+    oom_budget--;
+    if (!p) oom_live++;
+    return realloc(p, n);
+}
+static void oom_free(void *p) {
+    if (p) oom_live--;
+    free(p);
+}
+
+/* qx_assign_nearest's scratch comes through the allocator seam: a failed
+ * allocation is QX_ENOMEM, never a crash or a leak. */
+static void test_assign_out_of_memory(void **state) {
+    (void)state;
+    const size_t n = 50, d = 6, k = 7;
+    float *x = tu_clustered(n, d, 3, 95), *c = tu_clustered(k, d, 3, 96);
+    uint32_t a[50];
+    qx_allocator hooks = {oom_malloc, oom_realloc, oom_free};
+    qx_set_allocator(&hooks);
+    for (int budget = 0; budget < 3; budget++) {
+        oom_budget = budget;
+        oom_live = 0;
+        int rc = qx_assign_nearest(x, n, c, k, d, a, NULL);
+        assert_int_equal(oom_live, 0);
+        if (budget < 2) assert_int_equal(rc, QX_ENOMEM);
+        else assert_int_equal(rc, 0);
+    }
+    qx_set_allocator(NULL);
+    free(x), free(c);
+}
+
 static void test_faiss_kmeans_clustering(void **state) {
     (void)state;
     const size_t n = 1000, d = 8, k = 10;
@@ -509,6 +574,7 @@ int main(void) {
         cmocka_unit_test(test_factory_ok_and_bad_string),
         cmocka_unit_test(test_errors_become_codes),
         cmocka_unit_test(test_error_message_replaced),
+        cmocka_unit_test(test_error_is_per_thread),
         cmocka_unit_test(test_flat_search_exact),
         cmocka_unit_test(test_sa_roundtrip_pq_rq),
         cmocka_unit_test(test_set_beam),
@@ -517,6 +583,7 @@ int main(void) {
         cmocka_unit_test(test_kmeans_reduces_error),
         cmocka_unit_test(test_kmeans_bad_input),
         cmocka_unit_test(test_assign_nearest_brute),
+        cmocka_unit_test(test_assign_out_of_memory),
         cmocka_unit_test(test_faiss_kmeans_clustering),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -303,6 +303,76 @@ static void test_writer_errors(void **state) {
     free(p);
 }
 
+/* ---- out of memory through the allocator seam ---------------------------------- */
+
+static int alloc_budget; /* allocations allowed before failing; <0 = unlimited */
+static int alloc_live;   /* outstanding allocations made through the hooks */
+
+static void *fail_malloc(size_t n) {
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    void *p = malloc(n);
+    if (p) alloc_live++;
+    return p;
+}
+static void *fail_realloc(void *p, size_t n) {
+    if (alloc_budget == 0) return NULL;
+    if (alloc_budget > 0) alloc_budget--;
+    if (!p) alloc_live++;
+    return realloc(p, n);
+}
+static void fail_free(void *p) {
+    if (p) alloc_live--;
+    free(p);
+}
+
+/* Every allocation of a read and of a write may fail: the call must report
+ * QX_ENOMEM (or, for the writer, succeed without needing it) and leak
+ * nothing. */
+static void test_out_of_memory(void **state) {
+    (void)state;
+    const size_t n = 40, d = 8;
+    float *x = tu_clustered(n, d, 3, 9);
+    char *p = tmp_path("oom.fvecs");
+    assert_int_equal(qx_fvecs_write(p, x, n, d), 0);
+    qx_allocator hooks = {fail_malloc, fail_realloc, fail_free};
+    qx_set_allocator(&hooks);
+    int saw_enomem = 0, saw_ok = 0;
+    for (int budget = 0; budget < 6; budget++) {
+        alloc_budget = budget;
+        alloc_live = 0;
+        qx_matrix m;
+        int rc = qx_vecs_read(p, 0, &m);
+        if (rc == 0) {
+            saw_ok = 1;
+            assert_int_equal(m.n, n);
+            qx_matrix_free(&m);
+        } else {
+            assert_int_equal(rc, QX_ENOMEM);
+            assert_null(m.data);
+            assert_non_null(strstr(qx_last_error(), "oom.fvecs"));
+            saw_enomem = 1;
+        }
+        assert_int_equal(alloc_live, 0);
+
+        alloc_budget = budget;
+        alloc_live = 0;
+        rc = qx_fvecs_write(p, x, n, d);
+        if (rc != 0) assert_int_equal(rc, QX_ENOMEM);
+        assert_int_equal(alloc_live, 0);
+
+        alloc_budget = budget;
+        alloc_live = 0;
+        rc = qx_matrix_alloc(&m, n, d);
+        if (rc == 0) qx_matrix_free(&m);
+        else assert_int_equal(rc, QX_ENOMEM);
+        assert_int_equal(alloc_live, 0);
+    }
+    qx_set_allocator(NULL);
+    assert_true(saw_enomem && saw_ok);
+    free(p), free(x);
+}
+
 /* ---- shared datasets -------------------------------------------------------------- */
 
 static void test_siftsmall(void **state) {
@@ -392,7 +462,7 @@ int main(void) {
         cmocka_unit_test(test_fvecs_roundtrip),  cmocka_unit_test(test_ivecs_roundtrip),
         cmocka_unit_test(test_bvecs_by_hand),    cmocka_unit_test(test_matrix_alloc),
         cmocka_unit_test(test_corrupt_files),    cmocka_unit_test(test_writer_errors),
-        cmocka_unit_test(test_siftsmall),        cmocka_unit_test(test_bigann_bvecs),
+        cmocka_unit_test(test_out_of_memory),    cmocka_unit_test(test_siftsmall),        cmocka_unit_test(test_bigann_bvecs),
         cmocka_unit_test(test_read_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
