@@ -19,6 +19,7 @@
 #include "qinx/derp.h"
 #include "qinx/error.h"
 #include "qinx/rq.h"
+#include "qinx/vecfile.h"
 
 /* ---- samplers ------------------------------------------------------------------ */
 
@@ -644,6 +645,97 @@ static void test_health_rq_and_collapse(void **state) {
     free(x);
 }
 
+/* The siftsmall figures of docs/derp.md (RQ M=8 trained twice, ~1-4 min):
+ * run with QX_DERP_CALIBRATE=1; skipped without the shared data. */
+static void print_summary(const char *name, const qx_derp_health *h, qx_derp_health_summary *s) {
+    assert_int_equal(qx_derp_health_summarize(h, s), 0);
+    fprintf(stderr,
+            "| %s | %.3f | %.3f (step %zu) | %zu | %.4f | %.3f | %.4f |\n", name,
+            s->min_used_fraction, s->min_perplexity, s->min_perplexity_step, s->max_dead,
+            s->relative_mse, s->max_residual_rejected_fraction, s->max_residual_D_mean);
+}
+
+static void test_siftsmall_health_and_faults(void **state) {
+    (void)state;
+    const char *env = getenv("QX_DERP_CALIBRATE");
+    const char *path = tu_data_path("siftsmall/siftsmall_base.fvecs");
+    if (!env || strcmp(env, "1") != 0 || !path) {
+        skip();
+        return;
+    }
+    qx_matrix b;
+    assert_int_equal(qx_vecs_read(path, 0, &b), 0);
+    size_t n = b.n, d = b.d, M = 8;
+    /* Fault (b): half of the dimensions permuted, scaled by 1.5, shifted by 10. */
+    float *pf = malloc(sizeof(float) * n * d);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < d; j++) {
+            size_t src = j < d / 2 ? (j * 7 + 3) % (d / 2) : j;
+            pf[i * d + j] = j < d / 2 ? 1.5f * b.data[i * d + src] + 10.0f : b.data[i * d + j];
+        }
+    qx_rq_opts ro;
+    qx_rq_opts_init(&ro);
+    ro.M = M;
+    ro.kmeans_iters = 10;
+    ro.refine_iters = 0;
+    ro.beam = ro.train_beam = 2;
+    qx_quantizer *good, *bad, *col;
+    assert_int_equal(qx_rq_new(&good, d, &ro), 0);
+    assert_int_equal(qx_rq_new(&bad, d, &ro), 0);
+    assert_int_equal(qx_rq_new(&col, d, &ro), 0);
+    assert_int_equal(qx_quantizer_train(good, b.data, n), 0);
+    assert_int_equal(qx_quantizer_train(bad, pf, n), 0);
+    /* Fault (a): 90% of each step's codewords collapsed onto 4 of them. */
+    float *cb = malloc(sizeof(float) * M * 256 * d);
+    memcpy(cb, qx_rq_codebooks(good), sizeof(float) * M * 256 * d);
+    for (size_t m = 0; m < M; m++)
+        for (size_t k = 26; k < 256; k++)
+            memcpy(cb + (m * 256 + k) * d, cb + (m * 256 + k % 4) * d, sizeof(float) * d);
+    assert_int_equal(qx_rq_set_codebooks(col, cb), 0);
+    qx_derp_health *hg, *hb, *hc;
+    assert_int_equal(qx_derp_health_compute(good, b.data, n, NULL, NULL, &hg), 0);
+    assert_int_equal(qx_derp_health_compute(bad, b.data, n, NULL, NULL, &hb), 0);
+    assert_int_equal(qx_derp_health_compute(col, b.data, n, NULL, NULL, &hc), 0);
+    fprintf(stderr, "| siftsmall RQ M=8 | min used_fraction | min perplexity | max dead | "
+                    "mse/mse0 | max residual rejected | max residual D_mean |\n");
+    qx_derp_health_summary sg, sb, sc;
+    print_summary("healthy", hg, &sg);
+    print_summary("(a) 90% collapsed", hc, &sc);
+    print_summary("(b) trained on permuted", hb, &sb);
+    assert_true(sg.min_used_fraction > 0.9 && sc.min_used_fraction < 0.15);
+    /* Drift: the training vectors of (b) against the data; even vs odd rows
+     * (one law); first vs second half (the file is ordered: real drift). */
+    size_t h = n / 2;
+    float *ev = malloc(sizeof(float) * h * d), *od = malloc(sizeof(float) * h * d);
+    for (size_t i = 0; i < h; i++) {
+        memcpy(ev + i * d, b.data + 2 * i * d, sizeof(float) * d);
+        memcpy(od + i * d, b.data + (2 * i + 1) * d, sizeof(float) * d);
+    }
+    qx_derp_drift dv[3];
+    assert_int_equal(qx_derp_drift_compute(ev, h, od, h, d, NULL, &dv[0]), 0);
+    assert_int_equal(qx_derp_drift_compute(b.data, h, b.data + h * d, n - h, d, NULL, &dv[1]), 0);
+    assert_int_equal(qx_derp_drift_compute(pf, n, b.data, n, d, NULL, &dv[2]), 0);
+    const char *dn[3] = {"even vs odd rows", "first vs second half", "(b) train vs data"};
+    fprintf(stderr, "| siftsmall drift | score | score_mean | rejected_fraction | p_combined |\n");
+    for (int i = 0; i < 3; i++)
+        fprintf(stderr, "| %s | %.4f | %.4f | %.3f | %.3g |\n", dn[i], dv[i].score,
+                dv[i].score_mean, dv[i].test.rejected_fraction, dv[i].test.p_combined);
+    assert_false(dv[0].test.reject);
+    assert_true(dv[2].test.rejected_fraction > 0.9);
+    for (int i = 0; i < 3; i++) qx_derp_drift_clear(&dv[i]);
+    qx_derp_health_free(hg);
+    qx_derp_health_free(hb);
+    qx_derp_health_free(hc);
+    qx_quantizer_free(good);
+    qx_quantizer_free(bad);
+    qx_quantizer_free(col);
+    free(cb);
+    free(pf);
+    free(ev);
+    free(od);
+    qx_matrix_free(&b);
+}
+
 /* ---- a tiny JSON reader for the report test ------------------------------------------ */
 
 typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
@@ -914,7 +1006,7 @@ static void *oom_malloc(size_t s) { return oom_budget-- > 0 ? malloc(s) : NULL; 
 static void *oom_realloc(void *p, size_t s) { return oom_budget-- > 0 ? realloc(p, s) : NULL; }
 static const qx_allocator oom_alloc = {oom_malloc, oom_realloc, free};
 
-static int run_all_under_budget(const float *x, size_t n, size_t d) {
+static int run_all_under_budget(const float *x, size_t n, size_t d, const qx_quantizer *q) {
     qx_derp_opts o;
     qx_derp_opts_init(&o);
     o.probes = 8;
@@ -937,23 +1029,29 @@ static int run_all_under_budget(const float *x, size_t n, size_t d) {
     if (rc) return rc;
     if ((rc = qx_derp_reservoir_new(&res, d, 64, 1)) == 0) rc = qx_derp_reservoir_add(res, x, n);
     qx_derp_reservoir_free(res);
+    if (rc) return rc;
+    qx_derp_health *h = NULL;
+    rc = qx_derp_health_compute(q, x, n, NULL, &o, &h);
+    qx_derp_health_free(h);
     return rc;
 }
 
 static void test_out_of_memory_everywhere(void **state) {
     (void)state;
-    size_t n = 200, d = 6;
+    size_t n = 300, d = 6;
     float *x = tu_clustered(n, d, 3, 8);
+    qx_quantizer *q = train_rq(x, n, d, 2);
     int ok = 0;
-    for (long budget = 0; budget < 400 && !ok; budget++) {
+    for (long budget = 0; budget < 1000 && !ok; budget++) {
         oom_budget = budget;
         qx_set_allocator(&oom_alloc);
-        int rc = run_all_under_budget(x, n, d);
+        int rc = run_all_under_budget(x, n, d, q);
         qx_set_allocator(NULL);
         if (rc == 0) ok = 1;
         else assert_int_equal(rc, QX_ENOMEM);
     }
     assert_true(ok);
+    qx_quantizer_free(q);
     free(x);
 }
 
@@ -974,6 +1072,7 @@ int main(void) {
         cmocka_unit_test(test_drift_fresh_vs_shifted_vs_permuted),
         cmocka_unit_test(test_reservoir_uniform_deterministic_serializable),
         cmocka_unit_test(test_health_rq_and_collapse),
+        cmocka_unit_test(test_siftsmall_health_and_faults),
         cmocka_unit_test(test_report_json),
         cmocka_unit_test(test_out_of_memory_everywhere),
     };
