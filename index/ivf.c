@@ -234,8 +234,8 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
         for (size_t j = 0; j < d; j++) s += (double)ivf->centroids[l * d + j] * ivf->centroids[l * d + j];
         ivf->centroid_norms[l] = (float)s;
     }
-    /* k-means may subsample: assign every training vector exactly. */
-    if ((rc = qx_assign_nearest(x, n, ivf->centroids, nlist, d, assign, NULL))) goto out;
+    /* qx_kmeans returns the exact nearest final centroid of every vector
+     * (even when it trained on a subsample). */
     residuals_of(ivf, x, assign, n, res);
     qx__ivf_report(ivf, "coarse k-means", 1.0);
     if (!qx_quantizer_is_trained(ivf->quant) && (rc = qx_quantizer_train(ivf->quant, res, n)))
