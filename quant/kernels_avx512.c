@@ -87,4 +87,7 @@ const qx__kernel_table qx__kernels_avx512 = {
     .l2sqr_ny = l2sqr_ny_avx512,
     .dot_ny = dot_ny_avx512,
     .lut_scan = lut_scan_avx512,
+    /* 256-float rows: the AVX2 versions are already load-bound */
+    .beam_scores = qx__beam_scores_avx2,
+    .find_lt = qx__find_lt_avx2,
 };

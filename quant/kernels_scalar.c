@@ -85,6 +85,22 @@ void qx__lut_scan_scalar_unrolled(float *out, const uint8_t *codes, size_t n, si
     qx__lut_scan_scalar_ref(out + i, codes + i * stride, n - i, stride, M, lut);
 }
 
+void qx__beam_scores_scalar(float *out, const float *base, float a, const float *rows,
+                            const uint8_t *codes, size_t m) {
+    float acc[256] = {0};
+    for (size_t i = 0; i < m; i++) {
+        const float *row = rows + (i * 256 + codes[i]) * 256;
+        for (size_t k = 0; k < 256; k++) acc[k] += row[k];
+    }
+    for (size_t k = 0; k < 256; k++) out[k] = a + base[k] + 2.0f * acc[k];
+}
+
+size_t qx__find_lt_scalar(const float *v, size_t n, float thr) {
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < thr) return i;
+    return n;
+}
+
 const qx__kernel_table qx__kernels_scalar = {
     .name = "scalar",
     .l2sqr = l2sqr_scalar,
@@ -92,4 +108,6 @@ const qx__kernel_table qx__kernels_scalar = {
     .l2sqr_ny = l2sqr_ny_scalar,
     .dot_ny = dot_ny_scalar,
     .lut_scan = qx__lut_scan_scalar_unrolled,
+    .beam_scores = qx__beam_scores_scalar,
+    .find_lt = qx__find_lt_scalar,
 };

@@ -56,8 +56,8 @@ typedef struct beam_scratch {
     float *partial, *base;       /* 256 each */
 } beam_scratch;
 
-static void beam_one(const qx__rq *rq, float xnorm, const float *xc, size_t B,
-                     beam_scratch *s, uint8_t *out_code, float *out_err) {
+static void beam_one(const qx__rq *rq, const qx__kernel_table *kt, float xnorm, const float *xc,
+                     size_t B, beam_scratch *s, uint8_t *out_code, float *out_err) {
     size_t M = rq->base.M;
     size_t nb = 1;
     s->dist[0] = xnorm;
@@ -67,21 +67,8 @@ static void beam_one(const qx__rq *rq, float xnorm, const float *xc, size_t B,
         const float *cross_m = rq->cross + (m ? qx__rq_cross_offset(m) : 0);
         size_t nh = 0;
         for (size_t b = 0; b < nb; b++) {
-            const uint8_t *cb = s->codes + b * M;
-            float *part = s->partial;
-            float db = s->dist[b];
-            if (m == 0) {
-                for (size_t k = 0; k < QX_KSUB; k++) part[k] = db + s->base[k];
-            } else {
-                const float *row = cross_m + (size_t)cb[0] * QX_KSUB;
-                for (size_t k = 0; k < QX_KSUB; k++) part[k] = row[k];
-                for (size_t i = 1; i < m; i++) {
-                    row = cross_m + (i * QX_KSUB + cb[i]) * QX_KSUB;
-                    for (size_t k = 0; k < QX_KSUB; k++) part[k] += row[k];
-                }
-                for (size_t k = 0; k < QX_KSUB; k++) part[k] = db + s->base[k] + 2.0f * part[k];
-            }
-            nh = qx__heap_offer256(s->heap, nh, B, part, (uint16_t)b);
+            kt->beam_scores(s->partial, s->base, s->dist[b], cross_m, s->codes + b * M, m);
+            nh = qx__heap_offer256(s->heap, nh, B, s->partial, (uint16_t)b, kt->find_lt);
         }
         /* order the survivors by distance (insertion sort, nh <= 64) */
         qx__cand *h = s->heap;
@@ -148,7 +135,7 @@ int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uin
             s.heap = (qx__cand *)(void *)(s.dist + B);
 #pragma omp for schedule(dynamic, 16)
             for (size_t i = 0; i < rows; i++)
-                beam_one(rq, xn[i], xc + i * K, B, &s, codes + (i0 + i) * M,
+                beam_one(rq, kt, xn[i], xc + i * K, B, &s, codes + (i0 + i) * M,
                          err ? err + i0 + i : NULL);
         }
     }

@@ -75,18 +75,19 @@ static inline void qx__heap_push(qx__cand *h, size_t n, qx__cand c) { /* h has r
 }
 
 /* Offer the 256 candidates score[k] (extending beam entry `parent`) to a heap
- * of nh <= B entries; returns the new size. */
+ * of nh <= B entries; returns the new size. find_lt (a kernel) skips the
+ * candidates that cannot enter, eight or sixteen at a time. */
 static inline size_t qx__heap_offer256(qx__cand *h, size_t nh, size_t B, const float *score,
-                                       uint16_t parent) {
+                                       uint16_t parent,
+                                       size_t (*find_lt)(const float *, size_t, float)) {
     size_t k = 0;
     for (; nh < B && k < 256; k++) qx__heap_push(h, nh++, (qx__cand){score[k], parent, (uint8_t)k});
-    float top = h[0].dist;
-    for (; k < 256; k++) {
-        if (score[k] < top) {
-            h[0] = (qx__cand){score[k], parent, (uint8_t)k};
-            qx__heap_sift_down(h, nh, 0);
-            top = h[0].dist;
-        }
+    while (k < 256) {
+        k += find_lt(score + k, 256 - k, h[0].dist);
+        if (k >= 256) break;
+        h[0] = (qx__cand){score[k], parent, (uint8_t)k};
+        qx__heap_sift_down(h, nh, 0);
+        k++;
     }
     return nh;
 }

@@ -78,7 +78,7 @@ static size_t extend_step(train_state *st, size_t m, size_t nb) {
                 const float *r = R + (v * nb + b) * d, *dt = st->dots + (v * nb + b) * QX_KSUB;
                 float rn = kt->dot(r, r, d);
                 for (size_t k = 0; k < QX_KSUB; k++) score[k] = rn - 2.0f * dt[k] + norms[k];
-                nh = qx__heap_offer256(heap, nh, nbn, score, (uint16_t)b);
+                nh = qx__heap_offer256(heap, nh, nbn, score, (uint16_t)b, kt->find_lt);
             }
             qx__cand_sort(heap, nh);
             size_t gv = v0 + v;

@@ -159,6 +159,38 @@ static void test_lut_scan_unrolled_is_bit_exact(void **state) {
     free(lut);
 }
 
+static void test_beam_kernels(void **state) {
+    (void)state;
+    enum { MMAX = 64 };
+    float *rows = rand_floats((size_t)MMAX * 256 * 256, 6), *base = rand_floats(256, 7);
+    uint8_t codes[MMAX];
+    for (size_t i = 0; i < MMAX; i++) codes[i] = (uint8_t)(i * 53 + 7);
+    float want[256], got[256];
+    for (int lvl = QX_SIMD_SCALAR; lvl <= QX_SIMD_AVX512; lvl++) {
+        const qx__kernel_table *k = qx__kernels_for((qx_simd_level)lvl);
+        if (!k) {
+            fprintf(stderr, "skipping beam kernels level %s: CPU lacks it\n", qx_simd_name(lvl));
+            continue;
+        }
+        for (size_t m = 0; m <= MMAX; m++) {
+            qx__beam_scores_scalar(want, base, 1.5f, rows, codes, m);
+            k->beam_scores(got, base, 1.5f, rows, codes, m);
+            /* same order of additions, no FMA: bit-identical, so codes do not
+             * depend on the SIMD level */
+            assert_memory_equal(want, got, sizeof want);
+        }
+        for (size_t n = 0; n <= 40; n++)
+            for (size_t at = 0; at <= n; at++) {
+                float v[40];
+                for (size_t i = 0; i < n; i++) v[i] = i < at ? 5.0f : -1.0f;
+                assert_int_equal(k->find_lt(v, n, 0.0f), at);
+                assert_int_equal(k->find_lt(v, n, -2.0f), n);
+            }
+    }
+    free(rows);
+    free(base);
+}
+
 static void test_l2sqr_matrix(void **state) {
     (void)state;
     static const size_t dims[] = {1, 3, 17, 128};
@@ -196,6 +228,7 @@ int main(void) {
         cmocka_unit_test(test_pairwise_all_dims),
         cmocka_unit_test(test_lut_scan),
         cmocka_unit_test(test_lut_scan_unrolled_is_bit_exact),
+        cmocka_unit_test(test_beam_kernels),
         cmocka_unit_test(test_l2sqr_matrix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -41,7 +41,7 @@ static qx_quantizer *train_rq(size_t M, int beam, int refine, int reseed) {
     o.train_beam = beam;
     o.refine_iters = refine;
     o.reseed_dead = reseed;
-    o.kmeans_iters = 8;
+    o.kmeans_iters = 5;
     o.threads = 1;
     qx_quantizer *q = NULL;
     assert_int_equal(qx_rq_new(&q, D, &o), 0);
