@@ -21,8 +21,10 @@ uint64_t qx__derp_rng_next(qx__derp_rng *r);
 double qx__derp_rng_uniform(qx__derp_rng *r);          /* [0, 1), 53 bits */
 uint64_t qx__derp_rng_below(qx__derp_rng *r, uint64_t n); /* [0, n), unbiased */
 
-/* Sort n doubles ascending (in place). */
-void qx__derp_sort(double *v, size_t n);
+/* Sort n floats (no NaN) ascending into dst as doubles: an LSD radix sort
+ * (3 passes of 11/11/10 bits on order-preserving keys), ~10x faster than
+ * qsort, which dominated the cost of a family test. tmp: 2n uint32. */
+void qx__derp_sort_floats(const float *src, size_t n, double *dst, uint32_t *tmp);
 
 /* Lilliefors D of a sorted sample (n >= 2). */
 double qx__derp_lilliefors_sorted(const double *v, size_t n);

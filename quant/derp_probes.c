@@ -114,14 +114,12 @@ static int project_subsample(const float *x, size_t n, size_t m, size_t d, const
     return 0;
 }
 
-static int load_sorted(const float *src, size_t n, double *dst, size_t probe) {
-    for (size_t i = 0; i < n; i++) {
+static int load_sorted(const float *src, size_t n, double *dst, uint32_t *tmp, size_t probe) {
+    for (size_t i = 0; i < n; i++)
         /* Finite inputs can still overflow float in the dot product. */
         if (!isfinite(src[i]))
             return qx__fail(QX_EINVAL, "derp: projection on probe %zu overflows float", probe);
-        dst[i] = src[i];
-    }
-    qx__derp_sort(dst, n);
+    qx__derp_sort_floats(src, n, dst, tmp);
     return 0;
 }
 
@@ -133,14 +131,16 @@ int qx__derp_normality_proj(const float *proj, size_t P, size_t n, double alpha,
     if (rc) return rc;
     out->n = n;
     double *v = qx__malloc(n * sizeof(double)); /* n*P floats exist: no overflow */
-    if (!v) rc = qx__fail(QX_ENOMEM, "normality: %zu values", n);
+    uint32_t *tmp = qx__malloc(n * 2 * sizeof(uint32_t));
+    if (!v || !tmp) rc = qx__fail(QX_ENOMEM, "normality: %zu values", n);
     for (size_t p = 0; rc == 0 && p < P; p++) {
-        rc = load_sorted(proj + p * n, n, v, p);
+        rc = load_sorted(proj + p * n, n, v, tmp, p);
         if (rc) break;
         out->D[p] = qx__derp_lilliefors_sorted(v, n);
         out->p[p] = qx_derp_lilliefors_pvalue(out->D[p], n);
     }
     qx__free(v);
+    qx__free(tmp);
     if (rc == 0) rc = qx__derp_family_finish(out);
     if (rc) qx_derp_family_clear(out);
     return rc;
@@ -204,6 +204,7 @@ int qx_derp_two_sample(const float *a, size_t na, const float *b, size_t nb, siz
     size_t ma = qx__derp_sub_size(na, o.max_test_n), mb = qx__derp_sub_size(nb, o.max_test_n);
     float *probes = NULL, *pa = NULL, *pb = NULL;
     double *va = NULL, *vb = NULL;
+    uint32_t *tmp = NULL;
     rc = make_probes(o.probes, d, o.seed, &probes);
     if (rc == 0) rc = alloc_proj(o.probes, ma, &pa);
     if (rc == 0) rc = alloc_proj(o.probes, mb, &pb);
@@ -212,12 +213,13 @@ int qx_derp_two_sample(const float *a, size_t na, const float *b, size_t nb, siz
     if (rc == 0) {
         va = qx__malloc(ma * sizeof(double));
         vb = qx__malloc(mb * sizeof(double));
-        if (!va || !vb) rc = qx__fail(QX_ENOMEM, "two_sample: sort buffers");
+        tmp = qx__malloc((ma > mb ? ma : mb) * 2 * sizeof(uint32_t));
+        if (!va || !vb || !tmp) rc = qx__fail(QX_ENOMEM, "two_sample: sort buffers");
     }
     if (rc == 0) rc = qx__derp_family_alloc(out, o.probes, o.alpha);
     for (size_t p = 0; rc == 0 && p < o.probes; p++) {
-        rc = load_sorted(pa + p * ma, ma, va, p);
-        if (rc == 0) rc = load_sorted(pb + p * mb, mb, vb, p);
+        rc = load_sorted(pa + p * ma, ma, va, tmp, p);
+        if (rc == 0) rc = load_sorted(pb + p * mb, mb, vb, tmp, p);
         if (rc) break;
         out->D[p] = qx__derp_ks2_sorted(va, ma, vb, mb);
         out->p[p] = qx__derp_ks2_pvalue(out->D[p], ma, mb);
@@ -233,5 +235,6 @@ int qx_derp_two_sample(const float *a, size_t na, const float *b, size_t nb, siz
     qx__aligned_free(pb);
     qx__free(va);
     qx__free(vb);
+    qx__free(tmp);
     return rc;
 }

@@ -99,12 +99,42 @@ int qx__derp_opts_check(const qx_derp_opts *in, qx_derp_opts *out) {
 
 /* ---- sorting and K–S kernels ----------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+/* IEEE-754 bits mapped so that unsigned order = numeric order: negatives
+ * are inverted, positives get the sign bit set. */
+static inline uint32_t float_key(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-void qx__derp_sort(double *v, size_t n) { qsort(v, n, sizeof *v, cmp_double); }
+static inline float key_float(uint32_t k) {
+    uint32_t u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+void qx__derp_sort_floats(const float *src, size_t n, double *dst, uint32_t *tmp) {
+    uint32_t *a = tmp, *b = tmp + n;
+    for (size_t i = 0; i < n; i++) a[i] = float_key(src[i]);
+    static const int shift[3] = {0, 11, 22};
+    for (int pass = 0; pass < 3; pass++) {
+        size_t count[2048] = {0};
+        int sh = shift[pass];
+        for (size_t i = 0; i < n; i++) count[(a[i] >> sh) & 2047u]++;
+        size_t sum = 0;
+        for (int k = 0; k < 2048; k++) {
+            size_t c = count[k];
+            count[k] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) b[count[(a[i] >> sh) & 2047u]++] = a[i];
+        uint32_t *t = a;
+        a = b;
+        b = t;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = key_float(a[i]);
+}
 
 static double normal_cdf(double z) { return 0.5 * erfc(-z * M_SQRT1_2); }
 
@@ -191,18 +221,19 @@ double qx__derp_ks2_pvalue(double D, size_t na, size_t nb) {
 /* ---- public single tests ------------------------------------------------------- */
 
 static int to_sorted_double(const float *x, size_t n, double **out, const char *what) {
-    size_t bytes;
-    if (!qx__mul(n, sizeof(double), &bytes) || !(*out = qx__malloc(bytes)))
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return qx__fail(QX_EINVAL, "%s: value %zu is NaN or Inf", what, i);
+    size_t bytes, tbytes;
+    uint32_t *tmp = NULL;
+    *out = NULL;
+    if (!qx__mul(n, sizeof(double), &bytes) || !qx__mul(n, 2 * sizeof(uint32_t), &tbytes) ||
+        !(*out = qx__malloc(bytes)) || !(tmp = qx__malloc(tbytes))) {
+        qx__free(*out);
+        *out = NULL;
         return qx__fail(QX_ENOMEM, "%s: %zu values", what, n);
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(x[i])) {
-            qx__free(*out);
-            *out = NULL;
-            return qx__fail(QX_EINVAL, "%s: value %zu is NaN or Inf", what, i);
-        }
-        (*out)[i] = x[i];
     }
-    qx__derp_sort(*out, n);
+    qx__derp_sort_floats(x, n, *out, tmp);
+    qx__free(tmp);
     return 0;
 }
 

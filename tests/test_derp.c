@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "derp_impl.h"
 #include "qinx/alloc.h"
 #include "qinx/derp.h"
 #include "qinx/error.h"
@@ -99,6 +100,38 @@ static void test_project_matches_naive(void **state) {
     free(x);
     free(u);
     free(proj);
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_radix_sort_matches_qsort(void **state) {
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 99);
+    size_t sizes[] = {1, 2, 7, 100, 4097, 20000};
+    for (size_t t = 0; t < 6; t++) {
+        size_t n = sizes[t];
+        float *v = malloc(sizeof(float) * n);
+        double *got = malloc(sizeof(double) * n), *want = malloc(sizeof(double) * n);
+        uint32_t *tmp = malloc(sizeof(uint32_t) * 2 * n);
+        const float special[] = {0.0f, -0.0f, 1e-42f, -1e-42f, 3.4e38f, -3.4e38f, INFINITY,
+                                 -INFINITY, 1.0f, -1.0f};
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = tu_rng_next(&r) % 13;
+            v[i] = k < 10 ? special[k] : (float)(tu_rng_normal(&r) * pow(10, (double)(k - 11)));
+            want[i] = v[i];
+        }
+        qsort(want, n, sizeof(double), cmp_dbl);
+        qx__derp_sort_floats(v, n, got, tmp);
+        for (size_t i = 0; i < n; i++) assert_true(got[i] == want[i]);
+        free(v);
+        free(got);
+        free(want);
+        free(tmp);
+    }
 }
 
 /* ---- distributions and p-values --------------------------------------------------- */
@@ -1059,6 +1092,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probes_unit_and_deterministic),
         cmocka_unit_test(test_project_matches_naive),
+        cmocka_unit_test(test_radix_sort_matches_qsort),
         cmocka_unit_test(test_kolmogorov_q_known_values),
         cmocka_unit_test(test_lilliefors_pvalue_critical_values),
         cmocka_unit_test(test_lilliefors_normal_rejected_at_nominal_rate),
