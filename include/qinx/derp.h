@@ -163,10 +163,15 @@ typedef struct qx_derp_step {
     double mse;           /* mean ||x - decode(code, m+1 steps)||^2 */
     double mse_drop;      /* MSE after m steps minus MSE after m+1 steps
                              (step 0: mean ||x||^2 minus mse) */
-    qx_derp_family residual; /* normality of x - decode(code, m+1 steps) */
+    qx_derp_family residual; /* normality of x - decode(code, m+1 steps) on
+                                min(n, max_test_n) vectors; an all-zero
+                                residual (exact reconstruction) counts as
+                                degenerate: D = 1 */
     qx_derp_family codebook; /* normality of the step's 256 additive codewords
-                                (P == 0 when not tested or all equal) —
-                                n = 256 is small: a weak test, report only */
+                                (P == 0 when not tested: opts.test_codebooks
+                                = 0 or no additive codebooks). n = 256 is
+                                small: a weak test, report only. Tied
+                                (collapsed) codewords make it reject. */
 } qx_derp_step;
 
 typedef struct qx_derp_health {
