@@ -261,11 +261,11 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
 
 static json_t *job_json(const qxs_job *j) {
     static const char *const st[] = {"queued", "running", "succeeded", "rejected", "failed", "canceled"};
-    json_t *o = json_pack("{s:I, s:s, s:s, s:f, s:f}", "id", (json_int_t)j->id, "state", st[j->state], "stage",
-                          j->stage, "progress", j->progress, "created", j->t_created);
+    json_t *o = json_pack("{s:I, s:s, s:s, s:f, s:I}", "id", (json_int_t)j->id, "state", st[j->state], "stage",
+                          j->stage, "progress", j->progress, "created", (json_int_t)j->t_created);
     if (!o) return NULL;
-    if (j->t_start > 0) json_object_set_new(o, "started", json_real(j->t_start));
-    if (j->t_end > 0) json_object_set_new(o, "finished", json_real(j->t_end));
+    if (j->t_start > 0) json_object_set_new(o, "started", json_integer((json_int_t)j->t_start));
+    if (j->t_end > 0) json_object_set_new(o, "finished", json_integer((json_int_t)j->t_end));
     if (j->error[0]) json_object_set_new(o, "error", json_string(j->error));
     if (j->report) {
         json_t *rep = json_loads(j->report, 0, NULL);
@@ -287,14 +287,14 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
                         (json_int_t)info.ntotal, "bytes", (json_int_t)info.bytes);
     else
         idx = json_pack("{s:s}", "state", "exact");
-    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:{s:{s:{s:I, s:s}}, s:{s:s, s:I, s:I}, s:{s:f}}, s:o, s:f}",
+    json_t *res = json_pack("{s:s, s:s, s:I, s:I, s:{s:{s:{s:I, s:s}}, s:{s:s, s:I, s:I}, s:{s:f}}, s:o, s:I}",
                             "name", c->name, "status", atomic_load(&c->failed) ? "red" : "green", "points_count",
                             (json_int_t)n, "indexed_vectors_count", (json_int_t)(has ? info.ntotal : 0), "config",
                             "params", "vectors", "size", (json_int_t)c->d, "distance",
                             qxs_distance_name(c->distance), "quantizer", "kind",
                             qx_quantizer_kind_name(c->quant_kind), "bytes", (json_int_t)c->bytes, "nlist",
                             (json_int_t)c->nlist, "gate", "min_recall", c->min_recall, "index", idx, "created",
-                            c->created);
+                            (json_int_t)c->created);
     if (!res) {
         fail(o, 500, "reply");
         return;
