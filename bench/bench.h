@@ -1,0 +1,11 @@
+/* bench/bench.h — `qinx bench`: recall versus code size and QPS versus recall,
+ * qinx's quantizers against FAISS's on the same data in one run.
+ * The lead's tools/main.c calls qx_bench_main with argv[0] = "bench". */
+#ifndef QINX_BENCH_H
+#define QINX_BENCH_H
+
+/* Runs the benchmark (or `--check FILE`, which validates a results.jsonl);
+ * returns the process exit code: 0 ok, 1 failure, 2 usage error. */
+int qx_bench_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,144 @@
+/* bench/bench_ivf.c — QPS versus recall of IVF methods: train, add, then a
+ * sweep of nprobe (× rerank for qinx), each point timed single-threaded as
+ * the best of --runs runs over the whole query set; Pareto frontiers.
+ *
+ * Decisions:
+ * 1. Single-threaded means every pool: qinx (params.threads = 1 and
+ *    QX_THREADS=1), FAISS's OpenMP and OpenBLAS are all set to 1 thread for
+ *    the timed searches, and back to --threads for training and adding.
+ * 2. The whole query batch goes in one call for both libraries, as in
+ *    `qinx search`: per-call overheads are amortised the same way.
+ * 3. Best of R runs (default 3): the machine is shared, and the minimum is
+ *    the least noisy estimate of what the code costs.
+ * 4. A series is (method, bytes); its Pareto frontier keeps the points that
+ *    no other point beats on both QPS and 10-recall@10, across nprobe and
+ *    rerank. QPS at a target recall interpolates log(QPS) linearly in recall
+ *    between the two frontier points around the target.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_impl.h"
+
+size_t bench_nlist(const bench_run *r) {
+    size_t cap = r->data->train.n / 39;
+    size_t nl = r->cfg->nlist < cap ? r->cfg->nlist : cap;
+    return nl ? nl : 1;
+}
+
+int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl *v) {
+    const bench_cfg *cfg = r->cfg;
+    bench_data *D = r->data;
+    size_t nq = D->queries.n, k = cfg->k_ivf < D->base.n ? cfg->k_ivf : D->base.n;
+    size_t nlist = bench_nlist(r);
+    bench_set_threads(cfg->threads);
+    bench_log(r, "%s %zuB (%s): training on %zu vectors ...", method, bytes, v->spec, D->train.n);
+    double t = bench_now();
+    int rc = v->train(v, D->train.data, D->train.n);
+    if (rc) return rc;
+    double train_s = bench_now() - t;
+    bench_log(r, "%s %zuB: trained in %.1fs; adding %zu vectors ...", method, bytes, train_s, D->base.n);
+    t = bench_now();
+    if ((rc = v->add(v, D->base.data, D->base.n))) return rc;
+    double add_s = bench_now() - t;
+    if (v->code_size != bytes)
+        bench_note(r, "%s at %zu bytes stores %zu bytes per vector (%s)", method, bytes, v->code_size,
+                   v->spec);
+
+    float *dist = malloc(sizeof(float) * nq * k);
+    int64_t *ids = malloc(sizeof(int64_t) * nq * k);
+    if (!dist || !ids) {
+        free(dist);
+        free(ids);
+        return QX_ENOMEM;
+    }
+    bench_set_threads(1);
+    size_t nrr = v->supports_rerank ? cfg->nrerank : 1;
+    int stopped = 0;
+    for (size_t ri = 0; ri < nrr && rc == 0 && !stopped; ri++) {
+        size_t rerank = v->supports_rerank ? cfg->rerank[ri] : 0;
+        if (rerank && rerank < k) continue;
+        for (size_t pi = 0; pi < cfg->nnprobe && rc == 0; pi++) {
+            size_t nprobe = cfg->nprobe[pi];
+            if (nprobe > nlist) break;
+            if (bench_minutes_left(r) < 0) {
+                bench_note(r, "%s %zuB: nprobe sweep stopped at nprobe=%zu rerank=%zu (time budget)",
+                           method, bytes, nprobe, rerank);
+                stopped = 1;
+                break;
+            }
+            double best = INFINITY;
+            for (size_t run = 0; run < cfg->runs && rc == 0; run++) {
+                t = bench_now();
+                rc = v->search(v, D->queries.data, nq, k, nprobe, rerank, dist, ids);
+                double dt = bench_now() - t;
+                if (dt < best) best = dt;
+            }
+            if (rc) break;
+            bench_recall rec;
+            bench_recall_compute(ids, k, D->gt, D->gt_k, nq, &rec);
+            bench_result res;
+            bench_result_init(&res, method, v->code_size);
+            snprintf(res.spec, sizeof res.spec, "%s", v->spec);
+            res.ivf = 1;
+            res.r1 = rec.r1;
+            res.r10 = rec.r10;
+            res.r100 = rec.r100;
+            res.r10at10 = rec.r10at10;
+            res.qps = nq / (best > 0 ? best : 1e-9);
+            res.nprobe = (long)nprobe;
+            res.rerank = (long)rerank;
+            res.train_s = train_s;
+            res.encode_s = add_s;
+            res.index_bytes = (double)D->base.n * (v->code_size + sizeof(int64_t));
+            res.threads = 1;
+            bench_log(r, "%s %zuB nprobe %4zu rerank %4zu: R@1 %.4f  10-R@10 %.4f  QPS %.0f", method,
+                      bytes, nprobe, rerank, res.r1, res.r10at10, res.qps);
+            rc = bench_add_result(r, &res);
+        }
+    }
+    bench_set_threads(cfg->threads);
+    free(dist);
+    free(ids);
+    return rc;
+}
+
+static int same_series(const bench_result *a, const bench_result *b) {
+    return a->ivf && b->ivf && a->bytes == b->bytes && !strcmp(a->method, b->method);
+}
+
+void bench_mark_pareto(bench_run *r) {
+    for (size_t i = 0; i < r->nres; i++) {
+        bench_result *p = &r->res[i];
+        if (!p->ivf) continue;
+        p->pareto = 1;
+        for (size_t j = 0; j < r->nres && p->pareto; j++) {
+            const bench_result *q = &r->res[j];
+            if (j == i || !same_series(p, q)) continue;
+            if (q->r10at10 >= p->r10at10 && q->qps >= p->qps &&
+                (q->r10at10 > p->r10at10 || q->qps > p->qps))
+                p->pareto = 0;
+        }
+    }
+}
+
+double bench_qps_at(const bench_run *r, const char *method, size_t bytes, double target) {
+    /* below: frontier point with the highest recall < target;
+     * above: frontier point with the lowest recall >= target */
+    const bench_result *below = NULL, *above = NULL;
+    for (size_t i = 0; i < r->nres; i++) {
+        const bench_result *p = &r->res[i];
+        if (!p->ivf || !p->pareto || p->bytes != bytes || strcmp(p->method, method)) continue;
+        if (p->r10at10 < target) {
+            if (!below || p->r10at10 > below->r10at10) below = p;
+        } else if (!above || p->r10at10 < above->r10at10) {
+            above = p;
+        }
+    }
+    if (!above) return NAN;
+    if (!below || above->r10at10 == below->r10at10) return above->qps;
+    double f = (target - below->r10at10) / (above->r10at10 - below->r10at10);
+    return exp(log(below->qps) + f * (log(above->qps) - log(below->qps)));
+}

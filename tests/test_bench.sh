@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# tests/test_bench.sh BUILD_DIR — a tiny end-to-end `qinx bench` run on siftsmall:
+# qinx-rq, faiss-pq and faiss-rq at 8 bytes (1,000 training vectors) and a qinx IVF sweep.
+# Checks: every output file exists; results.jsonl parses and holds the documented keys with
+# recalls in [0,1] (`qinx bench --check`, no python/jq needed); the SVGs are SVG; the report
+# has its tables; and the bench's IVF point agrees (within 0.02) with `qinx build` +
+# `qinx search` on an index built with the same parameters. Skips (77) without the data.
+set -euo pipefail
+build=${1:?usage: test_bench.sh BUILD_DIR}
+qinx=$build/qinx
+data=${QX_DATA_DIR:-$(cd "$(dirname "$0")/.." && pwd)/../shared/data}/siftsmall
+if [ ! -f "$data/siftsmall_base.fvecs" ]; then
+  echo "test_bench: SKIP: $data not found (set QX_DATA_DIR to the shared datasets)"
+  exit 77
+fi
+[ -x "$qinx" ] || { echo "test_bench: FAIL: $qinx not built"; exit 1; }
+"$qinx" bench --help | grep -q -- "--methods" || { echo "test_bench: this qinx has no bench command"; exit 1; }
+
+out=$(mktemp -d /tmp/qinx-test-bench.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+fail() { echo "test_bench: FAIL: $*"; exit 1; }
+
+export OMP_WAIT_POLICY=passive # a busy shared machine: don't spin
+# nlist 25 <= 1000/39; nprobe 4 is the point compared with qinx search below
+"$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
+    --gt "$data/siftsmall_groundtruth.ivecs" --max-train 1000 --bytes 8 \
+    --methods qinx-rq,faiss-pq,faiss-rq,qinx-ivfrq --nlist 25 --nprobe 1,4 --rerank 0,20 --k 10 \
+    --runs 1 --time-budget 5 --out "$out/b" > "$out/stdout" 2> "$out/stderr" \
+  || { cat "$out/stderr"; fail "qinx bench exited with $?"; }
+
+for f in results.jsonl report.md recall_vs_bytes.svg qps_vs_recall.svg; do
+  [ -s "$out/b/$f" ] || fail "$f missing or empty"
+done
+for f in recall_vs_bytes.svg qps_vs_recall.svg; do
+  grep -q "<svg" "$out/b/$f" || fail "$f is not an SVG"
+done
+"$qinx" bench --check "$out/b/results.jsonl" || fail "results.jsonl does not validate"
+# the checker itself must catch a broken file
+{ head -n1 "$out/b/results.jsonl" | sed 's/"recall@1":[0-9.]*/"recall@1":1.5/'; } > "$out/bad.jsonl"
+if "$qinx" bench --check "$out/bad.jsonl" > /dev/null; then fail "--check accepted recall@1 = 1.5"; fi
+echo '{"method":"x"' > "$out/bad2.jsonl"
+if "$qinx" bench --check "$out/bad2.jsonl" > /dev/null; then fail "--check accepted a truncated line"; fi
+
+for m in qinx-rq faiss-pq faiss-rq; do
+  grep -q "\"method\":\"$m\",.*\"kind\":\"exhaustive\",\"bytes\":8," "$out/b/results.jsonl" \
+    || fail "no 8-byte exhaustive line for $m"
+  grep -q "^| $m | 8 |" "$out/b/report.md" || fail "report.md has no row for $m"
+  grep -q "^$m " "$out/stdout" || fail "stdout table has no row for $m"
+done
+nivf=$(grep -c '"method":"qinx-ivfrq"' "$out/b/results.jsonl" || true)
+[ "$nivf" = 4 ] || fail "expected 4 qinx-ivfrq points (2 nprobe x 2 rerank), got $nivf"
+grep -q '"kind":"ivf","bytes":8,' "$out/b/results.jsonl" || fail "IVF lines must count 7 RQ bytes + 1 norm byte = 8"
+
+# the bench's point (nprobe 4, rerank 0) against qinx build + qinx search with the same parameters
+line=$(grep '"method":"qinx-ivfrq"' "$out/b/results.jsonl" | grep '"nprobe":4,"rerank":0,')
+[ -n "$line" ] || fail "no qinx-ivfrq nprobe=4 rerank=0 point"
+field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
+b_r1=$(echo "$line" | field 'recall@1')
+b_r10=$(echo "$line" | field '10-recall@10')
+"$qinx" build --base "$data/siftsmall_base.fvecs" --max-train 1000 --bytes 8 --nlist 25 \
+    --seed 1234 --out "$out/idx.qinx" --quiet || fail "qinx build failed"
+s=$("$qinx" search --index "$out/idx.qinx" --queries "$data/siftsmall_query.fvecs" \
+    --gt "$data/siftsmall_groundtruth.ivecs" --k 10 --nprobe 4 --json) || fail "qinx search failed"
+s_r1=$(echo "$s" | field 'recall@1')
+s_r10=$(echo "$s" | field '10-recall@10')
+echo "test_bench: bench R@1 $b_r1 10-R@10 $b_r10 | build+search R@1 $s_r1 10-R@10 $s_r10"
+awk -v a="$b_r1" -v b="$s_r1" -v c="$b_r10" -v d="$s_r10" \
+  'BEGIN { da = a - b; dc = c - d; if (da < 0) da = -da; if (dc < 0) dc = -dc; exit !(da <= 0.02 && dc <= 0.02) }' \
+  || fail "bench and qinx search disagree by more than 0.02"
+
+# the built-in SVG writer (used when gnuplot is absent) on a second, tiny run
+"$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
+    --nq 20 --max-train 1000 --bytes 4 --methods faiss-pq --plot svg --runs 1 --quiet \
+    --out "$out/c" > /dev/null 2>&1 || fail "second run (computed ground truth, --plot svg) failed"
+ls "$out"/c/gt-*.ivecs > /dev/null 2>&1 || fail "computed ground truth not cached"
+grep -q "</svg>" "$out/c/recall_vs_bytes.svg" || fail "built-in SVG writer output incomplete"
+"$qinx" bench --check "$out/c/results.jsonl" > /dev/null || fail "second results.jsonl does not validate"
+echo "test_bench: PASS"
