@@ -10,6 +10,7 @@
  * keys and types; out-of-memory at every allocation fails cleanly.
  * Fixed seeds throughout; the whole binary runs in a few seconds. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1032,6 +1033,57 @@ static void test_report_json(void **state) {
     free(x);
 }
 
+/* ---- concurrency: const inputs shared by threads ------------------------------------ */
+
+typedef struct {
+    const float *x;
+    size_t n, d;
+    const qx_quantizer *q;
+    double D_drift[64], D_norm[64], mse;
+    int rc;
+} par_job;
+
+static void *par_run(void *arg) {
+    par_job *j = arg;
+    qx_derp_drift dr;
+    qx_derp_family f;
+    qx_derp_health *h = NULL;
+    j->rc = qx_derp_drift_compute(j->x, j->n / 2, j->x + j->n / 2 * j->d, j->n / 2, j->d, NULL,
+                                  &dr);
+    if (j->rc) return NULL;
+    memcpy(j->D_drift, dr.test.D, sizeof j->D_drift);
+    qx_derp_drift_clear(&dr);
+    if ((j->rc = qx_derp_normality(j->x, j->n, j->d, NULL, &f))) return NULL;
+    memcpy(j->D_norm, f.D, sizeof j->D_norm);
+    qx_derp_family_clear(&f);
+    if ((j->rc = qx_derp_health_compute(j->q, j->x, j->n, NULL, NULL, &h))) return NULL;
+    j->mse = h->steps[h->M - 1].mse;
+    qx_derp_health_free(h);
+    return NULL;
+}
+
+static void test_concurrent_calls_agree(void **state) {
+    (void)state;
+    size_t n = 2000, d = 12;
+    float *x = tu_clustered(n, d, 5, 17);
+    qx_quantizer *q = train_rq(x, n, d, 2);
+    par_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (par_job){.x = x, .n = n, .d = d, .q = q};
+        assert_int_equal(pthread_create(&th[i], NULL, par_run, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jobs[i].rc, 0);
+        assert_memory_equal(jobs[i].D_drift, jobs[0].D_drift, sizeof jobs[0].D_drift);
+        assert_memory_equal(jobs[i].D_norm, jobs[0].D_norm, sizeof jobs[0].D_norm);
+        assert_true(jobs[i].mse == jobs[0].mse);
+    }
+    qx_quantizer_free(q);
+    free(x);
+}
+
 /* ---- out of memory at every allocation ------------------------------------------------- */
 
 static long oom_budget;
@@ -1108,6 +1160,7 @@ int main(void) {
         cmocka_unit_test(test_health_rq_and_collapse),
         cmocka_unit_test(test_siftsmall_health_and_faults),
         cmocka_unit_test(test_report_json),
+        cmocka_unit_test(test_concurrent_calls_agree),
         cmocka_unit_test(test_out_of_memory_everywhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
