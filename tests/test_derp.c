@@ -520,6 +520,28 @@ static void test_reservoir_uniform_deterministic_serializable(void **state) {
     blob[24] ^= 1;
     memcpy(blob + len - 4, &(float){NAN}, 4);
     assert_int_equal(qx_derp_reservoir_deserialize(blob, len, &e), QX_EFORMAT);
+    /* Random mutations and truncations: accepted or QX_EFORMAT, never a crash
+     * (the ASan build checks the reads). */
+    tu_rng fz;
+    tu_rng_seed(&fz, 5);
+    uint8_t *mut = malloc(len);
+    for (int t = 0; t < 3000; t++) {
+        memcpy(mut, blob, len);
+        size_t flips = 1 + tu_rng_next(&fz) % 4, ml = len;
+        for (size_t k = 0; k < flips; k++) {
+            /* bias mutations towards the 72-byte header */
+            size_t at = tu_rng_next(&fz) % (k % 2 ? len : 72);
+            mut[at] = (uint8_t)tu_rng_next(&fz);
+        }
+        if (t % 5 == 0) ml = tu_rng_next(&fz) % len;
+        int rc = qx_derp_reservoir_deserialize(mut, ml, &e);
+        assert_true(rc == 0 || rc == QX_EFORMAT);
+        if (rc == 0) {
+            assert_true(qx_derp_reservoir_size(e) <= 100);
+            qx_derp_reservoir_free(e);
+        }
+    }
+    free(mut);
     qx_free(blob);
     qx_derp_reservoir_free(a);
     qx_derp_reservoir_free(b);
