@@ -387,3 +387,51 @@ int qx_derp_report_json(const qx_derp_report *r, char **json, size_t *len) {
     if (len) *len = n;
     return 0;
 }
+
+void qx_derp_thresholds_init(qx_derp_thresholds *t) {
+    if (!t) return;
+    t->min_used_fraction = 0.5;
+    t->min_perplexity = 0.05;
+    t->max_drift_rejected_fraction = 0.25;
+    t->max_drift_score = NAN;
+}
+
+static int add_if_on(qx_derp_report *r, const char *name, double value, double threshold,
+                     qx_derp_cmp cmp, int *all) {
+    if (isnan(threshold)) return 0;
+    int pass = 0, rc = qx_derp_report_add_check(r, name, value, threshold, cmp, &pass);
+    if (rc == 0 && !pass) *all = 0;
+    return rc;
+}
+
+int qx_derp_report_add_standard_checks(qx_derp_report *r, const qx_derp_health *h,
+                                       const qx_derp_drift *dr, const qx_derp_thresholds *t,
+                                       int *all_pass) {
+    if (!r) return qx__fail(QX_EINVAL, "standard checks: NULL report");
+    qx_derp_thresholds def;
+    if (!t) {
+        qx_derp_thresholds_init(&def);
+        t = &def;
+    }
+    int all = 1, rc = 0;
+    if (h) {
+        qx_derp_health_summary s;
+        rc = qx_derp_health_summarize(h, &s);
+        if (rc == 0)
+            rc = add_if_on(r, "min_used_fraction", s.min_used_fraction, t->min_used_fraction,
+                           QX_DERP_GE, &all);
+        if (rc == 0)
+            rc = add_if_on(r, "min_perplexity", s.min_perplexity, t->min_perplexity, QX_DERP_GE,
+                           &all);
+    }
+    if (rc == 0 && dr) {
+        rc = add_if_on(r, "max_drift_rejected_fraction",
+                       dr->test.P ? dr->test.rejected_fraction : NAN,
+                       t->max_drift_rejected_fraction, QX_DERP_LE, &all);
+        if (rc == 0)
+            rc = add_if_on(r, "max_drift_score", dr->test.P ? dr->score : NAN, t->max_drift_score,
+                           QX_DERP_LE, &all);
+    }
+    if (rc == 0 && all_pass) *all_pass = all;
+    return rc;
+}

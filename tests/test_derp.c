@@ -447,6 +447,18 @@ static void test_drift_fresh_vs_shifted_vs_permuted(void **state) {
     assert_true(b.test.reject && c.test.reject);
     assert_true(b.score > 3 * a.score && c.score > 3 * a.score);
     assert_true(c.test.rejected_fraction > 0.5);
+    /* Standard drift checks: fresh passes, shifted and permuted fail. */
+    for (int i = 0; i < 3; i++) {
+        qx_derp_report *rep;
+        int pass;
+        assert_int_equal(qx_derp_report_new(&rep, NULL), 0);
+        assert_int_equal(
+            qx_derp_report_add_standard_checks(rep, NULL, i == 0 ? &a : i == 1 ? &b : &c, NULL,
+                                               &pass), 0);
+        assert_int_equal(qx_derp_report_num_checks(rep), 1); /* the score check is off */
+        assert_int_equal(pass, i == 0);
+        qx_derp_report_free(rep);
+    }
     /* top[] lists probes by decreasing D, starting at the maximum. */
     assert_int_equal(b.ntop, 5);
     assert_true(b.test.D[b.top[0]] == b.score);
@@ -680,6 +692,24 @@ static void test_health_rq_and_collapse(void **state) {
     assert_true(sh.mse == h->steps[M - 1].mse && sh.relative_mse < 1);
     assert_true(sh.max_residual_D_mean > 0 && sh.max_residual_rejected_fraction <= 1);
     assert_int_equal(qx_derp_health_summarize(NULL, &sh), QX_EINVAL);
+    /* Standard checks: the healthy model passes, the collapsed one fails on
+     * both usage checks. */
+    qx_derp_report *rg, *rb;
+    int pass_g = 0, pass_b = 1;
+    assert_int_equal(qx_derp_report_new(&rg, NULL), 0);
+    assert_int_equal(qx_derp_report_new(&rb, NULL), 0);
+    assert_int_equal(qx_derp_report_add_standard_checks(rg, h, NULL, NULL, &pass_g), 0);
+    assert_int_equal(qx_derp_report_add_standard_checks(rb, hb, NULL, NULL, &pass_b), 0);
+    assert_true(pass_g && qx_derp_report_passed(rg));
+    assert_false(pass_b || qx_derp_report_passed(rb));
+    assert_int_equal(qx_derp_report_num_checks(rg), 2);
+    qx_derp_thresholds th;
+    qx_derp_thresholds_init(&th);
+    th.min_perplexity = NAN; /* off */
+    assert_int_equal(qx_derp_report_add_standard_checks(rg, h, NULL, &th, NULL), 0);
+    assert_int_equal(qx_derp_report_num_checks(rg), 3);
+    qx_derp_report_free(rg);
+    qx_derp_report_free(rb);
 
     /* Errors. */
     qx_derp_health *he;

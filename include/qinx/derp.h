@@ -284,6 +284,28 @@ int qx_derp_report_set_meta(qx_derp_report *r, const char *key, const char *valu
 int qx_derp_report_add_check(qx_derp_report *r, const char *name, double value,
                              double threshold, qx_derp_cmp cmp, int *pass);
 
+/* Thresholds of the standard DERP checks (the gate's config file maps onto
+ * this struct). A NaN threshold turns its check off. Defaults (from the
+ * siftsmall measurements in docs/derp.md): */
+typedef struct qx_derp_thresholds {
+    double min_used_fraction;           /* 0.5: healthy RQ 1.0, 90% collapse 0.125 */
+    double min_perplexity;              /* 0.05: healthy >= 0.2, collapse 0.03 */
+    double max_drift_rejected_fraction; /* 0.25: null ~ alpha, shifted data 1.0 */
+    double max_drift_score;             /* NaN (off): max D over probes */
+} qx_derp_thresholds;
+
+void qx_derp_thresholds_init(qx_derp_thresholds *t);
+
+/* Add the standard checks, named as below, to r:
+ *   from h (may be NULL):  "min_used_fraction" (>=), "min_perplexity" (>=),
+ *                          each the worst step (qx_derp_health_summarize);
+ *   from dr (may be NULL): "max_drift_rejected_fraction" (<=),
+ *                          "max_drift_score" (<=).
+ * t NULL = defaults. *all_pass (may be NULL) = every added check passed. */
+int qx_derp_report_add_standard_checks(qx_derp_report *r, const qx_derp_health *h,
+                                       const qx_derp_drift *dr, const qx_derp_thresholds *t,
+                                       int *all_pass);
+
 /* 1 if every check passed (also when there are none), else 0. */
 int qx_derp_report_passed(const qx_derp_report *r);
 size_t qx_derp_report_num_checks(const qx_derp_report *r);
