@@ -822,6 +822,47 @@ static void test_siftsmall_health_and_faults(void **state) {
     qx_matrix_free(&b);
 }
 
+/* False alarms of the standard drift check over 50 seeds (~5 s CPU):
+ * QX_DERP_CALIBRATE=1. Gate-like: a 10,000-vector reservoir of 20,000
+ * clustered vectors against all of them; and two independent halves. */
+static void test_drift_false_alarms_50_seeds(void **state) {
+    (void)state;
+    const char *env = getenv("QX_DERP_CALIBRATE");
+    if (!env || strcmp(env, "1") != 0) {
+        skip();
+        return;
+    }
+    size_t d = 32, n = 20000, fail_res = 0, fail_half = 0;
+    double max_res = 0, max_half = 0;
+    qx_derp_thresholds th;
+    qx_derp_thresholds_init(&th);
+    for (uint64_t s = 0; s < 50; s++) {
+        float *x = tu_clustered(n, d, 8, 7000 + s);
+        qx_derp_reservoir *r;
+        assert_int_equal(qx_derp_reservoir_new(&r, d, 10000, s), 0);
+        assert_int_equal(qx_derp_reservoir_add(r, x, n), 0);
+        qx_derp_opts o;
+        qx_derp_opts_init(&o);
+        o.seed = 1000 + s;
+        qx_derp_drift a, b;
+        assert_int_equal(qx_derp_drift_compute(qx_derp_reservoir_data(r), 10000, x, n, d, &o, &a), 0);
+        assert_int_equal(qx_derp_drift_compute(x, n / 2, x + n / 2 * d, n / 2, d, &o, &b), 0);
+        fail_res += a.test.rejected_fraction > th.max_drift_rejected_fraction;
+        fail_half += b.test.rejected_fraction > th.max_drift_rejected_fraction;
+        max_res = fmax(max_res, a.test.rejected_fraction);
+        max_half = fmax(max_half, b.test.rejected_fraction);
+        qx_derp_drift_clear(&a);
+        qx_derp_drift_clear(&b);
+        qx_derp_reservoir_free(r);
+        free(x);
+    }
+    fprintf(stderr,
+            "drift false alarms over 50 seeds at max_drift_rejected_fraction %.2f: reservoir vs "
+            "all %zu (max fraction %.3f), independent halves %zu (max fraction %.3f)\n",
+            th.max_drift_rejected_fraction, fail_res, max_res, fail_half, max_half);
+    assert_true(fail_res <= 2 && fail_half <= 2);
+}
+
 /* ---- a tiny JSON reader for the report test ------------------------------------------ */
 
 typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
@@ -1211,6 +1252,7 @@ int main(void) {
         cmocka_unit_test(test_reservoir_uniform_deterministic_serializable),
         cmocka_unit_test(test_health_rq_and_collapse),
         cmocka_unit_test(test_siftsmall_health_and_faults),
+        cmocka_unit_test(test_drift_false_alarms_50_seeds),
         cmocka_unit_test(test_report_json),
         cmocka_unit_test(test_concurrent_calls_agree),
         cmocka_unit_test(test_out_of_memory_everywhere),
