@@ -9,10 +9,10 @@
  * 2. Drift and mse_ratio compare the data with the reservoir of training
  *    vectors saved in the candidate, so a candidate trained on other data
  *    than it indexes is caught even without a live index.
- * 3. Drift is gated on an effect size (the largest K–S distance over
- *    probes), not on a p-value: with 10k samples a p-value rejects
- *    differences too small to matter, and a Holm decision at α = 0.05 would
- *    make about 1 healthy rebuild in 20 fail. The Holm result is reported.
+ * 3. Health and drift thresholds are DERP's standard checks
+ *    (qx_derp_report_add_standard_checks); drift is gated on the fraction of
+ *    probes that reject, not on the Holm family decision, which at α = 0.05
+ *    would fail about 1 healthy rebuild in 20. The Holm result is reported.
  * 4. Recall queries are data vectors picked by a seeded generator; exact
  *    neighbours come from FAISS flat search, so the check needs no ground
  *    truth file.
@@ -34,13 +34,10 @@
 
 void qx_gate_config_init(qx_gate_config *c) {
     memset(c, 0, sizeof *c);
-    c->min_used_fraction = 0.5;
-    c->min_perplexity = 0.3;
+    qx_derp_thresholds_init(&c->derp_checks);
     c->max_mse_ratio = 1.5;
-    c->max_drift = 0.10;
     c->min_recall = 0.30;
     c->max_recall_drop = 0.05;
-    c->max_residual_rejected = 1.0;
     c->queries = 200;
     c->nprobe = 16;
     c->sample = 10000;
@@ -79,13 +76,13 @@ int qx_gate_config_load(const char *path, qx_gate_config *c) {
             break;
         }
         struct { const char *name; double *d; size_t *z; double max; } keys[] = {
-            {"min_used_fraction", &c->min_used_fraction, NULL, 1},
-            {"min_perplexity", &c->min_perplexity, NULL, 1},
+            {"min_used_fraction", &c->derp_checks.min_used_fraction, NULL, 1},
+            {"min_perplexity", &c->derp_checks.min_perplexity, NULL, 1},
+            {"max_drift_rejected_fraction", &c->derp_checks.max_drift_rejected_fraction, NULL, 1},
+            {"max_drift_score", &c->derp_checks.max_drift_score, NULL, 1},
             {"max_mse_ratio", &c->max_mse_ratio, NULL, 1e9},
-            {"max_drift", &c->max_drift, NULL, 1},
             {"min_recall", &c->min_recall, NULL, 1},
             {"max_recall_drop", &c->max_recall_drop, NULL, 1},
-            {"max_residual_rejected", &c->max_residual_rejected, NULL, 1},
             {"queries", NULL, &c->queries, 100000},
             {"nprobe", NULL, &c->nprobe, QX_MAX_NLIST},
             {"sample", NULL, &c->sample, 1e9},
@@ -173,7 +170,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     int64_t *gt = qx__malloc(sizeof(int64_t) * (nq ? nq : 1) * 10);
     float *tres = NULL;
     uint32_t *tlists = NULL;
-    qx_derp_health *health = NULL, *thealth = NULL;
+    qx_derp_health *health = NULL;
     qx_derp_drift drift;
     memset(&drift, 0, sizeof drift);
     qx_derp_report *rep = NULL;
@@ -192,16 +189,8 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     if ((rc = qx_ivf_residuals(cand, sample, ns, lists, sres))) goto out;
     if ((rc = qx_derp_health_compute(cand->quant, sres, ns, NULL, &cfg->derp, &health))) goto out;
     qx_derp_report_set_health(rep, health);
-    double min_used = 1.0, min_perp = 1.0;
-    for (size_t m = 0; m < health->M; m++) {
-        if (health->steps[m].used_fraction < min_used) min_used = health->steps[m].used_fraction;
-        if (health->steps[m].perplexity < min_perp) min_perp = health->steps[m].perplexity;
-    }
-    qx_derp_report_add_check(rep, "used_fraction.min", min_used, cfg->min_used_fraction, QX_DERP_GE, &pass);
-    qx_derp_report_add_check(rep, "perplexity.min", min_perp, cfg->min_perplexity, QX_DERP_GE, &pass);
     const qx_derp_step *last = &health->steps[health->M - 1];
-    qx_derp_report_add_check(rep, "residual_rejected", last->residual.rejected_fraction,
-                             cfg->max_residual_rejected, QX_DERP_LE, &pass);
+    int drift_done = 0;
 
     /* Against the training sample: MSE ratio and drift. */
     if (res && qx_derp_reservoir_size(res) >= 20) {
@@ -214,16 +203,19 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
             goto out;
         }
         if ((rc = qx_ivf_residuals(cand, tv, nt, tlists, tres))) goto out;
-        qx_derp_opts lite = cfg->derp;
-        lite.test_codebooks = 0;
-        if ((rc = qx_derp_health_compute(cand->quant, tres, nt, NULL, &lite, &thealth))) goto out;
-        double mt = thealth->steps[thealth->M - 1].mse, md = last->mse;
+        double mt = 0, md = last->mse;
+        if ((rc = qx_quantizer_mse(cand->quant, tres, nt, 0, &mt))) goto out;
         double ratio = mt > 0 ? md / mt : (md > 0 ? INFINITY : 1.0);
-        qx_derp_report_add_check(rep, "mse_ratio", ratio, cfg->max_mse_ratio, QX_DERP_LE, &pass);
         if ((rc = qx_derp_drift_compute(tv, nt, sample, ns, d, &cfg->derp, &drift))) goto out;
         qx_derp_report_set_drift(rep, &drift);
-        qx_derp_report_add_check(rep, "drift", drift.score, cfg->max_drift, QX_DERP_LE, &pass);
-    } else {
+        drift_done = 1;
+        if ((rc = qx_derp_report_add_standard_checks(rep, health, &drift, &cfg->derp_checks, NULL)))
+            goto out;
+        qx_derp_report_add_check(rep, "max_mse_ratio", ratio, cfg->max_mse_ratio, QX_DERP_LE, &pass);
+    }
+    if (!drift_done) {
+        if ((rc = qx_derp_report_add_standard_checks(rep, health, NULL, &cfg->derp_checks, NULL)))
+            goto out;
         qx_derp_report_set_meta(rep, "drift", "skipped: the candidate holds no training reservoir");
     }
 
@@ -240,10 +232,10 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     if ((rc = exact_knn10(data, n, d, queries, nq, ids, gt))) goto out;
     double rcand = 0, rlive = 0;
     if ((rc = recall_of(cand, queries, nq, gt, cfg->nprobe, &rcand))) goto out;
-    qx_derp_report_add_check(rep, "recall", rcand, cfg->min_recall, QX_DERP_GE, &pass);
+    qx_derp_report_add_check(rep, "min_recall", rcand, cfg->min_recall, QX_DERP_GE, &pass);
     if (live && live->d == d) {
         if ((rc = recall_of(live, queries, nq, gt, cfg->nprobe, &rlive))) goto out;
-        qx_derp_report_add_check(rep, "recall_drop", rlive - rcand, cfg->max_recall_drop, QX_DERP_LE, &pass);
+        qx_derp_report_add_check(rep, "max_recall_drop", rlive - rcand, cfg->max_recall_drop, QX_DERP_LE, &pass);
     }
 verdict:
     *passed = qx_derp_report_passed(rep);
@@ -253,7 +245,6 @@ verdict:
 out:
     qx_derp_report_free(rep);
     qx_derp_health_free(health);
-    qx_derp_health_free(thealth);
     qx_derp_drift_clear(&drift);
     qx__aligned_free(sample);
     qx__aligned_free(sres);

@@ -35,8 +35,10 @@ static void usage(FILE *f) {
             "  --replace INDEX    gated rebuild: publish over INDEX only if the DERP gate passes\n"
             "                     (exit 3 and INDEX untouched otherwise; report in INDEX.derp.json)\n"
             "  --gate CONFIG      gate thresholds (docs/derp.md); defaults otherwise\n"
-            "  --inject-fault F   testing aid for the gate: collapse (90%% of codewords merged)\n"
-            "                     or corrupt (flip bytes of the written candidate)\n");
+            "  --inject-fault F   testing aid for the gate: collapse (90%% of codewords merged),\n"
+            "                     mismatch (train on the data with half of the dimensions\n"
+            "                     permuted, scaled and shifted) or corrupt (flip bytes of the\n"
+            "                     written candidate)\n");
 }
 
 /* Testing aid: merge 90% of each step's codewords onto 4 of them. */
@@ -165,8 +167,8 @@ int qx_cli_build(int argc, char **argv) {
         case 'g': gate_path = optarg; break;
         case 'F':
             fault = optarg;
-            if (strcmp(fault, "collapse") && strcmp(fault, "corrupt")) {
-                fprintf(stderr, "qinx build: --inject-fault is collapse or corrupt\n");
+            if (strcmp(fault, "collapse") && strcmp(fault, "corrupt") && strcmp(fault, "mismatch")) {
+                fprintf(stderr, "qinx build: --inject-fault is collapse, mismatch or corrupt\n");
                 bad = 1;
             }
             break;
@@ -225,6 +227,19 @@ int qx_cli_build(int argc, char **argv) {
         for (size_t i = 0; i < nt; i++)
             memcpy(train.data + i * base.d, base.data + (size_t)((double)i * base.n / nt) * base.d,
                    sizeof(float) * base.d);
+    }
+    if (fault && !strcmp(fault, "mismatch")) {
+        /* Reverse the first half of the dimensions, scale them by 2 and
+         * shift them by 20: the codebooks then fit another distribution. */
+        size_t d = train.d, h = d / 2;
+        float *tmp = malloc(sizeof(float) * (h ? h : 1));
+        for (size_t i = 0; tmp && i < train.n; i++) {
+            float *v = train.data + i * d;
+            for (size_t j = 0; j < h; j++) tmp[j] = 2.0f * v[h - 1 - j] + 20.0f;
+            memcpy(v, tmp, sizeof(float) * h);
+        }
+        free(tmp);
+        fprintf(stderr, "qinx build: FAULT INJECTED: training set transformed (half the dimensions)\n");
     }
     cli_log(&prog, "qinx build: %zu base vectors, %zu training vectors, d=%zu, %zu bytes/vector",
             base.n, train.n, base.d, bytes);

@@ -18,7 +18,7 @@ void cli_print_report(const qx_derp_report *rep, int json) {
     } else {
         /* The checks, one per line, from the JSON's "checks" array. */
         const char *p = strstr(s, "\"checks\"");
-        printf("%-22s %12s %12s  %s\n", "check", "value", "threshold", "result");
+        printf("%-28s %12s %12s  %s\n", "check", "value", "threshold", "result");
         while (p && (p = strstr(p, "{\"name\":\"")) != NULL) {
             char name[128] = "", pass[8] = "";
             double v = 0, t = 0;
@@ -29,7 +29,7 @@ void cli_print_report(const qx_derp_report *rep, int json) {
             if (vv) v = strtod(vv + 8, NULL);
             if (tt) t = strtod(tt + 12, NULL);
             if (pp) snprintf(pass, sizeof pass, "%s", strncmp(pp + 7, "true", 4) == 0 ? "pass" : "FAIL");
-            printf("%-22s %12.4f %12.4f  %s\n", name, v, t, pass);
+            printf("%-28s %12.4f %12.4f  %s\n", name, v, t, pass);
             p = q;
         }
     }

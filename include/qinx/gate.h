@@ -2,20 +2,21 @@
  * published in place of a live one.
  *
  * Checks (each with a threshold; docs/derp.md explains how to tune them):
- *   used_fraction.min   the least-used step's fraction of codewords in use
- *                       (catches collapsed codebooks)
- *   perplexity.min      the lowest step's usage perplexity / 256
- *   mse_ratio           MSE of the indexed data over the MSE of the training
+ *   min_used_fraction   the least-used step's fraction of codewords in use
+ *                       (catches collapsed codebooks)           } DERP's
+ *   min_perplexity      the lowest step's usage perplexity / 256 } standard
+ *   max_drift_rejected_fraction  fraction of random probes whose } checks
+ *                       two-sample K–S test rejects "training     } (derp.h)
+ *                       reservoir and indexed data agree"        }
+ *   max_drift_score     largest K–S distance over probes (off by default)
+ *   max_mse_ratio       MSE of the indexed data over the MSE of the training
  *                       sample (catches codebooks trained on other data)
- *   drift               largest two-sample K–S distance over random probes
- *                       between the training reservoir and the indexed data
- *   recall              10-recall@10 of the candidate on queries sampled from
+ *   min_recall          10-recall@10 of the candidate on queries sampled from
  *                       the data, exact neighbours from FAISS flat search
- *   recall_drop         live recall minus candidate recall on the same
+ *   max_recall_drop     live recall minus candidate recall on the same
  *                       queries (only when a live index exists)
- *   residual_rejected   fraction of probes rejecting normality of the last
- *                       step's residuals (reported; gating off by default,
- *                       as real residuals are rarely Gaussian)
+ * Residual normality per step is in the report (health) but not gated:
+ * real residuals are rarely Gaussian.
  * A file that fails to load (truncated, corrupt) fails the gate before any
  * of these. Everything is deterministic for a seed.
  * Thread-safety: qx_gate_evaluate only reads the indexes (const): searches
@@ -35,13 +36,10 @@ extern "C" {
 #endif
 
 typedef struct qx_gate_config {
-    double min_used_fraction;     /* default 0.5 */
-    double min_perplexity;        /* default 0.3 */
+    qx_derp_thresholds derp_checks; /* qx_derp_thresholds_init defaults */
     double max_mse_ratio;         /* default 1.5 */
-    double max_drift;             /* default 0.10 (K–S distance) */
     double min_recall;            /* default 0.30 (10-recall@10) */
     double max_recall_drop;       /* default 0.05 */
-    double max_residual_rejected; /* default 1.0 = report only */
     size_t queries;               /* sampled queries (default 200; 0 skips the recall checks) */
     size_t nprobe;                /* nprobe of the recall check (default 16) */
     size_t sample;                /* data vectors used for health (default 10000) */
