@@ -1,0 +1,104 @@
+/* qinx/qinco.h — QINCo-style quantizer: residual quantization with implicit
+ * neural codebooks (Huijben et al., ICML 2024, arXiv 2401.14732; encoding
+ * with candidate pre-selection and beam search after QINCo2, Vallaeys et al.,
+ * arXiv 2501.03078).
+ *
+ * Step m (m >= 1) picks one of 256 codewords, each adapted to the
+ * reconstruction so far:  c'_k = c_k + f_m([c_k ; x̂_{m-1}]),  where f_m is a
+ * concat layer (2d -> d, with bias) followed by L residual blocks
+ * z += W2 · relu(W1 · z) of hidden size h. Step 0 has no context (x̂ = 0), so
+ * it is a plain codebook. The base codebooks c come from a trained qinx RQ and
+ * the network starts at f = 0, so an untrained QINCo encodes exactly like its
+ * RQ. Codes are M bytes, like RQ's; the first m bytes are a valid lower-rate
+ * code.
+ *
+ * The object is a qx_quantizer: train/encode/decode/lut/serialize go through
+ * qinx/quantizer.h. Look-up tables use additive codebooks fitted by least
+ * squares to the exact decodings of the training set (approximate distances);
+ * qx_quantizer_decode is the exact neural decoder (for re-ranking).
+ *
+ * Concurrency: as for every quantizer — encode/decode/lut on a const trained
+ * object may run concurrently; train/free need exclusive access. Encoding and
+ * training use `threads` OpenMP threads (0 = qx__num_threads, i.e. QX_THREADS
+ * or all cores) and call OpenBLAS.
+ */
+#ifndef QINX_QINCO_H
+#define QINX_QINCO_H
+
+#include "qinx/quantizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QX_QINCO_MAX_L 16      /* residual blocks per step at most */
+#define QX_QINCO_MAX_H 4096    /* hidden size at most */
+#define QX_QINCO_MAX_BEAM 64   /* beam width at most */
+#define QX_QINCO_MAX_EPOCHS 100000
+
+typedef struct qx_qinco_opts {
+    size_t M;             /* steps = bytes per code, 1..QX_MAX_STEPS (default 8) */
+    int L;                /* residual blocks per step, 0..16 (default 2; 0 = concat layer only) */
+    int h;                /* hidden size of the blocks, 1..4096 (default 256) */
+    int A;                /* candidates per beam entry run through the network, 1..256
+                             (default 16); pre-selected by distance to the base codewords */
+    int beam;             /* beam width for encoding, 1..64 (default 2) */
+    int train_beam;       /* beam width used to re-assign codes while training (default 1) */
+    int epochs;           /* passes over the training set, 0..100000 (default 30;
+                             0 = keep f = 0, i.e. the RQ, and only fit the LUT codebooks) */
+    int batch;            /* vectors per Adam step, 16..65536 (default 256) */
+    float lr;             /* peak Adam learning rate (default 1e-3), cosine decay to lr/100 */
+    double train_minutes; /* wall-clock budget for the whole train call, minutes
+                             (default 0 = none); when it runs out training stops
+                             after the current batch and keeps the best model */
+    uint64_t seed;        /* default 1234: split, shuffles, init, re-seeding */
+    int threads;          /* 0 = all cores (QX_THREADS) */
+    float valid_fraction; /* held-out share of the training vectors for the
+                             validation MSE that picks the best epoch, 0..0.5
+                             (default 0.1; at most 5000 vectors are held out;
+                             0 = no hold-out, the last epoch is kept) */
+    int rq_beam;          /* beam of the RQ that initialises the codebooks (default 5) */
+    int verbose;          /* 1 = one line per epoch on stderr (default 0) */
+} qx_qinco_opts;
+
+void qx_qinco_opts_init(qx_qinco_opts *opts);
+
+/* A new untrained QINCo-style quantizer for dimension d (1..QX_MAX_DIM).
+ * Errors: QX_EINVAL naming the bad option (M, L, h, A, beam, …). */
+int qx_qinco_new(qx_quantizer **out, size_t d, const qx_qinco_opts *opts);
+
+/* A QINCo-style quantizer whose base codebooks are those of the trained RQ
+ * `rq` (same d and M as opts->M, else QX_EDIM / QX_EINVAL) and whose network
+ * is f = 0: it is trained (encodes exactly like the RQ with the same beam).
+ * Training it later (qx_quantizer_train) starts from these codebooks instead
+ * of training a new RQ. */
+int qx_qinco_from_rq(qx_quantizer **out, const qx_quantizer *rq, const qx_qinco_opts *opts);
+
+/* Statistics of the last training run, valid while q lives (arrays owned by q). */
+typedef struct qx_qinco_stats {
+    size_t epochs;             /* epochs completed (the last may be partial under a budget) */
+    const double *valid_mse;   /* [epochs + 1]: validation MSE before training (RQ init) and
+                                  after each epoch (raw units, summed over dimensions) */
+    const double *train_loss;  /* [epochs]: mean training loss (sum of per-step MSEs) */
+    const double *seconds;     /* [epochs]: wall-clock seconds at the end of each epoch */
+    size_t best_epoch;         /* 0 = the RQ initialisation was never beaten */
+    size_t n_train, n_valid;   /* vectors used for the network / held out */
+    int budget_hit;            /* 1 if train_minutes stopped training */
+    double total_seconds;      /* whole train call (RQ, network, LUT fit) */
+} qx_qinco_stats;
+
+/* Fills *st. QX_EINVAL if q is not a QINCo quantizer. Before any training all
+ * counts are 0 and arrays NULL. */
+int qx_qinco_get_stats(const qx_quantizer *q, qx_qinco_stats *st);
+
+/* Options the quantizer was built (or loaded) with. */
+int qx_qinco_get_opts(const qx_quantizer *q, qx_qinco_opts *opts);
+
+/* Change the encoding-time search (beam width, candidates per beam entry)
+ * of an existing quantizer; codes of other settings stay decodable. */
+int qx_qinco_set_search(qx_quantizer *q, int beam, int A);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,115 @@
+/* quant/qinco_impl.h — internals of the QINCo-style quantizer (qinx/qinco.h),
+ * shared by quant/qinco*.c and tests/test_qinco.c.
+ *
+ * Units: the model works on vectors scaled by 1/s, where s = 2^scale_exp is
+ * the power of two nearest the RMS coordinate of the training data. A power
+ * of two makes the scaling exact in floating point, so a model with f = 0
+ * reproduces its RQ bit for bit, while the network and Adam see inputs of
+ * order 1 whatever the data's units (SIFT coordinates are ~30).
+ *
+ * Each step m has its own power-of-two factor rho_m (the RMS coordinate of
+ * its RQ codebook relative to s): its codebook is stored divided by rho_m and
+ * its network's output multiplied by it, c'_m = rho_m (ĉ_k + z), so every
+ * step's parameters are of order 1 and one Adam learning rate suits the
+ * first step (residuals ~ the data) and the last (residuals 10× smaller).
+ *
+ * Parameters live in one flat float array (Adam and serialization treat it
+ * as a vector): [cb_0 | cb_1 net_1 | … | cb_{M-1} net_{M-1}] where cb_m is
+ * K×d (units of s·rho_m) and net_m is  Wc (d × 2d, row i = [on c | on x̂]),
+ * bc (d), then per block l: W1_l (h × d), W2_l (d × h). Row-major.
+ */
+#ifndef QINX_QINCO_IMPL_H
+#define QINX_QINCO_IMPL_H
+
+#include "qinx/qinco.h"
+#include "quantizer_impl.h"
+
+#define QX__QK QX_KSUB
+
+typedef struct qx__qinco {
+    struct qx_quantizer base; /* first: the vtable view */
+    qx_qinco_opts opts;
+    size_t d, M, L, h;
+    int scale_exp;    /* s = 2^scale_exp */
+    float scale, inv_scale;
+    int step_exp[QX_MAX_STEPS]; /* rho_m = 2^step_exp[m] */
+    float rho[QX_MAX_STEPS];
+    size_t net_size;  /* floats in one step's network */
+    size_t nparams;   /* floats in params */
+    float *params;    /* aligned */
+    int have_base;    /* base codebooks set (from an RQ) */
+    float *rq_cb;     /* M*K*d RQ codebooks (raw) training restarts from, or NULL */
+    float *tables;    /* per-step inference tables (see qx__qinco_tables) */
+    float *additive;  /* M*K*d additive codebooks, raw units (for LUTs) */
+    /* stats of the last training run */
+    double *st_valid, *st_loss, *st_sec;
+    size_t st_epochs, st_best, st_ntrain, st_nvalid;
+    int st_budget;
+    double st_total;
+} qx__qinco;
+
+/* --- parameter layout (quant/qinco_net.c) ------------------------------- */
+size_t qx__qinco_net_size(size_t d, size_t L, size_t h);
+size_t qx__qinco_param_count(size_t d, size_t M, size_t L, size_t h);
+size_t qx__qinco_off_cb(const qx__qinco *q, size_t m);
+size_t qx__qinco_off_net(const qx__qinco *q, size_t m); /* m >= 1 */
+
+typedef struct qx__qinco_net {
+    const float *Wc, *bc;
+    const float *W1[QX_QINCO_MAX_L], *W2[QX_QINCO_MAX_L];
+} qx__qinco_net;
+void qx__qinco_net_view(const qx__qinco *q, const float *params, size_t m, qx__qinco_net *net);
+
+/* --- inference tables and the batched encoder/decoder (qinco_encode.c) --- */
+/* Floats per step in the tables: Pc (K×d) = cb·Wccᵀ + bc, Hc (K×h) = Pc·W1_0ᵀ,
+ * cbn (K) = ||cb_k||²; so the concat layer and the first W1 cost nothing per
+ * candidate at encoding time. */
+size_t qx__qinco_table_stride(const qx__qinco *q);
+int qx__qinco_tables_compute(const qx__qinco *q, const float *params, float *tables);
+
+/* Encode n raw vectors with the model (params, tables), beam width `beam`,
+ * `A` candidates per beam entry, `threads` OpenMP threads. codes: n*M. */
+int qx__qinco_encode_with(const qx__qinco *q, const float *params, const float *tables,
+                          const float *x, size_t n, int beam, int A, int threads,
+                          uint8_t *codes);
+/* Exact decode of the first m steps of n codes (stride M) into raw vectors. */
+int qx__qinco_decode_with(const qx__qinco *q, const float *params, const float *tables,
+                          const uint8_t *codes, size_t n, size_t m, int threads, float *out);
+
+/* --- training pass (qinco_net.c) --------------------------------------- */
+/* Scratch for one forward/backward over nb rows. */
+typedef struct qx__qinco_work {
+    size_t cap;                    /* rows */
+    float *U, *Z, *H, *G, *dH, *dU, *xh, *r, *cp;
+} qx__qinco_work;
+int qx__qinco_work_alloc(const qx__qinco *q, size_t rows, qx__qinco_work *w);
+void qx__qinco_work_free(qx__qinco_work *w);
+
+/* Loss and gradient for a batch with fixed codes. xs: nb scaled vectors.
+ * loss = (1/nb) Σ_i Σ_m ||r_im − c'_im||² in scaled units, where r_im =
+ * x_i − x̂_{i,m-1} and x̂ is held constant (stop-gradient: each step regresses
+ * its own residual). grad (nparams floats) is overwritten. step_loss (M)
+ * may be NULL. If resid is not NULL it receives the residuals r_im
+ * (nb × M × d) for dead-codeword re-seeding. */
+int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs,
+                        const uint8_t *codes, size_t nb, qx__qinco_work *w, float *grad,
+                        double *loss, double *step_loss, float *resid);
+
+/* --- training loop (qinco_train.c), additive fit (qinco_lsq.c) ---------- */
+int qx__qinco_train(qx_quantizer *base, const float *x, size_t n);
+/* Fit M*K*d additive codebooks (in/out: start from the given values) so that
+ * Σ_m a[m, code_m] ≈ target (n × d) in least squares, ridge lambda. */
+int qx__qinco_fit_additive(const uint8_t *codes, size_t n, size_t M, const float *target,
+                           size_t d, int threads, float *a);
+
+/* --- object plumbing (qinco.c, qinco_io.c) ----------------------------- */
+int qx__qinco_alloc(qx__qinco **out, size_t d, const qx_qinco_opts *opts);
+int qx__qinco_finish(qx__qinco *q); /* (re)compute tables once params are final */
+/* Base codebooks (raw units, M*K*d) → scale, params with f = 0, additive
+ * codebooks = the base ones; keeps a copy for later re-training. */
+int qx__qinco_set_base(qx__qinco *q, const float *cb_raw);
+int qx__qinco_serialize(const qx_quantizer *base, uint8_t **buf, size_t *len);
+int qx__qinco_check_opts(const qx_qinco_opts *o, size_t d);
+int qx__qinco_threads(const qx__qinco *q);
+
+#endif

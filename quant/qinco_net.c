@@ -1,0 +1,204 @@
+/* quant/qinco_net.c — parameter layout and the training pass (forward and
+ * hand-written backward) of the QINCo-style quantizer (arXiv 2401.14732).
+ *
+ * Decisions:
+ * 1. Stop-gradient on x̂: step m's loss ||r_m − c'_m||² treats the
+ *    reconstruction x̂_{m-1} (input of f_m and part of the target r_m) as a
+ *    constant. Each step then regresses its own residual given the codes the
+ *    encoder chose, like the greedy/beam encoder that produced them; the
+ *    backward pass needs only the current step's activations, so memory is
+ *    one step's worth whatever M is.
+ * 2. Everything is batched through cblas_sgemm over the nb rows of a batch;
+ *    the per-row work left (gather of codewords, ReLU masks, scatter-add of
+ *    codebook gradients) is sequential, so a gradient is deterministic.
+ * 3. Post-ReLU activations are stored instead of pre-activations: the ReLU
+ *    mask is (R > 0) either way and R is the sgemm operand of both passes.
+ */
+#include <cblas.h>
+#include <string.h>
+
+#include "qinco_impl.h"
+
+size_t qx__qinco_net_size(size_t d, size_t L, size_t h) {
+    return 2 * d * d + d + L * 2 * h * d;
+}
+
+size_t qx__qinco_param_count(size_t d, size_t M, size_t L, size_t h) {
+    return M * QX__QK * d + (M - 1) * qx__qinco_net_size(d, L, h);
+}
+
+size_t qx__qinco_off_cb(const qx__qinco *q, size_t m) {
+    return m == 0 ? 0 : QX__QK * q->d + (m - 1) * (QX__QK * q->d + q->net_size);
+}
+
+size_t qx__qinco_off_net(const qx__qinco *q, size_t m) {
+    return qx__qinco_off_cb(q, m) + QX__QK * q->d;
+}
+
+void qx__qinco_net_view(const qx__qinco *q, const float *params, size_t m, qx__qinco_net *net) {
+    size_t d = q->d, h = q->h;
+    const float *p = params + qx__qinco_off_net(q, m);
+    net->Wc = p;
+    net->bc = p + 2 * d * d;
+    p += 2 * d * d + d;
+    for (size_t l = 0; l < q->L; l++) {
+        net->W1[l] = p;
+        net->W2[l] = p + h * d;
+        p += 2 * h * d;
+    }
+}
+
+int qx__qinco_work_alloc(const qx__qinco *q, size_t rows, qx__qinco_work *w) {
+    size_t d = q->d, h = q->h, L = q->L, nd, nh;
+    memset(w, 0, sizeof *w);
+    if (!qx__mul3(rows, d, sizeof(float), &nd) || !qx__mul3(rows, h ? h : 1, sizeof(float), &nh))
+        return qx__fail(QX_ENOMEM, "qinco: work buffer for %zu rows overflows", rows);
+    w->cap = rows;
+    w->U = qx__aligned_alloc(2 * nd);
+    w->Z = qx__aligned_alloc((L + 1) * nd);
+    w->H = qx__aligned_alloc((L ? L : 1) * nh);
+    w->G = qx__aligned_alloc(nd);
+    w->dH = qx__aligned_alloc(nh);
+    w->dU = qx__aligned_alloc(2 * nd);
+    w->xh = qx__aligned_alloc(nd);
+    w->r = qx__aligned_alloc(nd);
+    w->cp = qx__aligned_alloc(nd);
+    if (!w->U || !w->Z || !w->H || !w->G || !w->dH || !w->dU || !w->xh || !w->r || !w->cp) {
+        qx__qinco_work_free(w);
+        return qx__fail(QX_ENOMEM, "qinco: work buffers for %zu rows", rows);
+    }
+    return 0;
+}
+
+void qx__qinco_work_free(qx__qinco_work *w) {
+    qx__aligned_free(w->U);
+    qx__aligned_free(w->Z);
+    qx__aligned_free(w->H);
+    qx__aligned_free(w->G);
+    qx__aligned_free(w->dH);
+    qx__aligned_free(w->dU);
+    qx__aligned_free(w->xh);
+    qx__aligned_free(w->r);
+    qx__aligned_free(w->cp);
+    memset(w, 0, sizeof *w);
+}
+
+/* Forward of step m >= 1 for nb rows: fills w->U, w->Z (L+1 layers),
+ * w->H (post-ReLU) and w->cp = c'. */
+static void step_forward(const qx__qinco *q, const float *params, size_t m, const uint8_t *codes,
+                         size_t nb, qx__qinco_work *w) {
+    size_t d = q->d, h = q->h, L = q->L, M = q->M;
+    const float *cb = params + qx__qinco_off_cb(q, m);
+    qx__qinco_net net;
+    qx__qinco_net_view(q, params, m, &net);
+    for (size_t i = 0; i < nb; i++) {
+        memcpy(w->U + i * 2 * d, cb + (size_t)codes[i * M + m] * d, d * sizeof(float));
+        memcpy(w->U + i * 2 * d + d, w->xh + i * d, d * sizeof(float));
+        memcpy(w->Z + i * d, net.bc, d * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)d, (int)(2 * d), 1.0f,
+                w->U, (int)(2 * d), net.Wc, (int)(2 * d), 1.0f, w->Z, (int)d);
+    for (size_t l = 0; l < L; l++) {
+        float *Zl = w->Z + l * nb * d, *Zn = Zl + nb * d, *R = w->H + l * nb * h;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)h, (int)d, 1.0f, Zl,
+                    (int)d, net.W1[l], (int)d, 0.0f, R, (int)h);
+        for (size_t j = 0; j < nb * h; j++) R[j] = R[j] > 0 ? R[j] : 0;
+        memcpy(Zn, Zl, nb * d * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)d, (int)h, 1.0f, R,
+                    (int)h, net.W2[l], (int)h, 1.0f, Zn, (int)d);
+    }
+    const float *ZL = w->Z + L * nb * d, rho = q->rho[m];
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < d; j++)
+            w->cp[i * d + j] = rho * (w->U[i * 2 * d + j] + ZL[i * d + j]);
+}
+
+/* Backward of step m >= 1; w->G holds dL/d(ĉ + z) = rho_m dL/dc' on entry
+ * (and is clobbered). */
+static void step_backward(const qx__qinco *q, const float *params, size_t m,
+                          const uint8_t *codes, size_t nb, qx__qinco_work *w, float *grad) {
+    size_t d = q->d, h = q->h, L = q->L, M = q->M;
+    qx__qinco_net net, gnet;
+    qx__qinco_net_view(q, params, m, &net);
+    qx__qinco_net_view(q, grad, m, &gnet);
+    float *dcb = grad + qx__qinco_off_cb(q, m);
+    float *dWc = (float *)gnet.Wc, *dbc = (float *)gnet.bc;
+    /* c' = c + z_L: the direct path to the codebook. */
+    for (size_t i = 0; i < nb; i++) {
+        float *row = dcb + (size_t)codes[i * M + m] * d;
+        for (size_t j = 0; j < d; j++) row[j] += w->G[i * d + j];
+    }
+    for (size_t l = L; l-- > 0;) {
+        const float *Zl = w->Z + l * nb * d, *R = w->H + l * nb * h;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)h, (int)nb, 1.0f, w->G,
+                    (int)d, R, (int)h, 1.0f, (float *)gnet.W2[l], (int)h);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)h, (int)d, 1.0f,
+                    w->G, (int)d, net.W2[l], (int)h, 0.0f, w->dH, (int)h);
+        for (size_t j = 0; j < nb * h; j++)
+            if (!(R[j] > 0)) w->dH[j] = 0;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)d, (int)nb, 1.0f,
+                    w->dH, (int)h, Zl, (int)d, 1.0f, (float *)gnet.W1[l], (int)d);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)d, (int)h, 1.0f,
+                    w->dH, (int)h, net.W1[l], (int)d, 1.0f, w->G, (int)d);
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)(2 * d), (int)nb, 1.0f,
+                w->G, (int)d, w->U, (int)(2 * d), 1.0f, dWc, (int)(2 * d));
+    for (size_t i = 0; i < nb; i++)
+        for (size_t j = 0; j < d; j++) dbc[j] += w->G[i * d + j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)(2 * d), (int)d, 1.0f,
+                w->G, (int)d, net.Wc, (int)(2 * d), 0.0f, w->dU, (int)(2 * d));
+    for (size_t i = 0; i < nb; i++) {
+        float *row = dcb + (size_t)codes[i * M + m] * d;
+        for (size_t j = 0; j < d; j++) row[j] += w->dU[i * 2 * d + j];
+    }
+}
+
+int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs,
+                        const uint8_t *codes, size_t nb, qx__qinco_work *w, float *grad,
+                        double *loss, double *step_loss, float *resid) {
+    size_t d = q->d, M = q->M;
+    if (nb == 0 || nb > w->cap) return qx__fail(QX_EINTERNAL, "qinco: batch %zu > work %zu", nb, w->cap);
+    memset(grad, 0, q->nparams * sizeof(float));
+    memset(w->xh, 0, nb * d * sizeof(float));
+    double total = 0;
+    for (size_t m = 0; m < M; m++) {
+        /* dL/d(ĉ + z) = rho_m · 2 (c' − r) / nb */
+        const float scale = 2.0f * q->rho[m] / (float)nb;
+        for (size_t j = 0; j < nb * d; j++) w->r[j] = xs[j] - w->xh[j];
+        if (resid)
+            for (size_t i = 0; i < nb; i++)
+                memcpy(resid + (i * M + m) * d, w->r + i * d, d * sizeof(float));
+        if (m == 0) {
+            const float *cb = params;
+            for (size_t i = 0; i < nb; i++)
+                for (size_t j = 0; j < d; j++)
+                    w->cp[i * d + j] = q->rho[0] * cb[(size_t)codes[i * M] * d + j];
+        } else {
+            step_forward(q, params, m, codes, nb, w);
+        }
+        double sl = 0;
+        for (size_t i = 0; i < nb; i++) {
+            double e = 0;
+            for (size_t j = 0; j < d; j++) {
+                float diff = w->cp[i * d + j] - w->r[i * d + j];
+                e += (double)diff * diff;
+                w->G[i * d + j] = scale * diff;
+            }
+            sl += e;
+        }
+        sl /= (double)nb;
+        total += sl;
+        if (step_loss) step_loss[m] = sl;
+        if (m == 0) {
+            for (size_t i = 0; i < nb; i++) {
+                float *row = grad + (size_t)codes[i * M] * d;
+                for (size_t j = 0; j < d; j++) row[j] += w->G[i * d + j];
+            }
+        } else {
+            step_backward(q, params, m, codes, nb, w, grad);
+        }
+        for (size_t j = 0; j < nb * d; j++) w->xh[j] += w->cp[j];
+    }
+    if (loss) *loss = total;
+    return 0;
+}

@@ -1,0 +1,384 @@
+/* quant/qinco_train.c — training of the QINCo-style quantizer (QINCo,
+ * arXiv 2401.14732 §3.3; schedule and re-seeding choices below are ours).
+ *
+ * 1. Hold out valid_fraction of the vectors (at most 5000) for the
+ *    validation MSE; train a qinx RQ on the rest (or reuse the one given to
+ *    qx_qinco_from_rq) and start from its codebooks with f = 0: concat layer
+ *    and every W2 zero, W1 random (He init). The first Adam step moves the
+ *    concat layer, which wakes up W2, which wakes up W1 — f grows from 0.
+ * 2. Each batch is re-encoded with the current network (beam train_beam,
+ *    pre-selection A) before its gradient: codes follow the network, as in
+ *    QINCo, and the gradient is that of the sum of per-step losses with
+ *    x̂ held constant (qinco_net.c).
+ * 3. Adam (β = 0.9, 0.999), learning rate: linear warm-up over the first
+ *    steps, then cosine decay to lr/100 over the planned number of steps.
+ *    Under a time budget the plan is re-estimated after every epoch from the
+ *    measured epoch time, so the decay ends when the budget does.
+ * 4. After each full epoch, codewords of a step that no vector of the epoch
+ *    chose are re-seeded from residuals of that step in the last batch (plus
+ *    a little noise), their Adam moments zeroed (CVQ-VAE's anchor idea,
+ *    DESIGN.md "Enforcement").
+ * 5. The validation MSE (beam and A of the final encoder) is measured before
+ *    training and after every epoch; the best parameters are kept. With no
+ *    hold-out the last epoch is kept.
+ * 6. The budget (train_minutes) covers the whole call: the loop stops after
+ *    the batch that crosses (deadline − reserve), where the reserve is the
+ *    estimated time of the final LUT fit (encode + decode of the fit set).
+ * 7. Finally the additive codebooks for look-up tables are fitted on the
+ *    exact decodings of up to 65536 training vectors (qinco_lsq.c).
+ * Determinism: one splitmix64 stream from the seed drives split, shuffles,
+ * init and re-seeding; encoding does not depend on the thread count.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "qinco_impl.h"
+#include "qinx/rq.h"
+
+#define QX__MAX_VALID 5000
+#define QX__MAX_FIT 65536
+#define QX__WARMUP 50
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static uint64_t rng_next(rng *r) {
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double rng_uniform(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
+
+static double rng_normal(rng *r) {
+    double u1 = rng_uniform(r), u2 = rng_uniform(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static void shuffle(size_t *idx, size_t n, rng *r) {
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(rng_next(r) % i), t = idx[i - 1];
+        idx[i - 1] = idx[j];
+        idx[j] = t;
+    }
+}
+
+/* Sequential on purpose: a few million parameters take ~ms, less than an
+ * OpenMP region's wake-up and spin on a loaded machine. */
+static void adam_step(float *p, const float *g, float *m1, float *m2, size_t n, long t, float lr) {
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    double c1 = 1 - pow(b1, (double)t), c2 = 1 - pow(b2, (double)t);
+    float a = (float)(lr * sqrt(c2) / c1), e = (float)(eps * sqrt(c2));
+    for (size_t i = 0; i < n; i++) {
+        m1[i] = b1 * m1[i] + (1 - b1) * g[i];
+        m2[i] = b2 * m2[i] + (1 - b2) * g[i] * g[i];
+        p[i] -= a * m1[i] / (sqrtf(m2[i]) + e);
+    }
+}
+
+static float lr_at(const qx_qinco_opts *o, long t, long horizon) {
+    double lr = o->lr, lo = lr / 100;
+    if (t < QX__WARMUP) return (float)(lr * (t + 1) / QX__WARMUP);
+    double f = horizon > QX__WARMUP ? (double)(t - QX__WARMUP) / (double)(horizon - QX__WARMUP) : 1;
+    if (f > 1) f = 1;
+    return (float)(lo + 0.5 * (lr - lo) * (1 + cos(3.141592653589793 * f)));
+}
+
+/* MSE (raw units) of n raw vectors under (params, tables). */
+static int model_mse(const qx__qinco *q, const float *params, const float *tables, const float *x,
+                     size_t n, int beam, int A, int T, uint8_t *codes, float *rec, double *out) {
+    int rc = qx__qinco_encode_with(q, params, tables, x, n, beam, A, T, codes);
+    if (rc == 0) rc = qx__qinco_decode_with(q, params, tables, codes, n, q->M, T, rec);
+    if (rc) return rc;
+    double s = 0;
+    for (size_t i = 0; i < n * q->d; i++) {
+        double e = (double)x[i] - rec[i];
+        s += e * e;
+    }
+    *out = s / (double)n;
+    return 0;
+}
+
+static int train_rq(qx__qinco *q, const float *x, size_t n) {
+    qx_rq_opts ro;
+    qx_rq_opts_init(&ro);
+    ro.M = q->M;
+    ro.beam = q->opts.rq_beam;
+    ro.seed = q->opts.seed;
+    ro.threads = q->opts.threads;
+    qx_quantizer *rq = NULL;
+    int rc = qx_rq_new(&rq, q->d, &ro);
+    if (rc == 0) rc = qx_quantizer_train(rq, x, n);
+    if (rc == 0) {
+        const float *cb = qx_rq_codebooks(rq);
+        rc = cb ? qx__qinco_set_base(q, cb) : qx__fail(QX_EINTERNAL, "qinco: RQ has no codebooks");
+    }
+    qx_quantizer_free(rq);
+    return rc ? qx__wrap(rc, "qinco: training the initial RQ") : 0;
+}
+
+typedef struct bufs {
+    size_t *perm, *order;
+    float *xt, *xv, *best, *grad, *m1, *m2, *tab, *xb, *xs, *resid, *recv;
+    uint8_t *codes, *codesv;
+    uint32_t *usage;
+    qx__qinco_work work;
+} bufs;
+
+static void bufs_free(bufs *b) {
+    qx__free(b->perm);
+    qx__free(b->order);
+    qx__aligned_free(b->xt);
+    qx__aligned_free(b->xv);
+    qx__aligned_free(b->best);
+    qx__aligned_free(b->grad);
+    qx__aligned_free(b->m1);
+    qx__aligned_free(b->m2);
+    qx__aligned_free(b->tab);
+    qx__aligned_free(b->xb);
+    qx__aligned_free(b->xs);
+    qx__aligned_free(b->resid);
+    qx__aligned_free(b->recv);
+    qx__free(b->codes);
+    qx__free(b->codesv);
+    qx__free(b->usage);
+    qx__qinco_work_free(&b->work);
+}
+
+static void *zalloc(size_t n, size_t size) {
+    size_t bytes;
+    if (!qx__mul(n, size, &bytes)) return NULL;
+    void *p = qx__aligned_alloc(bytes ? bytes : 1);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+/* Final step: additive codebooks fitted to exact decodings of up to
+ * QX__MAX_FIT training vectors (the first rows of the permutation). */
+static int fit_lut(qx__qinco *q, const float *x, const size_t *perm, size_t n, int T) {
+    size_t d = q->d, M = q->M, nf = n < QX__MAX_FIT ? n : QX__MAX_FIT;
+    float *xf = zalloc(nf * d, sizeof(float)), *rec = zalloc(nf * d, sizeof(float));
+    uint8_t *codes = zalloc(nf * M, 1);
+    int rc = 0;
+    if (!xf || !rec || !codes) rc = qx__fail(QX_ENOMEM, "qinco: LUT fit buffers (%zu vectors)", nf);
+    for (size_t i = 0; rc == 0 && i < nf; i++) memcpy(xf + i * d, x + perm[i] * d, d * sizeof(float));
+    if (rc == 0) rc = qx__qinco_encode_with(q, q->params, q->tables, xf, nf, q->opts.beam, q->opts.A, T, codes);
+    if (rc == 0) rc = qx__qinco_decode_with(q, q->params, q->tables, codes, nf, M, T, rec);
+    if (rc == 0) {
+        /* Start from the RQ codebooks: with f = 0 they are the exact answer. */
+        memcpy(q->additive, q->rq_cb, M * QX__QK * d * sizeof(float));
+        rc = qx__qinco_fit_additive(codes, nf, M, rec, d, T, q->additive);
+    }
+    qx__aligned_free(xf);
+    qx__aligned_free(rec);
+    qx__aligned_free(codes);
+    return rc;
+}
+
+int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
+    qx__qinco *q = (qx__qinco *)base;
+    const qx_qinco_opts *o = &q->opts;
+    size_t d = q->d, M = q->M, K = QX__QK, np = q->nparams;
+    int T = qx__qinco_threads(q);
+    double t0 = qx__now();
+    double deadline = o->train_minutes > 0 ? t0 + 60.0 * o->train_minutes : INFINITY;
+    rng r = {o->seed * 0x9E3779B97F4A7C15ull + 7};
+    bufs b;
+    memset(&b, 0, sizeof b);
+    int rc = 0;
+
+    size_t nvalid = (size_t)((double)o->valid_fraction * (double)n);
+    if (nvalid > QX__MAX_VALID) nvalid = QX__MAX_VALID;
+    if (n - nvalid < K) nvalid = n - K;
+    size_t ntrain = n - nvalid, batch = (size_t)o->batch < ntrain ? (size_t)o->batch : ntrain;
+    size_t E = (size_t)o->epochs;
+
+    b.perm = qx__malloc(n * sizeof(size_t));
+    b.order = qx__malloc(ntrain * sizeof(size_t));
+    b.xt = zalloc(ntrain * d, sizeof(float));
+    b.xv = zalloc(nvalid ? nvalid * d : 1, sizeof(float));
+    b.best = zalloc(np, sizeof(float));
+    b.grad = zalloc(np, sizeof(float));
+    b.m1 = zalloc(np, sizeof(float));
+    b.m2 = zalloc(np, sizeof(float));
+    b.tab = zalloc(M * qx__qinco_table_stride(q), sizeof(float));
+    b.xb = zalloc(batch * d, sizeof(float));
+    b.xs = zalloc(batch * d, sizeof(float));
+    b.resid = zalloc(batch * M * d, sizeof(float));
+    b.recv = zalloc(nvalid ? nvalid * d : 1, sizeof(float));
+    b.codes = qx__malloc(batch * M);
+    b.codesv = qx__malloc(nvalid ? nvalid * M : 1);
+    b.usage = qx__calloc(M * K, sizeof(uint32_t));
+    qx__free(q->st_valid);
+    qx__free(q->st_loss);
+    qx__free(q->st_sec);
+    q->st_valid = qx__calloc(E + 1, sizeof(double));
+    q->st_loss = qx__calloc(E + 1, sizeof(double));
+    q->st_sec = qx__calloc(E + 1, sizeof(double));
+    q->st_epochs = q->st_best = 0;
+    q->st_budget = 0;
+    if (!b.perm || !b.order || !b.xt || !b.xv || !b.best || !b.grad || !b.m1 || !b.m2 || !b.tab ||
+        !b.xb || !b.xs || !b.resid || !b.recv || !b.codes || !b.codesv || !b.usage ||
+        !q->st_valid || !q->st_loss || !q->st_sec) {
+        bufs_free(&b);
+        return qx__fail(QX_ENOMEM, "qinco: training buffers (%zu parameters, %zu vectors)", np, n);
+    }
+    if ((rc = qx__qinco_work_alloc(q, batch, &b.work)) != 0) {
+        bufs_free(&b);
+        return rc;
+    }
+    q->st_ntrain = ntrain;
+    q->st_nvalid = nvalid;
+
+    for (size_t i = 0; i < n; i++) b.perm[i] = i;
+    shuffle(b.perm, n, &r);
+    for (size_t i = 0; i < nvalid; i++) memcpy(b.xv + i * d, x + b.perm[i] * d, d * sizeof(float));
+    for (size_t i = 0; i < ntrain; i++)
+        memcpy(b.xt + i * d, x + b.perm[nvalid + i] * d, d * sizeof(float));
+
+    /* 1. Base codebooks and f = 0. */
+    rc = q->rq_cb ? qx__qinco_set_base(q, q->rq_cb) : train_rq(q, b.xt, ntrain);
+    if (rc) goto done;
+    qx__progress(base, "qinco-rq", 1.0);
+    for (size_t m = 1; m < M; m++) {
+        qx__qinco_net net;
+        qx__qinco_net_view(q, q->params, m, &net);
+        float sd = (float)sqrt(2.0 / (double)d);
+        for (size_t l = 0; l < q->L; l++)
+            for (size_t i = 0; i < q->h * d; i++) ((float *)net.W1[l])[i] = sd * (float)rng_normal(&r);
+    }
+
+    /* 2. Validation of the starting point (the RQ). */
+    double best = INFINITY, sec_per_vec = 0;
+    if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0) goto done;
+    if (nvalid) {
+        double tv = qx__now();
+        rc = model_mse(q, q->params, b.tab, b.xv, nvalid, o->beam, o->A, T, b.codesv, b.recv, &best);
+        if (rc) goto done;
+        sec_per_vec = (qx__now() - tv) / (double)nvalid;
+    }
+    q->st_valid[0] = nvalid ? best : NAN;
+    memcpy(b.best, q->params, np * sizeof(float));
+    size_t nfit = n < QX__MAX_FIT ? n : QX__MAX_FIT;
+    double reserve = 0.1 + 1.5 * sec_per_vec * (double)nfit;
+    if (o->verbose)
+        fprintf(stderr, "qinco: d=%zu M=%zu L=%zu h=%zu A=%d beam=%d; %zu train, %zu valid; "
+                "RQ init valid MSE %.6g (%.1f s)\n", d, M, q->L, q->h, o->A, o->beam, ntrain,
+                nvalid, best, qx__now() - t0);
+
+    /* 3. Epochs. */
+    size_t spe = (ntrain + batch - 1) / batch;
+    long t = 0, horizon = (long)(E * spe);
+    int stop = qx__now() > deadline - reserve;
+    q->st_budget = stop;
+    double t_loop = qx__now();
+    for (size_t i = 0; i < ntrain; i++) b.order[i] = i;
+    for (size_t ep = 0; ep < E && !stop; ep++) {
+        shuffle(b.order, ntrain, &r);
+        memset(b.usage, 0, M * K * sizeof(uint32_t));
+        double loss_sum = 0, mse_sum = 0;
+        size_t seen = 0, last_nb = 0;
+        for (size_t b0 = 0; b0 < ntrain; b0 += batch) {
+            size_t nb = ntrain - b0 < batch ? ntrain - b0 : batch;
+            for (size_t i = 0; i < nb; i++) {
+                const float *src = b.xt + b.order[b0 + i] * d;
+                memcpy(b.xb + i * d, src, d * sizeof(float));
+                for (size_t j = 0; j < d; j++) b.xs[i * d + j] = src[j] * q->inv_scale;
+            }
+            if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0 ||
+                (rc = qx__qinco_encode_with(q, q->params, b.tab, b.xb, nb, o->train_beam, o->A, T,
+                                            b.codes)) != 0)
+                goto done;
+            double loss, step_loss[QX_MAX_STEPS];
+            rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, &b.work, b.grad, &loss,
+                                     step_loss, b.resid);
+            if (rc) goto done;
+            /* The loss is in scaled units; report raw ones. */
+            double s2 = (double)q->scale * q->scale;
+            loss_sum += loss * s2 * (double)nb;
+            /* training MSE with these codes: the last step's error */
+            mse_sum += step_loss[M - 1] * s2 * (double)nb;
+            seen += nb;
+            for (size_t i = 0; i < nb; i++)
+                for (size_t m = 0; m < M; m++) b.usage[m * K + b.codes[i * M + m]]++;
+            t++;
+            adam_step(q->params, b.grad, b.m1, b.m2, np, t, lr_at(o, t - 1, horizon));
+            last_nb = nb;
+            if (qx__now() > deadline - reserve) {
+                stop = 1;
+                q->st_budget = 1;
+                break;
+            }
+        }
+        size_t dead = 0;
+        if (!stop) {
+            for (size_t m = 0; m < M; m++)
+                for (size_t k = 0; k < K; k++) {
+                    if (b.usage[m * K + k]) continue;
+                    dead++;
+                    size_t i = (size_t)(rng_next(&r) % last_nb), off = qx__qinco_off_cb(q, m) + k * d;
+                    const float *res = b.resid + (i * M + m) * d;
+                    double nr = 0;
+                    for (size_t j = 0; j < d; j++) nr += (double)res[j] * res[j];
+                    float sd = (float)(0.01 * sqrt(nr / (double)d));
+                    for (size_t j = 0; j < d; j++) {
+                        q->params[off + j] = (res[j] + sd * (float)rng_normal(&r)) / q->rho[m];
+                        b.m1[off + j] = b.m2[off + j] = 0;
+                    }
+                }
+        }
+        double vm = NAN;
+        if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0) goto done;
+        if (nvalid) {
+            double tv = qx__now();
+            rc = model_mse(q, q->params, b.tab, b.xv, nvalid, o->beam, o->A, T, b.codesv, b.recv, &vm);
+            if (rc) goto done;
+            sec_per_vec = (qx__now() - tv) / (double)nvalid;
+            reserve = 0.1 + 1.5 * sec_per_vec * (double)nfit;
+        }
+        q->st_epochs = ep + 1;
+        q->st_valid[ep + 1] = vm;
+        q->st_loss[ep + 1] = seen ? loss_sum / (double)seen : NAN;
+        q->st_sec[ep + 1] = qx__now() - t0;
+        if (!nvalid || vm < best) {
+            if (nvalid) best = vm;
+            q->st_best = ep + 1;
+            memcpy(b.best, q->params, np * sizeof(float));
+        }
+        double now = qx__now();
+        if (isfinite(deadline)) {
+            /* Re-plan the cosine so that it ends with the budget. */
+            double per = (now - t_loop) / (double)(ep + 1);
+            double left = deadline - reserve - now;
+            size_t more = left > 0 && per > 0 ? (size_t)(left / per) : 0;
+            size_t plan = ep + 1 + more < E ? ep + 1 + more : E;
+            horizon = (long)(plan * spe);
+        }
+        qx__progress(base, "qinco-train", (double)(ep + 1) / (double)E);
+        if (o->verbose)
+            fprintf(stderr, "qinco: epoch %zu/%zu loss %.6g train_mse %.6g valid_mse %.6g%s "
+                    "dead %zu lr %.3g %.1f s\n", ep + 1, E, q->st_loss[ep + 1],
+                    seen ? mse_sum / (double)seen : NAN, vm, q->st_best == ep + 1 ? " *" : "",
+                    dead, (double)lr_at(o, t - 1, horizon), now - t0);
+    }
+    if (stop && o->verbose && q->st_budget)
+        fprintf(stderr, "qinco: time budget reached after %zu epochs, keeping epoch %zu\n",
+                q->st_epochs, q->st_best);
+
+    /* 4. Best parameters, tables, additive codebooks. */
+    memcpy(q->params, b.best, np * sizeof(float));
+    if ((rc = qx__qinco_finish(q)) != 0) goto done;
+    rc = fit_lut(q, x, b.perm, n, T);
+    qx__progress(base, "qinco-lut", 1.0);
+    q->st_total = qx__now() - t0;
+    if (o->verbose && rc == 0)
+        fprintf(stderr, "qinco: trained in %.1f s (best epoch %zu, valid MSE %.6g)\n", q->st_total,
+                q->st_best, nvalid ? q->st_valid[q->st_best] : NAN);
+done:
+    bufs_free(&b);
+    return rc;
+}
