@@ -134,6 +134,7 @@ struct qx_derp_report {
     size_t nchecks, cap_checks;
     meta *meta;
     size_t nmeta, cap_meta;
+    int incomplete; /* a check could not be recorded: the report fails */
 };
 
 int qx_derp_report_new(qx_derp_report **out, const qx_derp_opts *opts) {
@@ -305,19 +306,30 @@ static const char *cmp_name(qx_derp_cmp c) {
     return "?";
 }
 
+/* A check that cannot be recorded must not let the report pass: a gate
+ * that ignores the return code still refuses to publish. */
+static int check_lost(qx_derp_report *r, int *pass, int code) {
+    r->incomplete = 1;
+    if (pass) *pass = 0;
+    return code;
+}
+
 int qx_derp_report_add_check(qx_derp_report *r, const char *name, double value,
                              double threshold, qx_derp_cmp cmp, int *pass) {
-    if (!r || !name) return qx__fail(QX_EINVAL, "report check: NULL argument");
+    if (!r) return qx__fail(QX_EINVAL, "report check: NULL report");
+    if (!name) return check_lost(r, pass, qx__fail(QX_EINVAL, "report check: NULL name"));
     if (!valid_name(name))
-        return qx__fail(QX_EINVAL, "report check: name must be 1..%d printable ASCII characters",
-                        QX__DERP_NAME_MAX);
+        return check_lost(r, pass, qx__fail(QX_EINVAL, "report check: name must be 1..%d "
+                                            "printable ASCII characters", QX__DERP_NAME_MAX));
     if (cmp != QX_DERP_LE && cmp != QX_DERP_GE && cmp != QX_DERP_LT && cmp != QX_DERP_GT)
-        return qx__fail(QX_EINVAL, "report check %s: unknown comparison %d", name, (int)cmp);
-    if (isnan(threshold)) return qx__fail(QX_EINVAL, "report check %s: NaN threshold", name);
+        return check_lost(r, pass, qx__fail(QX_EINVAL, "report check %s: unknown comparison %d",
+                                            name, (int)cmp));
+    if (isnan(threshold))
+        return check_lost(r, pass, qx__fail(QX_EINVAL, "report check %s: NaN threshold", name));
     if (r->nchecks == r->cap_checks) {
         size_t cap = r->cap_checks ? 2 * r->cap_checks : 8;
         check *c = qx__realloc(r->checks, cap * sizeof *c);
-        if (!c) return qx__fail(QX_ENOMEM, "report check");
+        if (!c) return check_lost(r, pass, qx__fail(QX_ENOMEM, "report check %s", name));
         r->checks = c;
         r->cap_checks = cap;
     }
@@ -337,7 +349,7 @@ int qx_derp_report_add_check(qx_derp_report *r, const char *name, double value,
 }
 
 int qx_derp_report_passed(const qx_derp_report *r) {
-    if (!r) return 0;
+    if (!r || r->incomplete) return 0;
     for (size_t i = 0; i < r->nchecks; i++)
         if (!r->checks[i].pass) return 0;
     return 1;
@@ -379,7 +391,8 @@ int qx_derp_report_json(const qx_derp_report *r, char **json, size_t *len) {
         qx__derp_sb_printf(&b, ",\"cmp\":\"%s\",\"pass\":%s}", cmp_name(c->cmp),
                            json_bool(c->pass));
     }
-    qx__derp_sb_printf(&b, "],\"pass\":%s}", json_bool(qx_derp_report_passed(r)));
+    qx__derp_sb_printf(&b, "],\"complete\":%s,\"pass\":%s}", json_bool(!r->incomplete),
+                       json_bool(qx_derp_report_passed(r)));
     size_t n = b.len;
     char *s = sb_take(&b);
     if (!s) return qx__fail(QX_ENOMEM, "report json");

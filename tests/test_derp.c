@@ -1060,8 +1060,26 @@ static void test_report_json(void **state) {
     assert_false(pass);
     assert_false(qx_derp_report_passed(r));
     assert_int_equal(qx_derp_report_num_checks(r), 3);
-    assert_int_equal(qx_derp_report_add_check(r, "", 1, 1, QX_DERP_LE, NULL), QX_EINVAL);
-    assert_int_equal(qx_derp_report_add_check(r, "x", 1, 1, (qx_derp_cmp)9, NULL), QX_EINVAL);
+    /* A check that cannot be recorded makes the report fail, even for a
+     * caller that ignores the return code. */
+    qx_derp_report *lost;
+    assert_int_equal(qx_derp_report_new(&lost, NULL), 0);
+    assert_int_equal(qx_derp_report_add_check(lost, "ok", 1, 2, QX_DERP_LE, NULL), 0);
+    assert_true(qx_derp_report_passed(lost));
+    pass = 1;
+    assert_int_equal(qx_derp_report_add_check(lost, "", 1, 1, QX_DERP_LE, &pass), QX_EINVAL);
+    assert_false(pass);
+    assert_false(qx_derp_report_passed(lost));
+    assert_int_equal(qx_derp_report_add_check(lost, "x", 1, 1, (qx_derp_cmp)9, NULL), QX_EINVAL);
+    assert_int_equal(qx_derp_report_add_check(lost, "x", 1, NAN, QX_DERP_LE, NULL), QX_EINVAL);
+    assert_int_equal(qx_derp_report_num_checks(lost), 1);
+    assert_int_equal(qx_derp_report_json(lost, &js, NULL), 0);
+    parse_json(js, &root);
+    assert_false(jget(&root, "complete", J_BOOL)->b);
+    assert_false(jget(&root, "pass", J_BOOL)->b);
+    jfree(&root);
+    qx_free(js);
+    qx_derp_report_free(lost);
 
     assert_int_equal(qx_derp_report_json(r, &js, &len), 0);
     assert_int_equal(strlen(js), len);
@@ -1115,6 +1133,7 @@ static void test_report_json(void **state) {
     jget(&checks->kids[2], "value", J_NULL); /* NaN is written as null */
     assert_false(jget(&checks->kids[2], "pass", J_BOOL)->b);
     assert_false(jget(&root, "pass", J_BOOL)->b);
+    assert_true(jget(&root, "complete", J_BOOL)->b);
     jfree(&root);
     fprintf(stderr, "report: %zu bytes of JSON for M=%zu\n", len, M);
     qx_free(js);

@@ -280,7 +280,12 @@ int qx_derp_report_set_meta(qx_derp_report *r, const char *key, const char *valu
 
 /* Append a check {"name","value","threshold","cmp","pass"}; pass is
  * computed from cmp (a NaN value never passes) and stored in *pass (may be
- * NULL). name: 1..127 printable characters. */
+ * NULL). name: 1..127 printable characters; threshold not NaN.
+ * Fail-safe: if the check cannot be recorded (bad argument, out of memory)
+ * the call returns the error, *pass = 0, and the report is marked
+ * incomplete: qx_derp_report_passed returns 0 from then on and the JSON
+ * says "complete": false, "pass": false — so a caller that ignores the
+ * return code still does not publish. */
 int qx_derp_report_add_check(qx_derp_report *r, const char *name, double value,
                              double threshold, qx_derp_cmp cmp, int *pass);
 
@@ -306,7 +311,8 @@ int qx_derp_report_add_standard_checks(qx_derp_report *r, const qx_derp_health *
                                        const qx_derp_drift *dr, const qx_derp_thresholds *t,
                                        int *all_pass);
 
-/* 1 if every check passed (also when there are none), else 0. */
+/* 1 if every check passed (also when there are none) and none was lost,
+ * else 0. */
 int qx_derp_report_passed(const qx_derp_report *r);
 size_t qx_derp_report_num_checks(const qx_derp_report *r);
 
