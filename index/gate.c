@@ -35,7 +35,7 @@
 void qx_gate_config_init(qx_gate_config *c) {
     memset(c, 0, sizeof *c);
     qx_derp_thresholds_init(&c->derp_checks);
-    c->max_mse_ratio = 1.5;
+    c->max_mse_ratio = 3.0;
     c->min_recall = 0.30;
     c->max_recall_drop = 0.05;
     c->queries = 200;

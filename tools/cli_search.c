@@ -2,7 +2,9 @@
  * with --gt, report recall@1/10/100, 10-recall@10 and QPS. QPS is measured
  * over the whole query set on --threads threads (default 1, the protocol of
  * the benchmark: single-threaded), best of --runs runs. */
+#include <cblas.h>
 #include <getopt.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +89,10 @@ int qx_cli_search(int argc, char **argv) {
         fprintf(stderr, "qinx search: out of memory for %zu x %zu results\n", q.n, k);
         goto out;
     }
+    /* One BLAS/OpenMP thread per search thread: idle OpenBLAS workers spin
+     * (sched_yield) and took a third of single-threaded search time. */
+    openblas_set_num_threads(1);
+    omp_set_num_threads((int)threads);
     if ((rc = qx_ivf_search_ctx_new(ivf, &ctx))) goto out;
     qx_search_params sp;
     qx_search_params_init(&sp);

@@ -37,7 +37,7 @@ extern "C" {
 
 typedef struct qx_gate_config {
     qx_derp_thresholds derp_checks; /* qx_derp_thresholds_init defaults */
-    double max_mse_ratio;         /* default 1.5 */
+    double max_mse_ratio;         /* default 3.0 (healthy: 1.0-1.7, see docs/derp.md) */
     double min_recall;            /* default 0.30 (10-recall@10) */
     double max_recall_drop;       /* default 0.05 */
     size_t queries;               /* sampled queries (default 200; 0 skips the recall checks) */

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# DERP gate, end to end through `qinx build --replace`: a healthy rebuild is
+# published; planted faults — collapsed codebooks, codebooks trained on another
+# distribution, a corrupted candidate file — are rejected with exit 3 and the
+# live index left byte-identical; reports name the failing check.
+# Usage: test_gate.sh BUILD_DIR
+set -euo pipefail
+qinx="$1/qinx"
+data=${QX_DATA_DIR:-$(dirname "$0")/../../shared/data}
+tmp=$(mktemp -d /tmp/qinx-gate-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+if [ -f "$data/siftsmall/siftsmall_base.fvecs" ]; then
+  base=$data/siftsmall/siftsmall_base.fvecs
+else
+  echo "test_gate: ../shared/data/siftsmall absent: using generated data" >&2
+  "$qinx" synth --out "$tmp/s" --n 10000 --d 64 --queries 10 2>/dev/null
+  base=$tmp/s_base.fvecs
+fi
+live=$tmp/live.qinx
+common=(--base "$base" --bytes 8 --nlist 32 --max-train 5000 --quiet)
+fail() { echo "FAIL: $*" >&2; exit 1; }
+checksum() { sha256sum "$1" | cut -d' ' -f1; }
+
+"$qinx" build "${common[@]}" --out "$live" --seed 1
+"$qinx" verify --index "$live" --data "$base" >/dev/null || fail "verify of a healthy index failed"
+
+# A healthy rebuild passes and is published.
+before=$(checksum "$live")
+"$qinx" build "${common[@]}" --replace "$live" --seed 2 || fail "healthy rebuild rejected: $(cat "$live.derp.json")"
+[ "$(checksum "$live")" != "$before" ] || fail "healthy rebuild was not published"
+grep -q '"verdict":"published"' "$live.derp.json" || fail "report does not say published"
+"$qinx" info --index "$live" >/dev/null || fail "published index does not load"
+
+# Planted faults: each rejected with exit 3, live untouched, check named.
+expect_reject() {
+  local fault=$1 check=$2 before rc=0
+  before=$(checksum "$live")
+  "$qinx" build "${common[@]}" --replace "$live" --seed 3 --inject-fault "$fault" 2>"$tmp/err" || rc=$?
+  [ "$rc" = 3 ] || { cat "$tmp/err" >&2; fail "$fault: exit $rc, expected 3"; }
+  [ "$(checksum "$live")" = "$before" ] || fail "$fault: live index changed"
+  [ ! -e "$live.candidate" ] || fail "$fault: candidate left behind"
+  grep -q '"verdict":"rejected"' "$live.derp.json" || fail "$fault: report does not say rejected"
+  grep -qE "\"name\":\"$check\"[^}]*\"pass\":false" "$live.derp.json" || fail "$fault: check $check did not fail: $(cat "$live.derp.json")"
+  echo "ok: $fault rejected by $check" >&2
+}
+expect_reject collapse min_used_fraction
+expect_reject mismatch max_mse_ratio
+expect_reject corrupt candidate_loads
+
+# Bad gate config: a clear error, nothing published.
+before=$(checksum "$live")
+printf 'min_recall = lots\n' >"$tmp/bad.gate"
+if "$qinx" build "${common[@]}" --replace "$live" --gate "$tmp/bad.gate" 2>"$tmp/err"; then fail "bad config accepted"; fi
+grep -q "bad.gate:1" "$tmp/err" || fail "bad config error does not name the line: $(cat "$tmp/err")"
+[ "$(checksum "$live")" = "$before" ] || fail "bad config changed the live index"
+
+# A strict config rejects an otherwise healthy rebuild.
+printf '# demand the impossible\nmin_recall = 1.0\n' >"$tmp/strict.gate"
+rc=0; "$qinx" build "${common[@]}" --replace "$live" --gate "$tmp/strict.gate" --seed 4 2>/dev/null || rc=$?
+[ "$rc" = 3 ] || fail "strict gate: exit $rc, expected 3"
+[ "$(checksum "$live")" = "$before" ] || fail "strict gate changed the live index"
+echo "test_gate: all gate checks behaved" >&2
