@@ -495,7 +495,12 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
                     uint64_t *lsn_out) {
     if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
     pthread_mutex_lock(&c->wmu);
+    /* Growing the store reallocates the rows searches read: under the write
+     * lock, and before the WAL append so that the apply below cannot fail
+     * for lack of memory after the record is durable. */
+    pthread_rwlock_wrlock(&c->rw);
     int rc = qxs_store_reserve(&c->store, n);
+    pthread_rwlock_unlock(&c->rw);
     uint64_t lsn = c->lsn + 1;
     if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT, lsn, ids, x, (uint32_t)n, c->d);
     if (!rc) {
@@ -519,8 +524,10 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
             qxs_log(QXS_LOG_ERROR, "collection %s: index add failed (%s); exact data kept, rebuild advised",
                     c->name, qx_last_error());
         }
-        track(c, ids, n);
-        if (!rc) maybe_checkpoint(c);
+        if (!rc) {
+            track(c, ids, n);
+            maybe_checkpoint(c);
+        }
     }
     pthread_mutex_unlock(&c->wmu);
     if (!rc) {

@@ -31,7 +31,7 @@ void qxs_log(int level, const char *fmt, ...) {
     gmtime_r(&tv.tv_sec, &tm);
     int n = snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %-5s ", tm.tm_year + 1900,
                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
-                     names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                     level < 0 ? "INFO" : names[level > 3 ? 3 : level]);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);

@@ -182,7 +182,7 @@ int qx_serve_main(int argc, char **argv) {
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
     int port = di ? di->port : s->cfg.port;
-    qxs_log(QXS_LOG_INFO, "qinx serve listening on http://%s:%d (threads=%d, data=%s, max_body=%zu, auth=%s)",
+    qxs_log(QXS_LOG_ALWAYS, "qinx serve listening on http://%s:%d (threads=%d, data=%s, max_body=%zu, auth=%s)",
             s->cfg.host, port, s->cfg.threads, s->cfg.data, s->cfg.max_body, s->cfg.api_key[0] ? "api-key" : "off");
     if (strcmp(s->cfg.host, "127.0.0.1") && strcmp(s->cfg.host, "::1") && !s->cfg.api_key[0])
         qxs_log(QXS_LOG_WARN, "listening on a non-loopback address without an API key");
@@ -191,18 +191,18 @@ int qx_serve_main(int argc, char **argv) {
     int rc = qxs_registry_load(s);
     if (rc) qxs_log(QXS_LOG_ERROR, "recovery finished with errors: %s", qx_last_error());
     atomic_store(&s->ready, 1);
-    qxs_log(QXS_LOG_INFO, "ready: %zu collections recovered in %.3f s", s->ncolls, qx__now() - t0);
+    qxs_log(QXS_LOG_ALWAYS, "ready: %zu collections recovered in %.3f s", s->ncolls, qx__now() - t0);
 
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
     }
-    qxs_log(QXS_LOG_INFO, "signal %d: shutting down (finishing in-flight requests)", sig);
+    qxs_log(QXS_LOG_ALWAYS, "signal %d: shutting down (finishing in-flight requests)", sig);
     atomic_store(&s->stopping, 1);
     MHD_quiesce_daemon(daemon);
     for (int i = 0; i < 1000 && atomic_load(&s->active_requests) > 0; i++) usleep(10000);
     MHD_stop_daemon(daemon);
     qxs_checkpoint_all(s);
-    qxs_log(QXS_LOG_INFO, "stopped");
+    qxs_log(QXS_LOG_ALWAYS, "stopped");
     fflush(stderr);
     return 0;
 }

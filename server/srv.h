@@ -30,6 +30,7 @@
 typedef enum { QXS_EUCLID = 0, QXS_COSINE = 1, QXS_DOT = 2 } qxs_distance;
 
 typedef enum {
+    QXS_LOG_ALWAYS = -1, /* start-up / shutdown lines, printed at every level (as INFO) */
     QXS_LOG_ERROR = 0, QXS_LOG_WARN = 1, QXS_LOG_INFO = 2, QXS_LOG_DEBUG = 3
 } qxs_log_level;
 

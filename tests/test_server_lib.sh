@@ -88,6 +88,11 @@ qx_alive() {
 }
 
 qx_finish() {
+  # a sanitizer build reports into the server logs: any report fails the test
+  if grep -l "AddressSanitizer\|LeakSanitizer\|runtime error:" "$QX_TMP"/server.*.log >/dev/null 2>&1; then
+    qx_fail "sanitizer report in a server log:"
+    grep -h -A15 "AddressSanitizer\|LeakSanitizer\|runtime error:" "$QX_TMP"/server.*.log | head -40 >&2
+  fi
   echo "$QX_CHECKS checks, $QX_FAILS failed"
   [ "$QX_FAILS" -eq 0 ]
 }

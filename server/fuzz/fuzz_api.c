@@ -1,0 +1,89 @@
+/* server/fuzz/fuzz_api.c — libFuzzer target over the server's request
+ * handling: routing, JSON parsing and validation of every endpoint, the
+ * collection operations they reach (upsert, delete, search, get, create,
+ * drop) on a scratch data directory, and the write-ahead-log parser.
+ * Input: "METHOD PATH\nBODY" (a first byte 'W' fuzzes the WAL parser with
+ * the rest). Rebuilds are stubbed (they start threads). Not part of the CMake
+ * build (server/fuzz/ is outside the server/*.c glob); tests/long_server_fuzz.sh
+ * compiles it with clang -fsanitize=fuzzer,address,undefined and runs it. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "internal.h"
+#include "srv.h"
+#include "wal.h"
+
+int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id) {
+    (void)s, (void)c, (void)p, (void)job_id;
+    return qx__fail(QX_ELIMIT, "rebuilds are not fuzzed");
+}
+
+static qxs_server srv;
+
+static void setup(void) {
+    static int done;
+    if (done) return;
+    done = 1;
+    qxs_log_level_cur = QXS_LOG_ERROR;
+    char tmpl[] = "/tmp/qinx-fuzz.XXXXXX";
+    const char *dir = mkdtemp(tmpl);
+    if (!dir) abort();
+    snprintf(srv.cfg.data, sizeof srv.cfg.data, "%s", dir);
+    srv.cfg.max_body = 1 << 20;
+    pthread_rwlock_init(&srv.reg_rw, NULL);
+    if (qxs_registry_load(&srv)) abort();
+    atomic_store(&srv.ready, 1);
+    qxs_coll_params p = {.d = 4, .distance = QXS_EUCLID, .quant_kind = QX_QUANT_RQ, .bytes = 8};
+    qxs_coll_create(&srv, "f", &p);
+    p.distance = QXS_COSINE;
+    qxs_coll_create(&srv, "c", &p);
+}
+
+static int count_rec(void *ctx, const qxs_wal_rec *r) {
+    (*(size_t *)ctx) += r->n;
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    setup();
+    if (size > 0 && data[0] == 'W') {
+        size_t n = 0;
+        int e;
+        size_t good = qxs_wal_parse(data + 1, size - 1, 4, count_rec, &n, &e);
+        if (good > size - 1) abort();
+        return 0;
+    }
+    const uint8_t *nl = memchr(data, '\n', size);
+    size_t head = nl ? (size_t)(nl - data) : size;
+    if (head > 512) return 0;
+    char line[513];
+    memcpy(line, data, head);
+    line[head] = 0;
+    if (strlen(line) != head) return 0; /* NUL in the request line: MHD would not deliver it */
+    char *sp = strchr(line, ' ');
+    if (!sp) return 0;
+    *sp = 0;
+    const char *method = line, *path = sp + 1;
+    const char *body = nl ? (const char *)nl + 1 : "";
+    size_t blen = nl ? size - head - 1 : 0;
+    /* keep the scratch directory small: at most a few collections */
+    if (!strcmp(method, "PUT") && strncmp(path, "/collections/", 13) == 0 && srv.ncolls >= 8) return 0;
+    qxs_route r;
+    qxs_route_parse(path, &r);
+    qxs_reply rep;
+    qxs_api_handle(&srv, &r, method, body, blen, &rep);
+    if (rep.status < 200 || rep.status > 599) abort();
+    if (rep.status == 200 && !rep.result && !rep.raw) abort();
+    if (rep.status != 200 && !rep.err[0]) abort();
+    if (rep.status == 500) {
+        fprintf(stderr, "500: %s\n", rep.err);
+        abort(); /* nothing a request can send should be an internal error */
+    }
+    json_decref(rep.result);
+    qx__free(rep.raw);
+    return 0;
+}

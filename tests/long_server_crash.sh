@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# tests/long_server_crash.sh — crash loop (label long): two writers upsert
+# batches of 10 points (and now and then delete an older batch) in a loop
+# while the server is killed with kill -9 at random moments, QX_CRASH_ROUNDS
+# times (default 25). After every restart: every acknowledged upsert is
+# present with its exact vector and searchable (a stored vector finds
+# itself), every acknowledged delete is absent, and no batch is half-present
+# (an unacknowledged in-flight batch is all there or not at all).
+# Usage: bash tests/long_server_crash.sh <build-dir>
+source "$(dirname "$0")/test_server_lib.sh"
+qx_init "$@"
+ROUNDS=${QX_CRASH_ROUNDS:-25}
+D="$QX_TMP/data"
+C=/collections/crash
+DIM=8
+qx_start "$D" || exit 1
+qx_expect 200 PUT $C "{\"vectors\":{\"size\":$DIM,\"distance\":\"Euclid\"}}"
+
+# writer W: batches b = W, W+2, W+4, ... (ids 10b..10b+9, vectors seeded by b)
+writer() {
+  local w=$1 url=$2 b=$3 ops="$QX_TMP/ops.$1"
+  while :; do
+    if [ $((b % 7)) -eq 5 ] && [ "$b" -ge 20 ]; then
+      local del=$((b - 12))
+      echo "try D $del" >>"$ops"
+      if curl -sf -o /dev/null -X POST "$url$C/points/delete" -H 'Content-Type: application/json' \
+        -d "{\"points\":[$(seq -s, $((del * 10)) $((del * 10 + 9)))]}"; then echo "ack D $del" >>"$ops"; else return; fi
+    fi
+    qx_points $((b * 10)) 10 $DIM $b >"$QX_TMP/w$w.json"
+    echo "try U $b" >>"$ops"
+    if curl -sf -o /dev/null -X PUT "$url$C/points" -H 'Content-Type: application/json' --data-binary "@$QX_TMP/w$w.json"; then
+      echo "ack U $b" >>"$ops"
+    else
+      return
+    fi
+    b=$((b + 2))
+  done
+}
+next0=0; next1=1
+verify() {
+  # expected state from acknowledged ops; batches whose last op was not acknowledged are "either"
+  local maxb ids
+  maxb=$(cat "$QX_TMP"/ops.* 2>/dev/null | awk '{print $3}' | sort -n | tail -1)
+  [ -n "$maxb" ] || return 0
+  ids=$(seq -s, 0 $((maxb * 10 + 9)))
+  qx_req POST $C/points "{\"ids\":[$ids],\"with_vector\":false}"
+  echo "$QX_BODY" | grep -o '"id":[0-9]*' | cut -d: -f2 | awk '{c[int($1/10)]++} END{for(b in c) print b, c[b]}' >"$QX_TMP/present"
+  cat "$QX_TMP"/ops.* | awk -v pf="$QX_TMP/present" '
+    BEGIN { while ((getline l < pf) > 0) { split(l, a, " "); have[a[1]] = a[2] } }
+    $1=="try" { last[$3] = "?" $2 }
+    $1=="ack" { st[$3] = $2; last[$3] = "" }
+    END {
+      bad = 0
+      for (b in have) if (have[b] != 10) { print "half-present batch " b ": " have[b] " of 10"; bad++ }
+      for (b in st) {
+        if (last[b] != "") continue             # an unacknowledged op came after: either state
+        if (st[b] == "U" && have[b] != 10) { print "acknowledged batch " b " missing (" have[b]+0 "/10)"; bad++ }
+        if (st[b] == "D" && have[b] > 0) { print "acknowledged delete of batch " b " not applied"; bad++ }
+      }
+      exit bad > 0
+    }' >"$QX_TMP/verify.txt"
+}
+
+total_acked=0
+for round in $(seq 1 "$ROUNDS"); do
+  writer 0 "$QX_URL" $next0 & w0=$!
+  writer 1 "$QX_URL" $next1 & w1=$!
+  sleep "$(awk -v s="$round" 'BEGIN{srand(s); printf "%.2f", 0.3 + rand() * 1.2}')"
+  kill -9 "$QX_PID"; wait "$QX_PID" 2>/dev/null
+  wait $w0 $w1 2>/dev/null
+  qx_start "$D" || { qx_fail "restart $round"; break; }
+  if verify; then
+    acked=$(grep -h '^ack U' "$QX_TMP"/ops.* | wc -l)
+    qx_ok "round $round: $acked acknowledged batches all present and whole"
+  else
+    qx_fail "round $round: $(head -5 "$QX_TMP/verify.txt")"
+  fi
+  # searchable: the newest acknowledged batch's first vector finds itself
+  lastb=$(grep -h '^ack U' "$QX_TMP"/ops.* | awk '{print $3}' | sort -n | tail -1)
+  if [ -n "$lastb" ] && ! grep -q "^ack D $lastb\$" "$QX_TMP"/ops.*; then
+    v=$(awk -v d=$DIM -v s="$lastb" 'BEGIN{srand(s); printf "["; for(i=0;i<d;i++) printf "%s%.6f", (i?",":""), rand()*2-1; printf "]"}')
+    qx_req POST $C/points/search "{\"vector\":$v,\"limit\":1}"
+    [[ "$QX_BODY" == *"\"id\":$((lastb * 10)),\"score\":0.0"* ]] && qx_ok "round $round: batch $lastb searchable" \
+      || qx_fail "round $round: batch $lastb not found by search: ${QX_BODY:0:200}"
+  fi
+  # resume after the highest batch each writer tried
+  m0=$(awk '{print $3}' "$QX_TMP/ops.0" 2>/dev/null | sort -n | tail -1); next0=$(( ${m0:-0} + 2 ))
+  m1=$(awk '{print $3}' "$QX_TMP/ops.1" 2>/dev/null | sort -n | tail -1); next1=$(( ${m1:-1} + 2 ))
+done
+echo "RESULT crash loop: $ROUNDS kill -9 rounds, $(grep -h '^ack U' "$QX_TMP"/ops.* | wc -l) acknowledged upserts, $(grep -h '^ack D' "$QX_TMP"/ops.* | wc -l) deletes"
+qx_stop TERM
+qx_finish

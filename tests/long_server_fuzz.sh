@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# tests/long_server_fuzz.sh — libFuzzer over the server's request handling
+# and WAL parser (server/fuzz/fuzz_api.c), with ASan + UBSan, for a fixed time
+# (QX_FUZZ_SECONDS, default 60) from a seed corpus of valid and hostile
+# requests. Fails on any crash, leak, sanitizer report or 500 reply.
+# Needs clang with libFuzzer (exit 77 otherwise) and the build dir's libqinx.a.
+# Usage: bash tests/long_server_fuzz.sh <build-dir>
+set -u
+B=${1:?usage: $0 <build-dir>}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+SECS=${QX_FUZZ_SECONDS:-60}
+command -v clang >/dev/null || { echo "SKIP: clang not installed" >&2; exit 77; }
+[ -f "$B/libqinx.a" ] || { echo "SKIP: $B/libqinx.a not built" >&2; exit 77; }
+W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzz.XXXXXX")
+trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
+if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I"$SRC/include" -I"$SRC/quant" -I"$SRC/index" -I"$SRC/server" \
+    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log}.c \
+    "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
+    -o "$W/fuzz_api" 2>"$W/cc.log"; then
+  if grep -q "fuzzer" "$W/cc.log"; then echo "SKIP: libFuzzer unavailable" >&2; cat "$W/cc.log" >&2; exit 77; fi
+  cat "$W/cc.log" >&2; exit 1
+fi
+mkdir -p "$W/corpus"
+i=0
+seed() { i=$((i+1)); printf '%s' "$1" >"$W/corpus/s$i"; }
+seed $'PUT /collections/f/points\n{"points":[{"id":1,"vector":[1,2,3,4]},{"id":2,"vector":[0,0,0,1]}]}'
+seed $'PUT /collections/f/points\n{"batch":{"ids":[5,6],"vectors":[[1,1,1,1],[2,2,2,2]]}}'
+seed $'POST /collections/f/points/search\n{"vector":[1,2,3,4],"limit":2,"params":{"nprobe":4,"rerank":10,"exact":true},"with_vector":true}'
+seed $'POST /collections/c/points/search/batch\n{"searches":[{"vector":[1,0,0,0],"limit":1},{"vector":[0,1,0,0]}]}'
+seed $'POST /collections/f/points/delete\n{"points":[1,2,3]}'
+seed $'POST /collections/f/points\n{"ids":[1,5],"with_vector":false}'
+seed $'GET /collections/f/points/5\n'
+seed $'GET /collections/f\n'
+seed $'GET /collections\n'
+seed $'PUT /collections/g\n{"vectors":{"size":3,"distance":"Dot"},"quantizer":{"kind":"rq","bytes":4,"nlist":8},"gate":{"min_recall":0.5}}'
+seed $'DELETE /collections/g\n'
+seed $'POST /collections/f/rebuild\n{"bytes":8}'
+seed $'GET /metrics\n'
+seed $'PUT /collections/f/points\n{"points":[{"id":1e400,"vector":[1,2,3,NaN]}]}'
+seed $'PUT /collections/%2e%2e/points\n[[[[[[[[[[[[]]]]]]]]]]]]'
+printf 'W\x15\x00\x00\x00\x00\x00\x00\x00\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00' >"$W/corpus/wal"
+echo "fuzzing for $SECS s"
+"$W/fuzz_api" -max_total_time="$SECS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$W/corpus" >"$W/fuzz.log" 2>&1
+rc=$?
+tail -25 "$W/fuzz.log"
+[ $rc -eq 0 ] && echo "RESULT fuzz: clean after $SECS s ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$W/fuzz.log" | grep -o '[0-9]*$') executions)"
+exit $rc

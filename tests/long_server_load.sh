@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# tests/long_server_load.sh — load test (label long): a 100k x 128 collection
+# (qinx synth, clustered), a gated IVF-RQ rebuild, then wrk on loopback with
+# 16 connections posting searches (limit 10, nprobe 16) for 20 s; reports QPS
+# and p50/p90/p99 latency, and compares with the in-process `qinx search`
+# QPS on the very same index file and queries (1 and 2 threads). Target:
+# HTTP QPS >= 60% of in-process QPS on all cores.
+# Environment: QX_LOAD_N (default 100000), QX_LOAD_SECONDS (20), QX_LOAD_NPROBE (16).
+# Usage: bash tests/long_server_load.sh <build-dir>
+source "$(dirname "$0")/test_server_lib.sh"
+qx_init "$@"
+command -v wrk >/dev/null || { echo "SKIP: wrk not installed" >&2; exit 77; }
+N=${QX_LOAD_N:-100000}; SECS=${QX_LOAD_SECONDS:-20}; NPROBE=${QX_LOAD_NPROBE:-16}
+S="$QX_TMP/synth"
+"$QX_BIN" synth --out "$S" --n "$N" --queries 1000 --d 128 --seed 7 >/dev/null 2>&1 || { qx_fail "qinx synth"; qx_finish; exit 1; }
+qx_start "$QX_TMP/data" --threads 4 --log-level warn || exit 1
+qx_expect 200 PUT /collections/load '{"vectors":{"size":128,"distance":"Euclid"},"quantizer":{"bytes":8}}'
+t0=$(date +%s.%N)
+"$QX_BIN" serve load --url "$QX_URL" --collection load --batch 2000 "${S}_base.fvecs" 2>"$QX_TMP/load.log" \
+  && qx_ok "$(tail -1 "$QX_TMP/load.log")" || { qx_fail "load: $(tail -3 "$QX_TMP/load.log")"; qx_finish; exit 1; }
+qx_expect 200 POST /collections/load/rebuild '{"train_size":20000,"min_recall":0.1}'
+job=$(echo "$QX_BODY" | sed -n 's/.*"job_id":\([0-9]*\).*/\1/p')
+t1=$(date +%s)
+while :; do
+  qx_req GET /collections/load/rebuild/$job
+  st=$(echo "$QX_BODY" | sed -n 's/^{"result":{"id":[0-9]*,"state":"\([a-z]*\)".*/\1/p')
+  case "$st" in queued|running) sleep 2 ;; *) break ;; esac
+done
+[ "$st" = succeeded ] && qx_ok "rebuild of $N points in $(( $(date +%s) - t1 )) s" || { qx_fail "rebuild: ${QX_BODY:0:500}"; qx_finish; exit 1; }
+
+# queries as JSON bodies, one per line (od prints each .fvecs record on one line; field 1 is the dim)
+od -An -v -t f4 -w$((4 + 4 * 128)) "${S}_query.fvecs" |
+  awk -v np="$NPROBE" '{printf "{\"vector\":["; for(i=2;i<=NF;i++) printf "%s%s", (i>2?",":""), $i; printf "],\"limit\":10,\"params\":{\"nprobe\":%d}}\n", np}' >"$QX_TMP/bodies.txt"
+cat >"$QX_TMP/search.lua" <<LUA
+local bodies = {}
+for line in io.lines("$QX_TMP/bodies.txt") do bodies[#bodies + 1] = line end
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i % #bodies + 1
+  return wrk.format(nil, "/collections/load/points/search", nil, bodies[i])
+end
+LUA
+qx_req POST /collections/load/points/search "$(head -1 "$QX_TMP/bodies.txt")"
+qx_body_has '"score"' "search body accepted"
+wrk -t2 -c16 -d"${SECS}s" --latency -s "$QX_TMP/search.lua" "$QX_URL" >"$QX_TMP/wrk.txt" 2>&1
+cat "$QX_TMP/wrk.txt"
+qps=$(awk '/Requests\/sec/{print $2}' "$QX_TMP/wrk.txt")
+p50=$(awk '$1=="50%"{print $2}' "$QX_TMP/wrk.txt"); p99=$(awk '$1=="99%"{print $2}' "$QX_TMP/wrk.txt")
+non2xx=$(awk '/Non-2xx/{print $NF}' "$QX_TMP/wrk.txt")
+[ -z "$non2xx" ] && qx_ok "no non-2xx replies under load" || qx_fail "$non2xx non-2xx replies"
+qx_alive "after load"
+qx_stop TERM
+
+IDX="$QX_TMP/data/collections/load/index.qx"
+inproc() { "$QX_BIN" search --index "$IDX" --queries "${S}_query.fvecs" --k 10 --nprobe "$NPROBE" --threads "$1" --runs 3 2>&1 |
+  grep -io '[0-9.]* *QPS\|QPS[^0-9]*[0-9.]*' | grep -o '[0-9.]*' | head -1; }
+q1=$(inproc 1); q2=$(inproc 2)
+echo "RESULT load: n=$N d=128 bytes=8 nprobe=$NPROBE limit=10 connections=16 server-threads=4 cores=$(nproc)"
+echo "RESULT http: QPS=$qps p50=$p50 p99=$p99"
+echo "RESULT in-process qinx search: QPS(1 thread)=$q1 QPS(2 threads)=$q2"
+if [ -n "$qps" ] && [ -n "$q2" ]; then
+  ratio=$(awk -v a="$qps" -v b="$q2" 'BEGIN{printf "%.2f", a/b}')
+  echo "RESULT http / in-process(2 threads) = $ratio (target >= 0.60)"
+  awk -v r="$ratio" 'BEGIN{exit !(r >= 0.6)}' && qx_ok "HTTP QPS >= 60% of in-process" || qx_fail "HTTP QPS ratio $ratio < 0.60"
+else
+  qx_fail "could not measure (http '$qps', in-process '$q2')"
+fi
+qx_finish
