@@ -222,13 +222,11 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
             fail(o, 422, "'quantizer.kind' must be \"rq\" or \"qinco\"");
             return;
         }
-        if (kind && strcmp(json_string_value(kind), "rq")) {
-            if (!strcmp(json_string_value(kind), "qinco"))
-                fail(o, 422, "quantizer kind 'qinco' is not available in this build of the server yet; use 'rq'");
-            else
-                fail(o, 422, "unknown quantizer kind '%.40s' (rq or qinco)", json_string_value(kind));
+        if (kind && strcmp(json_string_value(kind), "rq") && strcmp(json_string_value(kind), "qinco")) {
+            fail(o, 422, "unknown quantizer kind '%.40s' (rq or qinco)", json_string_value(kind));
             return;
         }
+        if (kind && !strcmp(json_string_value(kind), "qinco")) p.quant_kind = QX_QUANT_QINCO;
         long long bytes, nlist;
         if (get_int(q, "bytes", 1, QX_MAX_STEPS, 8, &bytes, o)) return;
         if (get_int(q, "nlist", 0, QX_MAX_NLIST, 0, &nlist, o)) return;
@@ -597,12 +595,20 @@ static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
 /* ---- rebuilds --------------------------------------------------------------------- */
 
 static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
-    long long bytes, nlist, train;
-    double minr = c->min_recall;
+    long long bytes, nlist, train, epochs;
+    double minr = c->min_recall, minutes = 5;
     if (get_int(b, "bytes", 1, QX_MAX_STEPS, (long long)c->bytes, &bytes, o) ||
         get_int(b, "nlist", 0, QX_MAX_NLIST, (long long)c->nlist, &nlist, o) ||
-        get_int(b, "train_size", 0, 100000000, 0, &train, o))
+        get_int(b, "train_size", 0, 100000000, 0, &train, o) || get_int(b, "epochs", 0, 100000, 10, &epochs, o))
         return;
+    json_t *tm = json_object_get(b, "train_minutes");
+    if (tm) {
+        if (!json_is_number(tm) || !(json_number_value(tm) > 0 && json_number_value(tm) <= 1440)) {
+            fail(o, 422, "'train_minutes' must be a number in (0, 1440]");
+            return;
+        }
+        minutes = json_number_value(tm);
+    }
     json_t *mr = json_object_get(b, "min_recall");
     if (mr) {
         if (!json_is_number(mr) || !(json_number_value(mr) >= 0 && json_number_value(mr) <= 1)) {
@@ -612,7 +618,7 @@ static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         minr = json_number_value(mr);
     }
     qxs_rebuild_params p = {.bytes = (size_t)bytes, .nlist = (size_t)nlist, .train_size = (size_t)train,
-                            .min_recall = minr};
+                            .min_recall = minr, .epochs = (int)epochs, .train_minutes = minutes};
     uint64_t job = 0;
     int rc = qxs_rebuild_start(s, c, &p, &job);
     if (rc == QX_EEXIST) {

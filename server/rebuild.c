@@ -1,4 +1,4 @@
-/* server/rebuild.c — background rebuilds: train a new IVF over RQ codes on
+/* server/rebuild.c — background rebuilds: train a new IVF over RQ (or QINCo-style) codes on
  * the stored raw vectors, gate it, and swap it in without stopping searches.
  *
  * Decisions:
@@ -35,6 +35,7 @@
 #include "qinx/derp.h"
 #include "qinx/gate.h"
 #include "qinx/kernels.h"
+#include "qinx/qinco.h"
 #include "qinx/rq.h"
 #include "srv.h"
 
@@ -253,17 +254,30 @@ static void *rebuild_main(void *arg) {
     qx__free(held);
 
     /* 3. train + encode */
-    qx_rq_opts ro;
-    qx_rq_opts_init(&ro);
-    ro.M = a->p.bytes;
-    ro.threads = threads;
     qx_quantizer *q = NULL;
     qx_ivf_opts io;
     qx_ivf_opts_init(&io);
     io.metric = metric ? QX_METRIC_IP : QX_METRIC_L2;
     io.nlist = a->p.nlist ? a->p.nlist : (size_t)(4.0 * sqrt((double)n));
     if (io.nlist < 1) io.nlist = 1;
-    if ((rc = qx_rq_new(&q, d, &ro)) || (rc = qx_ivf_new(&ivf, d, q, &io))) {
+    if (c->quant_kind == QX_QUANT_QINCO) {
+        /* QINCo-style: the network trains inside qx_ivf_train (on the
+         * residuals), bounded by epochs and a wall-clock budget */
+        qx_qinco_opts qo;
+        qx_qinco_opts_init(&qo);
+        qo.M = a->p.bytes;
+        qo.epochs = a->p.epochs;
+        qo.train_minutes = a->p.train_minutes;
+        qo.threads = threads;
+        rc = qx_qinco_new(&q, d, &qo);
+    } else {
+        qx_rq_opts ro;
+        qx_rq_opts_init(&ro);
+        ro.M = a->p.bytes;
+        ro.threads = threads;
+        rc = qx_rq_new(&q, d, &ro);
+    }
+    if (rc || (rc = qx_ivf_new(&ivf, d, q, &io))) {
         snprintf(err, sizeof err, "creating the index: %s", qx_last_error());
         goto done;
     }

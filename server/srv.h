@@ -175,6 +175,8 @@ int qxs_write_file_atomic(const char *path, const char *text, size_t len);
 typedef struct qxs_rebuild_params {
     size_t bytes, nlist, train_size;
     double min_recall;
+    int epochs;           /* QINCo-style only: training epochs */
+    double train_minutes; /* QINCo-style only: wall-clock budget */
 } qxs_rebuild_params;
 /* Start a background rebuild; *job_id. QX_EEXIST if one runs (its id in *job_id). */
 int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id);
