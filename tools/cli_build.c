@@ -27,7 +27,13 @@ static void usage(FILE *f) {
             "  --out INDEX        index file to write (atomically)\n"
             "  --bytes N          bytes stored per vector, norm byte included (default 16)\n"
             "  --nlist N          inverted lists (default 1024, capped at n_train/39)\n"
-            "  --beam B           beam width of RQ encoding (default 5)\n"
+            "  --beam B           beam width of encoding (default 5 for rq, 2 for qinco)\n"
+            "  --quantizer Q      rq (residual quantization, default) or qinco (QINCo-style)\n"
+            "  --qinco-L N        qinco: residual blocks per step (default 2)\n"
+            "  --qinco-h N        qinco: hidden size of the blocks (default 256)\n"
+            "  --qinco-A N        qinco: candidates pre-selected per beam entry (default 16)\n"
+            "  --epochs N         qinco: training epochs (default 30)\n"
+            "  --train-minutes M  qinco: wall-clock training budget; keeps the best model\n"
             "  --metric l2|ip     distance (default l2)\n"
             "  --seed S           random seed (default 1234)\n"
             "  --threads T        threads (default: all cores)\n"
@@ -139,13 +145,17 @@ static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n
 int qx_cli_build(int argc, char **argv) {
     const char *base_path = NULL, *train_path = NULL, *out_path = NULL, *replace = NULL;
     const char *gate_path = NULL, *fault = NULL;
-    size_t bytes = 16, nlist = 1024, beam = 5, seed = 1234, threads = 0, max_train = 100000;
+    size_t bytes = 16, nlist = 1024, beam = 0, seed = 1234, threads = 0, max_train = 100000;
+    size_t qL = 2, qh = 256, qA = 16, epochs = 30, train_minutes = 0;
+    int use_qinco = 0;
     int quiet = 0;
     qx_metric metric = QX_METRIC_L2;
     static const struct option opts[] = {
         {"base", 1, 0, 'b'},    {"train", 1, 0, 't'}, {"out", 1, 0, 'o'},   {"bytes", 1, 0, 'B'},
         {"nlist", 1, 0, 'n'},   {"beam", 1, 0, 'w'},  {"seed", 1, 0, 's'},  {"threads", 1, 0, 'T'},
         {"quiet", 0, 0, 'q'},   {"metric", 1, 0, 'm'}, {"max-train", 1, 0, 'x'}, {"help", 0, 0, 'h'},
+        {"quantizer", 1, 0, 'Q'}, {"qinco-L", 1, 0, 'L'}, {"qinco-h", 1, 0, 'H'},
+        {"qinco-A", 1, 0, 'A'}, {"epochs", 1, 0, 'E'}, {"train-minutes", 1, 0, 'M'},
         {"replace", 1, 0, 'R'}, {"gate", 1, 0, 'g'}, {"inject-fault", 1, 0, 'F'},
         {0, 0, 0, 0}};
     int c;
@@ -163,6 +173,16 @@ int qx_cli_build(int argc, char **argv) {
         case 'T': bad = cli_parse_size("--threads", optarg, 1, 256, &threads); break;
         case 'x': bad = cli_parse_size("--max-train", optarg, 256, SIZE_MAX, &max_train); break;
         case 'q': quiet = 1; break;
+        case 'Q':
+            if (!strcmp(optarg, "rq")) use_qinco = 0;
+            else if (!strcmp(optarg, "qinco")) use_qinco = 1;
+            else { fprintf(stderr, "qinx build: --quantizer is rq or qinco, got '%s'\n", optarg); bad = 1; }
+            break;
+        case 'L': bad = cli_parse_size("--qinco-L", optarg, 0, 16, &qL); break;
+        case 'H': bad = cli_parse_size("--qinco-h", optarg, 1, 4096, &qh); break;
+        case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &qA); break;
+        case 'E': bad = cli_parse_size("--epochs", optarg, 0, 100000, &epochs); break;
+        case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &train_minutes); break;
         case 'R': replace = optarg; break;
         case 'g': gate_path = optarg; break;
         case 'F':
@@ -244,20 +264,37 @@ int qx_cli_build(int argc, char **argv) {
     cli_log(&prog, "qinx build: %zu base vectors, %zu training vectors, d=%zu, %zu bytes/vector",
             base.n, train.n, base.d, bytes);
     size_t M = metric == QX_METRIC_L2 ? bytes - 1 : bytes;
-    qx_rq_opts ro;
-    qx_rq_opts_init(&ro);
-    ro.M = M;
-    ro.beam = (int)beam;
-    ro.seed = seed;
-    ro.threads = (int)threads;
     qx_quantizer *q = NULL;
+    if (use_qinco) {
+        qx_qinco_opts qo;
+        qx_qinco_opts_init(&qo);
+        qo.M = M;
+        qo.L = (int)qL;
+        qo.h = (int)qh;
+        qo.A = (int)qA;
+        if (beam) qo.beam = (int)beam;
+        qo.epochs = (int)epochs;
+        qo.train_minutes = (double)train_minutes;
+        qo.seed = seed;
+        qo.threads = (int)threads;
+        qo.verbose = !quiet;
+        rc = qx_qinco_new(&q, base.d, &qo);
+    } else {
+        qx_rq_opts ro;
+        qx_rq_opts_init(&ro);
+        ro.M = M;
+        if (beam) ro.beam = (int)beam;
+        ro.seed = seed;
+        ro.threads = (int)threads;
+        rc = qx_rq_new(&q, base.d, &ro);
+    }
     qx_ivf *ivf = NULL;
     qx_ivf_opts io;
     qx_ivf_opts_init(&io);
     io.nlist = nlist;
     io.metric = metric;
     io.seed = seed;
-    if ((rc = qx_rq_new(&q, base.d, &ro)) == 0 && (rc = qx_ivf_new(&ivf, base.d, q, &io)) == 0) {
+    if (rc == 0 && (rc = qx_ivf_new(&ivf, base.d, q, &io)) == 0) {
         qx_ivf_set_progress(ivf, cli_progress_fn, &prog);
         rc = qx_ivf_train(ivf, train.data, train.n);
         if (rc == 0 && fault && !strcmp(fault, "collapse")) rc = cli_collapse_codebooks(ivf);

@@ -9,6 +9,7 @@
 #include "qinx/kmeans.h"
 #include "qinx/quantizer.h"
 #include "qinx/rq.h"
+#include "qinx/qinco.h"
 #include "qinx/ivf.h"
 #include "qinx/derp.h"
 #include "qinx/gate.h"
