@@ -601,9 +601,29 @@ void qxs_checkpoint_all(qxs_server *s) {
 /* ---- search ---------------------------------------------------------------- */
 
 /* One IVF search context per request thread, re-made when the index changes
- * (keyed by a generation number, not the pointer, which malloc may reuse). */
-static _Thread_local qx_ivf_search_ctx *tl_ctx;
-static _Thread_local uint64_t tl_gen;
+ * (keyed by a generation number, not the pointer, which malloc may reuse).
+ * Held through a pthread key so that it is freed when the thread exits. */
+typedef struct tl_search {
+    qx_ivf_search_ctx *ctx;
+    uint64_t gen;
+} tl_search;
+static pthread_key_t tl_key;
+static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
+static void tl_free(void *p) {
+    tl_search *t = p;
+    qx_ivf_search_ctx_free(t->ctx);
+    qx__free(t);
+}
+static void tl_init(void) { pthread_key_create(&tl_key, tl_free); }
+static tl_search *tl_get(void) {
+    pthread_once(&tl_once, tl_init);
+    tl_search *t = pthread_getspecific(tl_key);
+    if (!t && (t = qx__calloc(1, sizeof *t)) != NULL && pthread_setspecific(tl_key, t) != 0) {
+        qx__free(t);
+        t = NULL;
+    }
+    return t;
+}
 
 int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist,
                     int64_t *ids, size_t *found, int *used_index) {
@@ -611,11 +631,16 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
     *used_index = 0;
     pthread_rwlock_rdlock(&c->rw);
     if (c->ivf && !o->exact) {
-        if (tl_gen != c->ivf_gen) {
-            qx_ivf_search_ctx_free(tl_ctx);
-            tl_ctx = NULL;
-            tl_gen = 0;
-            if (!qx_ivf_search_ctx_new(c->ivf, &tl_ctx)) tl_gen = c->ivf_gen;
+        tl_search *tl = tl_get();
+        qx_ivf_search_ctx *ctx = NULL;
+        if (tl) {
+            if (tl->gen != c->ivf_gen) {
+                qx_ivf_search_ctx_free(tl->ctx);
+                tl->ctx = NULL;
+                tl->gen = 0;
+                if (!qx_ivf_search_ctx_new(c->ivf, &tl->ctx)) tl->gen = c->ivf_gen;
+            }
+            ctx = tl->ctx;
         }
         size_t kk = o->rerank > o->k ? o->rerank : o->k;
         float *d2 = dist;
@@ -629,7 +654,7 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         qx_search_params_init(&sp);
         if (o->nprobe) sp.nprobe = o->nprobe;
         sp.threads = 1;
-        if (!rc) rc = qx_ivf_search(c->ivf, tl_ctx, q, 1, kk, &sp, d2, i2);
+        if (!rc) rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, i2);
         if (!rc) {
             *used_index = 1;
             if (o->rerank) {

@@ -4,7 +4,7 @@
 # 16 connections posting searches (limit 10, nprobe 16) for 20 s; reports QPS
 # and p50/p90/p99 latency, and compares with the in-process `qinx search`
 # QPS on the very same index file and queries (1 and 2 threads). Target:
-# HTTP QPS >= 60% of in-process QPS on all cores.
+# HTTP QPS >= 60% of the better in-process figure.
 # Environment: QX_LOAD_N (default 100000), QX_LOAD_SECONDS (20), QX_LOAD_NPROBE (16).
 # Usage: bash tests/long_server_load.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
@@ -26,7 +26,8 @@ while :; do
   st=$(echo "$QX_BODY" | sed -n 's/^{"result":{"id":[0-9]*,"state":"\([a-z]*\)".*/\1/p')
   case "$st" in queued|running) sleep 2 ;; *) break ;; esac
 done
-[ "$st" = succeeded ] && qx_ok "rebuild of $N points in $(( $(date +%s) - t1 )) s" || { qx_fail "rebuild: ${QX_BODY:0:500}"; qx_finish; exit 1; }
+[ "$st" = succeeded ] && qx_ok "rebuild of $N points in $(( $(date +%s) - t1 )) s" || { qx_fail "rebuild: $(echo "$QX_BODY" | grep -o '"error":"[^"]*"'); checks:"
+       echo "$QX_BODY" | grep -o '"checks":\[[^]]*\]' | sed 's/},{/}\n{/g' >&2; qx_finish; exit 1; }
 
 # queries as JSON bodies, one per line (od prints each .fvecs record on one line; field 1 is the dim)
 od -An -v -t f4 -w$((4 + 4 * 128)) "${S}_query.fvecs" |
@@ -60,11 +61,12 @@ q1=$(inproc 1); q2=$(inproc 2)
 echo "RESULT load: n=$N d=128 bytes=8 nprobe=$NPROBE limit=10 connections=16 server-threads=4 cores=$(nproc)"
 echo "RESULT http: QPS=$qps p50=$p50 p99=$p99"
 echo "RESULT in-process qinx search: QPS(1 thread)=$q1 QPS(2 threads)=$q2"
-if [ -n "$qps" ] && [ -n "$q2" ]; then
-  ratio=$(awk -v a="$qps" -v b="$q2" 'BEGIN{printf "%.2f", a/b}')
-  echo "RESULT http / in-process(2 threads) = $ratio (target >= 0.60)"
+best=$(awk -v a="${q1:-0}" -v b="${q2:-0}" 'BEGIN{print (a > b ? a : b)}')
+if [ -n "$qps" ] && awk -v b="$best" 'BEGIN{exit !(b > 0)}'; then
+  ratio=$(awk -v a="$qps" -v b="$best" 'BEGIN{printf "%.2f", a/b}')
+  echo "RESULT http / best in-process = $ratio (target >= 0.60)"
   awk -v r="$ratio" 'BEGIN{exit !(r >= 0.6)}' && qx_ok "HTTP QPS >= 60% of in-process" || qx_fail "HTTP QPS ratio $ratio < 0.60"
 else
-  qx_fail "could not measure (http '$qps', in-process '$q2')"
+  qx_fail "could not measure (http '$qps', in-process '$q1' / '$q2')"
 fi
 qx_finish
