@@ -130,6 +130,8 @@ typedef struct bench_method {
 } bench_method;
 const bench_method *bench_method_find(const char *name);
 const bench_method *bench_methods_all(size_t *n);
+/* Frees what the methods kept between runs (the trained qinx RQs). */
+void bench_methods_cleanup(void);
 /* FAISS factory strings (exported for tests and the report). */
 void bench_spec_pq(char *buf, size_t len, size_t d, size_t M);
 void bench_spec_opq(char *buf, size_t len, size_t d, size_t M);
@@ -142,6 +144,8 @@ struct bench_ivfimpl {
     char spec[128];
     size_t code_size; /* bytes per vector stored, ids excluded; valid after add */
     int supports_rerank;
+    int budget_cuts;  /* the time budget may stop the sweep (slow methods only:
+                         a fast method's sweep costs little next to its training) */
     int (*train)(bench_ivfimpl *v, const float *x, size_t n);
     int (*add)(bench_ivfimpl *v, const float *x, size_t n);
     int (*search)(bench_ivfimpl *v, const float *q, size_t nq, size_t k, size_t nprobe,

@@ -63,7 +63,7 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
         for (size_t pi = 0; pi < cfg->nnprobe && rc == 0; pi++) {
             size_t nprobe = cfg->nprobe[pi];
             if (nprobe > nlist) break;
-            if (bench_minutes_left(r) < 0) {
+            if (v->budget_cuts && bench_minutes_left(r) < 0) {
                 bench_note(r, "%s %zuB: nprobe sweep stopped at nprobe=%zu rerank=%zu (time budget)",
                            method, bytes, nprobe, rerank);
                 stopped = 1;

@@ -370,6 +370,7 @@ int qx_bench_main(int argc, char **argv) {
         bench_log(&run, "wrote %s/results.jsonl, report.md, recall_vs_bytes.svg, qps_vs_recall.svg",
                   cfg.out_dir);
 out:
+    bench_methods_cleanup();
     qx_matrix_free(&data.base);
     qx_matrix_free(&data.train);
     qx_matrix_free(&data.queries);

