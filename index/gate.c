@@ -188,7 +188,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     /* Health of the codebooks on the data's residuals. */
     if ((rc = qx_ivf_residuals(cand, sample, ns, lists, sres))) goto out;
     if ((rc = qx_derp_health_compute(cand->quant, sres, ns, NULL, &cfg->derp, &health))) goto out;
-    qx_derp_report_set_health(rep, health);
+    if ((rc = qx_derp_report_set_health(rep, health))) goto out;
     const qx_derp_step *last = &health->steps[health->M - 1];
     int drift_done = 0;
 
@@ -207,7 +207,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
         if ((rc = qx_quantizer_mse(cand->quant, tres, nt, 0, &mt))) goto out;
         double ratio = mt > 0 ? md / mt : (md > 0 ? INFINITY : 1.0);
         if ((rc = qx_derp_drift_compute(tv, nt, sample, ns, d, &cfg->derp, &drift))) goto out;
-        qx_derp_report_set_drift(rep, &drift);
+        if ((rc = qx_derp_report_set_drift(rep, &drift))) goto out;
         drift_done = 1;
         if ((rc = qx_derp_report_add_standard_checks(rep, health, &drift, &cfg->derp_checks, NULL)))
             goto out;

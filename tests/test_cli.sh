@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The qinx command end to end: build → info → search (recall and JSON keys),
+# save/load determinism, and bad input (missing, truncated and corrupt files,
+# wrong dimension, bad options) failing with a clear message and exit code.
+# Usage: test_cli.sh BUILD_DIR
+set -euo pipefail
+qinx="$1/qinx"
+tmp=$(mktemp -d /tmp/qinx-cli-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+expect() { # expect CODE PATTERN cmd...: exit code and a stderr pattern
+  local code=$1 pat=$2 rc=0; shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+  [ "$rc" = "$code" ] || fail "'$*' exited $rc, expected $code: $(cat "$tmp/err")"
+  grep -qE -e "$pat" "$tmp/err" || fail "'$*': stderr lacks /$pat/: $(cat "$tmp/err")"
+}
+
+"$qinx" synth --out "$tmp/s" --n 8000 --d 24 --queries 200 --seed 3 2>/dev/null
+"$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/a.qinx" --bytes 8 --nlist 32 --max-train 4000 --seed 5 2>"$tmp/build.log"
+grep -q "wrote" "$tmp/build.log" || fail "build printed no summary"
+"$qinx" info --index "$tmp/a.qinx" --json >"$tmp/info.json"
+for key in dim metric quantizer steps code_size nlist ntotal; do
+  grep -q "\"$key\":" "$tmp/info.json" || fail "info --json lacks $key"
+done
+grep -q '"ntotal":8000' "$tmp/info.json" || fail "info: wrong ntotal: $(cat "$tmp/info.json")"
+grep -q '"code_size":8' "$tmp/info.json" || fail "info: wrong code size"
+
+"$qinx" search --index "$tmp/a.qinx" --queries "$tmp/s_query.fvecs" --gt "$tmp/s_groundtruth.ivecs" \
+  --nprobe 8 --json >"$tmp/r.json"
+for key in recall@1 recall@10 recall@100 10-recall@10 qps nq; do
+  grep -q "\"$key\":" "$tmp/r.json" || fail "search --json lacks $key"
+done
+r10=$(sed -E 's/.*"10-recall@10":([0-9.]+).*/\1/' "$tmp/r.json")
+awk -v r="$r10" 'BEGIN { exit !(r >= 0.4 && r <= 1) }' || fail "10-recall@10 $r10 out of the expected range"
+# More probes never lose recall on this data; rerank does not hurt.
+"$qinx" search --index "$tmp/a.qinx" --queries "$tmp/s_query.fvecs" --gt "$tmp/s_groundtruth.ivecs" \
+  --nprobe 32 --rerank 100 --json >"$tmp/r2.json"
+r10b=$(sed -E 's/.*"10-recall@10":([0-9.]+).*/\1/' "$tmp/r2.json")
+awk -v a="$r10" -v b="$r10b" 'BEGIN { exit !(b >= a - 0.01) }' || fail "nprobe 32 + rerank recall $r10b < $r10"
+
+# The same build twice gives the same file (determinism for a seed and thread count).
+"$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/b.qinx" --bytes 8 --nlist 32 --max-train 4000 --seed 5 --quiet
+cmp -s "$tmp/a.qinx" "$tmp/b.qinx" || fail "two builds with the same seed differ"
+
+# Bad input.
+expect 1 "missing.fvecs" "$qinx" build --base "$tmp/missing.fvecs" --out "$tmp/x.qinx"
+head -c 1010 "$tmp/s_base.fvecs" >"$tmp/trunc.fvecs"
+expect 1 "trunc.fvecs.*(truncated|record)" "$qinx" build --base "$tmp/trunc.fvecs" --out "$tmp/x.qinx"
+head -c 5000 "$tmp/a.qinx" >"$tmp/trunc.qinx"
+expect 1 "trunc.qinx" "$qinx" info --index "$tmp/trunc.qinx"
+cp "$tmp/a.qinx" "$tmp/flip.qinx"
+printf '\xff' | dd of="$tmp/flip.qinx" bs=1 seek=3000 conv=notrunc 2>/dev/null
+expect 1 "checksum|corrupt" "$qinx" search --index "$tmp/flip.qinx" --queries "$tmp/s_query.fvecs"
+"$qinx" synth --out "$tmp/o" --n 1000 --d 16 --queries 5 2>/dev/null
+expect 1 "dimension 16.*24" "$qinx" search --index "$tmp/a.qinx" --queries "$tmp/o_query.fvecs"
+expect 2 "--nprobe" "$qinx" search --index "$tmp/a.qinx" --queries "$tmp/s_query.fvecs" --nprobe 0
+expect 2 "--bytes" "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/x.qinx" --bytes 1
+expect 2 "unknown command" "$qinx" frobnicate
+# A NaN in a vector file: .fvecs record 3, value 5.
+cp "$tmp/o_base.fvecs" "$tmp/nan.fvecs"
+printf '\x00\x00\xc0\x7f' | dd of="$tmp/nan.fvecs" bs=1 seek=$((3 * (4 + 16 * 4) + 4 + 5 * 4)) conv=notrunc 2>/dev/null
+expect 1 "nan.fvecs.*(NaN|finite)" "$qinx" build --base "$tmp/nan.fvecs" --out "$tmp/x.qinx"
+[ ! -e "$tmp/x.qinx" ] || fail "a failed build left an index behind"
+echo "test_cli: ok (10-recall@10 $r10 at nprobe 8, $r10b at nprobe 32 + rerank)" >&2
