@@ -39,8 +39,9 @@ v5050=$(vec 5050)
 wait_job "$job"
 [ "$JOB_STATE" = succeeded ] && qx_ok "rebuild job $job succeeded" || qx_fail "job state '$JOB_STATE': ${QX_BODY:0:400}"
 qx_body_has '"checks":[' "job carries the gate report"
-qx_body_has '"name":"recall"' "report has the recall check"
-qx_body_has '"name":"used_fraction.min"' "report has the DERP codebook usage check"
+qx_body_has '"name":"server.heldout_recall"' "report has the held-out recall check"
+qx_body_has '"name":"min_used_fraction"' "report has the DERP codebook usage check"
+qx_body_has '"name":"min_recall"' "report has the library gate recall check"
 qx_expect 200 GET $C
 qx_body_has '"state":"ivf"' "index swapped in"
 qx_body_has '"indexed_vectors":2050' "writes made during training caught up (2000 + 100 - 50)"
