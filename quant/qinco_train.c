@@ -11,9 +11,10 @@
  *    QINCo, and the gradient is that of the sum of per-step losses with
  *    x̂ held constant (qinco_net.c).
  * 3. Adam (β = 0.9, 0.999), learning rate: linear warm-up over the first
- *    steps, then cosine decay to lr/100 over the planned number of steps.
- *    Under a time budget the plan is re-estimated after every epoch from the
- *    measured epoch time, so the decay ends when the budget does.
+ *    steps, then cosine decay to lr/100 over the run, where the fraction of
+ *    the run done is the larger of steps/planned steps and, under a time
+ *    budget, elapsed/available time — continuous and monotone however the
+ *    machine's load changes the epoch time, and ending with the budget.
  * 4. After each full epoch, codewords of a step that no vector of the epoch
  *    chose are re-seeded from residuals of that step in the last batch (plus
  *    a little noise), their Adam moments zeroed (CVQ-VAE's anchor idea,
@@ -80,10 +81,36 @@ static void adam_step(float *p, const float *g, float *m1, float *m2, size_t n, 
     }
 }
 
-static float lr_at(const qx_qinco_opts *o, long t, long horizon) {
+/* Adam per parameter group: a weight matrix of fan-in F moves with
+ * lr·min(1, 4/√F). Adam's first steps are sign-like, so an output fed by F
+ * inputs of order 1 moves by ~lr·F per step at equal rates: at d = 128 the
+ * concat layer (F = 256) would jolt f by a fifth of a residual per step and
+ * undo the RQ initialisation within the first batches. */
+static void adam_model(qx__qinco *q, const float *g, float *m1, float *m2, long t, float lr) {
+    size_t d = q->d, h = q->h, K = QX__QK;
+    float f2d = fminf(1.0f, 4.0f / sqrtf((float)(2 * d)));
+    float fd = fminf(1.0f, 4.0f / sqrtf((float)d)), fh = fminf(1.0f, 4.0f / sqrtf((float)h));
+    for (size_t m = 0; m < q->M; m++) {
+        size_t o = qx__qinco_off_cb(q, m);
+        adam_step(q->params + o, g + o, m1 + o, m2 + o, K * d, t, lr);
+        if (m == 0) continue;
+        o = qx__qinco_off_net(q, m);
+        adam_step(q->params + o, g + o, m1 + o, m2 + o, 2 * d * d, t, lr * f2d);
+        o += 2 * d * d;
+        adam_step(q->params + o, g + o, m1 + o, m2 + o, d, t, lr);
+        o += d;
+        for (size_t l = 0; l < q->L; l++, o += 2 * h * d) {
+            adam_step(q->params + o, g + o, m1 + o, m2 + o, h * d, t, lr * fd);
+            adam_step(q->params + o + h * d, g + o + h * d, m1 + o + h * d, m2 + o + h * d, d * h,
+                      t, lr * fh);
+        }
+    }
+}
+
+/* Learning rate after t steps when a fraction f of the run is done. */
+static float lr_at(const qx_qinco_opts *o, long t, double f) {
     double lr = o->lr, lo = lr / 100;
     if (t < QX__WARMUP) return (float)(lr * (t + 1) / QX__WARMUP);
-    double f = horizon > QX__WARMUP ? (double)(t - QX__WARMUP) / (double)(horizon - QX__WARMUP) : 1;
     if (f > 1) f = 1;
     return (float)(lo + 0.5 * (lr - lo) * (1 + cos(3.141592653589793 * f)));
 }
@@ -268,11 +295,12 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     if (o->verbose)
         fprintf(stderr, "qinco: d=%zu M=%zu L=%zu h=%zu A=%d beam=%d; %zu train, %zu valid; "
                 "RQ init valid MSE %.6g (%.1f s)\n", d, M, q->L, q->h, o->A, o->beam, ntrain,
-                nvalid, best, qx__now() - t0);
+                nvalid, nvalid ? best : NAN, qx__now() - t0);
 
     /* 3. Epochs. */
     size_t spe = (ntrain + batch - 1) / batch;
     long t = 0, horizon = (long)(E * spe);
+    double frac = 0;
     int stop = qx__now() > deadline - reserve;
     q->st_budget = stop;
     double t_loop = qx__now();
@@ -306,7 +334,13 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
             for (size_t i = 0; i < nb; i++)
                 for (size_t m = 0; m < M; m++) b.usage[m * K + b.codes[i * M + m]]++;
             t++;
-            adam_step(q->params, b.grad, b.m1, b.m2, np, t, lr_at(o, t - 1, horizon));
+            frac = (double)t / (double)horizon;
+            if (isfinite(deadline)) {
+                double avail = deadline - reserve - t_loop;
+                double ft = avail > 0 ? (qx__now() - t_loop) / avail : 1;
+                frac = ft > frac ? ft : frac;
+            }
+            adam_model(q, b.grad, b.m1, b.m2, t, lr_at(o, t - 1, frac));
             last_nb = nb;
             if (qx__now() > deadline - reserve) {
                 stop = 1;
@@ -350,20 +384,12 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
             memcpy(b.best, q->params, np * sizeof(float));
         }
         double now = qx__now();
-        if (isfinite(deadline)) {
-            /* Re-plan the cosine so that it ends with the budget. */
-            double per = (now - t_loop) / (double)(ep + 1);
-            double left = deadline - reserve - now;
-            size_t more = left > 0 && per > 0 ? (size_t)(left / per) : 0;
-            size_t plan = ep + 1 + more < E ? ep + 1 + more : E;
-            horizon = (long)(plan * spe);
-        }
         qx__progress(base, "qinco-train", (double)(ep + 1) / (double)E);
         if (o->verbose)
             fprintf(stderr, "qinco: epoch %zu/%zu loss %.6g train_mse %.6g valid_mse %.6g%s "
                     "dead %zu lr %.3g %.1f s\n", ep + 1, E, q->st_loss[ep + 1],
                     seen ? mse_sum / (double)seen : NAN, vm, q->st_best == ep + 1 ? " *" : "",
-                    dead, (double)lr_at(o, t - 1, horizon), now - t0);
+                    dead, (double)lr_at(o, t - 1, frac), now - t0);
     }
     if (stop && o->verbose && q->st_budget)
         fprintf(stderr, "qinco: time budget reached after %zu epochs, keeping epoch %zu\n",

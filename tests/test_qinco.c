@@ -198,6 +198,57 @@ static qx_quantizer *small_rq(const float *x, size_t n, size_t d, size_t M, int 
     return rq;
 }
 
+/* The encoder/decoder's fast path (precomputed tables for the concat layer
+ * and the first W1) computes the same c' as the training forward. */
+static void test_decoder_matches_training_forward(void **state) {
+    (void)state;
+    qx_qinco_opts o;
+    qx_qinco_opts_init(&o);
+    o.M = 4;
+    o.L = 2;
+    o.h = 12;
+    size_t d = 10, nb = 50;
+    qx__qinco *q;
+    assert_int_equal(qx__qinco_alloc(&q, d, &o), 0);
+    tu_rng r;
+    tu_rng_seed(&r, 17);
+    for (size_t i = 0; i < q->nparams; i++) q->params[i] = (float)(0.3 * tu_rng_normal(&r));
+    q->scale_exp = 1;
+    q->scale = 2.0f;
+    q->inv_scale = 0.5f;
+    for (size_t m = 0; m < o.M; m++) q->rho[m] = ldexpf(1.0f, -(int)m);
+    assert_int_equal(qx__qinco_finish(q), 0);
+    float *x = malloc(sizeof(float) * nb * d), *xs = malloc(sizeof(float) * nb * d);
+    float *rec = malloc(sizeof(float) * nb * d), *grad = malloc(sizeof(float) * q->nparams);
+    uint8_t *codes = malloc(nb * o.M);
+    for (size_t i = 0; i < nb * d; i++) x[i] = (float)(2 * tu_rng_normal(&r)), xs[i] = x[i] / 2;
+    for (size_t i = 0; i < nb * o.M; i++) codes[i] = (uint8_t)(tu_rng_next(&r) % 256);
+    qx__qinco_work w;
+    assert_int_equal(qx__qinco_work_alloc(q, nb, &w), 0);
+    double loss, steps[4];
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, &w, grad, &loss, steps, NULL), 0);
+    for (size_t m = 1; m <= o.M; m++) {
+        assert_int_equal(qx__qinco_decode_with(q, q->params, q->tables, codes, nb, m, 1, rec), 0);
+        double e = 0;
+        for (size_t i = 0; i < nb * d; i++) e += ((double)x[i] - rec[i]) * ((double)x[i] - rec[i]);
+        e /= (double)nb * 4; /* back to scaled units */
+        /* step_loss[m] is the error after step m (index m-1) */
+        assert_true(fabs(e - steps[m - 1]) <= 1e-4 * (1 + steps[m - 1]));
+    }
+    /* The encoder scores candidates with the same function: a beam search
+     * never returns a code worse than the one it would get greedily... and
+     * its chosen code's error matches the decoder's. */
+    uint8_t *c2 = malloc(nb * o.M);
+    assert_int_equal(qx__qinco_encode_with(q, q->params, q->tables, x, nb, 4, 256, 1, c2), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, c2, nb, &w, grad, &loss, steps, NULL), 0);
+    double before = steps[o.M - 1];
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, &w, grad, &loss, steps, NULL), 0);
+    assert_true(before < steps[o.M - 1]); /* searched codes beat random ones */
+    qx__qinco_work_free(&w);
+    free(x), free(xs), free(rec), free(grad), free(codes), free(c2);
+    qx_quantizer_free(&q->base);
+}
+
 /* ---- f = 0 is the RQ --------------------------------------------------- */
 
 static void test_f_zero_reproduces_rq(void **state) {
@@ -582,6 +633,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_parameters),
         cmocka_unit_test(test_gradient_matches_finite_differences),
+        cmocka_unit_test(test_decoder_matches_training_forward),
         cmocka_unit_test(test_f_zero_reproduces_rq),
         cmocka_unit_test(test_training_beats_rq),
         cmocka_unit_test(test_validation_and_budget),
