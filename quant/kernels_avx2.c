@@ -136,8 +136,8 @@ void qx__lut_scan_avx2_gather(float *out, const uint8_t *codes, size_t n, size_t
 
 /* 256 scores in four passes of 64 (8 accumulators), rows summed in order so
  * the result matches the scalar reference up to the FMA-free rounding. */
-void qx__beam_scores_avx2(float *out, const float *base, float a, const float *rows,
-                          const uint8_t *codes, size_t m) {
+void qx__beam_scores_avx2(float *out, const float *norms, const float *xc, float a,
+                          const float *rows, const uint8_t *codes, size_t m) {
     const __m256 va = _mm256_set1_ps(a), two = _mm256_set1_ps(2.0f);
     for (size_t kb = 0; kb < 256; kb += 64) {
         __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
@@ -155,7 +155,9 @@ void qx__beam_scores_avx2(float *out, const float *base, float a, const float *r
         }
         __m256 acc[8] = {c0, c1, c2, c3, c4, c5, c6, c7};
         for (int j = 0; j < 8; j++) {
-            __m256 b = _mm256_add_ps(va, _mm256_loadu_ps(base + kb + 8 * j));
+            __m256 base = _mm256_sub_ps(_mm256_loadu_ps(norms + kb + 8 * j),
+                                        _mm256_mul_ps(two, _mm256_loadu_ps(xc + kb + 8 * j)));
+            __m256 b = _mm256_add_ps(va, base);
             _mm256_storeu_ps(out + kb + 8 * j, _mm256_add_ps(b, _mm256_mul_ps(two, acc[j])));
         }
     }

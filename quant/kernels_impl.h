@@ -20,10 +20,10 @@ typedef struct qx__kernel_table {
     void (*dot_ny)(float *out, const float *x, const float *y, size_t d, size_t ny);
     void (*lut_scan)(float *out, const uint8_t *codes, size_t n, size_t stride, size_t M,
                      const float *lut);
-    /* RQ beam step (rq_encode.c): out[k] = a + base[k] + 2 * sum_{i<m}
-     * rows[(i*256 + codes[i])*256 + k] for k < 256. */
-    void (*beam_scores)(float *out, const float *base, float a, const float *rows,
-                        const uint8_t *codes, size_t m);
+    /* RQ beam step (rq_encode.c): out[k] = a + (norms[k] - 2 xc[k]) + 2 *
+     * sum_{i<m} rows[(i*256 + codes[i])*256 + k] for k < 256. */
+    void (*beam_scores)(float *out, const float *norms, const float *xc, float a,
+                        const float *rows, const uint8_t *codes, size_t m);
     /* First i < n with v[i] < thr, or n (candidate rejection in top-k). */
     size_t (*find_lt)(const float *v, size_t n, float thr);
 } qx__kernel_table;
@@ -50,11 +50,11 @@ void qx__lut_scan_scalar_unrolled(float *out, const uint8_t *codes, size_t n, si
 void qx__lut_scan_scalar_ref(float *out, const uint8_t *codes, size_t n, size_t stride,
                              size_t M, const float *lut);
 
-void qx__beam_scores_avx2(float *out, const float *base, float a, const float *rows,
-                         const uint8_t *codes, size_t m);
+void qx__beam_scores_avx2(float *out, const float *norms, const float *xc, float a,
+                          const float *rows, const uint8_t *codes, size_t m);
 size_t qx__find_lt_avx2(const float *v, size_t n, float thr);
-void qx__beam_scores_scalar(float *out, const float *base, float a, const float *rows,
-                           const uint8_t *codes, size_t m);
+void qx__beam_scores_scalar(float *out, const float *norms, const float *xc, float a,
+                            const float *rows, const uint8_t *codes, size_t m);
 size_t qx__find_lt_scalar(const float *v, size_t n, float thr);
 
 #endif

@@ -85,14 +85,17 @@ void qx__lut_scan_scalar_unrolled(float *out, const uint8_t *codes, size_t n, si
     qx__lut_scan_scalar_ref(out + i, codes + i * stride, n - i, stride, M, lut);
 }
 
-void qx__beam_scores_scalar(float *out, const float *base, float a, const float *rows,
-                            const uint8_t *codes, size_t m) {
+void qx__beam_scores_scalar(float *out, const float *norms, const float *xc, float a,
+                            const float *rows, const uint8_t *codes, size_t m) {
     float acc[256] = {0};
     for (size_t i = 0; i < m; i++) {
         const float *row = rows + (i * 256 + codes[i]) * 256;
         for (size_t k = 0; k < 256; k++) acc[k] += row[k];
     }
-    for (size_t k = 0; k < 256; k++) out[k] = a + base[k] + 2.0f * acc[k];
+    for (size_t k = 0; k < 256; k++) {
+        float base = norms[k] - 2.0f * xc[k];
+        out[k] = (a + base) + 2.0f * acc[k];
+    }
 }
 
 size_t qx__find_lt_scalar(const float *v, size_t n, float thr) {

@@ -24,6 +24,7 @@
  *    instead of O(d*256).
  */
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels_impl.h"
@@ -48,44 +49,28 @@ int qx__rq_tables(qx__rq *rq) {
     return 0;
 }
 
-/* Per-thread scratch of one beam search. */
-typedef struct beam_scratch {
-    uint8_t *codes, *next_codes; /* beam * M */
-    float *dist;                 /* beam */
-    qx__cand *heap;                  /* beam */
-    float *partial, *base;       /* 256 each */
-} beam_scratch;
-
-static void beam_one(const qx__rq *rq, const qx__kernel_table *kt, float xnorm, const float *xc,
-                     size_t B, beam_scratch *s, uint8_t *out_code, float *out_err) {
+/* One beam step m for vector i of a block: extends its nb entries (codes
+ * cur_codes + i*B*M, errors cur_dist + i*B) into next_*. part: 256 floats,
+ * heap: B entries (per-thread scratch). */
+static void beam_step(const qx__rq *rq, const qx__kernel_table *kt, size_t m, size_t nb,
+                      size_t B, const float *xc_i, const uint8_t *cur_codes,
+                      const float *cur_dist, uint8_t *next_codes, float *next_dist, float *part,
+                      qx__cand *heap) {
     size_t M = rq->base.M;
-    size_t nb = 1;
-    s->dist[0] = xnorm;
-    for (size_t m = 0; m < M; m++) {
-        const float *nm = rq->norms + m * QX_KSUB, *xm = xc + m * QX_KSUB;
-        for (size_t k = 0; k < QX_KSUB; k++) s->base[k] = nm[k] - 2.0f * xm[k];
-        const float *cross_m = rq->cross + (m ? qx__rq_cross_offset(m) : 0);
-        size_t nh = 0;
-        for (size_t b = 0; b < nb; b++) {
-            kt->beam_scores(s->partial, s->base, s->dist[b], cross_m, s->codes + b * M, m);
-            nh = qx__heap_offer256(s->heap, nh, B, s->partial, (uint16_t)b, kt->find_lt);
-        }
-        /* order the survivors by distance (insertion sort, nh <= 64) */
-        qx__cand *h = s->heap;
-        qx__cand_sort(h, nh);
-        for (size_t i = 0; i < nh; i++) {
-            uint8_t *dst = s->next_codes + i * M;
-            if (m) memcpy(dst, s->codes + (size_t)h[i].parent * M, m);
-            dst[m] = h[i].code;
-            s->dist[i] = h[i].dist;
-        }
-        uint8_t *t = s->codes;
-        s->codes = s->next_codes;
-        s->next_codes = t;
-        nb = nh;
+    const float *nm = rq->norms + m * QX_KSUB, *xm = xc_i + m * QX_KSUB;
+    const float *cross_m = rq->cross + (m ? qx__rq_cross_offset(m) : 0);
+    size_t nh = 0;
+    for (size_t b = 0; b < nb; b++) {
+        kt->beam_scores(part, nm, xm, cur_dist[b], cross_m, cur_codes + b * M, m);
+        nh = qx__heap_offer256(heap, nh, B, part, (uint16_t)b, kt->find_lt);
     }
-    memcpy(out_code, s->codes, M);
-    if (out_err) *out_err = s->dist[0] > 0 ? s->dist[0] : 0;
+    qx__cand_sort(heap, nh);
+    for (size_t e = 0; e < nh; e++) {
+        uint8_t *dst = next_codes + e * M;
+        if (m) memcpy(dst, cur_codes + (size_t)heap[e].parent * M, m);
+        dst[m] = heap[e].code;
+        next_dist[e] = heap[e].dist;
+    }
 }
 
 int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uint8_t *codes,
@@ -99,16 +84,20 @@ int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uin
     if ((size_t)nt > block) nt = (int)block;
     if (d > (size_t)INT32_MAX) return qx__fail(QX_ELIMIT, "rq encode: d=%zu", d);
 
-    size_t per_thread = ((2 * B * M + 15) & ~(size_t)15) + 2 * 256 * sizeof(float) +
-                        B * sizeof(float) + B * sizeof(qx__cand);
-    per_thread = (per_thread + 63) & ~(size_t)63;
+    /* per-thread: part (256 floats), heap (B) */
+    size_t per_thread = (256 * sizeof(float) + B * sizeof(qx__cand) + 63) & ~(size_t)63;
     float *xc = qx__aligned_alloc(block * K * sizeof(float));
     float *xn = qx__aligned_alloc(block * sizeof(float));
     uint8_t *scratch = qx__aligned_alloc(per_thread * (size_t)nt);
-    if (!xc || !xn || !scratch) {
+    /* beam state of every vector of the block, double-buffered */
+    uint8_t *bc = qx__aligned_alloc(2 * block * B * M);
+    float *bd = qx__aligned_alloc(2 * block * B * sizeof(float));
+    if (!xc || !xn || !scratch || !bc || !bd) {
         qx__aligned_free(xc);
         qx__aligned_free(xn);
         qx__aligned_free(scratch);
+        qx__aligned_free(bc);
+        qx__aligned_free(bd);
         return qx__fail(QX_ENOMEM, "rq encode: scratch for %zu vectors", block);
     }
     const qx__kernel_table *kt = qx__kernels();
@@ -118,6 +107,9 @@ int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uin
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)K, (int)d, 1.0f, xb,
                     (int)d, rq->codebooks, (int)d, 0.0f, xc, (int)K);
         for (size_t i = 0; i < rows; i++) xn[i] = kt->dot(xb + i * d, xb + i * d, d);
+        /* Step-major: every vector of the block does step m before any does
+         * m+1, so the cross-product rows of step m (m * 256 KiB) stay in
+         * cache instead of each vector streaming the whole table. */
 #pragma omp parallel num_threads(nt)
         {
 #ifdef _OPENMP
@@ -125,20 +117,35 @@ int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uin
 #else
             int tid = 0;
 #endif
-            uint8_t *p = scratch + per_thread * (size_t)tid;
-            beam_scratch s;
-            s.codes = p;
-            s.next_codes = p + B * M;
-            s.partial = (float *)(void *)(p + ((2 * B * M + 15) & ~(size_t)15));
-            s.base = s.partial + 256;
-            s.dist = s.base + 256;
-            s.heap = (qx__cand *)(void *)(s.dist + B);
-#pragma omp for schedule(dynamic, 16)
-            for (size_t i = 0; i < rows; i++)
-                beam_one(rq, kt, xn[i], xc + i * K, B, &s, codes + (i0 + i) * M,
-                         err ? err + i0 + i : NULL);
+            float *part = (float *)(void *)(scratch + per_thread * (size_t)tid);
+            qx__cand *heap = (qx__cand *)(void *)(part + 256);
+            uint8_t *cc = bc, *nc = bc + block * B * M;
+            float *cd = bd, *nd = bd + block * B;
+            size_t nb = 1;
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < rows; i++) cd[i * B] = xn[i];
+            for (size_t m = 0; m < M; m++) {
+#pragma omp for schedule(static)
+                for (size_t i = 0; i < rows; i++)
+                    beam_step(rq, kt, m, nb, B, xc + i * K, cc + i * B * M, cd + i * B,
+                              nc + i * B * M, nd + i * B, part, heap);
+                uint8_t *tc = cc;
+                cc = nc;
+                nc = tc;
+                float *td = cd;
+                cd = nd;
+                nd = td;
+                nb = nb * QX_KSUB < B ? nb * QX_KSUB : B;
+            }
+#pragma omp for schedule(static)
+            for (size_t i = 0; i < rows; i++) {
+                memcpy(codes + (i0 + i) * M, cc + i * B * M, M);
+                if (err) err[i0 + i] = cd[i * B] > 0 ? cd[i * B] : 0;
+            }
         }
     }
+    qx__aligned_free(bc);
+    qx__aligned_free(bd);
     qx__aligned_free(xc);
     qx__aligned_free(xn);
     qx__aligned_free(scratch);

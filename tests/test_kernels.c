@@ -162,7 +162,8 @@ static void test_lut_scan_unrolled_is_bit_exact(void **state) {
 static void test_beam_kernels(void **state) {
     (void)state;
     enum { MMAX = 64 };
-    float *rows = rand_floats((size_t)MMAX * 256 * 256, 6), *base = rand_floats(256, 7);
+    float *rows = rand_floats((size_t)MMAX * 256 * 256, 6), *norms = rand_floats(256, 7);
+    float *xc = rand_floats(256, 8);
     uint8_t codes[MMAX];
     for (size_t i = 0; i < MMAX; i++) codes[i] = (uint8_t)(i * 53 + 7);
     float want[256], got[256];
@@ -173,8 +174,8 @@ static void test_beam_kernels(void **state) {
             continue;
         }
         for (size_t m = 0; m <= MMAX; m++) {
-            qx__beam_scores_scalar(want, base, 1.5f, rows, codes, m);
-            k->beam_scores(got, base, 1.5f, rows, codes, m);
+            qx__beam_scores_scalar(want, norms, xc, 1.5f, rows, codes, m);
+            k->beam_scores(got, norms, xc, 1.5f, rows, codes, m);
             /* same order of additions, no FMA: bit-identical, so codes do not
              * depend on the SIMD level */
             assert_memory_equal(want, got, sizeof want);
@@ -188,7 +189,8 @@ static void test_beam_kernels(void **state) {
             }
     }
     free(rows);
-    free(base);
+    free(norms);
+    free(xc);
 }
 
 static void test_l2sqr_matrix(void **state) {
