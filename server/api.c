@@ -618,7 +618,32 @@ static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         minr = json_number_value(mr);
     }
     qxs_rebuild_params p = {.bytes = (size_t)bytes, .nlist = (size_t)nlist, .train_size = (size_t)train,
-                            .min_recall = minr, .epochs = (int)epochs, .train_minutes = minutes};
+                            .min_recall = minr, .epochs = (int)epochs, .train_minutes = minutes,
+                            .min_used_fraction = NAN, .min_perplexity = NAN, .max_drift_rejected_fraction = NAN,
+                            .max_mse_ratio = NAN, .max_recall_drop = NAN};
+    json_t *g = json_object_get(b, "gate");
+    if (g && !json_is_null(g)) {
+        static const char *const keys[] = {"min_used_fraction", "min_perplexity", "max_drift_rejected_fraction",
+                                           "max_mse_ratio", "max_recall_drop"};
+        double *dst[] = {&p.min_used_fraction, &p.min_perplexity, &p.max_drift_rejected_fraction, &p.max_mse_ratio,
+                         &p.max_recall_drop};
+        if (!json_is_object(g)) {
+            fail(o, 422, "'gate' must be an object of thresholds");
+            return;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(g, k, v) {
+            size_t i = 0;
+            while (i < 5 && strcmp(k, keys[i])) i++;
+            if (i == 5 || !json_is_number(v) || !(json_number_value(v) >= 0 && json_number_value(v) <= 1e6)) {
+                fail(o, 422, "gate: unknown key or bad value '%.40s' (min_used_fraction, min_perplexity, "
+                             "max_drift_rejected_fraction, max_mse_ratio, max_recall_drop: numbers >= 0)", k);
+                return;
+            }
+            *dst[i] = json_number_value(v);
+        }
+    }
     uint64_t job = 0;
     int rc = qxs_rebuild_start(s, c, &p, &job);
     if (rc == QX_EEXIST) {

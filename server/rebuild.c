@@ -321,6 +321,12 @@ static void *rebuild_main(void *arg) {
     qx_gate_config gc;
     qx_gate_config_init(&gc);
     gc.min_recall = a->p.min_recall;
+    if (!isnan(a->p.min_used_fraction)) gc.derp_checks.min_used_fraction = a->p.min_used_fraction;
+    if (!isnan(a->p.min_perplexity)) gc.derp_checks.min_perplexity = a->p.min_perplexity;
+    if (!isnan(a->p.max_drift_rejected_fraction))
+        gc.derp_checks.max_drift_rejected_fraction = a->p.max_drift_rejected_fraction;
+    if (!isnan(a->p.max_mse_ratio)) gc.max_mse_ratio = a->p.max_mse_ratio;
+    if (!isnan(a->p.max_recall_drop)) gc.max_recall_drop = a->p.max_recall_drop;
     int gate_pass = 0;
     if ((rc = qx_gate_evaluate(ivf, NULL, x, ids, n, &gc, &rep, &gate_pass))) {
         snprintf(err, sizeof err, "DERP gate: %s", qx_last_error());
@@ -356,8 +362,23 @@ static void *rebuild_main(void *arg) {
     if (qx_derp_report_json(rep, &report, NULL)) report = NULL;
     if (!pass) {
         st = QXS_JOB_REJECTED;
-        snprintf(err, sizeof err, "gate failed (held-out 10-recall@10 %.4f, threshold %.2f%s); live index kept", cand,
-                 a->p.min_recall, live >= 0 ? ", see report" : "");
+        /* name the failed checks: "min_used_fraction 0.449 (>= 0.5)" */
+        char failed[200] = "";
+        json_t *rj = report ? json_loads(report, 0, NULL) : NULL;
+        json_t *checks = rj ? json_object_get(rj, "checks") : NULL;
+        size_t i;
+        json_t *ck;
+        json_array_foreach(checks, i, ck) {
+            if (json_is_true(json_object_get(ck, "pass"))) continue;
+            size_t l = strlen(failed);
+            snprintf(failed + l, sizeof failed - l, "%s%s %.4g (%s %.4g)", l ? ", " : "",
+                     json_string_value(json_object_get(ck, "name")) ? json_string_value(json_object_get(ck, "name")) : "?",
+                     json_number_value(json_object_get(ck, "value")),
+                     json_string_value(json_object_get(ck, "cmp")) ? json_string_value(json_object_get(ck, "cmp")) : "?",
+                     json_number_value(json_object_get(ck, "threshold")));
+        }
+        json_decref(rj);
+        snprintf(err, sizeof err, "gate failed: %s; live index kept", failed[0] ? failed : "see report");
         goto done;
     }
 

@@ -177,6 +177,8 @@ typedef struct qxs_rebuild_params {
     double min_recall;
     int epochs;           /* QINCo-style only: training epochs */
     double train_minutes; /* QINCo-style only: wall-clock budget */
+    /* gate threshold overrides (NaN = the library's default) */
+    double min_used_fraction, min_perplexity, max_drift_rejected_fraction, max_mse_ratio, max_recall_drop;
 } qxs_rebuild_params;
 /* Start a background rebuild; *job_id. QX_EEXIST if one runs (its id in *job_id). */
 int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id);

@@ -18,7 +18,7 @@ qx_expect 200 PUT /collections/load '{"vectors":{"size":128,"distance":"Euclid"}
 t0=$(date +%s.%N)
 "$QX_BIN" serve load --url "$QX_URL" --collection load --batch 2000 "${S}_base.fvecs" 2>"$QX_TMP/load.log" \
   && qx_ok "$(tail -1 "$QX_TMP/load.log")" || { qx_fail "load: $(tail -3 "$QX_TMP/load.log")"; qx_finish; exit 1; }
-qx_expect 200 POST /collections/load/rebuild '{"train_size":20000,"min_recall":0.1}'
+qx_expect 200 POST /collections/load/rebuild '{"train_size":20000,"min_recall":0.1,"gate":{"min_used_fraction":0.3}}'
 job=$(echo "$QX_BODY" | sed -n 's/.*"job_id":\([0-9]*\).*/\1/p')
 t1=$(date +%s)
 while :; do

@@ -135,6 +135,7 @@ qx_expect 404 GET $T/rebuild/999
 qx_expect 422 GET $T/rebuild/x
 qx_expect 422 POST $T/rebuild '{}'
 qx_expect 422 POST $T/rebuild '{"bytes":"8"}'
+qx_expect 422 POST $T/rebuild '{"gate":{"min_used_fractio":0.3}}'
 printf '{"vectors":{"size":4,"distance":"Eu\xff\xfeclid"}}' >"$QX_TMP/utf8.json"
 qx_expect 400 PUT $B "@$QX_TMP/utf8.json"
 printf '{"vectors":{"size":4,"dist\x00ance":"Euclid"}}' >"$QX_TMP/nul.json"

@@ -60,7 +60,8 @@ qx_expect 200 POST $C/rebuild '{"min_recall":1.0}'
 job2=$(echo "$QX_BODY" | sed -n 's/.*"job_id":\([0-9]*\).*/\1/p')
 wait_job "$job2"
 [ "$JOB_STATE" = rejected ] && qx_ok "gate rejected job $job2" || qx_fail "job2 state '$JOB_STATE'"
-qx_body_has '"pass":false' "report names the failed check"
+qx_body_has '"pass":false' "report marks the failed check"
+qx_body_has '"error":"gate failed: ' "job error names the failed checks"
 qx_expect 200 GET $C
 qx_body_has '"indexed_vectors":2050' "live index kept after a rejected rebuild"
 qx_expect 200 POST $C/points/search "{\"vector\":$v117,\"limit\":1,\"params\":{\"rerank\":20}}"
