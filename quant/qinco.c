@@ -31,7 +31,7 @@ void qx_qinco_opts_init(qx_qinco_opts *o) {
     o->h = 256;
     o->A = 16;
     o->beam = 2;
-    o->train_beam = 1;
+    o->train_beam = 0;
     o->epochs = 30;
     o->batch = 256;
     o->lr = 1e-3f;
@@ -62,8 +62,8 @@ int qx__qinco_check_opts(const qx_qinco_opts *o, size_t d) {
     if (o->beam <= 0 || o->beam > QX_QINCO_MAX_BEAM)
         return qx__fail(QX_EINVAL, "qinco: beam=%d out of range 1..%d", o->beam,
                         QX_QINCO_MAX_BEAM);
-    if (o->train_beam <= 0 || o->train_beam > QX_QINCO_MAX_BEAM)
-        return qx__fail(QX_EINVAL, "qinco: train_beam=%d out of range 1..%d", o->train_beam,
+    if (o->train_beam < 0 || o->train_beam > QX_QINCO_MAX_BEAM)
+        return qx__fail(QX_EINVAL, "qinco: train_beam=%d out of range 0..%d", o->train_beam,
                         QX_QINCO_MAX_BEAM);
     if (o->rq_beam <= 0 || o->rq_beam > QX_QINCO_MAX_BEAM)
         return qx__fail(QX_EINVAL, "qinco: rq_beam=%d out of range 1..%d", o->rq_beam,

@@ -223,6 +223,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     if (n - nvalid < K) nvalid = n - K;
     size_t ntrain = n - nvalid, batch = (size_t)o->batch < ntrain ? (size_t)o->batch : ntrain;
     size_t E = (size_t)o->epochs;
+    int train_beam = o->train_beam ? o->train_beam : o->beam;
 
     b.perm = qx__malloc(n * sizeof(size_t));
     b.order = qx__malloc(ntrain * sizeof(size_t));
@@ -318,7 +319,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 for (size_t j = 0; j < d; j++) b.xs[i * d + j] = src[j] * q->inv_scale;
             }
             if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0 ||
-                (rc = qx__qinco_encode_with(q, q->params, b.tab, b.xb, nb, o->train_beam, o->A, T,
+                (rc = qx__qinco_encode_with(q, q->params, b.tab, b.xb, nb, train_beam, o->A, T,
                                             b.codes)) != 0)
                 goto done;
             double loss, step_loss[QX_MAX_STEPS];

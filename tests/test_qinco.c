@@ -353,7 +353,7 @@ static void test_validation_and_budget(void **state) {
     o.h = 32;
     o.epochs = 1000;
     o.batch = 128;
-    o.train_minutes = 1.5 / 60; /* 1.5 s */
+    o.train_minutes = 4.0 / 60; /* 4 s */
     o.threads = 2;
     qx_quantizer *q;
     assert_int_equal(qx_qinco_from_rq(&q, g_rq, &o), 0);
@@ -362,11 +362,11 @@ static void test_validation_and_budget(void **state) {
     double took = qx__now() - t0;
     qx_qinco_stats st;
     assert_int_equal(qx_qinco_get_stats(q, &st), 0);
-    fprintf(stderr, "budget 1.5 s: %.2f s, %zu epochs, best %zu, valid %.4f -> %.4f\n", took,
+    fprintf(stderr, "budget 4 s: %.2f s, %zu epochs, best %zu, valid %.4f -> %.4f\n", took,
             st.epochs, st.best_epoch, st.valid_mse[0], st.valid_mse[st.best_epoch]);
     assert_int_equal(st.budget_hit, 1);
     assert_true(st.epochs < 1000);
-    assert_true(took < 10);
+    assert_true(took < 20);
     assert_int_equal(st.n_valid, 400);
     for (size_t e = 1; e <= st.epochs; e++) {
         assert_true(isfinite(st.valid_mse[e]));

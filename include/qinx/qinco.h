@@ -43,7 +43,10 @@ typedef struct qx_qinco_opts {
     int A;                /* candidates per beam entry run through the network, 1..256
                              (default 16); pre-selected by distance to the base codewords */
     int beam;             /* beam width for encoding, 1..64 (default 2) */
-    int train_beam;       /* beam width used to re-assign codes while training (default 1) */
+    int train_beam;       /* beam width used to re-assign codes while training, 0..64
+                             (default 0 = the same as beam: the RQ's codebooks are tuned to
+                             its wide beam, and a network trained on narrower-beam codes
+                             drifts away from them) */
     int epochs;           /* passes over the training set, 0..100000 (default 30;
                              0 = keep f = 0, i.e. the RQ, and only fit the LUT codebooks) */
     int batch;            /* vectors per Adam step, 16..65536 (default 256) */
