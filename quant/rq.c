@@ -31,7 +31,7 @@ void qx_rq_opts_init(qx_rq_opts *opts) {
     opts->beam = 5;
     opts->train_beam = 5;
     opts->kmeans_iters = 25;
-    opts->refine_iters = 2;
+    opts->refine_iters = 6; /* rounds stop at the first that does not help */
     opts->reseed_dead = 1;
     opts->seed = 1234;
     opts->threads = 0;

@@ -6,7 +6,8 @@
  * when the MSE target (qinx ≤ FAISS) is missed. Timing targets are printed,
  * not enforced (they depend on the machine's load).
  * QX_RQ_VARIANTS=1 also measures refinement / re-seeding switched off;
- * QX_RQ_ONLY_M=8 (or 16) runs one code size. OMP_WAIT_POLICY=PASSIVE is
+ * QX_RQ_ONLY_M=8 (or 16) runs one code size; QX_RQ_SKIP_FAISS=1 measures
+ * qinx only (the FAISS lines are then meaningless). OMP_WAIT_POLICY=PASSIVE is
  * advisable on a shared machine (FAISS and qinx alike alternate OpenMP and
  * OpenBLAS threads; spinning OpenMP workers otherwise eat the cores).
  * Run: nice build/tests/long_rq_vs_faiss */
@@ -141,8 +142,10 @@ int main(void) {
         size_t M = Ms[mi];
         if (getenv("QX_RQ_ONLY_M") && (size_t)atoi(getenv("QX_RQ_ONLY_M")) != M) continue;
         result fr[16], qr[16];
+        int skip_faiss = getenv("QX_RQ_SKIP_FAISS") && atoi(getenv("QX_RQ_SKIP_FAISS"));
         for (int i = 0; i < runs; i++)
-            if (faiss_run(x, n, d, M, &fr[i])) {
+            if (skip_faiss) fr[i] = (result){1, 1, 1};
+            else if (faiss_run(x, n, d, M, &fr[i])) {
                 fprintf(stderr, "FAISS RQ%zux8 failed: %s %s\n", M, qx_last_error(),
                         faiss_get_last_error());
                 return 1;

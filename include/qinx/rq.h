@@ -24,7 +24,9 @@ typedef struct qx_rq_opts {
     int beam;            /* beam width for encoding, 1..64 (default 5) */
     int train_beam;      /* beam width used while training (default = beam) */
     int kmeans_iters;    /* k-means iterations per step (default 25) */
-    int refine_iters;    /* codebook refinement rounds (default 2; 0 = off) */
+    int refine_iters;    /* codebook refinement rounds (default 6; 0 = off);
+                          * training stops at the first round that does not
+                          * lower the MSE */
     int reseed_dead;     /* re-seed unused codewords while training (default 1) */
     uint64_t seed;       /* default 1234 */
     int threads;         /* 0 = all cores */
