@@ -88,7 +88,9 @@ int bench_ground_truth(bench_run *r) {
     snprintf(path, sizeof path, "%s/gt-%s-%zu-%016llx.ivecs", cfg->out_dir, D->dataset, nq,
              (unsigned long long)h);
     size_t gn = 0, gk = 0;
-    if (access(path, R_OK) == 0 && qx_ivecs_read(path, 0, &D->gt, &gn, &gk) == 0) {
+    /* --write-gt writes its own file: no second copy in the cache */
+    const int cache = !cfg->write_gt;
+    if (cache && access(path, R_OK) == 0 && qx_ivecs_read(path, 0, &D->gt, &gn, &gk) == 0) {
         if (gn == nq && gk == k) {
             D->gt_k = gk;
             bench_log(r, "ground truth: reusing %s", path);
@@ -126,7 +128,9 @@ int bench_ground_truth(bench_run *r) {
     faiss_Index_free((FaissIndex *)flat);
     if (rc == 0) {
         for (size_t i = 0; i < nq * k; i++) gt[i] = (int32_t)ids[i];
-        if (qx_ivecs_write(path, gt, nq, k))
+        if (!cache)
+            ;
+        else if (qx_ivecs_write(path, gt, nq, k))
             bench_note(r, "could not cache the ground truth in %s: %s", path, qx_last_error());
         else bench_log(r, "ground truth: cached in %s", path);
         D->gt = gt;

@@ -10,9 +10,9 @@ qinx=${QINX:-$root/build/qinx}
 d=${QX_DATA_DIR:-$root/../shared/data}/siftsmall
 [ -f "$d/siftsmall_base.fvecs" ] || { echo "bench-siftsmall: $d not found" >&2; exit 1; }
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} # see scripts/bench-glove.sh
-methods=qinx-rq,faiss-pq,faiss-opq,faiss-rq,faiss-lsq,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq
-"$qinx" bench --help | grep -q qinx-qinco && methods=$methods,qinx-qinco
+methods=${METHODS:-qinx-rq,faiss-rq,faiss-pq,faiss-opq,faiss-lsq,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq}
+[ -z "${METHODS:-}" ] && "$qinx" bench --help | grep -q qinx-qinco && methods=$methods,qinx-qinco
 nice "$qinx" bench --base "$d/siftsmall_base.fvecs" --queries "$d/siftsmall_query.fvecs" \
     --gt "$d/siftsmall_groundtruth.ivecs" --name siftsmall --methods "$methods" \
     --bytes 8,16 --ivf-bytes 16 --nlist 256 --nprobe 1,2,4,8,16,32,64 --rerank 0,100 \
-    --time-budget 50 --out "$root/bench-out/siftsmall" "$@"
+    --time-budget 50 --out "${OUT:-$root/bench-out/siftsmall}" "$@"
