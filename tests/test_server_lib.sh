@@ -39,8 +39,8 @@ qx_start() {
   QX_PIDS+=("$QX_PID")
   local i port=""
   for i in $(seq 1 300); do
-    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$QX_LOG" | head -1)
-    if [ -n "$port" ] && grep -q "ready:" "$QX_LOG"; then break; fi
+    port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$QX_LOG" 2>/dev/null | head -1)
+    if [ -n "$port" ] && grep -q "ready:" "$QX_LOG" 2>/dev/null; then break; fi
     if ! kill -0 "$QX_PID" 2>/dev/null; then echo "server died at start:" >&2; cat "$QX_LOG" >&2; return 1; fi
     sleep 0.05
   done
