@@ -367,6 +367,9 @@ int qx__rq_train(qx_quantizer *q, const float *x, size_t n) {
                       2 * rbytes, n, B);
         goto out;
     }
+    /* a failed re-training must not leave a half-overwritten model marked
+     * trained (quantizer.c sets the flag again on success) */
+    q->trained = 0;
     memcpy(st.resid, x, n * d * sizeof(float));
     size_t nb = 1;
     qx_kmeans_opts ko;

@@ -254,6 +254,60 @@ static void test_bad_parameters(void **state) {
     qx_quantizer_free(NULL);
 }
 
+/* Out-of-memory injection through the allocator seam: the k-th allocation
+ * fails, for every k until a whole new/train/encode/serialize/deserialize
+ * cycle succeeds. Every call must fail cleanly (QX_ENOMEM; no crash, and the
+ * sanitizer build checks nothing leaks). */
+static long g_fail_at = -1, g_count;
+static void *oom_malloc(size_t s) {
+    if (g_fail_at >= 0 && g_count++ == g_fail_at) return NULL;
+    return malloc(s);
+}
+static void *oom_realloc(void *p, size_t s) {
+    if (g_fail_at >= 0 && g_count++ == g_fail_at) return NULL;
+    return realloc(p, s);
+}
+
+static void test_out_of_memory(void **state) {
+    (void)state;
+    const qx_allocator a = {oom_malloc, oom_realloc, free};
+    qx_rq_opts o;
+    qx_rq_opts_init(&o);
+    o.M = 2;
+    o.kmeans_iters = 2;
+    o.refine_iters = 1;
+    o.threads = 1;
+    size_t n = 400;
+    int completed = 0;
+    long k = 0;
+    for (; k < 2000 && !completed; k++) {
+        qx_set_allocator(&a);
+        g_count = 0;
+        g_fail_at = k;
+        qx_quantizer *q = NULL, *r = NULL;
+        uint8_t codes[8], *blob = NULL;
+        size_t len;
+        int rc = qx_rq_new(&q, D, &o);
+        if (rc == 0) rc = qx_quantizer_train(q, g_x, n);
+        if (rc == 0) rc = qx_quantizer_encode(q, g_x, 4, codes);
+        if (rc == 0) rc = qx_quantizer_serialize(q, &blob, &len);
+        if (rc == 0) rc = qx_quantizer_deserialize(blob, len, &r);
+        completed = rc == 0 && g_count <= k; /* nothing was refused */
+        g_fail_at = -1;
+        qx_set_allocator(NULL);
+        if (rc != 0 && rc != QX_ENOMEM && rc != QX_EFAISS) {
+            fprintf(stderr, "allocation %ld refused: rc %d (%s)\n", k, rc, qx_last_error());
+            fail();
+        }
+        qx_free(blob);
+        qx_quantizer_free(q);
+        qx_quantizer_free(r);
+    }
+    fprintf(stderr, "out-of-memory: %ld allocation points refused cleanly\n", k - 1);
+    assert_true(completed);
+    assert_true(k > 10);
+}
+
 int main(void) {
     /* small problems: one thread avoids OpenMP/OpenBLAS spin-wait contention
      * on a shared machine (results do not depend on the thread count) */
@@ -266,6 +320,7 @@ int main(void) {
         cmocka_unit_test(test_serialize_roundtrip),
         cmocka_unit_test(test_refinement_and_reseed_never_hurt),
         cmocka_unit_test(test_bad_parameters),
+        cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
