@@ -11,7 +11,7 @@ tmp=$(mktemp -d /tmp/qinx-kill-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 "$qinx" synth --out "$tmp/s" --n 6000 --d 32 --queries 10 --seed 7 2>/dev/null
 live=$tmp/live.qinx
-common=(--base "$tmp/s_base.fvecs" --bytes 6 --nlist 16 --quiet --threads 1)
+common=(--base "$tmp/s_base.fvecs" --bytes 6 --nlist 16 --train-beam 1 --quiet --threads 1)
 "$qinx" build "${common[@]}" --out "$live" --seed 1
 # How long does one gated rebuild take? Kill points are drawn over that span.
 t0=$(date +%s%N)

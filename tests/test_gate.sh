@@ -17,7 +17,7 @@ else
   base=$tmp/s_base.fvecs
 fi
 live=$tmp/live.qinx
-common=(--base "$base" --bytes 8 --nlist 32 --max-train 5000 --quiet)
+common=(--base "$base" --bytes 8 --nlist 32 --max-train 5000 --train-beam 1 --quiet)
 fail() { echo "FAIL: $*" >&2; exit 1; }
 checksum() { sha256sum "$1" | cut -d' ' -f1; }
 

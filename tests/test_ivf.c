@@ -19,10 +19,19 @@ static float *base, *queries;
 static int64_t *gt;
 static qx_ivf *shared_ivf;
 
+/* These tests check the index, not codebook quality: cheaper RQ training
+ * (greedy training beam, fewer k-means iterations) keeps the suite quick. */
+static void fast_training(qx_rq_opts *ro) {
+    ro->train_beam = 1;
+    ro->kmeans_iters = 10;
+    ro->refine_iters = 1;
+}
+
 static qx_ivf *build(const float *x, size_t n, size_t bytes, size_t nlist, qx_metric metric) {
     qx_rq_opts ro;
     qx_rq_opts_init(&ro);
     ro.M = metric == QX_METRIC_L2 ? bytes - 1 : bytes;
+    fast_training(&ro);
     qx_quantizer *q = NULL;
     assert_int_equal(qx_rq_new(&q, D, &ro), 0);
     qx_ivf_opts io;
@@ -384,6 +393,7 @@ static void test_siftsmall_recall(void **state) {
     qx_rq_opts ro;
     qx_rq_opts_init(&ro);
     ro.M = 15;
+    fast_training(&ro);
     qx_quantizer *rq = NULL;
     assert_int_equal(qx_rq_new(&rq, b.d, &ro), 0);
     qx_ivf_opts io;

@@ -28,6 +28,7 @@ static void usage(FILE *f) {
             "  --bytes N          bytes stored per vector, norm byte included (default 16)\n"
             "  --nlist N          inverted lists (default 1024, capped at n_train/39)\n"
             "  --beam B           beam width of encoding (default 5 for rq, 2 for qinco)\n"
+            "  --train-beam B     rq: beam width while training (default: --beam; 1 is fastest)\n"
             "  --quantizer Q      rq (residual quantization, default) or qinco (QINCo-style)\n"
             "  --qinco-L N        qinco: residual blocks per step (default 2)\n"
             "  --qinco-h N        qinco: hidden size of the blocks (default 256)\n"
@@ -146,6 +147,7 @@ int qx_cli_build(int argc, char **argv) {
     const char *base_path = NULL, *train_path = NULL, *out_path = NULL, *replace = NULL;
     const char *gate_path = NULL, *fault = NULL;
     size_t bytes = 16, nlist = 1024, beam = 0, seed = 1234, threads = 0, max_train = 100000;
+    size_t train_beam = 0;
     size_t qL = 2, qh = 256, qA = 16, epochs = 30, train_minutes = 0;
     int use_qinco = 0;
     int quiet = 0;
@@ -154,7 +156,7 @@ int qx_cli_build(int argc, char **argv) {
         {"base", 1, 0, 'b'},    {"train", 1, 0, 't'}, {"out", 1, 0, 'o'},   {"bytes", 1, 0, 'B'},
         {"nlist", 1, 0, 'n'},   {"beam", 1, 0, 'w'},  {"seed", 1, 0, 's'},  {"threads", 1, 0, 'T'},
         {"quiet", 0, 0, 'q'},   {"metric", 1, 0, 'm'}, {"max-train", 1, 0, 'x'}, {"help", 0, 0, 'h'},
-        {"quantizer", 1, 0, 'Q'}, {"qinco-L", 1, 0, 'L'}, {"qinco-h", 1, 0, 'H'},
+        {"train-beam", 1, 0, 'b' + 256}, {"quantizer", 1, 0, 'Q'}, {"qinco-L", 1, 0, 'L'}, {"qinco-h", 1, 0, 'H'},
         {"qinco-A", 1, 0, 'A'}, {"epochs", 1, 0, 'E'}, {"train-minutes", 1, 0, 'M'},
         {"replace", 1, 0, 'R'}, {"gate", 1, 0, 'g'}, {"inject-fault", 1, 0, 'F'},
         {0, 0, 0, 0}};
@@ -178,6 +180,7 @@ int qx_cli_build(int argc, char **argv) {
             else if (!strcmp(optarg, "qinco")) use_qinco = 1;
             else { fprintf(stderr, "qinx build: --quantizer is rq or qinco, got '%s'\n", optarg); bad = 1; }
             break;
+        case 'b' + 256: bad = cli_parse_size("--train-beam", optarg, 1, 64, &train_beam); break;
         case 'L': bad = cli_parse_size("--qinco-L", optarg, 0, 16, &qL); break;
         case 'H': bad = cli_parse_size("--qinco-h", optarg, 1, 4096, &qh); break;
         case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &qA); break;
@@ -284,6 +287,7 @@ int qx_cli_build(int argc, char **argv) {
         qx_rq_opts_init(&ro);
         ro.M = M;
         if (beam) ro.beam = (int)beam;
+        ro.train_beam = train_beam ? (int)train_beam : ro.beam;
         ro.seed = seed;
         ro.threads = (int)threads;
         rc = qx_rq_new(&q, base.d, &ro);
