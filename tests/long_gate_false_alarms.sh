@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # False alarms of the DERP gate: healthy gated rebuilds of siftsmall over 50
 # seeds (each trains on a different seeded sample and k-means start) at the
-# default thresholds; the gate may reject at most 2. Label long (~10 s each).
+# default thresholds, each over the live index the previous one published
+# (so the recall-drop check runs too); the gate may reject at most 2.
+# Label long (~10 s each).
 # Usage: long_gate_false_alarms.sh BUILD_DIR [SEEDS]
 set -euo pipefail
 qinx="$1/qinx"
@@ -12,9 +14,9 @@ base=$data/siftsmall/siftsmall_base.fvecs
 tmp=$(mktemp -d /tmp/qinx-fa-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 common=(--base "$base" --bytes 8 --nlist 32 --max-train 5000 --train-beam 1 --quiet)
+"$qinx" build "${common[@]}" --out "$tmp/live.qinx" --seed 0
 rejected=0
 for s in $(seq 1 "$seeds"); do
-  rm -f "$tmp/live.qinx"*
   rc=0
   "$qinx" build "${common[@]}" --replace "$tmp/live.qinx" --seed "$s" 2>/dev/null || rc=$?
   if [ "$rc" = 3 ]; then
