@@ -452,12 +452,18 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
     /* The rename is the commit point: after it (and the directory fsync) the
      * collection is gone even if we crash before the files are unlinked. */
     int rc = 0;
+    /* Under wmu: no write, checkpoint or rebuild swap of this collection is
+     * in progress, and none starts writing into c->dir afterwards (they
+     * check dropped under wmu), so a collection re-created under the same
+     * name can never receive files of the old one. */
+    pthread_mutex_lock(&c->wmu);
     if (rename(c->dir, trash) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
     if (!rc) {
         qxs_fsync_dir(trash);
         s->colls[i] = s->colls[--s->ncolls];
         atomic_store(&c->dropped, 1);
     }
+    pthread_mutex_unlock(&c->wmu);
     pthread_rwlock_unlock(&s->reg_rw);
     if (rc) return rc;
     remove_dir(trash);
@@ -502,6 +508,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
     int rc = qxs_store_reserve(&c->store, n);
     pthread_rwlock_unlock(&c->rw);
     uint64_t lsn = c->lsn + 1;
+    if (!rc && atomic_load(&c->dropped)) rc = qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
     if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT, lsn, ids, x, (uint32_t)n, c->d);
     if (!rc) {
         c->lsn = lsn;
@@ -545,7 +552,8 @@ int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *ids, size_t n, ui
     if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
     pthread_mutex_lock(&c->wmu);
     uint64_t lsn = c->lsn + 1;
-    int rc = qxs_wal_append(&c->wal, QXS_WAL_DELETE, lsn, ids, NULL, (uint32_t)n, c->d);
+    int rc = atomic_load(&c->dropped) ? qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
+                                      : qxs_wal_append(&c->wal, QXS_WAL_DELETE, lsn, ids, NULL, (uint32_t)n, c->d);
     if (!rc) {
         c->lsn = lsn;
         pthread_rwlock_wrlock(&c->rw);

@@ -153,12 +153,14 @@ static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *
     }
     c->active = NULL;
     pthread_mutex_unlock(&c->job_mu);
+    pthread_mutex_lock(&c->wmu); /* drop renames the directory under wmu */
     if (report && !atomic_load(&c->dropped)) {
         char path[PATH_MAX + 16];
         snprintf(path, sizeof path, "%s/report.json", c->dir);
         if (qxs_write_file_atomic(path, report, strlen(report)))
             qxs_log(QXS_LOG_WARN, "collection %s: could not save report.json: %s", c->name, qx_last_error());
     }
+    pthread_mutex_unlock(&c->wmu);
     qxs_metrics *m = &a->s->m;
     if (st == QXS_JOB_SUCCEEDED) atomic_fetch_add(&m->rebuild_ok, 1);
     else if (st == QXS_JOB_REJECTED) atomic_fetch_add(&m->rebuild_rejected, 1);
