@@ -403,7 +403,7 @@ int qx_derp_report_json(const qx_derp_report *r, char **json, size_t *len) {
 
 void qx_derp_thresholds_init(qx_derp_thresholds *t) {
     if (!t) return;
-    t->min_used_fraction = 0.5;
+    t->min_used_fraction = 0.3;
     t->min_perplexity = 0.05;
     t->max_drift_rejected_fraction = 0.25;
     t->max_drift_score = NAN;

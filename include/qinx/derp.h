@@ -293,7 +293,7 @@ int qx_derp_report_add_check(qx_derp_report *r, const char *name, double value,
  * this struct). A NaN threshold turns its check off. Defaults (from the
  * siftsmall measurements in docs/derp.md): */
 typedef struct qx_derp_thresholds {
-    double min_used_fraction;           /* 0.5: healthy RQ 1.0, 90% collapse 0.125 */
+    double min_used_fraction;           /* 0.3: healthy RQ 0.45-1.0, 90% collapse 0.125 */
     double min_perplexity;              /* 0.05: healthy >= 0.2, collapse 0.03 */
     double max_drift_rejected_fraction; /* 0.25: null ~ alpha, shifted data 1.0 */
     double max_drift_score;             /* NaN (off): max D over probes */
