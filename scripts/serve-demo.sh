@@ -63,7 +63,13 @@ while :; do
   STATE=$(echo "$R" | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p')
   STAGE=$(echo "$R" | sed -n 's/^{"result":{"id":[0-9]*,"state":"[a-z]*","stage":"\([^"]*\)".*/\1/p')
   PROG=$(echo "$R" | sed -n 's/.*"progress":\([0-9.e-]*\).*/\1/p')
-  printf '\r   job %s: %-10s %-40s %5.1f%%' "$JOB" "$STATE" "$STAGE" "$(awk -v p="${PROG:-0}" 'BEGIN{print p*100}')"
+  PCT=$(awk -v p="${PROG:-0}" 'BEGIN{print p*100}')
+  if [ -t 1 ]; then # animated only on a terminal; one line per stage elsewhere
+    printf '\r   job %s: %-10s %-40s %5.1f%%' "$JOB" "$STATE" "$STAGE" "$PCT"
+  elif [ "$STAGE" != "${LAST_STAGE:-}" ]; then
+    printf '   job %s: %-10s %-40s %5.1f%%\n' "$JOB" "$STATE" "$STAGE" "$PCT"
+    LAST_STAGE=$STAGE
+  fi
   case "$STATE" in queued|running) sleep 1 ;; *) break ;; esac
 done
 echo

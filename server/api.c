@@ -228,7 +228,9 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
         }
         if (kind && !strcmp(json_string_value(kind), "qinco")) p.quant_kind = QX_QUANT_QINCO;
         long long bytes, nlist;
-        if (get_int(q, "bytes", 1, QX_MAX_STEPS, 8, &bytes, o)) return;
+        /* bytes = everything stored per vector but the id: for Euclid and
+         * Cosine one of them is the norm byte (steps = bytes - 1). */
+        if (get_int(q, "bytes", 2, QX_MAX_STEPS, 8, &bytes, o)) return;
         if (get_int(q, "nlist", 0, QX_MAX_NLIST, 0, &nlist, o)) return;
         p.bytes = (size_t)bytes;
         p.nlist = (size_t)nlist;
@@ -597,7 +599,7 @@ static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
 static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     long long bytes, nlist, train, epochs;
     double minr = c->min_recall, minutes = 5;
-    if (get_int(b, "bytes", 1, QX_MAX_STEPS, (long long)c->bytes, &bytes, o) ||
+    if (get_int(b, "bytes", 2, QX_MAX_STEPS, (long long)c->bytes, &bytes, o) ||
         get_int(b, "nlist", 0, QX_MAX_NLIST, (long long)c->nlist, &nlist, o) ||
         get_int(b, "train_size", 0, 100000000, 0, &train, o) || get_int(b, "epochs", 0, 100000, 10, &epochs, o))
         return;

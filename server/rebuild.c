@@ -267,7 +267,7 @@ static void *rebuild_main(void *arg) {
          * residuals), bounded by epochs and a wall-clock budget */
         qx_qinco_opts qo;
         qx_qinco_opts_init(&qo);
-        qo.M = a->p.bytes;
+        qo.M = a->p.bytes - (io.metric == QX_METRIC_L2); /* the norm byte counts */
         qo.epochs = a->p.epochs;
         qo.train_minutes = a->p.train_minutes;
         qo.threads = threads;
@@ -275,7 +275,7 @@ static void *rebuild_main(void *arg) {
     } else {
         qx_rq_opts ro;
         qx_rq_opts_init(&ro);
-        ro.M = a->p.bytes;
+        ro.M = a->p.bytes - (io.metric == QX_METRIC_L2); /* the norm byte counts */
         ro.threads = threads;
         rc = qx_rq_new(&q, d, &ro);
     }
