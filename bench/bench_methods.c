@@ -145,10 +145,36 @@ static struct {
 } kept_rq[BENCH_MAX_LIST];
 static size_t nkept_rq;
 
+/* Codeword utilization of a trained RQ, for the report: the least-used
+ * step and the mean over steps (codewords chosen on the training set). */
+static void note_utilization(bench_run *r, const char *method, size_t bytes, const qx_quantizer *q) {
+    const uint32_t *used = qx_rq_step_used(q);
+    size_t M = qx_quantizer_steps(q), min = 256, sum = 0;
+    for (size_t i = 0; used && i < M; i++) {
+        if (used[i] < min) min = used[i];
+        sum += used[i];
+    }
+    if (used)
+        bench_note(r, "%s %zuB: codewords used on the training set: min %zu/256, mean %.1f/256 over %zu steps",
+                   method, bytes, min, (double)sum / (double)M, M);
+}
+
+static int run_qinx_rq_variant(bench_run *r, const bench_method *m, size_t bytes, int reseed);
+
+/* DERP enforcement off: dead codewords are not re-seeded (compare with qinx-rq). */
+static int run_qinx_rq_noreseed(bench_run *r, const bench_method *m, size_t bytes) {
+    return run_qinx_rq_variant(r, m, bytes, 0);
+}
+
 static int run_qinx_rq(bench_run *r, const bench_method *m, size_t bytes) {
+    return run_qinx_rq_variant(r, m, bytes, 1);
+}
+
+static int run_qinx_rq_variant(bench_run *r, const bench_method *m, size_t bytes, int reseed) {
     qx_rq_opts o;
     qx_rq_opts_init(&o);
     o.M = bytes;
+    o.reseed_dead = reseed;
     o.beam = 5;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
@@ -157,9 +183,10 @@ static int run_qinx_rq(bench_run *r, const bench_method *m, size_t bytes) {
     if (rc) return bench_qx_fail("qx_rq_new", rc);
     bench_codec c;
     codec_qinx(&c, q);
-    snprintf(c.spec, sizeof c.spec, "RQ M=%zu K=256 beam=%d", o.M, o.beam);
+    snprintf(c.spec, sizeof c.spec, "RQ M=%zu K=256 beam=%d%s", o.M, o.beam, reseed ? "" : " no-reseed");
     rc = bench_eval_codec(r, m->name, bytes, &c);
-    if (rc == 0 && nkept_rq < BENCH_MAX_LIST && r->nres) {
+    if (rc == 0) note_utilization(r, m->name, bytes, q);
+    if (rc == 0 && reseed && nkept_rq < BENCH_MAX_LIST && r->nres) {
         uint8_t *blob = NULL;
         size_t len = 0;
         if (qx_quantizer_serialize(q, &blob, &len) == 0) {
@@ -522,6 +549,7 @@ void bench_methods_cleanup(void) {
 
 static const bench_method methods[] = {
     {"qinx-rq", 0, 0, run_qinx_rq},
+    {"qinx-rq-noreseed", 0, 0, run_qinx_rq_noreseed},
     {"faiss-pq", 0, 0, run_faiss_pq},
     {"faiss-opq", 0, 0, run_faiss_opq},
     {"faiss-rq", 0, 0, run_faiss_rq},
