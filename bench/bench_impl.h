@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "qinx/qinx.h"
+#include "qinx/eval.h"
 
 #define BENCH_MAX_LIST 32   /* entries of --bytes / --nprobe / --rerank */
 #define BENCH_MAX_METHODS 16
@@ -95,14 +96,10 @@ int bench_faiss_fail(const char *what, int frc);
 int bench_qx_fail(const char *what, int rc);
 
 /* ---- bench_eval.c ---- */
-typedef struct bench_recall {
-    double r1, r10, r100, r10at10;
-} bench_recall;
-/* Same definitions as `qinx search`: R@R = true nearest neighbour gt[0]
- * among the first R results; 10-recall@10 = overlap of the first 10 results
- * with the true 10. r100 is NaN when k < 100. */
-void bench_recall_compute(const int64_t *ids, size_t k, const int32_t *gt, size_t gt_k, size_t nq,
-                          bench_recall *out);
+/* Recall figures: qx_recall_compute (include/qinx/eval.h), the same
+ * definitions as `qinx search`. */
+typedef qx_recall bench_recall;
+#define bench_recall_compute qx_recall_compute
 /* Exact ground truth with a FAISS flat index; cached under the output dir. */
 int bench_ground_truth(bench_run *r);
 

@@ -40,11 +40,5 @@ int cli_parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t 
 /* Print "qinx <cmd>: <message>" from qx_last_error() and return exit code 1. */
 int cli_fail(const char *cmd, int rc);
 
-/* Search quality against ground truth (nq rows of gt_k ids). */
-typedef struct cli_recall {
-    double r1, r10, r100, r10_at_10;
-} cli_recall;
-void cli_compute_recall(const int64_t *ids, size_t k, const int32_t *gt, size_t gt_k, size_t nq,
-                        cli_recall *out);
 
 #endif

@@ -4,6 +4,7 @@
  * the benchmark: single-threaded), best of --runs runs. */
 #include <cblas.h>
 #include <getopt.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,21 +109,26 @@ int qx_cli_search(int argc, char **argv) {
     }
     if (rc) goto out;
     double qps = q.n / (best > 0 ? best : 1e-9);
-    cli_recall rec = {0};
-    if (gt) cli_compute_recall(ids, k, gt, gt_k, q.n, &rec);
+    qx_recall rec = {0};
+    if (gt) qx_recall_compute(ids, k, gt, gt_k, q.n, &rec);
     if (json) {
         printf("{\"index\":\"%s\",\"nq\":%zu,\"k\":%zu,\"nprobe\":%zu,\"rerank\":%zu,\"threads\":%zu,"
                "\"qps\":%.1f,\"seconds\":%.6f",
                index_path, q.n, k, nprobe, rerank, threads, qps, best);
-        if (gt)
-            printf(",\"recall@1\":%.4f,\"recall@10\":%.4f,\"recall@100\":%.4f,\"10-recall@10\":%.4f",
-                   rec.r1, rec.r10, rec.r100, rec.r10_at_10);
+        if (gt) { /* a figure k cannot support is NaN: JSON null */
+            const char *names[4] = {"recall@1", "recall@10", "recall@100", "10-recall@10"};
+            double vals[4] = {rec.r1, rec.r10, rec.r100, rec.r10at10};
+            for (int i = 0; i < 4; i++) {
+                if (isnan(vals[i])) printf(",\"%s\":null", names[i]);
+                else printf(",\"%s\":%.4f", names[i], vals[i]);
+            }
+        }
         printf("}\n");
     } else {
         printf("queries %zu  k %zu  nprobe %zu  rerank %zu  threads %zu\n", q.n, k, nprobe, rerank, threads);
         if (gt)
             printf("recall@1 %.4f  recall@10 %.4f  recall@100 %.4f  10-recall@10 %.4f\n", rec.r1,
-                   rec.r10, rec.r100, rec.r10_at_10);
+                   rec.r10, rec.r100, rec.r10at10);
         printf("QPS %.1f  (%.3f ms/query)\n", qps, 1e3 * best / q.n);
     }
     for (size_t i = 0; i < print && i < q.n && !json; i++) {

@@ -31,34 +31,6 @@ int cli_fail(const char *cmd, int rc) {
     return 1;
 }
 
-void cli_compute_recall(const int64_t *ids, size_t k, const int32_t *gt, size_t gt_k, size_t nq,
-                        cli_recall *out) {
-    size_t h1 = 0, h10 = 0, h100 = 0, inter = 0;
-    for (size_t i = 0; i < nq; i++) {
-        const int64_t *r = ids + i * k;
-        const int32_t *g = gt + i * gt_k;
-        for (size_t j = 0; j < k; j++) {
-            if (r[j] == g[0]) {
-                h1 += j < 1;
-                h10 += j < 10;
-                h100 += j < 100;
-                break;
-            }
-        }
-        size_t kk = k < 10 ? k : 10, gk = gt_k < 10 ? gt_k : 10;
-        for (size_t j = 0; j < kk; j++)
-            for (size_t t = 0; t < gk; t++)
-                if (r[j] == g[t]) {
-                    inter++;
-                    break;
-                }
-    }
-    out->r1 = (double)h1 / nq;
-    out->r10 = (double)h10 / nq;
-    out->r100 = (double)h100 / nq;
-    out->r10_at_10 = (double)inter / (10.0 * nq);
-}
-
 double cli_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -13,6 +13,7 @@
 #include "qinx/ivf.h"
 #include "qinx/derp.h"
 #include "qinx/gate.h"
+#include "qinx/eval.h"
 
 #define QINX_VERSION "0.1.0"
 
