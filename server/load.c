@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "qinx/rng.h"
 #include "internal.h"
 #include "qinx/vecfile.h"
 
@@ -115,16 +116,6 @@ static int h_request(hconn *h, const char *method, const char *path, const char 
     return -1;
 }
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_normal(uint64_t *s) {
-    double u1 = ((rng_next(s) >> 11) + 1.0) / 9007199254740993.0, u2 = (rng_next(s) >> 11) / 9007199254740992.0;
-    return sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 /* n x d clustered Gaussian vectors (100 blobs), deterministic in seed. */
 static float *make_random(size_t n, size_t d, uint64_t seed) {
@@ -136,10 +127,10 @@ static float *make_random(size_t n, size_t d, uint64_t seed) {
         return NULL;
     }
     uint64_t s = seed;
-    for (size_t i = 0; i < nc * d; i++) cent[i] = (float)(2.0 * rng_normal(&s));
+    for (size_t i = 0; i < nc * d; i++) cent[i] = (float)(2.0 * qx_rng_normal(&s));
     for (size_t i = 0; i < n; i++) {
-        size_t c = rng_next(&s) % nc;
-        for (size_t j = 0; j < d; j++) x[i * d + j] = cent[c * d + j] + (float)rng_normal(&s);
+        size_t c = qx_rng_next(&s) % nc;
+        for (size_t j = 0; j < d; j++) x[i * d + j] = cent[c * d + j] + (float)qx_rng_normal(&s);
     }
     qx__free(cent);
     return x;

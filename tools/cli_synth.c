@@ -11,18 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qinx/rng.h"
 #include "cli.h"
 
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_normal(uint64_t *s) {
-    double u1 = ((rng_next(s) >> 11) + 1.0) * 0x1.0p-53, u2 = (rng_next(s) >> 11) * 0x1.0p-53;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 int qx_cli_synth(int argc, char **argv) {
     size_t n = 100000, nq = 1000, d = 64, clusters = 256, seed = 1234;
@@ -67,11 +58,11 @@ int qx_cli_synth(int argc, char **argv) {
         return 1;
     }
     /* Cluster weights follow a power law, spreads vary per cluster. */
-    for (size_t i = 0; i < clusters * d; i++) cent[i] = (float)(3.0 * rng_normal(&s));
+    for (size_t i = 0; i < clusters * d; i++) cent[i] = (float)(3.0 * qx_rng_normal(&s));
     for (size_t i = 0; i < n + nq; i++) {
-        size_t k = (size_t)(clusters * pow((rng_next(&s) >> 11) * 0x1.0p-53, 2.0));
+        size_t k = (size_t)(clusters * pow(qx_rng_uniform(&s), 2.0));
         double spread = 0.5 + (double)(k % 7) / 6.0;
-        for (size_t j = 0; j < d; j++) x[i * d + j] = cent[k * d + j] + (float)(spread * rng_normal(&s));
+        for (size_t j = 0; j < d; j++) x[i * d + j] = cent[k * d + j] + (float)(spread * qx_rng_normal(&s));
     }
     char path[4096];
     int rc = 0;

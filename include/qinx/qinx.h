@@ -14,6 +14,7 @@
 #include "qinx/derp.h"
 #include "qinx/gate.h"
 #include "qinx/eval.h"
+#include "qinx/rng.h"
 
 #define QINX_VERSION "0.1.0"
 
