@@ -201,20 +201,22 @@ static int run_qinx_rq_variant(bench_run *r, const bench_method *m, size_t bytes
     return rc;
 }
 
-static int run_faiss_pq(bench_run *r, const bench_method *m, size_t bytes) {
+/* A FAISS exhaustive codec from a factory string built by spec_fn. */
+static int run_faiss_spec(bench_run *r, const bench_method *m, size_t bytes,
+                          void (*spec_fn)(char *, size_t, size_t, size_t)) {
     char spec[128];
-    bench_spec_pq(spec, sizeof spec, r->data->d, bytes);
+    spec_fn(spec, sizeof spec, r->data->d, bytes);
     bench_codec c;
     int rc = codec_faiss(&c, r->data->d, spec, 0);
     return rc ? rc : run_codec(r, m, bytes, &c);
 }
 
+static int run_faiss_pq(bench_run *r, const bench_method *m, size_t bytes) {
+    return run_faiss_spec(r, m, bytes, bench_spec_pq);
+}
+
 static int run_faiss_opq(bench_run *r, const bench_method *m, size_t bytes) {
-    char spec[128];
-    bench_spec_opq(spec, sizeof spec, r->data->d, bytes);
-    bench_codec c;
-    int rc = codec_faiss(&c, r->data->d, spec, 0);
-    return rc ? rc : run_codec(r, m, bytes, &c);
+    return run_faiss_spec(r, m, bytes, bench_spec_opq);
 }
 
 static int run_faiss_rq(bench_run *r, const bench_method *m, size_t bytes) {

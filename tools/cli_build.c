@@ -133,9 +133,9 @@ static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n
     }
     if (rc == 0 && !prog->quiet) cli_print_report(rep, 0);
     if (rc == 0)
-        fprintf(stderr, "qinx build: DERP gate %s (%.1fs); report in %s%s\n",
+        fprintf(stderr, "qinx build: DERP gate %s (%.1fs); report in %s\n",
                 passed ? "PASSED: candidate published" : "FAILED: live index left unchanged",
-                cli_now() - t0, report_path, passed ? "" : "");
+                cli_now() - t0, report_path);
     qx_derp_report_free(rep);
     qx_ivf_free(cand);
     qx_ivf_free(old);
