@@ -16,8 +16,8 @@
  *    figures of both commands agree on the same index.
  * 5. Ground truth without --gt: exact k=100 search with IndexFlatL2, written
  *    to DIR/gt-<dataset>-<nq>-<hash>.ivecs where the hash covers the paths,
- *    sizes and modification times of base and queries; a later run with the
- *    same inputs reuses it.
+ *    sizes and modification times of base and queries (and the --max-base
+ *    row count); a later run with the same inputs reuses it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -55,6 +55,7 @@ int bench_ground_truth(bench_run *r) {
     h = file_key(h, cfg->base_path);
     h = file_key(h, cfg->query_path);
     h = fnv(h, &nq, sizeof nq);
+    if (cfg->max_base) h = fnv(h, &D->base.n, sizeof D->base.n); /* a --max-base subset */
     char path[4096];
     snprintf(path, sizeof path, "%s/gt-%s-%zu-%016llx.ivecs", cfg->out_dir, D->dataset, nq,
              (unsigned long long)h);
@@ -124,9 +125,10 @@ int bench_eval_codec(bench_run *r, const char *method, size_t bytes, bench_codec
     res.threads = r->train_threads;
     bench_set_threads(r->cfg->threads);
 
-    bench_log(r, "%s %zuB (%s): training on %zu vectors ...", method, bytes, c->spec, D->train.n);
+    bench_log(r, "%s %zuB (%s): training on %zu vectors ...", method, bytes, c->spec, r->train_n);
+    res.n_train = r->train_n;
     double t = bench_now();
-    int rc = c->train(c, D->train.data, D->train.n);
+    int rc = c->train(c, r->train_x, r->train_n);
     if (rc) return rc;
     res.train_s = bench_now() - t + c->extra_train_s;
     size_t cs = c->code_size;

@@ -20,6 +20,7 @@
 #define BENCH_MAX_LIST 32   /* entries of --bytes / --nprobe / --rerank */
 #define BENCH_MAX_METHODS 16
 #define BENCH_GT_K 100      /* ground-truth depth computed when --gt is absent */
+#define BENCH_SLOW_POINT_S 2.0 /* IVF points slower than this are timed once */
 
 /* Plot back end: gnuplot when installed, else SVG written by the program. */
 enum { BENCH_PLOT_AUTO = 0, BENCH_PLOT_GNUPLOT, BENCH_PLOT_SVG, BENCH_PLOT_NONE };
@@ -29,6 +30,7 @@ typedef struct bench_cfg {
     const char *write_gt; /* --write-gt FILE: only compute the ground truth */
     size_t max_train;   /* training vectors sampled from the base without --train */
     size_t nq_max;      /* use the first nq_max queries (0 = all) */
+    size_t max_base;    /* use the first max_base base vectors (0 = all) */
     size_t bytes[BENCH_MAX_LIST], nbytes;         /* exhaustive code sizes */
     size_t ivf_bytes[BENCH_MAX_LIST], nivf_bytes; /* IVF code sizes */
     size_t nprobe[BENCH_MAX_LIST], nnprobe;
@@ -38,7 +40,7 @@ typedef struct bench_cfg {
     size_t nlist, k_ivf, runs;
     double budget_min;  /* whole run, minutes */
     int threads;        /* train/encode threads; 0 = all cores */
-    int quiet, plot;
+    int quiet, plot, plan_only;
     uint64_t seed;
     char cmdline[2048];
 } bench_cfg;
@@ -66,7 +68,23 @@ typedef struct bench_result {
     double index_bytes;
     int threads;        /* threads behind the timings of this line */
     int pareto;         /* IVF point on its method's Pareto frontier */
+    size_t n_train;     /* training vectors this method saw (the time plan may cut it) */
 } bench_result;
+
+struct bench_method;
+/* One (method, bytes) of the run and what the time plan (bench_plan.c) made of it. */
+typedef struct bench_job {
+    const struct bench_method *m;
+    size_t bytes;
+    double train, fixed;   /* model seconds: training on the whole set; encoding + evaluation */
+    int qinco, cuttable, failed;
+    double f_min;          /* smallest share of the training set a cut may leave */
+    double planned, actual; /* calibrated estimate and measured seconds (NaN = not run) */
+    size_t ntrain;         /* training vectors used */
+    double qinco_minutes;  /* QINCo training budget given */
+    const char *skip_reason;
+    char why[160];
+} bench_job;
 
 typedef struct bench_run {
     const bench_cfg *cfg;
@@ -77,7 +95,16 @@ typedef struct bench_run {
     size_t nnotes;
     double t0, deadline;
     int train_threads;  /* resolved --threads */
-    size_t slow_left;   /* slow (method, bytes) runs not yet started */
+    bench_job *jobs;    /* the plan, in run order */
+    size_t njobs, qinco_jobs;
+    double plan_pred, plan_act; /* model and measured seconds of the jobs done: calibration */
+    double plan_pred_lib[2], plan_act_lib[2]; /* the same for qinx [0] and FAISS [1] jobs */
+    float *sub;         /* strided subsample of the training set (cut jobs) */
+    size_t sub_n;
+    /* the current job's training set and QINCo budget, set by the main loop */
+    const float *train_x;
+    size_t train_n;
+    double qinco_minutes;
 } bench_run;
 
 /* ---- bench_util.c ---- */
@@ -151,11 +178,30 @@ struct bench_ivfimpl {
 };
 int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl *v);
 size_t bench_nlist(const bench_run *r);
-/* Mark the Pareto frontier of every (method, bytes) IVF series. */
+/* IVF series: (method, bytes, re-ranking on/off); its name, e.g. "qinx-ivfrq+rerank100". */
+int bench_same_series(const bench_result *a, const bench_result *b);
+void bench_series_name(const bench_result *p, char *buf, size_t len);
+/* Mark the Pareto frontier of every IVF series. */
 void bench_mark_pareto(bench_run *r);
-/* QPS at 10-recall@10 = target on the frontier of a series (log-linear
- * interpolation between frontier points); NaN when the series never reaches it. */
-double bench_qps_at(const bench_run *r, const char *method, size_t bytes, double target);
+/* QPS at 10-recall@10 = target on the frontier of the series of `series`
+ * (log-linear interpolation between frontier points); NaN when never reached. */
+double bench_qps_at(const bench_run *r, const bench_result *series, double target);
+
+/* ---- bench_plan.c ---- */
+/* Model seconds of (method, bytes) on this run's data: training on the
+ * whole training set, and the rest (encoding, evaluation or IVF sweep). */
+void bench_plan_cost(const bench_run *r, const char *method, size_t bytes, double *train, double *fixed);
+int bench_plan_init(bench_run *r, const struct bench_method *const *order, size_t no);
+/* Decide job i: skip (jobs[i].skip_reason set), or run on *ntrain training
+ * vectors with *qinco_minutes of QINCo training (QINCo jobs). */
+int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes);
+void bench_plan_done(bench_run *r, size_t i, double seconds);
+/* The first n rows of an evenly spaced subsample of the training set. */
+const float *bench_train_subset(bench_run *r, size_t n);
+/* --plan-only: the model's seconds of every job, uncalibrated. */
+void bench_plan_print(const bench_run *r, FILE *f);
+/* Total wall time, budget honoured or not, and the plan of every job. */
+void bench_plan_report(const bench_run *r, FILE *f, int md);
 
 /* ---- bench_report.c ---- */
 int bench_write_jsonl(const bench_run *r);
@@ -167,12 +213,13 @@ void bench_print_tables(const bench_run *r, FILE *f);
  * back end drew them. */
 int bench_plots(const bench_run *r, char *note, size_t note_len);
 typedef struct bench_series {
-    char name[64];
+    char name[96];
     const double *x, *y;
     size_t n;
     int lines;   /* join the points */
     int color;   /* palette index */
     int dashed;
+    int point;   /* point shape index (gnuplot) */
 } bench_series;
 int bench_svg_chart(const char *path, const char *title, const char *xlabel, const char *ylabel,
                     const bench_series *s, size_t ns, int logx, int logy);

@@ -9,10 +9,13 @@
  * 2. The whole query batch goes in one call for both libraries, as in
  *    `qinx search`: per-call overheads are amortised the same way.
  * 3. Best of R runs (default 3): the machine is shared, and the minimum is
- *    the least noisy estimate of what the code costs.
- * 4. A series is (method, bytes); its Pareto frontier keeps the points that
- *    no other point beats on both QPS and 10-recall@10, across nprobe and
- *    rerank. QPS at a target recall interpolates log(QPS) linearly in recall
+ *    the least noisy estimate of what the code costs. A point whose first run
+ *    takes more than BENCH_SLOW_POINT_S is timed once (FAISS IVF-RQ at
+ *    nprobe 128 on GloVe: ~0.1 s per query), and every sweep stops when the
+ *    run's time budget is spent.
+ * 4. A series is (method, bytes, re-ranking on or off): qinx with and
+ *    without re-ranking are two curves. Its Pareto frontier keeps the points
+ *    that no other point of the series beats on both QPS and 10-recall@10. QPS at a target recall interpolates log(QPS) linearly in recall
  *    between the two frontier points around the target.
  */
 #include <math.h>
@@ -34,9 +37,9 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
     size_t nq = D->queries.n, k = cfg->k_ivf < D->base.n ? cfg->k_ivf : D->base.n;
     size_t nlist = bench_nlist(r);
     bench_set_threads(cfg->threads);
-    bench_log(r, "%s %zuB (%s): training on %zu vectors ...", method, bytes, v->spec, D->train.n);
+    bench_log(r, "%s %zuB (%s): training on %zu vectors ...", method, bytes, v->spec, r->train_n);
     double t = bench_now();
-    int rc = v->train(v, D->train.data, D->train.n);
+    int rc = v->train(v, r->train_x, r->train_n);
     if (rc) return rc;
     double train_s = bench_now() - t;
     bench_log(r, "%s %zuB: trained in %.1fs; adding %zu vectors ...", method, bytes, train_s, D->base.n);
@@ -63,7 +66,8 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
         for (size_t pi = 0; pi < cfg->nnprobe && rc == 0; pi++) {
             size_t nprobe = cfg->nprobe[pi];
             if (nprobe > nlist) break;
-            if (v->budget_cuts && bench_minutes_left(r) < 0) {
+            /* the whole budget is spent: stop the sweep rather than overrun */
+            if (bench_minutes_left(r) < 0) {
                 bench_note(r, "%s %zuB: nprobe sweep stopped at nprobe=%zu rerank=%zu (time budget)",
                            method, bytes, nprobe, rerank);
                 stopped = 1;
@@ -75,6 +79,8 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
                 rc = v->search(v, D->queries.data, nq, k, nprobe, rerank, dist, ids);
                 double dt = bench_now() - t;
                 if (dt < best) best = dt;
+                /* a point of seconds is not noise-dominated: one run is enough */
+                if (dt > BENCH_SLOW_POINT_S) break;
             }
             if (rc) break;
             bench_recall rec;
@@ -94,6 +100,7 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
             res.encode_s = add_s;
             res.index_bytes = (double)D->base.n * (v->code_size + sizeof(int64_t));
             res.threads = 1;
+            res.n_train = r->train_n;
             bench_log(r, "%s %zuB nprobe %4zu rerank %4zu: R@1 %.4f  10-R@10 %.4f  QPS %.0f", method,
                       bytes, nprobe, rerank, res.r1, res.r10at10, res.qps);
             rc = bench_add_result(r, &res);
@@ -105,8 +112,14 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
     return rc;
 }
 
-static int same_series(const bench_result *a, const bench_result *b) {
-    return a->ivf && b->ivf && a->bytes == b->bytes && !strcmp(a->method, b->method);
+int bench_same_series(const bench_result *a, const bench_result *b) {
+    return a->ivf && b->ivf && a->bytes == b->bytes && (a->rerank > 0) == (b->rerank > 0) &&
+           !strcmp(a->method, b->method);
+}
+
+void bench_series_name(const bench_result *p, char *buf, size_t len) {
+    if (p->rerank > 0) snprintf(buf, len, "%s+rerank%ld", p->method, p->rerank);
+    else snprintf(buf, len, "%s", p->method);
 }
 
 void bench_mark_pareto(bench_run *r) {
@@ -116,7 +129,7 @@ void bench_mark_pareto(bench_run *r) {
         p->pareto = 1;
         for (size_t j = 0; j < r->nres && p->pareto; j++) {
             const bench_result *q = &r->res[j];
-            if (j == i || !same_series(p, q)) continue;
+            if (j == i || !bench_same_series(p, q)) continue;
             if (q->r10at10 >= p->r10at10 && q->qps >= p->qps &&
                 (q->r10at10 > p->r10at10 || q->qps > p->qps))
                 p->pareto = 0;
@@ -124,13 +137,13 @@ void bench_mark_pareto(bench_run *r) {
     }
 }
 
-double bench_qps_at(const bench_run *r, const char *method, size_t bytes, double target) {
+double bench_qps_at(const bench_run *r, const bench_result *series, double target) {
     /* below: frontier point with the highest recall < target;
      * above: frontier point with the lowest recall >= target */
     const bench_result *below = NULL, *above = NULL;
     for (size_t i = 0; i < r->nres; i++) {
         const bench_result *p = &r->res[i];
-        if (!p->ivf || !p->pareto || p->bytes != bytes || strcmp(p->method, method)) continue;
+        if (!p->pareto || !bench_same_series(p, series)) continue;
         if (p->r10at10 < target) {
             if (!below || p->r10at10 > below->r10at10) below = p;
         } else if (!above || p->r10at10 < above->r10at10) {

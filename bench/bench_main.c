@@ -8,8 +8,9 @@
  *    point here can be reproduced with build + search), the same base and
  *    the same first --nq queries.
  * 2. Order: fast exhaustive methods, then IVF sweeps, then the slow methods
- *    (FAISS LSQ, QINCo) that the time budget may cut — so a tight budget
- *    loses the expensive extras, never the baselines.
+ *    (FAISS LSQ, QINCo) — so a tight budget loses the expensive extras, never
+ *    the baselines. Before each (method, bytes) the time plan (bench_plan.c)
+ *    decides its training set size or skips it, so the run ends in time.
  * 3. A method that fails is reported (stderr and the report's notes) and the
  *    run goes on; the exit status is then 1.
  * 4. results.jsonl is rewritten after every measured point (bench_util.c);
@@ -41,6 +42,8 @@ static void usage(FILE *f) {
             "  --train FILE        training vectors (default: a sample of the base)\n"
             "  --max-train N       at most N training vectors sampled from the base (default 100000)\n"
             "  --nq N              use the first N queries (default all)\n"
+            "  --max-base N        use the first N base vectors (default all; smoke tests): the\n"
+            "                      ground truth is then computed for that subset, --gt is ignored\n"
             "  --bytes LIST        bytes per vector of the exhaustive methods (default 8,16)\n"
             "  --ivf-bytes LIST    bytes per vector of the IVF methods (default: --bytes)\n"
             "  --methods LIST      comma-separated, or 'all' (default qinx-rq,faiss-pq,faiss-rq):\n"
@@ -63,6 +66,7 @@ static void usage(FILE *f) {
             "  --plot MODE         auto (gnuplot if installed, else built-in SVG), gnuplot, svg, none\n"
             "  --quiet             no progress on stderr\n"
             "  --write-gt FILE     only compute the exact top-100 ground truth into FILE (.ivecs)\n"
+            "  --plan-only         print the time plan's cost model of every method and exit\n"
             "Outputs in DIR: results.jsonl, report.md, recall_vs_bytes.svg, qps_vs_recall.svg.\n");
 }
 
@@ -162,8 +166,11 @@ static void dataset_name(char *out, size_t len, const char *path) {
 static int load_data(bench_run *r) {
     const bench_cfg *c = r->cfg;
     bench_data *D = r->data;
-    int rc = qx_vecs_read(c->base_path, 0, &D->base);
+    /* one row more than --max-base tells whether the file was cut */
+    int rc = qx_vecs_read(c->base_path, c->max_base ? c->max_base + 1 : 0, &D->base);
     if (rc) return bench_qx_fail("reading --base", rc);
+    int cut = c->max_base && D->base.n > c->max_base;
+    if (cut) D->base.n = c->max_base;
     D->d = D->base.d;
     if ((rc = qx_vecs_read(c->query_path, c->nq_max, &D->queries))) return bench_qx_fail("reading --queries", rc);
     if (D->queries.d != D->d) {
@@ -192,7 +199,11 @@ static int load_data(bench_run *r) {
         bench_log(r, "wrote %s (%zu x %zu)", c->write_gt, D->queries.n, D->gt_k);
         return 0;
     }
-    if (c->gt_path) {
+    if (c->gt_path && cut)
+        bench_note(r, "--gt ignored: the ground truth of the whole base does not hold for its first %zu "
+                      "vectors (--max-base); computed exactly instead",
+                   c->max_base);
+    if (c->gt_path && !cut) {
         size_t gn = 0, gk = 0;
         if ((rc = qx_ivecs_read(c->gt_path, c->nq_max, &D->gt, &gn, &gk))) return bench_qx_fail("reading --gt", rc);
         if (gn < D->queries.n) {
@@ -234,7 +245,7 @@ int qx_bench_main(int argc, char **argv) {
         {"rerank", 1, 0, 'r'},    {"k", 1, 0, 'k'},         {"runs", 1, 0, 'R'},    {"out", 1, 0, 'o'},
         {"time-budget", 1, 0, 'T'}, {"threads", 1, 0, 'j'}, {"seed", 1, 0, 's'},    {"name", 1, 0, 'N'},
         {"plot", 1, 0, 'P'},      {"quiet", 0, 0, 'z'},     {"check", 1, 0, 'c'},   {"help", 0, 0, 'h'},
-        {"write-gt", 1, 0, 'W'},
+        {"write-gt", 1, 0, 'W'},  {"max-base", 1, 0, 'X'},  {"plan-only", 0, 0, 'D'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -246,6 +257,7 @@ int qx_bench_main(int argc, char **argv) {
         case 'g': cfg.gt_path = optarg; break;
         case 't': cfg.train_path = optarg; break;
         case 'x': bad = parse_list("--max-train", optarg, 256, (size_t)1 << 40, &cfg.max_train, &n) || n != 1; break;
+        case 'X': bad = parse_list("--max-base", optarg, 1, (size_t)1 << 40, &cfg.max_base, &n) || n != 1; break;
         case 'Q': bad = parse_list("--nq", optarg, 1, (size_t)1 << 40, &cfg.nq_max, &n) || n != 1; break;
         case 'B': bytes_s = optarg; break;
         case 'I': ivf_bytes_s = optarg; break;
@@ -274,6 +286,7 @@ int qx_bench_main(int argc, char **argv) {
         case 'z': cfg.quiet = 1; break;
         case 'c': check = optarg; break;
         case 'W': write_gt = optarg; break;
+        case 'D': cfg.plan_only = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -338,27 +351,32 @@ int qx_bench_main(int argc, char **argv) {
             int p = m->slow ? 2 : m->ivf ? 1 : 0;
             if (p == pass) order[no++] = m;
         }
-    for (size_t i = 0; i < no; i++)
-        if (order[i]->slow) run.slow_left += order[i]->ivf ? cfg.nivf_bytes : cfg.nbytes;
-    for (size_t i = 0; i < no; i++) {
-        const bench_method *m = order[i];
-        const size_t *bl = m->ivf ? cfg.ivf_bytes : cfg.bytes;
-        size_t nb = m->ivf ? cfg.nivf_bytes : cfg.nbytes;
-        for (size_t b = 0; b < nb; b++) {
-            if (bench_minutes_left(&run) <= 0) {
-                bench_note(&run, "%s at %zu bytes skipped: the time budget of %.0f minutes is used up",
-                           m->name, bl[b], cfg.budget_min);
-            } else if (bl[b] > data.d * 4 && !m->ivf) {
-                bench_note(&run, "%s at %zu bytes skipped: more bytes than the raw vector", m->name, bl[b]);
-            } else {
-                int mrc = m->run(&run, m, bl[b]);
-                if (mrc) {
-                    failed = 1;
-                    bench_note(&run, "%s at %zu bytes FAILED: %s", m->name, bl[b],
-                               qx_last_error()[0] ? qx_last_error() : qx_strerror(mrc));
-                }
-            }
-            if (m->slow && run.slow_left) run.slow_left--;
+    if ((rc = bench_plan_init(&run, order, no))) goto out;
+    if (cfg.plan_only) {
+        bench_plan_print(&run, stdout);
+        goto out;
+    }
+    for (size_t i = 0; i < run.njobs; i++) {
+        bench_job *j = &run.jobs[i];
+        size_t ntrain = 0;
+        if ((rc = bench_plan_job(&run, i, &ntrain, &run.qinco_minutes))) goto out;
+        if (j->skip_reason) {
+            bench_note(&run, "%s at %zu bytes skipped: %s", j->m->name, j->bytes, j->skip_reason);
+            continue;
+        }
+        run.train_n = ntrain;
+        run.train_x = bench_train_subset(&run, ntrain);
+        if (!run.train_x) {
+            rc = QX_ENOMEM;
+            goto out;
+        }
+        double t = bench_now();
+        int mrc = j->m->run(&run, j->m, j->bytes);
+        bench_plan_done(&run, i, bench_now() - t);
+        if (mrc) {
+            failed = j->failed = 1;
+            bench_note(&run, "%s at %zu bytes FAILED: %s", j->m->name, j->bytes,
+                       qx_last_error()[0] ? qx_last_error() : qx_strerror(mrc));
         }
     }
     bench_mark_pareto(&run);
@@ -366,6 +384,7 @@ int qx_bench_main(int argc, char **argv) {
     if ((rc = bench_write_jsonl(&run)) == 0 && (rc = bench_plots(&run, plot_note, sizeof plot_note)) == 0)
         rc = bench_write_report(&run, plot_note);
     bench_print_tables(&run, stdout);
+    bench_plan_report(&run, stdout, 0);
     if (rc == 0)
         bench_log(&run, "wrote %s/results.jsonl, report.md, recall_vs_bytes.svg, qps_vs_recall.svg",
                   cfg.out_dir);
@@ -379,5 +398,7 @@ out:
     for (size_t i = 0; i < run.nnotes; i++) free(run.notes[i]);
     free(run.notes);
     free(run.res);
+    free(run.jobs);
+    free(run.sub);
     return rc ? 1 : failed;
 }

@@ -15,12 +15,10 @@
  *    own benchmarks do; the IVF-PQ baseline likewise uses OPQ{M}_{d'}.
  * 3. FAISS RQ uses beam 5 (qx_faiss_set_beam before training, which FAISS
  *    also uses while training), the same width as qinx RQ's default.
- * 4. Time budget: FAISS LSQ cannot be interrupted once started, so its cost
- *    is estimated first from a probe (train on 4,096 vectors, encode 1,024)
- *    extrapolated linearly, and the run is skipped with a note when the
- *    estimate exceeds what is left. QINCo training takes a wall-clock budget
- *    of its own (train_minutes): the remaining time is shared among the slow
- *    runs still to come, less a reserve for encoding.
+ * 4. Time budget: bench_plan.c decides, before each method, on how many
+ *    training vectors it runs (r->train_x, r->train_n) or whether it is
+ *    skipped; QINCo training takes the wall-clock budget the plan gives it
+ *    (r->qinco_minutes, train_minutes).
  * 5. qinx QINCo at B bytes starts from the qinx RQ trained at B bytes in the
  *    same run when there is one (its training time is then added to QINCo's),
  *    so "QINCo with f = 0" is exactly the RQ row of the table.
@@ -228,57 +226,15 @@ static int run_faiss_rq(bench_run *r, const bench_method *m, size_t bytes) {
     return rc ? rc : run_codec(r, m, bytes, &c);
 }
 
-/* Seconds a FAISS LSQ run would take, extrapolated from a small probe. */
-static int lsq_estimate(bench_run *r, const char *spec, double *est) {
-    const bench_data *D = r->data;
-    size_t nt = D->train.n < 4096 ? D->train.n : 4096, ne = D->base.n < 1024 ? D->base.n : 1024;
-    bench_codec c;
-    int rc = codec_faiss(&c, D->d, spec, 0);
-    if (rc) return rc;
-    double t0 = bench_now();
-    rc = c.train(&c, D->train.data, nt);
-    double t1 = bench_now();
-    uint8_t *codes = rc ? NULL : malloc(c.code_size * ne);
-    if (!rc && !codes) rc = QX_ENOMEM;
-    if (!rc) rc = c.encode(&c, D->base.data, ne, codes);
-    double t2 = bench_now();
-    free(codes);
-    c.destroy(&c);
-    if (rc) return rc;
-    *est = (t1 - t0) * D->train.n / nt + (t2 - t1) * D->base.n / ne;
-    bench_log(r, "%s: probe (train %zu, encode %zu) took %.1fs; full run estimated at %.0fs", spec, nt,
-              ne, t2 - t0, *est);
-    return 0;
-}
-
 static int run_faiss_lsq(bench_run *r, const bench_method *m, size_t bytes) {
     char spec[128];
     snprintf(spec, sizeof spec, "LSQ%zux8", bytes);
-    double est = 0;
-    int rc = lsq_estimate(r, spec, &est);
-    if (rc) return rc;
-    double left = bench_minutes_left(r) * 60;
-    if (est > left) {
-        bench_note(r, "%s at %zu bytes skipped: estimated %.0f s (probe, linear extrapolation) > %.0f s "
-                      "left of the time budget",
-                   m->name, bytes, est, left > 0 ? left : 0);
-        return 0;
-    }
     bench_codec c;
-    rc = codec_faiss(&c, r->data->d, spec, 0);
+    int rc = codec_faiss(&c, r->data->d, spec, 0);
     return rc ? rc : run_codec(r, m, bytes, &c);
 }
 
 #ifdef BENCH_HAVE_QINCO
-/* Minutes of QINCo training this run may take. */
-static double qinco_minutes(const bench_run *r, size_t bytes) {
-    /* reserve for encoding the base at ~1,000 vectors/s per 16 bytes, and evaluation */
-    double reserve = (r->data->base.n / 1000.0) * (bytes / 16.0) / 60.0 + 0.5;
-    size_t runs = r->slow_left ? r->slow_left : 1;
-    double mins = (bench_minutes_left(r) - reserve * runs) / runs;
-    return mins < 0.25 ? 0.25 : mins;
-}
-
 static void qinco_note(bench_run *r, const char *method, size_t bytes, const qx_quantizer *q) {
     qx_qinco_stats st;
     if (qx_qinco_get_stats(q, &st) || !st.epochs) return;
@@ -293,7 +249,7 @@ static int run_qinx_qinco(bench_run *r, const bench_method *m, size_t bytes) {
     o.M = bytes;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
-    o.train_minutes = qinco_minutes(r, bytes);
+    o.train_minutes = r->qinco_minutes;
     qx_quantizer *q = NULL, *rq = NULL;
     double extra = 0;
     int rc = 0;
@@ -312,7 +268,7 @@ static int run_qinx_qinco(bench_run *r, const bench_method *m, size_t bytes) {
                       extra);
             double t = bench_now();
             bench_set_threads(r->cfg->threads);
-            rc = qx_quantizer_train(q, r->data->train.data, r->data->train.n);
+            rc = qx_quantizer_train(q, r->train_x, r->train_n);
             extra += bench_now() - t;
             if (rc) bench_qx_fail("QINCo training", rc);
         }
@@ -433,7 +389,7 @@ static int run_qinx_ivfqinco(bench_run *r, const bench_method *m, size_t bytes) 
     o.M = bytes - 1;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
-    o.train_minutes = qinco_minutes(r, bytes);
+    o.train_minutes = r->qinco_minutes;
     qx_quantizer *q = NULL;
     int rc = qx_qinco_new(&q, r->data->d, &o);
     if (rc) return bench_qx_fail("qx_qinco_new", rc);

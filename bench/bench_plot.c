@@ -97,21 +97,36 @@ static void build_qps_chart(const bench_run *r, chart *c) {
         const bench_result *p = &r->res[i];
         if (!p->ivf) continue;
         size_t j = 0;
-        while (j < nn && !(r->res[first[j]].bytes == p->bytes && !strcmp(r->res[first[j]].method, p->method)))
-            j++;
+        while (j < nn && !bench_same_series(&r->res[first[j]], p)) j++;
         if (j == nn && nn < MAXS / 2) first[nn++] = i;
+    }
+    /* one colour per method, dashed = re-ranking, point shape per byte size */
+    const char *meth[MAXS];
+    size_t nmeth = 0, sizes[MAXS], nsizes = 0;
+    for (size_t m = 0; m < nn; m++) {
+        const bench_result *h = &r->res[first[m]];
+        size_t a = 0, b = 0;
+        while (a < nmeth && strcmp(meth[a], h->method)) a++;
+        if (a == nmeth) meth[nmeth++] = h->method;
+        while (b < nsizes && sizes[b] != h->bytes) b++;
+        if (b == nsizes) sizes[nsizes++] = h->bytes;
     }
     for (size_t m = 0; m < nn; m++) {
         const bench_result *h = &r->res[first[m]];
-        char n1[64], n2[64];
-        snprintf(n1, sizeof n1, "%s %zuB", h->method, h->bytes);
-        snprintf(n2, sizeof n2, "%s %zuB (all)", h->method, h->bytes);
-        bench_series *front = add_series(c, n1, r->nres, (int)m, 1, 0);
-        bench_series *all = add_series(c, n2, r->nres, (int)m, 0, 0);
+        char name[64], n1[80], n2[80];
+        size_t a = 0, b = 0;
+        while (strcmp(meth[a], h->method)) a++;
+        while (sizes[b] != h->bytes) b++;
+        bench_series_name(h, name, sizeof name);
+        snprintf(n1, sizeof n1, "%s %zuB", name, h->bytes);
+        snprintf(n2, sizeof n2, "%s %zuB (all)", name, h->bytes);
+        bench_series *front = add_series(c, n1, r->nres, (int)a, 1, h->rerank > 0);
+        bench_series *all = add_series(c, n2, r->nres, (int)a, 0, 0);
         if (!front || !all) return;
+        front->point = all->point = (int)b;
         for (size_t i = 0; i < r->nres; i++) {
             const bench_result *p = &r->res[i];
-            if (!p->ivf || p->bytes != h->bytes || strcmp(p->method, h->method)) continue;
+            if (!bench_same_series(p, h)) continue;
             push(all, p->r10at10, p->qps);
             if (p->pareto) push(front, p->r10at10, p->qps);
         }
@@ -134,6 +149,8 @@ static void shell_quote(char *out, size_t len, const char *s) {
     out[j] = '\0';
 }
 
+/* gnuplot point types: filled circle, square, triangle, diamond (the hollow one is n - 1) */
+static const int gp_filled[] = {7, 5, 9, 13};
 static const char *gp_colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                   "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
@@ -179,10 +196,11 @@ static int gp_chart(const bench_run *r, FILE *gp, const chart *c, const char *ta
         const char *col = gp_colors[(size_t)s->color % 10];
         fprintf(gp, "%s'plot-data/%s%zu.dat' ", any ? ", \\\n     " : "", tag, i);
         if (s->lines)
-            fprintf(gp, "with linespoints lw 2 pt 7 ps 0.6 dt %d lc rgb '%s' title '%s'", s->dashed ? 2 : 1,
-                    col, s->name);
+            fprintf(gp, "with linespoints lw 2 pt %d ps 0.7 dt %d lc rgb '%s' title '%s'",
+                    gp_filled[(size_t)s->point % 4], s->dashed ? 2 : 1, col, s->name);
         else
-            fprintf(gp, "with points pt 6 ps 0.5 lc rgb '%s' notitle", col);
+            fprintf(gp, "with points pt %d ps 0.6 lc rgb '%s' notitle", gp_filled[(size_t)s->point % 4] - 1,
+                    col);
         any = 1;
     }
     if (!any) fprintf(gp, "NaN notitle");

@@ -80,7 +80,7 @@ int bench_write_jsonl(const bench_run *r) {
         fputs(",\"machine\":", f);
         json_str(f, D->machine);
         fprintf(f, ",\"threads\":%d,\"pareto\":%s,\"n_base\":%zu,\"n_train\":%zu,\"nq\":%zu}\n",
-                p->threads, p->ivf ? (p->pareto ? "true" : "false") : "null", D->base.n, D->train.n,
+                p->threads, p->ivf ? (p->pareto ? "true" : "false") : "null", D->base.n, p->n_train,
                 D->queries.n);
     }
     int bad = ferror(f);
@@ -167,19 +167,19 @@ static void table_ivf_targets(const bench_run *r, FILE *f, int md) {
         if (!p->ivf) continue;
         int first = 1;
         for (size_t j = 0; j < i && first; j++)
-            if (r->res[j].ivf && r->res[j].bytes == p->bytes && !strcmp(r->res[j].method, p->method))
-                first = 0;
+            if (bench_same_series(&r->res[j], p)) first = 0;
         if (!first) continue;
         double best = 0;
         for (size_t j = i; j < r->nres; j++)
-            if (r->res[j].ivf && r->res[j].bytes == p->bytes && !strcmp(r->res[j].method, p->method) &&
-                r->res[j].r10at10 > best)
+            if (bench_same_series(&r->res[j], p) && r->res[j].r10at10 > best)
                 best = r->res[j].r10at10;
-        if (md) fprintf(f, "| %s | %zu | %.1f | %.1f |", p->method, p->bytes, p->train_s, p->encode_s);
-        else fprintf(f, "%-13s %5zu %8.1f %8.1f", p->method, p->bytes, p->train_s, p->encode_s);
+        char name[64];
+        bench_series_name(p, name, sizeof name);
+        if (md) fprintf(f, "| %s | %zu | %.1f | %.1f |", name, p->bytes, p->train_s, p->encode_s);
+        else fprintf(f, "%-13s %5zu %8.1f %8.1f", name, p->bytes, p->train_s, p->encode_s);
         for (size_t t = 0; t < NTARGETS; t++) {
             char b[24];
-            fnum(b, sizeof b, bench_qps_at(r, p->method, p->bytes, targets[t]), "%.0f");
+            fnum(b, sizeof b, bench_qps_at(r, p, targets[t]), "%.0f");
             fprintf(f, md ? " %s |" : " %8s", b);
         }
         if (md) fprintf(f, " %.4f | `%s` |\n", best, p->spec);
@@ -264,6 +264,7 @@ int bench_write_report(const bench_run *r, const char *plot_note) {
         fprintf(f, "\n</details>\n\n");
     }
     if (plot_note && *plot_note) fprintf(f, "Plots: %s.\n\n", plot_note);
+    bench_plan_report(r, f, 1);
     if (r->nnotes) {
         fprintf(f, "## Notes\n\n");
         for (size_t i = 0; i < r->nnotes; i++) fprintf(f, "- %s\n", r->notes[i]);

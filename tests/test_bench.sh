@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # tests/test_bench.sh BUILD_DIR — a tiny end-to-end `qinx bench` run on siftsmall:
-# qinx-rq, faiss-pq and faiss-rq at 8 bytes (1,000 training vectors) and a qinx IVF sweep.
+# qinx-rq, faiss-pq and faiss-rq at 8 bytes (1,000 training vectors) and a qinx IVF sweep,
+# then two tiny runs: --max-base with the built-in SVG writer, and a budget too small for LSQ.
 # Checks: every output file exists; results.jsonl parses and holds the documented keys with
 # recalls in [0,1] (`qinx bench --check`, no python/jq needed); the SVGs are SVG; the report
 # has its tables; and the bench's IVF point agrees (within 0.02) with `qinx build` +
-# `qinx search` on an index built with the same parameters. Skips (77) without the data.
+# `qinx search` on an index built with the same parameters; the report's time-budget section;
+# the time plan skipping what does not fit. Skips (77) without the data.
 set -euo pipefail
 build=${1:?usage: test_bench.sh BUILD_DIR}
 qinx=$build/qinx
@@ -68,11 +70,32 @@ awk -v a="$b_r1" -v b="$s_r1" -v c="$b_r10" -v d="$s_r10" \
   'BEGIN { da = a - b; dc = c - d; if (da < 0) da = -da; if (dc < 0) dc = -dc; exit !(da <= 0.02 && dc <= 0.02) }' \
   || fail "bench and qinx search disagree by more than 0.02"
 
-# the built-in SVG writer (used when gnuplot is absent) on a second, tiny run
+# the time plan's report: total wall time, budget honoured, one row per job
+grep -q "^## Time budget" "$out/b/report.md" || fail "report.md has no Time budget section"
+grep -q "Total wall time .* budget of 5 minutes: \*\*honoured\*\*" "$out/b/report.md" \
+  || fail "report.md does not say the 5-minute budget was honoured"
+grep -q "^| qinx-ivfrq | 8 | 1000 | " "$out/b/report.md" || fail "Time budget table has no qinx-ivfrq row"
+grep -q '"n_train":1000,' "$out/b/results.jsonl" || fail "results.jsonl lines do not carry n_train"
+# re-ranking on and off are two IVF series
+grep -q "^| qinx-ivfrq+rerank20 | 8 |" "$out/b/report.md" || fail "no re-ranking series in the IVF table"
+
+# the built-in SVG writer (used when gnuplot is absent) on a second, tiny run, on the first
+# 2,000 base vectors (--max-base: --gt ignored, ground truth computed for the subset)
 "$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
+    --gt "$data/siftsmall_groundtruth.ivecs" --max-base 2000 \
     --nq 20 --max-train 1000 --bytes 4 --methods faiss-pq --plot svg --runs 1 --quiet \
     --out "$out/c" > /dev/null 2>&1 || fail "second run (computed ground truth, --plot svg) failed"
 ls "$out"/c/gt-*.ivecs > /dev/null 2>&1 || fail "computed ground truth not cached"
 grep -q "</svg>" "$out/c/recall_vs_bytes.svg" || fail "built-in SVG writer output incomplete"
 "$qinx" bench --check "$out/c/results.jsonl" > /dev/null || fail "second results.jsonl does not validate"
+grep -q '"n_base":2000,' "$out/c/results.jsonl" || fail "--max-base 2000 not applied"
+grep -q -- "--gt ignored" "$out/c/report.md" || fail "--max-base with --gt: no note that --gt was ignored"
+
+# a budget too small for FAISS LSQ: the plan skips it with a note, the run still succeeds
+"$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
+    --gt "$data/siftsmall_groundtruth.ivecs" --nq 20 --max-train 1000 --bytes 8 \
+    --methods faiss-pq,faiss-lsq --time-budget 0.1 --plot none --quiet \
+    --out "$out/d" > /dev/null 2>&1 || fail "third run (tiny budget) failed"
+grep -q "^| faiss-lsq | 8 | .*skipped" "$out/d/report.md" || fail "FAISS LSQ not skipped by a 6-second budget"
+grep -q '"method":"faiss-pq"' "$out/d/results.jsonl" || fail "faiss-pq missing from the tiny-budget run"
 echo "test_bench: PASS"
