@@ -21,6 +21,7 @@
 #define BENCH_MAX_METHODS 16
 #define BENCH_GT_K 100      /* ground-truth depth computed when --gt is absent */
 #define BENCH_SLOW_POINT_S 2.0 /* IVF points slower than this are timed once */
+#define BENCH_SWEEP_SHARE 0.08 /* of the time budget, at most, per IVF sweep */
 
 /* Plot back end: gnuplot when installed, else SVG written by the program. */
 enum { BENCH_PLOT_AUTO = 0, BENCH_PLOT_GNUPLOT, BENCH_PLOT_SVG, BENCH_PLOT_NONE };
@@ -41,6 +42,7 @@ typedef struct bench_cfg {
     double budget_min;  /* whole run, minutes */
     int threads;        /* train/encode threads; 0 = all cores */
     int quiet, plot, plan_only;
+    double plan_speed;  /* --plan-only: simulated measured/model ratio */
     uint64_t seed;
     char cmdline[2048];
 } bench_cfg;
@@ -105,6 +107,7 @@ typedef struct bench_run {
     const float *train_x;
     size_t train_n;
     double qinco_minutes;
+    double sim_elapsed; /* --plan-only: simulated seconds spent (0 in a real run) */
 } bench_run;
 
 /* ---- bench_util.c ---- */
@@ -192,6 +195,8 @@ double bench_qps_at(const bench_run *r, const bench_result *series, double targe
  * whole training set, and the rest (encoding, evaluation or IVF sweep). */
 void bench_plan_cost(const bench_run *r, const char *method, size_t bytes, double *train, double *fixed);
 int bench_plan_init(bench_run *r, const struct bench_method *const *order, size_t no);
+/* Run order 0..4: baselines first, FAISS LSQ last (see bench_plan.c). */
+int bench_method_priority(const char *method);
 /* Decide job i: skip (jobs[i].skip_reason set), or run on *ntrain training
  * vectors with *qinco_minutes of QINCo training (QINCo jobs). */
 int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes);
@@ -200,6 +205,7 @@ void bench_plan_done(bench_run *r, size_t i, double seconds);
 const float *bench_train_subset(bench_run *r, size_t n);
 /* --plan-only: the model's seconds of every job, uncalibrated. */
 void bench_plan_print(const bench_run *r, FILE *f);
+void bench_plan_simulate(bench_run *r, FILE *f);
 /* Total wall time, budget honoured or not, and the plan of every job. */
 void bench_plan_report(const bench_run *r, FILE *f, int md);
 

@@ -60,6 +60,10 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
     bench_set_threads(1);
     size_t nrr = v->supports_rerank ? cfg->nrerank : 1;
     int stopped = 0;
+    /* a sweep may take BENCH_SWEEP_SHARE of the budget (at least a minute): QINCo
+     * re-ranking decodes every candidate through the network, ~0.7 ms each */
+    double sweep_t0 = bench_now(), cap = BENCH_SWEEP_SHARE * cfg->budget_min * 60;
+    if (cap < 60) cap = 60;
     for (size_t ri = 0; ri < nrr && rc == 0 && !stopped; ri++) {
         size_t rerank = v->supports_rerank ? cfg->rerank[ri] : 0;
         if (rerank && rerank < k) continue;
@@ -67,6 +71,13 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
             size_t nprobe = cfg->nprobe[pi];
             if (nprobe > nlist) break;
             /* the whole budget is spent: stop the sweep rather than overrun */
+            if (bench_now() - sweep_t0 > cap) {
+                bench_note(r, "%s %zuB: nprobe sweep stopped at nprobe=%zu rerank=%zu after %.0f s "
+                              "(a sweep may take %.0f%% of the time budget)",
+                           method, bytes, nprobe, rerank, bench_now() - sweep_t0, BENCH_SWEEP_SHARE * 100);
+                stopped = 1;
+                break;
+            }
             if (bench_minutes_left(r) < 0) {
                 bench_note(r, "%s %zuB: nprobe sweep stopped at nprobe=%zu rerank=%zu (time budget)",
                            method, bytes, nprobe, rerank);

@@ -7,10 +7,12 @@
  *    vectors — the same sample `qinx build --max-train` takes, so an IVF
  *    point here can be reproduced with build + search), the same base and
  *    the same first --nq queries.
- * 2. Order: fast exhaustive methods, then IVF sweeps, then the slow methods
- *    (FAISS LSQ, QINCo) — so a tight budget loses the expensive extras, never
- *    the baselines. Before each (method, bytes) the time plan (bench_plan.c)
- *    decides its training set size or skips it, so the run ends in time.
+ * 2. Order = priority (bench_method_priority): qinx RQ and the FAISS PQ/RQ
+ *    baselines, the IVF pair qinx-ivfrq/faiss-ivfpq, QINCo, then the other
+ *    FAISS methods, FAISS LSQ last — so a tight budget loses the expensive
+ *    extras, never the baselines. Before each (method, bytes) the time plan
+ *    (bench_plan.c) decides its training set size or skips it, so the run
+ *    ends in time.
  * 3. A method that fails is reported (stderr and the report's notes) and the
  *    run goes on; the exit status is then 1.
  * 4. results.jsonl is rewritten after every measured point (bench_util.c);
@@ -66,7 +68,9 @@ static void usage(FILE *f) {
             "  --plot MODE         auto (gnuplot if installed, else built-in SVG), gnuplot, svg, none\n"
             "  --quiet             no progress on stderr\n"
             "  --write-gt FILE     only compute the exact top-100 ground truth into FILE (.ivecs)\n"
-            "  --plan-only         print the time plan's cost model of every method and exit\n"
+            "  --plan-only         print the time plan's cost model of every method, simulate the\n"
+            "                      plan with measured = S x model seconds, and exit\n"
+            "  --plan-speed S      S for --plan-only (default 0.5, about an idle 2-core EPYC)\n"
             "Outputs in DIR: results.jsonl, report.md, recall_vs_bytes.svg, qps_vs_recall.svg.\n");
 }
 
@@ -233,6 +237,7 @@ int qx_bench_main(int argc, char **argv) {
     cfg.runs = 3;
     cfg.budget_min = 50;
     cfg.seed = 1234;
+    cfg.plan_speed = 0.5;
     const char *check = NULL, *write_gt = NULL, *bytes_s = "8,16", *ivf_bytes_s = NULL, *methods_s = NULL;
     const char *nprobe_s = "1,2,4,8,16,32,64,128", *rerank_s = "0,100";
     int want_ivf = 0;
@@ -245,7 +250,7 @@ int qx_bench_main(int argc, char **argv) {
         {"rerank", 1, 0, 'r'},    {"k", 1, 0, 'k'},         {"runs", 1, 0, 'R'},    {"out", 1, 0, 'o'},
         {"time-budget", 1, 0, 'T'}, {"threads", 1, 0, 'j'}, {"seed", 1, 0, 's'},    {"name", 1, 0, 'N'},
         {"plot", 1, 0, 'P'},      {"quiet", 0, 0, 'z'},     {"check", 1, 0, 'c'},   {"help", 0, 0, 'h'},
-        {"write-gt", 1, 0, 'W'},  {"max-base", 1, 0, 'X'},  {"plan-only", 0, 0, 'D'},
+        {"write-gt", 1, 0, 'W'},  {"max-base", 1, 0, 'X'},  {"plan-only", 0, 0, 'D'},  {"plan-speed", 1, 0, 'S'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -287,6 +292,7 @@ int qx_bench_main(int argc, char **argv) {
         case 'c': check = optarg; break;
         case 'W': write_gt = optarg; break;
         case 'D': cfg.plan_only = 1; break;
+        case 'S': bad = parse_num("--plan-speed", optarg, 0.01, 100, &cfg.plan_speed); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -342,18 +348,18 @@ int qx_bench_main(int argc, char **argv) {
               data.dataset, data.base.n, data.d, data.train.n, data.queries.n, data.gt_k, data.machine,
               run.train_threads);
 
-    /* fast exhaustive, fast IVF, then slow ones */
+    /* by priority (bench_method_priority), then in the order of --methods */
     const bench_method *order[BENCH_MAX_METHODS];
     size_t no = 0;
-    for (int pass = 0; pass < 3; pass++)
+    for (int pass = 0; pass < 5; pass++)
         for (size_t i = 0; i < cfg.nmethods; i++) {
             const bench_method *m = bench_method_find(cfg.methods[i]);
-            int p = m->slow ? 2 : m->ivf ? 1 : 0;
-            if (p == pass) order[no++] = m;
+            if (bench_method_priority(m->name) == pass) order[no++] = m;
         }
     if ((rc = bench_plan_init(&run, order, no))) goto out;
     if (cfg.plan_only) {
         bench_plan_print(&run, stdout);
+        bench_plan_simulate(&run, stdout);
         goto out;
     }
     for (size_t i = 0; i < run.njobs; i++) {

@@ -35,6 +35,11 @@
  *    lists each job's planned and actual seconds.
  * 4. A reserve (MARGIN of the budget, at least 30 s) is kept for writing the
  *    outputs and for model error.
+ * 5. Jobs run in order of priority (bench_method_priority): qinx RQ and the
+ *    FAISS PQ and RQ baselines; the IVF pair qinx-ivfrq / faiss-ivfpq;
+ *    QINCo; FAISS OPQ, FAISS IVF-RQ; FAISS LSQ. A job reserves time for the
+ *    later ones, except FAISS LSQ and jobs needing over HOPELESS of the
+ *    budget even when cut: those run only on what is left.
  */
 #include <math.h>
 #include <stdio.h>
@@ -43,9 +48,10 @@
 
 #include "bench_impl.h"
 
-#define QINCO_SHARE 0.25 /* of the budget, for QINCo training, all its jobs together */
+#define QINCO_SHARE 0.2 /* of the budget, for QINCo training, all its jobs together */
 #define MARGIN 0.06
 #define N_MIN 10000
+#define HOPELESS 0.35
 
 static int is_qinco(const char *m) { return strstr(m, "qinco") != NULL; }
 
@@ -63,6 +69,8 @@ static double sweep_cost(const bench_run *r, const char *m, size_t bytes, size_t
     double u = D->d / 100.0, per_query = 0; /* seconds of the whole sweep */
     size_t nrr = 1;
     int qinx = !strncmp(m, "qinx", 4);
+    /* re-ranking decodes each candidate: RQ ~4.5 µs, QINCo (network) ~0.7 ms at 15 bytes */
+    double per_cand = (is_qinco(m) ? 7e-4 : 4.5e-6) * u * bytes / 15.0;
     if (qinx) nrr = c->nrerank;
     for (size_t ri = 0; ri < nrr; ri++) {
         double rr = qinx ? (double)c->rerank[ri] : 0;
@@ -73,12 +81,12 @@ static double sweep_cost(const bench_run *r, const char *m, size_t bytes, size_t
             /* FAISS IVF-RQ builds an M·256·d table per visited list, PQ 256·d */
             double lut = np * 2.6e-5 * u * (strcmp(m, "faiss-ivfrq") ? 1.0 : bytes - 1.0);
             double pt = 2.0 * (1e-4 * u * bytes / 16.0 + lut + scanned * bytes * 1.5e-9 +
-                               rr * 4.5e-6 * u * bytes / 15.0) * D->queries.n;
+                               rr * per_cand) * D->queries.n;
             per_query += pt * (pt > BENCH_SLOW_POINT_S ? 1 : c->runs);
         }
     }
-    /* the model's units are ~2x idle seconds (see the header) */
-    return per_query;
+    double cap = 2.0 * BENCH_SWEEP_SHARE * c->budget_min * 60; /* bench_eval_ivf stops there */
+    return per_query < cap ? per_query : cap;
 }
 
 void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *train, double *fixed) {
@@ -111,13 +119,15 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
         f = nb * per + eval;
     } else if (!strcmp(m, "qinx-qinco")) {
         t = 0; /* its own wall-clock budget, see bench_plan_job */
-        f = nb * 0.05 * M * u + eval; /* encoding: network forward passes per candidate */
+        /* encoding: network passes per beam entry and candidate, ~M^1.7 (GloVe subset:
+         * 0.97 s per 1,000 vectors at 8 bytes, 10 s at 32) */
+        f = nb * 0.028 * pow(M, 1.7) * u + eval;
     } else if (!strcmp(m, "qinx-ivfrq")) {
         t = coarse + nt * 0.38 * (M - 1) * u;
         f = nb * 0.0042 * M * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "qinx-ivfqinco")) {
         t = coarse;
-        f = nb * 0.05 * M * u + sweep_cost(r, m, bytes, nlist);
+        f = nb * 0.028 * pow(M - 1, 1.7) * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "faiss-ivfpq")) {
         t = coarse + ntc * 1.2 * pow(M, 0.8) * u * (D->d % bytes ? 1.0 : 0.1); /* OPQ only when M ∤ d */
         f = nb * 0.05 * u + sweep_cost(r, m, bytes, nlist);
@@ -148,6 +158,26 @@ static double job_cost(const bench_run *r, size_t i, double f, double qinco_s) {
     double fr = 1;
     if (j->cuttable) fr = f > j->f_min ? (f < 1 ? f : 1) : j->f_min;
     return speed(r, j->m->name) * (j->train * fr + j->fixed) + (j->qinco ? qinco_s : 0);
+}
+
+/* What job cur must leave for a later job k: its cost at fraction f, unless
+ * even its minimum exceeds HOPELESS of the budget, or it is FAISS LSQ (the
+ * slowest FAISS method, an extra next to FAISS RQ): such a job only runs if
+ * time is left when its turn comes, and does not take time from the jobs
+ * before it. */
+static double reserve(const bench_run *r, size_t k, double f, double qinco_s) {
+    if (!strcmp(r->jobs[k].m->name, "faiss-lsq")) return 0; /* the extra: only what is left */
+    double min = job_cost(r, k, 0, qinco_s);
+    if (min > HOPELESS * r->cfg->budget_min * 60) return 0;
+    return job_cost(r, k, f, qinco_s);
+}
+
+int bench_method_priority(const char *m) {
+    if (!strcmp(m, "qinx-rq") || !strcmp(m, "faiss-pq") || !strcmp(m, "faiss-rq")) return 0;
+    if (!strcmp(m, "qinx-ivfrq") || !strcmp(m, "faiss-ivfpq")) return 1;
+    if (is_qinco(m)) return 2;
+    if (!strcmp(m, "faiss-lsq")) return 4;
+    return 3; /* faiss-opq, faiss-ivfrq, qinx-rq-noreseed */
 }
 
 int bench_plan_init(bench_run *r, const bench_method *const *order, size_t no) {
@@ -185,17 +215,21 @@ int bench_plan_init(bench_run *r, const bench_method *const *order, size_t no) {
     return 0;
 }
 
-/* Wall-clock seconds a QINCo job may train: its share of the budget, less
- * what the other remaining jobs need. */
+/* Wall-clock seconds QINCo job i may train: its share of the budget, less
+ * what the later jobs need — but jobs run in order of priority, so when
+ * the later QINCo jobs cannot all fit, this one takes what there is and
+ * they are skipped when their turn comes. */
 static double qinco_seconds(const bench_run *r, size_t i, double left) {
     double share = QINCO_SHARE * r->cfg->budget_min * 60 / (r->qinco_jobs ? r->qinco_jobs : 1);
-    double others = 0;
-    for (size_t k = i; k < r->njobs; k++) others += job_cost(r, k, 0, 0);
-    double avail = left - others;
-    size_t qleft = 0;
-    for (size_t k = i; k < r->njobs; k++) qleft += r->jobs[k].qinco && !r->jobs[k].skip_reason;
-    if (qleft) avail /= qleft;
-    return avail < share ? avail : share;
+    double own = job_cost(r, i, 0, 0), later = 0, later_q = 0;
+    for (size_t k = i + 1; k < r->njobs; k++) {
+        if (r->jobs[k].qinco) later_q += reserve(r, k, 0, share);
+        else later += reserve(r, k, 0, 0);
+    }
+    double avail = left - own - later;
+    double qs = avail - later_q;
+    if (qs < 15) qs = avail;
+    return qs < share ? qs : share;
 }
 
 int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes) {
@@ -225,12 +259,13 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
     double share = QINCO_SHARE * budget / (r->qinco_jobs ? r->qinco_jobs : 1);
     double f = 1;
     double need = 0;
-    for (size_t k = i; k < r->njobs; k++) need += job_cost(r, k, 1, k == i ? qs : share);
+    for (size_t k = i; k < r->njobs; k++) need += k == i ? job_cost(r, k, 1, qs) : reserve(r, k, 1, share);
     if (need > left) {
         double lo = 0, hi = 1;
         for (int it = 0; it < 40; it++) {
             double mid = (lo + hi) / 2, s = 0;
-            for (size_t k = i; k < r->njobs; k++) s += job_cost(r, k, mid, k == i ? qs : share);
+            for (size_t k = i; k < r->njobs; k++)
+                s += k == i ? job_cost(r, k, mid, qs) : reserve(r, k, mid, share);
             if (s > left) hi = mid;
             else lo = mid;
         }
@@ -339,4 +374,30 @@ void bench_plan_print(const bench_run *r, FILE *f) {
     fprintf(f, "total %.0f s training + %.0f s encoding/evaluation", tt, tf);
     if (r->qinco_jobs) fprintf(f, " + QINCo %.0f s (%.0f%% of the budget)", QINCO_SHARE * budget, QINCO_SHARE * 100);
     fprintf(f, "; budget %.0f s\n", budget);
+}
+
+void bench_plan_simulate(bench_run *r, FILE *f) {
+    double s = r->cfg->plan_speed;
+    r->sim_elapsed = bench_now() - r->t0; /* loading so far counts */
+    r->t0 = bench_now();
+    r->deadline = r->t0 + r->cfg->budget_min * 60;
+    r->sim_elapsed = 0;
+    fprintf(f, "\nsimulated run, measured = %.2f x model seconds:\n", s);
+    for (size_t i = 0; i < r->njobs; i++) {
+        bench_job *j = &r->jobs[i];
+        size_t nt = 0;
+        double qm = 0;
+        bench_plan_job(r, i, &nt, &qm);
+        if (j->skip_reason) {
+            fprintf(f, "%-14s %4zu  skipped: %s\n", j->m->name, j->bytes, j->skip_reason);
+            continue;
+        }
+        double fr = (double)nt / r->data->train.n;
+        double t = s * (j->train * fr + j->fixed) + qm * 60;
+        r->sim_elapsed += t;
+        bench_plan_done(r, i, j->qinco ? t : t);
+        fprintf(f, "%-14s %4zu  train %6zu  %5.0f s  (at %5.1f min)%s\n", j->m->name, j->bytes, nt, t,
+                r->sim_elapsed / 60, j->qinco ? "  incl. QINCo training budget" : "");
+    }
+    fprintf(f, "simulated total %.1f min of a %g-minute budget\n", r->sim_elapsed / 60, r->cfg->budget_min);
 }

@@ -90,7 +90,9 @@ void bench_set_threads(int n) {
     if (openblas_set_num_threads) openblas_set_num_threads(t);
 }
 
-double bench_minutes_left(const bench_run *r) { return (r->deadline - bench_now()) / 60.0; }
+double bench_minutes_left(const bench_run *r) {
+    return (r->deadline - bench_now() - r->sim_elapsed) / 60.0;
+}
 
 void bench_machine(char *buf, size_t len, int *ncores) {
     snprintf(buf, len, "unknown cpu");

@@ -14,7 +14,7 @@ qinx=${QINX:-$root/build/qinx}
 d=${FMNIST_DIR:-$root/data/fashion-mnist}
 [ -f "$d/fashion-mnist_base.fvecs" ] || { echo "run scripts/fetch-fashion-mnist.sh first" >&2; exit 1; }
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} # see scripts/bench-glove.sh
-methods=${METHODS:-qinx-rq,faiss-pq,faiss-opq,faiss-rq,faiss-lsq,qinx-qinco,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq,qinx-ivfqinco}
+methods=${METHODS:-qinx-rq,faiss-pq,faiss-rq,faiss-opq,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq,qinx-ivfqinco,qinx-qinco,faiss-lsq}
 start=$(date +%s)
 nice "$qinx" bench --base "$d/fashion-mnist_base.fvecs" --queries "$d/fashion-mnist_query.fvecs" \
     --gt "$d/fashion-mnist_groundtruth.ivecs" --name fashion-mnist --max-train 10000 \

@@ -19,7 +19,7 @@ d=${GLOVE_DIR:-$root/data/glove100}
 # FAISS's and qinx's OpenMP threads sleep instead of spinning while waiting: on a shared
 # machine spinning threads steal the cores the work needs.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-methods=${METHODS:-qinx-rq,faiss-pq,faiss-opq,faiss-rq,faiss-lsq,qinx-qinco,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq,qinx-ivfqinco}
+methods=${METHODS:-qinx-rq,faiss-pq,faiss-rq,faiss-opq,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq,qinx-ivfqinco,qinx-qinco,faiss-lsq}
 start=$(date +%s)
 nice "$qinx" bench --base "$d/glove100_angular_base.fvecs" --queries "$d/glove100_angular_query.fvecs" \
     --gt "$d/glove100_angular_groundtruth.ivecs" --nq 2000 --max-train 50000 --name glove100 \

@@ -15,7 +15,7 @@ qinx=${QINX:-$root/build/qinx}
 d=${QX_DATA_DIR:-$root/../shared/data}/siftsmall
 [ -f "$d/siftsmall_base.fvecs" ] || { echo "bench-siftsmall: $d not found" >&2; exit 1; }
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} # see scripts/bench-glove.sh
-methods=${METHODS:-qinx-rq,faiss-pq,faiss-opq,faiss-rq,faiss-lsq,qinx-qinco,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq,qinx-ivfqinco}
+methods=${METHODS:-qinx-rq,faiss-pq,faiss-rq,faiss-opq,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq,qinx-ivfqinco,qinx-qinco,faiss-lsq}
 start=$(date +%s)
 nice "$qinx" bench --base "$d/siftsmall_base.fvecs" --queries "$d/siftsmall_query.fvecs" \
     --gt "$d/siftsmall_groundtruth.ivecs" --name siftsmall --methods "$methods" \
