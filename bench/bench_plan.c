@@ -286,6 +286,17 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
         j->skip_reason = j->why;
         return 0;
     }
+    /* a big job (over HOPELESS of the budget) may not starve the later ones */
+    double later = 0;
+    for (size_t k = i + 1; k < r->njobs; k++) later += reserve(r, k, f, share);
+    if (own > HOPELESS * budget && own > left - later) {
+        snprintf(j->why, sizeof j->why,
+                 "estimated %.0f s (over %.0f%% of the budget) would take the time of the %.0f s "
+                 "the later methods need",
+                 own, HOPELESS * 100, later);
+        j->skip_reason = j->why;
+        return 0;
+    }
     j->planned = own;
     j->ntrain = *ntrain;
     j->qinco_minutes = *qinco_minutes;
