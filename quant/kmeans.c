@@ -45,6 +45,7 @@ void qx_kmeans_opts_init(qx_kmeans_opts *opts) {
     opts->seed = 1234;
     opts->max_points_per_centroid = 256;
     opts->spherical = 0;
+    opts->progressive_dim_steps = 0;
 }
 
 static const char *faiss_msg(void) {
@@ -84,6 +85,13 @@ int qx_kmeans(const float *x, size_t n, size_t d, size_t k, const qx_kmeans_opts
     if (o.niter < 1) return qx__fail(QX_EINVAL, "qx_kmeans: niter=%d must be >= 1", o.niter);
     int rc = check_matrix("qx_kmeans", "x", x, n, d);
     if (rc) return rc;
+    if (o.progressive_dim_steps < 0 || o.progressive_dim_steps > 64)
+        return qx__fail(QX_EINVAL, "qx_kmeans: progressive_dim_steps=%d outside 0..64",
+                        o.progressive_dim_steps);
+    if (o.progressive_dim_steps > 0) {
+        if ((rc = qx__kmeans_pdim(x, n, d, k, &o, centroids))) return rc;
+        return assign ? qx_assign_nearest(x, n, centroids, k, d, assign, NULL) : 0;
+    }
 
     FaissClusteringParameters cp;
     faiss_ClusteringParameters_init(&cp);

@@ -12,7 +12,8 @@
  *    sum of one codeword per step, so the LUT of a query is <q, c_mk> from one
  *    sgemm against all M*256 codewords.
  * 3. Blob body (little-endian): u32 body version, i32 beam, train_beam,
- *    kmeans_iters, refine_iters, reseed_dead, threads, u64 seed, u32
+ *    kmeans_iters, refine_iters, reseed_dead, threads, [version 2:
+ *    kmeans_pdim], u64 seed, u32
  *    has_stats, M*256*d f32 codebooks, then (if has_stats) M f64 step MSEs
  *    and M u32 used counts. The loader checks the exact length, the option
  *    ranges and that every codeword is finite.
@@ -23,14 +24,15 @@
 #include "qinx/vecfile.h"
 #include "rq_impl.h"
 
-#define QX__RQ_BODY_VERSION 1u
+#define QX__RQ_BODY_VERSION 2u /* 1 (no kmeans_pdim, read as 0) is still read */
 
 void qx_rq_opts_init(qx_rq_opts *opts) {
     if (!opts) return;
     opts->M = 8;
     opts->beam = 5;
     opts->train_beam = 5;
-    opts->kmeans_iters = 25;
+    opts->kmeans_iters = 10; /* per progressive-dimension stage */
+    opts->kmeans_pdim = 5;
     opts->refine_iters = 6; /* rounds stop at the first that does not help */
     opts->reseed_dead = 1;
     opts->seed = 1234;
@@ -47,6 +49,8 @@ static int check_opts(const qx_rq_opts *o, int code) {
                         QX__RQ_MAX_BEAM);
     if (o->kmeans_iters < 1 || o->kmeans_iters > 10000)
         return qx__fail(code, "rq: kmeans_iters=%d, must be 1..10000", o->kmeans_iters);
+    if (o->kmeans_pdim < 0 || o->kmeans_pdim > 64)
+        return qx__fail(code, "rq: kmeans_pdim=%d, must be 0..64", o->kmeans_pdim);
     if (o->refine_iters < 0 || o->refine_iters > 1000)
         return qx__fail(code, "rq: refine_iters=%d, must be 0..1000", o->refine_iters);
     if (o->reseed_dead != 0 && o->reseed_dead != 1)
@@ -118,7 +122,8 @@ static uint32_t get32(const uint8_t **p) {
     return v;
 }
 
-#define QX__RQ_FIXED_BODY (4 + 6 * 4 + 8 + 4)
+#define QX__RQ_FIXED_BODY_V1 (4 + 6 * 4 + 8 + 4)
+#define QX__RQ_FIXED_BODY (QX__RQ_FIXED_BODY_V1 + 4)
 
 static int rq_serialize(const qx_quantizer *q, uint8_t **buf, size_t *len) {
     const qx__rq *rq = (const qx__rq *)q;
@@ -137,6 +142,7 @@ static int rq_serialize(const qx_quantizer *q, uint8_t **buf, size_t *len) {
     put32(&p, (uint32_t)o->refine_iters);
     put32(&p, (uint32_t)o->reseed_dead);
     put32(&p, (uint32_t)o->threads);
+    put32(&p, (uint32_t)o->kmeans_pdim);
     memcpy(p, &o->seed, 8);
     p += 8;
     put32(&p, (uint32_t)has_stats);
@@ -205,13 +211,16 @@ int qx_rq_new(qx_quantizer **out, size_t d, const qx_rq_opts *opts) {
 }
 
 int qx__rq_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_quantizer **out) {
-    if (len < QX__RQ_FIXED_BODY)
+    if (len < QX__RQ_FIXED_BODY_V1)
         return qx__fail(QX_EFORMAT, "rq blob: body of %zu bytes is too short", len);
     const uint8_t *p = buf;
     uint32_t version = get32(&p);
-    if (version != QX__RQ_BODY_VERSION)
-        return qx__fail(QX_EFORMAT, "rq blob: body version %u, this build reads %u", version,
+    if (version != 1 && version != QX__RQ_BODY_VERSION)
+        return qx__fail(QX_EFORMAT, "rq blob: body version %u, this build reads 1..%u", version,
                         QX__RQ_BODY_VERSION);
+    size_t fixed = version == 1 ? QX__RQ_FIXED_BODY_V1 : QX__RQ_FIXED_BODY;
+    if (len < fixed)
+        return qx__fail(QX_EFORMAT, "rq blob: body of %zu bytes is too short", len);
     qx_rq_opts o;
     o.M = M;
     o.beam = (int32_t)get32(&p);
@@ -220,6 +229,7 @@ int qx__rq_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_qu
     o.refine_iters = (int32_t)get32(&p);
     o.reseed_dead = (int32_t)get32(&p);
     o.threads = (int32_t)get32(&p);
+    o.kmeans_pdim = version == 1 ? 0 : (int32_t)get32(&p);
     memcpy(&o.seed, p, 8);
     p += 8;
     uint32_t has_stats = get32(&p);
@@ -228,7 +238,7 @@ int qx__rq_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_qu
     if (has_stats > 1) return qx__fail(QX_EFORMAT, "rq blob: has_stats=%u", has_stats);
     size_t cb_bytes, want;
     if (!qx__mul3(M * QX_KSUB, d, sizeof(float), &cb_bytes) ||
-        !qx__add(cb_bytes, QX__RQ_FIXED_BODY + (has_stats ? M * 12 : 0), &want))
+        !qx__add(cb_bytes, fixed + (has_stats ? M * 12 : 0), &want))
         return qx__fail(QX_EFORMAT, "rq blob: d=%zu M=%zu overflows", d, M);
     if (len != want)
         return qx__fail(QX_EFORMAT, "rq blob: body is %zu bytes, d=%zu M=%zu needs %zu", len, d,

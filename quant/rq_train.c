@@ -375,6 +375,7 @@ int qx__rq_train(qx_quantizer *q, const float *x, size_t n) {
     qx_kmeans_opts ko;
     qx_kmeans_opts_init(&ko);
     ko.niter = rq->opts.kmeans_iters;
+    ko.progressive_dim_steps = rq->opts.kmeans_pdim;
     for (size_t m = 0; m < M; m++) {
         qx__progress(q, "rq: k-means per step", (double)m / (double)M);
         ko.seed = rq->opts.seed + m;

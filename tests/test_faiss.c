@@ -441,6 +441,38 @@ static void test_kmeans_reduces_error(void **state) {
     free(c), free(r), free(assign), free(a2), free(x);
 }
 
+/* Progressive-dimension k-means (PCA, then growing prefixes of the principal
+ * dimensions): as good as Lloyd on clustered data, deterministic, and its
+ * stage count is validated. */
+static void test_kmeans_progressive(void **state) {
+    (void)state;
+    const size_t n = 4000, d = 20, k = 64;
+    float *x = tu_clustered(n, d, 50, 63);
+    float *c = malloc(sizeof(float) * k * d), *c2 = malloc(sizeof(float) * k * d);
+    uint32_t *assign = malloc(sizeof(uint32_t) * n), *a2 = malloc(sizeof(uint32_t) * n);
+    qx_kmeans_opts o;
+    qx_kmeans_opts_init(&o);
+    assert_int_equal(o.progressive_dim_steps, 0);
+    assert_int_equal(qx_kmeans(x, n, d, k, &o, c, NULL), 0);
+    double lloyd = quant_error(x, n, c, k, d);
+    o.progressive_dim_steps = 5;
+    o.niter = 10;
+    assert_int_equal(qx_kmeans(x, n, d, k, &o, c, assign), 0);
+    double pd = quant_error(x, n, c, k, d);
+    fprintf(stderr, "k-means error: Lloyd %.4f, progressive-dim %.4f\n", lloyd, pd);
+    if (!(pd < 1.1 * lloyd)) fail_msg("progressive %.4f vs Lloyd %.4f", pd, lloyd);
+    assert_int_equal(qx_assign_nearest(x, n, c, k, d, a2, NULL), 0);
+    assert_memory_equal(assign, a2, sizeof(uint32_t) * n);
+    assert_int_equal(qx_kmeans(x, n, d, k, &o, c2, NULL), 0);
+    assert_memory_equal(c, c2, sizeof(float) * k * d);
+    o.progressive_dim_steps = -1;
+    assert_int_equal(qx_kmeans(x, n, d, k, &o, c, NULL), QX_EINVAL);
+    o.progressive_dim_steps = 65;
+    assert_int_equal(qx_kmeans(x, n, d, k, &o, c, NULL), QX_EINVAL);
+    assert_non_null(strstr(qx_last_error(), "progressive_dim_steps"));
+    free(c), free(c2), free(assign), free(a2), free(x);
+}
+
 static void test_kmeans_bad_input(void **state) {
     (void)state;
     const size_t n = 100, d = 4;
@@ -588,6 +620,7 @@ int main(void) {
         cmocka_unit_test(test_ivf_nprobe),
         cmocka_unit_test(test_kmeans_deterministic),
         cmocka_unit_test(test_kmeans_reduces_error),
+        cmocka_unit_test(test_kmeans_progressive),
         cmocka_unit_test(test_kmeans_bad_input),
         cmocka_unit_test(test_assign_nearest_brute),
         cmocka_unit_test(test_assign_out_of_memory),

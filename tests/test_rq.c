@@ -180,6 +180,17 @@ static void test_serialize_roundtrip(void **state) {
     memcpy(copy + 20 + 4, &beam, 4);
     assert_int_equal(qx_quantizer_deserialize(copy, len, &bad), QX_EFORMAT);
     fprintf(stderr, "expected: %s\n", qx_last_error());
+    /* a version-1 body (no kmeans_pdim field, 4 bytes shorter) still loads
+     * and encodes identically: indexes written before the field existed */
+    size_t pdim_at = 20 + 4 + 6 * 4;
+    memcpy(copy, blob, pdim_at);
+    memcpy(copy + pdim_at, blob + pdim_at + 4, len - pdim_at - 4);
+    copy[20] = 1, copy[21] = copy[22] = copy[23] = 0;
+    qx_quantizer *old = NULL;
+    assert_int_equal(qx_quantizer_deserialize(copy, len - 4, &old), 0);
+    assert_int_equal(qx_quantizer_encode(old, g_x, N, c2), 0);
+    assert_memory_equal(c1, c2, N * M);
+    qx_quantizer_free(old);
     free(copy);
     qx_free(blob);
     free(c1);
@@ -225,6 +236,9 @@ static void test_bad_parameters(void **state) {
     o.kmeans_iters = 0;
     assert_int_equal(qx_rq_new(&q, D, &o), QX_EINVAL);
     o.kmeans_iters = 5;
+    o.kmeans_pdim = 65;
+    assert_int_equal(qx_rq_new(&q, D, &o), QX_EINVAL);
+    o.kmeans_pdim = 5;
     o.refine_iters = -1;
     assert_int_equal(qx_rq_new(&q, D, &o), QX_EINVAL);
     o.refine_iters = 0;

@@ -15,6 +15,11 @@ typedef struct qx_kmeans_opts {
     uint64_t seed;    /* default 1234 */
     size_t max_points_per_centroid; /* subsample above k * this (default 256) */
     int spherical;    /* normalise centroids (default 0) */
+    int progressive_dim_steps; /* 0 (default): Lloyd on all d dimensions. N > 0:
+                                * PCA, then k-means on the first d_i principal
+                                * dimensions, d_i growing geometrically to d in
+                                * N stages, each started from the last
+                                * (FAISS's ProgressiveDimClustering) */
 } qx_kmeans_opts;
 
 void qx_kmeans_opts_init(qx_kmeans_opts *opts);

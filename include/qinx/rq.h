@@ -23,7 +23,10 @@ typedef struct qx_rq_opts {
     size_t M;            /* steps = bytes per code, 1..QX_MAX_STEPS (default 8) */
     int beam;            /* beam width for encoding, 1..64 (default 5) */
     int train_beam;      /* beam width used while training (default = beam) */
-    int kmeans_iters;    /* k-means iterations per step (default 25) */
+    int kmeans_iters;    /* k-means iterations per step, per stage when
+                          * kmeans_pdim > 0 (default 10) */
+    int kmeans_pdim;     /* progressive-dimension k-means stages per step
+                          * (default 5; 0 = Lloyd on all dimensions) */
     int refine_iters;    /* codebook refinement rounds (default 6; 0 = off);
                           * training stops at the first round that does not
                           * lower the MSE */
