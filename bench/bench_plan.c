@@ -249,7 +249,10 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
     if (j->qinco) {
         qs = qinco_seconds(r, i, left);
         if (qs < 15) {
-            snprintf(j->why, sizeof j->why, "%.0f s left for QINCo training after the other jobs", qs);
+            snprintf(j->why, sizeof j->why,
+                     "%.0f s would be left to train QINCo once its encoding and the later methods "
+                     "are paid for (at least 15 s needed)",
+                     qs > 0 ? qs : 0);
             j->skip_reason = j->why;
             return 0;
         }

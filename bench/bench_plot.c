@@ -176,9 +176,16 @@ static int gp_chart(const bench_run *r, FILE *gp, const chart *c, const char *ta
                 fprintf(gp, "%s%g", first ? "" : ", ", c->s[i].x[j]);
                 first = 0;
             }
-        fprintf(gp, ")\nset xrange [*:*]\n");
+        /* a margin on both sides: ticks on the border of an autoscaled log axis get lost */
+        double lo = INFINITY, hi = -INFINITY;
+        for (size_t k = 0; k < nseen; k++) {
+            if (seen[k] < lo) lo = seen[k];
+            if (seen[k] > hi) hi = seen[k];
+        }
+        if (nseen && lo > 0) fprintf(gp, ")\nset xrange [%g:%g]\n", lo / 1.25, hi * 1.25);
+        else fprintf(gp, ")\nset xrange [*:*]\n");
     } else {
-        fprintf(gp, "set xtics autofreq\n");
+        fprintf(gp, "set xtics autofreq\nset xrange [*:*]\n");
     }
     fprintf(gp, "plot ");
     int any = 0;
