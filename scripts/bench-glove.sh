@@ -8,7 +8,8 @@
 # subsample of the 50,000 (never below 10,000), QINCo gets a fixed share, what cannot fit is
 # skipped — every such decision is a note in report.md, whose "Time budget" section lists
 # planned and actual seconds per method and the total wall time.
-#   scripts/bench-glove.sh [extra qinx bench options]   e.g. --time-budget 30, --bytes 8,16,32
+#   scripts/bench-glove.sh [ivf|exhaustive|all] [extra qinx bench options]
+#   e.g. --time-budget 30, --bytes 8,16,32
 # Env: QINX (binary, default build/qinx), GLOVE_DIR (default data/glove100, from
 # scripts/fetch-glove.sh), OUT (default bench-out/glove100), METHODS (default all ten).
 set -euo pipefail
@@ -19,6 +20,12 @@ d=${GLOVE_DIR:-$root/data/glove100}
 # FAISS's and qinx's OpenMP threads sleep instead of spinning while waiting: on a shared
 # machine spinning threads steal the cores the work needs.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# the old first argument (ivf | exhaustive | all) still selects a part
+case "${1:-}" in
+  ivf) shift; METHODS=${METHODS:-qinx-ivfrq,faiss-ivfpq,faiss-ivfrq,qinx-ivfqinco} ;;
+  exhaustive) shift; METHODS=${METHODS:-qinx-rq,faiss-pq,faiss-rq,faiss-opq,qinx-qinco,faiss-lsq} ;;
+  all) shift ;;
+esac
 methods=${METHODS:-qinx-rq,faiss-pq,faiss-rq,faiss-opq,qinx-ivfrq,faiss-ivfpq,faiss-ivfrq,qinx-ivfqinco,qinx-qinco,faiss-lsq}
 start=$(date +%s)
 nice "$qinx" bench --base "$d/glove100_angular_base.fvecs" --queries "$d/glove100_angular_query.fvecs" \
