@@ -127,17 +127,17 @@ static int prepare_block(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q
                 (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
     /* c->coarse now holds ⟨q,c_l⟩: the probe key (||c||² − 2⟨q,c⟩ for L2)
      * and the scan bias (−2⟨q,c⟩) both derive from it. */
-    /* LUT rows 0..M−1 come packed M*256 per query from the quantizer; spread
-     * them to stride L and append the norm row. */
-    int rc = qx_quantizer_lut(ivf->quant, q, nb, c->luts);
-    if (rc) return rc;
-    for (size_t i = nb; i-- > 0;) {
-        float *dst = c->luts + i * L;
-        const float *src = c->luts + i * M * QX_KSUB;
-        float scale = l2 ? -2.0f : -1.0f;
-        for (size_t j = M * QX_KSUB; j-- > 0;) dst[j] = scale * src[j];
-        if (l2) memcpy(dst + M * QX_KSUB, ivf->norm_levels, sizeof(float) * QX_KSUB);
-        else memset(dst + M * QX_KSUB, 0, sizeof(float) * QX_KSUB);
+    /* LUT rows 0..M−1 straight from one sgemm against the additive
+     * codebooks, scaled by −2 (L2) or −1 (IP) through alpha and written at
+     * stride L (ldc), then the norm row appended: no copy, no scaling pass. */
+    const float *A = qx_quantizer_additive_codebooks(ivf->quant);
+    if (!A) return qx__fail(QX_ESTATE, "search: the quantizer has no additive codebooks");
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(M * QX_KSUB), (int)d,
+                l2 ? -2.0f : -1.0f, q, (int)d, A, (int)d, 0.0f, c->luts, (int)L);
+    for (size_t i = 0; i < nb; i++) {
+        float *row = c->luts + i * L + M * QX_KSUB;
+        if (l2) memcpy(row, ivf->norm_levels, sizeof(float) * QX_KSUB);
+        else memset(row, 0, sizeof(float) * QX_KSUB);
     }
     return 0;
 }
