@@ -84,6 +84,7 @@ typedef struct bench_job {
     double planned, actual; /* calibrated estimate and measured seconds (NaN = not run) */
     size_t ntrain;         /* training vectors used */
     double qinco_minutes;  /* QINCo training budget given */
+    double qinco_used_s;   /* QINCo training seconds it took (NaN = unknown) */
     const char *skip_reason;
     char why[160];
 } bench_job;
@@ -108,6 +109,7 @@ typedef struct bench_run {
     size_t train_n;
     double qinco_minutes;
     double sim_elapsed; /* --plan-only: simulated seconds spent (0 in a real run) */
+    double qinco_used_s; /* QINCo training seconds of the last QINCo job (NaN = unknown) */
 } bench_run;
 
 /* ---- bench_util.c ---- */

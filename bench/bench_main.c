@@ -377,8 +377,10 @@ int qx_bench_main(int argc, char **argv) {
             goto out;
         }
         double t = bench_now();
+        run.qinco_used_s = NAN;
         int mrc = j->m->run(&run, j->m, j->bytes);
         bench_plan_done(&run, i, bench_now() - t);
+        j->qinco_used_s = run.qinco_used_s;
         if (mrc) {
             failed = j->failed = 1;
             bench_note(&run, "%s at %zu bytes FAILED: %s", j->m->name, j->bytes,

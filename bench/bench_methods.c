@@ -237,7 +237,9 @@ static int run_faiss_lsq(bench_run *r, const bench_method *m, size_t bytes) {
 #ifdef BENCH_HAVE_QINCO
 static void qinco_note(bench_run *r, const char *method, size_t bytes, const qx_quantizer *q) {
     qx_qinco_stats st;
-    if (qx_qinco_get_stats(q, &st) || !st.epochs) return;
+    if (qx_qinco_get_stats(q, &st)) return;
+    r->qinco_used_s = st.total_seconds; /* for the report's budget check */
+    if (!st.epochs) return;
     bench_note(r, "%s %zuB: %zu epochs in %.0f s, best epoch %zu, validation MSE %.5g -> %.5g%s", method,
                bytes, st.epochs, st.total_seconds, st.best_epoch, st.valid_mse[0],
                st.valid_mse[st.best_epoch], st.budget_hit ? " (stopped by the time budget)" : "");

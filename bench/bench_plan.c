@@ -197,7 +197,7 @@ int bench_plan_init(bench_run *r, const bench_method *const *order, size_t no) {
             j->qinco = is_qinco(order[i]->name);
             j->cuttable = cuttable(order[i]->name) && r->data->train.n > N_MIN;
             j->f_min = j->cuttable ? (double)N_MIN / r->data->train.n : 1;
-            j->planned = j->actual = NAN;
+            j->planned = j->actual = j->qinco_used_s = NAN;
             if (j->bytes > r->data->d * 4 && !order[i]->ivf)
                 j->skip_reason = "more bytes than the raw vector";
             nq += j->qinco && !j->skip_reason;
@@ -357,6 +357,11 @@ void bench_plan_report(const bench_run *r, FILE *f, int md) {
         snprintf(ac, sizeof ac, isnan(j->actual) ? "—" : "%.0f", j->actual);
         if (j->skip_reason) snprintf(st, sizeof st, "skipped: %s", j->skip_reason);
         else if (j->failed) snprintf(st, sizeof st, "FAILED");
+        else if (j->qinco && !isnan(j->actual) && !isnan(j->qinco_used_s))
+            /* QINCo stops after the batch that crosses its deadline: 10 % + 10 s of slack */
+            snprintf(st, sizeof st, "QINCo training budget %.1f min, used %.1f min: %s", j->qinco_minutes,
+                     j->qinco_used_s / 60,
+                     j->qinco_used_s <= 1.1 * j->qinco_minutes * 60 + 10 ? "honoured" : "EXCEEDED");
         else if (j->qinco && !isnan(j->actual))
             snprintf(st, sizeof st, "QINCo training budget %.1f min", j->qinco_minutes);
         else if (!isnan(j->actual) && !isnan(j->planned) && j->actual > 1.5 * j->planned + 10)
