@@ -465,6 +465,13 @@ static void test_kmeans_progressive(void **state) {
     assert_memory_equal(assign, a2, sizeof(uint32_t) * n);
     assert_int_equal(qx_kmeans(x, n, d, k, &o, c2, NULL), 0);
     assert_memory_equal(c, c2, sizeof(float) * k * d);
+    /* fewer points than dimensions: no PCA possible, Lloyd instead */
+    {
+        const size_t n2 = 300, d2 = 400, k2 = 8;
+        float *y = tu_clustered(n2, d2, 8, 64), *cy = malloc(sizeof(float) * k2 * d2);
+        assert_int_equal(qx_kmeans(y, n2, d2, k2, &o, cy, NULL), 0);
+        free(y), free(cy);
+    }
     o.progressive_dim_steps = -1;
     assert_int_equal(qx_kmeans(x, n, d, k, &o, c, NULL), QX_EINVAL);
     o.progressive_dim_steps = 65;

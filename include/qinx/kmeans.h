@@ -19,7 +19,8 @@ typedef struct qx_kmeans_opts {
                                 * PCA, then k-means on the first d_i principal
                                 * dimensions, d_i growing geometrically to d in
                                 * N stages, each started from the last
-                                * (FAISS's ProgressiveDimClustering) */
+                                * (FAISS's ProgressiveDimClustering).
+                                * Lloyd is used when n <= d. */
 } qx_kmeans_opts;
 
 void qx_kmeans_opts_init(qx_kmeans_opts *opts);
