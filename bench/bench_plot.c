@@ -187,6 +187,17 @@ static int gp_chart(const bench_run *r, FILE *gp, const chart *c, const char *ta
     } else {
         fprintf(gp, "set xtics autofreq\nset xrange [*:*]\n");
     }
+    size_t nonempty = 0;
+    for (size_t i = 0; i < c->ns; i++) nonempty += c->s[i].n > 0;
+    if (!nonempty) {
+        /* an exhaustive-only (or IVF-only) run: an empty frame with a label.
+         * "plot NaN" fails under a log axis ("all points y value undefined")
+         * and takes the whole script down with it. */
+        fprintf(gp, "unset logscale x\nunset logscale y\nset xtics autofreq\n"
+                    "set label 1 'no such points in this run' at graph 0.5,0.5 center\n"
+                    "plot [0:1][0:1] 2 notitle\nunset label 1\n");
+        return 0;
+    }
     fprintf(gp, "plot ");
     int any = 0;
     for (size_t i = 0; i < c->ns; i++) {
@@ -210,7 +221,6 @@ static int gp_chart(const bench_run *r, FILE *gp, const chart *c, const char *ta
                     col);
         any = 1;
     }
-    if (!any) fprintf(gp, "NaN notitle");
     fprintf(gp, "\n");
     return 0;
 }
