@@ -70,11 +70,12 @@ int qx__write_atomic(const char *path, const uint8_t *data, size_t len);
 /* Is every value finite? Returns the index of the first bad value, or -1. */
 long qx__first_nonfinite(const float *x, size_t n);
 
-/* Progressive-dimension k-means (quant/kmeans_pdim.cpp), called by qx_kmeans
- * once it has validated its arguments. */
-struct qx_kmeans_opts;
+/* Progressive-dimension k-means in `steps` stages (quant/kmeans_pdim.cpp),
+ * called by qx_kmeans with its validated arguments and the clustering
+ * parameters it built for Lloyd. */
+struct FaissClusteringParameters;
 int qx__kmeans_pdim(const float *x, size_t n, size_t d, size_t k,
-                    const struct qx_kmeans_opts *o, float *centroids);
+                    const struct FaissClusteringParameters *cp, int steps, float *centroids);
 
 #ifdef __cplusplus
 }

@@ -88,13 +88,6 @@ int qx_kmeans(const float *x, size_t n, size_t d, size_t k, const qx_kmeans_opts
     if (o.progressive_dim_steps < 0 || o.progressive_dim_steps > 64)
         return qx__fail(QX_EINVAL, "qx_kmeans: progressive_dim_steps=%d outside 0..64",
                         o.progressive_dim_steps);
-    /* PCA needs more points than dimensions (FAISS: "PCA matrix cannot
-     * output d dimensions"): with n <= d the progressive stages have nothing
-     * to order by, so fall back to Lloyd on all dimensions. */
-    if (o.progressive_dim_steps > 0 && n > d) {
-        if ((rc = qx__kmeans_pdim(x, n, d, k, &o, centroids))) return rc;
-        return assign ? qx_assign_nearest(x, n, centroids, k, d, assign, NULL) : 0;
-    }
 
     FaissClusteringParameters cp;
     faiss_ClusteringParameters_init(&cp);
@@ -108,6 +101,14 @@ int qx_kmeans(const float *x, size_t n, size_t d, size_t k, const qx_kmeans_opts
                                          ? INT_MAX
                                          : (int)o.max_points_per_centroid;
     cp.seed = (int)((o.seed ^ (o.seed >> 32)) & 0x7fffffffu);
+    /* PCA needs more points than dimensions (FAISS: "PCA matrix cannot
+     * output d dimensions"): with n <= d the progressive stages have nothing
+     * to order by, so fall back to Lloyd on all dimensions. */
+    if (o.progressive_dim_steps > 0 && n > d) {
+        if ((rc = qx__kmeans_pdim(x, n, d, k, &cp, o.progressive_dim_steps, centroids)))
+            return rc;
+        return assign ? qx_assign_nearest(x, n, centroids, k, d, assign, NULL) : 0;
+    }
 
     FaissClustering *clus = NULL;
     FaissIndexFlatL2 *index = NULL;

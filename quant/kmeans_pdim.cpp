@@ -17,30 +17,28 @@
  * std::bad_alloc from vectors). Arguments were validated by qx_kmeans.
  */
 #include <faiss/Clustering.h>
+#include <faiss/c_api/Clustering_c.h>
 
-#include <climits>
 #include <cstring>
 #include <exception>
 #include <new>
 
 #include "internal.h"
-#include "qinx/kmeans.h"
 
 extern "C" int qx__kmeans_pdim(const float *x, size_t n, size_t d, size_t k,
-                               const qx_kmeans_opts *o, float *centroids) {
+                               const FaissClusteringParameters *p, int steps,
+                               float *centroids) {
     try {
+        /* the same parameters as Lloyd in quant/kmeans.c, plus the stages */
         faiss::ProgressiveDimClusteringParameters cp;
-        cp.niter = o->niter;
-        cp.nredo = 1;
-        cp.verbose = false;
-        cp.spherical = o->spherical != 0;
-        cp.min_points_per_centroid = 1; /* see quant/kmeans.c, decision 2 */
-        cp.max_points_per_centroid = (o->max_points_per_centroid == 0 ||
-                                      o->max_points_per_centroid > INT_MAX)
-                                             ? INT_MAX
-                                             : (int)o->max_points_per_centroid;
-        cp.seed = (int)((o->seed ^ (o->seed >> 32)) & 0x7fffffffu);
-        cp.progressive_dim_steps = o->progressive_dim_steps;
+        cp.niter = p->niter;
+        cp.nredo = p->nredo;
+        cp.verbose = p->verbose != 0;
+        cp.spherical = p->spherical != 0;
+        cp.min_points_per_centroid = p->min_points_per_centroid;
+        cp.max_points_per_centroid = p->max_points_per_centroid;
+        cp.seed = p->seed;
+        cp.progressive_dim_steps = steps;
         cp.apply_pca = true;
         faiss::ProgressiveDimClustering clus((int)d, (int)k, cp);
         faiss::ProgressiveDimIndexFactory factory; /* exact IndexFlatL2 per stage */
