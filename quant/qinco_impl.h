@@ -86,14 +86,15 @@ int qx__qinco_work_alloc(const qx__qinco *q, size_t rows, qx__qinco_work *w);
 void qx__qinco_work_free(qx__qinco_work *w);
 
 /* Loss and gradient for a batch with fixed codes. xs: nb scaled vectors.
- * loss = (1/nb) Σ_i Σ_m ||r_im − c'_im||² in scaled units, where r_im =
- * x_i − x̂_{i,m-1} and x̂ is held constant (stop-gradient: each step regresses
- * its own residual). grad (nparams floats) is overwritten. step_loss (M)
- * may be NULL. If resid is not NULL it receives the residuals r_im
- * (nb × M × d) for dead-codeword re-seeding. */
+ * loss = (1/nb) Σ_m w_m ||x_i − x̂_{i,m}||² in scaled units, w_m =
+ * step_weight for the intermediate steps and 1 for the last, differentiated
+ * through the whole recursion (x̂_{m-1} is an input of f_m). grad (nparams
+ * floats) is overwritten. step_loss (M) may be NULL; it gets the unweighted
+ * per-step errors. If resid is not NULL it receives the residuals
+ * r_im = x_i − x̂_{i,m-1} (nb × M × d) for dead-codeword re-seeding. */
 int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs,
-                        const uint8_t *codes, size_t nb, qx__qinco_work *w, float *grad,
-                        double *loss, double *step_loss, float *resid);
+                        const uint8_t *codes, size_t nb, float step_weight, qx__qinco_work *w,
+                        float *grad, double *loss, double *step_loss, float *resid);
 
 /* --- training loop (qinco_train.c), additive fit (qinco_lsq.c) ---------- */
 int qx__qinco_train(qx_quantizer *base, const float *x, size_t n);

@@ -323,7 +323,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                                             b.codes)) != 0)
                 goto done;
             double loss, step_loss[QX_MAX_STEPS];
-            rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, &b.work, b.grad, &loss,
+            rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, o->step_weight, &b.work, b.grad, &loss,
                                      step_loss, b.resid);
             if (rc) goto done;
             /* The loss is in scaled units; report raw ones. */

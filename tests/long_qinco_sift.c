@@ -108,6 +108,7 @@ static void run_size(const qx_matrix *base, size_t M) {
     o.beam = (int)env_d("QX_QINCO_BEAM", o.beam);
     o.train_beam = (int)env_d("QX_QINCO_TRAIN_BEAM", o.train_beam);
     o.lr = (float)env_d("QX_QINCO_LR", o.lr);
+    o.step_weight = (float)env_d("QX_QINCO_SW", o.step_weight);
     o.batch = (int)env_d("QX_QINCO_BATCH", o.batch);
     o.epochs = (int)env_d("QX_QINCO_EPOCHS", 1000);
     o.train_minutes = env_d("QX_QINCO_MINUTES", 4);

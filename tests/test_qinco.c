@@ -40,15 +40,17 @@ static float *manifold(size_t n, size_t d, uint64_t seed) {
 
 /* ---- gradient check -------------------------------------------------- */
 
-/* Reference loss in double: Σ_m ||r_m − c'_m||² / nb with x̂_{m-1} given
- * (held constant), straight from the model's definition. */
+/* Reference loss in double, straight from the model's definition:
+ * Σ_m w_m ||x − x̂_m||² / nb with x̂_m = x̂_{m-1} + rho_m (c + f_m([c ; x̂_{m-1}])),
+ * w_m = sw for m < M−1 and 1 for the last step; x̂ is recomputed from p, so
+ * finite differences see every path through the recursion. */
 static double ref_loss(const qx__qinco *q, const double *p, const double *xs, const uint8_t *codes,
-                       size_t nb, const double *xhat /* nb × M × d */) {
+                       size_t nb, double sw) {
     size_t d = q->d, M = q->M, h = q->h, L = q->L;
-    double total = 0, z[64], u[128], hid[64], c[64];
-    for (size_t i = 0; i < nb; i++)
+    double total = 0, z[64], u[128], hid[64], c[64], xh[64];
+    for (size_t i = 0; i < nb; i++) {
+        for (size_t j = 0; j < d; j++) xh[j] = 0;
         for (size_t m = 0; m < M; m++) {
-            const double *xh = xhat + (i * M + m) * d;
             const double *cb = p + qx__qinco_off_cb(q, m) + (size_t)codes[i * M + m] * d;
             for (size_t j = 0; j < d; j++) c[j] = cb[j];
             if (m > 0) {
@@ -75,16 +77,19 @@ static double ref_loss(const qx__qinco *q, const double *p, const double *xs, co
                 }
                 for (size_t j = 0; j < d; j++) c[j] += z[j];
             }
+            double e2 = 0;
             for (size_t j = 0; j < d; j++) {
-                double e = xs[i * d + j] - xh[j] - q->rho[m] * c[j];
-                total += e * e;
+                xh[j] += q->rho[m] * c[j];
+                double e = xs[i * d + j] - xh[j];
+                e2 += e * e;
             }
+            total += (m + 1 == M ? 1.0 : sw) * e2;
         }
+    }
     return total / (double)nb;
 }
 
-static void test_gradient_matches_finite_differences(void **state) {
-    (void)state;
+static void grad_check(float sw) {
     qx_qinco_opts o;
     qx_qinco_opts_init(&o);
     o.M = 3;
@@ -108,47 +113,12 @@ static void test_gradient_matches_finite_differences(void **state) {
     assert_int_equal(qx__qinco_work_alloc(q, nb, &w), 0);
     float *grad = malloc(sizeof(float) * q->nparams);
     double loss;
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, &w, grad, &loss, NULL, NULL), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, sw, &w, grad, &loss, NULL, NULL), 0);
 
-    /* x̂ sequence at the unperturbed parameters, in double. */
     double *p = malloc(sizeof(double) * q->nparams), *xd = malloc(sizeof(double) * nb * d);
-    double *xhat = calloc(nb * o.M * d, sizeof(double));
     for (size_t i = 0; i < q->nparams; i++) p[i] = q->params[i];
     for (size_t i = 0; i < nb * d; i++) xd[i] = xs[i];
-    for (size_t m = 1; m < o.M; m++) {
-        /* x̂_m = x̂_{m-1} + c'_{m-1}, c' by the model's formula in double. */
-        for (size_t i = 0; i < nb; i++) {
-            double tmp[64];
-            const double *prev = xhat + (i * o.M + m - 1) * d;
-            size_t mm = m - 1, h = q->h;
-            const double *cb = p + qx__qinco_off_cb(q, mm) + (size_t)codes[i * o.M + mm] * d;
-            for (size_t j = 0; j < d; j++) tmp[j] = cb[j];
-            if (mm > 0) {
-                const double *net = p + qx__qinco_off_net(q, mm), *bc = net + 2 * d * d;
-                double z[64], hid[64];
-                for (size_t oo = 0; oo < d; oo++) {
-                    double s = bc[oo];
-                    for (size_t j = 0; j < d; j++) s += net[oo * 2 * d + j] * cb[j];
-                    for (size_t j = 0; j < d; j++) s += net[oo * 2 * d + d + j] * prev[j];
-                    z[oo] = s;
-                }
-                for (size_t l = 0; l < q->L; l++) {
-                    const double *W1 = bc + d + l * 2 * h * d, *W2 = W1 + h * d;
-                    for (size_t oo = 0; oo < h; oo++) {
-                        double s = 0;
-                        for (size_t j = 0; j < d; j++) s += W1[oo * d + j] * z[j];
-                        hid[oo] = s > 0 ? s : 0;
-                    }
-                    for (size_t oo = 0; oo < d; oo++)
-                        for (size_t j = 0; j < h; j++) z[oo] += W2[oo * h + j] * hid[j];
-                }
-                for (size_t j = 0; j < d; j++) tmp[j] += z[j];
-            }
-            for (size_t j = 0; j < d; j++)
-                xhat[(i * o.M + m) * d + j] = prev[j] + q->rho[mm] * tmp[j];
-        }
-    }
-    double l0 = ref_loss(q, p, xd, codes, nb, xhat);
+    double l0 = ref_loss(q, p, xd, codes, nb, sw);
     assert_true(fabs(l0 - loss) <= 1e-4 * (1 + l0));
 
     double gmax = 0;
@@ -158,9 +128,9 @@ static void test_gradient_matches_finite_differences(void **state) {
     for (size_t i = 0; i < q->nparams; i++) {
         double keep = p[i], eps = 1e-6;
         p[i] = keep + eps;
-        double lp = ref_loss(q, p, xd, codes, nb, xhat);
+        double lp = ref_loss(q, p, xd, codes, nb, sw);
         p[i] = keep - eps;
-        double lm = ref_loss(q, p, xd, codes, nb, xhat);
+        double lm = ref_loss(q, p, xd, codes, nb, sw);
         p[i] = keep;
         double fd = (lp - lm) / (2 * eps);
         if (fabs(fd - grad[i]) > 1e-3 * fabs(fd) + 1e-4 * gmax) {
@@ -175,10 +145,18 @@ static void test_gradient_matches_finite_differences(void **state) {
     free(grad);
     free(p);
     free(xd);
-    free(xhat);
     free(xs);
     free(codes);
     qx_quantizer_free(&q->base);
+}
+
+/* Final-step loss only, a light weight on the intermediate steps, and the
+ * paper's plain sum. */
+static void test_gradient_matches_finite_differences(void **state) {
+    (void)state;
+    grad_check(0.0f);
+    grad_check(0.3f);
+    grad_check(1.0f);
 }
 
 /* A cheap RQ (few k-means iterations, no refinement) so that the tests time
@@ -226,7 +204,7 @@ static void test_decoder_matches_training_forward(void **state) {
     qx__qinco_work w;
     assert_int_equal(qx__qinco_work_alloc(q, nb, &w), 0);
     double loss, steps[4];
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, &w, grad, &loss, steps, NULL), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
     for (size_t m = 1; m <= o.M; m++) {
         assert_int_equal(qx__qinco_decode_with(q, q->params, q->tables, codes, nb, m, 1, rec), 0);
         double e = 0;
@@ -240,9 +218,9 @@ static void test_decoder_matches_training_forward(void **state) {
      * its chosen code's error matches the decoder's. */
     uint8_t *c2 = malloc(nb * o.M);
     assert_int_equal(qx__qinco_encode_with(q, q->params, q->tables, x, nb, 4, 256, 1, c2), 0);
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, c2, nb, &w, grad, &loss, steps, NULL), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, c2, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
     double before = steps[o.M - 1];
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, &w, grad, &loss, steps, NULL), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
     assert_true(before < steps[o.M - 1]); /* searched codes beat random ones */
     qx__qinco_work_free(&w);
     free(x), free(xs), free(rec), free(grad), free(codes), free(c2);
