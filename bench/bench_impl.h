@@ -21,6 +21,12 @@
 #define BENCH_MAX_METHODS 16
 #define BENCH_GT_K 100      /* ground-truth depth computed when --gt is absent */
 #define BENCH_SLOW_POINT_S 2.0 /* IVF points slower than this are timed once */
+/* FAISS LSQ as the bench runs it (FAISS defaults 25/8/16/4/4): see
+ * bench_methods.c run_faiss_lsq and the cost model in bench_plan.c */
+#define BENCH_LSQ_TRAIN_ITERS 10
+#define BENCH_LSQ_TRAIN_ILS 4
+#define BENCH_LSQ_ENCODE_ILS 8
+#define BENCH_LSQ_ICM 4
 #define BENCH_SWEEP_SHARE 0.08 /* of the time budget, at most, per IVF sweep */
 
 /* Plot back end: gnuplot when installed, else SVG written by the program. */
@@ -87,6 +93,8 @@ typedef struct bench_job {
     double qinco_used_s;   /* QINCo training seconds it took (NaN = unknown) */
     const char *skip_reason;
     char why[160];
+    int level;             /* importance, 0 = most: the plan drops the highest level first */
+    int drop;              /* bench_plan_job scratch: left out of the current plan */
 } bench_job;
 
 typedef struct bench_run {

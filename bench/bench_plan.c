@@ -26,20 +26,28 @@
  *    faiss-rq, faiss-lsq, faiss-ivfpq, faiss-ivfrq) — never below 10,000
  *    vectors (39 × 256, FAISS's own k-means minimum; LSQ trained on fewer
  *    overfits: MSE above ‖x‖² on GloVe at 2,000). qinx's own methods, the
- *    subject of the benchmark, always train on the full set; QINCo takes a
- *    fixed share of the budget (QINCO_SHARE, split among its jobs) as its
- *    wall-clock training budget. When the full plan does not fit, one common
- *    fraction f of the training set is found (bisection) for all cuttable
- *    jobs still to run; a job whose minimum does not fit what is left is
- *    skipped. Every cut and skip is a note in the report, and the report
- *    lists each job's planned and actual seconds.
- * 4. A reserve (MARGIN of the budget, at least 30 s) is kept for writing the
+ *    subject of the benchmark, always train on the full set. QINCo trains
+ *    for a wall-clock budget: its share of QINCO_SHARE of the budget, cut
+ *    down to QINCO_MIN_S (or half its share) when needed.
+ * 4. Importance (job_level): 0 qinx RQ and qinx IVF-RQ; 1 the baselines
+ *    FAISS PQ, FAISS RQ up to 16 bytes, FAISS IVF-PQ; 2 QINCo; 3 FAISS OPQ,
+ *    FAISS IVF-RQ, FAISS RQ above 16 bytes; 4 FAISS LSQ. Jobs run in this
+ *    order. Before each job the plan takes every job still to run and, while
+ *    their minimum (FAISS cut to 10,000, QINCo at its minimum) does not fit
+ *    the time left, leaves out the least important (highest level, then the
+ *    most bytes); if that is the current job, it is skipped. So a less
+ *    important job never takes the time a more important later one needs
+ *    (the old rule, which skipped any job over 35 % of the budget, made
+ *    Fashion-MNIST skip qinx RQ 32 B while FAISS RQ 32 B ran). For the kept
+ *    jobs it then cuts, in this order, FAISS training (one common fraction f
+ *    of the training set, bisection) and QINCo's training time. Every cut and
+ *    skip is a note in the report, which lists each job's planned and
+ *    actual seconds.
+ * 5. A reserve (MARGIN of the budget, at least 30 s) is kept for writing the
  *    outputs and for model error.
- * 5. Jobs run in order of priority (bench_method_priority): qinx RQ and the
- *    FAISS PQ and RQ baselines; the IVF pair qinx-ivfrq / faiss-ivfpq;
- *    QINCo; FAISS OPQ, FAISS IVF-RQ; FAISS LSQ. A job reserves time for the
- *    later ones, except FAISS LSQ and jobs needing over HOPELESS of the
- *    budget even when cut: those run only on what is left.
+ * 6. FAISS LSQ runs with fewer iterations than FAISS's defaults
+ *    (BENCH_LSQ_*, stated in its spec): at the defaults one code size on
+ *    GloVe-100 would take half of the whole run's budget.
  */
 #include <math.h>
 #include <stdio.h>
@@ -51,7 +59,12 @@
 #define QINCO_SHARE 0.2 /* of the budget, for QINCo training, all its jobs together */
 #define MARGIN 0.06
 #define N_MIN 10000
-#define HOPELESS 0.35
+#define N_FLOOR 5000 /* last resort for FAISS OPQ, IVF-RQ, RQ > 16 B: 20 vectors per codeword */
+/* FAISS LSQ, model seconds per 1,000 vectors at 8 bytes, d = 100: one
+ * local-search round at icm_iters 4, and one codebook update */
+#define LSQ_ROUND 0.12
+#define LSQ_UPDATE 0.05
+#define QINCO_MIN_S 60.0 /* QINCo training seconds a job gets before it is dropped */
 
 static int is_qinco(const char *m) { return strstr(m, "qinco") != NULL; }
 
@@ -89,6 +102,13 @@ static double sweep_cost(const bench_run *r, const char *m, size_t bytes, size_t
     return per_query < cap ? per_query : cap;
 }
 
+/* Model seconds per 1,000 vectors (d = 100) of QINCo encoding at M bytes:
+ * network passes per beam entry and candidate. GloVe-100's 331k base took
+ * ~245 s at 8 bytes (1,350 vectors/s) and ~470 s at 16 (700/s) on the idle
+ * machine, i.e. ×2 in model units (speed ≈ 0.5): 1.5 and 2.9 s; a GloVe
+ * subset gave ~10 s at 32 bytes (niced, loaded). */
+static double qinco_enc(double M) { return 0.12 * pow(M, 1.2); }
+
 void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *train, double *fixed) {
     const bench_data *D = r->data;
     double u = D->d / 100.0, M = (double)bytes;
@@ -113,21 +133,22 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
         t = nt * 0.38 * M * u;
         f = nb * 0.0042 * M * u + eval;
     } else if (!strcmp(m, "faiss-lsq")) {
-        /* ICM: unary terms ∝ M·d, pairwise ∝ M²; training runs ~12 encodings of each vector */
-        double per = 1.9 * pow(M / 8.0, 1.5) * u;
-        t = nt * 12 * per;
-        f = nb * per + eval;
+        /* ICM: unary terms ∝ M·d, pairwise ∝ M²; per 1,000 vectors, one local-search
+         * round (perturb + icm_iters ICM sweeps) costs LSQ_ROUND; encoding runs
+         * encode_ils rounds, training train_iters × train_ils rounds plus a
+         * codebook update per iteration */
+        double round = LSQ_ROUND * pow(M / 8.0, 1.5) * u * BENCH_LSQ_ICM / 4.0;
+        t = nt * BENCH_LSQ_TRAIN_ITERS * (BENCH_LSQ_TRAIN_ILS * round + LSQ_UPDATE * M / 8.0 * u);
+        f = nb * BENCH_LSQ_ENCODE_ILS * round + eval;
     } else if (!strcmp(m, "qinx-qinco")) {
         t = 0; /* its own wall-clock budget, see bench_plan_job */
-        /* encoding: network passes per beam entry and candidate, ~M^1.7 (GloVe subset:
-         * 0.97 s per 1,000 vectors at 8 bytes, 10 s at 32) */
-        f = nb * 0.028 * pow(M, 1.7) * u + eval;
+        f = nb * qinco_enc(M) * u + eval;
     } else if (!strcmp(m, "qinx-ivfrq")) {
         t = coarse + nt * 0.38 * (M - 1) * u;
         f = nb * 0.0042 * M * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "qinx-ivfqinco")) {
         t = coarse;
-        f = nb * 0.028 * pow(M - 1, 1.7) * u + sweep_cost(r, m, bytes, nlist);
+        f = nb * qinco_enc(M - 1) * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "faiss-ivfpq")) {
         t = coarse + ntc * 1.2 * pow(M, 0.8) * u * (D->d % bytes ? 1.0 : 0.1); /* OPQ only when M ∤ d */
         f = nb * 0.05 * u + sweep_cost(r, m, bytes, nlist);
@@ -151,25 +172,62 @@ static double speed(const bench_run *r, const char *method) {
     return r->plan_pred > 1 ? r->plan_act / r->plan_pred : 1.0;
 }
 
-/* Seconds job i needs (calibrated) when cuttable jobs train on fraction f. */
-static double job_cost(const bench_run *r, size_t i, double f, double qinco_s) {
+/* What the cuttable jobs and QINCo get: the fraction of the training set of
+ * the FAISS baselines (levels 1-2) and of the other FAISS methods (levels
+ * 3-4), each clamped to the job's floor, and QINCo's training seconds. */
+typedef struct cut {
+    double f_base, f_extra, qs;
+} cut;
+
+/* Seconds job i needs (calibrated) under cut c. */
+static double job_cost(const bench_run *r, size_t i, const cut *c) {
     const bench_job *j = &r->jobs[i];
     if (j->skip_reason) return 0;
     double fr = 1;
-    if (j->cuttable) fr = f > j->f_min ? (f < 1 ? f : 1) : j->f_min;
-    return speed(r, j->m->name) * (j->train * fr + j->fixed) + (j->qinco ? qinco_s : 0);
+    if (j->cuttable) {
+        fr = j->level >= 3 ? c->f_extra : c->f_base;
+        fr = fr > j->f_min ? (fr < 1 ? fr : 1) : j->f_min;
+    }
+    return speed(r, j->m->name) * (j->train * fr + j->fixed) + (j->qinco ? c->qs : 0);
 }
 
-/* What job cur must leave for a later job k: its cost at fraction f, unless
- * even its minimum exceeds HOPELESS of the budget, or it is FAISS LSQ (the
- * slowest FAISS method, an extra next to FAISS RQ): such a job only runs if
- * time is left when its turn comes, and does not take time from the jobs
- * before it. */
-static double reserve(const bench_run *r, size_t k, double f, double qinco_s) {
-    if (!strcmp(r->jobs[k].m->name, "faiss-lsq")) return 0; /* the extra: only what is left */
-    double min = job_cost(r, k, 0, qinco_s);
-    if (min > HOPELESS * r->cfg->budget_min * 60) return 0;
-    return job_cost(r, k, f, qinco_s);
+/* Seconds the jobs i.. kept in the plan (not dropped) need. */
+static double plan_need(const bench_run *r, size_t i, const cut *c) {
+    double s = 0;
+    for (size_t k = i; k < r->njobs; k++)
+        if (!r->jobs[k].drop) s += job_cost(r, k, c);
+    return s;
+}
+
+/* Lower *x within [lo, *x] until the plan fits `left` (bisection); 1 if it does. */
+static int cut_down(const bench_run *r, size_t i, cut *c, double *x, double lo, double left) {
+    if (plan_need(r, i, c) <= left) return 1;
+    double hi = *x;
+    *x = lo;
+    if (plan_need(r, i, c) > left) return 0;
+    for (int it = 0; it < 40; it++) {
+        double keep = *x, mid = (lo + hi) / 2;
+        *x = mid;
+        if (plan_need(r, i, c) > left) hi = mid;
+        else lo = mid;
+        *x = keep;
+    }
+    *x = lo;
+    return 1;
+}
+
+/* Importance of a job (0 = most). The subject of the benchmark first (qinx
+ * RQ, qinx IVF-RQ), then the baselines that every table compares with
+ * (FAISS PQ, FAISS RQ up to 16 bytes, FAISS IVF-PQ), QINCo, the other FAISS
+ * methods (OPQ, IVF-RQ, RQ above 16 bytes: by far the slowest FAISS RQ) and
+ * FAISS LSQ last. */
+static int job_level(const char *m, size_t bytes) {
+    if (!strcmp(m, "qinx-rq") || !strcmp(m, "qinx-ivfrq")) return 0;
+    if (!strcmp(m, "faiss-pq") || !strcmp(m, "faiss-ivfpq")) return 1;
+    if (!strcmp(m, "faiss-rq")) return bytes <= 16 ? 1 : 3;
+    if (is_qinco(m)) return 2;
+    if (!strcmp(m, "faiss-lsq")) return 4;
+    return 3; /* faiss-opq, faiss-ivfrq, qinx-rq-noreseed */
 }
 
 int bench_method_priority(const char *m) {
@@ -186,23 +244,32 @@ int bench_plan_init(bench_run *r, const bench_method *const *order, size_t no) {
     for (size_t i = 0; i < no; i++) nj += order[i]->ivf ? c->nivf_bytes : c->nbytes;
     r->jobs = calloc(nj ? nj : 1, sizeof *r->jobs);
     if (!r->jobs) return QX_ENOMEM;
-    for (size_t i = 0; i < no; i++) {
-        const size_t *bl = order[i]->ivf ? c->ivf_bytes : c->bytes;
-        size_t nb = order[i]->ivf ? c->nivf_bytes : c->nbytes;
-        for (size_t b = 0; b < nb; b++) {
-            bench_job *j = &r->jobs[r->njobs++];
-            j->m = order[i];
-            j->bytes = bl[b];
-            bench_plan_cost(r, order[i]->name, bl[b], &j->train, &j->fixed);
-            j->qinco = is_qinco(order[i]->name);
-            j->cuttable = cuttable(order[i]->name) && r->data->train.n > N_MIN;
-            j->f_min = j->cuttable ? (double)N_MIN / r->data->train.n : 1;
-            j->planned = j->actual = j->qinco_used_s = NAN;
-            if (j->bytes > r->data->d * 4 && !order[i]->ivf)
-                j->skip_reason = "more bytes than the raw vector";
-            nq += j->qinco && !j->skip_reason;
+    /* run order: by level (job_level), then in the order given; so a job
+     * never runs before a more important one (FAISS RQ 32 B after qinx RQ
+     * 32 B and QINCo) */
+    for (int lv = 0; lv <= 4; lv++)
+        for (size_t i = 0; i < no; i++) {
+            const size_t *bl = order[i]->ivf ? c->ivf_bytes : c->bytes;
+            size_t nb = order[i]->ivf ? c->nivf_bytes : c->nbytes;
+            for (size_t b = 0; b < nb; b++) {
+                if (job_level(order[i]->name, bl[b]) != lv) continue;
+                bench_job *j = &r->jobs[r->njobs++];
+                j->m = order[i];
+                j->bytes = bl[b];
+                j->level = lv;
+                bench_plan_cost(r, order[i]->name, bl[b], &j->train, &j->fixed);
+                j->qinco = is_qinco(order[i]->name);
+                /* floor: 10,000 for the baselines and LSQ (trained on fewer, LSQ
+                 * overfits), N_FLOOR (~20 per codeword) for the others */
+                size_t fl = lv >= 3 && strcmp(order[i]->name, "faiss-lsq") ? N_FLOOR : N_MIN;
+                j->cuttable = cuttable(order[i]->name) && r->data->train.n > fl;
+                j->f_min = j->cuttable ? (double)fl / r->data->train.n : 1;
+                j->planned = j->actual = j->qinco_used_s = NAN;
+                if (j->bytes > r->data->d * 4 && !order[i]->ivf)
+                    j->skip_reason = "more bytes than the raw vector";
+                nq += j->qinco && !j->skip_reason;
+            }
         }
-    }
     r->qinco_jobs = nq;
     double tr = 0, fx = 0;
     for (size_t i = 0; i < r->njobs; i++) {
@@ -215,21 +282,14 @@ int bench_plan_init(bench_run *r, const bench_method *const *order, size_t no) {
     return 0;
 }
 
-/* Wall-clock seconds QINCo job i may train: its share of the budget, less
- * what the later jobs need — but jobs run in order of priority, so when
- * the later QINCo jobs cannot all fit, this one takes what there is and
- * they are skipped when their turn comes. */
-static double qinco_seconds(const bench_run *r, size_t i, double left) {
-    double share = QINCO_SHARE * r->cfg->budget_min * 60 / (r->qinco_jobs ? r->qinco_jobs : 1);
-    double own = job_cost(r, i, 0, 0), later = 0, later_q = 0;
-    for (size_t k = i + 1; k < r->njobs; k++) {
-        if (r->jobs[k].qinco) later_q += reserve(r, k, 0, share);
-        else later += reserve(r, k, 0, 0);
-    }
-    double avail = left - own - later;
-    double qs = avail - later_q;
-    if (qs < 15) qs = avail;
-    return qs < share ? qs : share;
+/* QINCo's training seconds per job: at most its share of QINCO_SHARE of the
+ * budget, at least QINCO_MIN_S (or half the share when that is smaller). */
+static double qinco_share(const bench_run *r) {
+    return QINCO_SHARE * r->cfg->budget_min * 60 / (r->qinco_jobs ? r->qinco_jobs : 1);
+}
+static double qinco_min(const bench_run *r) {
+    double s = qinco_share(r);
+    return QINCO_MIN_S < s / 2 ? QINCO_MIN_S : s / 2;
 }
 
 int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes) {
@@ -245,69 +305,74 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
         j->skip_reason = "the time budget is used up";
         return 0;
     }
-    double qs = 0;
-    if (j->qinco) {
-        qs = qinco_seconds(r, i, left);
-        if (qs < 15) {
+    double share = qinco_share(r), qmin = qinco_min(r);
+    double f10 = D->train.n > N_MIN ? (double)N_MIN / D->train.n : 1; /* FAISS at 10,000 */
+    /* 1. the jobs that can still run, at their minimum (FAISS training cut
+     *    to its floor — 10,000 for the baselines and LSQ, N_FLOOR for the
+     *    others —, QINCo trained qmin): leave out the least important first
+     *    (highest level, then more bytes, then the later one) until they fit */
+    const cut least = {f10, 0, qmin};
+    for (size_t k = i; k < r->njobs; k++) r->jobs[k].drop = r->jobs[k].skip_reason != NULL;
+    for (;;) {
+        double need = plan_need(r, i, &least);
+        if (need <= left) break;
+        size_t v = i;
+        for (size_t k = i; k < r->njobs; k++) {
+            const bench_job *a = &r->jobs[k], *b = &r->jobs[v];
+            if (a->drop) continue;
+            if (b->drop || a->level > b->level || (a->level == b->level && a->bytes >= b->bytes)) v = k;
+        }
+        if (v == i) {
+            double own = job_cost(r, i, &least), more = need - own;
+            size_t nk = 0;
+            for (size_t k = i + 1; k < r->njobs; k++) nk += !r->jobs[k].drop;
+            if (!nk) break; /* alone: it may use the margin (the check below) */
             snprintf(j->why, sizeof j->why,
-                     "%.0f s would be left to train QINCo once its encoding and the later methods "
-                     "are paid for (at least 15 s needed)",
-                     qs > 0 ? qs : 0);
+                     "estimated %.0f s at its minimum; %.0f s are left once the %.0f s of the %zu "
+                     "more important jobs still to run are paid for",
+                     own, left - more > 0 ? left - more : 0, more, nk);
             j->skip_reason = j->why;
             return 0;
         }
-        *qinco_minutes = qs / 60;
+        r->jobs[v].drop = 1;
     }
-    /* the fraction f of the training set the cuttable jobs can afford */
-    double share = QINCO_SHARE * budget / (r->qinco_jobs ? r->qinco_jobs : 1);
-    double f = 1;
-    double need = 0;
-    for (size_t k = i; k < r->njobs; k++) need += k == i ? job_cost(r, k, 1, qs) : reserve(r, k, 1, share);
-    if (need > left) {
-        double lo = 0, hi = 1;
-        for (int it = 0; it < 40; it++) {
-            double mid = (lo + hi) / 2, s = 0;
-            for (size_t k = i; k < r->njobs; k++)
-                s += k == i ? job_cost(r, k, mid, qs) : reserve(r, k, mid, share);
-            if (s > left) hi = mid;
-            else lo = mid;
-        }
-        f = lo;
-    }
-    double own;
-    if (j->cuttable && f < 1) {
-        double fr = f > j->f_min ? f : j->f_min;
-        *ntrain = (size_t)(fr * D->train.n);
-        if (*ntrain < N_MIN) *ntrain = N_MIN;
-        own = job_cost(r, i, fr, qs);
-    } else {
-        own = job_cost(r, i, 1, qs);
+    /* 2. what the kept jobs can afford, cutting in this order until they
+     *    fit: the other FAISS methods' training down to 10,000, the FAISS
+     *    baselines' down to 10,000, QINCo's training time down to qmin, the
+     *    other FAISS methods' training down to their floor */
+    cut c = {1, 1, share};
+    if (!cut_down(r, i, &c, &c.f_extra, f10, left) && !cut_down(r, i, &c, &c.f_base, f10, left) &&
+        !cut_down(r, i, &c, &c.qs, qmin, left))
+        cut_down(r, i, &c, &c.f_extra, 0, left);
+    double qs = c.qs;
+    if (j->qinco) *qinco_minutes = qs / 60;
+    double own = job_cost(r, i, &c);
+    if (j->cuttable) {
+        double fr = j->level >= 3 ? c.f_extra : c.f_base;
+        fr = fr > j->f_min ? (fr < 1 ? fr : 1) : j->f_min;
+        *ntrain = fr < 1 ? (size_t)(fr * D->train.n + 0.5) : D->train.n;
     }
     if (own > left + margin) {
         snprintf(j->why, sizeof j->why, "estimated %.0f s > %.0f s left of the time budget", own,
                  left + margin > 0 ? left + margin : 0);
         j->skip_reason = j->why;
-        return 0;
-    }
-    /* a big job (over HOPELESS of the budget) may not starve the later ones */
-    double later = 0;
-    for (size_t k = i + 1; k < r->njobs; k++) later += reserve(r, k, f, share);
-    if (own > HOPELESS * budget && own > left - later) {
-        snprintf(j->why, sizeof j->why,
-                 "estimated %.0f s (over %.0f%% of the budget) would take the time of the %.0f s "
-                 "the later methods need",
-                 own, HOPELESS * 100, later);
-        j->skip_reason = j->why;
+        *qinco_minutes = 0;
+        *ntrain = D->train.n;
         return 0;
     }
     j->planned = own;
     j->ntrain = *ntrain;
+    const cut full = {1, 1, qs};
     j->qinco_minutes = *qinco_minutes;
     if (*ntrain < D->train.n)
         bench_note(r, "%s at %zu bytes trained on %zu of the %zu training vectors (evenly spaced): the "
                       "whole set would not fit the time budget (estimated %.0f s, %.0f s left for %zu jobs)",
-                   j->m->name, j->bytes, *ntrain, D->train.n, job_cost(r, i, 1, qs),
+                   j->m->name, j->bytes, *ntrain, D->train.n, job_cost(r, i, &full),
                    left + margin, r->njobs - i);
+    if (j->qinco && qs < share - 1)
+        bench_note(r, "%s at %zu bytes: QINCo training budget cut to %.0f s of its %.0f s share so the "
+                      "jobs still to run fit",
+                   j->m->name, j->bytes, qs, share);
     return 0;
 }
 

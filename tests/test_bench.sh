@@ -6,7 +6,8 @@
 # recalls in [0,1] (`qinx bench --check`, no python/jq needed); the SVGs are SVG; the report
 # has its tables; and the bench's IVF point agrees (within 0.02) with `qinx build` +
 # `qinx search` on an index built with the same parameters; the report's time-budget section;
-# the time plan skipping what does not fit. Skips (77) without the data.
+# the time plan skipping what does not fit, least important first (--plan-only); FAISS LSQ's
+# stated iteration counts. Skips (77) without the data.
 set -euo pipefail
 build=${1:?usage: test_bench.sh BUILD_DIR}
 qinx=$build/qinx
@@ -99,4 +100,21 @@ grep -q -- "--gt ignored" "$out/c/report.md" || fail "--max-base with --gt: no n
     --out "$out/d" > /dev/null 2>&1 || fail "third run (tiny budget) failed"
 grep -q "^| faiss-lsq | 8 | .*skipped" "$out/d/report.md" || fail "FAISS LSQ not skipped by a 6-second budget"
 grep -q '"method":"faiss-pq"' "$out/d/results.jsonl" || fail "faiss-pq missing from the tiny-budget run"
+# FAISS LSQ runs with the reduced, stated iteration counts (qx_faiss_set_lsq_iters)
+"$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
+    --gt "$data/siftsmall_groundtruth.ivecs" --max-base 2000 --nq 20 --max-train 1000 --bytes 4 \
+    --methods faiss-lsq --runs 1 --plot none --quiet --out "$out/e" > /dev/null 2>&1 \
+  || fail "fourth run (FAISS LSQ) failed"
+grep -q '"method":"faiss-lsq","spec":"LSQ4x8 train_iters=[0-9]* train_ils=[0-9]* encode_ils=[0-9]* icm=[0-9]*"' \
+    "$out/e/results.jsonl" || fail "faiss-lsq spec does not state its iteration counts"
+
+# the plan drops the least important jobs first (--plan-only: nothing runs): with a budget
+# too small for everything, qinx RQ at 32 bytes runs and FAISS RQ 32 B / LSQ go first
+p=$("$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
+    --gt "$data/siftsmall_groundtruth.ivecs" --bytes 8,16,32 --methods qinx-rq,faiss-rq,faiss-lsq \
+    --time-budget 5 --plan-only --plan-speed 0.5 2> /dev/null) || fail "--plan-only failed"
+echo "$p" | grep -q "^qinx-rq *32  train  10000 " || { echo "$p"; fail "plan does not run qinx-rq 32 B"; }
+echo "$p" | grep -q "^faiss-rq *32  skipped" || { echo "$p"; fail "plan does not drop faiss-rq 32 B first"; }
+echo "$p" | grep -q "^faiss-lsq *32  skipped" || { echo "$p"; fail "plan does not drop faiss-lsq 32 B"; }
+echo "$p" | grep -q "^faiss-rq *8  train" || { echo "$p"; fail "plan drops faiss-rq 8 B"; }
 echo "test_bench: PASS"

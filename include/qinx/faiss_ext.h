@@ -26,6 +26,28 @@ extern "C" {
  * e.g. a PQ index) . */
 int qx_faiss_set_beam(FaissIndex *index, int beam);
 
+/* Iteration counts of FAISS's LocalSearchQuantizer (LSQ, Martinez et al.
+ * 2018), FAISS 1.7's defaults in brackets. 0 keeps the index's current
+ * value. Training runs train_iters rounds of (codebook update, local search
+ * of train_ils_iters perturb-and-ICM rounds); encoding runs encode_ils_iters
+ * such rounds; each ICM pass is icm_iters sweeps over the M codes; nperts
+ * codes are perturbed per round. The cost of training and encoding is about
+ * proportional to the products of these counts. */
+typedef struct qx_faiss_lsq_iters {
+    int train_iters;      /* [25] */
+    int train_ils_iters;  /* [8] */
+    int encode_ils_iters; /* [16] */
+    int icm_iters;        /* [4] */
+    int nperts;           /* [4] */
+} qx_faiss_lsq_iters;
+
+/* Set LSQ's iteration counts on the LocalSearchQuantizer inside index (an
+ * IndexLocalSearchQuantizer, IndexIVFLocalSearchQuantizer, fast-scan variant
+ * or LocalSearchCoarseQuantizer, possibly wrapped as for qx_faiss_set_beam).
+ * Call before training. Every count must be in 0..100000.
+ * Returns 0, QX_EINVAL (index or it NULL, count out of range, no LSQ inside). */
+int qx_faiss_set_lsq_iters(FaissIndex *index, const qx_faiss_lsq_iters *it);
+
 #ifdef __cplusplus
 }
 #endif
