@@ -23,8 +23,8 @@
 #define BENCH_SLOW_POINT_S 2.0 /* IVF points slower than this are timed once */
 /* FAISS LSQ as the bench runs it (FAISS defaults 25/8/16/4/4): see
  * bench_methods.c run_faiss_lsq and the cost model in bench_plan.c */
-#define BENCH_LSQ_TRAIN_ITERS 10
-#define BENCH_LSQ_TRAIN_ILS 4
+#define BENCH_LSQ_TRAIN_ITERS 20
+#define BENCH_LSQ_TRAIN_ILS 2
 #define BENCH_LSQ_ENCODE_ILS 8
 #define BENCH_LSQ_ICM 4
 #define BENCH_SWEEP_SHARE 0.08 /* of the time budget, at most, per IVF sweep */
