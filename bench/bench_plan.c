@@ -285,6 +285,12 @@ int bench_plan_init(bench_run *r, const bench_method *const *order, size_t no) {
             }
         }
     r->qinco_jobs = nq;
+    for (size_t i = 0; i < no; i++)
+        if (!strcmp(order[i]->name, "faiss-lsq"))
+            bench_note(r, "faiss-lsq runs with train_iters=%d train_ils_iters=%d encode_ils_iters=%d icm_iters=%d "
+                          "(FAISS defaults 25/8/16/4; ~3.7x cheaper, siftsmall 8 B MSE 19,122 vs 14,655 at the "
+                          "defaults): at the defaults one code size takes 10-40 min on GloVe-100",
+                       BENCH_LSQ_TRAIN_ITERS, BENCH_LSQ_TRAIN_ILS, BENCH_LSQ_ENCODE_ILS, BENCH_LSQ_ICM);
     double tr = 0, fx = 0;
     for (size_t i = 0; i < r->njobs; i++) {
         tr += r->jobs[i].train;
