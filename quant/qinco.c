@@ -33,6 +33,7 @@ void qx_qinco_opts_init(qx_qinco_opts *o) {
     o->beam = 2;
     o->train_beam = 0;
     o->epochs = 30;
+    o->reencode = 1;
     o->batch = 256;
     o->lr = 1e-3f;
     o->step_weight = 0.1f;
@@ -69,6 +70,8 @@ int qx__qinco_check_opts(const qx_qinco_opts *o, size_t d) {
     if (o->rq_beam <= 0 || o->rq_beam > QX_QINCO_MAX_BEAM)
         return qx__fail(QX_EINVAL, "qinco: rq_beam=%d out of range 1..%d", o->rq_beam,
                         QX_QINCO_MAX_BEAM);
+    if (o->reencode < 1 || o->reencode > 1000)
+        return qx__fail(QX_EINVAL, "qinco: reencode=%d out of range 1..1000", o->reencode);
     if (o->epochs < 0 || o->epochs > QX_QINCO_MAX_EPOCHS)
         return qx__fail(QX_EINVAL, "qinco: epochs=%d out of range 0..%d", o->epochs,
                         QX_QINCO_MAX_EPOCHS);

@@ -130,6 +130,14 @@ static int model_mse(const qx__qinco *q, const float *params, const float *table
     return 0;
 }
 
+/* Without a hold-out the encoding speed that sizes the LUT-fit reserve is
+ * taken from the training encodes (the largest seconds per vector seen). */
+static void enc_rate(double *sec_per_vec, double *reserve, double sec, size_t n, size_t nfit) {
+    double spv = sec / (double)(n ? n : 1);
+    if (spv > *sec_per_vec) *sec_per_vec = spv;
+    *reserve = 0.1 + 1.5 * *sec_per_vec * (double)nfit;
+}
+
 static int train_rq(qx__qinco *q, const float *x, size_t n) {
     qx_rq_opts ro;
     qx_rq_opts_init(&ro);
@@ -151,7 +159,7 @@ static int train_rq(qx__qinco *q, const float *x, size_t n) {
 typedef struct bufs {
     size_t *perm, *order;
     float *xt, *xv, *best, *grad, *m1, *m2, *tab, *xb, *xs, *resid, *recv;
-    uint8_t *codes, *codesv;
+    uint8_t *codes, *codesv, *tcodes;
     uint32_t *usage;
     qx__qinco_work work;
 } bufs;
@@ -172,6 +180,7 @@ static void bufs_free(bufs *b) {
     qx__aligned_free(b->recv);
     qx__free(b->codes);
     qx__free(b->codesv);
+    qx__free(b->tcodes);
     qx__free(b->usage);
     qx__qinco_work_free(&b->work);
 }
@@ -224,6 +233,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     size_t ntrain = n - nvalid, batch = (size_t)o->batch < ntrain ? (size_t)o->batch : ntrain;
     size_t E = (size_t)o->epochs;
     int train_beam = o->train_beam ? o->train_beam : o->beam;
+    int reencode = o->reencode > 0 ? o->reencode : 1;
 
     b.perm = qx__malloc(n * sizeof(size_t));
     b.order = qx__malloc(ntrain * sizeof(size_t));
@@ -240,6 +250,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     b.recv = zalloc(nvalid ? nvalid * d : 1, sizeof(float));
     b.codes = qx__malloc(batch * M);
     b.codesv = qx__malloc(nvalid ? nvalid * M : 1);
+    b.tcodes = qx__malloc(ntrain * M);
     b.usage = qx__calloc(M * K, sizeof(uint32_t));
     qx__free(q->st_valid);
     qx__free(q->st_loss);
@@ -250,7 +261,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     q->st_epochs = q->st_best = 0;
     q->st_budget = 0;
     if (!b.perm || !b.order || !b.xt || !b.xv || !b.best || !b.grad || !b.m1 || !b.m2 || !b.tab ||
-        !b.xb || !b.xs || !b.resid || !b.recv || !b.codes || !b.codesv || !b.usage ||
+        !b.xb || !b.xs || !b.resid || !b.recv || !b.codes || !b.codesv || !b.tcodes || !b.usage ||
         !q->st_valid || !q->st_loss || !q->st_sec) {
         bufs_free(&b);
         return qx__fail(QX_ENOMEM, "qinco: training buffers (%zu parameters, %zu vectors)", np, n);
@@ -311,17 +322,32 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         memset(b.usage, 0, M * K * sizeof(uint32_t));
         double loss_sum = 0, mse_sum = 0;
         size_t seen = 0, last_nb = 0;
+        /* Codes of the whole training set under the current network, every
+         * reencode epochs; the batches in between regress on them. */
+        if (reencode > 1 && ep % (size_t)reencode == 0) {
+            double te = qx__now();
+            if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0 ||
+                (rc = qx__qinco_encode_with(q, q->params, b.tab, b.xt, ntrain, train_beam, o->A,
+                                            T, b.tcodes)) != 0)
+                goto done;
+            if (!nvalid) enc_rate(&sec_per_vec, &reserve, qx__now() - te, ntrain, nfit);
+        }
         for (size_t b0 = 0; b0 < ntrain; b0 += batch) {
             size_t nb = ntrain - b0 < batch ? ntrain - b0 : batch;
             for (size_t i = 0; i < nb; i++) {
                 const float *src = b.xt + b.order[b0 + i] * d;
                 memcpy(b.xb + i * d, src, d * sizeof(float));
                 for (size_t j = 0; j < d; j++) b.xs[i * d + j] = src[j] * q->inv_scale;
+                memcpy(b.codes + i * M, b.tcodes + b.order[b0 + i] * M, M);
             }
-            if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0 ||
-                (rc = qx__qinco_encode_with(q, q->params, b.tab, b.xb, nb, train_beam, o->A, T,
-                                            b.codes)) != 0)
-                goto done;
+            if (reencode == 1) {
+                double te = qx__now();
+                if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0 ||
+                    (rc = qx__qinco_encode_with(q, q->params, b.tab, b.xb, nb, train_beam, o->A,
+                                                T, b.codes)) != 0)
+                    goto done;
+                if (!nvalid) enc_rate(&sec_per_vec, &reserve, qx__now() - te, nb, nfit);
+            }
             double loss, step_loss[QX_MAX_STEPS];
             rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, o->step_weight, &b.work, b.grad, &loss,
                                      step_loss, b.resid);

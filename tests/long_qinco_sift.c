@@ -12,6 +12,8 @@
  *
  * Environment knobs (defaults in brackets):
  *   QX_QINCO_M        code sizes to run ["8,16"]
+ *   QX_QINCO_BASE     another .fvecs base instead of siftsmall (e.g. GloVe-100)
+ *   QX_QINCO_N        use only its first N rows [all]
  *   QX_QINCO_MINUTES  QINCo training budget per size [4]
  *   QX_QINCO_RQ_DIR   directory to load/save the trained RQ blobs
  *                     (rq<M>.bin) so repeated runs skip RQ training
@@ -109,6 +111,7 @@ static void run_size(const qx_matrix *base, size_t M) {
     o.train_beam = (int)env_d("QX_QINCO_TRAIN_BEAM", o.train_beam);
     o.lr = (float)env_d("QX_QINCO_LR", o.lr);
     o.step_weight = (float)env_d("QX_QINCO_SW", o.step_weight);
+    o.reencode = (int)env_d("QX_QINCO_REENCODE", o.reencode);
     o.batch = (int)env_d("QX_QINCO_BATCH", o.batch);
     o.epochs = (int)env_d("QX_QINCO_EPOCHS", 1000);
     o.train_minutes = env_d("QX_QINCO_MINUTES", 4);
@@ -168,13 +171,14 @@ static void run_size(const qx_matrix *base, size_t M) {
 
 static void test_siftsmall(void **state) {
     (void)state;
-    const char *path = tu_data_path("siftsmall/siftsmall_base.fvecs");
+    const char *path = getenv("QX_QINCO_BASE");
+    if (!path || !*path) path = tu_data_path("siftsmall/siftsmall_base.fvecs");
     if (!path) {
         tu_skip_all("siftsmall not found (QX_DATA_DIR)");
         return;
     }
     qx_matrix base;
-    assert_int_equal(qx_vecs_read(path, 0, &base), 0);
+    assert_int_equal(qx_vecs_read(path, (size_t)env_d("QX_QINCO_N", 0), &base), 0);
     const char *sizes = getenv("QX_QINCO_M");
     if (!sizes || !*sizes) sizes = "8,16";
     for (const char *p = sizes; *p;) {
