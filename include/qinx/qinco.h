@@ -38,11 +38,11 @@ extern "C" {
 
 typedef struct qx_qinco_opts {
     size_t M;             /* steps = bytes per code, 1..QX_MAX_STEPS (default 8) */
-    int L;                /* residual blocks per step, 0..16 (default 2; 0 = concat layer only) */
-    int h;                /* hidden size of the blocks, 1..4096 (default 256) */
+    int L;                /* residual blocks per step, 0..16 (default 1; 0 = concat layer only) */
+    int h;                /* hidden size of the blocks, 1..4096 (default 128) */
     int A;                /* candidates per beam entry run through the network, 1..256
-                             (default 16); pre-selected by distance to the base codewords */
-    int beam;             /* beam width for encoding, 1..64 (default 2) */
+                             (default 8); pre-selected by distance to the base codewords */
+    int beam;             /* beam width for encoding, 1..64 (default 5, the RQ's) */
     int train_beam;       /* beam width used to re-assign codes while training, 0..64
                              (default 0 = the same as beam: the RQ's codebooks are tuned to
                              its wide beam, and a network trained on narrower-beam codes
