@@ -160,10 +160,12 @@ static void eval_step(const qx__qinco *q, const float *params, const float *tabl
             size_t r = j * na + a, k = (size_t)ck[r];
             float *z = Z + r * d;
             const float *pc = Pc + k * d;
+#pragma omp simd
             for (size_t t = 0; t < d; t++) z[t] = pc[t] + zx[t];
             if (q->L > 0) {
                 float *hr = H + r * h;
                 const float *hc = Hc + k * h;
+#pragma omp simd
                 for (size_t t = 0; t < h; t++) {
                     float v = hc[t] + hx[t];
                     hr[t] = v > 0 ? v : 0;
@@ -175,6 +177,7 @@ static void eval_step(const qx__qinco *q, const float *params, const float *tabl
         if (l > 0) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)h, (int)d, 1.0f, Z,
                         (int)d, net.W1[l], (int)d, 0.0f, H, (int)h);
+#pragma omp simd
             for (size_t t = 0; t < n * h; t++) H[t] = H[t] > 0 ? H[t] : 0;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)d, (int)h, 1.0f, H,
@@ -183,6 +186,7 @@ static void eval_step(const qx__qinco *q, const float *params, const float *tabl
     for (size_t r = 0; r < n; r++) {
         const float *c = cb + (size_t)ck[r] * d;
         float *z = Z + r * d;
+#pragma omp simd
         for (size_t t = 0; t < d; t++) z[t] = rho * (c[t] + z[t]);
     }
 }
@@ -222,6 +226,7 @@ static void encode_chunk(const qx__qinco *q, const float *params, const float *t
         for (size_t j = 0; j < nr; j++) {
             float *r = s->res + j * d;
             const float *xh = s->xh + j * d, *xi = s->xn + (j / B) * d;
+#pragma omp simd
             for (size_t t = 0; t < d; t++) r[t] = xi[t] - xh[t];
         }
         preselect(q, params, tables, m, s->res, nr, A, s, s->ck);
@@ -230,6 +235,7 @@ static void encode_chunk(const qx__qinco *q, const float *params, const float *t
             for (size_t a = 0; a < A; a++) {
                 const float *z = s->Z + (j * A + a) * d, *r = s->res + j * d;
                 float e = 0;
+#pragma omp simd reduction(+ : e)
                 for (size_t t = 0; t < d; t++) {
                     float df = r[t] - z[t];
                     e += df * df;
@@ -245,6 +251,7 @@ static void encode_chunk(const qx__qinco *q, const float *params, const float *t
                 size_t c = (size_t)s->bi[b], j = i * B + c / A;
                 const float *xh = s->xh + j * d, *z = s->Z + (i * B * A + c) * d;
                 float *dst = s->xh2 + (i * B + b) * d;
+#pragma omp simd
                 for (size_t t = 0; t < d; t++) dst[t] = xh[t] + z[t];
                 uint8_t *cd = s->codes2 + (i * B + b) * M;
                 memcpy(cd, s->codes + j * M, m);

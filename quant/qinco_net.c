@@ -120,6 +120,7 @@ static void step_forward(const qx__qinco *q, const float *params, size_t m, cons
         float *Zl = a->Z + l * nb * d, *Zn = Zl + nb * d, *R = a->H + l * nb * h;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)h, (int)d, 1.0f, Zl,
                     (int)d, net.W1[l], (int)d, 0.0f, R, (int)h);
+#pragma omp simd
         for (size_t j = 0; j < nb * h; j++) R[j] = R[j] > 0 ? R[j] : 0;
         memcpy(Zn, Zl, nb * d * sizeof(float));
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)d, (int)h, 1.0f, R,
@@ -154,8 +155,8 @@ static void step_backward(const qx__qinco *q, const float *params, size_t m,
                     (int)d, R, (int)h, 1.0f, (float *)gnet.W2[l], (int)h);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)h, (int)d, 1.0f,
                     w->G, (int)d, net.W2[l], (int)h, 0.0f, w->dH, (int)h);
-        for (size_t j = 0; j < nb * h; j++)
-            if (!(R[j] > 0)) w->dH[j] = 0;
+#pragma omp simd
+        for (size_t j = 0; j < nb * h; j++) w->dH[j] = R[j] > 0 ? w->dH[j] : 0;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)h, (int)d, (int)nb, 1.0f,
                     w->dH, (int)h, Zl, (int)d, 1.0f, (float *)gnet.W1[l], (int)d);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nb, (int)d, (int)h, 1.0f,
@@ -197,6 +198,7 @@ int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs
         }
         float *next = w->xh + (m + 1) * w->cap * d;
         double sl = 0;
+#pragma omp simd reduction(+ : sl)
         for (size_t j = 0; j < nb * d; j++) {
             next[j] = a.xh[j] + a.cp[j];
             double e = (double)xs[j] - next[j];
@@ -216,6 +218,7 @@ int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs
         const float *xm = w->xh + (m + 1) * w->cap * d;
         float wt = 2.0f * (m + 1 == M ? 1.0f : step_weight) / (float)nb;
         if (wt != 0)
+#pragma omp simd
             for (size_t j = 0; j < nb * d; j++) g[j] += wt * (xm[j] - xs[j]);
         const float rho = q->rho[m];
         if (m == 0) {
@@ -225,6 +228,7 @@ int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs
             }
             break;
         }
+#pragma omp simd
         for (size_t j = 0; j < nb * d; j++) w->G[j] = rho * g[j];
         step_backward(q, params, m, codes, nb, &a, w, grad);
         for (size_t i = 0; i < nb; i++)
