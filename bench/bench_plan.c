@@ -57,7 +57,7 @@
 
 #include "bench_impl.h"
 
-#define QINCO_SHARE 0.2 /* of the budget, for QINCo training, all its jobs together */
+#define QINCO_SHARE 0.12 /* of the budget, for QINCo training, all its jobs together */
 #define MARGIN 0.06
 #define N_MIN 10000
 #define N_FLOOR 5000 /* last resort for FAISS OPQ, IVF-RQ, RQ > 16 B: 20 vectors per codeword */
