@@ -158,7 +158,9 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
         t = coarse + nt * 0.38 * (M - 1) * u;
         f = nb * 0.0042 * M * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "qinx-ivfqinco")) {
-        t = coarse;
+        /* the coarse k-means and the RQ on the residuals that QINCo starts
+         * from: both inside the job, the RQ inside QINCo's train call */
+        t = coarse + nt * 0.38 * (M - 1) * u;
         f = nb * qinco_enc(M - 1) * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "faiss-ivfpq")) {
         t = coarse + ntc * 1.2 * pow(M, 0.8) * u * (D->d % bytes ? 1.0 : 0.1); /* OPQ only when M ∤ d */
@@ -382,7 +384,13 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
         !cut_down(r, i, &c, &c.qs, qmin, left))
         cut_down(r, i, &c, &c.f_extra, 0, left);
     double qs = c.qs;
-    if (j->qinco) *qinco_minutes = qs / 60;
+    /* QINCo's train call also trains the RQ it starts from when there is no
+     * kept one (IVF): its budget is the network's time plus that RQ's */
+    double rq_s = 0;
+    if (!strcmp(j->m->name, "qinx-ivfqinco"))
+        rq_s = speed(r, j->m->name) * D->train.n / 1000.0 * 0.38 * ((double)j->bytes - 1) *
+               (D->d / 100.0);
+    if (j->qinco) *qinco_minutes = (qs + rq_s) / 60;
     double own = job_cost(r, i, &c);
     if (j->cuttable) {
         double fr = j->level >= 3 ? c.f_extra : c.f_base;
