@@ -1,5 +1,5 @@
 /* tests/test_faiss.c — the FAISS C API binding (quant/faiss_c.cpp), the qinx
- * extension qx_faiss_set_beam, and k-means / nearest-centroid assignment
+ * extensions qx_faiss_set_beam and qx_faiss_set_lsq_iters, and k-means / nearest-centroid assignment
  * (quant/kmeans.c). Small synthetic data with fixed seeds; the whole binary
  * runs in a few seconds. */
 #include <math.h>
@@ -310,6 +310,43 @@ static void test_set_beam(void **state) {
     assert_int_equal(qx_faiss_set_beam(lsq, 4), QX_EINVAL);
     faiss_Index_free(lsq);
     assert_int_equal(qx_faiss_set_beam(NULL, 4), QX_EINVAL);
+    free(codes), free(dec), free(xt);
+}
+
+/* qx_faiss_set_lsq_iters reaches FAISS's LSQ: encoding with 1 local-search
+ * round is worse than with 16 (FAISS keeps the best codes across rounds, so
+ * more rounds never lose); errors for indexes without an LSQ and bad counts. */
+static void test_set_lsq_iters(void **state) {
+    (void)state;
+    const size_t d = 16, nt = 600, n = 300;
+    float *xt = tu_clustered(nt + n, d, 30, 33), *xh = xt + nt * d;
+    FaissIndex *lsq = NULL;
+    assert_int_equal(faiss_index_factory(&lsq, (int)d, "LSQ4x8", METRIC_L2), 0);
+    qx_faiss_lsq_iters fast = {2, 2, 1, 2, 0};
+    assert_int_equal(qx_faiss_set_lsq_iters(lsq, &fast), 0);
+    assert_int_equal(faiss_Index_train(lsq, (idx_t)nt, xt), 0);
+    uint8_t *codes = malloc(n * 4);
+    float *dec = malloc(sizeof(float) * n * d);
+    assert_int_equal(faiss_Index_sa_encode(lsq, (idx_t)n, xh, codes), 0);
+    assert_int_equal(faiss_Index_sa_decode(lsq, (idx_t)n, codes, dec), 0);
+    double e1 = mse(xh, dec, n, d);
+    qx_faiss_lsq_iters more = {0, 0, 16, 0, 0}; /* 0: keep the other counts */
+    assert_int_equal(qx_faiss_set_lsq_iters(lsq, &more), 0);
+    assert_int_equal(faiss_Index_sa_encode(lsq, (idx_t)n, xh, codes), 0);
+    assert_int_equal(faiss_Index_sa_decode(lsq, (idx_t)n, codes, dec), 0);
+    double e16 = mse(xh, dec, n, d);
+    if (!(e16 < e1)) fail_msg("16 ILS rounds MSE %.4f not below 1 round's %.4f", e16, e1);
+    qx_faiss_lsq_iters bad = {-1, 0, 0, 0, 0};
+    assert_int_equal(qx_faiss_set_lsq_iters(lsq, &bad), QX_EINVAL);
+    assert_non_null(strstr(qx_last_error(), "outside"));
+    assert_int_equal(qx_faiss_set_lsq_iters(lsq, NULL), QX_EINVAL);
+    faiss_Index_free(lsq);
+    FaissIndex *rq = NULL;
+    assert_int_equal(faiss_index_factory(&rq, (int)d, "RQ4x8", METRIC_L2), 0);
+    assert_int_equal(qx_faiss_set_lsq_iters(rq, &fast), QX_EINVAL);
+    assert_non_null(strstr(qx_last_error(), "local search"));
+    faiss_Index_free(rq);
+    assert_int_equal(qx_faiss_set_lsq_iters(NULL, &fast), QX_EINVAL);
     free(codes), free(dec), free(xt);
 }
 
@@ -624,6 +661,7 @@ int main(void) {
         cmocka_unit_test(test_flat_search_exact),
         cmocka_unit_test(test_sa_roundtrip_pq_rq),
         cmocka_unit_test(test_set_beam),
+        cmocka_unit_test(test_set_lsq_iters),
         cmocka_unit_test(test_ivf_nprobe),
         cmocka_unit_test(test_kmeans_deterministic),
         cmocka_unit_test(test_kmeans_reduces_error),
