@@ -271,7 +271,8 @@ static void test_f_zero_reproduces_rq(void **state) {
 
 static qx_quantizer *g_rq; /* the RQ the trained model starts from */
 
-static qx_quantizer *trained_small(const float *x, size_t n, size_t d, int epochs, float valid) {
+static qx_quantizer *trained_small(const float *x, size_t n, size_t d, int epochs, float valid,
+                                   int reencode) {
     qx_qinco_opts o;
     qx_qinco_opts_init(&o);
     o.M = 4;
@@ -285,6 +286,7 @@ static qx_quantizer *trained_small(const float *x, size_t n, size_t d, int epoch
     o.seed = 5;
     o.threads = 2;
     o.valid_fraction = valid;
+    o.reencode = reencode;
     if (!g_rq) g_rq = small_rq(x, n, d, 4, 2);
     qx_quantizer *q;
     assert_int_equal(qx_qinco_from_rq(&q, g_rq, &o), 0);
@@ -304,7 +306,7 @@ static void test_training_beats_rq(void **state) {
     /* The RQ saw every training vector, so a hold-out drawn from them would
      * flatter it: no hold-out here (the last epoch is kept), and the test
      * set is fresh points of the same manifold. */
-    g_model = trained_small(g_x, g_n, g_d, 12, 0);
+    g_model = trained_small(g_x, g_n, g_d, 12, 0, 1);
     qx_qinco_stats st;
     assert_int_equal(qx_qinco_get_stats(g_model, &st), 0);
     assert_int_equal(st.epochs, 12);
@@ -319,6 +321,25 @@ static void test_training_beats_rq(void **state) {
     fprintf(stderr, "held-out MSE: RQ %.4f, QINCo %.4f (%.3fx), %.1f s\n", mr, mq, mq / mr,
             qx__now() - t0);
     assert_true(mq < 0.95 * mr);
+}
+
+/* Codes of the whole training set recomputed every 3 epochs, the batches in
+ * between regressing on them: still learns, on fresh points. */
+static void test_reencode_every_k_epochs(void **state) {
+    (void)state;
+    double t0 = qx__now();
+    qx_quantizer *q = trained_small(g_x, g_n, g_d, 12, 0, 3);
+    qx_qinco_stats st;
+    assert_int_equal(qx_qinco_get_stats(q, &st), 0);
+    assert_int_equal(st.epochs, 12);
+    assert_true(st.train_loss[st.epochs - 1] < st.train_loss[0]);
+    double mq, mr;
+    assert_int_equal(qx_quantizer_mse(q, g_test, g_nt, 0, &mq), 0);
+    assert_int_equal(qx_quantizer_mse(g_rq, g_test, g_nt, 0, &mr), 0);
+    fprintf(stderr, "reencode 3: held-out MSE RQ %.4f, QINCo %.4f (%.3fx), %.1f s\n", mr, mq,
+            mq / mr, qx__now() - t0);
+    assert_true(mq < 0.95 * mr);
+    qx_quantizer_free(q);
 }
 
 static void test_validation_and_budget(void **state) {
@@ -359,8 +380,10 @@ static void test_validation_and_budget(void **state) {
 
 static void test_deterministic_for_seed(void **state) {
     (void)state;
-    /* Same seed and threads: the same model, bit for bit (short run). */
-    qx_quantizer *a = trained_small(g_x, g_n, g_d, 2, 0.1f), *b = trained_small(g_x, g_n, g_d, 2, 0.1f);
+    /* Same seed and threads: the same model, bit for bit (short run, codes of
+     * the whole training set re-encoded every 2 epochs). */
+    qx_quantizer *a = trained_small(g_x, g_n, g_d, 2, 0.1f, 2);
+    qx_quantizer *b = trained_small(g_x, g_n, g_d, 2, 0.1f, 2);
     uint8_t *ba, *bb;
     size_t la, lb;
     assert_int_equal(qx_quantizer_serialize(a, &ba, &la), 0);
@@ -614,6 +637,7 @@ int main(void) {
         cmocka_unit_test(test_decoder_matches_training_forward),
         cmocka_unit_test(test_f_zero_reproduces_rq),
         cmocka_unit_test(test_training_beats_rq),
+        cmocka_unit_test(test_reencode_every_k_epochs),
         cmocka_unit_test(test_validation_and_budget),
         cmocka_unit_test(test_deterministic_for_seed),
         cmocka_unit_test(test_encode_decode_round_trip),
