@@ -8,8 +8,10 @@
  *    concat layer, which wakes up W2, which wakes up W1 — f grows from 0.
  * 2. Each batch is re-encoded with the current network (beam train_beam,
  *    pre-selection A) before its gradient: codes follow the network, as in
- *    QINCo, and the gradient is that of the sum of per-step losses with
- *    x̂ held constant (qinco_net.c).
+ *    QINCo — or, with reencode = k > 1, the whole training set is re-encoded
+ *    every k epochs and the batches in between regress on those codes
+ *    (encoding is most of an epoch's cost). The gradient is that of
+ *    Σ_m w_m ||x − x̂_m||² through the whole recursion (qinco_net.c).
  * 3. Adam (β = 0.9, 0.999), learning rate: linear warm-up over the first
  *    steps, then cosine decay to lr/100 over the run, where the fraction of
  *    the run done is the larger of steps/planned steps and, under a time
@@ -250,7 +252,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     b.recv = zalloc(nvalid ? nvalid * d : 1, sizeof(float));
     b.codes = qx__malloc(batch * M);
     b.codesv = qx__malloc(nvalid ? nvalid * M : 1);
-    b.tcodes = qx__malloc(ntrain * M);
+    b.tcodes = qx__malloc(reencode > 1 ? ntrain * M : 1);
     b.usage = qx__calloc(M * K, sizeof(uint32_t));
     qx__free(q->st_valid);
     qx__free(q->st_loss);
@@ -338,7 +340,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 const float *src = b.xt + b.order[b0 + i] * d;
                 memcpy(b.xb + i * d, src, d * sizeof(float));
                 for (size_t j = 0; j < d; j++) b.xs[i * d + j] = src[j] * q->inv_scale;
-                memcpy(b.codes + i * M, b.tcodes + b.order[b0 + i] * M, M);
+                if (reencode > 1) memcpy(b.codes + i * M, b.tcodes + b.order[b0 + i] * M, M);
             }
             if (reencode == 1) {
                 double te = qx__now();
@@ -349,8 +351,8 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 if (!nvalid) enc_rate(&sec_per_vec, &reserve, qx__now() - te, nb, nfit);
             }
             double loss, step_loss[QX_MAX_STEPS];
-            rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, o->step_weight, &b.work, b.grad, &loss,
-                                     step_loss, b.resid);
+            rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, o->step_weight, &b.work,
+                                     b.grad, &loss, step_loss, b.resid);
             if (rc) goto done;
             /* The loss is in scaled units; report raw ones. */
             double s2 = (double)q->scale * q->scale;
