@@ -195,6 +195,18 @@ static void *zalloc(size_t n, size_t size) {
     return p;
 }
 
+/* Codes of n raw vectors under the current network (tables recomputed).
+ * Without a hold-out (sec_per_vec not NULL) the encoding time also sizes the
+ * LUT-fit reserve. */
+static int encode_current(qx__qinco *q, bufs *b, const float *x, size_t n, int beam, int T,
+                          double *sec_per_vec, double *reserve, size_t nfit, uint8_t *codes) {
+    double t0 = qx__now();
+    int rc = qx__qinco_tables_compute(q, q->params, b->tab);
+    if (rc == 0) rc = qx__qinco_encode_with(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes);
+    if (rc == 0 && sec_per_vec) enc_rate(sec_per_vec, reserve, qx__now() - t0, n, nfit);
+    return rc;
+}
+
 /* Final step: additive codebooks fitted to exact decodings of up to
  * QX__MAX_FIT training vectors (the first rows of the permutation). */
 static int fit_lut(qx__qinco *q, const float *x, const size_t *perm, size_t n, int T) {
@@ -326,14 +338,10 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         size_t seen = 0, last_nb = 0;
         /* Codes of the whole training set under the current network, every
          * reencode epochs; the batches in between regress on them. */
-        if (reencode > 1 && ep % (size_t)reencode == 0) {
-            double te = qx__now();
-            if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0 ||
-                (rc = qx__qinco_encode_with(q, q->params, b.tab, b.xt, ntrain, train_beam, o->A,
-                                            T, b.tcodes)) != 0)
-                goto done;
-            if (!nvalid) enc_rate(&sec_per_vec, &reserve, qx__now() - te, ntrain, nfit);
-        }
+        if (reencode > 1 && ep % (size_t)reencode == 0 &&
+            (rc = encode_current(q, &b, b.xt, ntrain, train_beam, T, nvalid ? NULL : &sec_per_vec,
+                                 &reserve, nfit, b.tcodes)) != 0)
+            goto done;
         for (size_t b0 = 0; b0 < ntrain; b0 += batch) {
             size_t nb = ntrain - b0 < batch ? ntrain - b0 : batch;
             for (size_t i = 0; i < nb; i++) {
@@ -342,14 +350,10 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 for (size_t j = 0; j < d; j++) b.xs[i * d + j] = src[j] * q->inv_scale;
                 if (reencode > 1) memcpy(b.codes + i * M, b.tcodes + b.order[b0 + i] * M, M);
             }
-            if (reencode == 1) {
-                double te = qx__now();
-                if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0 ||
-                    (rc = qx__qinco_encode_with(q, q->params, b.tab, b.xb, nb, train_beam, o->A,
-                                                T, b.codes)) != 0)
-                    goto done;
-                if (!nvalid) enc_rate(&sec_per_vec, &reserve, qx__now() - te, nb, nfit);
-            }
+            if (reencode == 1 &&
+                (rc = encode_current(q, &b, b.xb, nb, train_beam, T, nvalid ? NULL : &sec_per_vec,
+                                     &reserve, nfit, b.codes)) != 0)
+                goto done;
             double loss, step_loss[QX_MAX_STEPS];
             rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, o->step_weight, &b.work,
                                      b.grad, &loss, step_loss, b.resid);
