@@ -570,6 +570,14 @@ static void test_bad_parameters(void **state) {
     o.train_minutes = -1;
     expect_bad(&o, 16, QX_EINVAL, "train_minutes");
     qx_qinco_opts_init(&o);
+    o.reencode = 0;
+    expect_bad(&o, 16, QX_EINVAL, "reencode=0");
+    qx_qinco_opts_init(&o);
+    o.step_weight = 1.5f;
+    expect_bad(&o, 16, QX_EINVAL, "step_weight");
+    o.step_weight = NAN;
+    expect_bad(&o, 16, QX_EINVAL, "step_weight");
+    qx_qinco_opts_init(&o);
     expect_bad(&o, 0, QX_EDIM, "dimension 0");
 
     /* From an RQ: steps must match, the RQ must be trained, a QINCo is no RQ. */
