@@ -118,6 +118,12 @@ static double sweep_cost(const bench_run *r, const char *m, size_t bytes, size_t
  * GloVe subset (idle) against 1,350 for the old default: a third. */
 static double qinco_enc(double M) { return 0.04 * pow(M, 1.2); }
 
+/* Model seconds of training a qinx RQ of M steps on the run's training set
+ * (qinx-rq, and the RQ inside the IVF jobs and IVF-QINCo). */
+static double qinx_rq_train(const bench_data *D, double M) {
+    return D->train.n / 1000.0 * 0.38 * M * (D->d / 100.0);
+}
+
 void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *train, double *fixed) {
     const bench_data *D = r->data;
     double u = D->d / 100.0, M = (double)bytes;
@@ -139,7 +145,7 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
         t = nt * 0.95 * M * u;
         f = nb * 0.018 * M * u + eval;
     } else if (!strcmp(m, "qinx-rq") || !strcmp(m, "qinx-rq-noreseed")) {
-        t = nt * 0.38 * M * u;
+        t = qinx_rq_train(D, M);
         f = nb * 0.0042 * M * u + eval;
     } else if (!strcmp(m, "faiss-lsq")) {
         /* per 1,000 vectors, one local-search round (perturb + icm_iters ICM
@@ -155,12 +161,12 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
         t = 0; /* its own wall-clock budget, see bench_plan_job */
         f = nb * qinco_enc(M) * u + eval;
     } else if (!strcmp(m, "qinx-ivfrq")) {
-        t = coarse + nt * 0.38 * (M - 1) * u;
+        t = coarse + qinx_rq_train(D, M - 1);
         f = nb * 0.0042 * M * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "qinx-ivfqinco")) {
         /* the coarse k-means and the RQ on the residuals that QINCo starts
          * from: both inside the job, the RQ inside QINCo's train call */
-        t = coarse + nt * 0.38 * (M - 1) * u;
+        t = coarse + qinx_rq_train(D, M - 1);
         f = nb * qinco_enc(M - 1) * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "faiss-ivfpq")) {
         t = coarse + ntc * 1.2 * pow(M, 0.8) * u * (D->d % bytes ? 1.0 : 0.1); /* OPQ only when M ∤ d */
@@ -200,15 +206,18 @@ typedef struct cut {
     double f_base, f_extra, qs;
 } cut;
 
+/* Fraction of the training set job j trains on under cut c. */
+static double job_fraction(const bench_job *j, const cut *c) {
+    if (!j->cuttable) return 1;
+    double fr = j->level >= 3 ? c->f_extra : c->f_base;
+    return fr > j->f_min ? (fr < 1 ? fr : 1) : j->f_min;
+}
+
 /* Seconds job i needs (calibrated) under cut c. */
 static double job_cost(const bench_run *r, size_t i, const cut *c) {
     const bench_job *j = &r->jobs[i];
     if (j->skip_reason) return 0;
-    double fr = 1;
-    if (j->cuttable) {
-        fr = j->level >= 3 ? c->f_extra : c->f_base;
-        fr = fr > j->f_min ? (fr < 1 ? fr : 1) : j->f_min;
-    }
+    double fr = job_fraction(j, c);
     return speed(r, j->m->name) * (j->train * fr + j->fixed) + (j->qinco ? c->qs : 0);
 }
 
@@ -388,15 +397,11 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
      * kept one (IVF): its budget is the network's time plus that RQ's */
     double rq_s = 0;
     if (!strcmp(j->m->name, "qinx-ivfqinco"))
-        rq_s = speed(r, j->m->name) * D->train.n / 1000.0 * 0.38 * ((double)j->bytes - 1) *
-               (D->d / 100.0);
+        rq_s = speed(r, j->m->name) * qinx_rq_train(D, (double)j->bytes - 1);
     if (j->qinco) *qinco_minutes = (qs + rq_s) / 60;
     double own = job_cost(r, i, &c);
-    if (j->cuttable) {
-        double fr = j->level >= 3 ? c.f_extra : c.f_base;
-        fr = fr > j->f_min ? (fr < 1 ? fr : 1) : j->f_min;
-        *ntrain = fr < 1 ? (size_t)(fr * D->train.n + 0.5) : D->train.n;
-    }
+    double fr = job_fraction(j, &c);
+    if (fr < 1) *ntrain = (size_t)(fr * D->train.n + 0.5);
     /* the margin is for the outputs and model error; only the important
      * jobs (levels 0-2), when alone, may eat into it */
     double allow = (j->level >= 3 ? left : left + margin) + 1; /* + 1: the bisection's rounding */

@@ -132,12 +132,10 @@ static int model_mse(const qx__qinco *q, const float *params, const float *table
     return 0;
 }
 
-/* Without a hold-out the encoding speed that sizes the LUT-fit reserve is
- * taken from the training encodes (the largest seconds per vector seen). */
-static void enc_rate(double *sec_per_vec, double *reserve, double sec, size_t n, size_t nfit) {
-    double spv = sec / (double)(n ? n : 1);
-    if (spv > *sec_per_vec) *sec_per_vec = spv;
-    *reserve = 0.1 + 1.5 * *sec_per_vec * (double)nfit;
+/* Seconds kept back for the final LUT fit (encode + decode of nfit vectors)
+ * at sec_per_vec seconds per encoded vector. */
+static double fit_reserve(double sec_per_vec, size_t nfit) {
+    return 0.1 + 1.5 * sec_per_vec * (double)nfit;
 }
 
 static int train_rq(qx__qinco *q, const float *x, size_t n) {
@@ -196,14 +194,18 @@ static void *zalloc(size_t n, size_t size) {
 }
 
 /* Codes of n raw vectors under the current network (tables recomputed).
- * Without a hold-out (sec_per_vec not NULL) the encoding time also sizes the
- * LUT-fit reserve. */
+ * Without a hold-out (sec_per_vec not NULL) the encoding speed that sizes
+ * the LUT-fit reserve comes from here (the slowest seen). */
 static int encode_current(qx__qinco *q, bufs *b, const float *x, size_t n, int beam, int T,
                           double *sec_per_vec, double *reserve, size_t nfit, uint8_t *codes) {
     double t0 = qx__now();
     int rc = qx__qinco_tables_compute(q, q->params, b->tab);
     if (rc == 0) rc = qx__qinco_encode_with(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes);
-    if (rc == 0 && sec_per_vec) enc_rate(sec_per_vec, reserve, qx__now() - t0, n, nfit);
+    if (rc == 0 && sec_per_vec) {
+        double spv = (qx__now() - t0) / (double)(n ? n : 1);
+        if (spv > *sec_per_vec) *sec_per_vec = spv;
+        *reserve = fit_reserve(*sec_per_vec, nfit);
+    }
     return rc;
 }
 
@@ -247,7 +249,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     size_t ntrain = n - nvalid, batch = (size_t)o->batch < ntrain ? (size_t)o->batch : ntrain;
     size_t E = (size_t)o->epochs;
     int train_beam = o->train_beam ? o->train_beam : o->beam;
-    int reencode = o->reencode > 0 ? o->reencode : 1;
+    size_t reencode = (size_t)o->reencode; /* 1..1000, checked with the options */
 
     b.perm = qx__malloc(n * sizeof(size_t));
     b.order = qx__malloc(ntrain * sizeof(size_t));
@@ -317,7 +319,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     q->st_valid[0] = nvalid ? best : NAN;
     memcpy(b.best, q->params, np * sizeof(float));
     size_t nfit = n < QX__MAX_FIT ? n : QX__MAX_FIT;
-    double reserve = 0.1 + 1.5 * sec_per_vec * (double)nfit;
+    double reserve = fit_reserve(sec_per_vec, nfit);
     if (o->verbose)
         fprintf(stderr, "qinco: d=%zu M=%zu L=%zu h=%zu A=%d beam=%d; %zu train, %zu valid; "
                 "RQ init valid MSE %.6g (%.1f s)\n", d, M, q->L, q->h, o->A, o->beam, ntrain,
@@ -338,7 +340,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         size_t seen = 0, last_nb = 0;
         /* Codes of the whole training set under the current network, every
          * reencode epochs; the batches in between regress on them. */
-        if (reencode > 1 && ep % (size_t)reencode == 0 &&
+        if (reencode > 1 && ep % reencode == 0 &&
             (rc = encode_current(q, &b, b.xt, ntrain, train_beam, T, nvalid ? NULL : &sec_per_vec,
                                  &reserve, nfit, b.tcodes)) != 0)
             goto done;
@@ -405,7 +407,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
             rc = model_mse(q, q->params, b.tab, b.xv, nvalid, o->beam, o->A, T, b.codesv, b.recv, &vm);
             if (rc) goto done;
             sec_per_vec = (qx__now() - tv) / (double)nvalid;
-            reserve = 0.1 + 1.5 * sec_per_vec * (double)nfit;
+            reserve = fit_reserve(sec_per_vec, nfit);
         }
         q->st_epochs = ep + 1;
         q->st_valid[ep + 1] = vm;
