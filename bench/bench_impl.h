@@ -183,6 +183,7 @@ struct bench_ivfimpl {
     int supports_rerank;
     int budget_cuts;  /* the time budget may stop the sweep (slow methods only:
                          a fast method's sweep costs little next to its training) */
+    double extra_train_s; /* training done before train() (IVF-QINCo on IVF-RQ's index) */
     int (*train)(bench_ivfimpl *v, const float *x, size_t n);
     int (*add)(bench_ivfimpl *v, const float *x, size_t n);
     int (*search)(bench_ivfimpl *v, const float *q, size_t nq, size_t k, size_t nprobe,

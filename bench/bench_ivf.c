@@ -41,7 +41,7 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
     double t = bench_now();
     int rc = v->train(v, r->train_x, r->train_n);
     if (rc) return rc;
-    double train_s = bench_now() - t;
+    double train_s = bench_now() - t + v->extra_train_s;
     bench_log(r, "%s %zuB: trained in %.1fs; adding %zu vectors ...", method, bytes, train_s, D->base.n);
     t = bench_now();
     if ((rc = v->add(v, D->base.data, D->base.n))) return rc;

@@ -378,6 +378,15 @@ static int ivf_qinx(bench_run *r, bench_ivfimpl *v, qx_quantizer *q) {
     return 0;
 }
 
+/* The trained qinx IVF-RQ of each code size, kept for IVF-QINCo: its coarse
+ * centroids and residual RQ are where IVF-QINCo starts. */
+static struct {
+    size_t bytes;
+    qx_ivf *ivf;
+    double train_s;
+} kept_ivf[BENCH_MAX_LIST];
+static size_t nkept_ivf;
+
 static int run_qinx_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     qx_rq_opts o;
     qx_rq_opts_init(&o);
@@ -392,11 +401,51 @@ static int run_qinx_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     if ((rc = ivf_qinx(r, &v, q))) return rc;
     snprintf(v.spec, sizeof v.spec, "IVF%zu, RQ M=%zu beam=5 + 1 norm byte", bench_nlist(r), o.M);
     rc = bench_eval_ivf(r, m->name, bytes, &v);
+    qxivf *s = v.obj;
+    if (rc == 0 && nkept_ivf < BENCH_MAX_LIST && r->nres) {
+        kept_ivf[nkept_ivf].bytes = bytes;
+        kept_ivf[nkept_ivf].ivf = s->ivf;
+        kept_ivf[nkept_ivf++].train_s = r->res[r->nres - 1].train_s;
+        s->ivf = NULL; /* kept: not freed with v */
+    }
     v.destroy(&v);
     return rc;
 }
 
 #ifdef BENCH_HAVE_QINCO
+/* A QINCo quantizer that starts from the residual RQ of the trained index
+ * base and trains its network on base's residuals of the training set;
+ * *train_s grows by the seconds it took. */
+static int qinco_on_ivf(bench_run *r, const qx_ivf *base, const qx_qinco_opts *o, qx_quantizer **out,
+                        double *train_s) {
+    size_t n = r->train_n, d = r->data->d;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    qx_quantizer *rq = NULL;
+    float *res = malloc(sizeof(float) * n * d);
+    uint32_t *list = malloc(sizeof(uint32_t) * n);
+    double t = bench_now();
+    int rc = res && list ? 0 : QX_ENOMEM;
+    if (rc == 0) rc = qx_ivf_residuals(base, r->train_x, n, list, res);
+    if (rc == 0) rc = qx_quantizer_serialize(qx_ivf_quantizer(base), &blob, &len);
+    if (rc == 0) rc = qx_quantizer_deserialize(blob, len, &rq); /* a copy: base keeps its own */
+    if (rc == 0) rc = qx_qinco_from_rq(out, rq, o);
+    if (rc == 0) {
+        bench_set_threads(r->cfg->threads);
+        rc = qx_quantizer_train(*out, res, n); /* from_rq: f = 0; this trains the network */
+    }
+    if (rc) {
+        qx_quantizer_free(*out);
+        *out = NULL;
+    }
+    *train_s += bench_now() - t;
+    qx_quantizer_free(rq);
+    qx_free(blob);
+    free(res);
+    free(list);
+    return rc;
+}
+
 static int run_qinx_ivfqinco(bench_run *r, const bench_method *m, size_t bytes) {
     qx_qinco_opts o;
     qx_qinco_opts_init(&o);
@@ -405,16 +454,36 @@ static int run_qinx_ivfqinco(bench_run *r, const bench_method *m, size_t bytes) 
     o.threads = r->cfg->threads;
     o.train_minutes = r->qinco_minutes;
     qx_quantizer *q = NULL;
-    int rc = qx_qinco_new(&q, r->data->d, &o);
-    if (rc) return bench_qx_fail("qx_qinco_new", rc);
+    const qx_ivf *base = NULL;
+    double rq_s = 0;
+    for (size_t i = 0; i < nkept_ivf && !base; i++)
+        if (kept_ivf[i].bytes == bytes) {
+            base = kept_ivf[i].ivf;
+            rq_s = kept_ivf[i].train_s;
+        }
+    double extra = rq_s;
+    bench_log(r, "%s %zuB: training budget %.1f min", m->name, bytes, o.train_minutes);
+    int rc = base ? qinco_on_ivf(r, base, &o, &q, &extra) : qx_qinco_new(&q, r->data->d, &o);
+    if (rc) return bench_qx_fail("IVF-QINCo", rc);
     bench_ivfimpl v;
     if ((rc = ivf_qinx(r, &v, q))) return rc;
     snprintf(v.spec, sizeof v.spec, "IVF%zu, QINCo M=%zu L=%d h=%d + 1 norm byte", bench_nlist(r), o.M,
              o.L, o.h);
-    bench_log(r, "%s %zuB: training budget %.1f min", m->name, bytes, o.train_minutes);
     v.budget_cuts = 1;
+    v.extra_train_s = extra;
     rc = bench_eval_ivf(r, m->name, bytes, &v);
-    if (rc == 0) qinco_note(r, m->name, bytes, qx_ivf_quantizer(((qxivf *)v.obj)->ivf));
+    const qx_ivf *ivf = ((qxivf *)v.obj)->ivf;
+    if (rc == 0) qinco_note(r, m->name, bytes, qx_ivf_quantizer(ivf));
+    /* the index re-ran the coarse k-means (same data and seed): it must have
+     * found the centroids whose residuals the network was trained on */
+    qx_ivf_info a, b;
+    if (rc == 0 && base && qx_ivf_get_info(base, &a) == 0 && qx_ivf_get_info(ivf, &b) == 0) {
+        int same = a.nlist == b.nlist &&
+                   !memcmp(qx_ivf_centroids(base), qx_ivf_centroids(ivf), sizeof(float) * a.nlist * a.d);
+        bench_note(r, "%s %zuB: started from qinx-ivfrq's trained index (coarse centroids and RQ; train s "
+                      "includes its %.0f s)%s", m->name, bytes, rq_s,
+                   same ? "" : "; WARNING: its coarse k-means found other centroids than IVF-RQ's");
+    }
     v.destroy(&v);
     return rc;
 }
@@ -515,6 +584,8 @@ static int run_faiss_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
 void bench_methods_cleanup(void) {
     for (size_t i = 0; i < nkept_rq; i++) qx_free(kept_rq[i].blob);
     nkept_rq = 0;
+    for (size_t i = 0; i < nkept_ivf; i++) qx_ivf_free(kept_ivf[i].ivf);
+    nkept_ivf = 0;
 }
 
 /* ---- the table ----------------------------------------------------------------------- */

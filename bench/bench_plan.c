@@ -32,18 +32,20 @@
  * 4. Importance (job_level): 0 qinx RQ and qinx IVF-RQ; 1 the baselines
  *    FAISS PQ, FAISS RQ up to 16 bytes, FAISS IVF-PQ; 2 QINCo; 3 FAISS OPQ,
  *    FAISS IVF-RQ, FAISS RQ above 16 bytes; 4 FAISS LSQ. Jobs run in this
- *    order. Before each job the plan takes every job still to run and, while
- *    their minimum (FAISS cut to its floor, QINCo at its minimum) does not
- *    fit the time left, leaves out the least important (highest level, then
- *    the costliest within the level), then takes back, most important first,
- *    those that still fit; if the current job is left out, it is skipped. So a less
- *    important job never takes the time a more important later one needs
- *    (the old rule, which skipped any job over 35 % of the budget, made
- *    Fashion-MNIST skip qinx RQ 32 B while FAISS RQ 32 B ran). For the kept
- *    jobs it then cuts, in this order, FAISS training (one common fraction f
- *    of the training set, bisection) and QINCo's training time. Every cut and
- *    skip is a note in the report, which lists each job's planned and
- *    actual seconds.
+ *    order. Before each job the plan keeps the jobs still to run level by
+ *    level, most important first: a level joins at its minimum (FAISS cut to
+ *    its floor, QINCo at its minimum) next to the more important levels at
+ *    their full cost, leaving out its costliest jobs until that fits, then
+ *    taking back what still fits; if the current job is left out, it is
+ *    skipped. Levels 3 and 4 are one group (LSQ may run with OPQ cut). So a
+ *    less important job never costs a more important one time or training
+ *    vectors (the first rule, which skipped any job over 35 % of the budget,
+ *    made Fashion-MNIST skip qinx RQ 32 B while FAISS RQ 32 B ran; the second
+ *    cut FAISS RQ's training to make room for LSQ). For the kept jobs it then
+ *    cuts, least important level first, until they fit: LSQ's training, the
+ *    other level-3 FAISS training (each to its floor), QINCo's training time,
+ *    the baselines' training. Every cut and skip is a note in the report,
+ *    which lists each job's planned and actual seconds.
  * 5. A reserve (MARGIN of the budget, at least 30 s) is kept for writing the
  *    outputs and for model error.
  * 6. FAISS LSQ runs with fewer iterations than FAISS's defaults
@@ -63,11 +65,17 @@
 #define N_FLOOR 5000 /* last resort for FAISS OPQ, IVF-RQ, RQ > 16 B: 20 vectors per codeword */
 /* FAISS LSQ, model seconds at 8 bytes: one local-search round per 1,000
  * vectors at d = 100, and one codebook update. Measured on siftsmall (10,000
- * × 128, niced, load ~4, ≈ 1.3 × model): 10,000 vectors, 8 rounds, M = 8:
- * 10.9 s; training 20 iterations of 2 rounds: 92 s, i.e. ~2.9 s of update
- * per iteration; M = 16: update ~10 s, a round 3.6 × M = 8's */
-#define LSQ_ROUND 0.08
-#define LSQ_UPDATE 2.2
+ * × 128, niced, load ~4): 10,000 vectors, 8 rounds, M = 8: 10.9 s; training
+ * 20 iterations of 2 rounds: 92 s, i.e. ~2.9 s of update per iteration;
+ * M = 16: update ~10 s, a round 3.6 × M = 8's. Those are wall seconds, but
+ * the other FAISS rates are model units ~2.8 × a run's seconds (GloVe-100,
+ * session 3: FAISS calibration 0.36), and LSQ's local search, unlike them, is
+ * not BLAS-bound: that run planned LSQ 8 B at 135 s and it took 476 (239 s
+ * training on 50,000, 233 s encoding 331k). Hence ×3 on both constants, and
+ * training rounds cost as much as encoding ones. */
+#define LSQ_ROUND 0.24
+#define LSQ_UPDATE 6.6
+#define LSQ_TRAIN_ROUND 1.0 /* a training round relative to an encoding round */
 #define QINCO_MIN_S 60.0 /* QINCo training seconds a job gets before it is dropped */
 
 static int is_qinco(const char *m) { return strstr(m, "qinco") != NULL; }
@@ -124,6 +132,17 @@ static double qinx_rq_train(const bench_data *D, double M) {
     return D->train.n / 1000.0 * 0.38 * M * (D->d / 100.0);
 }
 
+/* IVF-QINCo starts from the run's qinx IVF-RQ of the same size when there is
+ * one (bench_methods.c keeps it; level 0, so it runs first): QINCo then
+ * trains only its network on that index's residuals. */
+static int reuses_ivfrq(const bench_run *r, size_t bytes) {
+    for (size_t k = 0; k < r->njobs; k++)
+        if (!strcmp(r->jobs[k].m->name, "qinx-ivfrq") && r->jobs[k].bytes == bytes && !r->jobs[k].skip_reason &&
+            !r->jobs[k].failed)
+            return 1;
+    return 0;
+}
+
 void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *train, double *fixed) {
     const bench_data *D = r->data;
     double u = D->d / 100.0, M = (double)bytes;
@@ -150,12 +169,12 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
     } else if (!strcmp(m, "faiss-lsq")) {
         /* per 1,000 vectors, one local-search round (perturb + icm_iters ICM
          * sweeps) costs LSQ_ROUND × (M/8)^1.85 (unary terms ∝ M·d, pairwise ∝ M²);
-         * training rounds ~0.6 of that; every training iteration also solves
+         * training rounds LSQ_TRAIN_ROUND of that; every training iteration also solves
          * the (M·256)² least-squares system of the codebook update, LSQ_UPDATE
          * × (M/8)^2.3 seconds whatever the training set: at M = 16 the update
          * dominates training, so it counts as fixed (not cut by subsampling) */
         double round = LSQ_ROUND * pow(M / 8.0, 1.85) * u * BENCH_LSQ_ICM / 4.0;
-        t = nt * BENCH_LSQ_TRAIN_ITERS * BENCH_LSQ_TRAIN_ILS * 0.6 * round;
+        t = nt * BENCH_LSQ_TRAIN_ITERS * BENCH_LSQ_TRAIN_ILS * LSQ_TRAIN_ROUND * round;
         f = BENCH_LSQ_TRAIN_ITERS * LSQ_UPDATE * pow(M / 8.0, 2.3) + nb * BENCH_LSQ_ENCODE_ILS * round + eval;
     } else if (!strcmp(m, "qinx-qinco")) {
         t = 0; /* its own wall-clock budget, see bench_plan_job */
@@ -164,9 +183,9 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
         t = coarse + qinx_rq_train(D, M - 1);
         f = nb * 0.0042 * M * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "qinx-ivfqinco")) {
-        /* the coarse k-means and the RQ on the residuals that QINCo starts
-         * from: both inside the job, the RQ inside QINCo's train call */
-        t = coarse + qinx_rq_train(D, M - 1);
+        /* the coarse k-means, and the RQ on the residuals that QINCo starts
+         * from (inside QINCo's train call) unless IVF-RQ's is reused */
+        t = coarse + (reuses_ivfrq(r, bytes) ? 0 : qinx_rq_train(D, M - 1));
         f = nb * qinco_enc(M - 1) * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "faiss-ivfpq")) {
         t = coarse + ntc * 1.2 * pow(M, 0.8) * u * (D->d % bytes ? 1.0 : 0.1); /* OPQ only when M ∤ d */
@@ -200,16 +219,16 @@ static double speed(const bench_run *r, const char *method) {
 }
 
 /* What the cuttable jobs and QINCo get: the fraction of the training set of
- * the FAISS baselines (levels 1-2) and of the other FAISS methods (levels
- * 3-4), each clamped to the job's floor, and QINCo's training seconds. */
+ * the FAISS jobs of each level (clamped to the job's floor), and QINCo's
+ * training seconds. */
 typedef struct cut {
-    double f_base, f_extra, qs;
+    double f[5], qs;
 } cut;
 
 /* Fraction of the training set job j trains on under cut c. */
 static double job_fraction(const bench_job *j, const cut *c) {
     if (!j->cuttable) return 1;
-    double fr = j->level >= 3 ? c->f_extra : c->f_base;
+    double fr = c->f[j->level];
     return fr > j->f_min ? (fr < 1 ? fr : 1) : j->f_min;
 }
 
@@ -226,6 +245,21 @@ static double plan_need(const bench_run *r, size_t i, const cut *c) {
     double s = 0;
     for (size_t k = i; k < r->njobs; k++)
         if (!r->jobs[k].drop) s += job_cost(r, k, c);
+    return s;
+}
+
+/* Levels 3 and 4 (the FAISS methods beyond the baselines) form one group:
+ * LSQ may run with OPQ / IVF-RQ cut, rather than not at all. */
+static int level_group(int level) { return level < 3 ? level : 3; }
+
+/* Seconds the kept jobs i.. need when those of more important groups than
+ * level lv's cost `full` and the others (lv's group: the less important are
+ * not kept yet) `least`. */
+static double level_need(const bench_run *r, size_t i, int lv, const cut *least, const cut *full) {
+    double s = 0;
+    for (size_t k = i; k < r->njobs; k++)
+        if (!r->jobs[k].drop)
+            s += job_cost(r, k, level_group(r->jobs[k].level) < level_group(lv) ? full : least);
     return s;
 }
 
@@ -343,60 +377,62 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
     }
     double share = qinco_share(r), qmin = qinco_min(r);
     double f10 = D->train.n > N_MIN ? (double)N_MIN / D->train.n : 1; /* FAISS at 10,000 */
-    /* 1. the jobs that can still run, at their minimum (FAISS training cut
-     *    to its floor — 10,000 for the baselines and LSQ, N_FLOOR for the
-     *    others —, QINCo trained qmin): leave out the least important first
-     *    (highest level, then the costliest) until they fit; then take back what fits */
-    const cut least = {f10, 0, qmin};
-    for (size_t k = i; k < r->njobs; k++) r->jobs[k].drop = r->jobs[k].skip_reason != NULL;
-    for (;;) {
-        double need = plan_need(r, i, &least);
-        if (need <= left) break;
-        size_t v = i;
-        for (size_t k = i; k < r->njobs; k++) {
-            const bench_job *a = &r->jobs[k], *b = &r->jobs[v];
-            if (a->drop) continue;
-            /* within a level, the job that costs most at its minimum: the fewest jobs lost */
-            if (b->drop || a->level > b->level ||
-                (a->level == b->level && job_cost(r, k, &least) >= job_cost(r, v, &least)))
-                v = k;
+    /* 1. which of the jobs still to run are kept, most important level
+     *    first: a level's jobs join at their minimum (FAISS training cut to
+     *    its floor — 10,000 for the baselines and LSQ, N_FLOOR for the others
+     *    —, QINCo trained qmin) next to the kept jobs of the more important
+     *    levels at their full cost (levels 3 and 4 count as one: level_group);
+     *    while that does not fit, the level's costliest job is left out, then
+     *    whatever of the level still fits is taken back. So a less important
+     *    job never costs a baseline or QINCo time or training vectors. */
+    const cut least = {{1, f10, 1, 0, 0}, qmin}, full = {{1, 1, 1, 1, 1}, share};
+    for (size_t k = i; k < r->njobs; k++) r->jobs[k].drop = 1;
+    for (int lv = j->level; lv <= 4; lv++) {
+        for (size_t k = i; k < r->njobs; k++)
+            if (r->jobs[k].level == lv && !r->jobs[k].skip_reason) r->jobs[k].drop = 0;
+        double need;
+        while ((need = level_need(r, i, lv, &least, &full)) > left) {
+            size_t v = r->njobs, kept = 0; /* the costliest kept job of the level at its minimum */
+            for (size_t k = i; k < r->njobs; k++) {
+                if (r->jobs[k].drop) continue;
+                kept++;
+                if (r->jobs[k].level == lv && (v == r->njobs || job_cost(r, k, &least) >= job_cost(r, v, &least)))
+                    v = k;
+            }
+            if (v == r->njobs) break;
+            if (v == i && kept == 1) break; /* alone: it may use the margin (the check below) */
+            r->jobs[v].drop = 1;
         }
-        if (v == i) {
-            double own = job_cost(r, i, &least), more = need - own;
+        for (size_t k = i; k < r->njobs; k++) {
+            bench_job *b = &r->jobs[k];
+            if (!b->drop || b->skip_reason || b->level != lv) continue;
+            b->drop = 0;
+            if (level_need(r, i, lv, &least, &full) > left) b->drop = 1;
+        }
+        if (j->drop) {
+            double own = job_cost(r, i, &least), more = level_need(r, i, lv, &least, &full);
             size_t nk = 0;
             for (size_t k = i + 1; k < r->njobs; k++) nk += !r->jobs[k].drop;
-            if (!nk) break; /* alone: it may use the margin (the check below) */
             snprintf(j->why, sizeof j->why,
                      "estimated %.0f s at its minimum; %.0f s are left once the %.0f s of the %zu "
-                     "more important jobs still to run are paid for",
+                     "jobs as or more important still to run are paid for",
                      own, left - more > 0 ? left - more : 0, more, nk);
             j->skip_reason = j->why;
             return 0;
         }
-        r->jobs[v].drop = 1;
     }
-    /* the last job left out may have freed more than needed: take back, most
-     * important first, each left-out job whose minimum still fits */
-    for (int lv = 0; lv <= 4; lv++)
-        for (size_t k = i + 1; k < r->njobs; k++) {
-            bench_job *b = &r->jobs[k];
-            if (!b->drop || b->skip_reason || b->level != lv) continue;
-            b->drop = 0;
-            if (plan_need(r, i, &least) > left) b->drop = 1;
-        }
-    /* 2. what the kept jobs can afford, cutting in this order until they
-     *    fit: the other FAISS methods' training down to 10,000, the FAISS
-     *    baselines' down to 10,000, QINCo's training time down to qmin, the
-     *    other FAISS methods' training down to their floor */
-    cut c = {1, 1, share};
-    if (!cut_down(r, i, &c, &c.f_extra, f10, left) && !cut_down(r, i, &c, &c.f_base, f10, left) &&
-        !cut_down(r, i, &c, &c.qs, qmin, left))
-        cut_down(r, i, &c, &c.f_extra, 0, left);
+    /* 2. what the kept jobs can afford, cutting the least important level
+     *    first until they fit: LSQ's training, then OPQ's, IVF-RQ's and
+     *    FAISS RQ > 16 B's (each down to its floor), QINCo's training time
+     *    down to qmin, the FAISS baselines' training down to 10,000 */
+    cut c = full;
+    for (int lv = 4; lv >= 1; lv--)
+        if (lv == 2 ? cut_down(r, i, &c, &c.qs, qmin, left) : cut_down(r, i, &c, &c.f[lv], 0, left)) break;
     double qs = c.qs;
     /* QINCo's train call also trains the RQ it starts from when there is no
-     * kept one (IVF): its budget is the network's time plus that RQ's */
+     * kept one: its budget is the network's time plus that RQ's */
     double rq_s = 0;
-    if (!strcmp(j->m->name, "qinx-ivfqinco"))
+    if (!strcmp(j->m->name, "qinx-ivfqinco") && !reuses_ivfrq(r, j->bytes))
         rq_s = speed(r, j->m->name) * qinx_rq_train(D, (double)j->bytes - 1);
     if (j->qinco) *qinco_minutes = (qs + rq_s) / 60;
     double own = job_cost(r, i, &c);
@@ -415,12 +451,12 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
     }
     j->planned = own;
     j->ntrain = *ntrain;
-    const cut full = {1, 1, qs};
+    const cut whole = {{1, 1, 1, 1, 1}, qs};
     j->qinco_minutes = *qinco_minutes;
     if (*ntrain < D->train.n)
         bench_note(r, "%s at %zu bytes trained on %zu of the %zu training vectors (evenly spaced): the "
                       "whole set would not fit the time budget (estimated %.0f s, %.0f s left for %zu jobs)",
-                   j->m->name, j->bytes, *ntrain, D->train.n, job_cost(r, i, &full),
+                   j->m->name, j->bytes, *ntrain, D->train.n, job_cost(r, i, &whole),
                    left + margin, r->njobs - i);
     if (j->qinco && qs < share - 1)
         bench_note(r, "%s at %zu bytes: QINCo training budget cut to %.0f s of its %.0f s share so the "

@@ -81,6 +81,19 @@ grep -q '"n_train":1000,' "$out/b/results.jsonl" || fail "results.jsonl lines do
 # re-ranking on and off are two IVF series
 grep -q "^| qinx-ivfrq+rerank20 | 8 |" "$out/b/report.md" || fail "no re-ranking series in the IVF table"
 
+# IVF-QINCo starts from the run's IVF-RQ index: same coarse centroids, trained on its residuals
+"$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
+    --max-base 2000 --max-train 1000 --nq 20 --bytes 8 --methods qinx-ivfrq,qinx-ivfqinco \
+    --nlist 16 --nprobe 2 --rerank 0 --runs 1 --time-budget 2 --plot none --quiet \
+    --out "$out/q" > /dev/null 2> "$out/q.stderr" || { cat "$out/q.stderr"; fail "IVF-QINCo bench failed"; }
+grep -q "qinx-ivfqinco 8B: started from qinx-ivfrq's trained index" "$out/q/report.md" \
+  || fail "IVF-QINCo did not start from IVF-RQ's index"
+if grep -q "WARNING" "$out/q/report.md"; then fail "IVF-QINCo's coarse centroids differ from IVF-RQ's"; fi
+t_rq=$(grep '"method":"qinx-ivfrq"' "$out/q/results.jsonl" | head -n1 | field train_s)
+t_qc=$(grep '"method":"qinx-ivfqinco"' "$out/q/results.jsonl" | head -n1 | field train_s)
+awk -v a="$t_rq" -v b="$t_qc" 'BEGIN { exit !(a > 0 && b > a) }' \
+  || fail "IVF-QINCo's train seconds ($t_qc) must include IVF-RQ's ($t_rq)"
+
 # the built-in SVG writer (used when gnuplot is absent) on a second, tiny run, on the first
 # 2,000 base vectors (--max-base: --gt ignored, ground truth computed for the subset)
 "$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
