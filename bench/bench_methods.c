@@ -252,6 +252,13 @@ static void qinco_note(bench_run *r, const char *method, size_t bytes, const qx_
     if (qx_qinco_get_stats(q, &st)) return;
     r->qinco_used_s = st.total_seconds; /* for the report's budget check */
     if (!st.epochs) return;
+    if (!st.n_valid) {
+        bench_note(r, "%s %zuB: %zu epochs in %.0f s, training loss %.5g -> %.5g, last epoch kept (no "
+                      "hold-out: the RQ it starts from saw every training vector)%s",
+                   method, bytes, st.epochs, st.total_seconds, st.train_loss[0], st.train_loss[st.epochs - 1],
+                   st.budget_hit ? " (stopped by the time budget)" : "");
+        return;
+    }
     bench_note(r, "%s %zuB: %zu epochs in %.0f s, best epoch %zu, validation MSE %.5g -> %.5g%s", method,
                bytes, st.epochs, st.total_seconds, st.best_epoch, st.valid_mse[0],
                st.valid_mse[st.best_epoch], st.budget_hit ? " (stopped by the time budget)" : "");
@@ -274,6 +281,7 @@ static int run_qinx_qinco(bench_run *r, const bench_method *m, size_t bytes) {
             break;
         }
     if (rq) {
+        o.valid_fraction = 0; /* the kept RQ saw every training vector: see qinco.h */
         rc = qx_qinco_from_rq(&q, rq, &o);
         qx_quantizer_free(rq);
         /* from_rq marks it trained with f = 0; train the network on top */
@@ -462,6 +470,7 @@ static int run_qinx_ivfqinco(bench_run *r, const bench_method *m, size_t bytes) 
             rq_s = kept_ivf[i].train_s;
         }
     double extra = rq_s;
+    if (base) o.valid_fraction = 0; /* IVF-RQ's RQ saw every training residual: see qinco.h */
     bench_log(r, "%s %zuB: training budget %.1f min", m->name, bytes, o.train_minutes);
     int rc = base ? qinco_on_ivf(r, base, &o, &q, &extra) : qx_qinco_new(&q, r->data->d, &o);
     if (rc) return bench_qx_fail("IVF-QINCo", rc);

@@ -66,7 +66,10 @@ typedef struct qx_qinco_opts {
     float valid_fraction; /* held-out share of the training vectors for the
                              validation MSE that picks the best epoch, 0..0.5
                              (default 0.1; at most 5000 vectors are held out;
-                             0 = no hold-out, the last epoch is kept) */
+                             0 = no hold-out, the last epoch is kept). After
+                             qx_qinco_from_rq with an RQ trained on these same
+                             vectors, use 0: a hold-out the RQ has seen flatters
+                             it, and the RQ (epoch 0) then wins by default */
     int rq_beam;          /* beam of the RQ that initialises the codebooks (default 5) */
     int verbose;          /* 1 = one line per epoch on stderr (default 0) */
 } qx_qinco_opts;
