@@ -162,6 +162,8 @@ typedef struct bufs {
     uint8_t *codes, *codesv, *tcodes;
     uint32_t *usage;
     qx__qinco_work work;
+    double enc_s;  /* seconds and vectors of the training encodes so far */
+    size_t enc_n;
 } bufs;
 
 static void bufs_free(bufs *b) {
@@ -195,15 +197,19 @@ static void *zalloc(size_t n, size_t size) {
 
 /* Codes of n raw vectors under the current network (tables recomputed).
  * Without a hold-out (sec_per_vec not NULL) the encoding speed that sizes
- * the LUT-fit reserve comes from here (the slowest seen). */
+ * the LUT-fit reserve comes from here: the mean over every training encode
+ * so far. (The slowest batch, used before, was a 256-vector batch slowed
+ * once by other load: on GloVe it reserved ~400 s for a 20 s fit and ended
+ * a 30-minute budget after 23.4 minutes.) */
 static int encode_current(qx__qinco *q, bufs *b, const float *x, size_t n, int beam, int T,
                           double *sec_per_vec, double *reserve, size_t nfit, uint8_t *codes) {
     double t0 = qx__now();
     int rc = qx__qinco_tables_compute(q, q->params, b->tab);
     if (rc == 0) rc = qx__qinco_encode_with(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes);
-    if (rc == 0 && sec_per_vec) {
-        double spv = (qx__now() - t0) / (double)(n ? n : 1);
-        if (spv > *sec_per_vec) *sec_per_vec = spv;
+    if (rc == 0 && sec_per_vec && n) {
+        b->enc_s += qx__now() - t0;
+        b->enc_n += n;
+        *sec_per_vec = b->enc_s / (double)b->enc_n;
         *reserve = fit_reserve(*sec_per_vec, nfit);
     }
     return rc;
