@@ -94,10 +94,11 @@ static double sweep_cost(const bench_run *r, const char *m, size_t bytes, size_t
     double u = D->d / 100.0, per_query = 0; /* seconds of the whole sweep */
     size_t nrr = 1;
     int qinx = !strncmp(m, "qinx", 4);
-    /* re-ranking decodes each candidate: RQ ~4.5 µs, QINCo (network) ~0.7 ms at 15 bytes
-     * with L = 2, h = 256; the default L = 1, h = 128 network has 0.32x the
-     * multiply-adds per decoded step (d² + 2hd vs d² + 4hd at d = 100) */
-    double per_cand = (is_qinco(m) ? 7e-4 * 0.32 : 4.5e-6) * u * bytes / 15.0;
+    /* re-ranking decodes each candidate: RQ ~4.5 µs, QINCo (network, default L = 1,
+     * h = 128, vectorised) ~33 µs at 15 bytes, d = 100 (GloVe reports of sessions 3
+     * and 4: ~300 QPS with 100 candidates; the 224 µs assumed before made siftsmall's
+     * session-4 plan drop IVF-QINCo, estimated 76 s at its minimum) */
+    double per_cand = (is_qinco(m) ? 3.3e-5 : 4.5e-6) * u * bytes / 15.0;
     if (qinx) nrr = c->nrerank;
     for (size_t ri = 0; ri < nrr; ri++) {
         double rr = qinx ? (double)c->rerank[ri] : 0;
