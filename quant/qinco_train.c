@@ -23,7 +23,10 @@
  *    DESIGN.md "Enforcement").
  * 5. The validation MSE (beam and A of the final encoder) is measured before
  *    training and after every epoch; the best parameters are kept. With no
- *    hold-out the last epoch is kept.
+ *    hold-out it is the MSE of the first 5000 training vectors (in-sample:
+ *    it only keeps the model from ending worse than its start; a run of
+ *    seconds may not get past Adam's first disruption — siftsmall 16 B,
+ *    2 epochs in 23 s: 1.017x its RQ when the last epoch was kept).
  * 6. The budget (train_minutes) covers the whole call: the loop stops after
  *    the batch that crosses (deadline − reserve), where the reserve is the
  *    estimated time of the final LUT fit (encode + decode of the fit set).
@@ -162,8 +165,6 @@ typedef struct bufs {
     uint8_t *codes, *codesv, *tcodes;
     uint32_t *usage;
     qx__qinco_work work;
-    double enc_s;  /* seconds and vectors of the training encodes so far */
-    size_t enc_n;
 } bufs;
 
 static void bufs_free(bufs *b) {
@@ -195,24 +196,10 @@ static void *zalloc(size_t n, size_t size) {
     return p;
 }
 
-/* Codes of n raw vectors under the current network (tables recomputed).
- * Without a hold-out (sec_per_vec not NULL) the encoding speed that sizes
- * the LUT-fit reserve comes from here: the mean over every training encode
- * so far. (The slowest batch, used before, was a 256-vector batch slowed
- * once by other load: on GloVe it reserved ~400 s for a 20 s fit and ended
- * a 30-minute budget after 23.4 minutes.) */
-static int encode_current(qx__qinco *q, bufs *b, const float *x, size_t n, int beam, int T,
-                          double *sec_per_vec, double *reserve, size_t nfit, uint8_t *codes) {
-    double t0 = qx__now();
+/* Codes of n raw vectors under the current network (tables recomputed). */
+static int encode_current(qx__qinco *q, bufs *b, const float *x, size_t n, int beam, int T, uint8_t *codes) {
     int rc = qx__qinco_tables_compute(q, q->params, b->tab);
-    if (rc == 0) rc = qx__qinco_encode_with(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes);
-    if (rc == 0 && sec_per_vec && n) {
-        b->enc_s += qx__now() - t0;
-        b->enc_n += n;
-        *sec_per_vec = b->enc_s / (double)b->enc_n;
-        *reserve = fit_reserve(*sec_per_vec, nfit);
-    }
-    return rc;
+    return rc ? rc : qx__qinco_encode_with(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes);
 }
 
 /* Final step: additive codebooks fitted to exact decodings of up to
@@ -253,6 +240,11 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     if (nvalid > QX__MAX_VALID) nvalid = QX__MAX_VALID;
     if (n - nvalid < K) nvalid = n - K;
     size_t ntrain = n - nvalid, batch = (size_t)o->batch < ntrain ? (size_t)o->batch : ntrain;
+    /* The vectors whose MSE picks the best epoch: the hold-out, or without
+     * one the first QX__MAX_VALID training vectors (in-sample: it then keeps
+     * the model from ending worse than its start on the data it trains on,
+     * e.g. after a few epochs of Adam's first disruption). */
+    size_t nmon = nvalid ? nvalid : (ntrain < QX__MAX_VALID ? ntrain : QX__MAX_VALID);
     size_t E = (size_t)o->epochs;
     int train_beam = o->train_beam ? o->train_beam : o->beam;
     size_t reencode = (size_t)o->reencode; /* 1..1000, checked with the options */
@@ -269,9 +261,9 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     b.xb = zalloc(batch * d, sizeof(float));
     b.xs = zalloc(batch * d, sizeof(float));
     b.resid = zalloc(batch * M * d, sizeof(float));
-    b.recv = zalloc(nvalid ? nvalid * d : 1, sizeof(float));
+    b.recv = zalloc(nmon * d, sizeof(float));
     b.codes = qx__malloc(batch * M);
-    b.codesv = qx__malloc(nvalid ? nvalid * M : 1);
+    b.codesv = qx__malloc(nmon * M);
     b.tcodes = qx__malloc(reencode > 1 ? ntrain * M : 1);
     b.usage = qx__calloc(M * K, sizeof(uint32_t));
     qx__free(q->st_valid);
@@ -314,22 +306,21 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     }
 
     /* 2. Validation of the starting point (the RQ). */
+    const float *xmon = nvalid ? b.xv : b.xt;
     double best = INFINITY, sec_per_vec = 0;
     if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0) goto done;
-    if (nvalid) {
-        double tv = qx__now();
-        rc = model_mse(q, q->params, b.tab, b.xv, nvalid, o->beam, o->A, T, b.codesv, b.recv, &best);
-        if (rc) goto done;
-        sec_per_vec = (qx__now() - tv) / (double)nvalid;
-    }
-    q->st_valid[0] = nvalid ? best : NAN;
+    double tv = qx__now();
+    rc = model_mse(q, q->params, b.tab, xmon, nmon, o->beam, o->A, T, b.codesv, b.recv, &best);
+    if (rc) goto done;
+    sec_per_vec = (qx__now() - tv) / (double)nmon;
+    q->st_valid[0] = best;
     memcpy(b.best, q->params, np * sizeof(float));
     size_t nfit = n < QX__MAX_FIT ? n : QX__MAX_FIT;
     double reserve = fit_reserve(sec_per_vec, nfit);
     if (o->verbose)
         fprintf(stderr, "qinco: d=%zu M=%zu L=%zu h=%zu A=%d beam=%d; %zu train, %zu valid; "
                 "RQ init valid MSE %.6g (%.1f s)\n", d, M, q->L, q->h, o->A, o->beam, ntrain,
-                nvalid, nvalid ? best : NAN, qx__now() - t0);
+                nvalid, best, qx__now() - t0);
 
     /* 3. Epochs. */
     size_t spe = (ntrain + batch - 1) / batch;
@@ -347,8 +338,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         /* Codes of the whole training set under the current network, every
          * reencode epochs; the batches in between regress on them. */
         if (reencode > 1 && ep % reencode == 0 &&
-            (rc = encode_current(q, &b, b.xt, ntrain, train_beam, T, nvalid ? NULL : &sec_per_vec,
-                                 &reserve, nfit, b.tcodes)) != 0)
+            (rc = encode_current(q, &b, b.xt, ntrain, train_beam, T, b.tcodes)) != 0)
             goto done;
         for (size_t b0 = 0; b0 < ntrain; b0 += batch) {
             size_t nb = ntrain - b0 < batch ? ntrain - b0 : batch;
@@ -359,8 +349,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 if (reencode > 1) memcpy(b.codes + i * M, b.tcodes + b.order[b0 + i] * M, M);
             }
             if (reencode == 1 &&
-                (rc = encode_current(q, &b, b.xb, nb, train_beam, T, nvalid ? NULL : &sec_per_vec,
-                                     &reserve, nfit, b.codes)) != 0)
+                (rc = encode_current(q, &b, b.xb, nb, train_beam, T, b.codes)) != 0)
                 goto done;
             double loss, step_loss[QX_MAX_STEPS];
             rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, o->step_weight, &b.work,
@@ -408,19 +397,17 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         }
         double vm = NAN;
         if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0) goto done;
-        if (nvalid) {
-            double tv = qx__now();
-            rc = model_mse(q, q->params, b.tab, b.xv, nvalid, o->beam, o->A, T, b.codesv, b.recv, &vm);
-            if (rc) goto done;
-            sec_per_vec = (qx__now() - tv) / (double)nvalid;
-            reserve = fit_reserve(sec_per_vec, nfit);
-        }
+        tv = qx__now();
+        rc = model_mse(q, q->params, b.tab, xmon, nmon, o->beam, o->A, T, b.codesv, b.recv, &vm);
+        if (rc) goto done;
+        sec_per_vec = (qx__now() - tv) / (double)nmon;
+        reserve = fit_reserve(sec_per_vec, nfit);
         q->st_epochs = ep + 1;
         q->st_valid[ep + 1] = vm;
         q->st_loss[ep + 1] = seen ? loss_sum / (double)seen : NAN;
         q->st_sec[ep + 1] = qx__now() - t0;
-        if (!nvalid || vm < best) {
-            if (nvalid) best = vm;
+        if (vm < best) {
+            best = vm;
             q->st_best = ep + 1;
             memcpy(b.best, q->params, np * sizeof(float));
         }
@@ -444,7 +431,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     q->st_total = qx__now() - t0;
     if (o->verbose && rc == 0)
         fprintf(stderr, "qinco: trained in %.1f s (best epoch %zu, valid MSE %.6g)\n", q->st_total,
-                q->st_best, nvalid ? q->st_valid[q->st_best] : NAN);
+                q->st_best, q->st_valid[q->st_best]);
 done:
     bufs_free(&b);
     return rc;

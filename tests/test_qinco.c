@@ -304,14 +304,15 @@ static void test_training_beats_rq(void **state) {
     g_x = manifold(g_n, g_d, 1);
     g_test = manifold(g_nt, g_d, 2);
     /* The RQ saw every training vector, so a hold-out drawn from them would
-     * flatter it: no hold-out here (the last epoch is kept), and the test
-     * set is fresh points of the same manifold. */
+     * flatter it: no hold-out here (the best epoch is picked on training
+     * vectors), and the test set is fresh points of the same manifold. */
     g_model = trained_small(g_x, g_n, g_d, 12, 0, 1);
     qx_qinco_stats st;
     assert_int_equal(qx_qinco_get_stats(g_model, &st), 0);
     assert_int_equal(st.epochs, 12);
     assert_int_equal(st.n_valid, 0);
-    assert_int_equal(st.best_epoch, 12);
+    assert_true(st.best_epoch >= 1); /* training moved it off the RQ ... */
+    assert_true(st.valid_mse[st.best_epoch] < st.valid_mse[0]); /* ... to a lower training MSE */
     for (size_t e = 0; e < st.epochs; e++) assert_true(isfinite(st.train_loss[e]));
     /* The training loss (sum of per-step losses) went down. */
     assert_true(st.train_loss[st.epochs - 1] < st.train_loss[0]);

@@ -66,7 +66,8 @@ typedef struct qx_qinco_opts {
     float valid_fraction; /* held-out share of the training vectors for the
                              validation MSE that picks the best epoch, 0..0.5
                              (default 0.1; at most 5000 vectors are held out;
-                             0 = no hold-out, the last epoch is kept). After
+                             0 = no hold-out: the best epoch is picked on up to
+                             5000 training vectors, in-sample). After
                              qx_qinco_from_rq with an RQ trained on these same
                              vectors, use 0: a hold-out the RQ has seen flatters
                              it, and the RQ (epoch 0) then wins by default */
@@ -91,7 +92,8 @@ int qx_qinco_from_rq(qx_quantizer **out, const qx_quantizer *rq, const qx_qinco_
 typedef struct qx_qinco_stats {
     size_t epochs;             /* epochs completed (the last may be partial under a budget) */
     const double *valid_mse;   /* [epochs + 1]: validation MSE before training (RQ init) and
-                                  after each epoch (raw units, summed over dimensions) */
+                                  after each epoch (raw units, summed over dimensions); with
+                                  n_valid = 0, of up to 5000 training vectors */
     const double *train_loss;  /* [epochs]: mean training loss (sum of per-step MSEs) */
     const double *seconds;     /* [epochs]: wall-clock seconds at the end of each epoch */
     size_t best_epoch;         /* 0 = the RQ initialisation was never beaten */
