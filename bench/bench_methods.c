@@ -253,7 +253,7 @@ static void qinco_note(bench_run *r, const char *method, size_t bytes, const qx_
     r->qinco_used_s = st.total_seconds; /* for the report's budget check */
     if (!st.epochs) return;
     if (!st.n_valid) {
-        bench_note(r, "%s %zuB: %zu epochs in %.0f s, best epoch %zu, MSE of 5,000 training vectors "
+        bench_note(r, "%s %zuB: %zu epochs in %.0f s, best epoch %zu, MSE of up to 5,000 training vectors "
                       "%.5g -> %.5g (no hold-out: the RQ it starts from saw every training vector)%s",
                    method, bytes, st.epochs, st.total_seconds, st.best_epoch, st.valid_mse[0],
                    st.valid_mse[st.best_epoch], st.budget_hit ? " (stopped by the time budget)" : "");
