@@ -367,6 +367,13 @@ static double qinco_min(const bench_run *r) {
     return QINCO_MIN_S < s / 2 ? QINCO_MIN_S : s / 2;
 }
 
+/* Jobs after i still kept in the plan. */
+static size_t kept_after(const bench_run *r, size_t i) {
+    size_t n = 0;
+    for (size_t k = i + 1; k < r->njobs; k++) n += !r->jobs[k].drop;
+    return n;
+}
+
 int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes) {
     bench_job *j = &r->jobs[i];
     const bench_data *D = r->data;
@@ -395,8 +402,7 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
     for (int lv = j->level; lv <= 4; lv++) {
         for (size_t k = i; k < r->njobs; k++)
             if (r->jobs[k].level == lv && !r->jobs[k].skip_reason) r->jobs[k].drop = 0;
-        double need;
-        while ((need = level_need(r, i, lv, &least, &full)) > left) {
+        while (level_need(r, i, lv, &least, &full) > left) {
             size_t v = r->njobs, kept = 0; /* the costliest kept job of the level at its minimum */
             for (size_t k = i; k < r->njobs; k++) {
                 if (r->jobs[k].drop) continue;
@@ -416,12 +422,10 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
         }
         if (j->drop) {
             double own = job_cost(r, i, &least), more = level_need(r, i, lv, &least, &full);
-            size_t nk = 0;
-            for (size_t k = i + 1; k < r->njobs; k++) nk += !r->jobs[k].drop;
             snprintf(j->why, sizeof j->why,
                      "estimated %.0f s at its minimum; %.0f s are left once the %.0f s of the %zu "
                      "jobs as or more important still to run are paid for",
-                     own, left - more > 0 ? left - more : 0, more, nk);
+                     own, left - more > 0 ? left - more : 0, more, kept_after(r, i));
             j->skip_reason = j->why;
             return 0;
         }
@@ -448,9 +452,7 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
      * (the session-4 GloVe report cut FAISS IVF-RQ's training so that LSQ
      * 8 B would fit, then skipped LSQ, 390 s > 357 s, and ended 9 minutes
      * early) */
-    size_t after = 0;
-    for (size_t k = i + 1; k < r->njobs; k++) after += !r->jobs[k].drop;
-    double allow = (j->level >= 3 && after ? left : left + margin) + 1; /* + 1: the bisection's rounding */
+    double allow = (j->level >= 3 && kept_after(r, i) ? left : left + margin) + 1; /* + 1: the bisection's rounding */
     if (own > allow) {
         snprintf(j->why, sizeof j->why, "estimated %.0f s > %.0f s left of the time budget", own,
                  allow > 0 ? allow : 0);

@@ -202,6 +202,18 @@ static int encode_current(qx__qinco *q, bufs *b, const float *x, size_t n, int b
     return rc ? rc : qx__qinco_encode_with(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes);
 }
 
+/* MSE of the n monitored vectors (hold-out, or training sample) under the
+ * current network (tables recomputed); *reserve becomes the LUT fit's
+ * reserve at the encoding speed just measured. */
+static int monitor_mse(qx__qinco *q, bufs *b, const float *x, size_t n, int T, size_t nfit, double *mse,
+                       double *reserve) {
+    int rc = qx__qinco_tables_compute(q, q->params, b->tab);
+    double t0 = qx__now();
+    if (rc == 0) rc = model_mse(q, q->params, b->tab, x, n, q->opts.beam, q->opts.A, T, b->codesv, b->recv, mse);
+    if (rc == 0) *reserve = fit_reserve((qx__now() - t0) / (double)n, nfit);
+    return rc;
+}
+
 /* Final step: additive codebooks fitted to exact decodings of up to
  * QX__MAX_FIT training vectors (the first rows of the permutation). */
 static int fit_lut(qx__qinco *q, const float *x, const size_t *perm, size_t n, int T) {
@@ -307,16 +319,11 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
 
     /* 2. Validation of the starting point (the RQ). */
     const float *xmon = nvalid ? b.xv : b.xt;
-    double best = INFINITY, sec_per_vec = 0;
-    if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0) goto done;
-    double tv = qx__now();
-    rc = model_mse(q, q->params, b.tab, xmon, nmon, o->beam, o->A, T, b.codesv, b.recv, &best);
-    if (rc) goto done;
-    sec_per_vec = (qx__now() - tv) / (double)nmon;
+    size_t nfit = n < QX__MAX_FIT ? n : QX__MAX_FIT;
+    double best, reserve;
+    if ((rc = monitor_mse(q, &b, xmon, nmon, T, nfit, &best, &reserve)) != 0) goto done;
     q->st_valid[0] = best;
     memcpy(b.best, q->params, np * sizeof(float));
-    size_t nfit = n < QX__MAX_FIT ? n : QX__MAX_FIT;
-    double reserve = fit_reserve(sec_per_vec, nfit);
     if (o->verbose)
         fprintf(stderr, "qinco: d=%zu M=%zu L=%zu h=%zu A=%d beam=%d; %zu train, %zu valid; "
                 "RQ init valid MSE %.6g (%.1f s)\n", d, M, q->L, q->h, o->A, o->beam, ntrain,
@@ -395,13 +402,8 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                     }
                 }
         }
-        double vm = NAN;
-        if ((rc = qx__qinco_tables_compute(q, q->params, b.tab)) != 0) goto done;
-        tv = qx__now();
-        rc = model_mse(q, q->params, b.tab, xmon, nmon, o->beam, o->A, T, b.codesv, b.recv, &vm);
-        if (rc) goto done;
-        sec_per_vec = (qx__now() - tv) / (double)nmon;
-        reserve = fit_reserve(sec_per_vec, nfit);
+        double vm;
+        if ((rc = monitor_mse(q, &b, xmon, nmon, T, nfit, &vm, &reserve)) != 0) goto done;
         q->st_epochs = ep + 1;
         q->st_valid[ep + 1] = vm;
         q->st_loss[ep + 1] = seen ? loss_sum / (double)seen : NAN;
