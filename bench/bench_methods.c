@@ -253,9 +253,9 @@ static void qinco_note(bench_run *r, const char *method, size_t bytes, const qx_
     r->qinco_used_s = st.total_seconds; /* for the report's budget check */
     if (!st.epochs) return;
     /* without a hold-out the best epoch is picked on training vectors (qinco.h) */
-    bench_note(r, "%s %zuB: %zu epochs in %.0f s, best epoch %zu, %s %.5g -> %.5g%s%s", method, bytes,
-               st.epochs, st.total_seconds, st.best_epoch,
-               st.n_valid ? "validation MSE" : "MSE of up to 5,000 training vectors", st.valid_mse[0],
+    bench_note(r, "%s %zuB: %zu epochs in %.0f s, best epoch %zu, %s of %zu%s vectors %.5g -> %.5g%s%s", method,
+               bytes, st.epochs, st.total_seconds, st.best_epoch, st.n_valid ? "validation MSE" : "MSE",
+               st.n_monitor, st.n_valid ? " held-out" : " training", st.valid_mse[0],
                st.valid_mse[st.best_epoch],
                st.n_valid ? "" : " (no hold-out: the RQ it starts from saw every training vector)",
                st.budget_hit ? " (stopped by the time budget)" : "");

@@ -290,6 +290,7 @@ int qx_qinco_get_stats(const qx_quantizer *base, qx_qinco_stats *st) {
     st->best_epoch = q->st_best;
     st->n_train = q->st_ntrain;
     st->n_valid = q->st_nvalid;
+    st->n_monitor = q->st_nmon;
     st->budget_hit = q->st_budget;
     st->total_seconds = q->st_total;
     return 0;

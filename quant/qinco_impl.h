@@ -43,7 +43,7 @@ typedef struct qx__qinco {
     float *additive;  /* M*K*d additive codebooks, raw units (for LUTs) */
     /* stats of the last training run */
     double *st_valid, *st_loss, *st_sec;
-    size_t st_epochs, st_best, st_ntrain, st_nvalid;
+    size_t st_epochs, st_best, st_ntrain, st_nvalid, st_nmon;
     int st_budget;
     double st_total;
 } qx__qinco;

@@ -311,6 +311,7 @@ static void test_training_beats_rq(void **state) {
     assert_int_equal(qx_qinco_get_stats(g_model, &st), 0);
     assert_int_equal(st.epochs, 12);
     assert_int_equal(st.n_valid, 0);
+    assert_int_equal(st.n_monitor, 1000); /* an eighth of 4,000, raised to the 1,000 minimum */
     assert_true(st.best_epoch >= 1); /* training moved it off the RQ ... */
     assert_true(st.valid_mse[st.best_epoch] < st.valid_mse[0]); /* ... to a lower training MSE */
     for (size_t e = 0; e < st.epochs; e++) assert_true(isfinite(st.train_loss[e]));
@@ -368,6 +369,7 @@ static void test_validation_and_budget(void **state) {
     assert_true(st.epochs < 1000);
     assert_true(took < 20);
     assert_int_equal(st.n_valid, 400);
+    assert_int_equal(st.n_monitor, 400); /* the hold-out */
     for (size_t e = 1; e <= st.epochs; e++) {
         assert_true(isfinite(st.valid_mse[e]));
         assert_true(st.valid_mse[st.best_epoch] <= st.valid_mse[e]);

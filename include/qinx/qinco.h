@@ -66,8 +66,9 @@ typedef struct qx_qinco_opts {
     float valid_fraction; /* held-out share of the training vectors for the
                              validation MSE that picks the best epoch, 0..0.5
                              (default 0.1; at most 5000 vectors are held out;
-                             0 = no hold-out: the best epoch is picked on up to
-                             5000 training vectors, in-sample). After
+                             0 = no hold-out: the best epoch is picked on an
+                             eighth of the training vectors, 1000 to 5000,
+                             in-sample). After
                              qx_qinco_from_rq with an RQ trained on these same
                              vectors, use 0: a hold-out the RQ has seen flatters
                              it, and the RQ (epoch 0) then wins by default */
@@ -92,12 +93,15 @@ int qx_qinco_from_rq(qx_quantizer **out, const qx_quantizer *rq, const qx_qinco_
 typedef struct qx_qinco_stats {
     size_t epochs;             /* epochs completed (the last may be partial under a budget) */
     const double *valid_mse;   /* [epochs + 1]: validation MSE before training (RQ init) and
-                                  after each epoch (raw units, summed over dimensions); with
-                                  n_valid = 0, of up to 5000 training vectors */
+                                  after each epoch (raw units, summed over dimensions), of
+                                  the n_monitor vectors: the hold-out, or with n_valid = 0
+                                  training vectors */
     const double *train_loss;  /* [epochs]: mean training loss (sum of per-step MSEs) */
     const double *seconds;     /* [epochs]: wall-clock seconds at the end of each epoch */
     size_t best_epoch;         /* 0 = the RQ initialisation was never beaten */
     size_t n_train, n_valid;   /* vectors used for the network / held out */
+    size_t n_monitor;          /* vectors whose MSE is valid_mse (n_valid, or training ones);
+                                  0 after loading (not stored in the blob) */
     int budget_hit;            /* 1 if train_minutes stopped training */
     double total_seconds;      /* whole train call (RQ, network, LUT fit) */
 } qx_qinco_stats;
