@@ -71,10 +71,15 @@
  * the other FAISS rates are model units ~2.8 × a run's seconds (GloVe-100,
  * session 3: FAISS calibration 0.36), and LSQ's local search, unlike them, is
  * not BLAS-bound: that run planned LSQ 8 B at 135 s and it took 476 (239 s
- * training on 50,000, 233 s encoding 331k). Hence ×3 on both constants, and
- * training rounds cost as much as encoding ones. */
+ * training on 50,000, 233 s encoding 331k). Hence ×3 on the round, and
+ * training rounds cost as much as encoding ones. The update is small: idle
+ * siftsmall runs of session 5 (bench-out/siftsmall-s5-long) trained in 59 s
+ * (8 B) and 215 s (16 B) against 61 and 221 s for the rounds alone at the
+ * run's speed 0.5, i.e. ~0.2 and ~1 s per iteration (0.4 model seconds ×
+ * (M/8)^2.3). Session 4's ×3 on the update too (6.6) overestimated those
+ * jobs 2.4× (164 s planned, 67 s taken; 546 s, 242 s). */
 #define LSQ_ROUND 0.24
-#define LSQ_UPDATE 6.6
+#define LSQ_UPDATE 0.4
 #define LSQ_TRAIN_ROUND 1.0 /* a training round relative to an encoding round */
 #define QINCO_MIN_S 60.0 /* QINCo training seconds a job gets before it is dropped */
 

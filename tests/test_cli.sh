@@ -38,6 +38,16 @@ awk -v r="$r10" 'BEGIN { exit !(r >= 0.4 && r <= 1) }' || fail "10-recall@10 $r1
 r10b=$(sed -E 's/.*"10-recall@10":([0-9.]+).*/\1/' "$tmp/r2.json")
 awk -v a="$r10" -v b="$r10b" 'BEGIN { exit !(b >= a - 0.01) }' || fail "nprobe 32 + rerank recall $r10b < $r10"
 
+# A QINCo index: the library's default network, and info shows it.
+"$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/q.qinx" --bytes 8 --nlist 16 --max-train 2000 \
+  --quantizer qinco --epochs 2 --seed 5 --quiet
+"$qinx" info --index "$tmp/q.qinx" --json >"$tmp/qinfo.json"
+grep -q '"quantizer":"qinco"' "$tmp/qinfo.json" || fail "info: not a qinco index: $(cat "$tmp/qinfo.json")"
+grep -q '"qinco":{"L":1,"h":128,"A":8,"beam":5,"epochs":2,' "$tmp/qinfo.json" \
+  || fail "info: qinco network: $(cat "$tmp/qinfo.json")"
+"$qinx" info --index "$tmp/q.qinx" | grep -q "^network .*L=1 .*h=128.*A=8 beam=5" || fail "info: no network line"
+grep -q '"qinco"' "$tmp/info.json" && fail "info: an RQ index shows a qinco network"
+
 # The same build twice gives the same file (determinism for a seed and thread count).
 "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/b.qinx" --bytes 8 --nlist 32 --max-train 4000 --train-beam 1 --seed 5 --quiet
 cmp -s "$tmp/a.qinx" "$tmp/b.qinx" || fail "two builds with the same seed differ"

@@ -11,6 +11,7 @@
  * is one rename(2). */
 #include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +34,8 @@ static void usage(FILE *f) {
             "  --qinco-L N        qinco: residual blocks per step (default 1)\n"
             "  --qinco-h N        qinco: hidden size of the blocks (default 128)\n"
             "  --qinco-A N        qinco: candidates pre-selected per beam entry (default 8)\n"
-            "  --epochs N         qinco: training epochs (default 30)\n"
+            "  --epochs N         qinco: training epochs (default 30; with --train-minutes,\n"
+            "                     as many as the budget allows)\n"
             "  --train-minutes M  qinco: wall-clock training budget; keeps the best model\n"
             "  --metric l2|ip     distance (default l2)\n"
             "  --seed S           random seed (default 1234)\n"
@@ -148,7 +150,12 @@ int qx_cli_build(int argc, char **argv) {
     const char *gate_path = NULL, *fault = NULL;
     size_t bytes = 16, nlist = 1024, beam = 0, seed = 1234, threads = 0, max_train = 100000;
     size_t train_beam = 0;
-    size_t qL = 2, qh = 256, qA = 16, epochs = 30, train_minutes = 0;
+    /* qinco: the library's defaults (the help text quotes them); epochs
+     * SIZE_MAX = not given: 30, or with --train-minutes as many as the budget
+     * allows */
+    qx_qinco_opts qdef;
+    qx_qinco_opts_init(&qdef);
+    size_t qL = (size_t)qdef.L, qh = (size_t)qdef.h, qA = (size_t)qdef.A, epochs = SIZE_MAX, train_minutes = 0;
     int use_qinco = 0;
     int quiet = 0;
     qx_metric metric = QX_METRIC_L2;
@@ -276,7 +283,7 @@ int qx_cli_build(int argc, char **argv) {
         qo.h = (int)qh;
         qo.A = (int)qA;
         if (beam) qo.beam = (int)beam;
-        qo.epochs = (int)epochs;
+        qo.epochs = epochs != SIZE_MAX ? (int)epochs : train_minutes ? QX_QINCO_MAX_EPOCHS : qdef.epochs;
         qo.train_minutes = (double)train_minutes;
         qo.seed = seed;
         qo.threads = (int)threads;
