@@ -261,14 +261,21 @@ static void qinco_note(bench_run *r, const char *method, size_t bytes, const qx_
                st.budget_hit ? " (stopped by the time budget)" : "");
 }
 
+/* QINCo options of a bench job of M steps: the run's seed and threads, the
+ * plan's wall-clock budget, and no cap on epochs (the budget decides; 30
+ * epochs took 2 of siftsmall's 17 minutes). */
+static void qinco_opts(const bench_run *r, size_t M, qx_qinco_opts *o) {
+    qx_qinco_opts_init(o);
+    o->M = M;
+    o->seed = r->cfg->seed;
+    o->threads = r->cfg->threads;
+    o->train_minutes = r->qinco_minutes;
+    o->epochs = QX_QINCO_MAX_EPOCHS;
+}
+
 static int run_qinx_qinco(bench_run *r, const bench_method *m, size_t bytes) {
     qx_qinco_opts o;
-    qx_qinco_opts_init(&o);
-    o.M = bytes;
-    o.seed = r->cfg->seed;
-    o.threads = r->cfg->threads;
-    o.train_minutes = r->qinco_minutes;
-    o.epochs = QX_QINCO_MAX_EPOCHS; /* the budget decides (30 epochs took 2 of siftsmall's 17 minutes) */
+    qinco_opts(r, bytes, &o);
     qx_quantizer *q = NULL, *rq = NULL;
     double extra = 0;
     int rc = 0;
@@ -454,12 +461,7 @@ static int qinco_on_ivf(bench_run *r, const qx_ivf *base, const qx_qinco_opts *o
 
 static int run_qinx_ivfqinco(bench_run *r, const bench_method *m, size_t bytes) {
     qx_qinco_opts o;
-    qx_qinco_opts_init(&o);
-    o.M = bytes - 1;
-    o.seed = r->cfg->seed;
-    o.threads = r->cfg->threads;
-    o.train_minutes = r->qinco_minutes;
-    o.epochs = QX_QINCO_MAX_EPOCHS; /* the budget decides (30 epochs took 2 of siftsmall's 17 minutes) */
+    qinco_opts(r, bytes - 1, &o);
     qx_quantizer *q = NULL;
     const qx_ivf *base = NULL;
     double rq_s = 0;
