@@ -118,6 +118,9 @@ typedef struct bench_run {
     double qinco_minutes;
     double sim_elapsed; /* --plan-only: simulated seconds spent (0 in a real run) */
     double qinco_used_s; /* QINCo training seconds of the last QINCo job (NaN = unknown) */
+    /* Gaussian distortion-rate bound of the base at each --bytes (qx_gauss_rd;
+     * NaN = not computed) and the base's total variance */
+    double gauss_rd[BENCH_MAX_LIST], variance;
 } bench_run;
 
 /* ---- bench_util.c ---- */
@@ -134,6 +137,12 @@ void bench_machine(char *buf, size_t len, int *ncores);
 int bench_faiss_fail(const char *what, int frc);
 /* qinx failure: prints qx_last_error() and returns rc. */
 int bench_qx_fail(const char *what, int rc);
+
+/* The Gaussian reference of every --bytes (bench_run.gauss_rd); a failure is a
+ * note, not an error. */
+void bench_gauss_reference(bench_run *r);
+/* Its lines for report.md (md = 1) or the terminal. */
+void bench_print_gauss(const bench_run *r, FILE *f, int md);
 
 /* ---- bench_eval.c ---- */
 /* Recall figures: qx_recall_compute (include/qinx/eval.h), the same

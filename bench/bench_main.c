@@ -357,7 +357,9 @@ int qx_bench_main(int argc, char **argv) {
             if (bench_method_priority(m->name) == pass) order[no++] = m;
         }
     if ((rc = bench_plan_init(&run, order, no))) goto out;
+    bench_gauss_reference(&run);
     if (cfg.plan_only) {
+        bench_print_gauss(&run, stdout, 0);
         bench_plan_print(&run, stdout);
         bench_plan_simulate(&run, stdout);
         goto out;

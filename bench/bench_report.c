@@ -206,6 +206,7 @@ void bench_print_tables(const bench_run *r, FILE *f) {
     fprintf(f, "\n== %s: exhaustive search over decoded codes (%zu base, %zu queries) ==\n",
             r->data->dataset, r->data->base.n, r->data->queries.n);
     table_exhaustive(r, f, 0);
+    bench_print_gauss(r, f, 0);
     int any = 0;
     for (size_t i = 0; i < r->nres; i++) any |= r->res[i].ivf;
     if (any) {
@@ -249,7 +250,9 @@ int bench_write_report(const bench_run *r, const char *plot_note) {
                    "that of exact search over the decoded base (the quality of the code itself). MSE = "
                    "mean over base vectors of ||x − x̂||².\n\n");
         table_exhaustive(r, f, 1);
-        fprintf(f, "\n![recall@1 and 10-recall@10 versus bytes per vector](recall_vs_bytes.svg)\n\n");
+        fprintf(f, "\n");
+        bench_print_gauss(r, f, 1);
+        fprintf(f, "![recall@1 and 10-recall@10 versus bytes per vector](recall_vs_bytes.svg)\n\n");
     }
     if (any_ivf) {
         fprintf(f, "## IVF search: QPS versus 10-recall@10\n\n"

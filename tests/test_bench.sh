@@ -51,6 +51,16 @@ for m in qinx-rq faiss-pq faiss-rq; do
   grep -q "^| $m | 8 |" "$out/b/report.md" || fail "report.md has no row for $m"
   grep -q "^$m " "$out/stdout" || fail "stdout table has no row for $m"
 done
+# the Gaussian reference (siftsmall 8 B: the bound is 25,837, from the whole base; qinx RQ
+# trained on 1,000 vectors is ~1.15x it) and its ratio column, the method's MSE / bound
+g=$(grep "^| 8 | " "$out/b/report.md") || fail "report.md has no Gaussian reference row for 8 B"
+bound=$(echo "$g" | cut -d'|' -f3)
+ratio=$(echo "$g" | sed -n 's/.*qinx-rq \([0-9.]*\).*/\1/p')
+mse=$(grep '"method":"qinx-rq",.*"kind":"exhaustive"' "$out/b/results.jsonl" | sed -n 's/.*"mse":\([0-9.e+]*\).*/\1/p')
+echo "test_bench: Gaussian bound $bound, qinx-rq MSE $mse, ratio $ratio"
+awk -v b="$bound" -v r="$ratio" -v m="$mse" 'BEGIN { exit !(b > 25000 && b < 26700 && r > 0 && (m / b - r) < 0.001 && (r - m / b) < 0.001) }' \
+  || fail "Gaussian reference: bound $bound, ratio $ratio, MSE $mse"
+grep -q "^ *8 B: .*MSE / bound: qinx-rq" "$out/stdout" || fail "stdout has no Gaussian reference line"
 nivf=$(grep -c '"method":"qinx-ivfrq"' "$out/b/results.jsonl" || true)
 [ "$nivf" = 4 ] || fail "expected 4 qinx-ivfrq points (2 nprobe x 2 rerank), got $nivf"
 grep -q '"kind":"ivf","bytes":8,' "$out/b/results.jsonl" || fail "IVF lines must count 7 RQ bytes + 1 norm byte = 8"
