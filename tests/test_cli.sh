@@ -25,6 +25,17 @@ done
 grep -q '"ntotal":8000' "$tmp/info.json" || fail "info: wrong ntotal: $(cat "$tmp/info.json")"
 grep -q '"code_size":8' "$tmp/info.json" || fail "info: wrong code size"
 
+# a path with a quote and a backslash comes out as a valid JSON string (it was printed raw)
+odd="$tmp/say \"hi\" \\ now.qinx"
+cp "$tmp/a.qinx" "$odd"
+"$qinx" info --index "$odd" --json >"$tmp/odd.json" || fail "info on an odd path failed"
+grep -qF '{"index":"'"$tmp"'/say \"hi\" \\ now.qinx","dim":24,' "$tmp/odd.json" \
+  || fail "info --json: path not escaped: $(cat "$tmp/odd.json")"
+"$qinx" search --index "$odd" --queries "$tmp/s_query.fvecs" --nprobe 2 --json >"$tmp/odd2.json" \
+  || fail "search on an odd path failed"
+grep -qF '{"index":"'"$tmp"'/say \"hi\" \\ now.qinx","nq":' "$tmp/odd2.json" \
+  || fail "search --json: path not escaped: $(cat "$tmp/odd2.json")"
+
 "$qinx" search --index "$tmp/a.qinx" --queries "$tmp/s_query.fvecs" --gt "$tmp/s_groundtruth.ivecs" \
   --nprobe 8 --json >"$tmp/r.json"
 for key in recall@1 recall@10 recall@100 10-recall@10 qps nq; do

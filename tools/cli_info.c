@@ -54,10 +54,12 @@ int qx_cli_info(int argc, char **argv) {
     char net[256], net_js[256];
     qinco_desc(ivf, net, sizeof net, net_js, sizeof net_js);
     if (json) {
-        printf("{\"index\":\"%s\",\"dim\":%zu,\"metric\":\"%s\",\"quantizer\":\"%s\",\"steps\":%zu,"
+        fputs("{\"index\":", stdout);
+        cli_json_string(path);
+        printf(",\"dim\":%zu,\"metric\":\"%s\",\"quantizer\":\"%s\",\"steps\":%zu,"
                "\"code_size\":%zu,\"nlist\":%zu,\"ntotal\":%zu,\"list_min\":%zu,\"list_max\":%zu,"
                "\"memory_bytes\":%zu,\"file_bytes\":%lld%s}\n",
-               path, in.d, metric, kind, in.M, in.code_size, in.nlist, in.ntotal, in.list_min,
+               in.d, metric, kind, in.M, in.code_size, in.nlist, in.ntotal, in.list_min,
                in.list_max, in.bytes, fsize, net_js);
     } else {
         printf("index        %s\n", path);

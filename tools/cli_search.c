@@ -112,9 +112,11 @@ int qx_cli_search(int argc, char **argv) {
     qx_recall rec = {0};
     if (gt) qx_recall_compute(ids, k, gt, gt_k, q.n, &rec);
     if (json) {
-        printf("{\"index\":\"%s\",\"nq\":%zu,\"k\":%zu,\"nprobe\":%zu,\"rerank\":%zu,\"threads\":%zu,"
+        fputs("{\"index\":", stdout);
+        cli_json_string(index_path);
+        printf(",\"nq\":%zu,\"k\":%zu,\"nprobe\":%zu,\"rerank\":%zu,\"threads\":%zu,"
                "\"qps\":%.1f,\"seconds\":%.6f",
-               index_path, q.n, k, nprobe, rerank, threads, qps, best);
+               q.n, k, nprobe, rerank, threads, qps, best);
         if (gt) { /* a figure k cannot support is NaN: JSON null */
             const char *names[4] = {"recall@1", "recall@10", "recall@100", "10-recall@10"};
             double vals[4] = {rec.r1, rec.r10, rec.r100, rec.r10at10};
