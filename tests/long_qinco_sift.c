@@ -33,6 +33,9 @@
 #include "qinx/rq.h"
 #include "qinx/vecfile.h"
 
+/* the data set's name in the result lines: siftsmall, or QX_QINCO_BASE's file name */
+static const char *g_name = "siftsmall";
+
 static double env_d(const char *name, double def) {
     const char *v = getenv(name);
     return v && *v ? atof(v) : def;
@@ -142,12 +145,12 @@ static void run_size(const qx_matrix *base, size_t M) {
     add /= (double)n;
     qx_qinco_stats st;
     assert_int_equal(qx_qinco_get_stats(q, &st), 0);
-    printf("siftsmall %zu B: RQ(beam 5) train %.0f held-out %.0f base %.0f, encode %.0f vec/s "
-           "(%.0f per CPU-s)\n", M, r_tr, r_va, r_all, (double)n / r_wall, (double)n / r_cpu);
-    printf("siftsmall %zu B: QINCo(L=%d h=%d A=%d beam=%d, %.0f s, %zu epochs) train %.0f "
-           "(%.3fx) held-out %.0f (%.3fx) base %.0f (%.3fx RQ), encode %.0f vec/s (%.0f per "
-           "CPU-s); additive decoder %.0f (%.3fx RQ)\n",
-           M, o.L, o.h, o.A, o.beam, q_train, st.epochs, q_tr, q_tr / r_tr, q_va, q_va / r_va,
+    printf("%s %zu B: RQ(beam 5) train %.6g held-out %.6g base %.6g, encode %.0f vec/s "
+           "(%.0f per CPU-s)\n", g_name, M, r_tr, r_va, r_all, (double)n / r_wall, (double)n / r_cpu);
+    printf("%s %zu B: QINCo(L=%d h=%d A=%d beam=%d, %.0f s, %zu epochs) train %.6g "
+           "(%.3fx) held-out %.6g (%.3fx) base %.6g (%.3fx RQ), encode %.0f vec/s (%.0f per "
+           "CPU-s); additive decoder %.6g (%.3fx RQ)\n",
+           g_name, M, o.L, o.h, o.A, o.beam, q_train, st.epochs, q_tr, q_tr / r_tr, q_va, q_va / r_va,
            q_all, q_all / r_all, (double)n / q_wall, (double)n / q_cpu, add, add / r_all);
     fflush(stdout);
     /* Encoding speed/quality trade-off of the same model. */
@@ -159,7 +162,7 @@ static void run_size(const qx_matrix *base, size_t M) {
             t0 = qx__now();
             double m = mse(q, x, n);
             double w = qx__now() - t0, c = (double)(clock() - c0) / CLOCKS_PER_SEC;
-            printf("  %zu B beam %d A %2d: base MSE %.0f (%.3fx RQ), %.0f vec/s (%.0f per CPU-s)\n",
+            printf("  %zu B beam %d A %2d: base MSE %.6g (%.3fx RQ), %.0f vec/s (%.0f per CPU-s)\n",
                    M, beams[bi], As[ai], m, m / r_all, (double)n / w, (double)n / c);
             fflush(stdout);
         }
@@ -172,6 +175,7 @@ static void run_size(const qx_matrix *base, size_t M) {
 static void test_siftsmall(void **state) {
     (void)state;
     const char *path = getenv("QX_QINCO_BASE");
+    if (path && *path) g_name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     if (!path || !*path) path = tu_data_path("siftsmall/siftsmall_base.fvecs");
     if (!path) {
         tu_skip_all("siftsmall not found (QX_DATA_DIR)");
