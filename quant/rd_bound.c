@@ -44,7 +44,9 @@ static int covariance(const float *x, size_t n, size_t d, double *cov) {
     double *mu = qx__calloc(d, sizeof *mu);
     float *blk = qx__malloc(sizeof(float) * ROWS * d), *c = qx__malloc(sizeof(float) * d * d);
     if (!mu || !blk || !c) {
-        qx__free(mu), qx__free(blk), qx__free(c);
+        qx__free(mu);
+        qx__free(blk);
+        qx__free(c);
         return qx__fail(QX_ENOMEM, "gauss rd: %zu x %zu covariance", d, d);
     }
     for (size_t i = 0; i < n; i++)
@@ -62,7 +64,9 @@ static int covariance(const float *x, size_t n, size_t d, double *cov) {
     }
     for (size_t j = 0; j < d; j++)
         for (size_t k = j; k < d; k++) cov[k * d + j] = cov[j * d + k] /= (double)n;
-    qx__free(mu), qx__free(blk), qx__free(c);
+    qx__free(mu);
+    qx__free(blk);
+    qx__free(c);
     return 0;
 }
 
@@ -95,6 +99,8 @@ int qx_gauss_rd(const float *x, size_t n, size_t d, const double *bits, size_t n
         for (size_t i = 0; i < nb; i++) dist[i] = water_fill(ev, d, bits[i]);
         if (variance) *variance = tot;
     }
-    qx__free(cov), qx__free(ev), qx__free(work);
+    qx__free(cov);
+    qx__free(ev);
+    qx__free(work);
     return rc;
 }
