@@ -15,17 +15,7 @@
 #include <time.h>
 
 #include "bench_impl.h"
-
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
+#include "jsonout.h"
 
 static void json_num(FILE *f, double v, const char *fmt) {
     if (isnan(v) || isinf(v)) fputs("null", f);
@@ -50,11 +40,11 @@ int bench_write_jsonl(const bench_run *r) {
     for (size_t i = 0; i < r->nres; i++) {
         const bench_result *p = &r->res[i];
         fputs("{\"dataset\":", f);
-        json_str(f, D->dataset);
+        qx__json_fputs(f, D->dataset);
         fputs(",\"method\":", f);
-        json_str(f, p->method);
+        qx__json_fputs(f, p->method);
         fputs(",\"spec\":", f);
-        json_str(f, p->spec);
+        qx__json_fputs(f, p->spec);
         fprintf(f, ",\"kind\":\"%s\",\"bytes\":%zu,\"mse\":", p->ivf ? "ivf" : "exhaustive", p->bytes);
         json_num(f, p->mse, "%.6g");
         fputs(",\"recall@1\":", f);
@@ -78,7 +68,7 @@ int bench_write_jsonl(const bench_run *r) {
         fputs(",\"index_bytes\":", f);
         json_num(f, p->index_bytes, "%.0f");
         fputs(",\"machine\":", f);
-        json_str(f, D->machine);
+        qx__json_fputs(f, D->machine);
         fprintf(f, ",\"threads\":%d,\"pareto\":%s,\"n_base\":%zu,\"n_train\":%zu,\"nq\":%zu}\n",
                 p->threads, p->ivf ? (p->pareto ? "true" : "false") : "null", D->base.n, p->n_train,
                 D->queries.n);

@@ -37,10 +37,6 @@ double cli_now(void);
 /* Parse a positive integer option value (whole string, within [lo, hi]). */
 int cli_parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t *out);
 
-/* Write s to stdout as a JSON string, quotes included ("\"", "\\" and control
- * characters escaped): paths may hold any byte but NUL. */
-void cli_json_string(const char *s);
-
 /* Print "qinx <cmd>: <message>" from qx_last_error() and return exit code 1. */
 int cli_fail(const char *cmd, int rc);
 

@@ -26,16 +26,6 @@ int cli_parse_size(const char *opt, const char *s, size_t lo, size_t hi, size_t 
     return 0;
 }
 
-void cli_json_string(const char *s) {
-    putchar('"');
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\') printf("\\%c", *c);
-        else if (*c < 0x20) printf("\\u%04x", *c);
-        else putchar(*c);
-    }
-    putchar('"');
-}
-
 int cli_fail(const char *cmd, int rc) {
     fprintf(stderr, "qinx %s: %s (%s)\n", cmd, qx_last_error(), qx_strerror(rc));
     return 1;
