@@ -26,6 +26,9 @@
 #define BENCH_LSQ_TRAIN_ITERS 20
 #define BENCH_LSQ_TRAIN_ILS 2
 #define BENCH_LSQ_ENCODE_ILS 8
+/* fewest encode_ils_iters the time plan may give LSQ before skipping it: as
+ * many local-search rounds as its training codes get (BENCH_LSQ_TRAIN_ILS) */
+#define BENCH_LSQ_ENCODE_ILS_MIN 2
 #define BENCH_LSQ_ICM 4
 #define BENCH_SWEEP_SHARE 0.08 /* of the time budget, at most, per IVF sweep */
 
@@ -85,11 +88,13 @@ typedef struct bench_job {
     const struct bench_method *m;
     size_t bytes;
     double train, fixed;   /* model seconds: training on the whole set; encoding + evaluation */
+    double enc;            /* the part of fixed in FAISS LSQ's encode_ils_iters rounds (else 0) */
     int qinco, cuttable, failed;
     double f_min;          /* smallest share of the training set a cut may leave */
     double planned, actual; /* calibrated estimate and measured seconds (NaN = not run) */
     size_t ntrain;         /* training vectors used */
     double qinco_minutes;  /* QINCo training budget given */
+    int encode_ils;        /* FAISS LSQ: encode_ils_iters given (0 = not planned) */
     double qinco_used_s;   /* QINCo training seconds it took (NaN = unknown) */
     const char *skip_reason;
     char why[160];
@@ -116,6 +121,7 @@ typedef struct bench_run {
     const float *train_x;
     size_t train_n;
     double qinco_minutes;
+    int lsq_encode_ils; /* FAISS LSQ's encode_ils_iters for the current job */
     double sim_elapsed; /* --plan-only: simulated seconds spent (0 in a real run) */
     double qinco_used_s; /* QINCo training seconds of the last QINCo job (NaN = unknown) */
     /* Gaussian distortion-rate bound of the base at each --bytes (qx_gauss_rd;

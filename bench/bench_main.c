@@ -373,6 +373,7 @@ int qx_bench_main(int argc, char **argv) {
             continue;
         }
         run.train_n = ntrain;
+        run.lsq_encode_ils = j->encode_ils;
         run.train_x = bench_train_subset(&run, ntrain);
         if (!run.train_x) {
             rc = QX_ENOMEM;

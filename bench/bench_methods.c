@@ -229,14 +229,16 @@ static int run_faiss_rq(bench_run *r, const bench_method *m, size_t bytes) {
 /* FAISS LSQ with fewer local-search iterations than FAISS's defaults
  * (train_iters 25, train_ils_iters 8, encode_ils_iters 16, icm_iters 4):
  * the defaults take 20-40 min per code size on GloVe-100 at 10,000 training
- * vectors; the reduced setting (bench_impl.h BENCH_LSQ_*) is in the spec. */
+ * vectors; the reduced setting (bench_impl.h BENCH_LSQ_*, and the time
+ * plan's encode_ils_iters, r->lsq_encode_ils) is in the spec. */
 static int run_faiss_lsq(bench_run *r, const bench_method *m, size_t bytes) {
     char spec[128];
     snprintf(spec, sizeof spec, "LSQ%zux8", bytes);
     bench_codec c;
     int rc = codec_faiss(&c, r->data->d, spec, 0);
     if (rc) return rc;
-    qx_faiss_lsq_iters it = {BENCH_LSQ_TRAIN_ITERS, BENCH_LSQ_TRAIN_ILS, BENCH_LSQ_ENCODE_ILS, BENCH_LSQ_ICM, 0};
+    int ils = r->lsq_encode_ils > 0 ? r->lsq_encode_ils : BENCH_LSQ_ENCODE_ILS;
+    qx_faiss_lsq_iters it = {BENCH_LSQ_TRAIN_ITERS, BENCH_LSQ_TRAIN_ILS, ils, BENCH_LSQ_ICM, 0};
     if (qx_faiss_set_lsq_iters(c.obj, &it)) {
         c.destroy(&c);
         return bench_qx_fail(spec, QX_EINVAL);

@@ -42,7 +42,10 @@
  *    vectors (the first rule, which skipped any job over 35 % of the budget,
  *    made Fashion-MNIST skip qinx RQ 32 B while FAISS RQ 32 B ran; the second
  *    cut FAISS RQ's training to make room for LSQ). For the kept jobs it then
- *    cuts, least important level first, until they fit: LSQ's training, the
+ *    cuts, least important level first, until they fit: LSQ's training, then
+ *    LSQ's base encoding (encode_ils_iters from BENCH_LSQ_ENCODE_ILS down to
+ *    BENCH_LSQ_ENCODE_ILS_MIN: on GloVe-100 encoding the 331k base is ~85 % of
+ *    LSQ 16 B's cost, so a cut training set alone never made it fit), the
  *    other level-3 FAISS training (each to its floor), QINCo's training time,
  *    the baselines' training. Every cut and skip is a note in the report,
  *    which lists each job's planned and actual seconds.
@@ -138,6 +141,19 @@ static double qinx_rq_train(const bench_data *D, double M) {
     return D->train.n / 1000.0 * 0.38 * M * (D->d / 100.0);
 }
 
+/* Model seconds of one FAISS LSQ local-search round (perturb + icm_iters
+ * ICM sweeps) per 1,000 vectors at M bytes: LSQ_ROUND × (M/8)^1.85 (unary
+ * terms ∝ M·d, pairwise ∝ M²). */
+static double lsq_round(const bench_data *D, size_t bytes) {
+    return LSQ_ROUND * pow(bytes / 8.0, 1.85) * (D->d / 100.0) * BENCH_LSQ_ICM / 4.0;
+}
+
+/* The model seconds of FAISS LSQ's base encoding (its encode_ils_iters
+ * rounds): the part of its fixed cost the plan may cut. */
+static double lsq_encode(const bench_data *D, size_t bytes) {
+    return D->base.n / 1000.0 * BENCH_LSQ_ENCODE_ILS * lsq_round(D, bytes);
+}
+
 /* IVF-QINCo starts from the run's qinx IVF-RQ of the same size when there is
  * one (bench_methods.c keeps it; level 0, so it runs first): QINCo then
  * trains only its network on that index's residuals. */
@@ -173,13 +189,12 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
         t = qinx_rq_train(D, M);
         f = nb * 0.0042 * M * u + eval;
     } else if (!strcmp(m, "faiss-lsq")) {
-        /* per 1,000 vectors, one local-search round (perturb + icm_iters ICM
-         * sweeps) costs LSQ_ROUND × (M/8)^1.85 (unary terms ∝ M·d, pairwise ∝ M²);
+        /* per 1,000 vectors, one local-search round costs lsq_round;
          * training rounds LSQ_TRAIN_ROUND of that; every training iteration also solves
          * the (M·256)² least-squares system of the codebook update, LSQ_UPDATE
          * × (M/8)^2.3 seconds whatever the training set: at M = 16 the update
          * dominates training, so it counts as fixed (not cut by subsampling) */
-        double round = LSQ_ROUND * pow(M / 8.0, 1.85) * u * BENCH_LSQ_ICM / 4.0;
+        double round = lsq_round(D, bytes);
         t = nt * BENCH_LSQ_TRAIN_ITERS * BENCH_LSQ_TRAIN_ILS * LSQ_TRAIN_ROUND * round;
         f = BENCH_LSQ_TRAIN_ITERS * LSQ_UPDATE * pow(M / 8.0, 2.3) + nb * BENCH_LSQ_ENCODE_ILS * round + eval;
     } else if (!strcmp(m, "qinx-qinco")) {
@@ -238,12 +253,29 @@ static double job_fraction(const bench_job *j, const cut *c) {
     return fr > j->f_min ? (fr < 1 ? fr : 1) : j->f_min;
 }
 
+/* FAISS LSQ's encode_ils_iters under cut c: its level's cut, once below the
+ * training floor, goes on as a share of BENCH_LSQ_ENCODE_ILS's rounds (down
+ * to BENCH_LSQ_ENCODE_ILS_MIN); other jobs 0. */
+static int job_encode_ils(const bench_job *j, const cut *c) {
+    if (!j->enc) return 0;
+    double fr = c->f[j->level], e = fr >= j->f_min ? 1 : fr / j->f_min;
+    int ils = (int)floor(e * BENCH_LSQ_ENCODE_ILS + 1e-9);
+    return ils > BENCH_LSQ_ENCODE_ILS_MIN ? ils : BENCH_LSQ_ENCODE_ILS_MIN;
+}
+
+/* Model seconds of job j on a share fr of the training set with ils LSQ
+ * encoding rounds. */
+static double job_model(const bench_job *j, double fr, int ils) {
+    double enc = j->enc ? j->enc * (1.0 - (double)ils / BENCH_LSQ_ENCODE_ILS) : 0;
+    return j->train * fr + j->fixed - enc;
+}
+
 /* Seconds job i needs (calibrated) under cut c. */
 static double job_cost(const bench_run *r, size_t i, const cut *c) {
     const bench_job *j = &r->jobs[i];
     if (j->skip_reason) return 0;
-    double fr = job_fraction(j, c);
-    return speed(r, j->m->name) * (j->train * fr + j->fixed) + (j->qinco ? c->qs : 0);
+    return speed(r, j->m->name) * job_model(j, job_fraction(j, c), job_encode_ils(j, c)) +
+           (j->qinco ? c->qs : 0);
 }
 
 /* Seconds the jobs i.. kept in the plan (not dropped) need. */
@@ -334,10 +366,13 @@ int bench_plan_init(bench_run *r, const bench_method *const *order, size_t no) {
                  * method never below 39 × nlist, FAISS's coarse k-means minimum
                  * (the GloVe report of session 4 cut FAISS IVF-RQ to 12,373 for
                  * 1,024 lists, and FAISS warned) */
-                size_t fl = lv >= 3 && strcmp(order[i]->name, "faiss-lsq") ? N_FLOOR : N_MIN;
+                int lsq = !strcmp(order[i]->name, "faiss-lsq");
+                size_t fl = lv >= 3 && !lsq ? N_FLOOR : N_MIN;
                 if (order[i]->ivf && fl < 39 * bench_nlist(r)) fl = 39 * bench_nlist(r);
-                j->cuttable = cuttable(order[i]->name) && r->data->train.n > fl;
-                j->f_min = j->cuttable ? (double)fl / r->data->train.n : 1;
+                /* LSQ's cut goes on below its floor as fewer encoding rounds */
+                j->enc = lsq ? lsq_encode(r->data, bl[b]) : 0;
+                j->cuttable = cuttable(order[i]->name) && (r->data->train.n > fl || lsq);
+                j->f_min = r->data->train.n > fl ? (double)fl / r->data->train.n : 1;
                 j->planned = j->actual = j->qinco_used_s = NAN;
                 if (j->bytes > r->data->d * 4 && !order[i]->ivf)
                     j->skip_reason = "more bytes than the raw vector";
@@ -407,7 +442,7 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
     for (int lv = j->level; lv <= 4; lv++) {
         for (size_t k = i; k < r->njobs; k++)
             if (r->jobs[k].level == lv && !r->jobs[k].skip_reason) r->jobs[k].drop = 0;
-        while (level_need(r, i, lv, &least, &full) > left) {
+        while (level_need(r, i, lv, &least, &full) > left + 1) {
             size_t v = r->njobs, kept = 0; /* the costliest kept job of the level at its minimum */
             for (size_t k = i; k < r->njobs; k++) {
                 if (r->jobs[k].drop) continue;
@@ -423,7 +458,7 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
             bench_job *b = &r->jobs[k];
             if (!b->drop || b->skip_reason || b->level != lv) continue;
             b->drop = 0;
-            if (level_need(r, i, lv, &least, &full) > left) b->drop = 1;
+            if (level_need(r, i, lv, &least, &full) > left + 1) b->drop = 1;
         }
         if (j->drop) {
             double own = job_cost(r, i, &least), more = level_need(r, i, lv, &least, &full);
@@ -468,12 +503,19 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
     }
     j->planned = own;
     j->ntrain = *ntrain;
+    j->encode_ils = job_encode_ils(j, &c);
     const cut whole = {{1, 1, 1, 1, 1}, qs};
     j->qinco_minutes = *qinco_minutes;
     if (*ntrain < D->train.n)
         bench_note(r, "%s at %zu bytes trained on %zu of the %zu training vectors (evenly spaced): the "
                       "whole set would not fit the time budget (estimated %.0f s, %.0f s left for %zu jobs)",
                    j->m->name, j->bytes, *ntrain, D->train.n, job_cost(r, i, &whole),
+                   left + margin, r->njobs - i);
+    if (j->encode_ils && j->encode_ils < BENCH_LSQ_ENCODE_ILS)
+        bench_note(r, "%s at %zu bytes encodes the base with encode_ils_iters=%d instead of %d (after its "
+                      "training was cut to %zu vectors): the jobs still to run would not fit the time budget "
+                      "otherwise (estimated %.0f s, %.0f s left for %zu jobs)",
+                   j->m->name, j->bytes, j->encode_ils, BENCH_LSQ_ENCODE_ILS, *ntrain, job_cost(r, i, &whole),
                    left + margin, r->njobs - i);
     if (j->qinco && qs < share - 1)
         bench_note(r, "%s at %zu bytes: QINCo training budget cut to %.0f s of its %.0f s share so the "
@@ -488,9 +530,10 @@ void bench_plan_done(bench_run *r, size_t i, double seconds) {
     if (j->qinco) return; /* its training time is set by its budget, not by the model */
     double fr = j->ntrain && r->data->train.n ? (double)j->ntrain / r->data->train.n : 1;
     int lib = !strncmp(j->m->name, "faiss", 5);
-    r->plan_pred += j->train * fr + j->fixed;
+    double pred = job_model(j, fr, j->encode_ils ? j->encode_ils : BENCH_LSQ_ENCODE_ILS);
+    r->plan_pred += pred;
     r->plan_act += seconds;
-    r->plan_pred_lib[lib] += j->train * fr + j->fixed;
+    r->plan_pred_lib[lib] += pred;
     r->plan_act_lib[lib] += seconds;
 }
 
@@ -583,11 +626,13 @@ void bench_plan_simulate(bench_run *r, FILE *f) {
             continue;
         }
         double fr = (double)nt / r->data->train.n;
-        double t = s * (j->train * fr + j->fixed) + qm * 60;
+        double t = s * job_model(j, fr, j->encode_ils ? j->encode_ils : BENCH_LSQ_ENCODE_ILS) + qm * 60;
         r->sim_elapsed += t;
-        bench_plan_done(r, i, j->qinco ? t : t);
-        fprintf(f, "%-14s %4zu  train %6zu  %5.0f s  (at %5.1f min)%s\n", j->m->name, j->bytes, nt, t,
-                r->sim_elapsed / 60, j->qinco ? "  incl. QINCo training budget" : "");
+        bench_plan_done(r, i, t);
+        char ils[32] = "";
+        if (j->encode_ils) snprintf(ils, sizeof ils, "  encode_ils %d", j->encode_ils);
+        fprintf(f, "%-14s %4zu  train %6zu  %5.0f s  (at %5.1f min)%s%s\n", j->m->name, j->bytes, nt, t,
+                r->sim_elapsed / 60, j->qinco ? "  incl. QINCo training budget" : "", ils);
     }
     fprintf(f, "simulated total %.1f min of a %g-minute budget\n", r->sim_elapsed / 60, r->cfg->budget_min);
 }

@@ -6,8 +6,8 @@
 # recalls in [0,1] (`qinx bench --check`, no python/jq needed); the SVGs are SVG; the report
 # has its tables; and the bench's IVF point agrees (within 0.02) with `qinx build` +
 # `qinx search` on an index built with the same parameters; the report's time-budget section;
-# the time plan skipping what does not fit, least important first (--plan-only); FAISS LSQ's
-# stated iteration counts. Skips (77) without the data.
+# the time plan skipping what does not fit, least important first (--plan-only), and cutting
+# FAISS LSQ's encoding rounds before skipping it; FAISS LSQ's stated iteration counts. Skips (77) without the data.
 set -euo pipefail
 build=${1:?usage: test_bench.sh BUILD_DIR}
 qinx=$build/qinx
@@ -140,4 +140,16 @@ echo "$p" | grep -q "^qinx-rq *32  train  10000 " || { echo "$p"; fail "plan doe
 echo "$p" | grep -q "^faiss-rq *32  skipped" || { echo "$p"; fail "plan does not drop faiss-rq 32 B first"; }
 echo "$p" | grep -q "^faiss-lsq *32  skipped" || { echo "$p"; fail "plan does not drop faiss-lsq 32 B"; }
 echo "$p" | grep -q "^faiss-rq *8  train" || { echo "$p"; fail "plan drops faiss-rq 8 B"; }
+# FAISS LSQ, least important, is cut before it is skipped: its training down to the floor,
+# then its base encoding down to BENCH_LSQ_ENCODE_ILS_MIN local-search rounds (siftsmall at
+# 16 B with 1,000 training vectors: encoding dominates; 8 rounds plan 86 s at speed 0.5)
+lsq_plan() {
+  "$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
+      --gt "$data/siftsmall_groundtruth.ivecs" --bytes 16 --max-train 1000 --methods faiss-pq,faiss-lsq \
+      --time-budget "$1" --plan-only --plan-speed 0.5 2> /dev/null | grep "^faiss-lsq *16  [ts]"
+}
+p=$(lsq_plan 3) && echo "$p" | grep -q "encode_ils 8$" || { echo "$p"; fail "plan cuts LSQ with time to spare"; }
+p=$(lsq_plan 0.9) && echo "$p" | grep -q "encode_ils 2$" || { echo "$p"; fail "plan does not cut LSQ's encoding to 2 rounds"; }
+p=$(lsq_plan 1.5) && echo "$p" | grep -q "encode_ils [3-7]$" || { echo "$p"; fail "plan does not give LSQ the rounds that fit"; }
+p=$(lsq_plan 0.5) && echo "$p" | grep -q "skipped" || { echo "$p"; fail "plan runs LSQ below its minimum"; }
 echo "test_bench: PASS"
