@@ -347,7 +347,13 @@ int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n) {
         for (size_t i = 0; rc == 0 && i < b; i++) {
             int64_t id = ids[i0 + i];
             uint64_t loc;
-            if (qx__idmap_get(&ivf->ids, id, &loc)) remove_at(ivf, (uint32_t)(loc >> 32), (uint32_t)loc);
+            if (qx__idmap_get(&ivf->ids, id, &loc)) {
+                /* as in qx_ivf_remove: the key goes first, so that a failed
+                 * push below leaves no id pointing at a slot that now holds
+                 * another vector */
+                qx__idmap_del(&ivf->ids, id);
+                remove_at(ivf, (uint32_t)(loc >> 32), (uint32_t)loc);
+            }
             qx__ivf_list *l = &ivf->lists[assign[i]];
             if (l->size >= UINT32_MAX) { rc = qx__fail(QX_ELIMIT, "ivf_add: list %u is full", assign[i]); break; }
             rc = qx__ivf_list_push(l, cs, codes + i * cs, id);

@@ -91,7 +91,8 @@ int qx__write_atomic(const char *path, const uint8_t *data, size_t len) {
         return qx__fail(QX_EINVAL, "%s: path too long", path);
     int fd = mkstemp(tmp);
     if (fd < 0) return qx__fail(QX_EIO, "%s: cannot create a temporary file: %s", path, strerror(errno));
-    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    /* mkstemp creates the file 0600; an index or report is an ordinary 0644 file */
+    if (fchmod(fd, 0644) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -102,12 +103,16 @@ int qx__write_atomic(const char *path, const uint8_t *data, size_t len) {
         unlink(tmp);
         return qx__fail(QX_EIO, "%s: rename failed: %s", path, strerror(e));
     }
+    /* make the rename durable: the file is not saved until its directory
+     * entry is; EINVAL / ENOTSUP mean a filesystem that cannot sync a
+     * directory (nothing more to do there) */
     snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd); /* make the rename durable; not all filesystems support it */
-        close(dfd);
-    }
+    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return qx__fail(QX_EIO, "%s: written, but its directory cannot be opened to sync it: %s", path, strerror(errno));
+    int drc = fsync(dfd), de = errno;
+    close(dfd);
+    if (drc != 0 && de != EINVAL && de != ENOTSUP)
+        return qx__fail(QX_EIO, "%s: written, but syncing its directory failed: %s", path, strerror(de));
     return 0;
 }
 
@@ -289,10 +294,12 @@ int qx_ivf_load(const char *path, qx_ivf **out) {
         rc = qx__wrap(QX_EFORMAT, "%s: quantizer section", path);
         goto out;
     }
-    if (qx_quantizer_dim(q) != d || qx_quantizer_steps(q) != M || (uint32_t)qx_quantizer_kind(q) != kind) {
-        qx_quantizer_free(q);
-        FAIL("%s: quantizer (d=%zu M=%zu) does not match the header (d=%u M=%u)", path,
-             qx_quantizer_dim(q), qx_quantizer_steps(q), d, M);
+    size_t qd = qx_quantizer_dim(q), qm = qx_quantizer_steps(q);
+    uint32_t qk = (uint32_t)qx_quantizer_kind(q);
+    if (qd != d || qm != M || qk != kind) {
+        qx_quantizer_free(q); /* the message uses the copies: q is gone */
+        FAIL("%s: quantizer (d=%zu M=%zu kind=%u) does not match the header (d=%u M=%u kind=%u)", path, qd, qm,
+             qk, d, M, kind);
     }
     qx_ivf_opts o;
     qx_ivf_opts_init(&o);

@@ -119,6 +119,13 @@ static int get_bool(json_t *obj, const char *key, int def, int *out, qxs_reply *
     return 0;
 }
 
+/* Prefix the failure message in o with what ("searches[3]: 'limit' must be ..."). */
+static void name_failure(qxs_reply *o, const char *what) {
+    char t[sizeof o->err];
+    snprintf(t, sizeof t, "%.40s: %.460s", what, o->err); /* what is short; err keeps its head */
+    memcpy(o->err, t, sizeof t);
+}
+
 static int parse_id(json_t *v, int64_t *id, qxs_reply *o, const char *what) {
     if (!json_is_integer(v)) {
         fail(o, 422, "%s: point ids must be unsigned integers (0..2^63-1)", what);
@@ -166,10 +173,13 @@ static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, 
         }
         float inv = (float)(1.0 / sqrt(norm));
         for (size_t i = 0; i < n; i++) out[i] *= inv;
-    } else if (!isfinite(norm) && c->distance != QXS_COSINE) {
-        /* every element fits a float but the squared norm does not: distances
-         * to it would be Inf */
-        fail(o, 422, "%s: vector norm overflows (elements too large)", what);
+    } else if (!(norm <= (double)FLT_MAX / 4)) {
+        /* every element fits a float, but distances to it would not:
+         * ||a - b||² <= 2||a||² + 2||b||² and |<a, b>| <= ||a|| ||b|| stay
+         * finite in float only below this (the sum is in double, so it never
+         * overflows itself) */
+        fail(o, 422, "%s: vector too large: squared norm %.3g above %.3g, distances would overflow 32-bit floats",
+             what, norm, (double)FLT_MAX / 4);
         return -1;
     }
     return 0;
@@ -502,8 +512,10 @@ static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
     ok(o, arr);
 }
 
-/* One search request object -> result array (NULL and o filled on error). */
-static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, const char *what) {
+/* One search request object -> result array (NULL and o filled on error).
+ * *budget: numbers the reply may still hold (QXS_MAX_REPLY_VALUES). */
+static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, const char *what,
+                          size_t *budget) {
     if (!json_is_object(b)) {
         fail(o, 422, "%s: a search must be an object", what);
         return NULL;
@@ -520,7 +532,10 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     if (lim) json_object_set(tmp, "limit", lim);
     int bad = get_int(tmp, "limit", 1, QX_MAX_K, 10, &k, o);
     json_decref(tmp);
-    if (bad) return NULL;
+    if (bad) {
+        name_failure(o, what);
+        return NULL;
+    }
     json_t *params = json_object_get(b, "params");
     if (params && !json_is_null(params)) {
         if (!json_is_object(params)) {
@@ -528,10 +543,23 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
             return NULL;
         }
         if (get_int(params, "nprobe", 1, QX_MAX_NLIST, 0, &nprobe, o) ||
-            get_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) || get_bool(params, "exact", 0, &exact, o))
+            get_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) || get_bool(params, "exact", 0, &exact, o)) {
+            name_failure(o, what);
             return NULL;
+        }
     }
-    if (get_bool(b, "with_vector", 0, &wv, o)) return NULL;
+    if (get_bool(b, "with_vector", 0, &wv, o)) {
+        name_failure(o, what);
+        return NULL;
+    }
+    size_t values = (size_t)k * (2 + (wv ? c->d : 0)); /* k <= 10000, d <= QX_MAX_DIM: no overflow */
+    if (values > *budget) {
+        fail(o, 422, "%s: the reply would hold more than %d numbers (limit x (2 + dimension with with_vector), "
+                     "summed over a batch): lower 'limit', drop 'with_vector' or split the batch",
+             what, QXS_MAX_REPLY_VALUES);
+        return NULL;
+    }
+    *budget -= values;
     float *q = qx__aligned_alloc(c->d * sizeof(float));
     float *dist = qx__malloc((size_t)k * sizeof *dist);
     int64_t *ids = qx__malloc((size_t)k * sizeof *ids);
@@ -552,16 +580,31 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     atomic_fetch_add(&s->m.searches, 1);
     res = json_array();
     if (wv) pthread_rwlock_rdlock(&c->rw);
+    int nonfinite = 0; /* a hit is never dropped silently: a score JSON cannot hold fails the search */
     for (size_t i = 0; res && i < found; i++) {
-        json_t *p = json_pack("{s:I, s:f}", "id", (json_int_t)ids[i], "score", to_score(c->distance, dist[i]));
+        double sc = to_score(c->distance, dist[i]);
+        if (!isfinite(sc)) {
+            nonfinite = 1;
+            fail(o, 500, "%s: non-finite score for point %lld", what, (long long)ids[i]);
+            json_decref(res);
+            res = NULL;
+            break;
+        }
+        json_t *p = json_pack("{s:I, s:f}", "id", (json_int_t)ids[i], "score", sc);
         if (p && wv) {
             const float *v = qxs_store_get(&c->store, ids[i]);
-            if (v) json_object_set_new(p, "vector", vector_json(v, c->d));
+            if (v && json_object_set_new(p, "vector", vector_json(v, c->d))) {
+                json_decref(p);
+                p = NULL;
+            }
         }
-        if (p) json_array_append_new(res, p);
+        if (!p || json_array_append_new(res, p)) {
+            json_decref(res);
+            res = NULL;
+        }
     }
     if (wv) pthread_rwlock_unlock(&c->rw);
-    if (!res) fail(o, 500, "out of memory");
+    if (!res && !nonfinite) fail(o, 500, "out of memory");
 out:
     qx__aligned_free(q);
     qx__free(dist);
@@ -581,10 +624,11 @@ static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         return;
     }
     json_t *out = json_array();
+    size_t budget = QXS_MAX_REPLY_VALUES;
     for (size_t i = 0; out && i < n; i++) {
         char what[32];
         snprintf(what, sizeof what, "searches[%zu]", i);
-        json_t *r = search_one(s, c, json_array_get(arr, i), o, what);
+        json_t *r = search_one(s, c, json_array_get(arr, i), o, what, &budget);
         if (!r) {
             json_decref(out);
             return;
@@ -767,7 +811,8 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
     case QXS_EP_POINT: get_point(c, r->id, o); break;
     case QXS_EP_DELETE: delete_points(s, c, b, o); break;
     case QXS_EP_SEARCH: {
-        json_t *res = search_one(s, c, b, o, "search");
+        size_t budget = QXS_MAX_REPLY_VALUES;
+        json_t *res = search_one(s, c, b, o, "search", &budget);
         if (res) ok(o, res);
         break;
     }

@@ -399,6 +399,14 @@ int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p) {
         rc = qx__fail(QX_ELIMIT, "at most %d collections", QXS_MAX_COLLECTIONS);
         goto out;
     }
+    /* a directory the registry does not hold is a collection that failed to
+     * load at start-up: never replace (or, on an error below, delete) it */
+    struct stat sb;
+    if (lstat(dir, &sb) == 0) {
+        rc = qx__fail(QX_EEXIST, "collection '%s' exists on disk (%s) but is not loaded: see the server's start-up "
+                      "log; repair or move that directory away before re-creating it", name, dir);
+        goto out;
+    }
     if (mkdir(tmp, 0755) != 0) {
         rc = qx__fail(QX_EIO, "mkdir %s: %s", tmp, strerror(errno));
         goto out;
@@ -414,14 +422,17 @@ int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p) {
     if (!meta) rc = qx__fail(QX_ENOMEM, "metadata");
     if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qxs_write_file_atomic(path, meta, strlen(meta));
     qx__free(meta);
-    if (!rc && rename(tmp, dir) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
+    int moved = 0; /* dir is ours (renamed from tmp) only once this is set */
+    if (!rc) {
+        if (rename(tmp, dir) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
+        else moved = 1;
+    }
     if (!rc) rc = qxs_fsync_dir(dir);
     if (!rc && !(rc = path_in(path, sizeof path, dir, WALF)))
         rc = qxs_wal_open(&c->wal, path, c->d, NULL, NULL, NULL);
     if (!rc) rc = registry_add(s, c);
     if (rc) {
-        remove_dir(tmp);
-        remove_dir(dir);
+        remove_dir(moved ? dir : tmp);
         coll_free(c);
     }
 out:
@@ -510,6 +521,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
     uint64_t lsn = c->lsn + 1;
     if (!rc && atomic_load(&c->dropped)) rc = qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
     if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT, lsn, ids, x, (uint32_t)n, c->d);
+    if (rc && c->wal.failed) atomic_store(&c->failed, 1); /* the log is unusable: red, read-only */
     if (!rc) {
         c->lsn = lsn;
         pthread_rwlock_wrlock(&c->rw);
@@ -554,6 +566,7 @@ int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *ids, size_t n, ui
     uint64_t lsn = c->lsn + 1;
     int rc = atomic_load(&c->dropped) ? qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
                                       : qxs_wal_append(&c->wal, QXS_WAL_DELETE, lsn, ids, NULL, (uint32_t)n, c->d);
+    if (rc && c->wal.failed) atomic_store(&c->failed, 1);
     if (!rc) {
         c->lsn = lsn;
         pthread_rwlock_wrlock(&c->rw);
@@ -567,6 +580,7 @@ int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *ids, size_t n, ui
     pthread_mutex_unlock(&c->wmu);
     if (!rc) {
         rc = qxs_wal_sync(&c->wal, lsn);
+        atomic_fetch_add(&s->m.wal_fsyncs, 1);
         if (rc) atomic_store(&c->failed, 1);
     }
     if (!rc && removed) atomic_fetch_add(&s->m.points_deleted, *removed);

@@ -23,6 +23,9 @@
 #define QXS_DEFAULT_MAX_BODY (32u << 20)   /* 32 MiB */
 #define QXS_MAX_BATCH 65536                /* points per upsert / ids per delete */
 #define QXS_MAX_SEARCH_BATCH 1024          /* searches per search/batch request */
+/* numbers one search reply may hold: Σ limit × (2 + d if with_vector) over its
+ * searches (about 20 bytes of JSON and 64 bytes of jansson objects each) */
+#define QXS_MAX_REPLY_VALUES 8000000
 #define QXS_MAX_COLLECTIONS 1024
 #define QXS_WAL_CHECKPOINT_BYTES (256u << 20) /* snapshot + new log above this */
 #define QXS_MAX_JOBS_KEPT 32               /* finished rebuild jobs remembered */

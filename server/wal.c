@@ -108,6 +108,14 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
         return qx__fail(QX_EIO, "stat %s: %s", path, strerror(errno));
     }
     size_t len = (size_t)st.st_size;
+    /* an empty log may have just been created by O_CREAT: its directory entry
+     * must be durable before the first append is acknowledged (fdatasync of
+     * the file does not cover it) */
+    int drc = len ? 0 : qxs_fsync_dir(path);
+    if (drc) {
+        close(fd);
+        return drc;
+    }
     uint8_t *buf = qx__malloc(len);
     if (!buf) {
         close(fd);

@@ -125,6 +125,25 @@ qx_expect 422 POST /collections/cos/points/search '{"vector":[0,0]}'
 qx_expect 400 POST $T/points/search ''
 qx_expect 422 POST $T/points/search/batch '{}'
 qx_expect 422 POST $T/points/search/batch '{"searches":[{"vector":[1,2,3,4]},{"vector":[1]}]}'
+qx_expect 422 POST $T/points/search/batch '{"searches":[{"vector":[1,2,3,4]},{"vector":[1,2,3,4],"limit":"x"}]}'
+qx_body_has "searches[1]: 'limit' must be an integer" "batch: a bad limit names its search"
+qx_expect 422 POST $T/points/search/batch '{"searches":[{"vector":[1,2,3,4],"params":{"nprobe":0}}]}'
+qx_body_has "searches[0]: 'nprobe'" "batch: a bad nprobe names its search"
+# the reply's size is bounded (QXS_MAX_REPLY_VALUES = 8e6 numbers): 1024 searches of limit
+# 10000 would be 2e7 ids and scores
+many=$(printf '{"vector":[1,2,3,4],"limit":10000},%.0s' $(seq 1023))
+qx_expect 422 POST $T/points/search/batch "{\"searches\":[${many}{\"vector\":[1,2,3,4],\"limit\":10000}]}"
+qx_body_has "more than 8000000 numbers" "batch: oversized reply refused"
+# a vector whose squared norm overflows float distances is refused; one just inside is served
+qx_expect 200 PUT /collections/big '{"vectors":{"size":4,"distance":"Euclid"}}'
+qx_expect 422 PUT /collections/big/points '{"points":[{"id":1,"vector":[1e20,0,0,0]}]}'
+qx_body_has "vector too large" "norm overflow refused"
+qx_expect 422 POST /collections/big/points/search '{"vector":[0,3e19,0,0]}'
+qx_expect 200 PUT /collections/big/points '{"points":[{"id":1,"vector":[1e18,0,0,0]},{"id":2,"vector":[1,0,0,0]}]}'
+qx_expect 200 POST /collections/big/points/search '{"vector":[-1e18,0,0,0],"limit":2}'
+qx_body_has '"id":1' "large vector found (finite score)"
+qx_body_has '"id":2' "both hits returned"
+qx_expect 200 DELETE /collections/big
 qx_expect 422 POST $T/points/delete '{"points":"1"}'
 qx_expect 422 POST $T/points/delete '{"points":["x"]}'
 qx_expect 404 GET $T/points/999

@@ -3,7 +3,8 @@
 # restart replays the write-ahead log; a torn last record (cut short, or
 # garbage appended) is ignored with a warning and never half-applied; new
 # writes after such a recovery survive the next restart; SIGTERM checkpoints
-# (snapshot + empty log); a corrupt snapshot fails only its collection.
+# (snapshot + empty log); a corrupt snapshot fails only its collection, and
+# re-creating that collection is refused (409) without touching its files.
 # Usage: bash tests/test_server_durability.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
@@ -81,5 +82,12 @@ grep -q "collection dur: recovery failed: .*checksum" "$QX_LOG" && qx_ok "corrup
 qx_expect 404 GET $C
 qx_expect 200 GET /collections/other/points/1
 qx_alive "after a corrupt snapshot"
+# re-creating the collection that failed to load must not touch its files (they are the only
+# copy of its data until someone repairs them): 409, naming the directory
+snap_sum=$(cksum <"$D/collections/dur/snapshot.bin")
+qx_expect 409 PUT $C '{"vectors":{"size":8,"distance":"Euclid"}}'
+qx_body_has "exists on disk" "re-create of an unloaded collection refused"
+[ "$(cksum <"$D/collections/dur/snapshot.bin")" = "$snap_sum" ] && [ -f "$D/collections/dur/meta.json" ] \
+  && qx_ok "its files are untouched" || qx_fail "re-create attempt changed or deleted the unloaded collection's files"
 qx_stop TERM
 qx_finish
