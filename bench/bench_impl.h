@@ -28,7 +28,7 @@
 #define BENCH_LSQ_ENCODE_ILS 8
 /* fewest encode_ils_iters the time plan may give LSQ before skipping it: as
  * many local-search rounds as its training codes get (BENCH_LSQ_TRAIN_ILS) */
-#define BENCH_LSQ_ENCODE_ILS_MIN 2
+#define BENCH_LSQ_ENCODE_ILS_MIN BENCH_LSQ_TRAIN_ILS
 #define BENCH_LSQ_ICM 4
 #define BENCH_SWEEP_SHARE 0.08 /* of the time budget, at most, per IVF sweep */
 

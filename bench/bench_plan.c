@@ -53,7 +53,9 @@
  *    outputs and for model error.
  * 6. FAISS LSQ runs with fewer iterations than FAISS's defaults
  *    (BENCH_LSQ_*, stated in its spec): at the defaults one code size on
- *    GloVe-100 would take half of the whole run's budget.
+ *    GloVe-100 would take half of the whole run's budget. The plan may cut
+ *    its base-encoding rounds further (point 4; down to
+ *    BENCH_LSQ_ENCODE_ILS_MIN), also stated in its spec.
  */
 #include <math.h>
 #include <stdio.h>
@@ -196,7 +198,7 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
          * dominates training, so it counts as fixed (not cut by subsampling) */
         double round = lsq_round(D, bytes);
         t = nt * BENCH_LSQ_TRAIN_ITERS * BENCH_LSQ_TRAIN_ILS * LSQ_TRAIN_ROUND * round;
-        f = BENCH_LSQ_TRAIN_ITERS * LSQ_UPDATE * pow(M / 8.0, 2.3) + nb * BENCH_LSQ_ENCODE_ILS * round + eval;
+        f = BENCH_LSQ_TRAIN_ITERS * LSQ_UPDATE * pow(M / 8.0, 2.3) + lsq_encode(D, bytes) + eval;
     } else if (!strcmp(m, "qinx-qinco")) {
         t = 0; /* its own wall-clock budget, see bench_plan_job */
         f = nb * qinco_enc(M) * u + eval;
@@ -240,8 +242,9 @@ static double speed(const bench_run *r, const char *method) {
 }
 
 /* What the cuttable jobs and QINCo get: the fraction of the training set of
- * the FAISS jobs of each level (clamped to the job's floor), and QINCo's
- * training seconds. */
+ * the FAISS jobs of each level (clamped to the job's floor; for LSQ a value
+ * below the floor cuts its encoding rounds instead, job_encode_ils), and
+ * QINCo's training seconds. */
 typedef struct cut {
     double f[5], qs;
 } cut;
@@ -471,12 +474,14 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
         }
     }
     /* 2. what the kept jobs can afford, cutting the least important level
-     *    first until they fit: LSQ's training, then OPQ's, IVF-RQ's and
+     *    first until they fit: LSQ's training, then its base-encoding rounds
+     *    (job_encode_ils), then OPQ's, IVF-RQ's and
      *    FAISS RQ > 16 B's (each down to its floor), QINCo's training time
      *    down to qmin, the FAISS baselines' training down to 10,000 */
     cut c = full;
     for (int lv = 4; lv >= 1; lv--)
-        if (lv == 2 ? cut_down(r, i, &c, &c.qs, qmin, left) : cut_down(r, i, &c, &c.f[lv], 0, left)) break;
+        if (lv == 2 ? cut_down(r, i, &c, &c.qs, qmin, left + 1) : cut_down(r, i, &c, &c.f[lv], 0, left + 1))
+            break; /* + 1: the keep phase's slack, so that a plan it kept never cuts a baseline */
     double qs = c.qs;
     /* QINCo's train call also trains the RQ it starts from when there is no
      * kept one: its budget is the network's time plus that RQ's */
@@ -512,9 +517,9 @@ int bench_plan_job(bench_run *r, size_t i, size_t *ntrain, double *qinco_minutes
                    j->m->name, j->bytes, *ntrain, D->train.n, job_cost(r, i, &whole),
                    left + margin, r->njobs - i);
     if (j->encode_ils && j->encode_ils < BENCH_LSQ_ENCODE_ILS)
-        bench_note(r, "%s at %zu bytes encodes the base with encode_ils_iters=%d instead of %d (after its "
-                      "training was cut to %zu vectors): the jobs still to run would not fit the time budget "
-                      "otherwise (estimated %.0f s, %.0f s left for %zu jobs)",
+        bench_note(r, "%s at %zu bytes encodes the base with encode_ils_iters=%d instead of %d (training on %zu "
+                      "vectors, its floor): the jobs still to run would not fit the time budget otherwise "
+                      "(estimated %.0f s, %.0f s left for %zu jobs)",
                    j->m->name, j->bytes, j->encode_ils, BENCH_LSQ_ENCODE_ILS, *ntrain, job_cost(r, i, &whole),
                    left + margin, r->njobs - i);
     if (j->qinco && qs < share - 1)

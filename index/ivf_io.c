@@ -91,8 +91,7 @@ int qx__write_atomic(const char *path, const uint8_t *data, size_t len) {
         return qx__fail(QX_EINVAL, "%s: path too long", path);
     int fd = mkstemp(tmp);
     if (fd < 0) return qx__fail(QX_EIO, "%s: cannot create a temporary file: %s", path, strerror(errno));
-    /* mkstemp creates the file 0600; an index or report is an ordinary 0644 file */
-    if (fchmod(fd, 0644) != 0 || write_all(fd, data, len) != 0 || fsync(fd) != 0) {
+    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);

@@ -501,6 +501,12 @@ static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
         qx__free(ids);
         return;
     }
+    if (n * (1 + (wv ? c->d : 0)) > QXS_MAX_REPLY_VALUES) { /* n <= 65536, d <= 65536: no overflow */
+        fail(o, 422, "the reply would hold more than %d numbers (ids x (1 + dimension with with_vector)): "
+                     "ask for fewer ids or drop 'with_vector'", QXS_MAX_REPLY_VALUES);
+        qx__free(ids);
+        return;
+    }
     json_t *arr = json_array();
     pthread_rwlock_rdlock(&c->rw);
     for (size_t i = 0; arr && i < n; i++) {
@@ -583,7 +589,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     int nonfinite = 0; /* a hit is never dropped silently: a score JSON cannot hold fails the search */
     for (size_t i = 0; res && i < found; i++) {
         double sc = to_score(c->distance, dist[i]);
-        if (!isfinite(sc)) {
+        if (!isfinite(dist[i]) || !isfinite(sc)) {
             nonfinite = 1;
             fail(o, 500, "%s: non-finite score for point %lld", what, (long long)ids[i]);
             json_decref(res);

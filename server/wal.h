@@ -29,7 +29,8 @@ typedef struct qxs_wal {
     _Atomic uint64_t written_lsn;  /* last lsn handed to write() */
     _Atomic uint64_t synced_lsn;   /* last lsn known to be on disk */
     pthread_mutex_t sync_mu;       /* one fdatasync at a time */
-    int failed;                    /* a write or fsync failed: the log is unusable */
+    _Atomic int failed;            /* a write or fsync failed: the log is unusable (read by
+                                    * writers under wmu, set under sync_mu too) */
 } qxs_wal;
 
 /* One decoded record (pointers into the replay buffer). */

@@ -144,6 +144,14 @@ qx_expect 200 POST /collections/big/points/search '{"vector":[-1e18,0,0,0],"limi
 qx_body_has '"id":1' "large vector found (finite score)"
 qx_body_has '"id":2' "both hits returned"
 qx_expect 200 DELETE /collections/big
+# retrieve is bounded the same way: 65,536 ids with their 1024-d vectors would be 6.7e7 numbers
+qx_expect 200 PUT /collections/wide '{"vectors":{"size":1024,"distance":"Dot"}}'
+echo "{\"ids\":[$(seq -s, 1 65536)]}" >"$QX_TMP/ids.json"
+qx_expect 422 POST /collections/wide/points "@$QX_TMP/ids.json"
+qx_body_has "more than 8000000 numbers" "retrieve: oversized reply refused"
+echo "{\"ids\":[$(seq -s, 1 65536)],\"with_vector\":false}" >"$QX_TMP/ids.json"
+qx_expect 200 POST /collections/wide/points "@$QX_TMP/ids.json"
+qx_expect 200 DELETE /collections/wide
 qx_expect 422 POST $T/points/delete '{"points":"1"}'
 qx_expect 422 POST $T/points/delete '{"points":["x"]}'
 qx_expect 404 GET $T/points/999
