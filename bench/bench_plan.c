@@ -267,7 +267,8 @@ static int job_encode_ils(const bench_job *j, const cut *c) {
 }
 
 /* Model seconds of job j on a share fr of the training set with ils LSQ
- * encoding rounds. */
+ * encoding rounds (ignored by jobs other than LSQ; a planned LSQ job's
+ * j->encode_ils is always set, job_encode_ils). */
 static double job_model(const bench_job *j, double fr, int ils) {
     double enc = j->enc ? j->enc * (1.0 - (double)ils / BENCH_LSQ_ENCODE_ILS) : 0;
     return j->train * fr + j->fixed - enc;
@@ -535,7 +536,7 @@ void bench_plan_done(bench_run *r, size_t i, double seconds) {
     if (j->qinco) return; /* its training time is set by its budget, not by the model */
     double fr = j->ntrain && r->data->train.n ? (double)j->ntrain / r->data->train.n : 1;
     int lib = !strncmp(j->m->name, "faiss", 5);
-    double pred = job_model(j, fr, j->encode_ils ? j->encode_ils : BENCH_LSQ_ENCODE_ILS);
+    double pred = job_model(j, fr, j->encode_ils);
     r->plan_pred += pred;
     r->plan_act += seconds;
     r->plan_pred_lib[lib] += pred;
@@ -631,7 +632,7 @@ void bench_plan_simulate(bench_run *r, FILE *f) {
             continue;
         }
         double fr = (double)nt / r->data->train.n;
-        double t = s * job_model(j, fr, j->encode_ils ? j->encode_ils : BENCH_LSQ_ENCODE_ILS) + qm * 60;
+        double t = s * job_model(j, fr, j->encode_ils) + qm * 60;
         r->sim_elapsed += t;
         bench_plan_done(r, i, t);
         char ils[32] = "";
