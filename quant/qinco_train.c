@@ -92,8 +92,18 @@ static void adam_step(float *p, const float *g, float *m1, float *m2, size_t n, 
  * lr·min(1, 4/√F). Adam's first steps are sign-like, so an output fed by F
  * inputs of order 1 moves by ~lr·F per step at equal rates: at d = 128 the
  * concat layer (F = 256) would jolt f by a fifth of a residual per step and
- * undo the RQ initialisation within the first batches. */
-static void adam_model(qx__qinco *q, const float *g, float *m1, float *m2, long t, float lr) {
+ * undo the RQ initialisation within the first batches.
+ *
+ * The x̂ half of the concat layer steps in centred coordinates: f = Wx·x̂ + b
+ * is the same function as Wx·(x̂ − mu) + b' with b' = b + Wx·mu (mu = the
+ * training vectors' mean, scaled), and Adam runs on (Wx, b'), whose gradient
+ * is gWx − g_b·muᵀ. On data with a large mean (SIFT: non-negative, the mean
+ * is ~40 % of the second moment) the raw gradient's mean part is the batch
+ * noise of g_b copied into every column with one sign, and Adam's sign-like
+ * steps moved f coherently along Wx·mu. Siftsmall 8 B, 5 minutes from the
+ * same RQ: 0.885x the RQ's base MSE centred, 0.920x raw (78 / 79 epochs). */
+static void adam_model(qx__qinco *q, float *g, float *m1, float *m2, long t, float lr,
+                       const float *mu) {
     size_t d = q->d, h = q->h, K = QX__QK;
     float f2d = fminf(1.0f, 4.0f / sqrtf((float)(2 * d)));
     float fd = fminf(1.0f, 4.0f / sqrtf((float)d)), fh = fminf(1.0f, 4.0f / sqrtf((float)h));
@@ -102,10 +112,24 @@ static void adam_model(qx__qinco *q, const float *g, float *m1, float *m2, long 
         adam_step(q->params + o, g + o, m1 + o, m2 + o, K * d, t, lr);
         if (m == 0) continue;
         o = qx__qinco_off_net(q, m);
-        adam_step(q->params + o, g + o, m1 + o, m2 + o, 2 * d * d, t, lr * f2d);
-        o += 2 * d * d;
-        adam_step(q->params + o, g + o, m1 + o, m2 + o, d, t, lr);
-        o += d;
+        float *W = q->params + o, *gW = g + o, *bias = W + 2 * d * d;
+        const float *gb = gW + 2 * d * d;
+        for (size_t i = 0; i < d; i++) { /* to centred coordinates */
+            double s = 0;
+            for (size_t j = 0; j < d; j++) {
+                s += (double)W[i * 2 * d + d + j] * mu[j];
+                gW[i * 2 * d + d + j] -= gb[i] * mu[j];
+            }
+            bias[i] += (float)s;
+        }
+        adam_step(W, gW, m1 + o, m2 + o, 2 * d * d, t, lr * f2d);
+        adam_step(bias, gb, m1 + o + 2 * d * d, m2 + o + 2 * d * d, d, t, lr);
+        for (size_t i = 0; i < d; i++) { /* back: b = b' − Wx·mu */
+            double s = 0;
+            for (size_t j = 0; j < d; j++) s += (double)W[i * 2 * d + d + j] * mu[j];
+            bias[i] -= (float)s;
+        }
+        o += 2 * d * d + d;
         for (size_t l = 0; l < q->L; l++, o += 2 * h * d) {
             adam_step(q->params + o, g + o, m1 + o, m2 + o, h * d, t, lr * fd);
             adam_step(q->params + o + h * d, g + o + h * d, m1 + o + h * d, m2 + o + h * d, d * h,
@@ -163,7 +187,7 @@ static int train_rq(qx__qinco *q, const float *x, size_t n) {
 
 typedef struct bufs {
     size_t *perm, *order;
-    float *xt, *xv, *best, *grad, *m1, *m2, *tab, *xb, *xs, *resid, *recv;
+    float *xt, *xv, *best, *grad, *m1, *m2, *tab, *xb, *xs, *resid, *recv, *mu;
     uint8_t *codes, *codesv, *tcodes;
     uint32_t *usage;
     qx__qinco_work work;
@@ -183,6 +207,7 @@ static void bufs_free(bufs *b) {
     qx__aligned_free(b->xs);
     qx__aligned_free(b->resid);
     qx__aligned_free(b->recv);
+    qx__aligned_free(b->mu);
     qx__free(b->codes);
     qx__free(b->codesv);
     qx__free(b->tcodes);
@@ -283,6 +308,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     b.xs = zalloc(batch * d, sizeof(float));
     b.resid = zalloc(batch * M * d, sizeof(float));
     b.recv = zalloc(nmon * d, sizeof(float));
+    b.mu = zalloc(d, sizeof(float));
     b.codes = qx__malloc(batch * M);
     b.codesv = qx__malloc(nmon * M);
     b.tcodes = qx__malloc(reencode > 1 ? ntrain * M : 1);
@@ -296,7 +322,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     q->st_epochs = q->st_best = 0;
     q->st_budget = 0;
     if (!b.perm || !b.order || !b.xt || !b.xv || !b.best || !b.grad || !b.m1 || !b.m2 || !b.tab ||
-        !b.xb || !b.xs || !b.resid || !b.recv || !b.codes || !b.codesv || !b.tcodes || !b.usage ||
+        !b.xb || !b.xs || !b.resid || !b.recv || !b.mu || !b.codes || !b.codesv || !b.tcodes || !b.usage ||
         !q->st_valid || !q->st_loss || !q->st_sec) {
         bufs_free(&b);
         return qx__fail(QX_ENOMEM, "qinco: training buffers (%zu parameters, %zu vectors)", np, n);
@@ -314,6 +340,11 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     for (size_t i = 0; i < nvalid; i++) memcpy(b.xv + i * d, x + b.perm[i] * d, d * sizeof(float));
     for (size_t i = 0; i < ntrain; i++)
         memcpy(b.xt + i * d, x + b.perm[nvalid + i] * d, d * sizeof(float));
+    for (size_t j = 0; j < d; j++) { /* the centre of adam_model's x̂ coordinates */
+        double s = 0;
+        for (size_t i = 0; i < ntrain; i++) s += b.xt[i * d + j];
+        b.mu[j] = (float)(s / (double)ntrain * q->inv_scale);
+    }
 
     /* 1. Base codebooks and f = 0. */
     rc = q->rq_cb ? qx__qinco_set_base(q, q->rq_cb) : train_rq(q, b.xt, ntrain);
@@ -387,7 +418,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 double ft = avail > 0 ? (qx__now() - t_loop) / avail : 1;
                 frac = ft > frac ? ft : frac;
             }
-            adam_model(q, b.grad, b.m1, b.m2, t, lr_at(o, t - 1, frac));
+            adam_model(q, b.grad, b.m1, b.m2, t, lr_at(o, t - 1, frac), b.mu);
             last_nb = nb;
             if (qx__now() > deadline - reserve) {
                 stop = 1;
