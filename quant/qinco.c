@@ -44,7 +44,7 @@ void qx_qinco_opts_init(qx_qinco_opts *o) {
     o->reencode = 1;
     o->batch = 256;
     o->lr = 1e-3f;
-    o->step_weight = 0.1f;
+    o->step_share = 1.7f;
     o->train_minutes = 0;
     o->seed = 1234;
     o->threads = 0;
@@ -85,9 +85,9 @@ int qx__qinco_check_opts(const qx_qinco_opts *o, size_t d) {
                         QX_QINCO_MAX_EPOCHS);
     if (o->batch < 16 || o->batch > 65536)
         return qx__fail(QX_EINVAL, "qinco: batch=%d out of range 16..65536", o->batch);
-    if (!(o->step_weight >= 0 && o->step_weight <= 1))
-        return qx__fail(QX_EINVAL, "qinco: step_weight=%g out of range 0..1",
-                        (double)o->step_weight);
+    if (!(o->step_share >= 0 && o->step_share <= 100))
+        return qx__fail(QX_EINVAL, "qinco: step_share=%g out of range 0..100",
+                        (double)o->step_share);
     if (!(o->lr > 0 && o->lr <= 1))
         return qx__fail(QX_EINVAL, "qinco: learning rate %g out of range (0, 1]", (double)o->lr);
     if (!(o->train_minutes >= 0 && o->train_minutes < 1e7))

@@ -576,10 +576,10 @@ static void test_bad_parameters(void **state) {
     o.reencode = 0;
     expect_bad(&o, 16, QX_EINVAL, "reencode=0");
     qx_qinco_opts_init(&o);
-    o.step_weight = 1.5f;
-    expect_bad(&o, 16, QX_EINVAL, "step_weight");
-    o.step_weight = NAN;
-    expect_bad(&o, 16, QX_EINVAL, "step_weight");
+    o.step_share = 101.0f;
+    expect_bad(&o, 16, QX_EINVAL, "step_share");
+    o.step_share = NAN;
+    expect_bad(&o, 16, QX_EINVAL, "step_share");
     qx_qinco_opts_init(&o);
     expect_bad(&o, 0, QX_EDIM, "dimension 0");
 
