@@ -64,6 +64,7 @@ typedef struct bench_data {
     char dataset[64];
     char machine[128];
     int ncores;
+    int train_is_base;  /* the training set is the whole base (no --train, max-train >= n) */
 } bench_data;
 
 typedef struct bench_result {

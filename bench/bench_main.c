@@ -189,6 +189,7 @@ static int load_data(bench_run *r) {
         }
     } else {
         size_t nt = D->base.n < c->max_train ? D->base.n : c->max_train;
+        D->train_is_base = nt == D->base.n;
         if ((rc = qx_matrix_alloc(&D->train, nt, D->d))) return bench_qx_fail("training sample", rc);
         /* the sample of tools/cli_build.c, row i*n/nt */
         for (size_t i = 0; i < nt; i++)

@@ -143,6 +143,14 @@ static struct {
 } kept_rq[BENCH_MAX_LIST];
 static size_t nkept_rq;
 
+/* A trained RQ whose refinement was skipped for a small training set. */
+static void note_refinement(bench_run *r, const char *method, size_t bytes, const qx_quantizer *q) {
+    if (q && qx_rq_refine_rounds(q) < 0)
+        bench_note(r, "%s %zuB: codebook refinement skipped: %zu training vectors are fewer than %d per "
+                   "codeword (%zu codewords); it would fit them and lose on the unseen base (rq.h)",
+                   method, bytes, r->data->train.n, QX_RQ_REFINE_MIN_DEFAULT, qx_quantizer_steps(q) * 256);
+}
+
 /* Codeword utilization of a trained RQ, for the report: the least-used
  * step and the mean over steps (codewords chosen on the training set). */
 static void note_utilization(bench_run *r, const char *method, size_t bytes, const qx_quantizer *q) {
@@ -155,6 +163,7 @@ static void note_utilization(bench_run *r, const char *method, size_t bytes, con
     if (used)
         bench_note(r, "%s %zuB: codewords used on the training set: min %zu/256, mean %.1f/256 over %zu steps",
                    method, bytes, min, (double)sum / (double)M, M);
+    note_refinement(r, method, bytes, q);
 }
 
 static int run_qinx_rq_variant(bench_run *r, const bench_method *m, size_t bytes, int reseed);
@@ -176,6 +185,7 @@ static int run_qinx_rq_variant(bench_run *r, const bench_method *m, size_t bytes
     o.beam = 5;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
+    if (r->data->train_is_base) o.refine_min_per_codeword = 0; /* see rq.h */
     qx_quantizer *q = NULL;
     int rc = qx_rq_new(&q, r->data->d, &o);
     if (rc) return bench_qx_fail("qx_rq_new", rc);
@@ -409,6 +419,7 @@ static int run_qinx_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     o.beam = 5;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
+    if (r->data->train_is_base) o.refine_min_per_codeword = 0; /* see rq.h */
     qx_quantizer *q = NULL;
     int rc = qx_rq_new(&q, r->data->d, &o);
     if (rc) return bench_qx_fail("qx_rq_new", rc);
@@ -417,6 +428,7 @@ static int run_qinx_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     snprintf(v.spec, sizeof v.spec, "IVF%zu, RQ M=%zu beam=5 + 1 norm byte", bench_nlist(r), o.M);
     rc = bench_eval_ivf(r, m->name, bytes, &v);
     qxivf *s = v.obj;
+    if (rc == 0) note_refinement(r, m->name, bytes, qx_ivf_quantizer(s->ivf));
     if (rc == 0 && nkept_ivf < BENCH_MAX_LIST && r->nres) {
         kept_ivf[nkept_ivf].bytes = bytes;
         kept_ivf[nkept_ivf].ivf = s->ivf;

@@ -34,6 +34,7 @@ void qx_rq_opts_init(qx_rq_opts *opts) {
     opts->kmeans_iters = 10; /* per progressive-dimension stage */
     opts->kmeans_pdim = 5;
     opts->refine_iters = 6; /* rounds stop at the first that does not help */
+    opts->refine_min_per_codeword = QX_RQ_REFINE_MIN_DEFAULT;
     opts->reseed_dead = 1;
     opts->seed = 1234;
     opts->threads = 0;
@@ -53,6 +54,9 @@ static int check_opts(const qx_rq_opts *o, int code) {
         return qx__fail(code, "rq: kmeans_pdim=%d, must be 0..64", o->kmeans_pdim);
     if (o->refine_iters < 0 || o->refine_iters > 1000)
         return qx__fail(code, "rq: refine_iters=%d, must be 0..1000", o->refine_iters);
+    if (o->refine_min_per_codeword < 0 || o->refine_min_per_codeword > 1000000)
+        return qx__fail(code, "rq: refine_min_per_codeword=%d, must be 0..1000000",
+                        o->refine_min_per_codeword);
     if (o->reseed_dead != 0 && o->reseed_dead != 1)
         return qx__fail(code, "rq: reseed_dead=%d, must be 0 or 1", o->reseed_dead);
     if (o->threads < 0 || o->threads > 1024)
@@ -222,6 +226,7 @@ int qx__rq_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_qu
     if (len < fixed)
         return qx__fail(QX_EFORMAT, "rq blob: body of %zu bytes is too short", len);
     qx_rq_opts o;
+    qx_rq_opts_init(&o); /* the training-only refine_min_per_codeword keeps its default */
     o.M = M;
     o.beam = (int32_t)get32(&p);
     o.train_beam = (int32_t)get32(&p);
@@ -278,6 +283,11 @@ static const qx__rq *as_rq(const qx_quantizer *q) {
 const double *qx_rq_step_mse(const qx_quantizer *q) {
     const qx__rq *rq = as_rq(q);
     return rq ? rq->step_mse : NULL;
+}
+
+int qx_rq_refine_rounds(const qx_quantizer *q) {
+    const qx__rq *rq = as_rq(q);
+    return rq ? rq->refine_rounds : 0;
 }
 
 const uint32_t *qx_rq_step_used(const qx_quantizer *q) {

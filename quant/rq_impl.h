@@ -25,6 +25,7 @@ typedef struct qx__rq {
     float *cross;
     double *step_mse;   /* M, NULL before training */
     uint32_t *step_used; /* M */
+    int refine_rounds;   /* see qx_rq_refine_rounds */
 } qx__rq;
 
 /* A beam candidate and a bounded max-heap of them (worst on top), shared by

@@ -25,7 +25,8 @@
  *    (M·256)² Gram and an O((M·256)³) factorisation (183 GFlop at M=32).
  *    The new codebooks are kept only if re-encoding (beam) lowers the exact
  *    training MSE; `refine_iters` rounds, stopping at the first that does
- *    not help.
+ *    not help. Skipped below refine_min_per_codeword training vectors per
+ *    codeword, where it memorises the training set.
  * 4. Memory: 2 * n * train_beam * d floats of residuals (51 MB for 10k x 128
  *    at beam 5), as in FAISS.
  */
@@ -408,7 +409,16 @@ int qx__rq_train(qx_quantizer *q, const float *x, size_t n) {
     qx__aligned_free(st.resid2), st.resid2 = NULL;
     if ((rc = qx__rq_tables(rq))) goto out;
     double mse = exact_mse(rq, x, n, codes, M, st.nt, err);
-    for (int it = 0; it < rq->opts.refine_iters; it++) {
+    /* Refinement fits M·256·d parameters to the n·d training values: with
+     * fewer than refine_min_per_codeword vectors per codeword it memorises
+     * them (rq.h), so it is skipped. */
+    int refine = rq->opts.refine_iters;
+    rq->refine_rounds = 0;
+    if (refine && (double)n < (double)rq->opts.refine_min_per_codeword * (double)M * QX_KSUB) {
+        refine = 0;
+        rq->refine_rounds = -1;
+    }
+    for (int it = 0; it < refine; it++) {
         qx__progress(q, "rq: codebook refinement", (double)it / rq->opts.refine_iters);
         memcpy(cb_old, rq->codebooks, M * QX_KSUB * d * sizeof(float));
         size_t reseeded_before = st.reseeded;
@@ -424,6 +434,7 @@ int qx__rq_train(qx_quantizer *q, const float *x, size_t n) {
             break;
         }
         mse = mse2;
+        rq->refine_rounds = it + 1;
         uint8_t *t = codes; codes = codes2; codes2 = t;
     }
     rc = final_stats(rq, x, n, codes, st.nt);

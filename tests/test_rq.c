@@ -40,6 +40,7 @@ static qx_quantizer *train_rq(size_t M, int beam, int refine, int reseed) {
     o.beam = beam;
     o.train_beam = beam;
     o.refine_iters = refine;
+    o.refine_min_per_codeword = 0; /* N is below the default minimum: these tests are about refinement itself */
     o.reseed_dead = reseed;
     o.kmeans_iters = 5;
     o.threads = 1;
@@ -214,6 +215,42 @@ static void test_refinement_and_reseed_never_hurt(void **state) {
     qx_quantizer_free(rs);
 }
 
+/* Refinement is skipped below refine_min_per_codeword training vectors per
+ * codeword: then the codebooks are exactly those of refine_iters = 0. */
+static void test_refinement_minimum(void **state) {
+    (void)state;
+    qx_quantizer *plain = train_rq(4, 5, 0, 1);
+    qx_rq_opts o;
+    qx_rq_opts_init(&o);
+    assert_int_equal(o.refine_min_per_codeword, QX_RQ_REFINE_MIN_DEFAULT);
+    o.M = 4;
+    o.beam = o.train_beam = 5;
+    o.refine_iters = 3;
+    o.kmeans_iters = 5;
+    o.threads = 1;
+    size_t cb = 4 * 256 * D * sizeof(float);
+    int mins[] = {QX_RQ_REFINE_MIN_DEFAULT, 3, 2}; /* N = 3000 vs 1024 codewords: 8192, 3072, 2048 */
+    for (int i = 0; i < 3; i++) {
+        o.refine_min_per_codeword = mins[i];
+        qx_quantizer *q = NULL;
+        assert_int_equal(qx_rq_new(&q, D, &o), 0);
+        assert_int_equal(qx_rq_refine_rounds(q), 0);
+        assert_int_equal(qx_quantizer_train(q, g_x, N), 0);
+        int rounds = qx_rq_refine_rounds(q);
+        fprintf(stderr, "refine_min_per_codeword %d: %d rounds, MSE %.4f (no refinement %.4f)\n", mins[i],
+                rounds, mse_of(q, 0), mse_of(plain, 0));
+        if (i < 2) {
+            assert_int_equal(rounds, -1);
+            assert_memory_equal(qx_rq_codebooks(q), qx_rq_codebooks(plain), cb);
+        } else {
+            assert_true(rounds >= 1);
+            assert_true(mse_of(q, 0) < mse_of(plain, 0));
+        }
+        qx_quantizer_free(q);
+    }
+    qx_quantizer_free(plain);
+}
+
 static void test_bad_parameters(void **state) {
     (void)state;
     qx_rq_opts o;
@@ -242,6 +279,10 @@ static void test_bad_parameters(void **state) {
     o.refine_iters = -1;
     assert_int_equal(qx_rq_new(&q, D, &o), QX_EINVAL);
     o.refine_iters = 0;
+    o.refine_min_per_codeword = -1;
+    assert_int_equal(qx_rq_new(&q, D, &o), QX_EINVAL);
+    fprintf(stderr, "expected: %s\n", qx_last_error());
+    o.refine_min_per_codeword = 0;
     assert_int_equal(qx_rq_new(NULL, D, &o), QX_EINVAL);
     assert_int_equal(qx_rq_new(&q, D, &o), 0);
     uint8_t codes[4];
@@ -333,6 +374,7 @@ int main(void) {
         cmocka_unit_test(test_codes_stable_and_decode),
         cmocka_unit_test(test_serialize_roundtrip),
         cmocka_unit_test(test_refinement_and_reseed_never_hurt),
+        cmocka_unit_test(test_refinement_minimum),
         cmocka_unit_test(test_bad_parameters),
         cmocka_unit_test(test_out_of_memory),
     };

@@ -297,6 +297,9 @@ int qx_cli_build(int argc, char **argv) {
         ro.train_beam = train_beam ? (int)train_beam : ro.beam;
         ro.seed = seed;
         ro.threads = (int)threads;
+        /* trained on every base vector: fitting them is what the codes are
+         * for, so refinement runs whatever the vectors per codeword (rq.h) */
+        if (!train_path && train.n == base.n) ro.refine_min_per_codeword = 0;
         rc = qx_rq_new(&q, base.d, &ro);
     }
     qx_ivf *ivf = NULL;
