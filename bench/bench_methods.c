@@ -148,7 +148,7 @@ static void note_refinement(bench_run *r, const char *method, size_t bytes, cons
     if (q && qx_rq_refine_rounds(q) < 0)
         bench_note(r, "%s %zuB: codebook refinement skipped: %zu training vectors are fewer than %d per "
                    "codeword (%zu codewords); it would fit them and lose on the unseen base (rq.h)",
-                   method, bytes, r->data->train.n, QX_RQ_REFINE_MIN_DEFAULT, qx_quantizer_steps(q) * 256);
+                   method, bytes, r->train_n, QX_RQ_REFINE_MIN_DEFAULT, qx_quantizer_steps(q) * 256);
 }
 
 /* Codeword utilization of a trained RQ, for the report: the least-used
@@ -185,7 +185,7 @@ static int run_qinx_rq_variant(bench_run *r, const bench_method *m, size_t bytes
     o.beam = 5;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
-    if (r->data->train_is_base) o.refine_min_per_codeword = 0; /* see rq.h */
+    if (r->train_n == r->data->base.n && r->data->train_is_base) o.refine_min_per_codeword = 0; /* see rq.h */
     qx_quantizer *q = NULL;
     int rc = qx_rq_new(&q, r->data->d, &o);
     if (rc) return bench_qx_fail("qx_rq_new", rc);
@@ -419,7 +419,7 @@ static int run_qinx_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     o.beam = 5;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
-    if (r->data->train_is_base) o.refine_min_per_codeword = 0; /* see rq.h */
+    if (r->train_n == r->data->base.n && r->data->train_is_base) o.refine_min_per_codeword = 0; /* see rq.h */
     qx_quantizer *q = NULL;
     int rc = qx_rq_new(&q, r->data->d, &o);
     if (rc) return bench_qx_fail("qx_rq_new", rc);

@@ -45,7 +45,6 @@ typedef struct qx__qinco {
     double *st_valid, *st_loss, *st_sec;
     size_t st_epochs, st_best, st_ntrain, st_nvalid, st_nmon;
     int st_budget;
-    float st_step_weight; /* per-step weight of the intermediate errors (from step_share) */
     double st_total;
 } qx__qinco;
 

@@ -340,15 +340,17 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     for (size_t i = 0; i < nvalid; i++) memcpy(b.xv + i * d, x + b.perm[i] * d, d * sizeof(float));
     for (size_t i = 0; i < ntrain; i++)
         memcpy(b.xt + i * d, x + b.perm[nvalid + i] * d, d * sizeof(float));
-    for (size_t j = 0; j < d; j++) { /* the centre of adam_model's x̂ coordinates */
-        double s = 0;
-        for (size_t i = 0; i < ntrain; i++) s += b.xt[i * d + j];
-        b.mu[j] = (float)(s / (double)ntrain * q->inv_scale);
-    }
 
     /* 1. Base codebooks and f = 0. */
     rc = q->rq_cb ? qx__qinco_set_base(q, q->rq_cb) : train_rq(q, b.xt, ntrain);
     if (rc) goto done;
+    /* the centre of adam_model's x̂ coordinates, in model units (inv_scale is
+     * set with the base codebooks) */
+    for (size_t j = 0; j < d; j++) {
+        double s = 0;
+        for (size_t i = 0; i < ntrain; i++) s += b.xt[i * d + j];
+        b.mu[j] = (float)(s / (double)ntrain * q->inv_scale);
+    }
     qx__progress(base, "qinco-rq", 1.0);
     for (size_t m = 1; m < M; m++) {
         qx__qinco_net net;
@@ -390,7 +392,6 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         for (size_t m = 0; m + 1 < M; m++) inter += sl[m];
         sw = inter > 0 ? (float)(o->step_share * sl[M - 1] / inter) : 0;
     }
-    q->st_step_weight = sw;
     if (o->verbose)
         fprintf(stderr, "qinco: intermediate steps weigh %.3g each (step_share %g)\n", sw, o->step_share);
 

@@ -29,6 +29,7 @@ static void fast_training(qx_rq_opts *ro) {
     ro->train_beam = 1;
     ro->kmeans_iters = 10;
     ro->refine_iters = 1;
+    ro->refine_min_per_codeword = 0; /* the sets here are below the default minimum */
 }
 
 static qx_ivf *build(const float *x, size_t n, size_t bytes, size_t nlist, qx_metric metric) {

@@ -331,6 +331,7 @@ static void test_out_of_memory(void **state) {
     o.M = 2;
     o.kmeans_iters = 2;
     o.refine_iters = 1;
+    o.refine_min_per_codeword = 0; /* n = 400: reach the refinement's allocations too */
     o.threads = 1;
     size_t n = 400;
     int completed = 0;
