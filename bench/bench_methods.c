@@ -143,6 +143,13 @@ static struct {
 } kept_rq[BENCH_MAX_LIST];
 static size_t nkept_rq;
 
+/* The job trains on the whole base (no --train, nothing cut): the codes will
+ * hold only vectors it fitted, so RQ refinement runs whatever the training
+ * set's size (rq.h, refine_min_per_codeword). */
+static int trains_on_base(const bench_run *r) {
+    return r->data->train_is_base && r->train_n == r->data->base.n;
+}
+
 /* A trained RQ whose refinement was skipped for a small training set. */
 static void note_refinement(bench_run *r, const char *method, size_t bytes, const qx_quantizer *q) {
     if (q && qx_rq_refine_rounds(q) < 0)
@@ -185,7 +192,7 @@ static int run_qinx_rq_variant(bench_run *r, const bench_method *m, size_t bytes
     o.beam = 5;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
-    if (r->train_n == r->data->base.n && r->data->train_is_base) o.refine_min_per_codeword = 0; /* see rq.h */
+    if (trains_on_base(r)) o.refine_min_per_codeword = 0;
     qx_quantizer *q = NULL;
     int rc = qx_rq_new(&q, r->data->d, &o);
     if (rc) return bench_qx_fail("qx_rq_new", rc);
@@ -419,7 +426,7 @@ static int run_qinx_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     o.beam = 5;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
-    if (r->train_n == r->data->base.n && r->data->train_is_base) o.refine_min_per_codeword = 0; /* see rq.h */
+    if (trains_on_base(r)) o.refine_min_per_codeword = 0;
     qx_quantizer *q = NULL;
     int rc = qx_rq_new(&q, r->data->d, &o);
     if (rc) return bench_qx_fail("qx_rq_new", rc);
