@@ -15,6 +15,11 @@
  *    thread with its own context: steady-state search does not allocate.
  * 4. The heap holds (list, offset) locations, not ids, so re-ranking can
  *    fetch codes; ids are looked up only for the final k.
+ * 5. A block of one or two queries (the server's case: one query per HTTP
+ *    request) uses sgemv instead: OpenBLAS's sgemm packs the whole centroid
+ *    and codebook matrices on every call, which for a single query costs
+ *    more than the scan (perf: 44 % of the server's time); sgemv streams
+ *    them once.
  */
 #include <cblas.h>
 #include <math.h>
@@ -26,6 +31,7 @@
 #include "qinx/kernels.h"
 
 #define QX__QBLOCK 32
+#define QX__GEMV_MAX 2 /* blocks up to this many queries use sgemv (decision 5) */
 
 struct qx_ivf_search_ctx {
     size_t nlist, lut_len, heap_cap, scan_cap, rerank_cap, d, M;
@@ -119,21 +125,32 @@ static int ctx_fit(qx_ivf_search_ctx *c, const qx_ivf *ivf, size_t heap_k, size_
     return 0;
 }
 
-/* Coarse scores and LUTs of nb queries (one sgemm each). */
+/* Coarse scores and LUTs of nb queries (one sgemm each, or sgemv per query). */
 static int prepare_block(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, size_t nb) {
     size_t d = ivf->d, nlist = ivf->nlist, M = ivf->M, L = c->lut_len;
     int l2 = ivf->opts.metric == QX_METRIC_L2;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, q,
-                (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
-    /* c->coarse now holds ⟨q,c_l⟩: the probe key (||c||² − 2⟨q,c⟩ for L2)
-     * and the scan bias (−2⟨q,c⟩) both derive from it. */
-    /* LUT rows 0..M−1 straight from one sgemm against the additive
-     * codebooks, scaled by −2 (L2) or −1 (IP) through alpha and written at
-     * stride L (ldc), then the norm row appended: no copy, no scaling pass. */
     const float *A = qx_quantizer_additive_codebooks(ivf->quant);
     if (!A) return qx__fail(QX_ESTATE, "search: the quantizer has no additive codebooks");
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(M * QX_KSUB), (int)d,
-                l2 ? -2.0f : -1.0f, q, (int)d, A, (int)d, 0.0f, c->luts, (int)L);
+    float alpha = l2 ? -2.0f : -1.0f;
+    if (nb <= QX__GEMV_MAX) {
+        for (size_t i = 0; i < nb; i++) {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids,
+                        (int)d, q + i * d, 1, 0.0f, c->coarse + i * nlist, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(M * QX_KSUB), (int)d, alpha, A,
+                        (int)d, q + i * d, 1, 0.0f, c->luts + i * L, 1);
+        }
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, q,
+                    (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
+        /* LUT rows 0..M−1 straight from one sgemm against the additive
+         * codebooks, scaled by −2 (L2) or −1 (IP) through alpha and written
+         * at stride L (ldc): no copy, no scaling pass. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(M * QX_KSUB), (int)d,
+                    alpha, q, (int)d, A, (int)d, 0.0f, c->luts, (int)L);
+    }
+    /* c->coarse holds ⟨q,c_l⟩: the probe key (||c||² − 2⟨q,c⟩ for L2) and
+     * the scan bias (−2⟨q,c⟩) both derive from it. The norm row of each
+     * LUT is appended below. */
     for (size_t i = 0; i < nb; i++) {
         float *row = c->luts + i * L + M * QX_KSUB;
         if (l2) memcpy(row, ivf->norm_levels, sizeof(float) * QX_KSUB);

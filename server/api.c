@@ -29,6 +29,7 @@
 #include "internal.h"
 #include "qinx/ivf.h"
 #include "qinx/vecfile.h"
+#include "search_body.h"
 
 static void fail(qxs_reply *o, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(qxs_reply *o, int status, const char *fmt, ...) {
@@ -141,6 +142,8 @@ static int parse_id(json_t *v, int64_t *id, qxs_reply *o, const char *what) {
 }
 
 /* Vector of exactly d finite floats into out (normalised for Cosine). */
+static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char *what);
+
 static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
     if (!json_is_array(v)) {
         fail(o, 422, "%s: 'vector' must be an array of %zu numbers", what, c->d);
@@ -151,7 +154,6 @@ static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, 
         fail(o, 422, "%s: wrong vector dimension: expected %zu, got %zu", what, c->d, n);
         return -1;
     }
-    double norm = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *x = json_array_get(v, i);
         if (!json_is_number(x)) {
@@ -164,8 +166,15 @@ static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, 
             return -1;
         }
         out[i] = (float)f;
-        norm += (double)out[i] * out[i];
     }
+    return finish_vector(c, out, o, what);
+}
+
+/* The checks and the Cosine normalisation every parsed vector goes through. */
+static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
+    size_t n = c->d;
+    double norm = 0;
+    for (size_t i = 0; i < n; i++) norm += (double)out[i] * out[i];
     if (c->distance == QXS_COSINE) {
         if (!(norm > 0) || !isfinite(norm)) {
             fail(o, 422, "%s: a zero vector has no direction (Cosine distance)", what);
@@ -518,6 +527,63 @@ static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
     ok(o, arr);
 }
 
+/* The search itself, once the request is read (q parsed and normalised):
+ * the result array, or NULL and o filled. */
+static json_t *run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_search_opts *so, int wv,
+                          qxs_reply *o, const char *what) {
+    float *dist = qx__malloc(so->k * sizeof *dist);
+    int64_t *ids = qx__malloc(so->k * sizeof *ids);
+    json_t *res = NULL;
+    if (!dist || !ids) {
+        fail(o, 500, "out of memory");
+        goto out;
+    }
+    size_t found = 0;
+    int used = 0;
+    int rc = qxs_coll_search(c, q, so, dist, ids, &found, &used);
+    if (rc) {
+        fail(o, status_of(rc), "search failed: %s", qx_last_error());
+        goto out;
+    }
+    atomic_fetch_add(&s->m.searches, 1);
+    res = json_array();
+    if (wv) pthread_rwlock_rdlock(&c->rw);
+    int nonfinite = 0; /* a hit is never dropped silently: a score JSON cannot hold fails the search */
+    for (size_t i = 0; res && i < found; i++) {
+        double sc = to_score(c->distance, dist[i]);
+        if (!isfinite(dist[i]) || !isfinite(sc)) {
+            nonfinite = 1;
+            fail(o, 500, "%s: non-finite score for point %lld", what, (long long)ids[i]);
+            json_decref(res);
+            res = NULL;
+            break;
+        }
+        json_t *p = json_pack("{s:I, s:f}", "id", (json_int_t)ids[i], "score", sc);
+        if (p && wv) {
+            const float *v = qxs_store_get(&c->store, ids[i]);
+            if (v && json_object_set_new(p, "vector", vector_json(v, c->d))) {
+                json_decref(p);
+                p = NULL;
+            }
+        }
+        if (!p || json_array_append_new(res, p)) {
+            json_decref(res);
+            res = NULL;
+        }
+    }
+    if (wv) pthread_rwlock_unlock(&c->rw);
+    if (!res && !nonfinite) fail(o, 500, "out of memory");
+out:
+    qx__free(dist);
+    qx__free(ids);
+    return res;
+}
+
+/* Numbers a reply of k hits holds (QXS_MAX_REPLY_VALUES caps it). */
+static size_t reply_values(const qxs_coll *c, long long k, int wv) {
+    return (size_t)k * (2 + (wv ? c->d : 0)); /* k <= 10000, d <= QX_MAX_DIM: no overflow */
+}
+
 /* One search request object -> result array (NULL and o filled on error).
  * *budget: numbers the reply may still hold (QXS_MAX_REPLY_VALUES). */
 static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, const char *what,
@@ -558,7 +624,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
         name_failure(o, what);
         return NULL;
     }
-    size_t values = (size_t)k * (2 + (wv ? c->d : 0)); /* k <= 10000, d <= QX_MAX_DIM: no overflow */
+    size_t values = reply_values(c, k, wv);
     if (values > *budget) {
         fail(o, 422, "%s: the reply would hold more than %d numbers (limit x (2 + dimension with with_vector), "
                      "summed over a batch): lower 'limit', drop 'with_vector' or split the batch",
@@ -567,55 +633,41 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     }
     *budget -= values;
     float *q = qx__aligned_alloc(c->d * sizeof(float));
-    float *dist = qx__malloc((size_t)k * sizeof *dist);
-    int64_t *ids = qx__malloc((size_t)k * sizeof *ids);
     json_t *res = NULL;
-    if (!q || !dist || !ids) {
-        fail(o, 500, "out of memory");
-        goto out;
+    if (!q) fail(o, 500, "out of memory");
+    else if (parse_vector(vv, c, q, o, what) == 0) {
+        qxs_search_opts so = {.k = (size_t)k, .nprobe = (size_t)nprobe, .rerank = (size_t)rerank, .exact = exact};
+        res = run_search(s, c, q, &so, wv, o, what);
     }
-    if (parse_vector(vv, c, q, o, what)) goto out;
-    qxs_search_opts so = {.k = (size_t)k, .nprobe = (size_t)nprobe, .rerank = (size_t)rerank, .exact = exact};
-    size_t found = 0;
-    int used = 0;
-    int rc = qxs_coll_search(c, q, &so, dist, ids, &found, &used);
-    if (rc) {
-        fail(o, status_of(rc), "search failed: %s", qx_last_error());
-        goto out;
-    }
-    atomic_fetch_add(&s->m.searches, 1);
-    res = json_array();
-    if (wv) pthread_rwlock_rdlock(&c->rw);
-    int nonfinite = 0; /* a hit is never dropped silently: a score JSON cannot hold fails the search */
-    for (size_t i = 0; res && i < found; i++) {
-        double sc = to_score(c->distance, dist[i]);
-        if (!isfinite(dist[i]) || !isfinite(sc)) {
-            nonfinite = 1;
-            fail(o, 500, "%s: non-finite score for point %lld", what, (long long)ids[i]);
-            json_decref(res);
-            res = NULL;
-            break;
-        }
-        json_t *p = json_pack("{s:I, s:f}", "id", (json_int_t)ids[i], "score", sc);
-        if (p && wv) {
-            const float *v = qxs_store_get(&c->store, ids[i]);
-            if (v && json_object_set_new(p, "vector", vector_json(v, c->d))) {
-                json_decref(p);
-                p = NULL;
+    qx__aligned_free(q);
+    return res;
+}
+
+/* The hot path of POST .../points/search: a body of the common shape is read
+ * by qxs_search_body_parse without building a JSON tree (search_body.c).
+ * 1 when the request was handled here (reply in o); 0 for any body that
+ * parser declines, which then takes the jansson path and gets its reply. */
+static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len, qxs_reply *o) {
+    float *q = qx__aligned_alloc(c->d * sizeof(float));
+    qxs_search_body sb;
+    int handled = 0;
+    if (q && qxs_search_body_parse(body, len, c->d, QX_MAX_K, QX_MAX_NLIST, q, &sb)) {
+        long long k = sb.limit < 0 ? 10 : sb.limit;
+        int wv = sb.with_vector > 0;
+        if (reply_values(c, k, wv) <= QXS_MAX_REPLY_VALUES) {
+            handled = 1;
+            if (finish_vector(c, q, o, "search") == 0) {
+                qxs_search_opts so = {.k = (size_t)k,
+                                      .nprobe = sb.nprobe < 0 ? 0 : (size_t)sb.nprobe,
+                                      .rerank = sb.rerank < 0 ? 0 : (size_t)sb.rerank,
+                                      .exact = sb.exact > 0};
+                json_t *res = run_search(s, c, q, &so, wv, o, "search");
+                if (res) ok(o, res);
             }
         }
-        if (!p || json_array_append_new(res, p)) {
-            json_decref(res);
-            res = NULL;
-        }
     }
-    if (wv) pthread_rwlock_unlock(&c->rw);
-    if (!res && !nonfinite) fail(o, 500, "out of memory");
-out:
     qx__aligned_free(q);
-    qx__free(dist);
-    qx__free(ids);
-    return res;
+    return handled;
 }
 
 static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
@@ -803,6 +855,7 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
         return;
     }
     json_t *b = NULL;
+    if (r->ep == QXS_EP_SEARCH && !is_get && search_fast(s, c, body, len, o)) goto out;
     if (!is_get) {
         int required = r->ep != QXS_EP_REBUILD;
         b = parse_body(body, len, o, required);

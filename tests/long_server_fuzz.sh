@@ -15,7 +15,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzz.XXXXXX")
 trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$SRC/include" -I"$SRC/quant" -I"$SRC/index" -I"$SRC/server" \
-    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log}.c \
+    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body}.c \
     "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
     -o "$W/fuzz_api" 2>"$W/cc.log"; then
   if grep -q "fuzzer" "$W/cc.log"; then echo "SKIP: libFuzzer unavailable" >&2; cat "$W/cc.log" >&2; exit 77; fi
@@ -37,6 +37,8 @@ seed $'PUT /collections/g\n{"vectors":{"size":3,"distance":"Dot"},"quantizer":{"
 seed $'DELETE /collections/g\n'
 seed $'POST /collections/f/rebuild\n{"bytes":8}'
 seed $'GET /metrics\n'
+seed 'S{"vector":[1.5,-2e-3,0,-0],"limit":3,"params":{"nprobe":4,"rerank":10,"exact":true},"with_vector":false}'
+seed 'S {"top":1, "vector":[ 123456789012345, 0.1e22, 9e-30, 3.4028234e38 ], "params":{}}'
 seed $'PUT /collections/f/points\n{"points":[{"id":1e400,"vector":[1,2,3,NaN]}]}'
 seed $'PUT /collections/%2e%2e/points\n[[[[[[[[[[[[]]]]]]]]]]]]'
 printf 'W\x15\x00\x00\x00\x00\x00\x00\x00\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00' >"$W/corpus/wal"

@@ -293,6 +293,35 @@ static void test_upsert_and_remove(void **state) {
     qx_ivf_free(ivf);
 }
 
+/* Blocks of one or two queries take the sgemv path (ivf_search.c, decision
+ * 5), larger ones sgemm: the same results, up to float rounding. */
+static void check_small_blocks(const qx_ivf *ivf, size_t nprobe) {
+    float dist[NQ * 10], d1[NQ * 10];
+    int64_t ids[NQ * 10], i1[NQ * 10];
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = nprobe;
+    p.threads = 1;
+    assert_int_equal(qx_ivf_search(ivf, NULL, queries, NQ, 10, &p, dist, ids), 0);
+    for (size_t i = 0; i < NQ; i += 2) /* pairs (NQ is even), then the last query again alone */
+        assert_int_equal(qx_ivf_search(ivf, NULL, queries + i * D, 2, 10, &p, d1 + i * 10, i1 + i * 10), 0);
+    assert_int_equal(qx_ivf_search(ivf, NULL, queries + (NQ - 1) * D, 1, 10, &p, d1 + (NQ - 1) * 10,
+                                   i1 + (NQ - 1) * 10), 0);
+    size_t same = 0;
+    for (size_t i = 0; i < NQ * 10; i++) {
+        same += ids[i] == i1[i];
+        assert_true(fabsf(dist[i] - d1[i]) <= 1e-4f * (1.0f + fabsf(dist[i])));
+    }
+    assert_true(same >= NQ * 10 - 4); /* float near-ties may swap a few */
+}
+
+static void test_small_blocks_match_batch(void **state) {
+    check_small_blocks(shared_ivf, 16);
+    qx_ivf *ip = build(base, 4000, 8, 16, QX_METRIC_IP);
+    check_small_blocks(ip, 8);
+    qx_ivf_free(ip);
+}
+
 static void test_inner_product(void **state) {
     qx_ivf *ivf = build(base, 4000, 8, 16, QX_METRIC_IP);
     qx_ivf_info info;
@@ -460,6 +489,7 @@ int main(void) {
         cmocka_unit_test(test_corrupt_files_rejected),
         cmocka_unit_test(test_upsert_and_remove),
         cmocka_unit_test(test_inner_product),
+        cmocka_unit_test(test_small_blocks_match_batch),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_oom_in_add_and_search),
         cmocka_unit_test(test_siftsmall_recall),

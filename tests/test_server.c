@@ -2,7 +2,9 @@
  * write-ahead log (round trip, torn tails at every byte, corrupt CRC, group
  * commit), the raw vector store (upsert/overwrite/delete with swap, exact
  * top-k against a brute-force reference, snapshot round trip and corruption),
- * routing and the name/id rules that keep paths inside the data directory.
+ * routing and the name/id rules that keep paths inside the data directory,
+ * and the fast search-body parser (what it accepts, what it declines, and its
+ * numbers bit-identical to strtod).
  * The server sources are compiled in directly: the test binaries link only
  * the core library, and these files need nothing else. */
 #define _GNU_SOURCE
@@ -18,6 +20,7 @@
 #include "testutil.h"
 
 #include "../server/route.c"
+#include "../server/search_body.c"
 #include "../server/store.c"
 #include "../server/wal.c"
 
@@ -417,6 +420,86 @@ static void test_routes(void **state) {
     assert_false(qxs_route_allows(QXS_EP_NONE, "GET", &allow));
 }
 
+/* ---- search body fast path ---------------------------------------------- */
+
+static int parse_sb(const char *body, size_t d, float *v, qxs_search_body *b) {
+    return qxs_search_body_parse(body, strlen(body), d, 10000, 65536, v, b);
+}
+
+static void test_search_body_accepts(void **state) {
+    (void)state;
+    float v[3];
+    qxs_search_body b;
+    assert_int_equal(parse_sb("{\"vector\":[1,-2.5,3e2]}", 3, v, &b), 1);
+    assert_true(v[0] == 1.0f && v[1] == -2.5f && v[2] == 300.0f);
+    assert_true(b.limit == -1 && b.nprobe == -1 && b.rerank == -1 && b.exact == -1 && b.with_vector == -1);
+    assert_int_equal(parse_sb(" {\r\n \"limit\" : 7 , \"vector\" : [ 0.1 , 0 , -0 ] ,"
+                              "\"params\":{\"nprobe\":16,\"rerank\":0,\"exact\":false},"
+                              "\"with_vector\":true}\n", 3, v, &b), 1);
+    assert_true(b.limit == 7 && b.nprobe == 16 && b.rerank == 0 && b.exact == 0 && b.with_vector == 1);
+    assert_true(v[0] == (float)0.1 && v[1] == 0.0f && !signbit(v[2])); /* "-0" is the integer 0 */
+    assert_int_equal(parse_sb("{\"top\":3,\"params\":{},\"vector\":[1,2,3]}", 3, v, &b), 1);
+    assert_int_equal(b.limit, 3);
+}
+
+static void test_search_body_declines(void **state) {
+    (void)state;
+    static const char *bodies[] = {
+        "", "{}", "[]", "{\"vector\":[1,2]}", "{\"vector\":[1,2,3,4]}", "{\"vector\":[]}",
+        "{\"vector\":[1,2,3]", "{\"vector\":[1,2,3]} x", "{\"vector\":[1,2,3],}", "{\"vector\":[1,,3]}",
+        "{\"vector\":[1,2,3],\"vector\":[1,2,3]}", "{\"vector\":[1,2,3],\"limit\":1,\"top\":2}",
+        "{\"vector\":[1,2,3],\"limit\":0}", "{\"vector\":[1,2,3],\"limit\":10001}",
+        "{\"vector\":[1,2,3],\"limit\":2.0}", "{\"vector\":[1,2,3],\"limit\":null}",
+        "{\"vector\":[1,2,3],\"limit\":\"5\"}", "{\"vector\":[1,2,3],\"params\":{\"nprobe\":0}}",
+        "{\"vector\":[1,2,3],\"params\":{\"rerank\":-1}}", "{\"vector\":[1,2,3],\"params\":{\"hnsw_ef\":8}}",
+        "{\"vector\":[1,2,3],\"params\":null}", "{\"vector\":[1,2,3],\"with_vector\":1}",
+        "{\"vector\":[1,2,3],\"with_payload\":true}", "{\"vect\\u006fr\":[1,2,3]}",
+        "{\"vector\":[1,2,1e39]}", "{\"vector\":[1,2,1e400]}", "{\"vector\":[1,2,1e-400]}",
+        "{\"vector\":[1,2,NaN]}", "{\"vector\":[1,2,01]}", "{\"vector\":[1,2,1.]}", "{\"vector\":[1,2,.5]}",
+        "{\"vector\":[1,2,+1]}", "{\"vector\":[1,2,1e]}", "{\"vector\":[1,2,1234567890123456]}",
+        "{\"vector\":[1,2,\"3\"]}", "{\"vector\":[1,2,true]}", "{\"vector\":[1,2,3],\"exact\":true}",
+        "{\"vector\":[1,2,3],\"params\":{\"exact\":tru}}"
+    };
+    float v[3];
+    qxs_search_body b;
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++)
+        if (parse_sb(bodies[i], 3, v, &b)) fail_msg("accepted: %s", bodies[i]);
+    /* a NUL inside the body (not at its end for strlen) */
+    assert_int_equal(qxs_search_body_parse("{\"vector\":[1,2,3]}\0", 19, 3, 10000, 65536, v, &b), 0);
+    /* truncations of a valid body never parse */
+    const char *ok = "{\"vector\":[1.5,2,3],\"limit\":5,\"params\":{\"nprobe\":4}}";
+    for (size_t n = 0; n < strlen(ok); n++)
+        assert_int_equal(qxs_search_body_parse(ok, n, 3, 10000, 65536, v, &b), 0);
+    assert_int_equal(parse_sb(ok, 3, v, &b), 1);
+}
+
+/* exact_decimal (Clinger's fast path) against strtod, bit for bit. */
+static void test_search_body_numbers(void **state) {
+    (void)state;
+    uint64_t r = 12345;
+    size_t fast = 0;
+    for (int t = 0; t < 200000; t++) {
+        char buf[64];
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        int idig = (int)(r >> 60) % 8, fdig = (int)(r >> 56 & 15) + 1, ex = (int)(r >> 40 & 63) - 32;
+        size_t n = 0;
+        if (r >> 39 & 1) buf[n++] = '-';
+        uint64_t x = r ^ (r >> 29);
+        if (idig == 0) buf[n++] = '0';
+        for (int i = 0; i < idig; i++, x /= 10) buf[n++] = (char)('0' + (i == 0 ? 1 + x % 9 : x % 10));
+        buf[n++] = '.';
+        for (int i = 0; i < fdig; i++, x /= 7) buf[n++] = (char)('0' + x % 10);
+        if (r >> 38 & 1) n += (size_t)snprintf(buf + n, sizeof buf - n, "e%d", ex);
+        buf[n] = 0;
+        double want = strtod(buf, NULL), got;
+        if (exact_decimal(buf, buf + n, &got)) {
+            fast++;
+            if (memcmp(&got, &want, sizeof got)) fail_msg("%s: %.17g, strtod %.17g", buf, got, want);
+        }
+    }
+    assert_true(fast > 100000); /* the fast path takes most of these */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wal_roundtrip),
@@ -427,6 +510,9 @@ int main(void) {
         cmocka_unit_test(test_store_snapshot),
         cmocka_unit_test(test_names_and_ids),
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_search_body_accepts),
+        cmocka_unit_test(test_search_body_declines),
+        cmocka_unit_test(test_search_body_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * collection operations they reach (upsert, delete, search, get, create,
  * drop) on a scratch data directory, and the write-ahead-log parser.
  * Input: "METHOD PATH\nBODY" (a first byte 'W' fuzzes the WAL parser with
- * the rest). Rebuilds are stubbed (they start threads). Not part of the CMake
+ * the rest; 'S' checks that what the fast search-body parser accepts, jansson
+ * reads the same way). Rebuilds are stubbed (they start threads). Not part of the CMake
  * build (server/fuzz/ is outside the server/*.c glob); tests/long_server_fuzz.sh
  * compiles it with clang -fsanitize=fuzzer,address,undefined and runs it. */
 #define _GNU_SOURCE
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "search_body.h"
 #include "internal.h"
 #include "srv.h"
 #include "wal.h"
@@ -48,6 +50,35 @@ static int count_rec(void *ctx, const qxs_wal_rec *r) {
     return 0;
 }
 
+/* The fast search-body parser against jansson: whatever it accepts must be a
+ * JSON object jansson parses to the same vector bits and parameters. */
+static void check_search_body(const char *body, size_t len) {
+    float v[4];
+    qxs_search_body b;
+    if (!qxs_search_body_parse(body, len, 4, 10000, 65536, v, &b)) return;
+    json_error_t e;
+    json_t *j = json_loadb(body, len, 0, &e), *x;
+    if (!j || !json_is_object(j)) abort();
+    json_t *vec = json_object_get(j, "vector");
+    if (!json_is_array(vec) || json_array_size(vec) != 4) abort();
+    for (size_t i = 0; i < 4; i++) {
+        float f = (float)json_number_value(json_array_get(vec, i));
+        if (!json_is_number(json_array_get(vec, i)) || memcmp(&f, &v[i], sizeof f)) abort();
+    }
+    x = json_object_get(j, "limit") ? json_object_get(j, "limit") : json_object_get(j, "top");
+    if (b.limit < 0 ? x != NULL : !json_is_integer(x) || json_integer_value(x) != b.limit) abort();
+    json_t *p = json_object_get(j, "params");
+    x = p ? json_object_get(p, "nprobe") : NULL;
+    if (b.nprobe < 0 ? x != NULL : !json_is_integer(x) || json_integer_value(x) != b.nprobe) abort();
+    x = p ? json_object_get(p, "rerank") : NULL;
+    if (b.rerank < 0 ? x != NULL : !json_is_integer(x) || json_integer_value(x) != b.rerank) abort();
+    x = p ? json_object_get(p, "exact") : NULL;
+    if (b.exact < 0 ? x != NULL : !json_is_boolean(x) || json_is_true(x) != b.exact) abort();
+    x = json_object_get(j, "with_vector");
+    if (b.with_vector < 0 ? x != NULL : !json_is_boolean(x) || json_is_true(x) != b.with_vector) abort();
+    json_decref(j);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     setup();
     if (size > 0 && data[0] == 'W') {
@@ -55,6 +86,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int e;
         size_t good = qxs_wal_parse(data + 1, size - 1, 4, count_rec, &n, &e);
         if (good > size - 1) abort();
+        return 0;
+    }
+    if (size > 0 && data[0] == 'S') {
+        check_search_body((const char *)data + 1, size - 1);
         return 0;
     }
     const uint8_t *nl = memchr(data, '\n', size);
