@@ -16,10 +16,12 @@
  * 4. The heap holds (list, offset) locations, not ids, so re-ranking can
  *    fetch codes; ids are looked up only for the final k.
  * 5. A block of one or two queries (the server's case: one query per HTTP
- *    request) uses sgemv instead: OpenBLAS's sgemm packs the whole centroid
- *    and codebook matrices on every call, which for a single query costs
- *    more than the scan (perf: 44 % of the server's time); sgemv streams
- *    them once.
+ *    request; also a batch's last block when nq % 32 is 1 or 2) uses sgemv
+ *    instead: OpenBLAS's sgemm packs the whole centroid and codebook
+ *    matrices on every call, which for a single query costs more than the
+ *    scan (perf: 44 % of the server's time); sgemv streams them once. The
+ *    two round differently in the last bits, so a query's scores may differ
+ *    in the last ulp with its place in a batch (test_ivf checks both paths).
  */
 #include <cblas.h>
 #include <math.h>
@@ -90,6 +92,10 @@ int qx_ivf_search_ctx_new(const qx_ivf *ivf, qx_ivf_search_ctx **out) {
         qx_ivf_search_ctx_free(c);
         return qx__fail(QX_ENOMEM, "search context for %zu lists", ivf->nlist);
     }
+    /* zeroed once: some OpenBLAS versions' sgemv with beta = 0 scale y by 0
+     * instead of overwriting it, and 0·NaN of uninitialised memory is NaN */
+    memset(c->coarse, 0, sizeof(float) * QX__QBLOCK * ivf->nlist);
+    memset(c->luts, 0, sizeof(float) * QX__QBLOCK * c->lut_len);
     *out = c;
     return 0;
 }

@@ -23,6 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Clinger's fast path needs every double operation rounded once, to double
+ * (no x87 extended precision, no -ffast-math reassociation). */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0 || defined(__FAST_MATH__)
+#error "search_body.c: exact_decimal needs FLT_EVAL_METHOD == 0 and no -ffast-math"
+#endif
+
 typedef struct cur {
     const char *p, *end;
 } cur;

@@ -65,13 +65,13 @@ IDX="$QX_TMP/data/collections/load/index.qx"
 inproc() { local r; for r in 1 2 3 4 5; do
     "$QX_BIN" search --index "$IDX" --queries "${S}_query.fvecs" --k 10 --nprobe "$NPROBE" --threads "$1" --runs 1 --print 0 2>&1 |
       grep -io '[0-9.]* *QPS\|QPS[^0-9]*[0-9.]*' | grep -o '[0-9.]*' | head -1
-  done | sort -g | sed -n 3p; }
+  done | sort -g | awk '{v[NR] = $1} END {if (NR == 5) print v[3]}'; }  # empty (a failure below) unless 5 passes reported
 q1=$(inproc 1); q2=$(inproc 2)
 echo "RESULT load: n=$N d=128 bytes=8 nprobe=$NPROBE limit=10 connections=16 server-threads=4 cores=$(nproc)"
 echo "RESULT http: QPS=$qps p50=$p50 p99=$p99"
 echo "RESULT in-process qinx search (median of 5): QPS(1 thread)=$q1 QPS(2 threads)=$q2"
 best=$(awk -v a="${q1:-0}" -v b="${q2:-0}" 'BEGIN{print (a > b ? a : b)}')
-if [ -n "$qps" ] && awk -v b="$best" 'BEGIN{exit !(b > 0)}'; then
+if [ -n "$qps" ] && [ -n "$q1" ] && [ -n "$q2" ] && awk -v b="$best" 'BEGIN{exit !(b > 0)}'; then
   ratio=$(awk -v a="$qps" -v b="$best" 'BEGIN{printf "%.2f", a/b}')
   echo "RESULT http / best in-process = $ratio (target >= 0.60)"
   awk -v r="$ratio" 'BEGIN{exit !(r >= 0.6)}' && qx_ok "HTTP QPS >= 60% of in-process" || qx_fail "HTTP QPS ratio $ratio < 0.60"

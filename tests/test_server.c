@@ -8,7 +8,9 @@
  * The server sources are compiled in directly: the test binaries link only
  * the core library, and these files need nothing else. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -464,8 +466,10 @@ static void test_search_body_declines(void **state) {
     qxs_search_body b;
     for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++)
         if (parse_sb(bodies[i], 3, v, &b)) fail_msg("accepted: %s", bodies[i]);
-    /* a NUL inside the body (not at its end for strlen) */
+    /* NUL bytes inside the body, given by length */
     assert_int_equal(qxs_search_body_parse("{\"vector\":[1,2,3]}\0", 19, 3, 10000, 65536, v, &b), 0);
+    assert_int_equal(qxs_search_body_parse("{\"vector\":[1,\0 2,3]}", 20, 3, 10000, 65536, v, &b), 0);
+    assert_int_equal(qxs_search_body_parse("{\"vector\":[1,2,3]\0}", 19, 3, 10000, 65536, v, &b), 0);
     /* truncations of a valid body never parse */
     const char *ok = "{\"vector\":[1.5,2,3],\"limit\":5,\"params\":{\"nprobe\":4}}";
     for (size_t n = 0; n < strlen(ok); n++)
@@ -500,6 +504,62 @@ static void test_search_body_numbers(void **state) {
     assert_true(fast > 100000); /* the fast path takes most of these */
 }
 
+/* Whole bodies {"vector":[x]} with x in every JSON number shape (integer or
+ * not, fraction with leading zeros, exponent e/E/+/-, up to 20 digits a
+ * part): accepted exactly when the jansson path would accept the number and
+ * this parser promises to (not ERANGE, integers up to 15 digits, a finite
+ * 32-bit float, a token under 64 bytes), and then bit-identical to it. */
+static void test_search_body_number_shapes(void **state) {
+    (void)state;
+    uint64_t r = 99;
+    size_t accepted = 0;
+    for (int t = 0; t < 100000; t++) {
+        char tok[96], body[128];
+        size_t n = 0, idig;
+#define RND() (r = r * 6364136223846793005ULL + 1442695040888963407ULL, r >> 33)
+        if (RND() % 3 == 0) tok[n++] = '-';
+        idig = RND() % 21;
+        if (idig == 0) tok[n++] = '0';
+        for (size_t i = 0; i < idig; i++) tok[n++] = (char)('0' + (i == 0 ? 1 + RND() % 9 : RND() % 10));
+        int integer = 1;
+        if (RND() % 2) {
+            integer = 0;
+            tok[n++] = '.';
+            size_t zeros = RND() % 4 == 0 ? RND() % 8 : 0, fd = 1 + RND() % 20;
+            for (size_t i = 0; i < zeros; i++) tok[n++] = '0';
+            for (size_t i = 0; i < fd; i++) tok[n++] = (char)('0' + RND() % 10);
+        }
+        if (RND() % 2) {
+            integer = 0;
+            tok[n++] = RND() % 2 ? 'e' : 'E';
+            unsigned sg = (unsigned)(RND() % 3);
+            if (sg) tok[n++] = sg == 1 ? '+' : '-';
+            unsigned emax = RND() % 2 ? 40 : 400;
+            n += (size_t)snprintf(tok + n, sizeof tok - n, "%u", (unsigned)(RND() % emax));
+        }
+        tok[n] = 0;
+#undef RND
+        errno = 0;
+        double want = integer ? (double)strtoll(tok, NULL, 10) : strtod(tok, NULL);
+        int erange = errno == ERANGE;
+        size_t digits = n - (tok[0] == '-');
+        int expect = !erange && !(integer && digits > 15) && fabs(want) <= FLT_MAX && n <= 63;
+        snprintf(body, sizeof body, "{\"vector\":[%s]}", tok);
+        float v;
+        qxs_search_body b;
+        int got = parse_sb(body, 1, &v, &b);
+        if (got != expect) fail_msg("%s: parser %s, expected %s", tok, got ? "accepts" : "declines", expect ? "accept" : "decline");
+        float w = (float)want;
+        if (got && memcmp(&v, &w, sizeof v)) fail_msg("%s: %.9g, jansson path %.9g", tok, v, w);
+        accepted += (size_t)got;
+    }
+    assert_true(accepted > 50000);
+    float v;
+    qxs_search_body b;
+    assert_int_equal(parse_sb("{\"vector\":[-0.0]}", 1, &v, &b), 1);
+    assert_true(v == 0.0f && signbit(v)); /* a real -0.0 keeps its sign, as strtod's */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wal_roundtrip),
@@ -513,6 +573,7 @@ int main(void) {
         cmocka_unit_test(test_search_body_accepts),
         cmocka_unit_test(test_search_body_declines),
         cmocka_unit_test(test_search_body_numbers),
+        cmocka_unit_test(test_search_body_number_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

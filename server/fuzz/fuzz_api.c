@@ -8,14 +8,17 @@
  * build (server/fuzz/ is outside the server/*.c glob); tests/long_server_fuzz.sh
  * compiles it with clang -fsanitize=fuzzer,address,undefined and runs it. */
 #define _GNU_SOURCE
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "api.h"
-#include "search_body.h"
 #include "internal.h"
+#include "qinx/ivf.h"
+#include "search_body.h"
 #include "srv.h"
 #include "wal.h"
 
@@ -51,31 +54,43 @@ static int count_rec(void *ctx, const qxs_wal_rec *r) {
 }
 
 /* The fast search-body parser against jansson: whatever it accepts must be a
- * JSON object jansson parses to the same vector bits and parameters. */
+ * JSON object without duplicate members that jansson parses to the same
+ * vector bits and parameters, and that passes the jansson path's checks
+ * (ranges, finite 32-bit floats). */
+static void check_int(const json_t *x, long long got, long long lo, long long hi) {
+    if (got < 0 ? x != NULL
+                : !json_is_integer(x) || json_integer_value(x) != got || got < lo || got > hi)
+        abort();
+}
+
+static void check_bool(const json_t *x, int got) {
+    if (got < 0 ? x != NULL : !json_is_boolean(x) || json_is_true(x) != got) abort();
+}
+
 static void check_search_body(const char *body, size_t len) {
     float v[4];
     qxs_search_body b;
-    if (!qxs_search_body_parse(body, len, 4, 10000, 65536, v, &b)) return;
+    if (!qxs_search_body_parse(body, len, 4, QX_MAX_K, QX_MAX_NLIST, v, &b)) return;
     json_error_t e;
-    json_t *j = json_loadb(body, len, 0, &e), *x;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
     if (!j || !json_is_object(j)) abort();
     json_t *vec = json_object_get(j, "vector");
     if (!json_is_array(vec) || json_array_size(vec) != 4) abort();
     for (size_t i = 0; i < 4; i++) {
-        float f = (float)json_number_value(json_array_get(vec, i));
-        if (!json_is_number(json_array_get(vec, i)) || memcmp(&f, &v[i], sizeof f)) abort();
+        json_t *x = json_array_get(vec, i);
+        double f64 = json_number_value(x);
+        float f = (float)f64;
+        if (!json_is_number(x) || !isfinite(f64) || fabs(f64) > FLT_MAX || memcmp(&f, &v[i], sizeof f)) abort();
     }
-    x = json_object_get(j, "limit") ? json_object_get(j, "limit") : json_object_get(j, "top");
-    if (b.limit < 0 ? x != NULL : !json_is_integer(x) || json_integer_value(x) != b.limit) abort();
+    if (json_object_get(j, "limit") && json_object_get(j, "top")) abort();
+    json_t *lim = json_object_get(j, "limit") ? json_object_get(j, "limit") : json_object_get(j, "top");
+    check_int(lim, b.limit, 1, QX_MAX_K);
     json_t *p = json_object_get(j, "params");
-    x = p ? json_object_get(p, "nprobe") : NULL;
-    if (b.nprobe < 0 ? x != NULL : !json_is_integer(x) || json_integer_value(x) != b.nprobe) abort();
-    x = p ? json_object_get(p, "rerank") : NULL;
-    if (b.rerank < 0 ? x != NULL : !json_is_integer(x) || json_integer_value(x) != b.rerank) abort();
-    x = p ? json_object_get(p, "exact") : NULL;
-    if (b.exact < 0 ? x != NULL : !json_is_boolean(x) || json_is_true(x) != b.exact) abort();
-    x = json_object_get(j, "with_vector");
-    if (b.with_vector < 0 ? x != NULL : !json_is_boolean(x) || json_is_true(x) != b.with_vector) abort();
+    if (p && !json_is_object(p)) abort();
+    check_int(p ? json_object_get(p, "nprobe") : NULL, b.nprobe, 1, QX_MAX_NLIST);
+    check_int(p ? json_object_get(p, "rerank") : NULL, b.rerank, 0, QX_MAX_K);
+    check_bool(p ? json_object_get(p, "exact") : NULL, b.exact);
+    check_bool(json_object_get(j, "with_vector"), b.with_vector);
     json_decref(j);
 }
 
