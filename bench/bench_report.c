@@ -227,7 +227,7 @@ int bench_write_report(const bench_run *r, const char *plot_note) {
     fprintf(f, "- Data: %zu base vectors of dimension %zu, %zu training vectors, %zu queries, "
                "ground truth top-%zu\n",
             D->base.n, D->d, D->train.n, D->queries.n, D->gt_k);
-    fprintf(f, "- Finished %s after %.1f minutes (time budget %.0f minutes)\n\n", date,
+    fprintf(f, "- Finished %s after %.1f minutes (time budget %g minutes)\n\n", date,
             (bench_now() - r->t0) / 60, r->cfg->budget_min);
     int any_ex = 0, any_ivf = 0;
     for (size_t i = 0; i < r->nres; i++) {
