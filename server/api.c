@@ -141,9 +141,9 @@ static int parse_id(json_t *v, int64_t *id, qxs_reply *o, const char *what) {
     return 0;
 }
 
-/* Vector of exactly d finite floats into out (normalised for Cosine). */
 static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char *what);
 
+/* Vector of exactly d finite floats into out (normalised for Cosine). */
 static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
     if (!json_is_array(v)) {
         fail(o, 422, "%s: 'vector' must be an array of %zu numbers", what, c->d);
@@ -602,7 +602,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     json_t *lim = json_object_get(b, "limit") ? json_object_get(b, "limit") : json_object_get(b, "top");
     json_t *tmp = json_object();
     if (lim) json_object_set(tmp, "limit", lim);
-    int bad = get_int(tmp, "limit", 1, QX_MAX_K, 10, &k, o);
+    int bad = get_int(tmp, "limit", 1, QX_MAX_K, QXS_SEARCH_LIMIT_DEFAULT, &k, o);
     json_decref(tmp);
     if (bad) {
         name_failure(o, what);
@@ -652,7 +652,7 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
     qxs_search_body sb;
     int handled = 0;
     if (q && qxs_search_body_parse(body, len, c->d, QX_MAX_K, QX_MAX_NLIST, q, &sb)) {
-        long long k = sb.limit < 0 ? 10 : sb.limit;
+        long long k = sb.limit < 0 ? QXS_SEARCH_LIMIT_DEFAULT : sb.limit;
         int wv = sb.with_vector > 0;
         if (reply_values(c, k, wv) <= QXS_MAX_REPLY_VALUES) {
             handled = 1;

@@ -23,6 +23,7 @@
 #define QXS_DEFAULT_MAX_BODY (32u << 20)   /* 32 MiB */
 #define QXS_MAX_BATCH 65536                /* points per upsert / ids per delete */
 #define QXS_MAX_SEARCH_BATCH 1024          /* searches per search/batch request */
+#define QXS_SEARCH_LIMIT_DEFAULT 10        /* a search's 'limit' when absent */
 /* numbers one search reply may hold: Σ limit × (2 + d if with_vector) over its
  * searches (about 20 bytes of JSON and 64 bytes of jansson objects each) */
 #define QXS_MAX_REPLY_VALUES 8000000
