@@ -1,5 +1,6 @@
 /* tests/test_server.c — unit tests of the server's pure parts: the
- * routing and the name/id rules that keep paths inside the data directory,
+ * routing and the name/id rules, the load client's float printer (every
+ * float it prints parses back to the same float32), that keep paths inside the data directory,
  * and the fast search-body parser (what it accepts, what it declines, and its
  * numbers bit-identical to strtod).
  * The server sources are compiled in directly: the test binaries link only
@@ -20,6 +21,7 @@
 
 #include "../server/route.c"
 #include "../server/search_body.c"
+#include "../server/load.c"
 
 /* ---- routing and names -------------------------------------------------------- */
 
@@ -236,10 +238,39 @@ static void test_search_body_number_shapes(void **state) {
     assert_true(v == 0.0f && signbit(v)); /* a real -0.0 keeps its sign, as strtod's */
 }
 
+
+/* qinx serve load prints 9 significant digits without snprintf: each text
+ * parses back (strtof) to the very same float, over random bit patterns and
+ * the edges (denormals, powers of ten, FLT_MAX, -0). */
+static void test_load_float_printer(void **state) {
+    (void)state;
+    p10_init();
+    char buf[64];
+    tu_rng r;
+    tu_rng_seed(&r, 42);
+    float edge[] = {0.0f, -0.0f, 1.0f, -1.0f, 10.0f, 1e-10f, 9.99999999e8f, 1e9f, 123456789.0f, FLT_MAX, -FLT_MAX,
+                    FLT_MIN, 1e-45f, 1.4e-45f, 3e-39f, 0.1f, 0.3f, 1e38f, 9.9999e37f, 100000000.0f, 999999999.0f};
+    for (size_t i = 0; i < sizeof edge / sizeof *edge + 2000000; i++) {
+        float f;
+        if (i < sizeof edge / sizeof *edge) f = edge[i];
+        else {
+            uint32_t bits = (uint32_t)tu_rng_next(&r);
+            memcpy(&f, &bits, 4);
+            if (!isfinite(f)) continue;
+        }
+        int n = fmt_f32(buf, f);
+        buf[n] = 0;
+        assert_true(n > 0 && n <= 16);
+        float g = strtof(buf, NULL);
+        if (memcmp(&f, &g, 4) != 0) fail_msg("%.9g printed as %s parses to %.9g", (double)f, buf, (double)g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_ids),
         cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_load_float_printer),
         cmocka_unit_test(test_search_body_accepts),
         cmocka_unit_test(test_search_body_declines),
         cmocka_unit_test(test_search_body_numbers),
