@@ -1,6 +1,7 @@
 /* index/idmap.h — open-addressing hash map from 64-bit user id to the
  * location (list, offset) of its entry. Linear probing with backward-shift
- * deletion (no tombstones), load factor kept under 1/2. */
+ * deletion (no tombstones), load factor kept at or under 4/5, one bit per
+ * slot marks it used. */
 #ifndef QINX_IDMAP_H
 #define QINX_IDMAP_H
 
@@ -10,7 +11,7 @@
 typedef struct qx__idmap {
     int64_t *keys;
     uint64_t *vals; /* list << 32 | offset */
-    uint8_t *used;
+    uint64_t *used; /* one bit per slot */
     size_t cap, count; /* cap is a power of two or 0 */
 } qx__idmap;
 

@@ -72,10 +72,6 @@ static void index_name(char *out, size_t cap, const char *dir, uint64_t gen) {
     if (snprintf(out, cap, "%s/index-%llu.qx", dir, (unsigned long long)gen) >= (int)cap) out[0] = 0;
 }
 
-int qxs_write_file_atomic(const char *path, const char *text, size_t len) {
-    return qx__write_atomic(path, (const uint8_t *)text, len);
-}
-
 static void coll_free(qxs_coll *c) {
     if (!c) return;
     qxs_wal_close(&c->wal);
@@ -502,7 +498,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
         unlink(path);
         path_in(path, sizeof path, dir, LEGACY_INDEX);
         unlink(path);
-        qxs_fsync_dir(path);
+        qx__fsync_dir(path);
         qxs_log(QXS_LOG_ALWAYS, "collection %s: converted from snapshot.bin + wal.log to segments (%zu points)", name,
                 c->store.n_live);
     } else if (!atomic_load(&c->failed)) {
@@ -627,14 +623,14 @@ int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p) {
     c->created = (double)time(NULL);
     char *meta = meta_json(c);
     if (!meta) rc = qx__fail(QX_ENOMEM, "metadata");
-    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qxs_write_file_atomic(path, meta, strlen(meta));
+    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qx__write_atomic(path, meta, strlen(meta));
     qx__free(meta);
     int moved = 0; /* dir is ours (renamed from tmp) only once this is set */
     if (!rc) {
         if (rename(tmp, dir) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
         else moved = 1;
     }
-    if (!rc) rc = qxs_fsync_dir(dir);
+    if (!rc) rc = qx__fsync_dir(dir);
     if (!rc) {
         qxs_store_free(&c->store);
         rc = qxs_store_open(&c->store, dir, c->d, c->on_disk, NULL);
@@ -683,7 +679,7 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
     pthread_mutex_lock(&c->wmu);
     if (rename(c->dir, trash) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
     if (!rc) {
-        qxs_fsync_dir(trash);
+        qx__fsync_dir(trash);
         s->colls[i] = s->colls[--s->ncolls];
         atomic_store(&c->dropped, 1);
     }

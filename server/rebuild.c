@@ -41,6 +41,8 @@
 #include "qinx/kernels.h"
 #include "qinx/qinco.h"
 #include "qinx/rq.h"
+#include "qinx/core.h"
+#include "qinx/rng.h"
 #include "srv.h"
 
 #define QXS_REBUILD_MIN_POINTS 1000
@@ -77,12 +79,6 @@ static void on_progress(void *ctx, const char *stage, double f) {
     set_stage(p->c, p->j, st, p->base + p->span * (f < 0 ? 0 : f > 1 ? 1 : f));
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* 10-recall@10 of an index on the gate queries (self hits dropped). */
 static int index_recall(const qx_ivf *ivf, const float *qs, const int64_t *qids, size_t nq, size_t d,
@@ -142,7 +138,7 @@ static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *
     if (report && !atomic_load(&c->dropped)) {
         char path[PATH_MAX + 16];
         snprintf(path, sizeof path, "%s/report.json", c->dir);
-        if (qxs_write_file_atomic(path, report, strlen(report)))
+        if (qx__write_atomic(path, report, strlen(report)))
             qxs_log(QXS_LOG_WARN, "collection %s: could not save report.json: %s", c->name, qx_last_error());
     }
     pthread_mutex_unlock(&c->wmu);
@@ -288,7 +284,7 @@ static void *rebuild_main(void *arg) {
     /* query rows: distinct random live row numbers, sorted for the pass */
     size_t got_q = 0;
     for (size_t tries = 0; got_q < nq && tries < 100 * nq + 1000; tries++) {
-        uint64_t r = splitmix(&seed) % total_rows;
+        uint64_t r = qx_rng_next(&seed) % total_rows;
         int dup = 0;
         for (size_t i = 0; i < got_q && !dup; i++) dup = qrow[i] == r;
         if (!dup) qrow[got_q++] = r;
@@ -322,10 +318,10 @@ static void *rebuild_main(void *arg) {
                     qids[nqk++] = key;
                     continue;
                 }
-                if (w < ntrain && (seen * ntrain) / avail == w) memcpy(train + (w++) * d, v, d * sizeof(float));
+                if (w < ntrain && seen == qx_sample_index(w, avail, ntrain)) memcpy(train + (w++) * d, v, d * sizeof(float));
                 seen++;
                 uint64_t hk = (uint64_t)key ^ seed;
-                if (gn < gcap && splitmix(&hk) % n < gcap) {
+                if (gn < gcap && qx_rng_next(&hk) % n < gcap) {
                     memcpy(gs + gn * d, v, d * sizeof(float));
                     gkeys[gn++] = key;
                 }

@@ -8,10 +8,9 @@
  *    (n / 8 bytes) lives in RAM, and the vectors when on_disk is off.
  * 2. Id -> row in a sealed segment is a binary search over the sorted
  *    permutation stored in the file: no hash map in RAM for sealed data.
- * 3. Segment files can be gigabytes, so they are written by streaming to a
- *    temporary file (fsync, rename, then qxs_fsync_dir), not through
- *    qx__write_atomic, which takes one buffer; tombstone files (small) go
- *    through qx__write_atomic.
+ * 3. Segment files (gigabytes) are streamed through the core's atomic file
+ *    (qx__afile: temporary file, fsync, rename, directory fsync); tombstone
+ *    files (small) through qx__write_atomic.
  * 4. Checksums: the header has its own; ids, permutation and payload offsets
  *    (what every lookup trusts) are checked at open; vectors and payload
  *    bytes carry checksums that qxs_seg_verify checks, so that opening a
@@ -242,11 +241,11 @@ static int cmp_rows(const void *a, const void *b, void *ctx) {
     return c ? c : (x < y ? -1 : x > y);
 }
 
-static int write_zeros(int fd, size_t n) {
+static int write_zeros(qx__afile *f, size_t n) {
     static const uint8_t z[4096];
     while (n) {
         size_t k = n < sizeof z ? n : sizeof z;
-        int rc = qxs_write_all(fd, z, k);
+        int rc = qx__afile_write(f, z, k);
         if (rc) return rc;
         n -= k;
     }
@@ -254,9 +253,8 @@ static int write_zeros(int fd, size_t n) {
 }
 
 int qxs_seg_write(const char *dir, const qxs_mseg *m, uint64_t *bytes) {
-    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    char path[PATH_MAX];
     qxs_seg_name(path, sizeof path, dir, m->no);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     size_t n = m->n, d = m->d, vb;
     if (!qx__mul3(n, d, sizeof(float), &vb)) return qx__fail(QX_ENOMEM, "segment size");
     uint64_t pblob_len = n ? m->poff[n] : 0;
@@ -301,17 +299,17 @@ int qxs_seg_write(const char *dir, const qxs_mseg *m, uint64_t *bytes) {
     uint32_t crc_hdr = qx__crc32(0, hdr, 92);
     memcpy(hdr + 92, &crc_hdr, 4);
 
-    int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) rc = qx__fail(QX_EIO, "open %s: %s", tmp, strerror(errno));
+    qx__afile af;
+    int rc = qx__afile_open(&af, path);
     size_t pos = 0;
 #define EMIT(buf, len)                                                                                   \
     do {                                                                                                 \
-        if (!rc) rc = qxs_write_all(fd, buf, len);                                                       \
+        if (!rc) rc = qx__afile_write(&af, buf, len);                                                    \
         pos += (len);                                                                                    \
     } while (0)
 #define PAD_TO(off)                                                                                      \
     do {                                                                                                 \
-        if (!rc) rc = write_zeros(fd, (off) - pos);                                                      \
+        if (!rc) rc = write_zeros(&af, (off) - pos);                                                     \
         pos = (off);                                                                                     \
     } while (0)
     EMIT(hdr, sizeof hdr);
@@ -329,15 +327,13 @@ int qxs_seg_write(const char *dir, const qxs_mseg *m, uint64_t *bytes) {
     qx__free(pids);
     qx__free(perm);
     qx__free(poff);
-    if (!rc && fsync(fd) != 0) rc = qx__fail(QX_EIO, "fsync %s: %s", tmp, strerror(errno));
-    if (fd >= 0) close(fd);
-    if (!rc && rename(tmp, path) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
     if (rc) {
-        unlink(tmp);
+        qx__afile_abort(&af);
         return rc;
     }
+    if ((rc = qx__afile_commit(&af))) return rc;
     if (bytes) *bytes = file_len;
-    return qxs_fsync_dir(path);
+    return 0;
 }
 
 /* ---- sealed segments: reading -------------------------------------------------- */

@@ -223,8 +223,6 @@ extern size_t qxs_checkpoint_bytes;   /* log size that triggers a checkpoint (QX
 void qxs_checkpoint_all(qxs_server *s);
 /* internal metric (L2 / IP) of a distance */
 static inline int qxs_metric_of(qxs_distance d) { return d == QXS_DOT ? 1 : 0; }
-/* Write text to path atomically (qx__write_atomic). */
-int qxs_write_file_atomic(const char *path, const char *text, size_t len);
 
 /* ---- rebuilds (rebuild.c) ------------------------------------------------- */
 typedef struct qxs_rebuild_params {

@@ -365,8 +365,7 @@ void qxs_store_gc(const qxs_store *s) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *f = e->d_name;
-        size_t l = strlen(f);
-        int tmp = (!strncmp(f, "seg-", 4) || !strncmp(f, "index-", 6)) && l > 4 && !strcmp(f + l - 4, ".tmp");
+        int tmp = (!strncmp(f, "seg-", 4) || !strncmp(f, "index-", 6)) && strstr(f, ".tmp") != NULL;
         if (tmp || ((!strncmp(f, "seg-", 4) || !strncmp(f, "index-", 6)) && !named(s, f))) {
             char path[PATH_MAX + 260];
             snprintf(path, sizeof path, "%s/%s", s->dir, f);

@@ -116,8 +116,5 @@ void qxs_wal_close(qxs_wal *w);
  * server must not be running on that collection. */
 int qxs_wal_salvage(const char *path, size_t d, uint64_t *kept, uint64_t *lost_bytes, char *backup, size_t backup_cap);
 
-/* Helpers shared with the segment code. */
-int qxs_write_all(int fd, const void *buf, size_t len);
-int qxs_fsync_dir(const char *dir_of_path);
 
 #endif
