@@ -1,8 +1,5 @@
 /* index/idmap.c — id → location hash map (see idmap.h). Keys are mixed with
- * a 64-bit finalizer so sequential ids spread over the table. Slots in use
- * are one bit each and the table fills to 4/5 before it doubles: 16.1 bytes
- * a slot, 20-40 bytes an id (it was 17 bytes a slot at a load of 1/2: 34-68
- * bytes an id, more than the codes of a large server collection). */
+ * a 64-bit finalizer so sequential ids spread over the table. */
 #include <string.h>
 
 #include "idmap.h"
@@ -16,27 +13,21 @@ static inline size_t slot_of(int64_t key, size_t cap) {
     return (size_t)z & (cap - 1);
 }
 
-static inline int used(const uint64_t *u, size_t s) { return (int)((u[s >> 6] >> (s & 63)) & 1u); }
-static inline void set_used(uint64_t *u, size_t s) { u[s >> 6] |= (uint64_t)1 << (s & 63); }
-static inline void clear_used(uint64_t *u, size_t s) { u[s >> 6] &= ~((uint64_t)1 << (s & 63)); }
-/* room for n ids in cap slots (load at most 4/5) */
-static inline int fits(size_t n, size_t cap) { return n <= cap - cap / 5; }
-
 static int rehash(qx__idmap *m, size_t cap) {
     qx__idmap n = {0};
     n.cap = cap;
     n.keys = qx__malloc(sizeof(int64_t) * cap);
     n.vals = qx__malloc(sizeof(uint64_t) * cap);
-    n.used = qx__calloc((cap + 63) / 64, sizeof(uint64_t));
+    n.used = qx__calloc(cap, 1);
     if (!n.keys || !n.vals || !n.used) {
         qx__idmap_free(&n);
         return qx__fail(QX_ENOMEM, "id map: %zu slots", cap);
     }
     for (size_t i = 0; i < m->cap; i++) {
-        if (!used(m->used, i)) continue;
+        if (!m->used[i]) continue;
         size_t s = slot_of(m->keys[i], cap);
-        while (used(n.used, s)) s = (s + 1) & (cap - 1);
-        set_used(n.used, s);
+        while (n.used[s]) s = (s + 1) & (cap - 1);
+        n.used[s] = 1;
         n.keys[s] = m->keys[i];
         n.vals[s] = m->vals[i];
     }
@@ -48,7 +39,7 @@ static int rehash(qx__idmap *m, size_t cap) {
 
 int qx__idmap_reserve(qx__idmap *m, size_t n) {
     size_t need = 16;
-    while (!fits(n + 1, need)) {
+    while (need < 2 * n + 2) {
         if (need > ((size_t)1 << 60)) return qx__fail(QX_ENOMEM, "id map: %zu ids", n);
         need <<= 1;
     }
@@ -56,14 +47,14 @@ int qx__idmap_reserve(qx__idmap *m, size_t n) {
 }
 
 int qx__idmap_put(qx__idmap *m, int64_t key, uint64_t val) {
-    if (m->cap == 0 || !fits(m->count + 1, m->cap)) {
+    if (2 * (m->count + 1) > m->cap) {
         int rc = qx__idmap_reserve(m, m->count + 1 > m->cap ? m->count + 1 : m->cap);
         if (rc) return rc;
     }
     size_t s = slot_of(key, m->cap);
-    while (used(m->used, s) && m->keys[s] != key) s = (s + 1) & (m->cap - 1);
-    if (!used(m->used, s)) {
-        set_used(m->used, s);
+    while (m->used[s] && m->keys[s] != key) s = (s + 1) & (m->cap - 1);
+    if (!m->used[s]) {
+        m->used[s] = 1;
         m->keys[s] = key;
         m->count++;
     }
@@ -74,7 +65,7 @@ int qx__idmap_put(qx__idmap *m, int64_t key, uint64_t val) {
 int qx__idmap_get(const qx__idmap *m, int64_t key, uint64_t *val) {
     if (m->cap == 0) return 0;
     size_t s = slot_of(key, m->cap);
-    while (used(m->used, s)) {
+    while (m->used[s]) {
         if (m->keys[s] == key) {
             *val = m->vals[s];
             return 1;
@@ -87,13 +78,13 @@ int qx__idmap_get(const qx__idmap *m, int64_t key, uint64_t *val) {
 int qx__idmap_del(qx__idmap *m, int64_t key) {
     if (m->cap == 0) return 0;
     size_t mask = m->cap - 1, s = slot_of(key, m->cap);
-    while (used(m->used, s) && m->keys[s] != key) s = (s + 1) & mask;
-    if (!used(m->used, s)) return 0;
+    while (m->used[s] && m->keys[s] != key) s = (s + 1) & mask;
+    if (!m->used[s]) return 0;
     /* Backward-shift: pull later members of the probe run into the hole. */
     size_t hole = s, j = s;
     for (;;) {
         j = (j + 1) & mask;
-        if (!used(m->used, j)) break;
+        if (!m->used[j]) break;
         size_t home = slot_of(m->keys[j], m->cap);
         /* Move j into hole if home is not cyclically in (hole, j]. */
         int between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
@@ -103,7 +94,7 @@ int qx__idmap_del(qx__idmap *m, int64_t key) {
             hole = j;
         }
     }
-    clear_used(m->used, hole);
+    m->used[hole] = 0;
     m->count--;
     return 1;
 }

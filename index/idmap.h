@@ -1,7 +1,6 @@
 /* index/idmap.h — open-addressing hash map from 64-bit user id to the
  * location (list, offset) of its entry. Linear probing with backward-shift
- * deletion (no tombstones), load factor kept at or under 4/5, one bit per
- * slot marks it used. */
+ * deletion (no tombstones), load factor kept under 1/2. */
 #ifndef QINX_IDMAP_H
 #define QINX_IDMAP_H
 
@@ -11,7 +10,7 @@
 typedef struct qx__idmap {
     int64_t *keys;
     uint64_t *vals; /* list << 32 | offset */
-    uint64_t *used; /* one bit per slot */
+    uint8_t *used;
     size_t cap, count; /* cap is a power of two or 0 */
 } qx__idmap;
 

@@ -454,7 +454,7 @@ int qx_ivf_get_info(const qx_ivf *ivf, qx_ivf_info *info) {
         if (s > info->list_max) info->list_max = s;
         bytes += ivf->lists[l].cap * (ivf->code_size + sizeof(int64_t));
     }
-    bytes += ivf->ids.cap * (sizeof(int64_t) + sizeof(uint64_t)) + (ivf->ids.cap + 63) / 64 * 8;
+    bytes += ivf->ids.cap * (sizeof(int64_t) + sizeof(uint64_t) + 1);
     const float *cb = qx_quantizer_additive_codebooks(ivf->quant);
     if (cb) bytes += sizeof(float) * ivf->M * QX_KSUB * ivf->d;
     info->bytes = bytes;
