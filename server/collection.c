@@ -47,7 +47,9 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "route.h"
 #include "srv.h"
 
@@ -64,7 +66,7 @@ const char *qxs_distance_name(qxs_distance d) {
 
 static int path_in(char *out, size_t cap, const char *dir, const char *file) {
     if (snprintf(out, cap, "%s/%s", dir, file) >= (int)cap)
-        return qx__fail(QX_EINVAL, "path too long: %s/%s", dir, file);
+        return qx_error_set(QX_EINVAL, "path too long: %s/%s", dir, file);
     return 0;
 }
 
@@ -77,22 +79,22 @@ static void coll_free(qxs_coll *c) {
     qxs_wal_close(&c->wal);
     qxs_store_free(&c->store);
     qx_ivf_free(c->ivf);
-    qx__free(c->touched);
+    qx_free(c->touched);
     for (qxs_job *j = c->jobs; j;) {
         qxs_job *nx = j->next;
-        qx__free(j->report);
-        qx__free(j);
+        qx_free(j->report);
+        qx_free(j);
         j = nx;
     }
-    qx__free(c->last_report);
+    qx_free(c->last_report);
     pthread_mutex_destroy(&c->wmu);
     pthread_rwlock_destroy(&c->rw);
     pthread_mutex_destroy(&c->job_mu);
-    qx__free(c);
+    qx_free(c);
 }
 
 static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_params *p) {
-    qxs_coll *c = qx__calloc(1, sizeof *c);
+    qxs_coll *c = qx_calloc(1, sizeof *c);
     if (!c) return NULL;
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->dir, sizeof c->dir, "%s", dir);
@@ -146,12 +148,12 @@ qxs_coll *qxs_coll_get(qxs_server *s, const char *name) {
 
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n) {
     pthread_rwlock_rdlock(&s->reg_rw);
-    char **v = qx__calloc(s->ncolls ? s->ncolls : 1, sizeof *v);
+    char **v = qx_calloc(s->ncolls ? s->ncolls : 1, sizeof *v);
     size_t k = 0;
     for (size_t i = 0; v && i < s->ncolls; i++)
-        if ((v[k] = qx__strdup(s->colls[i]->name))) k++;
+        if ((v[k] = qx_strdup(s->colls[i]->name))) k++;
     pthread_rwlock_unlock(&s->reg_rw);
-    if (!v) return qx__fail(QX_ENOMEM, "collection list");
+    if (!v) return qx_error_set(QX_ENOMEM, "collection list");
     *names = v;
     *n = k;
     return 0;
@@ -160,8 +162,8 @@ int qxs_coll_list(qxs_server *s, char ***names, size_t *n) {
 static int registry_add(qxs_server *s, qxs_coll *c) {
     if (s->ncolls == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 16;
-        qxs_coll **v = qx__realloc(s->colls, cap * sizeof *v);
-        if (!v) return qx__fail(QX_ENOMEM, "registry");
+        qxs_coll **v = qx_realloc(s->colls, cap * sizeof *v);
+        if (!v) return qx_error_set(QX_ENOMEM, "registry");
         s->colls = v;
         s->cap = cap;
     }
@@ -187,7 +189,7 @@ static char *meta_json(const qxs_coll *c) {
 static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     json_error_t e;
     json_t *o = json_load_file(path, 0, &e);
-    if (!o) return qx__fail(QX_EFORMAT, "%s: %s (line %d)", path, e.text, e.line);
+    if (!o) return qx_error_set(QX_EFORMAT, "%s: %s (line %d)", path, e.text, e.line);
     json_int_t d = 0, bytes = 0, nlist = 0, thr = QXS_INDEXING_THRESHOLD_DEFAULT;
     const char *dist = NULL, *kind = "rq";
     double minr = 0, cr = 0;
@@ -199,7 +201,7 @@ static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     int out = 0;
     if (rc || d < 1 || d > QX_MAX_DIM || bytes < 1 || bytes > QX_MAX_STEPS || nlist < 0 ||
         nlist > QX_MAX_NLIST || thr < 0) {
-        out = qx__fail(QX_EFORMAT, "%s: bad metadata (%s)", path, rc ? e.text : "value out of range");
+        out = qx_error_set(QX_EFORMAT, "%s: bad metadata (%s)", path, rc ? e.text : "value out of range");
     } else {
         p->d = (size_t)d;
         p->distance = !strcmp(dist, "Cosine") ? QXS_COSINE : !strcmp(dist, "Dot") ? QXS_DOT : QXS_EUCLID;
@@ -221,7 +223,7 @@ static void track(qxs_coll *c, int64_t old_key, int64_t new_key) {
     if (!c->tracking) return;
     if (c->ntouched + 2 > c->cap_touched) {
         size_t cap = c->cap_touched ? 2 * c->cap_touched : 2048;
-        int64_t *t = qx__realloc(c->touched, cap * sizeof *t);
+        int64_t *t = qx_realloc(c->touched, cap * sizeof *t);
         if (!t) {
             c->tracking = -1; /* lost track: the rebuild must give up */
             return;
@@ -258,9 +260,9 @@ static void index_rows(qxs_coll *c, const int64_t *old_keys, const int64_t *new_
         return;
     }
     c->ivf_dirty = 1;
-    float *buf = qx__aligned_alloc(QXS_INDEX_CHUNK * c->d * sizeof(float));
+    float *buf = qx_aligned_alloc(QXS_INDEX_CHUNK * c->d * sizeof(float));
     int64_t keys[QXS_INDEX_CHUNK];
-    int irc = buf ? 0 : qx__fail(QX_ENOMEM, "index chunk");
+    int irc = buf ? 0 : qx_error_set(QX_ENOMEM, "index chunk");
     for (size_t i = 0; !irc && i < n; i += QXS_INDEX_CHUNK) {
         size_t m = n - i < QXS_INDEX_CHUNK ? n - i : QXS_INDEX_CHUNK, k = 0;
         if (!locked) pthread_rwlock_wrlock(&c->rw);
@@ -273,7 +275,7 @@ static void index_rows(qxs_coll *c, const int64_t *old_keys, const int64_t *new_
         if (k) irc = qx_ivf_add(c->ivf, buf, keys, k);
         if (!locked) pthread_rwlock_unlock(&c->rw);
     }
-    qx__aligned_free(buf);
+    qx_aligned_free(buf);
     if (irc)
         qxs_log(QXS_LOG_ERROR, "collection %s: index add failed (%s); exact data kept, rebuild advised", c->name,
                 qx_last_error());
@@ -282,17 +284,17 @@ static void index_rows(qxs_coll *c, const int64_t *old_keys, const int64_t *new_
 /* Apply an upsert to store + index. Caller holds wmu; the store has room
  * (qxs_store_reserve). */
 static void apply_upsert(qxs_coll *c, const qxs_pid *ids, const float *x, const qxs_bytes *p, size_t n, int locked) {
-    int64_t *keys = qx__malloc(2 * n * sizeof *keys + 16);
+    int64_t *keys = qx_malloc(2 * n * sizeof *keys + 16);
     if (!locked) pthread_rwlock_wrlock(&c->rw);
     qxs_store_upsert(&c->store, ids, x, p, n, keys, keys ? keys + n : NULL);
     if (!locked) pthread_rwlock_unlock(&c->rw);
     if (keys) index_rows(c, keys, keys + n, n, locked);
     else qxs_log(QXS_LOG_ERROR, "collection %s: out of memory indexing %zu points; rebuild advised", c->name, n);
-    qx__free(keys);
+    qx_free(keys);
 }
 
 static size_t apply_delete(qxs_coll *c, const qxs_pid *ids, size_t n, int locked) {
-    int64_t *keys = qx__malloc(n * sizeof *keys + 8);
+    int64_t *keys = qx_malloc(n * sizeof *keys + 8);
     size_t removed = 0;
     if (!locked) pthread_rwlock_wrlock(&c->rw);
     if (keys) {
@@ -304,14 +306,14 @@ static size_t apply_delete(qxs_coll *c, const qxs_pid *ids, size_t n, int locked
         qxs_log(QXS_LOG_ERROR, "collection %s: out of memory updating the index on delete", c->name);
     }
     if (!locked) pthread_rwlock_unlock(&c->rw);
-    qx__free(keys);
+    qx_free(keys);
     return removed;
 }
 
 /* Payload change: the row is rewritten with the same vector (rows are immutable). */
 static size_t apply_payload(qxs_coll *c, const qxs_pid *ids, const qxs_bytes *p, size_t n, int locked) {
     size_t done = 0;
-    float *v = qx__aligned_alloc(c->d * sizeof(float));
+    float *v = qx_aligned_alloc(c->d * sizeof(float));
     if (!v) return 0;
     for (size_t i = 0; i < n; i++) {
         if (!locked) pthread_rwlock_rdlock(&c->rw);
@@ -322,7 +324,7 @@ static size_t apply_payload(qxs_coll *c, const qxs_pid *ids, const qxs_bytes *p,
         apply_upsert(c, &ids[i], v, &p[i], 1, locked);
         done++;
     }
-    qx__aligned_free(v);
+    qx_aligned_free(v);
     return done;
 }
 
@@ -349,13 +351,13 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
     }
     /* The record's arrays are unaligned inside the file buffer: copy. */
     size_t n = r->n, vb = r->type == QXS_WAL_UPSERT2 ? n * c->d * sizeof(float) : 0;
-    qxs_pid *ids = qx__malloc(n * sizeof *ids + 1);
-    qxs_bytes *p = qx__calloc(n + 1, sizeof *p);
-    float *x = vb ? qx__aligned_alloc(vb) : NULL;
-    int err = (!ids || !p || (vb && !x)) ? qx__fail(QX_ENOMEM, "replay of %zu points", n) : 0;
+    qxs_pid *ids = qx_malloc(n * sizeof *ids + 1);
+    qxs_bytes *p = qx_calloc(n + 1, sizeof *p);
+    float *x = vb ? qx_aligned_alloc(vb) : NULL;
+    int err = (!ids || !p || (vb && !x)) ? qx_error_set(QX_ENOMEM, "replay of %zu points", n) : 0;
     for (uint32_t i = 0; !err && i < n; i++)
         if (qxs_wal_rec_pid(r, i, &ids[i]))
-            err = qx__fail(QX_EFORMAT, "bad point id in WAL record lsn %llu", (unsigned long long)r->lsn);
+            err = qx_error_set(QX_EFORMAT, "bad point id in WAL record lsn %llu", (unsigned long long)r->lsn);
     if (!err && vb) memcpy(x, r->vecs, vb);
     if (!err && r->plens) {
         const uint8_t *d = r->pdata;
@@ -371,9 +373,9 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
         else if (r->type == QXS_WAL_DELETE2) apply_delete(c, ids, n, 1);
         else apply_payload(c, ids, p, n, 1);
     }
-    qx__free(ids);
-    qx__free(p);
-    qx__aligned_free(x);
+    qx_free(ids);
+    qx_free(p);
+    qx_aligned_free(x);
     if (err) return err;
     if (r->lsn > c->lsn) c->lsn = r->lsn;
     rc->applied++;
@@ -419,14 +421,14 @@ static int upgrade_legacy(qxs_server *s, qxs_coll *c, int *legacy, uint64_t *sna
     }
     if (rc) return rc;
     *legacy = 1;
-    qxs_pid *pids = qx__malloc((n + 1) * sizeof *pids);
-    if (!pids) rc = qx__fail(QX_ENOMEM, "upgrade of %zu points", n);
+    qxs_pid *pids = qx_malloc((n + 1) * sizeof *pids);
+    if (!pids) rc = qx_error_set(QX_ENOMEM, "upgrade of %zu points", n);
     for (size_t i = 0; !rc && i < n; i++) pids[i] = qxs_pid_u64((uint64_t)ids[i]);
     if (!rc) rc = qxs_store_reserve(&c->store, n, 0);
     if (!rc) qxs_store_upsert(&c->store, pids, vecs, NULL, n, NULL, NULL);
-    qx__free(pids);
-    qx__free(ids);
-    qx__aligned_free(vecs);
+    qx_free(pids);
+    qx_free(ids);
+    qx_aligned_free(vecs);
     if (rc) return rc;
     path_in(path, sizeof path, c->dir, LEGACY_INDEX);
     if (access(path, F_OK) == 0) {
@@ -444,14 +446,14 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     char dir[PATH_MAX], path[PATH_MAX];
     int rc;
     if (snprintf(dir, sizeof dir, "%s/collections/%s", s->cfg.data, name) >= (int)sizeof dir)
-        return qx__fail(QX_EINVAL, "path too long");
+        return qx_error_set(QX_EINVAL, "path too long");
     qxs_coll_params p;
     double created = 0;
     if ((rc = path_in(path, sizeof path, dir, META)) || (rc = meta_parse(path, &p, &created))) return rc;
     qxs_coll *c = coll_alloc(name, dir, &p);
-    if (!c) return qx__fail(QX_ENOMEM, "collection");
+    if (!c) return qx_error_set(QX_ENOMEM, "collection");
     c->created = created;
-    double t0 = qx__now();
+    double t0 = qx_now();
     int fresh = 0, legacy = 0;
     uint64_t from = 0;
     if ((rc = qxs_store_open(&c->store, dir, c->d, c->on_disk, &fresh))) goto fail;
@@ -469,7 +471,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     path_in(path, sizeof path, dir, REPORT);
     FILE *f = fopen(path, "rb");
     if (f) {
-        char *buf = qx__malloc(1 << 20);
+        char *buf = qx_malloc(1 << 20);
         if (buf) {
             size_t n = fread(buf, 1, (1 << 20) - 1, f);
             buf[n] = 0;
@@ -498,7 +500,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
         unlink(path);
         path_in(path, sizeof path, dir, LEGACY_INDEX);
         unlink(path);
-        qx__fsync_dir(path);
+        qx_fsync_dir(path);
         qxs_log(QXS_LOG_ALWAYS, "collection %s: converted from snapshot.bin + wal.log to segments (%zu points)", name,
                 c->store.n_live);
     } else if (!atomic_load(&c->failed)) {
@@ -508,7 +510,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     qxs_log(QXS_LOG_INFO, "collection %s: recovered %zu points (%zu sealed segments, manifest lsn %llu, %zu log "
                           "records replayed, %s) in %.3f s",
             name, c->store.n_live, c->store.nsegs, (unsigned long long)from, rctx.applied,
-            c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx__now() - t0);
+            c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx_now() - t0);
     *out = c;
     return 0;
 fail:
@@ -519,13 +521,13 @@ fail:
 int qxs_registry_load(qxs_server *s) {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/collections", s->cfg.data) >= (int)sizeof path)
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     if (mkdir(s->cfg.data, 0755) != 0 && errno != EEXIST)
-        return qx__fail(QX_EIO, "mkdir %s: %s", s->cfg.data, strerror(errno));
+        return qx_error_set(QX_EIO, "mkdir %s: %s", s->cfg.data, strerror(errno));
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return qx__fail(QX_EIO, "mkdir %s: %s", path, strerror(errno));
+        return qx_error_set(QX_EIO, "mkdir %s: %s", path, strerror(errno));
     DIR *d = opendir(path);
-    if (!d) return qx__fail(QX_EIO, "opendir %s: %s", path, strerror(errno));
+    if (!d) return qx_error_set(QX_EIO, "opendir %s: %s", path, strerror(errno));
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d)) != NULL) {
@@ -589,48 +591,48 @@ int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p) {
     if (snprintf(dir, sizeof dir, "%s/collections/%s", s->cfg.data, name) >= (int)sizeof dir ||
         snprintf(tmp, sizeof tmp, "%s/collections/.new-%s-%d-%u", s->cfg.data, name, (int)getpid(),
                  atomic_fetch_add(&seq, 1)) >= (int)sizeof tmp)
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     pthread_rwlock_wrlock(&s->reg_rw);
     int rc = 0;
     qxs_coll *c = NULL;
     for (size_t i = 0; i < s->ncolls; i++)
         if (!strcmp(s->colls[i]->name, name)) {
-            rc = qx__fail(QX_EEXIST, "collection '%s' already exists", name);
+            rc = qx_error_set(QX_EEXIST, "collection '%s' already exists", name);
             goto out;
         }
     if (s->ncolls >= QXS_MAX_COLLECTIONS) {
-        rc = qx__fail(QX_ELIMIT, "at most %d collections", QXS_MAX_COLLECTIONS);
+        rc = qx_error_set(QX_ELIMIT, "at most %d collections", QXS_MAX_COLLECTIONS);
         goto out;
     }
     /* a directory the registry does not hold is a collection that failed to
      * load at start-up: never replace (or, on an error below, delete) it */
     struct stat sb;
     if (lstat(dir, &sb) == 0) {
-        rc = qx__fail(QX_EEXIST, "collection '%s' exists on disk (%s) but is not loaded: see the server's start-up "
+        rc = qx_error_set(QX_EEXIST, "collection '%s' exists on disk (%s) but is not loaded: see the server's start-up "
                       "log; repair or move that directory away before re-creating it", name, dir);
         goto out;
     }
     if (mkdir(tmp, 0755) != 0) {
-        rc = qx__fail(QX_EIO, "mkdir %s: %s", tmp, strerror(errno));
+        rc = qx_error_set(QX_EIO, "mkdir %s: %s", tmp, strerror(errno));
         goto out;
     }
     c = coll_alloc(name, dir, p);
     if (!c) {
-        rc = qx__fail(QX_ENOMEM, "collection");
+        rc = qx_error_set(QX_ENOMEM, "collection");
         remove_dir(tmp);
         goto out;
     }
     c->created = (double)time(NULL);
     char *meta = meta_json(c);
-    if (!meta) rc = qx__fail(QX_ENOMEM, "metadata");
-    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qx__write_atomic(path, meta, strlen(meta));
-    qx__free(meta);
+    if (!meta) rc = qx_error_set(QX_ENOMEM, "metadata");
+    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qx_write_atomic(path, meta, strlen(meta));
+    qx_free(meta);
     int moved = 0; /* dir is ours (renamed from tmp) only once this is set */
     if (!rc) {
-        if (rename(tmp, dir) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
+        if (rename(tmp, dir) != 0) rc = qx_error_set(QX_EIO, "rename %s: %s", tmp, strerror(errno));
         else moved = 1;
     }
-    if (!rc) rc = qx__fsync_dir(dir);
+    if (!rc) rc = qx_fsync_dir(dir);
     if (!rc) {
         qxs_store_free(&c->store);
         rc = qxs_store_open(&c->store, dir, c->d, c->on_disk, NULL);
@@ -662,12 +664,12 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
         }
     if (!c) {
         pthread_rwlock_unlock(&s->reg_rw);
-        return qx__fail(QX_ENOTFOUND, "collection '%s' not found", name);
+        return qx_error_set(QX_ENOTFOUND, "collection '%s' not found", name);
     }
     if (snprintf(trash, sizeof trash, "%s/collections/.drop-%s-%d-%u", s->cfg.data, name, (int)getpid(),
                  atomic_fetch_add(&seq, 1)) >= (int)sizeof trash) {
         pthread_rwlock_unlock(&s->reg_rw);
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     }
     /* The rename is the commit point: after it (and the directory fsync) the
      * collection is gone even if we crash before the files are unlinked. */
@@ -677,9 +679,9 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
      * check dropped under wmu), so a collection re-created under the same
      * name can never receive files of the old one. */
     pthread_mutex_lock(&c->wmu);
-    if (rename(c->dir, trash) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
+    if (rename(c->dir, trash) != 0) rc = qx_error_set(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
     if (!rc) {
-        qx__fsync_dir(trash);
+        qx_fsync_dir(trash);
         s->colls[i] = s->colls[--s->ncolls];
         atomic_store(&c->dropped, 1);
     }
@@ -702,11 +704,11 @@ static int maybe_checkpoint(qxs_coll *c) {
 
 static int check_writable(qxs_server *s, qxs_coll *c, size_t more_bytes) {
     if (atomic_load(&c->failed))
-        return qx__fail(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason);
+        return qx_error_set(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason);
     if (s && s->cfg.memory_limit && more_bytes) {
         size_t ram = qxs_server_ram(s);
         if (ram + more_bytes > s->cfg.memory_limit)
-            return qx__fail(QXS_EMEMLIMIT, "memory limit: the server holds %zu bytes in RAM, this write needs about %zu "
+            return qx_error_set(QXS_EMEMLIMIT, "memory limit: the server holds %zu bytes in RAM, this write needs about %zu "
                             "more, the limit (--memory-limit) is %zu", ram, more_bytes, s->cfg.memory_limit);
     }
     return 0;
@@ -735,8 +737,8 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float 
     rc = qxs_store_reserve(&c->store, n, pb);
     pthread_rwlock_unlock(&c->rw);
     uint64_t lsn = c->lsn + 1;
-    if (!rc && atomic_load(&c->dropped)) rc = qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
-    if (!rc && atomic_load(&c->failed)) rc = qx__fail(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason);
+    if (!rc && atomic_load(&c->dropped)) rc = qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
+    if (!rc && atomic_load(&c->failed)) rc = qx_error_set(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason);
     if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT2, lsn, ids, x, payloads, (uint32_t)n, c->d);
     if (rc && c->wal.failed) set_red(c, "a write to the write-ahead log failed");
     if (rc) {
@@ -756,8 +758,8 @@ int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *ids, size_t n, ui
     if (rc) return rc;
     pthread_mutex_lock(&c->wmu);
     uint64_t lsn = c->lsn + 1;
-    rc = atomic_load(&c->dropped) ? qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
-         : atomic_load(&c->failed) ? qx__fail(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason)
+    rc = atomic_load(&c->dropped) ? qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
+         : atomic_load(&c->failed) ? qx_error_set(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason)
                                    : qxs_wal_append(&c->wal, QXS_WAL_DELETE2, lsn, ids, NULL, NULL, (uint32_t)n, c->d);
     if (rc && c->wal.failed) set_red(c, "a write to the write-ahead log failed");
     if (rc) {
@@ -783,8 +785,8 @@ int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const q
     rc = qxs_store_reserve(&c->store, n, pb);
     pthread_rwlock_unlock(&c->rw);
     uint64_t lsn = c->lsn + 1;
-    if (!rc && atomic_load(&c->dropped)) rc = qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
-    if (!rc && atomic_load(&c->failed)) rc = qx__fail(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason);
+    if (!rc && atomic_load(&c->dropped)) rc = qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
+    if (!rc && atomic_load(&c->failed)) rc = qx_error_set(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason);
     if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_PAYLOAD, lsn, ids, NULL, payloads, (uint32_t)n, c->d);
     if (rc && c->wal.failed) set_red(c, "a write to the write-ahead log failed");
     if (rc) {
@@ -811,8 +813,8 @@ static int read_key_locked(qxs_coll *c, int64_t key, qxs_pid *id, float *vec, ui
         *payload = NULL;
         if (plen) *plen = l;
         if (l) {
-            *payload = qx__malloc(l + 1);
-            if (!*payload) return qx__fail(QX_ENOMEM, "payload");
+            *payload = qx_malloc(l + 1);
+            if (!*payload) return qx_error_set(QX_ENOMEM, "payload");
             memcpy(*payload, p, l);
             (*payload)[l] = 0;
         }
@@ -904,9 +906,9 @@ static int coll_checkpoint_locked(qxs_coll *c, int force) {
     int rc = 0;
     if (atomic_load(&c->dropped)) return 0;
     if (atomic_load(&c->failed))
-        return qx__fail(QX_EIO, "collection '%s' is read-only: %s; no checkpoint", c->name, c->red_reason);
+        return qx_error_set(QX_EIO, "collection '%s' is read-only: %s; no checkpoint", c->name, c->red_reason);
     if (!force && c->wal.size == 0 && !c->ivf_dirty) return 0;
-    double t0 = qx__now();
+    double t0 = qx_now();
     uint64_t gen = c->ivf ? c->store.index_gen : 0, bytes = 0;
     if (c->ivf && (c->ivf_dirty || !gen)) {
         gen = c->store.index_gen + 1;
@@ -931,7 +933,7 @@ out:
         qxs_log(QXS_LOG_ERROR, "collection %s: checkpoint failed: %s", c->name, qx_last_error());
     } else {
         c->last_ckpt_bytes = bytes;
-        c->last_ckpt_seconds = qx__now() - t0;
+        c->last_ckpt_seconds = qx_now() - t0;
         qxs_log(QXS_LOG_INFO, "collection %s: checkpoint at lsn %llu (%zu points, %zu segments) wrote %llu bytes in "
                               "%.3f s",
                 c->name, (unsigned long long)c->lsn, c->store.n_live, c->store.nsegs, (unsigned long long)bytes,
@@ -971,7 +973,7 @@ int qxs_coll_merge(qxs_coll *c, size_t min_segs, size_t max_bytes, size_t *merge
                    ? 0
                    : qxs_store_merge_pick(&c->store, min_segs, max_bytes, nos, 64);
     if (k < 2) goto out;
-    double t0 = qx__now();
+    double t0 = qx_now();
     /* an empty mutable segment can give its number to the merged one */
     if (c->store.mut.n > 0 && (rc = coll_checkpoint_locked(c, 1))) goto out;
     pthread_rwlock_wrlock(&c->rw);
@@ -1002,7 +1004,7 @@ int qxs_coll_merge(qxs_coll *c, size_t min_segs, size_t max_bytes, size_t *merge
     if (!rc) {
         *merged = k;
         qxs_log(QXS_LOG_INFO, "collection %s: merged %zu segments into segment %u (%zu live rows) in %.3f s", c->name, k,
-                new_no, moved, qx__now() - t0);
+                new_no, moved, qx_now() - t0);
     }
 out:
     pthread_mutex_unlock(&c->wmu);
@@ -1012,7 +1014,7 @@ out:
 void qxs_merge_all(qxs_server *s) {
     pthread_rwlock_rdlock(&s->reg_rw);
     size_t n = s->ncolls;
-    qxs_coll **v = qx__malloc((n + 1) * sizeof *v);
+    qxs_coll **v = qx_malloc((n + 1) * sizeof *v);
     for (size_t i = 0; v && i < n; i++) {
         v[i] = s->colls[i];
         atomic_fetch_add(&v[i]->refs, 1);
@@ -1023,7 +1025,7 @@ void qxs_merge_all(qxs_server *s) {
         if (!atomic_load(&s->stopping)) qxs_coll_merge(v[i], QXS_MERGE_MIN_SEGS, QXS_MERGE_MAX_BYTES, &merged);
         qxs_coll_put(v[i]);
     }
-    qx__free(v);
+    qx_free(v);
 }
 
 /* ---- search ---------------------------------------------------------------- */
@@ -1040,14 +1042,14 @@ static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 static void tl_free(void *p) {
     tl_search *t = p;
     qx_ivf_search_ctx_free(t->ctx);
-    qx__free(t);
+    qx_free(t);
 }
 static void tl_init(void) { pthread_key_create(&tl_key, tl_free); }
 static tl_search *tl_get(void) {
     pthread_once(&tl_once, tl_init);
     tl_search *t = pthread_getspecific(tl_key);
-    if (!t && (t = qx__calloc(1, sizeof *t)) != NULL && pthread_setspecific(tl_key, t) != 0) {
-        qx__free(t);
+    if (!t && (t = qx_calloc(1, sizeof *t)) != NULL && pthread_setspecific(tl_key, t) != 0) {
+        qx_free(t);
         t = NULL;
     }
     return t;
@@ -1059,12 +1061,12 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
     *used_index = 0;
     *found = 0;
     size_t kk = c->ivf && !o->exact && o->rerank > o->k ? o->rerank : o->k;
-    float *d2 = qx__malloc(kk * sizeof *d2);
-    int64_t *k2 = qx__malloc(kk * sizeof *k2);
+    float *d2 = qx_malloc(kk * sizeof *d2);
+    int64_t *k2 = qx_malloc(kk * sizeof *k2);
     if (!d2 || !k2) {
-        qx__free(d2);
-        qx__free(k2);
-        return qx__fail(QX_ENOMEM, "search shortlist");
+        qx_free(d2);
+        qx_free(k2);
+        return qx_error_set(QX_ENOMEM, "search shortlist");
     }
     pthread_rwlock_rdlock(&c->rw);
     size_t f = 0;
@@ -1076,7 +1078,7 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
                 qx_ivf_search_ctx_free(tl->ctx);
                 tl->ctx = NULL;
                 tl->gen = 0;
-                if (!qx_ivf_search_ctx_new(c->ivf, &tl->ctx)) tl->gen = c->ivf_gen;
+                if (!qx_ivf_search_ctx_new(&tl->ctx, c->ivf)) tl->gen = c->ivf_gen;
             }
             ctx = tl->ctx;
         }
@@ -1092,16 +1094,16 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
                  * cache when on disk): exact scores. */
                 qxs_store_dist(&c->store, q, metric, k2, kk, d2);
                 qxs_topk h = {.k = o->k, .n = 0, .dist = dist, .ids = k2};
-                int64_t *tmp = qx__malloc(o->k * sizeof *tmp);
+                int64_t *tmp = qx_malloc(o->k * sizeof *tmp);
                 if (!tmp) {
-                    rc = qx__fail(QX_ENOMEM, "search");
+                    rc = qx_error_set(QX_ENOMEM, "search");
                 } else {
                     h.ids = tmp;
                     for (size_t i = 0; i < kk; i++)
                         if (k2[i] >= 0 && isfinite(d2[i])) qxs_topk_push(&h, d2[i], k2[i]);
                     f = qxs_topk_finish(&h);
                     memcpy(k2, tmp, f * sizeof *k2);
-                    qx__free(tmp);
+                    qx_free(tmp);
                 }
             } else {
                 for (size_t i = 0; i < kk && k2[i] >= 0; i++) {
@@ -1121,8 +1123,8 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
     }
     pthread_rwlock_unlock(&c->rw);
     if (!rc) *found = f;
-    qx__free(d2);
-    qx__free(k2);
+    qx_free(d2);
+    qx_free(k2);
     return rc;
 }
 

@@ -3,7 +3,7 @@
  * (internal to the server).
  *
  * File MANIFEST in the collection directory, replaced by atomic rename
- * (qx__write_atomic): it is the commit point of every checkpoint, merge and
+ * (qx_write_atomic): it is the commit point of every checkpoint, merge and
  * rebuild. Binary, little-endian:
  *   "QXMAN001", u32 version (1), u32 d, u64 lsn (log records with lsn <= this
  *   are in the segments), u32 next_seg (number of the mutable segment),
@@ -33,10 +33,10 @@ typedef struct qxs_manifest {
     uint32_t next_seg;
     uint64_t index_gen;
     size_t nseg;
-    qxs_manifest_seg *segs; /* qx__malloc'ed */
+    qxs_manifest_seg *segs; /* qx_malloc'ed */
 } qxs_manifest;
 
-/* Encode into a new buffer (qx__free). */
+/* Encode into a new buffer (qx_free). */
 int qxs_manifest_encode(const qxs_manifest *m, uint8_t **buf, size_t *len);
 /* Decode buf; path only names the file in errors (QX_EFORMAT). */
 int qxs_manifest_decode(const uint8_t *buf, size_t len, const char *path, qxs_manifest *m);

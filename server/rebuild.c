@@ -35,7 +35,9 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "qinx/derp.h"
 #include "qinx/gate.h"
 #include "qinx/kernels.h"
@@ -84,12 +86,12 @@ static void on_progress(void *ctx, const char *stage, double f) {
 static int index_recall(const qx_ivf *ivf, const float *qs, const int64_t *qids, size_t nq, size_t d,
                         const int64_t *gt, double *recall) {
     size_t k = QXS_GATE_K + 1;
-    float *dist = qx__malloc(nq * k * sizeof *dist);
-    int64_t *res = qx__malloc(nq * k * sizeof *res);
+    float *dist = qx_malloc(nq * k * sizeof *dist);
+    int64_t *res = qx_malloc(nq * k * sizeof *res);
     if (!dist || !res) {
-        qx__free(dist);
-        qx__free(res);
-        return qx__fail(QX_ENOMEM, "gate search");
+        qx_free(dist);
+        qx_free(res);
+        return qx_error_set(QX_ENOMEM, "gate search");
     }
     qx_search_params sp;
     qx_search_params_init(&sp);
@@ -113,8 +115,8 @@ static int index_recall(const qx_ivf *ivf, const float *qs, const int64_t *qids,
         *recall = (double)hits / (double)(nq * QXS_GATE_K);
     }
     (void)d;
-    qx__free(dist);
-    qx__free(res);
+    qx_free(dist);
+    qx_free(res);
     return rc;
 }
 
@@ -128,9 +130,9 @@ static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *
     snprintf(j->stage, sizeof j->stage, "%s", "done");
     if (err) snprintf(j->error, sizeof j->error, "%s", err);
     if (report) {
-        j->report = qx__strdup(report);
-        qx__free(c->last_report);
-        c->last_report = qx__strdup(report);
+        j->report = qx_strdup(report);
+        qx_free(c->last_report);
+        c->last_report = qx_strdup(report);
     }
     c->active = NULL;
     pthread_mutex_unlock(&c->job_mu);
@@ -138,7 +140,7 @@ static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *
     if (report && !atomic_load(&c->dropped)) {
         char path[PATH_MAX + 16];
         snprintf(path, sizeof path, "%s/report.json", c->dir);
-        if (qx__write_atomic(path, report, strlen(report)))
+        if (qx_write_atomic(path, report, strlen(report)))
             qxs_log(QXS_LOG_WARN, "collection %s: could not save report.json: %s", c->name, qx_last_error());
     }
     pthread_mutex_unlock(&c->wmu);
@@ -206,7 +208,7 @@ static void *rebuild_main(void *arg) {
     qxs_job *j = a->j;
     size_t d = c->d;
     int metric = qxs_metric_of(c->distance);
-    int threads = s->cfg.rebuild_threads > 0 ? s->cfg.rebuild_threads : qx__num_threads();
+    int threads = s->cfg.rebuild_threads > 0 ? s->cfg.rebuild_threads : qx_num_threads();
     omp_set_num_threads(threads);
     float *train = NULL, *qs = NULL, *gs = NULL, *chunk = NULL, *scratch = NULL, *gdist = NULL;
     int64_t *qids = NULL, *gt = NULL, *ckeys = NULL, *gkeys = NULL;
@@ -218,7 +220,7 @@ static void *rebuild_main(void *arg) {
     char err[256] = "";
     qxs_job_state st = QXS_JOB_FAILED;
     int rc = 0;
-    double t0 = qx__now();
+    double t0 = qx_now();
 
     pthread_mutex_lock(&c->job_mu);
     j->state = QXS_JOB_RUNNING;
@@ -229,7 +231,7 @@ static void *rebuild_main(void *arg) {
     /* 1. note the rows that exist and start tracking writes */
     pthread_mutex_lock(&c->wmu);
     size_t nr = c->store.nsegs + 1, n = c->store.n_live, total_rows = 0;
-    rg = qx__malloc(nr * sizeof *rg);
+    rg = qx_malloc(nr * sizeof *rg);
     if (rg) {
         for (size_t i = 0; i < c->store.nsegs; i++) rg[i] = (rb_range){c->store.segs[i]->no, c->store.segs[i]->n};
         rg[nr - 1] = (rb_range){c->store.mut.no, c->store.mut.n};
@@ -261,23 +263,23 @@ static void *rebuild_main(void *arg) {
     size_t cap_train = a->p.train_size ? a->p.train_size : QXS_DEFAULT_TRAIN;
     size_t avail = n - nq, ntrain = avail < cap_train ? avail : cap_train;
     size_t gcap = n < QXS_GATE_SAMPLE ? n : QXS_GATE_SAMPLE, gn = 0, w = 0, seen = 0;
-    qs = qx__aligned_alloc(nq * d * sizeof(float));
-    qids = qx__malloc(nq * sizeof *qids);
-    gt = qx__malloc(nq * QXS_GATE_K * sizeof *gt);
-    train = qx__aligned_alloc(ntrain * d * sizeof(float));
-    gs = qx__aligned_alloc(gcap * d * sizeof(float));
-    gkeys = qx__malloc(gcap * sizeof *gkeys);
-    chunk = qx__aligned_alloc(RB_CHUNK * d * sizeof(float));
-    ckeys = qx__malloc(RB_CHUNK * sizeof *ckeys);
-    scratch = qx__aligned_alloc((nq ? nq : 1) * RB_CHUNK * sizeof(float));
-    heaps = qx__calloc(nq + 1, sizeof *heaps);
-    gdist = qx__malloc((nq + 1) * (QXS_GATE_K + 1) * sizeof *gdist);
-    int64_t *hids = qx__malloc((nq + 1) * (QXS_GATE_K + 1) * sizeof *hids);
-    uint64_t *qrow = qx__malloc((nq + 1) * sizeof *qrow);
+    qs = qx_aligned_alloc(nq * d * sizeof(float));
+    qids = qx_malloc(nq * sizeof *qids);
+    gt = qx_malloc(nq * QXS_GATE_K * sizeof *gt);
+    train = qx_aligned_alloc(ntrain * d * sizeof(float));
+    gs = qx_aligned_alloc(gcap * d * sizeof(float));
+    gkeys = qx_malloc(gcap * sizeof *gkeys);
+    chunk = qx_aligned_alloc(RB_CHUNK * d * sizeof(float));
+    ckeys = qx_malloc(RB_CHUNK * sizeof *ckeys);
+    scratch = qx_aligned_alloc((nq ? nq : 1) * RB_CHUNK * sizeof(float));
+    heaps = qx_calloc(nq + 1, sizeof *heaps);
+    gdist = qx_malloc((nq + 1) * (QXS_GATE_K + 1) * sizeof *gdist);
+    int64_t *hids = qx_malloc((nq + 1) * (QXS_GATE_K + 1) * sizeof *hids);
+    uint64_t *qrow = qx_malloc((nq + 1) * sizeof *qrow);
     if (!qs || !qids || !gt || !train || !gs || !gkeys || !chunk || !ckeys || !scratch || !heaps || !gdist || !hids ||
         !qrow) {
-        qx__free(hids);
-        qx__free(qrow);
+        qx_free(hids);
+        qx_free(qrow);
         snprintf(err, sizeof err, "out of memory (samples: %zu training vectors)", ntrain);
         goto done;
     }
@@ -331,7 +333,7 @@ static void *rebuild_main(void *arg) {
         nq = nqk;
     }
     ntrain = w;
-    qx__free(qrow);
+    qx_free(qrow);
     for (size_t i = 0; i < nq; i++)
         heaps[i] = (qxs_topk){.k = QXS_GATE_K, .n = 0, .dist = gdist + i * (QXS_GATE_K + 1), .ids = hids + i * (QXS_GATE_K + 1)};
 
@@ -360,7 +362,7 @@ static void *rebuild_main(void *arg) {
         rc = qx_rq_new(&q, d, &ro);
     }
     if (rc || (rc = qx_ivf_new(&ivf, d, q, &io))) {
-        qx__free(hids);
+        qx_free(hids);
         snprintf(err, sizeof err, "creating the index: %s", qx_last_error());
         goto done;
     }
@@ -368,12 +370,12 @@ static void *rebuild_main(void *arg) {
     qx_ivf_set_progress(ivf, on_progress, &pc);
     set_stage(c, j, "train", 0.0);
     if ((rc = qx_ivf_train(ivf, train, ntrain))) {
-        qx__free(hids);
+        qx_free(hids);
         snprintf(err, sizeof err, "training: %s", qx_last_error());
         goto done;
     }
     qx_ivf_set_progress(ivf, NULL, NULL);
-    qx__aligned_free(train); /* not needed any more: the reservoir keeps its own sample */
+    qx_aligned_free(train); /* not needed any more: the reservoir keeps its own sample */
     train = NULL;
 
     /* 4. encode segment by segment, chunk by chunk; exact neighbours of the
@@ -393,7 +395,7 @@ static void *rebuild_main(void *arg) {
         qxs_topk_finish(&heaps[i]);
         memcpy(gt + i * QXS_GATE_K, heaps[i].ids, QXS_GATE_K * sizeof *gt);
     }
-    qx__free(hids);
+    qx_free(hids);
     if (rc) {
         snprintf(err, sizeof err, "encoding: %s", qx_last_error());
         goto done;
@@ -461,7 +463,7 @@ static void *rebuild_main(void *arg) {
                                  NULL);
     }
     int pass = qx_derp_report_passed(rep);
-    snprintf(buf, sizeof buf, "%.3f", qx__now() - t0);
+    snprintf(buf, sizeof buf, "%.3f", qx_now() - t0);
     qx_derp_report_set_meta(rep, "seconds_to_gate", buf);
     qx_derp_report_set_meta(rep, "decision", pass ? "published" : "rejected: live index kept");
     if (qx_derp_report_json(rep, &report, NULL)) report = NULL;
@@ -541,7 +543,7 @@ static void *rebuild_main(void *arg) {
     pthread_mutex_unlock(&c->wmu);
     ivf = old; /* freed below, after no search can hold it */
     qxs_log(QXS_LOG_INFO, "collection %s: rebuild %llu published (recall %.4f, %zu writes caught up, %.2f s)",
-            c->name, (unsigned long long)j->id, cand, caught, qx__now() - t0);
+            c->name, (unsigned long long)j->id, cand, caught, qx_now() - t0);
     st = QXS_JOB_SUCCEEDED;
 
 done:
@@ -555,21 +557,21 @@ done:
     qx_free(report);
     qx_derp_report_free(rep);
     qx_ivf_free(ivf);
-    qx__aligned_free(train);
-    qx__aligned_free(qs);
-    qx__aligned_free(gs);
-    qx__aligned_free(chunk);
-    qx__aligned_free(scratch);
-    qx__free(gkeys);
-    qx__free(ckeys);
-    qx__free(heaps);
-    qx__free(gdist);
-    qx__free(rg);
-    qx__free(qids);
-    qx__free(gt);
+    qx_aligned_free(train);
+    qx_aligned_free(qs);
+    qx_aligned_free(gs);
+    qx_aligned_free(chunk);
+    qx_aligned_free(scratch);
+    qx_free(gkeys);
+    qx_free(ckeys);
+    qx_free(heaps);
+    qx_free(gdist);
+    qx_free(rg);
+    qx_free(qids);
+    qx_free(gt);
     atomic_fetch_sub(&s->rebuilds_running, 1);
     qxs_coll_put(c);
-    qx__free(a);
+    qx_free(a);
     return NULL;
 }
 
@@ -578,25 +580,25 @@ int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, u
     size_t n = c->store.n_live;
     pthread_rwlock_unlock(&c->rw);
     if (atomic_load(&c->failed))
-        return qx__fail(QX_ESTATE, "collection '%s' is read-only (red): %s; a rebuild could not be saved", c->name,
+        return qx_error_set(QX_ESTATE, "collection '%s' is read-only (red): %s; a rebuild could not be saved", c->name,
                         c->red_reason);
     if (n < QXS_REBUILD_MIN_POINTS)
-        return qx__fail(QX_ELIMIT, "collection '%s' has %zu points; a rebuild needs at least %d", c->name, n,
+        return qx_error_set(QX_ELIMIT, "collection '%s' has %zu points; a rebuild needs at least %d", c->name, n,
                         QXS_REBUILD_MIN_POINTS);
-    if (atomic_load(&s->stopping)) return qx__fail(QX_ESTATE, "server is shutting down");
+    if (atomic_load(&s->stopping)) return qx_error_set(QX_ESTATE, "server is shutting down");
     pthread_mutex_lock(&c->job_mu);
     if (c->active) {
         *job_id = c->active->id;
         pthread_mutex_unlock(&c->job_mu);
         return QX_EEXIST;
     }
-    qxs_job *j = qx__calloc(1, sizeof *j);
-    rb_arg *a = qx__calloc(1, sizeof *a);
+    qxs_job *j = qx_calloc(1, sizeof *j);
+    rb_arg *a = qx_calloc(1, sizeof *a);
     if (!j || !a) {
         pthread_mutex_unlock(&c->job_mu);
-        qx__free(j);
-        qx__free(a);
-        return qx__fail(QX_ENOMEM, "rebuild job");
+        qx_free(j);
+        qx_free(a);
+        return qx_error_set(QX_ENOMEM, "rebuild job");
     }
     j->id = atomic_fetch_add(&s->next_job, 1) + 1;
     j->state = QXS_JOB_QUEUED;
@@ -614,8 +616,8 @@ int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, u
         if (++kept > QXS_MAX_JOBS_KEPT && (*pp)->state >= QXS_JOB_SUCCEEDED) {
             qxs_job *dead = *pp;
             *pp = dead->next;
-            qx__free(dead->report);
-            qx__free(dead);
+            qx_free(dead->report);
+            qx_free(dead);
         } else {
             pp = &(*pp)->next;
         }
@@ -640,8 +642,8 @@ int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, u
         c->active = NULL;
         pthread_mutex_unlock(&c->job_mu);
         qxs_coll_put(c);
-        qx__free(a);
-        return qx__fail(QX_ENOMEM, "pthread_create failed");
+        qx_free(a);
+        return qx_error_set(QX_ENOMEM, "pthread_create failed");
     }
     *job_id = j->id;
     return 0;

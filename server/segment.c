@@ -9,8 +9,8 @@
  * 2. Id -> row in a sealed segment is a binary search over the sorted
  *    permutation stored in the file: no hash map in RAM for sealed data.
  * 3. Segment files (gigabytes) are streamed through the core's atomic file
- *    (qx__afile: temporary file, fsync, rename, directory fsync); tombstone
- *    files (small) through qx__write_atomic.
+ *    (qx_afile: temporary file, fsync, rename, directory fsync); tombstone
+ *    files (small) through qx_write_atomic.
  * 4. Checksums: the header has its own; ids, permutation and payload offsets
  *    (what every lookup trusts) are checked at open; vectors and payload
  *    bytes carry checksums that qxs_seg_verify checks, so that opening a
@@ -26,7 +26,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "segment.h"
 #include "wal.h"
 
@@ -54,12 +56,12 @@ int qxs_pidmap_reserve(qxs_pidmap *m, size_t n) {
     if (2 * n <= m->cap) return 0;
     size_t cap = m->cap ? m->cap : 64;
     while (cap < 2 * n) cap *= 2;
-    qxs_pid *k = qx__malloc(cap * sizeof *k);
-    uint32_t *r = qx__malloc(cap * sizeof *r);
+    qxs_pid *k = qx_malloc(cap * sizeof *k);
+    uint32_t *r = qx_malloc(cap * sizeof *r);
     if (!k || !r) {
-        qx__free(k);
-        qx__free(r);
-        return qx__fail(QX_ENOMEM, "id map of %zu slots", cap);
+        qx_free(k);
+        qx_free(r);
+        return qx_error_set(QX_ENOMEM, "id map of %zu slots", cap);
     }
     for (size_t i = 0; i < cap; i++) r[i] = EMPTY;
     for (size_t i = 0; i < m->cap; i++) {
@@ -69,8 +71,8 @@ int qxs_pidmap_reserve(qxs_pidmap *m, size_t n) {
         k[h] = m->keys[i];
         r[h] = m->rows[i];
     }
-    qx__free(m->keys);
-    qx__free(m->rows);
+    qx_free(m->keys);
+    qx_free(m->rows);
     m->keys = k;
     m->rows = r;
     m->cap = cap;
@@ -135,8 +137,8 @@ int qxs_pidmap_del(qxs_pidmap *m, const qxs_pid *k) {
 }
 
 void qxs_pidmap_free(qxs_pidmap *m) {
-    qx__free(m->keys);
-    qx__free(m->rows);
+    qx_free(m->keys);
+    qx_free(m->rows);
     memset(m, 0, sizeof *m);
 }
 
@@ -149,11 +151,11 @@ void qxs_mseg_init(qxs_mseg *m, uint32_t no, size_t d) {
 }
 
 void qxs_mseg_free(qxs_mseg *m) {
-    qx__free(m->pids);
-    qx__aligned_free(m->vecs);
-    qx__free(m->poff);
-    qx__free(m->pblob);
-    qx__free(m->dead);
+    qx_free(m->pids);
+    qx_aligned_free(m->vecs);
+    qx_free(m->poff);
+    qx_free(m->pblob);
+    qx_free(m->dead);
     qxs_pidmap_free(&m->map);
     size_t d = m->d;
     uint32_t no = m->no;
@@ -164,27 +166,27 @@ void qxs_mseg_free(qxs_mseg *m) {
 
 int qxs_mseg_reserve(qxs_mseg *m, size_t more, size_t pbytes) {
     size_t need, pneed, used = m->n ? m->poff[m->n] : 0;
-    if (!qx__add(m->n, more, &need) || need > QXS_SEG_MAX_ROWS)
-        return qx__fail(QX_ELIMIT, "a segment holds at most %u rows", QXS_SEG_MAX_ROWS);
-    if (!qx__add(used, pbytes, &pneed)) return qx__fail(QX_ENOMEM, "payload size overflow");
+    if (!qx_size_add(m->n, more, &need) || need > QXS_SEG_MAX_ROWS)
+        return qx_error_set(QX_ELIMIT, "a segment holds at most %u rows", QXS_SEG_MAX_ROWS);
+    if (!qx_size_add(used, pbytes, &pneed)) return qx_error_set(QX_ENOMEM, "payload size overflow");
     if (qxs_pidmap_reserve(&m->map, m->map.count + more)) return QX_ENOMEM;
     if (need > m->cap) {
         size_t cap = m->cap ? m->cap : 256, vb;
         while (cap < need) cap *= 2;
-        if (!qx__mul3(cap, m->d, sizeof(float), &vb)) return qx__fail(QX_ENOMEM, "segment size overflow");
-        float *v = qx__aligned_alloc(vb);
-        qxs_pid *p = qx__realloc(m->pids, cap * sizeof *p);
+        if (!qx_size_mul3(cap, m->d, sizeof(float), &vb)) return qx_error_set(QX_ENOMEM, "segment size overflow");
+        float *v = qx_aligned_alloc(vb);
+        qxs_pid *p = qx_realloc(m->pids, cap * sizeof *p);
         if (p) m->pids = p;
-        uint64_t *o = qx__realloc(m->poff, (cap + 1) * sizeof *o);
+        uint64_t *o = qx_realloc(m->poff, (cap + 1) * sizeof *o);
         if (o) m->poff = o;
-        uint64_t *dd = qx__realloc(m->dead, (cap + 63) / 64 * 8);
+        uint64_t *dd = qx_realloc(m->dead, (cap + 63) / 64 * 8);
         if (dd) m->dead = dd;
         if (!v || !p || !o || !dd) {
-            qx__aligned_free(v);
-            return qx__fail(QX_ENOMEM, "mutable segment of %zu rows", cap);
+            qx_aligned_free(v);
+            return qx_error_set(QX_ENOMEM, "mutable segment of %zu rows", cap);
         }
         if (m->n) memcpy(v, m->vecs, m->n * m->d * sizeof(float));
-        qx__aligned_free(m->vecs);
+        qx_aligned_free(m->vecs);
         m->vecs = v;
         memset(m->dead + (m->cap + 63) / 64, 0, ((cap + 63) / 64 - (m->cap + 63) / 64) * 8);
         if (m->cap == 0) m->poff[0] = 0;
@@ -193,8 +195,8 @@ int qxs_mseg_reserve(qxs_mseg *m, size_t more, size_t pbytes) {
     if (pneed > m->pblob_cap) {
         size_t cap = m->pblob_cap ? m->pblob_cap : 4096;
         while (cap < pneed) cap *= 2;
-        uint8_t *b = qx__realloc(m->pblob, cap);
-        if (!b) return qx__fail(QX_ENOMEM, "payloads of %zu bytes", cap);
+        uint8_t *b = qx_realloc(m->pblob, cap);
+        if (!b) return qx_error_set(QX_ENOMEM, "payloads of %zu bytes", cap);
         m->pblob = b;
         m->pblob_cap = cap;
     }
@@ -241,11 +243,11 @@ static int cmp_rows(const void *a, const void *b, void *ctx) {
     return c ? c : (x < y ? -1 : x > y);
 }
 
-static int write_zeros(qx__afile *f, size_t n) {
+static int write_zeros(qx_afile *f, size_t n) {
     static const uint8_t z[4096];
     while (n) {
         size_t k = n < sizeof z ? n : sizeof z;
-        int rc = qx__afile_write(f, z, k);
+        int rc = qx_afile_write(f, z, k);
         if (rc) return rc;
         n -= k;
     }
@@ -256,7 +258,7 @@ int qxs_seg_write(const char *dir, const qxs_mseg *m, uint64_t *bytes) {
     char path[PATH_MAX];
     qxs_seg_name(path, sizeof path, dir, m->no);
     size_t n = m->n, d = m->d, vb;
-    if (!qx__mul3(n, d, sizeof(float), &vb)) return qx__fail(QX_ENOMEM, "segment size");
+    if (!qx_size_mul3(n, d, sizeof(float), &vb)) return qx_error_set(QX_ENOMEM, "segment size");
     uint64_t pblob_len = n ? m->poff[n] : 0;
     size_t off_pids = QXS_SEG_HDR;
     size_t off_perm = align_up(off_pids + n * QXS_PID_DISK, 64);
@@ -264,14 +266,14 @@ int qxs_seg_write(const char *dir, const qxs_mseg *m, uint64_t *bytes) {
     size_t off_poff = align_up(off_vecs + vb, 64);
     size_t off_pblob = align_up(off_poff + (n + 1) * 8, 64);
     size_t file_len = off_pblob + pblob_len;
-    uint8_t *pids = qx__malloc(n * QXS_PID_DISK + 1);
-    uint32_t *perm = qx__malloc(n * 4 + 4);
-    uint64_t *poff = qx__malloc((n + 1) * 8);
+    uint8_t *pids = qx_malloc(n * QXS_PID_DISK + 1);
+    uint32_t *perm = qx_malloc(n * 4 + 4);
+    uint64_t *poff = qx_malloc((n + 1) * 8);
     if (!pids || !perm || !poff) {
-        qx__free(pids);
-        qx__free(perm);
-        qx__free(poff);
-        return qx__fail(QX_ENOMEM, "writing segment %s", path);
+        qx_free(pids);
+        qx_free(perm);
+        qx_free(poff);
+        return qx_error_set(QX_ENOMEM, "writing segment %s", path);
     }
     for (size_t i = 0; i < n; i++) {
         qxs_pid_put(pids + i * QXS_PID_DISK, &m->pids[i]);
@@ -280,11 +282,11 @@ int qxs_seg_write(const char *dir, const qxs_mseg *m, uint64_t *bytes) {
     qsort_r(perm, n, 4, cmp_rows, m->pids);
     if (n) memcpy(poff, m->poff, (n + 1) * 8);
     else poff[0] = 0;
-    uint32_t crc_meta = qx__crc32(0, pids, n * QXS_PID_DISK);
-    crc_meta = qx__crc32(crc_meta, perm, n * 4);
-    crc_meta = qx__crc32(crc_meta, poff, (n + 1) * 8);
-    uint32_t crc_vecs = qx__crc32(0, m->vecs, vb);
-    uint32_t crc_pblob = qx__crc32(0, m->pblob, pblob_len);
+    uint32_t crc_meta = qx_crc32(0, pids, n * QXS_PID_DISK);
+    crc_meta = qx_crc32(crc_meta, perm, n * 4);
+    crc_meta = qx_crc32(crc_meta, poff, (n + 1) * 8);
+    uint32_t crc_vecs = qx_crc32(0, m->vecs, vb);
+    uint32_t crc_pblob = qx_crc32(0, m->pblob, pblob_len);
     uint8_t hdr[QXS_SEG_HDR];
     memset(hdr, 0, sizeof hdr);
     memcpy(hdr, SEG_MAGIC, 8);
@@ -296,15 +298,15 @@ int qxs_seg_write(const char *dir, const qxs_mseg *m, uint64_t *bytes) {
     memcpy(hdr + 80, &crc_meta, 4);
     memcpy(hdr + 84, &crc_vecs, 4);
     memcpy(hdr + 88, &crc_pblob, 4);
-    uint32_t crc_hdr = qx__crc32(0, hdr, 92);
+    uint32_t crc_hdr = qx_crc32(0, hdr, 92);
     memcpy(hdr + 92, &crc_hdr, 4);
 
-    qx__afile af;
-    int rc = qx__afile_open(&af, path);
+    qx_afile af;
+    int rc = qx_afile_open(&af, path);
     size_t pos = 0;
 #define EMIT(buf, len)                                                                                   \
     do {                                                                                                 \
-        if (!rc) rc = qx__afile_write(&af, buf, len);                                                    \
+        if (!rc) rc = qx_afile_write(&af, buf, len);                                                    \
         pos += (len);                                                                                    \
     } while (0)
 #define PAD_TO(off)                                                                                      \
@@ -324,14 +326,14 @@ int qxs_seg_write(const char *dir, const qxs_mseg *m, uint64_t *bytes) {
     EMIT(m->pblob, pblob_len);
 #undef EMIT
 #undef PAD_TO
-    qx__free(pids);
-    qx__free(perm);
-    qx__free(poff);
+    qx_free(pids);
+    qx_free(perm);
+    qx_free(poff);
     if (rc) {
-        qx__afile_abort(&af);
+        qx_afile_abort(&af);
         return rc;
     }
-    if ((rc = qx__afile_commit(&af))) return rc;
+    if ((rc = qx_afile_commit(&af))) return rc;
     if (bytes) *bytes = file_len;
     return 0;
 }
@@ -343,39 +345,39 @@ static int load_dead(qxs_seg *s, const char *dir, uint64_t gen) {
     qxs_del_name(path, sizeof path, dir, s->no, gen);
     size_t words = (s->n + 63) / 64, want = 32 + words * 8 + 4;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qx__fail(QX_EFORMAT, "%s: tombstone file named by the manifest is missing: %s", path,
+    if (fd < 0) return qx_error_set(QX_EFORMAT, "%s: tombstone file named by the manifest is missing: %s", path,
                                 strerror(errno));
-    uint8_t *buf = qx__malloc(want + 1);
+    uint8_t *buf = qx_malloc(want + 1);
     if (!buf) {
         close(fd);
-        return qx__fail(QX_ENOMEM, "%s", path);
+        return qx_error_set(QX_ENOMEM, "%s", path);
     }
     ssize_t got = 0, r;
     while ((size_t)got < want + 1 && (r = read(fd, buf + got, want + 1 - (size_t)got)) > 0) got += r;
     close(fd);
     int rc = 0;
     uint64_t nd;
-    if ((size_t)got != want) rc = qx__fail(QX_EFORMAT, "%s: %zd bytes, expected %zu (truncated or wrong size)", path, got, want);
+    if ((size_t)got != want) rc = qx_error_set(QX_EFORMAT, "%s: %zd bytes, expected %zu (truncated or wrong size)", path, got, want);
     else if (memcmp(buf, DEL_MAGIC, 8) || seg_rd32(buf + 8) != s->no || seg_rd64(buf + 16) != s->n)
-        rc = qx__fail(QX_EFORMAT, "%s: bad magic or header (not the tombstones of segment %u)", path, s->no);
-    else if (qx__crc32(0, buf, want - 4) != seg_rd32(buf + want - 4))
-        rc = qx__fail(QX_EFORMAT, "%s: checksum mismatch", path);
+        rc = qx_error_set(QX_EFORMAT, "%s: bad magic or header (not the tombstones of segment %u)", path, s->no);
+    else if (qx_crc32(0, buf, want - 4) != seg_rd32(buf + want - 4))
+        rc = qx_error_set(QX_EFORMAT, "%s: checksum mismatch", path);
     if (!rc) {
         memcpy(s->dead, buf + 32, words * 8);
         nd = 0;
         for (size_t i = 0; i < words; i++) nd += (uint64_t)__builtin_popcountll(s->dead[i]);
-        if (nd != seg_rd64(buf + 24)) rc = qx__fail(QX_EFORMAT, "%s: %llu bits set, header says %llu", path,
+        if (nd != seg_rd64(buf + 24)) rc = qx_error_set(QX_EFORMAT, "%s: %llu bits set, header says %llu", path,
                                                 (unsigned long long)nd, (unsigned long long)seg_rd64(buf + 24));
         s->ndead = nd;
     }
-    qx__free(buf);
+    qx_free(buf);
     return rc;
 }
 
 int qxs_seg_open(const char *dir, uint32_t no, size_t d, uint64_t n, uint64_t del_gen, int on_disk,
                  qxs_seg **out) {
-    qxs_seg *s = qx__calloc(1, sizeof *s);
-    if (!s) return qx__fail(QX_ENOMEM, "segment");
+    qxs_seg *s = qx_calloc(1, sizeof *s);
+    if (!s) return qx_error_set(QX_ENOMEM, "segment");
     s->fd = -1;
     s->no = no;
     s->d = d;
@@ -385,16 +387,16 @@ int qxs_seg_open(const char *dir, uint32_t no, size_t d, uint64_t n, uint64_t de
     struct stat st;
     s->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (s->fd < 0) {
-        rc = qx__fail(errno == ENOENT ? QX_EFORMAT : QX_EIO, "%s: segment named by the manifest: %s", path,
+        rc = qx_error_set(errno == ENOENT ? QX_EFORMAT : QX_EIO, "%s: segment named by the manifest: %s", path,
                       strerror(errno));
         goto fail;
     }
     if (fstat(s->fd, &st) != 0) {
-        rc = qx__fail(QX_EIO, "stat %s: %s", path, strerror(errno));
+        rc = qx_error_set(QX_EIO, "stat %s: %s", path, strerror(errno));
         goto fail;
     }
     if ((size_t)st.st_size < QXS_SEG_HDR) {
-        rc = qx__fail(QX_EFORMAT, "%s: %lld bytes, shorter than a segment header (truncated)", path,
+        rc = qx_error_set(QX_EFORMAT, "%s: %lld bytes, shorter than a segment header (truncated)", path,
                       (long long)st.st_size);
         goto fail;
     }
@@ -402,12 +404,12 @@ int qxs_seg_open(const char *dir, uint32_t no, size_t d, uint64_t n, uint64_t de
     s->map = mmap(NULL, s->map_len, PROT_READ, MAP_SHARED, s->fd, 0);
     if (s->map == MAP_FAILED) {
         s->map = NULL;
-        rc = qx__fail(QX_EIO, "mmap %s: %s", path, strerror(errno));
+        rc = qx_error_set(QX_EIO, "mmap %s: %s", path, strerror(errno));
         goto fail;
     }
     const uint8_t *h = s->map;
-    if (memcmp(h, SEG_MAGIC, 8) || qx__crc32(0, h, 92) != seg_rd32(h + 92)) {
-        rc = qx__fail(QX_EFORMAT, "%s: bad magic or header checksum (not a qinx segment, or corrupt)", path);
+    if (memcmp(h, SEG_MAGIC, 8) || qx_crc32(0, h, 92) != seg_rd32(h + 92)) {
+        rc = qx_error_set(QX_EFORMAT, "%s: bad magic or header checksum (not a qinx segment, or corrupt)", path);
         goto fail;
     }
     uint64_t f[8];
@@ -416,10 +418,10 @@ int qxs_seg_open(const char *dir, uint32_t no, size_t d, uint64_t n, uint64_t de
              pblob_len = f[6], file_len = f[7];
     size_t vb;
     if (seg_rd32(h + 8) != SEG_VERSION || seg_rd32(h + 12) != d || hn != n || file_len != s->map_len ||
-        !qx__mul3(n, d, 4, &vb) || off_pids != QXS_SEG_HDR || off_perm < off_pids + n * QXS_PID_DISK ||
+        !qx_size_mul3(n, d, 4, &vb) || off_pids != QXS_SEG_HDR || off_perm < off_pids + n * QXS_PID_DISK ||
         off_vecs < off_perm + n * 4 || off_vecs % 64 || off_poff < off_vecs + vb || off_pblob < off_poff + (n + 1) * 8 ||
         off_pblob + pblob_len != file_len) {
-        rc = qx__fail(QX_EFORMAT, "%s: header (version %u, d %u, n %llu, %llu bytes) does not match the manifest "
+        rc = qx_error_set(QX_EFORMAT, "%s: header (version %u, d %u, n %llu, %llu bytes) does not match the manifest "
                       "(d %zu, n %llu) or the file's %zu bytes",
                       path, seg_rd32(h + 8), seg_rd32(h + 12), (unsigned long long)hn, (unsigned long long)file_len, d,
                       (unsigned long long)n, s->map_len);
@@ -434,28 +436,28 @@ int qxs_seg_open(const char *dir, uint32_t no, size_t d, uint64_t n, uint64_t de
     s->pblob_len = pblob_len;
     s->crc_vecs = seg_rd32(h + 84);
     s->crc_pblob = seg_rd32(h + 88);
-    uint32_t crc = qx__crc32(0, s->pids, n * QXS_PID_DISK);
-    crc = qx__crc32(crc, s->perm, n * 4);
-    crc = qx__crc32(crc, s->poff, (n + 1) * 8);
+    uint32_t crc = qx_crc32(0, s->pids, n * QXS_PID_DISK);
+    crc = qx_crc32(crc, s->perm, n * 4);
+    crc = qx_crc32(crc, s->poff, (n + 1) * 8);
     if (crc != seg_rd32(h + 80)) {
-        rc = qx__fail(QX_EFORMAT, "%s: checksum mismatch in the ids, order or payload offsets", path);
+        rc = qx_error_set(QX_EFORMAT, "%s: checksum mismatch in the ids, order or payload offsets", path);
         goto fail;
     }
     if (seg_rd64(s->poff + n * 8) != pblob_len) {
-        rc = qx__fail(QX_EFORMAT, "%s: payload offsets do not end at the payload section's length", path);
+        rc = qx_error_set(QX_EFORMAT, "%s: payload offsets do not end at the payload section's length", path);
         goto fail;
     }
-    s->dead = qx__calloc((n + 63) / 64 + 1, 8);
+    s->dead = qx_calloc((n + 63) / 64 + 1, 8);
     if (!s->dead) {
-        rc = qx__fail(QX_ENOMEM, "tombstones of %s", path);
+        rc = qx_error_set(QX_ENOMEM, "tombstones of %s", path);
         goto fail;
     }
     if (del_gen && (rc = load_dead(s, dir, del_gen))) goto fail;
     s->del_gen = del_gen;
     if (!on_disk && n) {
-        s->vecs_ram = qx__aligned_alloc(vb);
+        s->vecs_ram = qx_aligned_alloc(vb);
         if (!s->vecs_ram) {
-            rc = qx__fail(QX_ENOMEM, "raw vectors of %s in RAM (on_disk false): %zu bytes", path, vb);
+            rc = qx_error_set(QX_ENOMEM, "raw vectors of %s in RAM (on_disk false): %zu bytes", path, vb);
             goto fail;
         }
         memcpy(s->vecs_ram, s->vecs, vb);
@@ -472,17 +474,17 @@ void qxs_seg_close(qxs_seg *s) {
     if (!s) return;
     if (s->map) munmap(s->map, s->map_len);
     if (s->fd >= 0) close(s->fd);
-    qx__aligned_free(s->vecs_ram);
-    qx__free(s->dead);
-    qx__free(s);
+    qx_aligned_free(s->vecs_ram);
+    qx_free(s->dead);
+    qx_free(s);
 }
 
 int qxs_seg_save_dead(qxs_seg *s, const char *dir, uint64_t gen, uint64_t *bytes) {
     char path[PATH_MAX];
     qxs_del_name(path, sizeof path, dir, s->no, gen);
     size_t words = (s->n + 63) / 64, len = 32 + words * 8 + 4;
-    uint8_t *buf = qx__calloc(1, len);
-    if (!buf) return qx__fail(QX_ENOMEM, "%s", path);
+    uint8_t *buf = qx_calloc(1, len);
+    if (!buf) return qx_error_set(QX_ENOMEM, "%s", path);
     memcpy(buf, DEL_MAGIC, 8);
     uint32_t no = s->no;
     uint64_t n = s->n, nd = s->ndead;
@@ -490,10 +492,10 @@ int qxs_seg_save_dead(qxs_seg *s, const char *dir, uint64_t gen, uint64_t *bytes
     memcpy(buf + 16, &n, 8);
     memcpy(buf + 24, &nd, 8);
     memcpy(buf + 32, s->dead, words * 8);
-    uint32_t crc = qx__crc32(0, buf, len - 4);
+    uint32_t crc = qx_crc32(0, buf, len - 4);
     memcpy(buf + len - 4, &crc, 4);
-    int rc = qx__write_atomic(path, buf, len);
-    qx__free(buf);
+    int rc = qx_write_atomic(path, buf, len);
+    qx_free(buf);
     if (rc) return rc;
     s->del_gen = gen;
     s->del_dirty = 0;
@@ -543,10 +545,10 @@ void qxs_seg_kill(qxs_seg *s, uint32_t row) {
 
 int qxs_seg_verify(const qxs_seg *s) {
     const float *v = (const float *)(s->map + seg_rd64(s->map + 16 + 3 * 8));
-    if (qx__crc32(0, v, s->n * s->d * 4) != s->crc_vecs)
-        return qx__fail(QX_EFORMAT, "%s: checksum mismatch in the raw vectors", s->path);
-    if (qx__crc32(0, s->pblob, s->pblob_len) != s->crc_pblob)
-        return qx__fail(QX_EFORMAT, "%s: checksum mismatch in the payloads", s->path);
+    if (qx_crc32(0, v, s->n * s->d * 4) != s->crc_vecs)
+        return qx_error_set(QX_EFORMAT, "%s: checksum mismatch in the raw vectors", s->path);
+    if (qx_crc32(0, s->pblob, s->pblob_len) != s->crc_pblob)
+        return qx_error_set(QX_EFORMAT, "%s: checksum mismatch in the payloads", s->path);
     return 0;
 }
 

@@ -27,7 +27,9 @@
 #include <unistd.h>
 
 #include "qinx/kernels.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "store.h"
 #include "wal.h"
 
@@ -44,7 +46,7 @@ static void store_init(qxs_store *s, const char *dir, size_t d, int on_disk) {
 
 void qxs_store_free(qxs_store *s) {
     for (size_t i = 0; i < s->nsegs; i++) qxs_seg_close(s->segs[i]);
-    qx__free(s->segs);
+    qx_free(s->segs);
     qxs_mseg_free(&s->mut);
     memset(s, 0, sizeof *s);
 }
@@ -52,8 +54,8 @@ void qxs_store_free(qxs_store *s) {
 static int segs_push(qxs_store *s, qxs_seg *g) {
     if (s->nsegs == s->cap_segs) {
         size_t cap = s->cap_segs ? 2 * s->cap_segs : 8;
-        qxs_seg **v = qx__realloc(s->segs, cap * sizeof *v);
-        if (!v) return qx__fail(QX_ENOMEM, "segment list");
+        qxs_seg **v = qx_realloc(s->segs, cap * sizeof *v);
+        if (!v) return qx_error_set(QX_ENOMEM, "segment list");
         s->segs = v;
         s->cap_segs = cap;
     }
@@ -69,7 +71,7 @@ int qxs_store_open(qxs_store *s, const char *dir, size_t d, int on_disk, int *fr
     if (rc == QX_ENOTFOUND) return 0;
     if (rc) return rc;
     if (m.d != d) {
-        rc = qx__fail(QX_EFORMAT, "%s/%s: dimension %zu, the collection's is %zu", dir, QXS_MANIFEST, m.d, d);
+        rc = qx_error_set(QX_EFORMAT, "%s/%s: dimension %zu, the collection's is %zu", dir, QXS_MANIFEST, m.d, d);
         qxs_manifest_free(&m);
         return rc;
     }
@@ -278,13 +280,13 @@ static int write_manifest(const qxs_store *s, const qxs_seg *extra, uint32_t nex
                           uint64_t index_gen) {
     qxs_manifest m = {.d = s->d, .lsn = lsn, .next_seg = next_seg, .index_gen = index_gen};
     m.nseg = s->nsegs + (extra != NULL);
-    m.segs = qx__calloc(m.nseg ? m.nseg : 1, sizeof *m.segs);
-    if (!m.segs) return qx__fail(QX_ENOMEM, "manifest");
+    m.segs = qx_calloc(m.nseg ? m.nseg : 1, sizeof *m.segs);
+    if (!m.segs) return qx_error_set(QX_ENOMEM, "manifest");
     for (size_t i = 0; i < s->nsegs; i++)
         m.segs[i] = (qxs_manifest_seg){s->segs[i]->no, s->segs[i]->n, s->segs[i]->del_gen};
     if (extra) m.segs[s->nsegs] = (qxs_manifest_seg){extra->no, extra->n, extra->del_gen};
     int rc = qxs_manifest_write(s->dir, &m);
-    qx__free(m.segs);
+    qx_free(m.segs);
     return rc;
 }
 
@@ -294,7 +296,7 @@ int qxs_store_ckpt_prepare(qxs_store *s, uint64_t lsn, uint64_t index_gen, qxs_c
     uint64_t b = 0;
     uint32_t next = s->mut.no;
     if (s->mut.n > 0) {
-        if (s->mut.no >= QXS_SEG_MAX_NO) return qx__fail(QX_ELIMIT, "segment numbers exhausted");
+        if (s->mut.no >= QXS_SEG_MAX_NO) return qx_error_set(QX_ELIMIT, "segment numbers exhausted");
         if ((rc = qxs_seg_write(s->dir, &s->mut, &b))) return rc;
         ck->bytes += b;
         if ((rc = qxs_seg_open(s->dir, s->mut.no, s->d, s->mut.n, 0, s->on_disk, &ck->sealed))) return rc;
@@ -393,15 +395,15 @@ int qxs_store_merge_prepare(qxs_store *s, const uint32_t *nos, size_t k, uint32_
     size_t live = 0;
     for (size_t i = 0; i < k; i++) {
         const qxs_seg *g = seg_of(s, nos[i]);
-        if (!g) return qx__fail(QX_EINVAL, "merge: no segment %u", nos[i]);
+        if (!g) return qx_error_set(QX_EINVAL, "merge: no segment %u", nos[i]);
         live += g->n - g->ndead;
     }
     qxs_mseg m;
     qxs_mseg_init(&m, new_no, s->d);
-    mg->src_no = qx__malloc(k * sizeof *mg->src_no);
-    mg->old_keys = qx__malloc((live + 1) * sizeof *mg->old_keys);
-    mg->new_keys = qx__malloc((live + 1) * sizeof *mg->new_keys);
-    int rc = (!mg->src_no || !mg->old_keys || !mg->new_keys) ? qx__fail(QX_ENOMEM, "merge of %zu rows", live) : 0;
+    mg->src_no = qx_malloc(k * sizeof *mg->src_no);
+    mg->old_keys = qx_malloc((live + 1) * sizeof *mg->old_keys);
+    mg->new_keys = qx_malloc((live + 1) * sizeof *mg->new_keys);
+    int rc = (!mg->src_no || !mg->old_keys || !mg->new_keys) ? qx_error_set(QX_ENOMEM, "merge of %zu rows", live) : 0;
     size_t pb = 0;
     for (size_t i = 0; !rc && i < k; i++) {
         const qxs_seg *g = seg_of(s, nos[i]);
@@ -463,9 +465,9 @@ void qxs_store_merge_free(qxs_merge *mg) {
         qxs_seg_close(mg->out);
         unlink(path);
     }
-    qx__free(mg->src_no);
-    qx__free(mg->old_keys);
-    qx__free(mg->new_keys);
+    qx_free(mg->src_no);
+    qx_free(mg->old_keys);
+    qx_free(mg->new_keys);
     memset(mg, 0, sizeof *mg);
 }
 
@@ -476,7 +478,7 @@ static int cmp_live(const void *a, const void *b) {
 
 size_t qxs_store_merge_pick(const qxs_store *s, size_t min_segs, size_t max_bytes, uint32_t *nos, size_t cap) {
     if (s->nsegs < min_segs || s->nsegs < 2) return 0;
-    size_t (*v)[2] = qx__malloc(s->nsegs * sizeof *v);
+    size_t (*v)[2] = qx_malloc(s->nsegs * sizeof *v);
     if (!v) return 0;
     for (size_t i = 0; i < s->nsegs; i++) {
         v[i][0] = (s->segs[i]->n - s->segs[i]->ndead) * s->d * sizeof(float);
@@ -489,7 +491,7 @@ size_t qxs_store_merge_pick(const qxs_store *s, size_t min_segs, size_t max_byte
         bytes += v[i][0];
         nos[k++] = (uint32_t)v[i][1];
     }
-    qx__free(v);
+    qx_free(v);
     if (k < 2 || bytes > max_bytes) return 0;
     for (size_t i = 1; i < k; i++) /* ascending numbers */
         for (size_t j = i; j > 0 && nos[j - 1] > nos[j]; j--) {
@@ -518,14 +520,14 @@ int qxs_legacy_snapshot_read(const char *path, size_t d, int64_t **ids_out, floa
                              uint64_t *lsn) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT) return qx__fail(QX_ENOTFOUND, "%s: no snapshot", path);
-        return qx__fail(QX_EIO, "open %s: %s", path, strerror(errno));
+        if (errno == ENOENT) return qx_error_set(QX_ENOTFOUND, "%s: no snapshot", path);
+        return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
     }
     struct stat st;
     uint8_t hdr[32];
     if (fstat(fd, &st) != 0 || read_all(fd, hdr, 32) != 0 || memcmp(hdr, SNAP_MAGIC, 8) != 0) {
         close(fd);
-        return qx__fail(QX_EFORMAT, "%s: not a qinx snapshot (bad magic or truncated header)", path);
+        return qx_error_set(QX_EFORMAT, "%s: not a qinx snapshot (bad magic or truncated header)", path);
     }
     uint32_t d32;
     uint64_t n64;
@@ -533,31 +535,31 @@ int qxs_legacy_snapshot_read(const char *path, size_t d, int64_t **ids_out, floa
     memcpy(&n64, hdr + 16, 8);
     memcpy(lsn, hdr + 24, 8);
     size_t vbytes, total;
-    if (d32 != d || n64 > UINT32_MAX || !qx__mul3(n64, d, 4, &vbytes) || !qx__add(vbytes, 36 + 8 * n64, &total) ||
+    if (d32 != d || n64 > UINT32_MAX || !qx_size_mul3(n64, d, 4, &vbytes) || !qx_size_add(vbytes, 36 + 8 * n64, &total) ||
         total != (size_t)st.st_size) {
         close(fd);
-        return qx__fail(QX_EFORMAT, "%s: header says d=%u n=%llu, file has %lld bytes (expected d=%zu)", path, d32,
+        return qx_error_set(QX_EFORMAT, "%s: header says d=%u n=%llu, file has %lld bytes (expected d=%zu)", path, d32,
                         (unsigned long long)n64, (long long)st.st_size, d);
     }
-    int64_t *ids = qx__malloc(n64 * 8 + 8);
-    float *vecs = qx__aligned_alloc(vbytes);
+    int64_t *ids = qx_malloc(n64 * 8 + 8);
+    float *vecs = qx_aligned_alloc(vbytes);
     uint32_t crc_file;
     int rc = 0;
-    if (!ids || !vecs) rc = qx__fail(QX_ENOMEM, "%s: %llu points", path, (unsigned long long)n64);
+    if (!ids || !vecs) rc = qx_error_set(QX_ENOMEM, "%s: %llu points", path, (unsigned long long)n64);
     else if (read_all(fd, ids, n64 * 8) || read_all(fd, vecs, vbytes) || read_all(fd, &crc_file, 4))
-        rc = qx__fail(QX_EFORMAT, "%s: truncated", path);
+        rc = qx_error_set(QX_EFORMAT, "%s: truncated", path);
     close(fd);
     if (!rc) {
-        uint32_t crc = qx__crc32(0, hdr + 8, 24);
-        crc = qx__crc32(crc, ids, n64 * 8);
-        crc = qx__crc32(crc, vecs, vbytes);
-        if (crc != crc_file) rc = qx__fail(QX_EFORMAT, "%s: checksum mismatch", path);
+        uint32_t crc = qx_crc32(0, hdr + 8, 24);
+        crc = qx_crc32(crc, ids, n64 * 8);
+        crc = qx_crc32(crc, vecs, vbytes);
+        if (crc != crc_file) rc = qx_error_set(QX_EFORMAT, "%s: checksum mismatch", path);
     }
     for (size_t i = 0; !rc && i < n64; i++)
-        if (ids[i] < 0) rc = qx__fail(QX_EFORMAT, "%s: negative id at row %zu", path, i);
+        if (ids[i] < 0) rc = qx_error_set(QX_EFORMAT, "%s: negative id at row %zu", path, i);
     if (rc) {
-        qx__free(ids);
-        qx__aligned_free(vecs);
+        qx_free(ids);
+        qx_aligned_free(vecs);
         return rc;
     }
     *ids_out = ids;

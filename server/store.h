@@ -125,7 +125,7 @@ void qxs_store_memory(const qxs_store *s, qxs_store_mem *m);
 
 /* Read a snapshot.bin written by the server before segments (format
  * "QXSNAP01": [magic][u32 d][u32 0][u64 n][u64 lsn][n ids][n*d floats][u32
- * crc]) into new arrays (qx__free ids, qx__aligned_free vecs). QX_ENOTFOUND
+ * crc]) into new arrays (qx_free ids, qx_aligned_free vecs). QX_ENOTFOUND
  * when absent, QX_EFORMAT when corrupt. */
 int qxs_legacy_snapshot_read(const char *path, size_t d, int64_t **ids, float **vecs, size_t *n, uint64_t *lsn);
 

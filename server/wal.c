@@ -28,7 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "wal.h"
 
 static uint32_t wal_rd32(const uint8_t *p) {
@@ -63,15 +65,15 @@ static int decode(const uint8_t *p, size_t plen, size_t d, qxs_wal_rec *r) {
     const uint8_t *q = p + QXS_WAL_PAYLOAD_HDR;
     r->legacy = type == QXS_WAL_UPSERT || type == QXS_WAL_DELETE;
     if (type < QXS_WAL_UPSERT || type > QXS_WAL_PAYLOAD) return -1;
-    if (!qx__mul(n, r->legacy ? 8 : QXS_PID_DISK, &idb) || idb > body) return -1;
+    if (!qx_size_mul(n, r->legacy ? 8 : QXS_PID_DISK, &idb) || idb > body) return -1;
     r->type = type == QXS_WAL_UPSERT ? QXS_WAL_UPSERT2 : type == QXS_WAL_DELETE ? QXS_WAL_DELETE2 : type;
     r->ids = q;
-    if (r->type == QXS_WAL_UPSERT2 && (!qx__mul3(n, d, 4, &vb) || !qx__add(idb, vb, &need) || need > body)) return -1;
+    if (r->type == QXS_WAL_UPSERT2 && (!qx_size_mul3(n, d, 4, &vb) || !qx_size_add(idb, vb, &need) || need > body)) return -1;
     if (r->type == QXS_WAL_UPSERT2) r->vecs = q + idb;
     need = idb + vb;
     if (r->legacy || r->type == QXS_WAL_DELETE2) return need == body ? 0 : -1;
     size_t pl;
-    if (!qx__mul(n, 4, &pl) || !qx__add(need, pl, &need) || need > body) return -1;
+    if (!qx_size_mul(n, 4, &pl) || !qx_size_add(need, pl, &need) || need > body) return -1;
     r->plens = q + idb + vb;
     size_t sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -94,7 +96,7 @@ static int valid_at(const uint8_t *buf, size_t len, size_t off, size_t d, int ch
     if (p[0] < QXS_WAL_UPSERT || p[0] > QXS_WAL_PAYLOAD) return 0;
     if (check_lsn && wal_rd64(p + 1) <= after_lsn) return 0;
     if (decode(p, plen, d, r)) return 0;
-    if (qx__crc32(0, p, plen) != wal_rd32(buf + off + 4)) return 0;
+    if (qx_crc32(0, p, plen) != wal_rd32(buf + off + 4)) return 0;
     *next = off + QXS_WAL_HDR + plen;
     return 1;
 }
@@ -143,16 +145,16 @@ size_t qxs_wal_parse(const uint8_t *buf, size_t len, size_t d, qxs_wal_apply_fn 
 
 static int read_file(const char *path, int fd, uint8_t **out, size_t *len_out) {
     struct stat st;
-    if (fstat(fd, &st) != 0) return qx__fail(QX_EIO, "stat %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) return qx_error_set(QX_EIO, "stat %s: %s", path, strerror(errno));
     size_t len = (size_t)st.st_size, got = 0;
-    uint8_t *buf = qx__malloc(len + 1);
-    if (!buf) return qx__fail(QX_ENOMEM, "WAL %s: %zu bytes", path, len);
+    uint8_t *buf = qx_malloc(len + 1);
+    if (!buf) return qx_error_set(QX_ENOMEM, "WAL %s: %zu bytes", path, len);
     while (got < len) {
         ssize_t r = pread(fd, buf + got, len - got, (off_t)got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            qx__free(buf);
-            return qx__fail(QX_EIO, "read %s: %s", path, r < 0 ? strerror(errno) : "short read");
+            qx_free(buf);
+            return qx_error_set(QX_EIO, "read %s: %s", path, r < 0 ? strerror(errno) : "short read");
         }
         got += (size_t)r;
     }
@@ -169,7 +171,7 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
     memset(s, 0, sizeof *s);
     s->corrupt_at = -1;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return qx__fail(QX_EIO, "open %s: %s", path, strerror(errno));
+    if (fd < 0) return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
     uint8_t *buf = NULL;
     size_t len = 0;
     int rc = read_file(path, fd, &buf, &len);
@@ -180,14 +182,14 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
     /* an empty log may have just been created by O_CREAT: its directory entry
      * must be durable before the first append is acknowledged (fdatasync of
      * the file does not cover it) */
-    if (!len && (rc = qx__fsync_dir(path))) {
-        qx__free(buf);
+    if (!len && (rc = qx_fsync_dir(path))) {
+        qx_free(buf);
         close(fd);
         return rc;
     }
     int fn_err = 0;
     size_t good = qxs_wal_parse(buf, len, d, fn, ctx, &fn_err, s);
-    qx__free(buf);
+    qx_free(buf);
     if (fn_err) {
         close(fd);
         return fn_err;
@@ -197,7 +199,7 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
         close(fd);
         w->failed = 1;
         w->size = len;
-        qx__fail(QX_EFORMAT, "%s: corrupt record at byte offset %lld, before the tail (a valid record follows at "
+        qx_error_set(QX_EFORMAT, "%s: corrupt record at byte offset %lld, before the tail (a valid record follows at "
                  "byte %llu; %zu bytes after the damage): acknowledged writes may follow it, so recovery stopped "
                  "and the file was kept; see `qinx serve salvage-wal`",
                  path, (long long)s->corrupt_at, (unsigned long long)s->next_valid, len - (size_t)s->corrupt_at);
@@ -206,12 +208,12 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
     if (good < len) {
         if (ftruncate(fd, (off_t)good) != 0 || fdatasync(fd) != 0) {
             close(fd);
-            return qx__fail(QX_EIO, "truncate %s: %s", path, strerror(errno));
+            return qx_error_set(QX_EIO, "truncate %s: %s", path, strerror(errno));
         }
     }
     if (lseek(fd, (off_t)good, SEEK_SET) < 0) {
         close(fd);
-        return qx__fail(QX_EIO, "seek %s: %s", path, strerror(errno));
+        return qx_error_set(QX_EIO, "seek %s: %s", path, strerror(errno));
     }
     w->fd = fd;
     w->size = good;
@@ -219,11 +221,11 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
 }
 
 static int append_rec(qxs_wal *w, uint8_t *rec, size_t plen, uint64_t lsn) {
-    uint32_t crc = qx__crc32(0, rec + QXS_WAL_HDR, plen), plen32 = (uint32_t)plen;
+    uint32_t crc = qx_crc32(0, rec + QXS_WAL_HDR, plen), plen32 = (uint32_t)plen;
     memcpy(rec, &plen32, 4);
     memcpy(rec + 4, &crc, 4);
-    int rc = qx__write_all(w->fd, rec, QXS_WAL_HDR + plen);
-    qx__free(rec);
+    int rc = qx_write_all(w->fd, rec, QXS_WAL_HDR + plen);
+    qx_free(rec);
     if (rc) {
         /* A partial record may be on disk; later records would hide behind
          * it, so the log refuses further writes (replay truncates it). */
@@ -237,23 +239,23 @@ static int append_rec(qxs_wal *w, uint8_t *rec, size_t plen, uint64_t lsn) {
 
 int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const qxs_pid *ids, const float *vecs, const qxs_bytes *p,
                    uint32_t n, size_t d) {
-    if (w->failed || w->fd < 0) return qx__fail(QX_EIO, "write-ahead log unusable (an I/O error, or corrupt)");
+    if (w->failed || w->fd < 0) return qx_error_set(QX_EIO, "write-ahead log unusable (an I/O error, or corrupt)");
     if (type != QXS_WAL_UPSERT2 && type != QXS_WAL_DELETE2 && type != QXS_WAL_PAYLOAD)
-        return qx__fail(QX_EINVAL, "WAL record type %d", type);
+        return qx_error_set(QX_EINVAL, "WAL record type %d", type);
     size_t vb = 0, plen = QXS_WAL_PAYLOAD_HDR + (size_t)n * QXS_PID_DISK, pb = 0;
-    if (type == QXS_WAL_UPSERT2 && !qx__mul3(n, d, 4, &vb)) return qx__fail(QX_ENOMEM, "WAL record size");
+    if (type == QXS_WAL_UPSERT2 && !qx_size_mul3(n, d, 4, &vb)) return qx_error_set(QX_ENOMEM, "WAL record size");
     if (type != QXS_WAL_DELETE2) {
         pb = (size_t)n * 4;
         for (uint32_t i = 0; p && i < n; i++) {
             if (p[i].len > QXS_MAX_PAYLOAD)
-                return qx__fail(QX_ELIMIT, "payload of %u bytes above the %u-byte limit", p[i].len, QXS_MAX_PAYLOAD);
+                return qx_error_set(QX_ELIMIT, "payload of %u bytes above the %u-byte limit", p[i].len, QXS_MAX_PAYLOAD);
             pb += p[i].len;
         }
     }
-    if (!qx__add(plen, vb, &plen) || !qx__add(plen, pb, &plen) || plen > QXS_WAL_MAX_RECORD)
-        return qx__fail(QX_ELIMIT, "WAL record of %zu bytes above the 1 GiB limit", plen);
-    uint8_t *rec = qx__malloc(QXS_WAL_HDR + plen);
-    if (!rec) return qx__fail(QX_ENOMEM, "WAL record of %zu bytes", plen);
+    if (!qx_size_add(plen, vb, &plen) || !qx_size_add(plen, pb, &plen) || plen > QXS_WAL_MAX_RECORD)
+        return qx_error_set(QX_ELIMIT, "WAL record of %zu bytes above the 1 GiB limit", plen);
+    uint8_t *rec = qx_malloc(QXS_WAL_HDR + plen);
+    if (!rec) return qx_error_set(QX_ENOMEM, "WAL record of %zu bytes", plen);
     uint8_t *q = rec + QXS_WAL_HDR;
     q[0] = (uint8_t)type;
     memcpy(q + 1, &lsn, 8);
@@ -277,10 +279,10 @@ int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const qxs_pid *ids, const
 
 int qxs_wal_append_legacy(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const float *vecs, uint32_t n,
                           size_t d) {
-    if (w->failed || w->fd < 0) return qx__fail(QX_EIO, "write-ahead log unusable");
+    if (w->failed || w->fd < 0) return qx_error_set(QX_EIO, "write-ahead log unusable");
     size_t vb = type == QXS_WAL_UPSERT ? (size_t)n * d * 4 : 0, plen = QXS_WAL_PAYLOAD_HDR + (size_t)8 * n + vb;
-    uint8_t *rec = qx__malloc(QXS_WAL_HDR + plen);
-    if (!rec) return qx__fail(QX_ENOMEM, "WAL record");
+    uint8_t *rec = qx_malloc(QXS_WAL_HDR + plen);
+    if (!rec) return qx_error_set(QX_ENOMEM, "WAL record");
     uint8_t *q = rec + QXS_WAL_HDR;
     q[0] = (uint8_t)type;
     memcpy(q + 1, &lsn, 8);
@@ -294,16 +296,16 @@ int qxs_wal_salvage(const char *path, size_t d, uint64_t *kept, uint64_t *lost_b
                     size_t backup_cap) {
     *kept = *lost_bytes = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qx__fail(QX_EIO, "open %s: %s", path, strerror(errno));
+    if (fd < 0) return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
     uint8_t *buf = NULL, *out = NULL;
     size_t len = 0, olen = 0;
     int rc = read_file(path, fd, &buf, &len);
     close(fd);
     if (rc) return rc;
-    out = qx__malloc(len + 1);
+    out = qx_malloc(len + 1);
     if (!out) {
-        qx__free(buf);
-        return qx__fail(QX_ENOMEM, "salvage buffer");
+        qx_free(buf);
+        return qx_error_set(QX_ENOMEM, "salvage buffer");
     }
     size_t off = 0;
     uint64_t last = 0;
@@ -325,10 +327,10 @@ int qxs_wal_salvage(const char *path, size_t d, uint64_t *kept, uint64_t *lost_b
         off = v;
     }
     snprintf(backup, backup_cap, "%s.corrupt-%lld", path, (long long)time(NULL));
-    if (link(path, backup) != 0) rc = qx__fail(QX_EIO, "keeping %s as %s: %s", path, backup, strerror(errno));
-    if (!rc) rc = qx__write_atomic(path, out, olen);
-    qx__free(buf);
-    qx__free(out);
+    if (link(path, backup) != 0) rc = qx_error_set(QX_EIO, "keeping %s as %s: %s", path, backup, strerror(errno));
+    if (!rc) rc = qx_write_atomic(path, out, olen);
+    qx_free(buf);
+    qx_free(out);
     return rc;
 }
 
@@ -340,7 +342,7 @@ int qxs_wal_sync(qxs_wal *w, uint64_t lsn) {
         uint64_t target = atomic_load(&w->written_lsn);
         if (w->failed || fdatasync(w->fd) != 0) {
             w->failed = 1;
-            rc = qx__fail(QX_EIO, "fdatasync of the write-ahead log failed: %s", strerror(errno));
+            rc = qx_error_set(QX_EIO, "fdatasync of the write-ahead log failed: %s", strerror(errno));
         } else {
             atomic_store(&w->synced_lsn, target);
         }
@@ -350,10 +352,10 @@ int qxs_wal_sync(qxs_wal *w, uint64_t lsn) {
 }
 
 int qxs_wal_reset(qxs_wal *w, const char *path) {
-    int rc = qx__write_atomic(path, "", 0);
-    if (rc) return qx__wrap(rc, "replacing the write-ahead log");
+    int rc = qx_write_atomic(path, "", 0);
+    if (rc) return rc;
     int fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) return qx__fail(QX_EIO, "open %s: %s", path, strerror(errno));
+    if (fd < 0) return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
     pthread_mutex_lock(&w->sync_mu);
     if (w->fd >= 0) close(w->fd);
     w->fd = fd;

@@ -852,9 +852,9 @@ static void write_legacy_snapshot(const char *path, const int64_t *ids, const fl
     memcpy(hdr + 12, &zero, 4);
     memcpy(hdr + 16, &n64, 8);
     memcpy(hdr + 24, &lsn, 8);
-    uint32_t crc = qx__crc32(0, hdr + 8, 24);
-    crc = qx__crc32(crc, ids, n * 8);
-    crc = qx__crc32(crc, x, n * d * 4);
+    uint32_t crc = qx_crc32(0, hdr + 8, 24);
+    crc = qx_crc32(crc, ids, n * 8);
+    crc = qx_crc32(crc, x, n * d * 4);
     FILE *f = fopen(path, "wb");
     fwrite(hdr, 1, 32, f);
     fwrite(ids, 8, n, f);
@@ -880,8 +880,8 @@ static void test_legacy_snapshot(void **state) {
     assert_int_equal(lsn, 77);
     assert_memory_equal(gi, ids, n * 8);
     assert_memory_equal(gx, x, n * d * 4);
-    qx__free(gi);
-    qx__aligned_free(gx);
+    qx_free(gi);
+    qx_aligned_free(gx);
     assert_int_equal(qxs_legacy_snapshot_read(p, d + 1, &gi, &gx, &gn, &lsn), QX_EFORMAT);
     long size = file_size(p);
     for (long off = 8; off < size; off += 397) {
