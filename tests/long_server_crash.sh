@@ -13,11 +13,12 @@
 # Usage: bash tests/long_server_crash.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
+[ -n "${QX_TEST_BIN:-}" ] && QX_BIN=$QX_TEST_BIN
 ROUNDS=${QX_CRASH_ROUNDS:-25}
 D="$QX_TMP/data"
 C=/collections/crash
 DIM=8
-FLAGS=(--checkpoint-bytes 20000)
+FLAGS=(--checkpoint-bytes "${QX_CRASH_CKPT:-20000}")
 qx_start "$D" "${FLAGS[@]}" || exit 1
 qx_expect 200 PUT $C "{\"vectors\":{\"size\":$DIM,\"distance\":\"Euclid\"}}"
 # rebuilds, one after another (422 below 1000 points, 409 while one runs)
@@ -78,6 +79,16 @@ verify() {
 
 total_acked=0
 ckpts=0; rb_started=0; rb_done=0
+# QX_CRASH_PRELOAD batches written before the first kill (so that rebuilds,
+# which need 1000 points, run from the first round on a slow machine)
+PRE=${QX_CRASH_PRELOAD:-0}
+for b in $(seq 0 $((PRE - 1))); do
+  qx_points $((b * 10)) 10 $DIM $b >"$QX_TMP/pre.json"
+  echo "try U $b" >>"$QX_TMP/ops.$((b % 2))"
+  curl -sf -o /dev/null -X PUT "$QX_URL$C/points" -H 'Content-Type: application/json' --data-binary "@$QX_TMP/pre.json" \
+    && echo "ack U $b" >>"$QX_TMP/ops.$((b % 2))"
+done
+[ "$PRE" -gt 0 ] && next0=$(( (PRE + 1) / 2 * 2 )) && next1=$(( PRE / 2 * 2 + 1 ))
 for round in $(seq 1 "$ROUNDS"); do
   writer 0 "$QX_URL" $next0 & w0=$!
   writer 1 "$QX_URL" $next1 & w1=$!

@@ -67,7 +67,7 @@ PY
 qx_start "$D" || exit 1
 echo "RESULT conversion of a $N-point snapshot.bin to segments at open: $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s"
 [ "$(qx_req GET $C; echo "$QX_BODY" | sed -n 's/.*"points_count":\([0-9]*\).*/\1/p')" = "$N" ] && qx_ok "$N points after the conversion" || qx_fail "count after conversion"
-qx_expect 200 POST $C/rebuild '{"bytes":16,"train_size":65536,"min_recall":0.3}'
+qx_expect 200 POST $C/rebuild '{"bytes":16,"train_size":'${QX_SCALE_TRAIN:-65536}',"min_recall":0.3}'
 tr=$(date +%s.%N)
 for i in $(seq 1 7200); do
   qx_req GET $C/rebuild/1
