@@ -24,6 +24,7 @@ const char *qx_quantizer_kind_name(qx_quant_kind kind) {
     switch (kind) {
     case QX_QUANT_RQ: return "rq";
     case QX_QUANT_QINCO: return "qinco";
+    case QX_QUANT_FASTSCAN: return "fastscan";
     default: return "unknown";
     }
 }
@@ -132,6 +133,7 @@ int qx_quantizer_deserialize(const uint8_t *buf, size_t len, qx_quantizer **out)
             return qx__fail(QX_EFORMAT, "quantizer blob: kind qinco not built in");
         rc = qx__qinco_deserialize(body, body_len, d, M, out);
         break;
+    case QX_QUANT_FASTSCAN: rc = qx__fs_deserialize(body, body_len, d, M, out); break;
     default: return qx__fail(QX_EFORMAT, "quantizer blob: unknown kind %u", kind);
     }
     if (rc == 0) (*out)->trained = 1;

@@ -30,6 +30,7 @@ extern "C" {
 
 #define QX_MAX_NLIST 1048576
 #define QX_MAX_K 10000
+#define QX_FS_SHORTLIST_PER_K 4
 
 typedef enum qx_metric {
     QX_METRIC_L2 = 0, /* squared Euclidean distance, smaller is closer */
@@ -70,7 +71,12 @@ int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed);
 
 typedef struct qx_search_params {
     size_t nprobe;  /* lists visited (default 16, capped at nlist) */
-    size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off) */
+    size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off); ignored
+                     * by fast-scan indexes, whose second stage always re-ranks */
+    size_t shortlist; /* fast-scan indexes: candidates kept by the 4-bit scan and
+                     * re-ranked with the whole code (0 = automatic:
+                     * QX_FS_SHORTLIST_PER_K × k); ignored by other kinds. The
+                     * HTTP search "params" map onto this struct. */
     int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
 } qx_search_params;
 
@@ -84,6 +90,21 @@ void qx_ivf_search_ctx_free(qx_ivf_search_ctx *ctx);
  * ctx may be NULL (one is made for the call). */
 int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries, size_t nq,
                   size_t k, const qx_search_params *params, float *dist, int64_t *ids);
+
+/* Where the time of fast-scan searches goes: CPU seconds per phase, summed
+ * over the queries searched on the calling thread while a profile is
+ * installed (coarse: centroid scores and probe selection; lut: the 4-bit
+ * table and its 8-bit quantization; scan: the block scans and the
+ * shortlist; refine: the second stage and the results). Meant for
+ * single-threaded measurement (threads = 1); costs a few clock reads per
+ * query. */
+typedef struct qx_search_profile {
+    double coarse, lut, scan, refine;
+    size_t queries;
+} qx_search_profile;
+
+/* Install (or with NULL remove) the calling thread's profile. */
+void qx_ivf_profile_thread(qx_search_profile *prof);
 
 /* Save atomically (temp file, fsync, rename) / load with full validation. */
 int qx_ivf_save(const qx_ivf *ivf, const char *path);
