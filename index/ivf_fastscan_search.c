@@ -33,14 +33,18 @@
  *    rows (3.4k QPS at shortlist 100).
  * 5. One query's lists can be split across threads (params->threads > 1 and
  *    a single query): each thread scans its share of the probes into its own
- *    shortlist, the shortlists are merged, then re-ranked. Batches use one
- *    thread per query, as the other kinds.
+ *    shortlist, the shortlists are merged, then re-ranked. A batch is split
+ *    into 32-query blocks, each thread computing its blocks' tables and
+ *    searching them, in ONE parallel region per call: a region per block
+ *    (as ivf_search.c does) made 2 threads slower than one on the shared
+ *    machine (every block's barrier waited for a descheduled thread).
  */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
 #include <time.h>
+#include <x86intrin.h>
 
 #include "ivf_impl.h"
 #include "kernels_fs_impl.h"
@@ -49,13 +53,35 @@
 
 static _Thread_local qx_search_profile *g_prof;
 
-void qx_ivf_profile_thread(qx_search_profile *prof) { g_prof = prof; }
+static double tsc_seconds_per_tick(void);
 
-static inline double cpu_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+void qx_ivf_profile_thread(qx_search_profile *prof) {
+    if (prof) (void)tsc_seconds_per_tick(); /* calibrate outside the timed phases */
+    g_prof = prof;
 }
+
+/* Phase clock of the profile: the TSC, in seconds. CLOCK_THREAD_CPUTIME_ID
+ * is a system call in this VM (~1 µs a read: it doubled a 6 µs query);
+ * the TSC read is ~10 ns. Its rate is measured once against
+ * CLOCK_MONOTONIC over 20 ms. Between two reads it counts wall time, so a
+ * phase the thread was descheduled in is inflated: use the fastest of
+ * several profiled runs (qinx search --profile does). */
+static double tsc_seconds_per_tick(void) {
+    static double spt;
+    if (spt == 0) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        uint64_t t0 = __rdtsc();
+        do clock_gettime(CLOCK_MONOTONIC, &b);
+        while ((double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec) < 0.02);
+        uint64_t t1 = __rdtsc();
+        double dt = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+        spt = dt / (double)(t1 - t0);
+    }
+    return spt;
+}
+
+static inline double cpu_now(void) { return (double)__rdtsc() * tsc_seconds_per_tick(); }
 
 typedef struct fs_ctx {
     size_t M4, P, nlist, d, R;
@@ -348,14 +374,54 @@ static void search_one_split(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, int thre
     refine(ivf, kern, f0, q, k, dist, ids);
 }
 
+/* Coarse scores and 4-bit float tables of nb queries into c (decision 1). */
+static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *qb, size_t nb) {
+    size_t d = ivf->d, nlist = ivf->nlist, M4 = 2 * ivf->fs_half;
+    int l2 = ivf->opts.metric == QX_METRIC_L2;
+    const float *cb4 = qx_fs_codebooks4(ivf->quant);
+    fs_ctx *f = c->fs;
+    float alpha = l2 ? -2.0f : -1.0f;
+    qx_search_profile *prof = g_prof;
+    double t0 = prof ? cpu_now() : 0, t1 = 0;
+    if (nb <= 2) {
+        for (size_t i = 0; i < nb; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids, (int)d,
+                        qb + i * d, 1, 0.0f, c->coarse + i * nlist, 1);
+        if (prof) t1 = cpu_now();
+        for (size_t i = 0; i < nb; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(M4 * 16), (int)d, alpha, cb4, (int)d, qb + i * d,
+                        1, 0.0f, f->lutf + i * M4 * 16, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, qb, (int)d,
+                    ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
+        if (prof) t1 = cpu_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(M4 * 16), (int)d, alpha, qb,
+                    (int)d, cb4, (int)d, 0.0f, f->lutf, (int)(M4 * 16));
+    }
+    if (prof) {
+        prof->coarse += t1 - t0;
+        prof->lut += cpu_now() - t1;
+    }
+}
+
+/* Tables, then each query of the block, on the calling thread with c. */
+static void search_block(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *qb, size_t nb, size_t k,
+                         size_t S, size_t nprobe, float *dist, int64_t *ids) {
+    size_t d = ivf->d, nlist = ivf->nlist, M4 = 2 * ivf->fs_half;
+    fs_ctx *f = c->fs;
+    block_tables(ivf, c, qb, nb);
+    for (size_t i = 0; i < nb; i++)
+        search_one(ivf, f, qb + i * d, c->coarse + i * nlist, f->lutf + i * M4 * 16, k, S, nprobe, dist + i * k,
+                   ids + i * k);
+}
+
 int qx__ivf_fs_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries,
                       size_t nq, size_t k, const qx_search_params *p, int threads, float *dist,
                       int64_t *ids) {
-    size_t d = ivf->d, nlist = ivf->nlist, M4 = 2 * ivf->fs_half;
+    size_t d = ivf->d, nlist = ivf->nlist;
     size_t S = p->shortlist ? p->shortlist : QX_FS_SHORTLIST_PER_K * k;
     if (S < k) S = k;
     size_t nprobe = p->nprobe < nlist ? p->nprobe : nlist;
-    int l2 = ivf->opts.metric == QX_METRIC_L2;
     const float *cb4 = qx_fs_codebooks4(ivf->quant);
     if (!cb4) return qx__fail(QX_ESTATE, "search: fast-scan index without 4-bit codebooks");
     /* a single query may split its lists over the threads */
@@ -375,42 +441,26 @@ int qx__ivf_fs_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *qu
     for (int t = 0; rc == 0 && nw > 1 && t < nw; t++) rc = fs_ctx_fit(ivf, ctx->workers[t], S);
     if (rc) return rc;
     fs_ctx *f = ctx->fs;
-    float alpha = l2 ? -2.0f : -1.0f;
+    if (threads > 1 && !split && nq > QX__QBLOCK) {
+        /* batch: whole 32-query blocks per thread, each with its own
+         * tables, in one parallel region (decision 5) */
+        size_t nblk = (nq + QX__QBLOCK - 1) / QX__QBLOCK;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+        for (size_t bi = 0; bi < nblk; bi++) {
+            qx_ivf_search_ctx *w = ctx->workers[omp_get_thread_num()];
+            size_t i0 = bi * QX__QBLOCK, nb = nq - i0 < QX__QBLOCK ? nq - i0 : QX__QBLOCK;
+            search_block(ivf, w, queries + i0 * d, nb, k, S, nprobe, dist + i0 * k, ids + i0 * k);
+        }
+        return 0;
+    }
     for (size_t i0 = 0; i0 < nq; i0 += QX__QBLOCK) {
         size_t nb = nq - i0 < QX__QBLOCK ? nq - i0 : QX__QBLOCK;
-        const float *qb = queries + i0 * d;
-        qx_search_profile *prof = g_prof;
-        double t0 = prof ? cpu_now() : 0, t1 = 0;
-        if (nb <= 2) {
-            for (size_t i = 0; i < nb; i++)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids,
-                            (int)d, qb + i * d, 1, 0.0f, ctx->coarse + i * nlist, 1);
-            if (prof) t1 = cpu_now();
-            for (size_t i = 0; i < nb; i++)
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(M4 * 16), (int)d, alpha, cb4, (int)d,
-                            qb + i * d, 1, 0.0f, f->lutf + i * M4 * 16, 1);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, qb,
-                        (int)d, ivf->centroids, (int)d, 0.0f, ctx->coarse, (int)nlist);
-            if (prof) t1 = cpu_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(M4 * 16), (int)d, alpha,
-                        qb, (int)d, cb4, (int)d, 0.0f, f->lutf, (int)(M4 * 16));
-        }
-        if (prof) {
-            prof->coarse += t1 - t0;
-            prof->lut += cpu_now() - t1;
-        }
         if (split) {
-            search_one_split(ivf, ctx, split, qb, ctx->coarse, f->lutf, k, S, nprobe, dist, ids);
-        } else if (threads > 1 && nb > 1) {
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-            for (size_t i = 0; i < nb; i++)
-                search_one(ivf, ctx->workers[omp_get_thread_num()]->fs, qb + i * d, ctx->coarse + i * nlist,
-                           f->lutf + i * M4 * 16, k, S, nprobe, dist + (i0 + i) * k, ids + (i0 + i) * k);
+            block_tables(ivf, ctx, queries + i0 * d, nb);
+            search_one_split(ivf, ctx, split, queries + i0 * d, ctx->coarse, f->lutf, k, S, nprobe,
+                             dist + i0 * k, ids + i0 * k);
         } else {
-            for (size_t i = 0; i < nb; i++)
-                search_one(ivf, f, qb + i * d, ctx->coarse + i * nlist, f->lutf + i * M4 * 16, k, S,
-                           nprobe, dist + (i0 + i) * k, ids + (i0 + i) * k);
+            search_block(ivf, ctx, queries + i0 * d, nb, k, S, nprobe, dist + i0 * k, ids + i0 * k);
         }
     }
     return 0;

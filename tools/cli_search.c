@@ -27,7 +27,7 @@ static void usage(FILE *f) {
             "  --runs R         timed runs, best reported (default 1)\n"
             "  --json           one JSON object on stdout\n"
             "  --profile        fastscan index: CPU time per query in coarse / LUT / scan /\n"
-            "                   refine (one extra, untimed-for-QPS run on the calling thread)\n"
+            "                   refine (--runs extra runs on one thread, least per phase)\n"
             "  --print N        print the results of the first N queries (default 0; 3 without --gt)\n");
 }
 
@@ -124,12 +124,21 @@ int qx_cli_search(int argc, char **argv) {
         if (tc < best_cpu) best_cpu = tc;
     }
     qx_search_profile prof = {0};
-    if (rc == 0 && profile) { /* a separate run: the clock reads stay out of the QPS */
+    /* separate runs (--runs of them): the clock reads stay out of the QPS */
+    for (size_t r = 0; rc == 0 && profile && r < runs; r++) {
         qx_search_params sp1 = sp;
         sp1.threads = 1;
-        qx_ivf_profile_thread(&prof);
+        qx_search_profile p1 = {0};
+        qx_ivf_profile_thread(&p1);
         rc = qx_ivf_search(ivf, ctx, q.data, q.n, k, &sp1, dist, ids);
         qx_ivf_profile_thread(NULL);
+        /* per phase, the least over runs: a run the scheduler preempted is
+         * inflated in the phase it happened in (the clock is the TSC) */
+        if (r == 0) prof = p1;
+        prof.coarse = p1.coarse < prof.coarse ? p1.coarse : prof.coarse;
+        prof.lut = p1.lut < prof.lut ? p1.lut : prof.lut;
+        prof.scan = p1.scan < prof.scan ? p1.scan : prof.scan;
+        prof.refine = p1.refine < prof.refine ? p1.refine : prof.refine;
     }
     if (rc) goto out;
     double qps = q.n / (best > 0 ? best : 1e-9);
@@ -160,7 +169,7 @@ int qx_cli_search(int argc, char **argv) {
                    rec.r10, rec.r100, rec.r10at10);
         printf("QPS %.1f  (%.3f ms/query; CPU %.3f ms/query)\n", qps, 1e3 * best / q.n, 1e3 * best_cpu / q.n);
         if (profile)
-            printf("per query (CPU us): coarse %.2f  lut %.2f  scan %.2f  refine %.2f\n", 1e6 * prof.coarse / q.n,
+            printf("per query (us, TSC): coarse %.2f  lut %.2f  scan %.2f  refine %.2f\n", 1e6 * prof.coarse / q.n,
                    1e6 * prof.lut / q.n, 1e6 * prof.scan / q.n, 1e6 * prof.refine / q.n);
     }
     for (size_t i = 0; i < print && i < q.n && !json; i++) {

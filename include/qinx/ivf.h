@@ -91,7 +91,7 @@ void qx_ivf_search_ctx_free(qx_ivf_search_ctx *ctx);
 int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries, size_t nq,
                   size_t k, const qx_search_params *params, float *dist, int64_t *ids);
 
-/* Where the time of fast-scan searches goes: CPU seconds per phase, summed
+/* Where the time of fast-scan searches goes: seconds per phase (TSC), summed
  * over the queries searched on the calling thread while a profile is
  * installed (coarse: centroid scores and probe selection; lut: the 4-bit
  * table and its 8-bit quantization; scan: the block scans and the
