@@ -431,7 +431,7 @@ int qx__ivf_fs_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *qu
         if (!w) return qx__fail(QX_ENOMEM, "search workers");
         ctx->workers = w;
         for (int t = ctx->nworkers; t < split; t++) {
-            int rc = qx_ivf_search_ctx_new(ivf, &ctx->workers[t]);
+            int rc = qx_ivf_search_ctx_new(&ctx->workers[t], ivf);
             if (rc) return rc;
             ctx->nworkers = t + 1;
         }

@@ -22,11 +22,11 @@
 #ifndef QINX_FASTSCAN_H
 #define QINX_FASTSCAN_H
 
+#include "qinx/defs.h"
+
 #include "qinx/quantizer.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 #define QX_FS_MAX_STEPS4 120 /* 4-bit steps at most (with 2 norm steps: 61 pairs) */
 
@@ -56,7 +56,5 @@ const float *qx_fs_codebooks4(const qx_quantizer *q);
 /* The 8-bit codebooks: M8 * 256 * d floats (NULL when M8 = 0 or another kind). */
 const float *qx_fs_codebooks8(const qx_quantizer *q);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif
