@@ -617,9 +617,10 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
             for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
             bar[20] = 0;
             double eta = done_f > 0 ? (now - t_loop) * (1 - done_f) / done_f : 0;
-            fprintf(stderr, "qinco: [%s] epoch %zu  ETA %.0f s  held-out MSE %.6g%s  loss %.6g "
+            fprintf(stderr, "qinco: [%s] epoch %zu  ETA %.0f s  %s MSE %.6g%s  loss %.6g "
                     "train_mse %.6g dead %zu lr %.3g  %.1f GFLOP/s (%.0f%% of sgemm %.1f) "
-                    "cores %.2f  %.1f s\n", bar, ep + 1, eta, vm,
+                    "cores %.2f  %.1f s\n", bar, ep + 1, eta,
+                    nvalid ? "held-out" : "monitored (training)", vm,
                     q->st_best == ep + 1 ? " *" : "", q->st_loss[ep + 1],
                     seen ? mse_sum / (double)seen : NAN, dead, (double)lr_at(o, t - 1, frac),
                     q->st_gflops[ep + 1],
