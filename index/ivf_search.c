@@ -32,21 +32,8 @@
 #include "topk.h"
 #include "qinx/kernels.h"
 
-#define QX__QBLOCK 32
 #define QX__GEMV_MAX 2 /* blocks up to this many queries use sgemv (decision 5) */
 
-struct qx_ivf_search_ctx {
-    size_t nlist, lut_len, heap_cap, scan_cap, rerank_cap, d, M;
-    float *coarse;      /* QBLOCK * nlist */
-    float *luts;        /* QBLOCK * (M+1) * 256 */
-    float *scan;        /* scores of one list */
-    qx__topk probes;    /* nprobe best lists */
-    qx__topk heap;      /* shortlist */
-    uint8_t *rr_codes;  /* rerank: codes of the shortlist */
-    float *rr_vecs;     /* rerank: decoded residuals */
-    qx_ivf_search_ctx **workers; /* per-thread contexts for batches */
-    int nworkers;
-};
 
 static size_t max_list_size(const qx_ivf *ivf) {
     size_t m = 0;
@@ -65,6 +52,7 @@ static void ctx_release(qx_ivf_search_ctx *c) {
     qx__free(c->heap.val);
     qx__free(c->rr_codes);
     qx__aligned_free(c->rr_vecs);
+    qx__ivf_fs_ctx_free(c->fs);
 }
 
 void qx_ivf_search_ctx_free(qx_ivf_search_ctx *c) {
@@ -253,6 +241,8 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
     if (params->nprobe == 0) return qx__fail(QX_EINVAL, "search: nprobe must be at least 1");
     if (params->rerank > QX_MAX_K * 10)
         return qx__fail(QX_EINVAL, "search: rerank=%zu above %d", params->rerank, QX_MAX_K * 10);
+    if (params->shortlist > QX_MAX_K * 10)
+        return qx__fail(QX_EINVAL, "search: shortlist=%zu above %d", params->shortlist, QX_MAX_K * 10);
     size_t total;
     if (!qx__mul(nq, ivf->d, &total)) return qx__fail(QX_ENOMEM, "search: nq*d overflows");
     long bad = qx__first_nonfinite(queries, total);
@@ -276,6 +266,11 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
             rc = qx_ivf_search_ctx_new(&ctx->workers[t], ivf);
             if (rc == 0) ctx->nworkers = t + 1;
         }
+    }
+    if (rc == 0 && ivf->fs_pairs) { /* fast-scan kind: its own pipeline */
+        rc = qx__ivf_fs_search(ivf, ctx, queries, nq, k, params, threads, dist, ids);
+        qx_ivf_search_ctx_free(own);
+        return rc;
     }
     if (rc == 0) rc = ctx_fit(ctx, ivf, heap_k, params->rerank);
     for (int t = 0; rc == 0 && threads > 1 && t < threads; t++)

@@ -133,21 +133,39 @@ char *qxs_metrics_render(qxs_server *s, size_t *len) {
     sb_printf(&b, "# HELP qinx_collection_points Points stored per collection.\n"
                   "# TYPE qinx_collection_points gauge\n");
     pthread_rwlock_rdlock(&s->reg_rw);
-    size_t total_bytes = 0;
+    size_t total_bytes = 0, total_ram = 0;
     for (size_t i = 0; i < s->ncolls; i++) {
         qxs_coll *c = s->colls[i];
+        qxs_coll_mem mem;
+        qxs_coll_memory(c, &mem);
         pthread_rwlock_rdlock(&c->rw);
-        size_t n = c->store.n, ib = c->ivf_bytes, raw = c->store.n * c->d * sizeof(float);
+        size_t ib = c->ivf_bytes;
         int idx = c->ivf != NULL;
         pthread_rwlock_unlock(&c->rw);
         total_bytes += ib;
-        sb_printf(&b, "qinx_collection_points{collection=\"%s\"} %zu\n", c->name, n);
+        total_ram += mem.total_ram;
+        sb_printf(&b, "qinx_collection_points{collection=\"%s\"} %zu\n", c->name, mem.points);
         sb_printf(&b, "qinx_collection_index_bytes{collection=\"%s\"} %zu\n", c->name, ib);
-        sb_printf(&b, "qinx_collection_raw_bytes{collection=\"%s\"} %zu\n", c->name, raw);
         sb_printf(&b, "qinx_collection_indexed{collection=\"%s\"} %d\n", c->name, idx);
-        sb_printf(&b, "qinx_collection_wal_bytes{collection=\"%s\"} %llu\n", c->name,
-                  (unsigned long long)c->wal.size);
+        sb_printf(&b, "qinx_collection_red{collection=\"%s\"} %d\n", c->name, atomic_load(&c->failed) ? 1 : 0);
+        sb_printf(&b, "qinx_collection_wal_bytes{collection=\"%s\"} %zu\n", c->name, mem.wal);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"codes\"} %zu\n", c->name, mem.codes);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"ids\"} %zu\n", c->name, mem.ids);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"index_other\"} %zu\n", c->name,
+                  mem.index_other);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"tombstones\"} %zu\n", c->name,
+                  mem.tombstones);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"mutable_segment\"} %zu\n", c->name,
+                  mem.mutable_bytes);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"raw_vectors\"} %zu\n", c->name,
+                  mem.raw_ram);
+        sb_printf(&b, "qinx_collection_disk_bytes{collection=\"%s\",kind=\"segments\"} %zu\n", c->name,
+                  mem.disk_segments);
+        sb_printf(&b, "qinx_collection_checkpoint_bytes{collection=\"%s\"} %llu\n", c->name,
+                  (unsigned long long)c->last_ckpt_bytes);
     }
+    sb_printf(&b, "# TYPE qinx_ram_bytes gauge\nqinx_ram_bytes %zu\n", total_ram);
+    if (s->cfg.memory_limit) sb_printf(&b, "# TYPE qinx_memory_limit_bytes gauge\nqinx_memory_limit_bytes %zu\n", s->cfg.memory_limit);
     sb_printf(&b, "# TYPE qinx_collections gauge\nqinx_collections %zu\n", s->ncolls);
     sb_printf(&b, "# TYPE qinx_index_bytes gauge\nqinx_index_bytes %zu\n", total_bytes);
     pthread_rwlock_unlock(&s->reg_rw);

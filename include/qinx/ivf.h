@@ -32,6 +32,7 @@ QX_BEGIN_DECLS
 
 #define QX_MAX_NLIST 1048576
 #define QX_MAX_K 10000
+#define QX_FS_SHORTLIST_PER_K 4
 
 typedef enum qx_metric {
     QX_METRIC_L2 = 0, /* squared Euclidean distance, smaller is closer */
@@ -70,9 +71,22 @@ int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n);
  * count removed. */
 int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed);
 
+/* Replace every stored id by fn(ctx, id) (codes untouched); an entry whose
+ * new id is negative is removed. New ids must be distinct (QX_EINVAL). Used
+ * by callers that key entries by their own row numbers when rows move. */
+int qx_ivf_remap_ids(qx_ivf *ivf, int64_t (*fn)(void *ctx, int64_t id), void *ctx);
+/* Give the entries of old_ids[i] the id new_ids[i] (codes and lists
+ * untouched; absent old ids are skipped). New ids must not be in use. */
+int qx_ivf_rename_ids(qx_ivf *ivf, const int64_t *old_ids, const int64_t *new_ids, size_t n);
+
 typedef struct qx_search_params {
     size_t nprobe;  /* lists visited (default 16, capped at nlist) */
-    size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off) */
+    size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off); ignored
+                     * by fast-scan indexes, whose second stage always re-ranks */
+    size_t shortlist; /* fast-scan indexes: candidates kept by the 4-bit scan and
+                     * re-ranked with the whole code (0 = automatic:
+                     * QX_FS_SHORTLIST_PER_K × k); ignored by other kinds. The
+                     * HTTP search "params" map onto this struct. */
     int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
 } qx_search_params;
 
@@ -86,6 +100,21 @@ void qx_ivf_search_ctx_free(qx_ivf_search_ctx *ctx);
  * ctx may be NULL (one is made for the call). */
 int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries, size_t nq,
                   size_t k, const qx_search_params *params, float *dist, int64_t *ids);
+
+/* Where the time of fast-scan searches goes: seconds per phase (TSC), summed
+ * over the queries searched on the calling thread while a profile is
+ * installed (coarse: centroid scores and probe selection; lut: the 4-bit
+ * table and its 8-bit quantization; scan: the block scans and the
+ * shortlist; refine: the second stage and the results). Meant for
+ * single-threaded measurement (threads = 1); costs a few clock reads per
+ * query. */
+typedef struct qx_search_profile {
+    double coarse, lut, scan, refine;
+    size_t queries;
+} qx_search_profile;
+
+/* Install (or with NULL remove) the calling thread's profile. */
+void qx_ivf_profile_thread(qx_search_profile *prof);
 
 /* Save atomically (temp file, fsync, rename) / load with full validation. */
 int qx_ivf_save(const qx_ivf *ivf, const char *path);
