@@ -172,6 +172,25 @@ static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n
     return passed ? 0 : 3;
 }
 
+/* A QINCo build says whether the network beat its RQ on the hold-out, and
+ * whether the index therefore holds the RQ's codes. Printed even with --quiet
+ * when it fell back: the user asked for QINCo and did not get it. */
+static void cli_qinco_verdict(const qx_ivf *ivf, const cli_progress *prog) {
+    const qx_quantizer *q = qx_ivf_quantizer(ivf);
+    qx_qinco_stats st;
+    if (qx_quantizer_kind(q) != QX_QUANT_QINCO || qx_qinco_get_stats(q, &st) || !st.checked) return;
+    if (st.fallback)
+        fprintf(stderr, "qinx build: QINCo did NOT beat its RQ on %zu held-out vectors (MSE %.6g vs "
+                "RQ %.6g, recall@1 %.4f vs RQ %.4f): the index holds the RQ's codes "
+                "(`qinx info` reports the fallback)\n", st.check_nq, st.check_mse_qinco,
+                st.check_mse_rq, st.check_recall_qinco, st.check_recall_rq);
+    else
+        cli_log(prog, "qinx build: QINCo beat its RQ on %zu held-out vectors: MSE %.6g vs RQ %.6g "
+                "(%.3fx), recall@1 %.4f vs RQ %.4f", st.check_nq, st.check_mse_qinco,
+                st.check_mse_rq, st.check_mse_qinco / st.check_mse_rq, st.check_recall_qinco,
+                st.check_recall_rq);
+}
+
 int qx_cli_build(int argc, char **argv) {
     const char *base_path = NULL, *train_path = NULL, *out_path = NULL, *replace = NULL;
     const char *gate_path = NULL, *fault = NULL;
@@ -329,6 +348,9 @@ int qx_cli_build(int argc, char **argv) {
         qo.seed = seed;
         qo.threads = (int)threads;
         qo.verbose = !quiet;
+        if (beam) qo.rq_beam = (int)beam; /* the RQ it starts from, and falls back to, is
+                                            the one --quantizer rq would train */
+        if (!train_path && train.n == base.n) qo.rq_refine_min = 0; /* as for rq, below */
         rc = qx_qinco_new(&q, base.d, &qo);
     } else {
         qx_rq_opts ro;
@@ -369,6 +391,7 @@ int qx_cli_build(int argc, char **argv) {
             qx_matrix_free(&train);
             return verdict;
         }
+        if (rc == 0) cli_qinco_verdict(ivf, &prog);
         if (rc == 0) rc = qx_ivf_save(ivf, out_path);
         if (rc == 0) {
             qx_ivf_info info;
