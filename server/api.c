@@ -318,6 +318,8 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
         fail(o, 500, "reply");
         return;
     }
+    json_t *drift = qxs_drift_json(c);
+    if (drift) json_object_set_new(res, "drift", drift);
     pthread_mutex_lock(&c->job_mu);
     if (c->active) json_object_set_new(res, "rebuild", job_json(c->active));
     if (c->last_report) {

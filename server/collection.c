@@ -36,6 +36,7 @@
 #include <jansson.h>
 
 #include "internal.h"
+#include "qinx/monitor.h"
 #include "route.h"
 #include "srv.h"
 
@@ -69,6 +70,8 @@ static void coll_free(qxs_coll *c) {
         j = nx;
     }
     qx__free(c->last_report);
+    qx_monitor_free(c->mon);
+    pthread_mutex_destroy(&c->mon_mu);
     pthread_mutex_destroy(&c->wmu);
     pthread_rwlock_destroy(&c->rw);
     pthread_mutex_destroy(&c->job_mu);
@@ -97,6 +100,7 @@ static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_pa
     pthread_rwlock_init(&c->rw, &a);
     pthread_rwlockattr_destroy(&a);
     pthread_mutex_init(&c->job_mu, NULL);
+    pthread_mutex_init(&c->mon_mu, NULL);
     qxs_store_init(&c->store, p->d);
     return c;
 }
@@ -528,6 +532,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
         }
         if (!rc) {
             track(c, ids, n);
+            qxs_drift_observe(c, x, n);
             maybe_checkpoint(c);
         }
     }

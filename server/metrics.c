@@ -3,11 +3,13 @@
  * fixed endpoint label table; gauges (points, index bytes, jobs) are read from
  * the collections at scrape time. */
 #define _GNU_SOURCE
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
+#include "qinx/monitor.h"
 #include "srv.h"
 
 static const char *const labels[QXS_NLABELS] = {
@@ -17,6 +19,13 @@ static const char *const labels[QXS_NLABELS] = {
 static const int codes[QXS_NCODES] = {200, 400, 401, 404, 405, 409, 413, 422, 500, 503, 0, -1};
 static const double buckets[QXS_NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                              0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
+
+/* A gauge value as Prometheus writes it (NaN before a monitor's first check). */
+static const char *gauge(double v, char buf[32]) {
+    if (isnan(v)) return "NaN";
+    snprintf(buf, 32, "%.6g", v);
+    return buf;
+}
 
 static int label_index(const char *l) {
     for (int i = 0; i < QXS_NLABELS - 1; i++)
@@ -145,6 +154,20 @@ char *qxs_metrics_render(qxs_server *s, size_t *len) {
         sb_printf(&b, "qinx_collection_indexed{collection=\"%s\"} %d\n", c->name, idx);
         sb_printf(&b, "qinx_collection_wal_bytes{collection=\"%s\"} %llu\n", c->name,
                   (unsigned long long)c->wal.size);
+        qx_monitor_status ms;
+        char g[32];
+        if (qxs_drift_status(c, &ms)) { /* live drift monitor: 0 ok, 1 drifting, 2 drifted */
+            sb_printf(&b, "qinx_collection_drift_state{collection=\"%s\"} %d\n", c->name, (int)ms.state);
+            sb_printf(&b, "qinx_collection_drift_checks{collection=\"%s\"} %llu\n", c->name,
+                      (unsigned long long)ms.checks);
+            sb_printf(&b, "qinx_collection_drift_rejected_fraction{collection=\"%s\"} %s\n", c->name,
+                      gauge(ms.rejected_fraction, g));
+            sb_printf(&b, "qinx_collection_drift_effect{collection=\"%s\"} %s\n", c->name, gauge(ms.effect, g));
+            sb_printf(&b, "qinx_collection_recent_code_used_fraction{collection=\"%s\"} %s\n", c->name,
+                      gauge(ms.code_used_fraction, g));
+            sb_printf(&b, "qinx_collection_recent_code_perplexity{collection=\"%s\"} %s\n", c->name,
+                      gauge(ms.code_perplexity, g));
+        }
     }
     sb_printf(&b, "# TYPE qinx_collections gauge\nqinx_collections %zu\n", s->ncolls);
     sb_printf(&b, "# TYPE qinx_index_bytes gauge\nqinx_index_bytes %zu\n", total_bytes);
