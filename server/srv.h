@@ -4,7 +4,9 @@
  * Locking order (outer to inner): registry rwlock -> collection wmu (writers,
  * checkpoints, rebuild swaps) -> collection rw (write side only while the
  * in-memory store/index is changed; searches take the read side) ->
- * collection job_mu. WAL fsync happens after wmu is released (group commit).
+ * collection job_mu. The drift monitor's mon_mu is innermost (taken under
+ * wmu by writers, alone by readers). WAL fsync happens after wmu is released
+ * (group commit).
  */
 #ifndef QXS_SRV_H
 #define QXS_SRV_H

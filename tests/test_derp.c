@@ -1038,7 +1038,7 @@ static void test_calibrate_real_splits(void **state) {
     char list[4096];
     snprintf(list, sizeof list, "%s", files);
     size_t seeds = getenv("QX_DERP_CALIB_SEEDS") ? (size_t)atoi(getenv("QX_DERP_CALIB_SEEDS")) : 50;
-    fprintf(stderr, "| file | n x d | split | rejected_fraction (W>=0.1) | significant fraction | "
+    fprintf(stderr, "| file | n x d | split | rejected_fraction (W >= min_effect) | significant fraction | "
                     "score (max D) | effect (max W) |\n");
     for (char *path = strtok(list, ":"); path; path = strtok(NULL, ":")) {
         qx_matrix m = {0};

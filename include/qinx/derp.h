@@ -46,7 +46,7 @@ extern "C" {
 #define QX_DERP_TOP_MOVED 8      /* at most this many "probes that moved most" */
 #define QX_DERP_REPORT_VERSION 2 /* "version" key of the JSON report (2: effect
                                     sizes, per-check policy and outcome) */
-#define QX_DERP_DEFAULT_MIN_EFFECT 0.1 /* see qx_derp_opts.min_effect */
+#define QX_DERP_DEFAULT_MIN_EFFECT 0.05 /* see qx_derp_opts.min_effect */
 
 /* ---- options ----------------------------------------------------------- */
 
@@ -69,7 +69,7 @@ typedef struct qx_derp_opts {
                            effect W (1-D Wasserstein distance in units of the
                            reference sample's standard deviation on that
                            probe) is >= min_effect. 0 = significance alone.
-                           Default QX_DERP_DEFAULT_MIN_EFFECT (0.1 sd),
+                           Default QX_DERP_DEFAULT_MIN_EFFECT (0.05 sd),
                            calibrated in docs/derp.md. */
 } qx_derp_opts;
 

@@ -56,7 +56,8 @@ typedef struct qx_monitor_opts {
                                for codeword usage per check (default 500) */
     double max_rejected_fraction; /* a window drifts when more probes than
                                      this moved (default 0.25, as the gate) */
-    qx_derp_opts derp;      /* probes (default 32 here), alpha, min_effect */
+    qx_derp_opts derp;      /* probes (default 32 here), alpha, min_effect
+                               (default 0.1 here: windows are small) */
     uint64_t seed;          /* reservoir seed (default 1) */
 } qx_monitor_opts;
 
