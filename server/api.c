@@ -26,7 +26,9 @@
 #include <string.h>
 
 #include "api.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "qinx/ivf.h"
 #include "qinx/vecfile.h"
 #include "search_body.h"
@@ -374,13 +376,13 @@ static void upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         return;
     }
     size_t vb;
-    if (!qx__mul3(n, c->d, sizeof(float), &vb)) {
+    if (!qx_size_mul3(n, c->d, sizeof(float), &vb)) {
         fail(o, 422, "batch too large");
         return;
     }
-    float *x = qx__aligned_alloc(vb);
-    int64_t *ids = qx__malloc(n * sizeof *ids);
-    idpos *ip = qx__malloc(n * sizeof *ip);
+    float *x = qx_aligned_alloc(vb);
+    int64_t *ids = qx_malloc(n * sizeof *ids);
+    idpos *ip = qx_malloc(n * sizeof *ip);
     if (!x || !ids || !ip) {
         fail(o, 500, "out of memory for %zu points", n);
         goto out;
@@ -415,7 +417,7 @@ static void upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         if (i + 1 == n || ip[i + 1].id != ip[i].id) ip[m++] = ip[i];
     if (m < n) {
         /* compact in the original order of the kept points */
-        char *keep = qx__calloc(n, 1);
+        char *keep = qx_calloc(n, 1);
         if (!keep) {
             fail(o, 500, "out of memory");
             goto out;
@@ -428,7 +430,7 @@ static void upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
                 if (w != i) memmove(x + w * c->d, x + i * c->d, c->d * sizeof(float));
                 w++;
             }
-        qx__free(keep);
+        qx_free(keep);
         n = m;
     }
     uint64_t lsn;
@@ -436,9 +438,9 @@ static void upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     if (rc) fail(o, status_of(rc), "upsert failed: %s", qx_last_error());
     else ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
 out:
-    qx__aligned_free(x);
-    qx__free(ids);
-    qx__free(ip);
+    qx_aligned_free(x);
+    qx_free(ids);
+    qx_free(ip);
 }
 
 static int64_t *parse_id_list(json_t *arr, const char *key, size_t *n, qxs_reply *o) {
@@ -451,7 +453,7 @@ static int64_t *parse_id_list(json_t *arr, const char *key, size_t *n, qxs_reply
         fail(o, 422, "%zu ids in one request; at most %d", *n, QXS_MAX_BATCH);
         return NULL;
     }
-    int64_t *ids = qx__malloc((*n + 1) * sizeof *ids);
+    int64_t *ids = qx_malloc((*n + 1) * sizeof *ids);
     if (!ids) {
         fail(o, 500, "out of memory");
         return NULL;
@@ -460,7 +462,7 @@ static int64_t *parse_id_list(json_t *arr, const char *key, size_t *n, qxs_reply
         char what[32];
         snprintf(what, sizeof what, "%s[%zu]", key, i);
         if (parse_id(json_array_get(arr, i), &ids[i], o, what)) {
-            qx__free(ids);
+            qx_free(ids);
             return NULL;
         }
     }
@@ -474,7 +476,7 @@ static void delete_points(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     uint64_t lsn = 0;
     size_t removed = 0;
     int rc = n ? qxs_coll_delete(s, c, ids, n, &lsn, &removed) : 0;
-    qx__free(ids);
+    qx_free(ids);
     if (rc) fail(o, status_of(rc), "delete failed: %s", qx_last_error());
     else
         ok(o, json_pack("{s:I, s:s, s:I}", "operation_id", (json_int_t)lsn, "status", "completed", "deleted",
@@ -509,13 +511,13 @@ static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
     int wv;
     if (!ids) return;
     if (get_bool(b, "with_vector", 1, &wv, o)) {
-        qx__free(ids);
+        qx_free(ids);
         return;
     }
     if (n * (1 + (wv ? c->d : 0)) > QXS_MAX_REPLY_VALUES) { /* n <= 65536, d <= 65536: no overflow */
         fail(o, 422, "the reply would hold more than %d numbers (ids x (1 + dimension with with_vector)): "
                      "ask for fewer ids or drop 'with_vector'", QXS_MAX_REPLY_VALUES);
-        qx__free(ids);
+        qx_free(ids);
         return;
     }
     json_t *arr = json_array();
@@ -525,7 +527,7 @@ static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
         if (p) json_array_append_new(arr, p);
     }
     pthread_rwlock_unlock(&c->rw);
-    qx__free(ids);
+    qx_free(ids);
     ok(o, arr);
 }
 
@@ -533,8 +535,8 @@ static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
  * the result array, or NULL and o filled. */
 static json_t *run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_search_opts *so, int wv,
                           qxs_reply *o, const char *what) {
-    float *dist = qx__malloc(so->k * sizeof *dist);
-    int64_t *ids = qx__malloc(so->k * sizeof *ids);
+    float *dist = qx_malloc(so->k * sizeof *dist);
+    int64_t *ids = qx_malloc(so->k * sizeof *ids);
     json_t *res = NULL;
     if (!dist || !ids) {
         fail(o, 500, "out of memory");
@@ -576,8 +578,8 @@ static json_t *run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_
     if (wv) pthread_rwlock_unlock(&c->rw);
     if (!res && !nonfinite) fail(o, 500, "out of memory");
 out:
-    qx__free(dist);
-    qx__free(ids);
+    qx_free(dist);
+    qx_free(ids);
     return res;
 }
 
@@ -634,14 +636,14 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
         return NULL;
     }
     *budget -= values;
-    float *q = qx__aligned_alloc(c->d * sizeof(float));
+    float *q = qx_aligned_alloc(c->d * sizeof(float));
     json_t *res = NULL;
     if (!q) fail(o, 500, "out of memory");
     else if (parse_vector(vv, c, q, o, what) == 0) {
         qxs_search_opts so = {.k = (size_t)k, .nprobe = (size_t)nprobe, .rerank = (size_t)rerank, .exact = exact};
         res = run_search(s, c, q, &so, wv, o, what);
     }
-    qx__aligned_free(q);
+    qx_aligned_free(q);
     return res;
 }
 
@@ -650,7 +652,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
  * 1 when the request was handled here (reply in o); 0 for any body that
  * parser declines, which then takes the jansson path and gets its reply. */
 static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len, qxs_reply *o) {
-    float *q = qx__aligned_alloc(c->d * sizeof(float));
+    float *q = qx_aligned_alloc(c->d * sizeof(float));
     qxs_search_body sb;
     int handled = 0;
     if (q && qxs_search_body_parse(body, len, c->d, QX_MAX_K, QX_MAX_NLIST, q, &sb)) {
@@ -668,7 +670,7 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
             }
         }
     }
-    qx__aligned_free(q);
+    qx_aligned_free(q);
     return handled;
 }
 
@@ -823,9 +825,9 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++) {
             if (arr) json_array_append_new(arr, json_pack("{s:s}", "name", names[i]));
-            qx__free(names[i]);
+            qx_free(names[i]);
         }
-        qx__free(names);
+        qx_free(names);
         ok(o, arr ? json_pack("{s:o}", "collections", arr) : NULL);
         return;
     }

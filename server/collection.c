@@ -35,7 +35,9 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "qinx/monitor.h"
 #include "route.h"
 #include "srv.h"
@@ -53,7 +55,7 @@ const char *qxs_distance_name(qxs_distance d) {
 
 static int path_in(char *out, size_t cap, const char *dir, const char *file) {
     if (snprintf(out, cap, "%s/%s", dir, file) >= (int)cap)
-        return qx__fail(QX_EINVAL, "path too long: %s/%s", dir, file);
+        return qx_error_set(QX_EINVAL, "path too long: %s/%s", dir, file);
     return 0;
 }
 
@@ -62,24 +64,24 @@ static void coll_free(qxs_coll *c) {
     qxs_wal_close(&c->wal);
     qxs_store_free(&c->store);
     qx_ivf_free(c->ivf);
-    qx__free(c->touched);
+    qx_free(c->touched);
     for (qxs_job *j = c->jobs; j;) {
         qxs_job *nx = j->next;
-        qx__free(j->report);
-        qx__free(j);
+        qx_free(j->report);
+        qx_free(j);
         j = nx;
     }
-    qx__free(c->last_report);
+    qx_free(c->last_report);
     qx_monitor_free(c->mon);
     pthread_mutex_destroy(&c->mon_mu);
     pthread_mutex_destroy(&c->wmu);
     pthread_rwlock_destroy(&c->rw);
     pthread_mutex_destroy(&c->job_mu);
-    qx__free(c);
+    qx_free(c);
 }
 
 static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_params *p) {
-    qxs_coll *c = qx__calloc(1, sizeof *c);
+    qxs_coll *c = qx_calloc(1, sizeof *c);
     if (!c) return NULL;
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->dir, sizeof c->dir, "%s", dir);
@@ -125,12 +127,12 @@ qxs_coll *qxs_coll_get(qxs_server *s, const char *name) {
 
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n) {
     pthread_rwlock_rdlock(&s->reg_rw);
-    char **v = qx__calloc(s->ncolls ? s->ncolls : 1, sizeof *v);
+    char **v = qx_calloc(s->ncolls ? s->ncolls : 1, sizeof *v);
     size_t k = 0;
     for (size_t i = 0; v && i < s->ncolls; i++)
-        if ((v[k] = qx__strdup(s->colls[i]->name))) k++;
+        if ((v[k] = qx_strdup(s->colls[i]->name))) k++;
     pthread_rwlock_unlock(&s->reg_rw);
-    if (!v) return qx__fail(QX_ENOMEM, "collection list");
+    if (!v) return qx_error_set(QX_ENOMEM, "collection list");
     *names = v;
     *n = k;
     return 0;
@@ -139,8 +141,8 @@ int qxs_coll_list(qxs_server *s, char ***names, size_t *n) {
 static int registry_add(qxs_server *s, qxs_coll *c) {
     if (s->ncolls == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 16;
-        qxs_coll **v = qx__realloc(s->colls, cap * sizeof *v);
-        if (!v) return qx__fail(QX_ENOMEM, "registry");
+        qxs_coll **v = qx_realloc(s->colls, cap * sizeof *v);
+        if (!v) return qx_error_set(QX_ENOMEM, "registry");
         s->colls = v;
         s->cap = cap;
     }
@@ -165,7 +167,7 @@ static char *meta_json(const qxs_coll *c) {
 static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     json_error_t e;
     json_t *o = json_load_file(path, 0, &e);
-    if (!o) return qx__fail(QX_EFORMAT, "%s: %s (line %d)", path, e.text, e.line);
+    if (!o) return qx_error_set(QX_EFORMAT, "%s: %s (line %d)", path, e.text, e.line);
     json_int_t d = 0, bytes = 0, nlist = 0;
     const char *dist = NULL, *kind = "rq";
     double minr = 0, cr = 0;
@@ -176,7 +178,7 @@ static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     int out = 0;
     if (rc || d < 1 || d > QX_MAX_DIM || bytes < 1 || bytes > QX_MAX_STEPS || nlist < 0 ||
         nlist > QX_MAX_NLIST) {
-        out = qx__fail(QX_EFORMAT, "%s: bad metadata (%s)", path, rc ? e.text : "value out of range");
+        out = qx_error_set(QX_EFORMAT, "%s: bad metadata (%s)", path, rc ? e.text : "value out of range");
     } else {
         p->d = (size_t)d;
         p->distance = !strcmp(dist, "Cosine") ? QXS_COSINE : !strcmp(dist, "Dot") ? QXS_DOT : QXS_EUCLID;
@@ -214,25 +216,25 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
     }
     /* The record's arrays are unaligned inside the file buffer: copy. */
     size_t n = r->n, vb = r->type == QXS_WAL_UPSERT ? n * c->d * sizeof(float) : 0;
-    int64_t *ids = qx__malloc(n * 8 + 1);
-    float *x = vb ? qx__aligned_alloc(vb) : NULL;
+    int64_t *ids = qx_malloc(n * 8 + 1);
+    float *x = vb ? qx_aligned_alloc(vb) : NULL;
     if (!ids || (vb && !x)) {
-        qx__free(ids);
-        qx__aligned_free(x);
-        return qx__fail(QX_ENOMEM, "replay of %zu points", n);
+        qx_free(ids);
+        qx_aligned_free(x);
+        return qx_error_set(QX_ENOMEM, "replay of %zu points", n);
     }
     memcpy(ids, r->ids, n * 8);
     if (vb) memcpy(x, r->vecs, vb);
     int err = 0;
     for (size_t i = 0; i < n && !err; i++)
-        if (ids[i] < 0) err = qx__fail(QX_EFORMAT, "negative id in WAL record lsn %llu", (unsigned long long)r->lsn);
+        if (ids[i] < 0) err = qx_error_set(QX_EFORMAT, "negative id in WAL record lsn %llu", (unsigned long long)r->lsn);
     if (!err) {
         if (r->type == QXS_WAL_UPSERT) err = qxs_store_upsert(&c->store, ids, x, n);
         else qxs_store_delete(&c->store, ids, n, NULL);
     }
     if (!err) err = index_apply(c, r->type, ids, x, n);
-    qx__free(ids);
-    qx__aligned_free(x);
+    qx_free(ids);
+    qx_aligned_free(x);
     if (err) return err;
     if (r->lsn > c->lsn) c->lsn = r->lsn;
     rc->applied++;
@@ -248,15 +250,15 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     char dir[PATH_MAX], path[PATH_MAX];
     int rc;
     if (snprintf(dir, sizeof dir, "%s/collections/%s", s->cfg.data, name) >= (int)sizeof dir)
-        return qx__fail(QX_EINVAL, "path too long");
+        return qx_error_set(QX_EINVAL, "path too long");
     qxs_coll_params p;
     double created = 0;
     if ((rc = path_in(path, sizeof path, dir, META)) || (rc = meta_parse(path, &p, &created))) return rc;
     qxs_coll *c = coll_alloc(name, dir, &p);
-    if (!c) return qx__fail(QX_ENOMEM, "collection");
+    if (!c) return qx_error_set(QX_ENOMEM, "collection");
     c->created = created;
     uint64_t snap_lsn = 0;
-    double t0 = qx__now();
+    double t0 = qx_now();
     path_in(path, sizeof path, dir, SNAP);
     rc = qxs_store_load(&c->store, path, &snap_lsn);
     if (rc == QX_ENOTFOUND) rc = 0;
@@ -270,7 +272,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     path_in(path, sizeof path, dir, REPORT);
     FILE *f = fopen(path, "rb");
     if (f) {
-        char *buf = qx__malloc(1 << 20);
+        char *buf = qx_malloc(1 << 20);
         if (buf) {
             size_t n = fread(buf, 1, (1 << 20) - 1, f);
             buf[n] = 0;
@@ -292,7 +294,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     qxs_log(QXS_LOG_INFO, "collection %s: recovered %zu points (snapshot lsn %llu, %zu log records replayed, "
                           "%s) in %.3f s",
             name, c->store.n, (unsigned long long)snap_lsn, rctx.applied,
-            c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx__now() - t0);
+            c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx_now() - t0);
     *out = c;
     return 0;
 fail:
@@ -303,13 +305,13 @@ fail:
 int qxs_registry_load(qxs_server *s) {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/collections", s->cfg.data) >= (int)sizeof path)
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     if (mkdir(s->cfg.data, 0755) != 0 && errno != EEXIST)
-        return qx__fail(QX_EIO, "mkdir %s: %s", s->cfg.data, strerror(errno));
+        return qx_error_set(QX_EIO, "mkdir %s: %s", s->cfg.data, strerror(errno));
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return qx__fail(QX_EIO, "mkdir %s: %s", path, strerror(errno));
+        return qx_error_set(QX_EIO, "mkdir %s: %s", path, strerror(errno));
     DIR *d = opendir(path);
-    if (!d) return qx__fail(QX_EIO, "opendir %s: %s", path, strerror(errno));
+    if (!d) return qx_error_set(QX_EIO, "opendir %s: %s", path, strerror(errno));
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d)) != NULL) {
@@ -373,48 +375,48 @@ int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p) {
     if (snprintf(dir, sizeof dir, "%s/collections/%s", s->cfg.data, name) >= (int)sizeof dir ||
         snprintf(tmp, sizeof tmp, "%s/collections/.new-%s-%d-%u", s->cfg.data, name, (int)getpid(),
                  atomic_fetch_add(&seq, 1)) >= (int)sizeof tmp)
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     pthread_rwlock_wrlock(&s->reg_rw);
     int rc = 0;
     qxs_coll *c = NULL;
     for (size_t i = 0; i < s->ncolls; i++)
         if (!strcmp(s->colls[i]->name, name)) {
-            rc = qx__fail(QX_EEXIST, "collection '%s' already exists", name);
+            rc = qx_error_set(QX_EEXIST, "collection '%s' already exists", name);
             goto out;
         }
     if (s->ncolls >= QXS_MAX_COLLECTIONS) {
-        rc = qx__fail(QX_ELIMIT, "at most %d collections", QXS_MAX_COLLECTIONS);
+        rc = qx_error_set(QX_ELIMIT, "at most %d collections", QXS_MAX_COLLECTIONS);
         goto out;
     }
     /* a directory the registry does not hold is a collection that failed to
      * load at start-up: never replace (or, on an error below, delete) it */
     struct stat sb;
     if (lstat(dir, &sb) == 0) {
-        rc = qx__fail(QX_EEXIST, "collection '%s' exists on disk (%s) but is not loaded: see the server's start-up "
+        rc = qx_error_set(QX_EEXIST, "collection '%s' exists on disk (%s) but is not loaded: see the server's start-up "
                       "log; repair or move that directory away before re-creating it", name, dir);
         goto out;
     }
     if (mkdir(tmp, 0755) != 0) {
-        rc = qx__fail(QX_EIO, "mkdir %s: %s", tmp, strerror(errno));
+        rc = qx_error_set(QX_EIO, "mkdir %s: %s", tmp, strerror(errno));
         goto out;
     }
     c = coll_alloc(name, dir, p);
     if (!c) {
-        rc = qx__fail(QX_ENOMEM, "collection");
+        rc = qx_error_set(QX_ENOMEM, "collection");
         remove_dir(tmp);
         goto out;
     }
     c->created = (double)time(NULL);
     char *meta = meta_json(c);
-    if (!meta) rc = qx__fail(QX_ENOMEM, "metadata");
-    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qx__write_atomic(path, meta, strlen(meta));
-    qx__free(meta);
+    if (!meta) rc = qx_error_set(QX_ENOMEM, "metadata");
+    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qx_write_atomic(path, meta, strlen(meta));
+    qx_free(meta);
     int moved = 0; /* dir is ours (renamed from tmp) only once this is set */
     if (!rc) {
-        if (rename(tmp, dir) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
+        if (rename(tmp, dir) != 0) rc = qx_error_set(QX_EIO, "rename %s: %s", tmp, strerror(errno));
         else moved = 1;
     }
-    if (!rc) rc = qx__fsync_dir(dir);
+    if (!rc) rc = qx_fsync_dir(dir);
     if (!rc && !(rc = path_in(path, sizeof path, dir, WALF)))
         rc = qxs_wal_open(&c->wal, path, c->d, NULL, NULL, NULL);
     if (!rc) rc = registry_add(s, c);
@@ -440,12 +442,12 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
         }
     if (!c) {
         pthread_rwlock_unlock(&s->reg_rw);
-        return qx__fail(QX_ENOTFOUND, "collection '%s' not found", name);
+        return qx_error_set(QX_ENOTFOUND, "collection '%s' not found", name);
     }
     if (snprintf(trash, sizeof trash, "%s/collections/.drop-%s-%d-%u", s->cfg.data, name, (int)getpid(),
                  atomic_fetch_add(&seq, 1)) >= (int)sizeof trash) {
         pthread_rwlock_unlock(&s->reg_rw);
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     }
     /* The rename is the commit point: after it (and the directory fsync) the
      * collection is gone even if we crash before the files are unlinked. */
@@ -455,9 +457,9 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
      * check dropped under wmu), so a collection re-created under the same
      * name can never receive files of the old one. */
     pthread_mutex_lock(&c->wmu);
-    if (rename(c->dir, trash) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
+    if (rename(c->dir, trash) != 0) rc = qx_error_set(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
     if (!rc) {
-        qx__fsync_dir(trash);
+        qx_fsync_dir(trash);
         s->colls[i] = s->colls[--s->ncolls];
         atomic_store(&c->dropped, 1);
     }
@@ -474,11 +476,11 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
 static void track(qxs_coll *c, const int64_t *ids, size_t n) {
     if (!c->tracking) return;
     size_t need;
-    if (!qx__add(c->ntouched, n, &need)) return;
+    if (!qx_size_add(c->ntouched, n, &need)) return;
     if (need > c->cap_touched) {
         size_t cap = c->cap_touched ? c->cap_touched : 1024;
         while (cap < need) cap *= 2;
-        int64_t *t = qx__realloc(c->touched, cap * sizeof *t);
+        int64_t *t = qx_realloc(c->touched, cap * sizeof *t);
         if (!t) {
             c->tracking = -1; /* lost track: the rebuild must give up */
             return;
@@ -497,7 +499,7 @@ static int maybe_checkpoint(qxs_coll *c) {
 
 int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float *x, size_t n,
                     uint64_t *lsn_out) {
-    if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
+    if (atomic_load(&c->failed)) return qx_error_set(QX_EIO, "collection is read-only after an I/O error");
     pthread_mutex_lock(&c->wmu);
     /* Growing the store reallocates the rows searches read: under the write
      * lock, and before the WAL append so that the apply below cannot fail
@@ -506,7 +508,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
     int rc = qxs_store_reserve(&c->store, n);
     pthread_rwlock_unlock(&c->rw);
     uint64_t lsn = c->lsn + 1;
-    if (!rc && atomic_load(&c->dropped)) rc = qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
+    if (!rc && atomic_load(&c->dropped)) rc = qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
     if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT, lsn, ids, x, (uint32_t)n, c->d);
     if (rc && c->wal.failed) atomic_store(&c->failed, 1); /* the log is unusable: red, read-only */
     if (!rc) {
@@ -549,10 +551,10 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
 
 int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *ids, size_t n, uint64_t *lsn_out,
                     size_t *removed) {
-    if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
+    if (atomic_load(&c->failed)) return qx_error_set(QX_EIO, "collection is read-only after an I/O error");
     pthread_mutex_lock(&c->wmu);
     uint64_t lsn = c->lsn + 1;
-    int rc = atomic_load(&c->dropped) ? qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
+    int rc = atomic_load(&c->dropped) ? qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
                                       : qxs_wal_append(&c->wal, QXS_WAL_DELETE, lsn, ids, NULL, (uint32_t)n, c->d);
     if (rc && c->wal.failed) atomic_store(&c->failed, 1);
     if (!rc) {
@@ -580,7 +582,7 @@ int qxs_coll_checkpoint(qxs_coll *c) {
     char path[PATH_MAX];
     int rc = 0;
     if (atomic_load(&c->dropped)) return 0;
-    double t0 = qx__now();
+    double t0 = qx_now();
     if (c->ivf) {
         path_in(path, sizeof path, c->dir, INDEX);
         if ((rc = qx_ivf_save(c->ivf, path))) goto out;
@@ -593,7 +595,7 @@ out:
     if (rc) qxs_log(QXS_LOG_ERROR, "collection %s: checkpoint failed: %s", c->name, qx_last_error());
     else
         qxs_log(QXS_LOG_INFO, "collection %s: checkpoint at lsn %llu (%zu points) in %.3f s", c->name,
-                (unsigned long long)c->lsn, c->store.n, qx__now() - t0);
+                (unsigned long long)c->lsn, c->store.n, qx_now() - t0);
     return rc;
 }
 
@@ -622,14 +624,14 @@ static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 static void tl_free(void *p) {
     tl_search *t = p;
     qx_ivf_search_ctx_free(t->ctx);
-    qx__free(t);
+    qx_free(t);
 }
 static void tl_init(void) { pthread_key_create(&tl_key, tl_free); }
 static tl_search *tl_get(void) {
     pthread_once(&tl_once, tl_init);
     tl_search *t = pthread_getspecific(tl_key);
-    if (!t && (t = qx__calloc(1, sizeof *t)) != NULL && pthread_setspecific(tl_key, t) != 0) {
-        qx__free(t);
+    if (!t && (t = qx_calloc(1, sizeof *t)) != NULL && pthread_setspecific(tl_key, t) != 0) {
+        qx_free(t);
         t = NULL;
     }
     return t;
@@ -648,7 +650,7 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
                 qx_ivf_search_ctx_free(tl->ctx);
                 tl->ctx = NULL;
                 tl->gen = 0;
-                if (!qx_ivf_search_ctx_new(c->ivf, &tl->ctx)) tl->gen = c->ivf_gen;
+                if (!qx_ivf_search_ctx_new(&tl->ctx, c->ivf)) tl->gen = c->ivf_gen;
             }
             ctx = tl->ctx;
         }
@@ -656,9 +658,9 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         float *d2 = dist;
         int64_t *i2 = ids;
         if (kk > o->k) {
-            d2 = qx__malloc(kk * sizeof *d2);
-            i2 = qx__malloc(kk * sizeof *i2);
-            if (!d2 || !i2) rc = qx__fail(QX_ENOMEM, "search shortlist");
+            d2 = qx_malloc(kk * sizeof *d2);
+            i2 = qx_malloc(kk * sizeof *i2);
+            if (!d2 || !i2) rc = qx_error_set(QX_ENOMEM, "search shortlist");
         }
         qx_search_params sp;
         qx_search_params_init(&sp);
@@ -683,8 +685,8 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
                 *found = f;
             }
         }
-        if (d2 != dist) qx__free(d2);
-        if (i2 != ids) qx__free(i2);
+        if (d2 != dist) qx_free(d2);
+        if (i2 != ids) qx_free(i2);
     } else {
         rc = qxs_store_search(&c->store, q, o->k, metric, dist, ids, found);
     }

@@ -22,8 +22,8 @@
 
 #include <jansson.h>
 
-#include "internal.h"
 #include "qinx/derp.h"
+#include "qinx/error.h"
 #include "qinx/monitor.h"
 #include "srv.h"
 

@@ -167,7 +167,7 @@ qxs_coll *qxs_coll_get(qxs_server *s, const char *name); /* +1 ref or NULL */
 void qxs_coll_put(qxs_coll *c);                           /* -1 ref */
 int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p);
 int qxs_coll_drop(qxs_server *s, const char *name);
-/* names of all collections (qx__free the array and each string) */
+/* names of all collections (qx_free the array and each string) */
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n);
 
 /* Upsert n points (vectors already normalised for Cosine), durable on return. */
@@ -204,7 +204,7 @@ int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, u
 
 /* ---- metrics (metrics.c) -------------------------------------------------- */
 void qxs_metrics_observe(qxs_metrics *m, const char *label, int status, double seconds);
-/* Prometheus text; qx__free the result. */
+/* Prometheus text; qx_free the result. */
 char *qxs_metrics_render(qxs_server *s, size_t *len);
 
 #endif

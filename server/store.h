@@ -10,13 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "idmap.h"
+#include "qinx/idmap.h"
 
 typedef struct qxs_store {
     size_t d, n, cap;
     int64_t *ids;  /* n ids */
     float *vecs;   /* cap*d floats, 64-byte aligned */
-    qx__idmap map; /* id -> row */
+    qx_idmap map; /* id -> row */
 } qxs_store;
 
 void qxs_store_init(qxs_store *s, size_t d);

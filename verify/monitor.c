@@ -146,7 +146,7 @@ int qx_monitor_new(qx_monitor **out, size_t d, const float *ref, size_t nref,
     reset_last(&m->st);
     m->probes = qx__aligned_alloc(m->P * d * sizeof(float));
     if (!m->probes) rc = qx__fail(QX_ENOMEM, "monitor: probes");
-    if (rc == 0) rc = qx_derp_probes_make(m->probes, m->P, d, o.derp.seed);
+    if (rc == 0) rc = qx_derp_probes_make(m->P, d, o.derp.seed, m->probes);
     if (rc == 0) rc = qx_monitor_set_reference(m, ref, ref ? nref : 0, 0);
     if (rc) {
         qx_monitor_free(m);

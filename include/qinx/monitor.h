@@ -17,12 +17,14 @@
  * A shift is reported as drifted within (drifted_after + 1) windows of
  * writes after it starts (the window under way when it starts may be mixed).
  *
- * Thread-safety: a monitor is not locked. qx_monitor_add and
+ * Conventions: qinx/defs.h. Thread-safety: a monitor is not locked. qx_monitor_add and
  * qx_monitor_set_reference need exclusive access; qx_monitor_get_status may
  * run concurrently with other get_status calls only.
  */
 #ifndef QINX_MONITOR_H
 #define QINX_MONITOR_H
+
+#include "qinx/defs.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,9 +32,7 @@
 #include "qinx/derp.h"
 #include "qinx/ivf.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 typedef enum qx_monitor_state {
     QX_MONITOR_OK = 0,
@@ -103,7 +103,5 @@ int qx_monitor_add(qx_monitor *m, const float *x, size_t n, const qx_ivf *ivf, s
 
 int qx_monitor_get_status(const qx_monitor *m, qx_monitor_status *st);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif
