@@ -382,6 +382,58 @@ int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed) {
     return 0;
 }
 
+int qx_ivf_rename_ids(qx_ivf *ivf, const int64_t *old_ids, const int64_t *new_ids, size_t n) {
+    if (!ivf || (n && (!old_ids || !new_ids))) return qx__fail(QX_EINVAL, "ivf_rename_ids: NULL argument");
+    int rc = qx__idmap_reserve(&ivf->ids, ivf->ntotal + 1);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        uint64_t loc;
+        if (new_ids[i] < 0) return qx__fail(QX_EINVAL, "ivf_rename_ids: negative id");
+        if (!qx__idmap_get(&ivf->ids, old_ids[i], &loc)) continue;
+        qx__idmap_del(&ivf->ids, old_ids[i]);
+        ivf->lists[loc >> 32].ids[(uint32_t)loc] = new_ids[i];
+        rc = qx__idmap_put(&ivf->ids, new_ids[i], loc); /* one out, one in: no growth */
+    }
+    return rc;
+}
+
+int qx_ivf_remap_ids(qx_ivf *ivf, int64_t (*fn)(void *ctx, int64_t id), void *ctx) {
+    if (!ivf || !fn) return qx__fail(QX_EINVAL, "ivf_remap_ids: NULL argument");
+    size_t cs = ivf->code_size;
+    /* new ids first (entries mapped to -1 leave their list), then the map is
+     * rebuilt from the lists, so a failure leaves every list consistent */
+    for (size_t li = 0; ivf->lists && li < ivf->nlist; li++) {
+        qx__ivf_list *l = &ivf->lists[li];
+        for (size_t i = 0; i < l->size;) {
+            int64_t nid = fn(ctx, l->ids[i]);
+            if (nid >= 0) {
+                l->ids[i++] = nid;
+                continue;
+            }
+            size_t last = l->size - 1;
+            if (i != last) {
+                memcpy(l->codes + i * cs, l->codes + last * cs, cs);
+                l->ids[i] = l->ids[last];
+            }
+            l->size--;
+            ivf->ntotal--;
+        }
+    }
+    qx__idmap_free(&ivf->ids);
+    memset(&ivf->ids, 0, sizeof ivf->ids);
+    int rc = qx__idmap_reserve(&ivf->ids, ivf->ntotal);
+    for (size_t li = 0; rc == 0 && ivf->lists && li < ivf->nlist; li++) {
+        qx__ivf_list *l = &ivf->lists[li];
+        for (size_t i = 0; rc == 0 && i < l->size; i++) {
+            uint64_t loc;
+            if (qx__idmap_get(&ivf->ids, l->ids[i], &loc))
+                rc = qx__fail(QX_EINVAL, "ivf_remap_ids: two entries mapped to id %lld", (long long)l->ids[i]);
+            else
+                rc = qx__idmap_put(&ivf->ids, l->ids[i], qx__loc((uint32_t)li, (uint32_t)i));
+        }
+    }
+    return rc;
+}
+
 /* ---- info and invariants --------------------------------------------------------- */
 
 int qx_ivf_get_info(const qx_ivf *ivf, qx_ivf_info *info) {

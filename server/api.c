@@ -55,6 +55,8 @@ static void ok(qxs_reply *o, json_t *result) {
 
 static int status_of(int qx_code) {
     switch (qx_code) {
+    case QXS_EMEMLIMIT: return 507;
+    case QX_ESTATE: return 409;
     case QX_ENOTFOUND: return 404;
     case QX_EEXIST: return 409;
     case QX_EINVAL: case QX_EDIM: case QX_ELIMIT: return 422;
@@ -223,7 +225,27 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
         fail(o, 422, "missing or non-string 'vectors.distance' (Euclid, Cosine or Dot)");
         return;
     }
-    qxs_coll_params p = {.d = (size_t)d, .quant_kind = QX_QUANT_RQ, .bytes = 8, .nlist = 0, .min_recall = 0.3};
+    qxs_coll_params p = {.d = (size_t)d, .quant_kind = QX_QUANT_RQ, .bytes = 8, .nlist = 0, .min_recall = 0.3,
+                         .on_disk = 1, .indexing_threshold = QXS_INDEXING_THRESHOLD_DEFAULT};
+    int od;
+    if (get_bool(vec, "on_disk", 1, &od, o)) {
+        name_failure(o, "vectors");
+        return;
+    }
+    p.on_disk = od;
+    json_t *opt = json_object_get(b, "optimizers_config");
+    if (opt && !json_is_null(opt)) {
+        long long thr;
+        if (!json_is_object(opt)) {
+            fail(o, 422, "'optimizers_config' must be an object");
+            return;
+        }
+        if (get_int(opt, "indexing_threshold", 0, 1000000000000LL, QXS_INDEXING_THRESHOLD_DEFAULT, &thr, o)) {
+            name_failure(o, "optimizers_config");
+            return;
+        }
+        p.indexing_threshold = (size_t)thr;
+    }
     const char *ds = json_string_value(dist);
     if (!strcmp(ds, "Euclid")) p.distance = QXS_EUCLID;
     else if (!strcmp(ds, "Cosine")) p.distance = QXS_COSINE;
@@ -295,9 +317,20 @@ static json_t *job_json(const qxs_job *j) {
     return o;
 }
 
+static json_t *memory_json(qxs_coll *c) {
+    qxs_coll_mem m;
+    qxs_coll_memory(c, &m);
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "ram_bytes", (json_int_t)m.total_ram,
+                     "codes_bytes", (json_int_t)m.codes, "ids_bytes", (json_int_t)m.ids, "index_other_bytes",
+                     (json_int_t)m.index_other, "tombstone_bytes", (json_int_t)m.tombstones, "mutable_segment_bytes",
+                     (json_int_t)m.mutable_bytes, "raw_vectors_ram_bytes", (json_int_t)m.raw_ram, "disk",
+                     "segment_bytes", (json_int_t)m.disk_segments, "wal_bytes", (json_int_t)m.wal);
+}
+
 static void get_collection(qxs_coll *c, qxs_reply *o) {
+    json_t *mem = memory_json(c);
     pthread_rwlock_rdlock(&c->rw);
-    size_t n = c->store.n;
+    size_t n = c->store.n_live, nseg = c->store.nsegs;
     qx_ivf_info info;
     int has = c->ivf && !qx_ivf_get_info(c->ivf, &info);
     pthread_rwlock_unlock(&c->rw);
@@ -317,9 +350,16 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
                             (json_int_t)c->nlist, "gate", "min_recall", c->min_recall, "index", idx, "created",
                             (json_int_t)c->created);
     if (!res) {
+        json_decref(mem);
         fail(o, 500, "reply");
         return;
     }
+    json_object_set_new(json_object_get(json_object_get(res, "config"), "params"), "on_disk", json_boolean(c->on_disk));
+    json_object_set_new(json_object_get(res, "config"), "optimizers_config",
+                        json_pack("{s:I}", "indexing_threshold", (json_int_t)c->indexing_threshold));
+    json_object_set_new(res, "segments_count", json_integer((json_int_t)nseg + 1));
+    if (mem) json_object_set_new(res, "memory", mem);
+    if (atomic_load(&c->failed)) json_object_set_new(res, "status_reason", json_string(c->red_reason));
     json_t *drift = qxs_drift_json(c);
     if (drift) json_object_set_new(res, "drift", drift);
     pthread_mutex_lock(&c->job_mu);
@@ -434,7 +474,14 @@ static void upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         n = m;
     }
     uint64_t lsn;
-    int rc = qxs_coll_upsert(s, c, ids, x, n, &lsn);
+    qxs_pid *pids = qx_malloc(n * sizeof *pids);
+    if (!pids) {
+        fail(o, 500, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) pids[i] = qxs_pid_u64((uint64_t)ids[i]);
+    int rc = qxs_coll_upsert(s, c, pids, x, NULL, n, &lsn);
+    qx_free(pids);
     if (rc) fail(o, status_of(rc), "upsert failed: %s", qx_last_error());
     else ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
 out:
@@ -475,7 +522,10 @@ static void delete_points(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     if (!ids) return;
     uint64_t lsn = 0;
     size_t removed = 0;
-    int rc = n ? qxs_coll_delete(s, c, ids, n, &lsn, &removed) : 0;
+    qxs_pid *pids = qx_malloc((n + 1) * sizeof *pids);
+    for (size_t i = 0; pids && i < n; i++) pids[i] = qxs_pid_u64((uint64_t)ids[i]);
+    int rc = !pids ? qx_error_set(QX_ENOMEM, "ids") : n ? qxs_coll_delete(s, c, pids, n, &lsn, &removed) : 0;
+    qx_free(pids);
     qx_free(ids);
     if (rc) fail(o, status_of(rc), "delete failed: %s", qx_last_error());
     else
@@ -489,18 +539,25 @@ static json_t *vector_json(const float *v, size_t d) {
     return a;
 }
 
-static json_t *point_json(qxs_coll *c, int64_t id, int with_vector) {
-    const float *v = qxs_store_get(&c->store, id);
-    if (!v) return NULL;
-    json_t *p = json_pack("{s:I}", "id", (json_int_t)id);
+static json_t *pid_json(const qxs_pid *id) {
+    char buf[QXS_PID_STRLEN];
+    if (id->kind == QXS_PID_U64) return json_integer((json_int_t)id->lo);
+    return json_string(qxs_pid_format(id, buf));
+}
+
+/* The point as JSON, or NULL when absent. v: scratch of d floats. */
+static json_t *point_json(qxs_coll *c, int64_t id, int with_vector, float *v) {
+    qxs_pid pid = qxs_pid_u64((uint64_t)id);
+    if (qxs_coll_get_point(c, &pid, v, NULL, NULL)) return NULL;
+    json_t *p = json_pack("{s:o}", "id", pid_json(&pid));
     if (p && with_vector) json_object_set_new(p, "vector", vector_json(v, c->d));
     return p;
 }
 
 static void get_point(qxs_coll *c, int64_t id, qxs_reply *o) {
-    pthread_rwlock_rdlock(&c->rw);
-    json_t *p = point_json(c, id, 1);
-    pthread_rwlock_unlock(&c->rw);
+    float *v = qx_aligned_alloc(c->d * sizeof(float));
+    json_t *p = v ? point_json(c, id, 1, v) : NULL;
+    qx_aligned_free(v);
     if (!p) fail(o, 404, "point %lld not found in collection '%s'", (long long)id, c->name);
     else ok(o, p);
 }
@@ -521,12 +578,12 @@ static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
         return;
     }
     json_t *arr = json_array();
-    pthread_rwlock_rdlock(&c->rw);
-    for (size_t i = 0; arr && i < n; i++) {
-        json_t *p = point_json(c, ids[i], wv);
+    float *v = qx_aligned_alloc(c->d * sizeof(float));
+    for (size_t i = 0; arr && v && i < n; i++) {
+        json_t *p = point_json(c, ids[i], wv, v);
         if (p) json_array_append_new(arr, p);
     }
-    pthread_rwlock_unlock(&c->rw);
+    qx_aligned_free(v);
     qx_free(ids);
     ok(o, arr);
 }
@@ -536,35 +593,39 @@ static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
 static json_t *run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_search_opts *so, int wv,
                           qxs_reply *o, const char *what) {
     float *dist = qx_malloc(so->k * sizeof *dist);
-    int64_t *ids = qx_malloc(so->k * sizeof *ids);
+    qxs_pid *ids = qx_malloc(so->k * sizeof *ids);
+    int64_t *keys = qx_malloc(so->k * sizeof *keys);
+    float *vbuf = wv ? qx_aligned_alloc(c->d * sizeof(float)) : NULL;
     json_t *res = NULL;
-    if (!dist || !ids) {
+    if (!dist || !ids || !keys || (wv && !vbuf)) {
         fail(o, 500, "out of memory");
         goto out;
     }
     size_t found = 0;
     int used = 0;
-    int rc = qxs_coll_search(c, q, so, dist, ids, &found, &used);
+    int rc = qxs_coll_search(c, q, so, dist, ids, keys, &found, &used);
     if (rc) {
         fail(o, status_of(rc), "search failed: %s", qx_last_error());
         goto out;
     }
     atomic_fetch_add(&s->m.searches, 1);
     res = json_array();
-    if (wv) pthread_rwlock_rdlock(&c->rw);
     int nonfinite = 0; /* a hit is never dropped silently: a score JSON cannot hold fails the search */
     for (size_t i = 0; res && i < found; i++) {
         double sc = to_score(c->distance, dist[i]);
         if (!isfinite(dist[i]) || !isfinite(sc)) {
             nonfinite = 1;
-            fail(o, 500, "%s: non-finite score for point %lld", what, (long long)ids[i]);
+            char b[QXS_PID_STRLEN];
+            fail(o, 500, "%s: non-finite score for point %s", what, qxs_pid_format(&ids[i], b));
             json_decref(res);
             res = NULL;
             break;
         }
-        json_t *p = json_pack("{s:I, s:f}", "id", (json_int_t)ids[i], "score", sc);
+        json_t *p = json_pack("{s:o, s:f}", "id", pid_json(&ids[i]), "score", sc);
         if (p && wv) {
-            const float *v = qxs_store_get(&c->store, ids[i]);
+            /* read from the segment (page cache when on disk); a point deleted
+             * since the search has no vector to show */
+            const float *v = qxs_coll_get_key(c, keys[i], NULL, vbuf, NULL, NULL) ? NULL : vbuf;
             if (v && json_object_set_new(p, "vector", vector_json(v, c->d))) {
                 json_decref(p);
                 p = NULL;
@@ -575,11 +636,12 @@ static json_t *run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_
             res = NULL;
         }
     }
-    if (wv) pthread_rwlock_unlock(&c->rw);
     if (!res && !nonfinite) fail(o, 500, "out of memory");
 out:
     qx_free(dist);
     qx_free(ids);
+    qx_free(keys);
+    qx_aligned_free(vbuf);
     return res;
 }
 

@@ -14,6 +14,13 @@
 #include "qinx/monitor.h"
 #include "srv.h"
 
+/* A gauge value as Prometheus writes it (NaN before a monitor's first check). */
+static const char *gauge(double v, char buf[32]) {
+    if (isnan(v)) return "NaN";
+    snprintf(buf, 32, "%.6g", v);
+    return buf;
+}
+
 static const char *const labels[QXS_NLABELS] = {
     "healthz", "readyz", "metrics", "list_collections", "create_collection", "delete_collection",
     "get_collection", "upsert", "retrieve", "get_point", "delete_points", "search", "search_batch",
@@ -21,13 +28,6 @@ static const char *const labels[QXS_NLABELS] = {
 static const int codes[QXS_NCODES] = {200, 400, 401, 404, 405, 409, 413, 422, 500, 503, 0, -1};
 static const double buckets[QXS_NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                              0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};
-
-/* A gauge value as Prometheus writes it (NaN before a monitor's first check). */
-static const char *gauge(double v, char buf[32]) {
-    if (isnan(v)) return "NaN";
-    snprintf(buf, 32, "%.6g", v);
-    return buf;
-}
 
 static int label_index(const char *l) {
     for (int i = 0; i < QXS_NLABELS - 1; i++)
@@ -142,20 +142,22 @@ char *qxs_metrics_render(qxs_server *s, size_t *len) {
     sb_printf(&b, "# HELP qinx_collection_points Points stored per collection.\n"
                   "# TYPE qinx_collection_points gauge\n");
     pthread_rwlock_rdlock(&s->reg_rw);
-    size_t total_bytes = 0;
+    size_t total_bytes = 0, total_ram = 0;
     for (size_t i = 0; i < s->ncolls; i++) {
         qxs_coll *c = s->colls[i];
+        qxs_coll_mem mem;
+        qxs_coll_memory(c, &mem);
         pthread_rwlock_rdlock(&c->rw);
-        size_t n = c->store.n, ib = c->ivf_bytes, raw = c->store.n * c->d * sizeof(float);
+        size_t ib = c->ivf_bytes;
         int idx = c->ivf != NULL;
         pthread_rwlock_unlock(&c->rw);
         total_bytes += ib;
-        sb_printf(&b, "qinx_collection_points{collection=\"%s\"} %zu\n", c->name, n);
+        total_ram += mem.total_ram;
+        sb_printf(&b, "qinx_collection_points{collection=\"%s\"} %zu\n", c->name, mem.points);
         sb_printf(&b, "qinx_collection_index_bytes{collection=\"%s\"} %zu\n", c->name, ib);
-        sb_printf(&b, "qinx_collection_raw_bytes{collection=\"%s\"} %zu\n", c->name, raw);
         sb_printf(&b, "qinx_collection_indexed{collection=\"%s\"} %d\n", c->name, idx);
-        sb_printf(&b, "qinx_collection_wal_bytes{collection=\"%s\"} %llu\n", c->name,
-                  (unsigned long long)c->wal.size);
+        sb_printf(&b, "qinx_collection_red{collection=\"%s\"} %d\n", c->name, atomic_load(&c->failed) ? 1 : 0);
+        sb_printf(&b, "qinx_collection_wal_bytes{collection=\"%s\"} %zu\n", c->name, mem.wal);
         qx_monitor_status ms;
         char g[32];
         if (qxs_drift_status(c, &ms)) { /* live drift monitor: 0 ok, 1 drifting, 2 drifted */
@@ -170,7 +172,23 @@ char *qxs_metrics_render(qxs_server *s, size_t *len) {
             sb_printf(&b, "qinx_collection_recent_code_perplexity{collection=\"%s\"} %s\n", c->name,
                       gauge(ms.code_perplexity, g));
         }
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"codes\"} %zu\n", c->name, mem.codes);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"ids\"} %zu\n", c->name, mem.ids);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"index_other\"} %zu\n", c->name,
+                  mem.index_other);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"tombstones\"} %zu\n", c->name,
+                  mem.tombstones);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"mutable_segment\"} %zu\n", c->name,
+                  mem.mutable_bytes);
+        sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"raw_vectors\"} %zu\n", c->name,
+                  mem.raw_ram);
+        sb_printf(&b, "qinx_collection_disk_bytes{collection=\"%s\",kind=\"segments\"} %zu\n", c->name,
+                  mem.disk_segments);
+        sb_printf(&b, "qinx_collection_checkpoint_bytes{collection=\"%s\"} %llu\n", c->name,
+                  (unsigned long long)c->last_ckpt_bytes);
     }
+    sb_printf(&b, "# TYPE qinx_ram_bytes gauge\nqinx_ram_bytes %zu\n", total_ram);
+    if (s->cfg.memory_limit) sb_printf(&b, "# TYPE qinx_memory_limit_bytes gauge\nqinx_memory_limit_bytes %zu\n", s->cfg.memory_limit);
     sb_printf(&b, "# TYPE qinx_collections gauge\nqinx_collections %zu\n", s->ncolls);
     sb_printf(&b, "# TYPE qinx_index_bytes gauge\nqinx_index_bytes %zu\n", total_bytes);
     pthread_rwlock_unlock(&s->reg_rw);

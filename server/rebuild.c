@@ -2,12 +2,16 @@
  * the stored raw vectors, gate it, and swap it in without stopping searches.
  *
  * Decisions:
- * 1. The job copies the raw vectors under the writer mutex (a memcpy, a few
- *    ms per 100k x 128) and from then on records the ids that writers touch.
- *    Training and encoding run with no lock held; just before the swap the
- *    touched ids are replayed from the live store into the candidate (add if
- *    present, remove if not), under the writer mutex, so the candidate misses
- *    nothing written while it trained.
+ * 1. Streaming: the job never copies the raw vectors. Under the writer
+ *    mutex it notes the rows that exist (segment numbers and row counts; rows
+ *    are append-only and a row's vector never changes) and from then on
+ *    records the row keys writers kill and create. It keeps in memory only
+ *    the training sample, the gate's sample and queries; it encodes the rows
+ *    chunk by chunk, copying each chunk out under the read lock (searches go
+ *    on; a writer waits for one memcpy at most), and computes the gate's
+ *    exact neighbours in the same pass. Just before the swap the recorded
+ *    kills and creations are replayed into the candidate under the writer
+ *    mutex, so it misses nothing written while it trained.
  * 2. The gate (a failed gate leaves the live index serving):
  *    - held-out recall: Q stored vectors are left out of training; their exact
  *      10 nearest neighbours (self excluded) are computed by brute force and
@@ -39,6 +43,7 @@
 #include "qinx/kernels.h"
 #include "qinx/qinco.h"
 #include "qinx/rq.h"
+#include "qinx/core.h"
 #include "qinx/rng.h"
 #include "srv.h"
 
@@ -47,6 +52,7 @@
 #define QXS_GATE_K 10
 #define QXS_GATE_LIVE_SLACK 0.05
 #define QXS_DEFAULT_TRAIN 65536
+#define QXS_GATE_SAMPLE 10000  /* vectors DERP's health and drift checks see */
 
 typedef struct rb_arg {
     qxs_server *s;
@@ -75,25 +81,6 @@ static void on_progress(void *ctx, const char *stage, double f) {
     set_stage(p->c, p->j, st, p->base + p->span * (f < 0 ? 0 : f > 1 ? 1 : f));
 }
 
-/* exact top-(k) neighbours of q among rows (excluding self_id), ids out */
-static void exact_knn(const float *q, const float *x, const int64_t *ids, size_t n, size_t d, int metric,
-                      int64_t self, size_t k, int64_t *out) {
-    float dist[QXS_GATE_K + 1], buf[1024];
-    int64_t tmp[QXS_GATE_K + 1];
-    qxs_topk h = {.k = k, .n = 0, .dist = dist, .ids = tmp};
-    for (size_t s = 0; s < n; s += 1024) {
-        size_t m = n - s < 1024 ? n - s : 1024;
-        if (metric == 0) qx_l2sqr_ny(buf, q, x + s * d, d, m);
-        else {
-            qx_dot_ny(buf, q, x + s * d, d, m);
-            for (size_t i = 0; i < m; i++) buf[i] = -buf[i];
-        }
-        for (size_t i = 0; i < m; i++)
-            if (ids[s + i] != self) qxs_topk_push(&h, buf[i], ids[s + i]);
-    }
-    qxs_topk_finish(&h);
-    memcpy(out, tmp, k * sizeof *out);
-}
 
 /* 10-recall@10 of an index on the gate queries (self hits dropped). */
 static int index_recall(const qx_ivf *ivf, const float *qs, const int64_t *qids, size_t nq, size_t d,
@@ -166,6 +153,54 @@ static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *
             (unsigned long long)j->id, names[st], err ? ": " : "", err ? err : "");
 }
 
+/* The rows that existed when the job started: (segment number, row count). */
+typedef struct rb_range {
+    uint32_t no;
+    size_t n;
+} rb_range;
+
+#define RB_CHUNK 4096
+
+/* Copy up to RB_CHUNK live rows starting at row r of range g into x/keys
+ * (under the read lock); advances *g / *r; returns the count. */
+static size_t copy_chunk(qxs_coll *c, const rb_range *rg, size_t nr, size_t *g, size_t *r, float *x,
+                         int64_t *keys) {
+    size_t m = 0;
+    pthread_rwlock_rdlock(&c->rw);
+    while (m < RB_CHUNK && *g < nr) {
+        if (*r >= rg[*g].n) {
+            (*g)++;
+            *r = 0;
+            continue;
+        }
+        int64_t key = qxs_rowkey(rg[*g].no, (uint32_t)*r);
+        (*r)++;
+        if (!qxs_store_live(&c->store, key)) continue;
+        memcpy(x + m * c->d, qxs_store_vec(&c->store, key), c->d * sizeof(float));
+        keys[m++] = key;
+    }
+    pthread_rwlock_unlock(&c->rw);
+    return m;
+}
+
+/* Push the distances of nq queries to m rows into their top-k heaps (self excluded). */
+static int gt_chunk(const float *qs, size_t nq, const int64_t *qkeys, const float *x, const int64_t *keys, size_t m,
+                    size_t d, int metric, float *scratch, qxs_topk *heaps) {
+    if (metric == 0) {
+        int rc = qx_l2sqr_matrix(scratch, qs, nq, x, m, d, NULL, NULL);
+        if (rc) return rc;
+    } else {
+        for (size_t i = 0; i < nq; i++) {
+            qx_dot_ny(scratch + i * m, qs + i * d, x, d, m);
+            for (size_t j = 0; j < m; j++) scratch[i * m + j] = -scratch[i * m + j];
+        }
+    }
+    for (size_t i = 0; i < nq; i++)
+        for (size_t j = 0; j < m; j++)
+            if (keys[j] != qkeys[i]) qxs_topk_push(&heaps[i], scratch[i * m + j], keys[j]);
+    return 0;
+}
+
 static void *rebuild_main(void *arg) {
     rb_arg *a = arg;
     qxs_server *s = a->s;
@@ -175,8 +210,10 @@ static void *rebuild_main(void *arg) {
     int metric = qxs_metric_of(c->distance);
     int threads = s->cfg.rebuild_threads > 0 ? s->cfg.rebuild_threads : qx_num_threads();
     omp_set_num_threads(threads);
-    float *x = NULL, *train = NULL, *qs = NULL;
-    int64_t *ids = NULL, *qids = NULL, *gt = NULL;
+    float *train = NULL, *qs = NULL, *gs = NULL, *chunk = NULL, *scratch = NULL, *gdist = NULL;
+    int64_t *qids = NULL, *gt = NULL, *ckeys = NULL, *gkeys = NULL;
+    rb_range *rg = NULL;
+    qxs_topk *heaps = NULL;
     qx_ivf *ivf = NULL;
     qx_derp_report *rep = NULL;
     char *report = NULL;
@@ -188,23 +225,28 @@ static void *rebuild_main(void *arg) {
     pthread_mutex_lock(&c->job_mu);
     j->state = QXS_JOB_RUNNING;
     j->t_start = (double)time(NULL);
-    snprintf(j->stage, sizeof j->stage, "copy");
+    snprintf(j->stage, sizeof j->stage, "sample");
     pthread_mutex_unlock(&c->job_mu);
 
-    /* 1. copy the raw vectors and start tracking writes */
+    /* 1. note the rows that exist and start tracking writes */
     pthread_mutex_lock(&c->wmu);
-    size_t n = c->store.n;
-    x = qx_aligned_alloc(n * d * sizeof(float));
-    ids = qx_malloc(n * sizeof *ids);
-    if (x && ids) {
-        memcpy(x, c->store.vecs, n * d * sizeof(float));
-        memcpy(ids, c->store.ids, n * sizeof *ids);
+    size_t nr = c->store.nsegs + 1, n = c->store.n_live, total_rows = 0;
+    rg = qx_malloc(nr * sizeof *rg);
+    if (rg) {
+        for (size_t i = 0; i < c->store.nsegs; i++) rg[i] = (rb_range){c->store.segs[i]->no, c->store.segs[i]->n};
+        rg[nr - 1] = (rb_range){c->store.mut.no, c->store.mut.n};
+        for (size_t i = 0; i < nr; i++) total_rows += rg[i].n;
         c->tracking = 1;
         c->ntouched = 0;
     }
+    int red = atomic_load(&c->failed);
     pthread_mutex_unlock(&c->wmu);
-    if (!x || !ids) {
-        snprintf(err, sizeof err, "out of memory copying %zu vectors", n);
+    if (red) {
+        snprintf(err, sizeof err, "collection is read-only (red): %.200s", c->red_reason);
+        goto done;
+    }
+    if (!rg) {
+        snprintf(err, sizeof err, "out of memory");
         goto done;
     }
     if (n < QXS_REBUILD_MIN_POINTS) {
@@ -212,47 +254,90 @@ static void *rebuild_main(void *arg) {
         goto done;
     }
 
-    /* 2. held-out queries and the training sample (seeded by the job id) */
+    /* 2. samples, in one pass over the rows (seeded by the job id):
+     *    - gate queries: nq rows at random (held out of training);
+     *    - training sample: evenly strided over the other live rows;
+     *    - DERP sample: up to QXS_GATE_SAMPLE rows picked by a hash of the key. */
     uint64_t seed = 0x5EEDull + j->id;
     size_t nq = n / 20 < QXS_GATE_QUERIES ? n / 20 : QXS_GATE_QUERIES;
-    char *held = qx_calloc(n, 1);
+    size_t cap_train = a->p.train_size ? a->p.train_size : QXS_DEFAULT_TRAIN;
+    size_t avail = n - nq, ntrain = avail < cap_train ? avail : cap_train;
+    size_t gcap = n < QXS_GATE_SAMPLE ? n : QXS_GATE_SAMPLE, gn = 0, w = 0, seen = 0;
     qs = qx_aligned_alloc(nq * d * sizeof(float));
     qids = qx_malloc(nq * sizeof *qids);
     gt = qx_malloc(nq * QXS_GATE_K * sizeof *gt);
-    if (!held || !qs || !qids || !gt) {
-        qx_free(held);
-        snprintf(err, sizeof err, "out of memory (gate queries)");
-        goto done;
-    }
-    for (size_t i = 0; i < nq;) {
-        size_t r = (size_t)(qx_rng_next(&seed) % n);
-        if (held[r]) continue;
-        held[r] = 1;
-        memcpy(qs + i * d, x + r * d, d * sizeof(float));
-        qids[i] = ids[r];
-        i++;
-    }
-    size_t cap_train = a->p.train_size ? a->p.train_size : QXS_DEFAULT_TRAIN;
-    size_t avail = n - nq, ntrain = avail < cap_train ? avail : cap_train;
     train = qx_aligned_alloc(ntrain * d * sizeof(float));
-    if (!train) {
-        qx_free(held);
-        snprintf(err, sizeof err, "out of memory (training sample of %zu)", ntrain);
+    gs = qx_aligned_alloc(gcap * d * sizeof(float));
+    gkeys = qx_malloc(gcap * sizeof *gkeys);
+    chunk = qx_aligned_alloc(RB_CHUNK * d * sizeof(float));
+    ckeys = qx_malloc(RB_CHUNK * sizeof *ckeys);
+    scratch = qx_aligned_alloc((nq ? nq : 1) * RB_CHUNK * sizeof(float));
+    heaps = qx_calloc(nq + 1, sizeof *heaps);
+    gdist = qx_malloc((nq + 1) * (QXS_GATE_K + 1) * sizeof *gdist);
+    int64_t *hids = qx_malloc((nq + 1) * (QXS_GATE_K + 1) * sizeof *hids);
+    uint64_t *qrow = qx_malloc((nq + 1) * sizeof *qrow);
+    if (!qs || !qids || !gt || !train || !gs || !gkeys || !chunk || !ckeys || !scratch || !heaps || !gdist || !hids ||
+        !qrow) {
+        qx_free(hids);
+        qx_free(qrow);
+        snprintf(err, sizeof err, "out of memory (samples: %zu training vectors)", ntrain);
         goto done;
     }
-    /* the evenly spaced sample (qx_sample_index) of the non-held rows:
-     * deterministic, no second RNG pass */
-    for (size_t i = 0, w = 0, seen = 0; i < n && w < ntrain; i++) {
-        if (held[i]) continue;
-        if (seen == qx_sample_index(w, avail, ntrain)) {
-            memcpy(train + w * d, x + i * d, d * sizeof(float));
-            w++;
-        }
-        seen++;
+    /* query rows: distinct random live row numbers, sorted for the pass */
+    size_t got_q = 0;
+    for (size_t tries = 0; got_q < nq && tries < 100 * nq + 1000; tries++) {
+        uint64_t r = qx_rng_next(&seed) % total_rows;
+        int dup = 0;
+        for (size_t i = 0; i < got_q && !dup; i++) dup = qrow[i] == r;
+        if (!dup) qrow[got_q++] = r;
     }
-    qx_free(held);
+    for (size_t i = 1; i < got_q; i++) /* insertion sort: nq <= 200 */
+        for (size_t k = i; k > 0 && qrow[k - 1] > qrow[k]; k--) {
+            uint64_t t = qrow[k];
+            qrow[k] = qrow[k - 1];
+            qrow[k - 1] = t;
+        }
+    {
+        size_t g = 0, r = 0, row = 0, qi = 0, nqk = 0;
+        while (g < nr) {
+            pthread_rwlock_rdlock(&c->rw);
+            for (size_t m = 0; m < RB_CHUNK && g < nr;) {
+                if (r >= rg[g].n) {
+                    g++;
+                    r = 0;
+                    continue;
+                }
+                int64_t key = qxs_rowkey(rg[g].no, (uint32_t)r);
+                size_t this_row = row++;
+                r++;
+                m++;
+                int is_q = qi < got_q && qrow[qi] == this_row;
+                if (is_q) qi++;
+                if (!qxs_store_live(&c->store, key)) continue;
+                const float *v = qxs_store_vec(&c->store, key);
+                if (is_q && nqk < nq) {
+                    memcpy(qs + nqk * d, v, d * sizeof(float));
+                    qids[nqk++] = key;
+                    continue;
+                }
+                if (w < ntrain && seen == qx_sample_index(w, avail, ntrain)) memcpy(train + (w++) * d, v, d * sizeof(float));
+                seen++;
+                uint64_t hk = (uint64_t)key ^ seed;
+                if (gn < gcap && qx_rng_next(&hk) % n < gcap) {
+                    memcpy(gs + gn * d, v, d * sizeof(float));
+                    gkeys[gn++] = key;
+                }
+            }
+            pthread_rwlock_unlock(&c->rw);
+        }
+        nq = nqk;
+    }
+    ntrain = w;
+    qx_free(qrow);
+    for (size_t i = 0; i < nq; i++)
+        heaps[i] = (qxs_topk){.k = QXS_GATE_K, .n = 0, .dist = gdist + i * (QXS_GATE_K + 1), .ids = hids + i * (QXS_GATE_K + 1)};
 
-    /* 3. train + encode */
+    /* 3. train */
     qx_quantizer *q = NULL;
     qx_ivf_opts io;
     qx_ivf_opts_init(&io);
@@ -277,33 +362,52 @@ static void *rebuild_main(void *arg) {
         rc = qx_rq_new(&q, d, &ro);
     }
     if (rc || (rc = qx_ivf_new(&ivf, d, q, &io))) {
+        qx_free(hids);
         snprintf(err, sizeof err, "creating the index: %s", qx_last_error());
         goto done;
     }
-    prog_ctx pc = {c, j, 0.0, 0.7};
+    prog_ctx pc = {c, j, 0.0, 0.6};
     qx_ivf_set_progress(ivf, on_progress, &pc);
     set_stage(c, j, "train", 0.0);
     if ((rc = qx_ivf_train(ivf, train, ntrain))) {
+        qx_free(hids);
         snprintf(err, sizeof err, "training: %s", qx_last_error());
         goto done;
     }
-    pc.base = 0.7;
-    pc.span = 0.2;
-    set_stage(c, j, "encode", 0.7);
-    if ((rc = qx_ivf_add(ivf, x, ids, n))) {
+    qx_ivf_set_progress(ivf, NULL, NULL);
+    qx_aligned_free(train); /* not needed any more: the reservoir keeps its own sample */
+    train = NULL;
+
+    /* 4. encode segment by segment, chunk by chunk; exact neighbours of the
+     *    gate queries in the same pass */
+    set_stage(c, j, "encode", 0.6);
+    {
+        size_t g = 0, r = 0, done_rows = 0, m;
+        while (!rc && (m = copy_chunk(c, rg, nr, &g, &r, chunk, ckeys)) > 0) {
+            rc = qx_ivf_add(ivf, chunk, ckeys, m);
+            if (!rc && nq) rc = gt_chunk(qs, nq, qids, chunk, ckeys, m, d, metric, scratch, heaps);
+            done_rows += m;
+            set_stage(c, j, "encode", 0.6 + 0.3 * (double)done_rows / (double)(n ? n : 1));
+            if (atomic_load(&s->stopping) || atomic_load(&c->dropped)) break;
+        }
+    }
+    for (size_t i = 0; i < nq; i++) {
+        qxs_topk_finish(&heaps[i]);
+        memcpy(gt + i * QXS_GATE_K, heaps[i].ids, QXS_GATE_K * sizeof *gt);
+    }
+    qx_free(hids);
+    if (rc) {
         snprintf(err, sizeof err, "encoding: %s", qx_last_error());
         goto done;
     }
-    qx_ivf_set_progress(ivf, NULL, NULL);
     if (atomic_load(&s->stopping) || atomic_load(&c->dropped)) {
         st = QXS_JOB_CANCELED;
         snprintf(err, sizeof err, "%s", atomic_load(&c->dropped) ? "collection deleted" : "server shutting down");
         goto done;
     }
 
-    /* 4. gate */
+    /* 5. gate */
     set_stage(c, j, "gate", 0.9);
-    for (size_t i = 0; i < nq; i++) exact_knn(qs + i * d, x, ids, n, d, metric, qids[i], QXS_GATE_K, gt + i * QXS_GATE_K);
     double cand = 0, live = -1;
     if ((rc = index_recall(ivf, qs, qids, nq, d, gt, &cand))) {
         snprintf(err, sizeof err, "gate search: %s", qx_last_error());
@@ -313,13 +417,15 @@ static void *rebuild_main(void *arg) {
     if (c->ivf && index_recall(c->ivf, qs, qids, nq, d, gt, &live)) live = -1;
     pthread_rwlock_unlock(&c->rw);
     /* The library's DERP gate (codebook usage/perplexity, MSE ratio, drift
-     * against the training reservoir, recall vs FAISS flat search) on the
-     * candidate alone: evaluating the live index inside it would hold the
-     * read lock for seconds and, with writer preference, stall searches
-     * behind any waiting upsert. The live comparison is done above. */
+     * against the training reservoir) on the candidate alone, over the DERP
+     * sample (the gate samples 10,000 vectors itself; its recall check would
+     * need every vector in memory, so the held-out recall above, exact over
+     * every row, takes its place). Evaluating the live index inside it would
+     * hold the read lock for seconds; the live comparison is done above. */
     qx_gate_config gc;
     qx_gate_config_init(&gc);
     gc.min_recall = a->p.min_recall;
+    gc.queries = 0;
     if (!isnan(a->p.min_used_fraction)) gc.derp_checks.min_used_fraction = a->p.min_used_fraction;
     if (!isnan(a->p.min_perplexity)) gc.derp_checks.min_perplexity = a->p.min_perplexity;
     if (!isnan(a->p.max_drift_rejected_fraction))
@@ -327,7 +433,7 @@ static void *rebuild_main(void *arg) {
     if (!isnan(a->p.max_mse_ratio)) gc.max_mse_ratio = a->p.max_mse_ratio;
     if (!isnan(a->p.max_recall_drop)) gc.max_recall_drop = a->p.max_recall_drop;
     int gate_pass = 0;
-    if ((rc = qx_gate_evaluate(ivf, NULL, x, ids, n, &gc, &rep, &gate_pass))) {
+    if ((rc = qx_gate_evaluate(ivf, NULL, gs, gkeys, gn, &gc, &rep, &gate_pass))) {
         snprintf(err, sizeof err, "DERP gate: %s", qx_last_error());
         goto done;
     }
@@ -341,6 +447,8 @@ static void *rebuild_main(void *arg) {
     qx_derp_report_set_meta(rep, "train_size", buf);
     snprintf(buf, sizeof buf, "%zu", nq);
     qx_derp_report_set_meta(rep, "gate_queries", buf);
+    snprintf(buf, sizeof buf, "%zu", gn);
+    qx_derp_report_set_meta(rep, "derp_sample", buf);
     qx_ivf_info info;
     qx_ivf_get_info(ivf, &info);
     snprintf(buf, sizeof buf, "%zu", info.nlist);
@@ -381,20 +489,23 @@ static void *rebuild_main(void *arg) {
         goto done;
     }
 
-    /* 5. catch up with writes made while training, then swap */
+    /* 6. catch up with writes made while training, swap, checkpoint */
     set_stage(c, j, "swap", 0.95);
     pthread_mutex_lock(&c->wmu);
-    if (c->tracking < 0 || atomic_load(&c->dropped) || atomic_load(&s->stopping)) {
+    if (c->tracking < 0 || atomic_load(&c->dropped) || atomic_load(&s->stopping) || atomic_load(&c->failed)) {
+        int was_red = atomic_load(&c->failed);
         pthread_mutex_unlock(&c->wmu);
-        st = QXS_JOB_CANCELED;
-        snprintf(err, sizeof err, "%s", c->tracking < 0 ? "lost track of concurrent writes (out of memory)"
-                                                         : "collection deleted or server stopping");
+        st = was_red ? QXS_JOB_FAILED : QXS_JOB_CANCELED;
+        snprintf(err, sizeof err, "%s", was_red ? "collection became read-only (red); live index kept"
+                                        : c->tracking < 0 ? "lost track of concurrent writes (out of memory)"
+                                                          : "collection deleted or server stopping");
         goto done;
     }
-    for (size_t i = 0; i < c->ntouched && !rc; i++) {
-        int64_t id = c->touched[i];
-        const float *v = qxs_store_get(&c->store, id);
-        rc = v ? qx_ivf_add(ivf, v, &id, 1) : qx_ivf_remove(ivf, &id, 1, NULL);
+    /* under wmu no writer changes the store, so rows can be read without rw */
+    for (size_t i = 0; i + 1 < c->ntouched && !rc; i += 2) {
+        int64_t old = c->touched[i], nk = c->touched[i + 1];
+        if (old >= 0) rc = qx_ivf_remove(ivf, &old, 1, NULL);
+        if (!rc && nk >= 0 && qxs_store_live(&c->store, nk)) rc = qx_ivf_add(ivf, qxs_store_vec(&c->store, nk), &nk, 1);
     }
     if (rc) {
         c->tracking = 0;
@@ -402,18 +513,35 @@ static void *rebuild_main(void *arg) {
         snprintf(err, sizeof err, "catch-up: %s", qx_last_error());
         goto done;
     }
-    size_t caught = c->ntouched;
+    size_t caught = c->ntouched / 2;
+    qx_ivf_get_info(ivf, &info);
     pthread_rwlock_wrlock(&c->rw);
     qx_ivf *old = c->ivf;
+    size_t old_bytes = c->ivf_bytes;
     c->ivf = ivf;
     c->ivf_gen = atomic_fetch_add(&s->ivf_gen, 1) + 1;
     c->ivf_bytes = info.bytes;
     pthread_rwlock_unlock(&c->rw);
-    ivf = old; /* freed below, after no search can hold it */
     c->tracking = 0;
     c->ntouched = 0;
-    qxs_coll_checkpoint(c);
+    int dirty_before = c->ivf_dirty;
+    c->ivf_dirty = 1;
+    if (qxs_coll_checkpoint(c)) {
+        /* not durable: put the live index back (it was kept current by every
+         * write until the swap, and no write ran since: we hold wmu) */
+        snprintf(err, sizeof err, "the new index could not be saved (checkpoint failed: %s); live index kept",
+                 qx_last_error());
+        pthread_rwlock_wrlock(&c->rw);
+        c->ivf = old;
+        c->ivf_gen = atomic_fetch_add(&s->ivf_gen, 1) + 1;
+        pthread_rwlock_unlock(&c->rw);
+        c->ivf_dirty = dirty_before;
+        c->ivf_bytes = old_bytes;
+        pthread_mutex_unlock(&c->wmu);
+        goto done; /* frees the candidate (ivf): no search can hold it after the write lock above */
+    }
     pthread_mutex_unlock(&c->wmu);
+    ivf = old; /* freed below, after no search can hold it */
     qxs_log(QXS_LOG_INFO, "collection %s: rebuild %llu published (recall %.4f, %zu writes caught up, %.2f s)",
             c->name, (unsigned long long)j->id, cand, caught, qx_now() - t0);
     st = QXS_JOB_SUCCEEDED;
@@ -429,10 +557,16 @@ done:
     qx_free(report);
     qx_derp_report_free(rep);
     qx_ivf_free(ivf);
-    qx_aligned_free(x);
     qx_aligned_free(train);
     qx_aligned_free(qs);
-    qx_free(ids);
+    qx_aligned_free(gs);
+    qx_aligned_free(chunk);
+    qx_aligned_free(scratch);
+    qx_free(gkeys);
+    qx_free(ckeys);
+    qx_free(heaps);
+    qx_free(gdist);
+    qx_free(rg);
     qx_free(qids);
     qx_free(gt);
     atomic_fetch_sub(&s->rebuilds_running, 1);
@@ -443,8 +577,11 @@ done:
 
 int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id) {
     pthread_rwlock_rdlock(&c->rw);
-    size_t n = c->store.n;
+    size_t n = c->store.n_live;
     pthread_rwlock_unlock(&c->rw);
+    if (atomic_load(&c->failed))
+        return qx_error_set(QX_ESTATE, "collection '%s' is read-only (red): %s; a rebuild could not be saved", c->name,
+                        c->red_reason);
     if (n < QXS_REBUILD_MIN_POINTS)
         return qx_error_set(QX_ELIMIT, "collection '%s' has %zu points; a rebuild needs at least %d", c->name, n,
                         QXS_REBUILD_MIN_POINTS);

@@ -28,14 +28,18 @@
 #include "srv.h"
 
 int qxs_load_main(int argc, char **argv); /* load.c */
+int qxs_salvage_main(int argc, char **argv); /* collection.c */
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: qinx serve [--host ADDR] [--port N] [--data DIR] [--threads N] [--api-key KEY]\n"
             "                  [--max-body BYTES] [--log-level error|warn|info|debug]\n"
-            "                  [--rebuild-threads N] [--config FILE.json]\n"
+            "                  [--rebuild-threads N] [--memory-limit BYTES] [--checkpoint-bytes BYTES]\n"
+            "                  [--config FILE.json]\n"
             "       qinx serve load --url URL --collection NAME [--distance Euclid|Cosine|Dot]\n"
             "                  [--batch N] [--limit N] [--api-key KEY] FILE.fvecs|FILE.bvecs|random:N:D[:SEED]\n"
+            "       qinx serve salvage-wal DATA/collections/NAME   (server stopped: keep every valid log\n"
+            "                  record after a corrupt one; the original is kept as wal.log.corrupt-TIME)\n"
             "defaults: --host 127.0.0.1 --port 6333 --data ./qinx-data --threads 4 --max-body 33554432\n"
             "          --log-level info; the API key may also come from QINX_API_KEY. See docs/http-api.md.\n");
 }
@@ -70,6 +74,10 @@ static int apply_config_file(qxs_config *c, const char *path) {
         else if (!strcmp(k, "data") && json_is_string(v)) snprintf(c->data, sizeof c->data, "%s", json_string_value(v));
         else if (!strcmp(k, "threads") && json_is_integer(v)) c->threads = (int)json_integer_value(v);
         else if (!strcmp(k, "rebuild_threads") && json_is_integer(v)) c->rebuild_threads = (int)json_integer_value(v);
+        else if (!strcmp(k, "memory_limit") && json_is_integer(v) && json_integer_value(v) >= 0)
+            c->memory_limit = (size_t)json_integer_value(v);
+        else if (!strcmp(k, "checkpoint_bytes") && json_is_integer(v) && json_integer_value(v) > 0)
+            c->checkpoint_bytes = (size_t)json_integer_value(v);
         else if (!strcmp(k, "api_key") && json_is_string(v))
             snprintf(c->api_key, sizeof c->api_key, "%s", json_string_value(v));
         else if (!strcmp(k, "max_body") && json_is_integer(v) && json_integer_value(v) > 0)
@@ -115,6 +123,17 @@ static int parse_args(qxs_config *c, int argc, char **argv) {
         else if (!strcmp(a, "--data")) snprintf(c->data, sizeof c->data, "%s", v);
         else if (!strcmp(a, "--threads")) c->threads = atoi(v);
         else if (!strcmp(a, "--rebuild-threads")) c->rebuild_threads = atoi(v);
+        else if (!strcmp(a, "--checkpoint-bytes")) {
+            if (parse_size(v, &c->checkpoint_bytes) || c->checkpoint_bytes == 0) {
+                fprintf(stderr, "qinx serve: bad --checkpoint-bytes '%s'\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--memory-limit")) {
+            if (parse_size(v, &c->memory_limit)) {
+                fprintf(stderr, "qinx serve: bad --memory-limit '%s' (bytes, or with a K, M or G suffix)\n", v);
+                return -1;
+            }
+        }
         else if (!strcmp(a, "--api-key")) snprintf(c->api_key, sizeof c->api_key, "%s", v);
         else if (!strcmp(a, "--max-body")) {
             if (parse_size(v, &sz) || sz == 0) {
@@ -141,13 +160,25 @@ static int parse_args(qxs_config *c, int argc, char **argv) {
     return 0;
 }
 
+/* Background merges: every second, fold small segments (collection.c). */
+static void *merger_main(void *arg) {
+    qxs_server *s = arg;
+    while (!atomic_load(&s->stopping)) {
+        for (int i = 0; i < 10 && !atomic_load(&s->stopping); i++) usleep(100000);
+        if (!atomic_load(&s->stopping)) qxs_merge_all(s);
+    }
+    return NULL;
+}
+
 int qx_serve_main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "load")) return qxs_load_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "salvage-wal")) return qxs_salvage_main(argc - 1, argv + 1);
     static qxs_server srv; /* static: request threads may outlive main's frame at exit */
     qxs_server *s = &srv;
     memset(s, 0, sizeof *s);
     if (parse_args(&s->cfg, argc, argv)) return 2;
     qxs_log_level_cur = s->cfg.log_level;
+    if (s->cfg.checkpoint_bytes) qxs_checkpoint_bytes = s->cfg.checkpoint_bytes;
     s->t_start = qx_now();
     pthread_rwlock_init(&s->reg_rw, NULL);
 
@@ -195,11 +226,14 @@ int qx_serve_main(int argc, char **argv) {
     atomic_store(&s->ready, 1);
     qxs_log(QXS_LOG_ALWAYS, "ready: %zu collections recovered in %.3f s", s->ncolls, qx_now() - t0);
 
+    pthread_t merger;
+    int have_merger = pthread_create(&merger, NULL, merger_main, s) == 0;
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {
     }
     qxs_log(QXS_LOG_ALWAYS, "signal %d: shutting down (finishing in-flight requests)", sig);
     atomic_store(&s->stopping, 1);
+    if (have_merger) pthread_join(merger, NULL);
     MHD_quiesce_daemon(daemon);
     for (int i = 0; i < 1000 && atomic_load(&s->active_requests) > 0; i++) usleep(10000);
     MHD_stop_daemon(daemon);

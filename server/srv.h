@@ -30,8 +30,9 @@
  * searches (about 20 bytes of JSON and 64 bytes of jansson objects each) */
 #define QXS_MAX_REPLY_VALUES 8000000
 #define QXS_MAX_COLLECTIONS 1024
-#define QXS_WAL_CHECKPOINT_BYTES (256u << 20) /* snapshot + new log above this */
+#define QXS_WAL_CHECKPOINT_BYTES (64u << 20) /* seal the mutable segment when the log passes this */
 #define QXS_MAX_JOBS_KEPT 32               /* finished rebuild jobs remembered */
+#define QXS_EMEMLIMIT (-100)               /* server-only code: a write past --memory-limit (HTTP 507) */
 
 typedef enum { QXS_EUCLID = 0, QXS_COSINE = 1, QXS_DOT = 2 } qxs_distance;
 
@@ -49,6 +50,8 @@ typedef struct qxs_config {
     size_t max_body;
     int log_level;
     int rebuild_threads; /* OpenMP/BLAS threads a rebuild may use (0 = all) */
+    size_t memory_limit; /* --memory-limit: writes that would pass it get 507 (0 = none) */
+    size_t checkpoint_bytes; /* --checkpoint-bytes: seal the mutable segment past this log size */
 } qxs_config;
 
 typedef enum {
@@ -70,6 +73,13 @@ typedef struct qxs_job {
     struct qxs_job *next; /* newer first */
 } qxs_job;
 
+/* Called under the collection's write lock for every point change, replay
+ * included, in log order (the payload indexes of the API layer). */
+#define QXS_HOOK_PUT 1
+#define QXS_HOOK_DEL 2
+typedef void (*qxs_point_hook)(void *ctx, int op, const qxs_pid *id, int64_t rowkey, const uint8_t *payload,
+                               uint32_t plen);
+
 typedef struct qxs_coll {
     char name[65];
     char dir[PATH_MAX];
@@ -79,25 +89,33 @@ typedef struct qxs_coll {
     size_t bytes, nlist;  /* 0 = automatic nlist */
     double min_recall;    /* gate threshold on held-out 10-recall@10 */
     double created;
+    int on_disk;          /* sealed raw vectors read through the page cache (1) or kept in RAM (0) */
+    size_t indexing_threshold; /* unindexed points that start a rebuild by themselves (0 = off) */
 
     _Atomic int refs;
     _Atomic int dropped;
-    _Atomic int failed;   /* WAL I/O failed: read-only until restart */
+    _Atomic int failed;   /* WAL I/O failed or corrupt: read-only ("red") until repaired and restarted */
+    char red_reason[512]; /* why, when failed (set once, before failed) */
 
     pthread_mutex_t wmu;
     pthread_rwlock_t rw;
-    qxs_store store;
-    qx_ivf *ivf;
+    qxs_store store;      /* segments: see store.h */
+    qx_ivf *ivf;          /* keyed by row keys (segment.h) */
+    int ivf_dirty;        /* changed since index-<gen>.qx was written (under wmu) */
     uint64_t ivf_gen;      /* unique per index instance (search-context cache key) */
     size_t ivf_bytes;
     uint64_t lsn;          /* last assigned, under wmu */
     qxs_wal wal;
 
-    /* ids written while a rebuild trains (under wmu), replayed into the
-     * candidate before the swap */
+    /* row keys killed (old) and created (new) while a rebuild trains (under
+     * wmu), replayed into the candidate before the swap, in order */
     int tracking;
-    int64_t *touched;
+    int64_t *touched;     /* pairs: old key or -1, new key or -1 */
     size_t ntouched, cap_touched;
+    qxs_point_hook hook;
+    void *hook_ctx;
+    uint64_t last_ckpt_bytes; /* bytes the last checkpoint wrote */
+    double last_ckpt_seconds;
 
     pthread_mutex_t job_mu;
     qxs_job *jobs;         /* newest first */
@@ -159,7 +177,10 @@ typedef struct qxs_coll_params {
     int quant_kind;
     size_t bytes, nlist;
     double min_recall;
+    int on_disk;               /* default 1 */
+    size_t indexing_threshold; /* default QXS_INDEXING_THRESHOLD_DEFAULT */
 } qxs_coll_params;
+#define QXS_INDEXING_THRESHOLD_DEFAULT 0 /* automatic rebuilds off unless asked for */
 
 const char *qxs_distance_name(qxs_distance d);
 int qxs_registry_load(qxs_server *s);  /* recover every collection in data/collections */
@@ -170,22 +191,52 @@ int qxs_coll_drop(qxs_server *s, const char *name);
 /* names of all collections (qx_free the array and each string) */
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n);
 
-/* Upsert n points (vectors already normalised for Cosine), durable on return. */
-int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float *x, size_t n,
-                    uint64_t *lsn);
-int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *ids, size_t n, uint64_t *lsn,
-                    size_t *removed);
+/* Upsert n points (vectors already normalised for Cosine, payloads may be
+ * NULL), durable on return. Ids must be distinct within one call. */
+int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float *x, const qxs_bytes *payloads,
+                    size_t n, uint64_t *lsn);
+int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *ids, size_t n, uint64_t *lsn, size_t *removed);
+/* Replace the whole payload of existing points (absent ids are ignored). */
+int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const qxs_bytes *payloads, size_t n,
+                         uint64_t *lsn, size_t *updated);
+/* A point by id: vector (d floats, may be NULL) and payload (qx_free; may
+ * be NULL). 0 or QX_ENOTFOUND. Takes the read lock. */
+int qxs_coll_get_point(qxs_coll *c, const qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen);
+/* The same by row key (as search results give them). */
+int qxs_coll_get_key(qxs_coll *c, int64_t key, qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen);
+int qxs_coll_rowkey_live(qxs_coll *c, int64_t key); /* caller holds the read lock */
+/* Visit live points under the read lock; fn non-zero stops (and is returned). */
+typedef int (*qxs_coll_visit_fn)(void *ctx, const qxs_pid *id, int64_t rowkey, const uint8_t *payload,
+                                  uint32_t plen);
+int qxs_coll_foreach(qxs_coll *c, qxs_coll_visit_fn fn, void *ctx);
+void qxs_coll_set_hook(qxs_coll *c, qxs_point_hook fn, void *ctx);
+/* RAM and disk use of one collection (bytes). */
+typedef struct qxs_coll_mem {
+    size_t points, codes, ids, index_other, tombstones, mutable_bytes, raw_ram, disk_segments, wal;
+    size_t total_ram;
+} qxs_coll_mem;
+void qxs_coll_memory(qxs_coll *c, qxs_coll_mem *m);
+/* Sum of total_ram over the collections (for --memory-limit). */
+size_t qxs_server_ram(qxs_server *s);
 
 typedef struct qxs_search_opts {
     size_t k, nprobe, rerank;
     int exact;
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"
- * (L2 or -IP); *found receives the number of results. *used_index says
- * whether the IVF answered. */
-int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist,
-                    int64_t *ids, size_t *found, int *used_index);
+ * (L2 or -IP); ids (and keys, may be NULL) receive the hits, *found their
+ * number. *used_index says whether the IVF answered. */
+int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, qxs_pid *ids,
+                    int64_t *keys, size_t *found, int *used_index);
 int qxs_coll_checkpoint(qxs_coll *c); /* caller holds wmu */
+/* Background merges: fold the smallest sealed segments (at most max_bytes of
+ * live raw vectors) when a collection has min_segs or more. *merged = how
+ * many were folded. Takes wmu itself. */
+#define QXS_MERGE_MIN_SEGS 8
+#define QXS_MERGE_MAX_BYTES ((size_t)256 << 20)
+int qxs_coll_merge(qxs_coll *c, size_t min_segs, size_t max_bytes, size_t *merged);
+void qxs_merge_all(qxs_server *s);
+extern size_t qxs_checkpoint_bytes;   /* log size that triggers a checkpoint (QXS_WAL_CHECKPOINT_BYTES) */
 void qxs_checkpoint_all(qxs_server *s);
 /* internal metric (L2 / IP) of a distance */
 static inline int qxs_metric_of(qxs_distance d) { return d == QXS_DOT ? 1 : 0; }

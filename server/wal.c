@@ -4,9 +4,14 @@
  * 1. One record per request batch, so a crash leaves a batch either whole
  *    (checksum good) or absent: nothing acknowledged is lost and nothing
  *    unacknowledged is half-present.
- * 2. A bad record ends the log (we cannot tell a torn tail from later
- *    garbage); the file is truncated there before any new append, otherwise
- *    records written after restart would hide behind the bad bytes.
+ * 2. Torn tail versus corruption: after the last good record the rest of
+ *    the file is searched for a valid record (plausible length and type, a
+ *    newer lsn, consistent sizes, good checksum). Appends are sequential and
+ *    a failed append stops the log, so a valid record after bad bytes can
+ *    only mean damage to bytes that were once good: acknowledged writes
+ *    follow, and dropping them silently would lose them. Only when nothing
+ *    valid follows is the tail torn, dropped and truncated (so that new
+ *    records do not hide behind it).
  * 3. Group commit: writers append under the collection's writer mutex and
  *    then wait for durability here; one fdatasync covers every record
  *    written before it began, so N concurrent upserts cost ~1 fsync.
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qinx/alloc.h"
@@ -27,96 +33,179 @@
 #include "qinx/error.h"
 #include "wal.h"
 
-static uint32_t rd32(const uint8_t *p) {
+static uint32_t wal_rd32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
     return v;
 }
-static uint64_t rd64(const uint8_t *p) {
+static uint64_t wal_rd64(const uint8_t *p) {
     uint64_t v;
     memcpy(&v, p, 8);
     return v;
 }
 
-size_t qxs_wal_parse(const uint8_t *buf, size_t len, size_t d, qxs_wal_apply_fn fn, void *ctx,
-                     int *fn_error) {
+int qxs_wal_rec_pid(const qxs_wal_rec *r, uint32_t i, qxs_pid *id) {
+    if (r->legacy) {
+        uint64_t v = wal_rd64(r->ids + (size_t)i * 8);
+        if (v > INT64_MAX) return -1;
+        *id = qxs_pid_u64(v);
+        return 0;
+    }
+    return qxs_pid_read(r->ids + (size_t)i * QXS_PID_DISK, id);
+}
+
+/* Structure of a payload of plen bytes (checksum not checked): 0 and *r, or -1. */
+static int decode(const uint8_t *p, size_t plen, size_t d, qxs_wal_rec *r) {
+    if (plen < QXS_WAL_PAYLOAD_HDR) return -1;
+    memset(r, 0, sizeof *r);
+    int type = p[0];
+    r->lsn = wal_rd64(p + 1);
+    r->n = wal_rd32(p + 9);
+    size_t n = r->n, body = plen - QXS_WAL_PAYLOAD_HDR, idb, vb = 0, need;
+    const uint8_t *q = p + QXS_WAL_PAYLOAD_HDR;
+    r->legacy = type == QXS_WAL_UPSERT || type == QXS_WAL_DELETE;
+    if (type < QXS_WAL_UPSERT || type > QXS_WAL_PAYLOAD) return -1;
+    if (!qx_size_mul(n, r->legacy ? 8 : QXS_PID_DISK, &idb) || idb > body) return -1;
+    r->type = type == QXS_WAL_UPSERT ? QXS_WAL_UPSERT2 : type == QXS_WAL_DELETE ? QXS_WAL_DELETE2 : type;
+    r->ids = q;
+    if (r->type == QXS_WAL_UPSERT2 && (!qx_size_mul3(n, d, 4, &vb) || !qx_size_add(idb, vb, &need) || need > body)) return -1;
+    if (r->type == QXS_WAL_UPSERT2) r->vecs = q + idb;
+    need = idb + vb;
+    if (r->legacy || r->type == QXS_WAL_DELETE2) return need == body ? 0 : -1;
+    size_t pl;
+    if (!qx_size_mul(n, 4, &pl) || !qx_size_add(need, pl, &need) || need > body) return -1;
+    r->plens = q + idb + vb;
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t l = wal_rd32(r->plens + i * 4);
+        if (l > QXS_MAX_PAYLOAD) return -1;
+        sum += l;
+    }
+    if (need + sum != body) return -1;
+    r->pdata = r->plens + pl;
+    return 0;
+}
+
+/* Is there a valid record at off (newer than after_lsn when check_lsn)? */
+static int valid_at(const uint8_t *buf, size_t len, size_t off, size_t d, int check_lsn, uint64_t after_lsn,
+                    qxs_wal_rec *r, size_t *next) {
+    if (len - off < QXS_WAL_HDR + QXS_WAL_PAYLOAD_HDR) return 0;
+    uint32_t plen = wal_rd32(buf + off);
+    const uint8_t *p = buf + off + QXS_WAL_HDR;
+    if (plen < QXS_WAL_PAYLOAD_HDR || plen > QXS_WAL_MAX_RECORD || plen > len - off - QXS_WAL_HDR) return 0;
+    if (p[0] < QXS_WAL_UPSERT || p[0] > QXS_WAL_PAYLOAD) return 0;
+    if (check_lsn && wal_rd64(p + 1) <= after_lsn) return 0;
+    if (decode(p, plen, d, r)) return 0;
+    if (qx_crc32(0, p, plen) != wal_rd32(buf + off + 4)) return 0;
+    *next = off + QXS_WAL_HDR + plen;
+    return 1;
+}
+
+/* First valid record after off (newer than after_lsn), or len. */
+static size_t next_valid(const uint8_t *buf, size_t len, size_t off, size_t d, int check_lsn, uint64_t after_lsn) {
+    qxs_wal_rec r;
+    size_t nx;
+    for (size_t o = off + 1; o + QXS_WAL_HDR + QXS_WAL_PAYLOAD_HDR <= len; o++)
+        if (valid_at(buf, len, o, d, check_lsn, after_lsn, &r, &nx)) return o;
+    return len;
+}
+
+size_t qxs_wal_parse(const uint8_t *buf, size_t len, size_t d, qxs_wal_apply_fn fn, void *ctx, int *fn_error,
+                     qxs_wal_status *st) {
     size_t off = 0;
+    qxs_wal_status s = {.corrupt_at = -1};
     if (fn_error) *fn_error = 0;
-    while (len - off >= QXS_WAL_HDR) {
-        uint32_t plen = rd32(buf + off), crc = rd32(buf + off + 4);
-        if (plen < QXS_WAL_PAYLOAD_HDR || plen > QXS_WAL_MAX_RECORD || plen > len - off - QXS_WAL_HDR)
-            break;
-        const uint8_t *p = buf + off + QXS_WAL_HDR;
-        if (qx_crc32(0, p, plen) != crc) break;
-        qxs_wal_rec r = {.type = p[0], .lsn = rd64(p + 1), .n = rd32(p + 9)};
-        size_t per = 8, need;
-        if (r.type == QXS_WAL_UPSERT) {
-            if (!qx_size_mul(d, 4, &per) || !qx_size_add(per, 8, &per)) break;
-        } else if (r.type != QXS_WAL_DELETE) {
-            break;
-        }
-        if (!qx_size_mul(per, r.n, &need) || need != plen - QXS_WAL_PAYLOAD_HDR) break;
-        r.ids = p + QXS_WAL_PAYLOAD_HDR;
-        r.vecs = r.type == QXS_WAL_UPSERT ? r.ids + (size_t)8 * r.n : NULL;
+    qxs_wal_rec r;
+    size_t nx;
+    while (valid_at(buf, len, off, d, s.records > 0, s.last_lsn, &r, &nx)) {
         if (fn) {
             int rc = fn(ctx, &r);
             if (rc) {
                 if (fn_error) *fn_error = rc;
+                if (st) *st = s;
                 return off;
             }
         }
-        off += QXS_WAL_HDR + plen;
+        s.records++;
+        s.last_lsn = r.lsn;
+        off = nx;
     }
+    if (off < len) {
+        size_t v = next_valid(buf, len, off, d, s.records > 0, s.last_lsn);
+        if (v < len) {
+            s.corrupt_at = (int64_t)off;
+            s.next_valid = v;
+        } else {
+            s.dropped = len - off;
+        }
+    }
+    if (st) *st = s;
     return off;
 }
 
-int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, void *ctx,
-                 uint64_t *dropped) {
-    memset(w, 0, sizeof *w);
-    w->fd = -1;
-    pthread_mutex_init(&w->sync_mu, NULL);
-    if (dropped) *dropped = 0;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
+static int read_file(const char *path, int fd, uint8_t **out, size_t *len_out) {
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return qx_error_set(QX_EIO, "stat %s: %s", path, strerror(errno));
-    }
-    size_t len = (size_t)st.st_size;
-    /* an empty log may have just been created by O_CREAT: its directory entry
-     * must be durable before the first append is acknowledged (fdatasync of
-     * the file does not cover it) */
-    int drc = len ? 0 : qx_fsync_dir(path);
-    if (drc) {
-        close(fd);
-        return drc;
-    }
-    uint8_t *buf = qx_malloc(len);
-    if (!buf) {
-        close(fd);
-        return qx_error_set(QX_ENOMEM, "WAL %s: %zu bytes", path, len);
-    }
-    size_t got = 0;
+    if (fstat(fd, &st) != 0) return qx_error_set(QX_EIO, "stat %s: %s", path, strerror(errno));
+    size_t len = (size_t)st.st_size, got = 0;
+    uint8_t *buf = qx_malloc(len + 1);
+    if (!buf) return qx_error_set(QX_ENOMEM, "WAL %s: %zu bytes", path, len);
     while (got < len) {
         ssize_t r = pread(fd, buf + got, len - got, (off_t)got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             qx_free(buf);
-            close(fd);
             return qx_error_set(QX_EIO, "read %s: %s", path, r < 0 ? strerror(errno) : "short read");
         }
         got += (size_t)r;
     }
+    *out = buf;
+    *len_out = len;
+    return 0;
+}
+
+int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, void *ctx, qxs_wal_status *st) {
+    memset(w, 0, sizeof *w);
+    w->fd = -1;
+    pthread_mutex_init(&w->sync_mu, NULL);
+    qxs_wal_status s0, *s = st ? st : &s0;
+    memset(s, 0, sizeof *s);
+    s->corrupt_at = -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = read_file(path, fd, &buf, &len);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    /* an empty log may have just been created by O_CREAT: its directory entry
+     * must be durable before the first append is acknowledged (fdatasync of
+     * the file does not cover it) */
+    if (!len && (rc = qx_fsync_dir(path))) {
+        qx_free(buf);
+        close(fd);
+        return rc;
+    }
     int fn_err = 0;
-    size_t good = qxs_wal_parse(buf, len, d, fn, ctx, &fn_err);
+    size_t good = qxs_wal_parse(buf, len, d, fn, ctx, &fn_err, s);
     qx_free(buf);
     if (fn_err) {
         close(fd);
         return fn_err;
     }
+    if (s->corrupt_at >= 0) {
+        /* keep the file exactly as it is; no appends */
+        close(fd);
+        w->failed = 1;
+        w->size = len;
+        qx_error_set(QX_EFORMAT, "%s: corrupt record at byte offset %lld, before the tail (a valid record follows at "
+                 "byte %llu; %zu bytes after the damage): acknowledged writes may follow it, so recovery stopped "
+                 "and the file was kept; see `qinx serve salvage-wal`",
+                 path, (long long)s->corrupt_at, (unsigned long long)s->next_valid, len - (size_t)s->corrupt_at);
+        return 0;
+    }
     if (good < len) {
-        if (dropped) *dropped = len - good;
         if (ftruncate(fd, (off_t)good) != 0 || fdatasync(fd) != 0) {
             close(fd);
             return qx_error_set(QX_EIO, "truncate %s: %s", path, strerror(errno));
@@ -131,23 +220,8 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
     return 0;
 }
 
-int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const float *vecs,
-                   uint32_t n, size_t d) {
-    if (w->failed || w->fd < 0) return qx_error_set(QX_EIO, "write-ahead log unusable after an I/O error");
-    size_t vbytes = 0, plen;
-    if (type == QXS_WAL_UPSERT && !qx_size_mul3(n, d, 4, &vbytes)) return qx_error_set(QX_ENOMEM, "WAL record size");
-    if (!qx_size_add(QXS_WAL_PAYLOAD_HDR + (size_t)8 * n, vbytes, &plen) || plen > QXS_WAL_MAX_RECORD)
-        return qx_error_set(QX_ELIMIT, "WAL record of %zu bytes above the 1 GiB limit", plen);
-    uint8_t *rec = qx_malloc(QXS_WAL_HDR + plen);
-    if (!rec) return qx_error_set(QX_ENOMEM, "WAL record of %zu bytes", plen);
-    uint8_t *p = rec + QXS_WAL_HDR;
-    uint32_t n32 = n, plen32 = (uint32_t)plen;
-    p[0] = (uint8_t)type;
-    memcpy(p + 1, &lsn, 8);
-    memcpy(p + 9, &n32, 4);
-    memcpy(p + QXS_WAL_PAYLOAD_HDR, ids, (size_t)8 * n);
-    if (vbytes) memcpy(p + QXS_WAL_PAYLOAD_HDR + (size_t)8 * n, vecs, vbytes);
-    uint32_t crc = qx_crc32(0, p, plen);
+static int append_rec(qxs_wal *w, uint8_t *rec, size_t plen, uint64_t lsn) {
+    uint32_t crc = qx_crc32(0, rec + QXS_WAL_HDR, plen), plen32 = (uint32_t)plen;
     memcpy(rec, &plen32, 4);
     memcpy(rec + 4, &crc, 4);
     int rc = qx_write_all(w->fd, rec, QXS_WAL_HDR + plen);
@@ -161,6 +235,103 @@ int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const
     w->size += QXS_WAL_HDR + plen;
     atomic_store(&w->written_lsn, lsn);
     return 0;
+}
+
+int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const qxs_pid *ids, const float *vecs, const qxs_bytes *p,
+                   uint32_t n, size_t d) {
+    if (w->failed || w->fd < 0) return qx_error_set(QX_EIO, "write-ahead log unusable (an I/O error, or corrupt)");
+    if (type != QXS_WAL_UPSERT2 && type != QXS_WAL_DELETE2 && type != QXS_WAL_PAYLOAD)
+        return qx_error_set(QX_EINVAL, "WAL record type %d", type);
+    size_t vb = 0, plen = QXS_WAL_PAYLOAD_HDR + (size_t)n * QXS_PID_DISK, pb = 0;
+    if (type == QXS_WAL_UPSERT2 && !qx_size_mul3(n, d, 4, &vb)) return qx_error_set(QX_ENOMEM, "WAL record size");
+    if (type != QXS_WAL_DELETE2) {
+        pb = (size_t)n * 4;
+        for (uint32_t i = 0; p && i < n; i++) {
+            if (p[i].len > QXS_MAX_PAYLOAD)
+                return qx_error_set(QX_ELIMIT, "payload of %u bytes above the %u-byte limit", p[i].len, QXS_MAX_PAYLOAD);
+            pb += p[i].len;
+        }
+    }
+    if (!qx_size_add(plen, vb, &plen) || !qx_size_add(plen, pb, &plen) || plen > QXS_WAL_MAX_RECORD)
+        return qx_error_set(QX_ELIMIT, "WAL record of %zu bytes above the 1 GiB limit", plen);
+    uint8_t *rec = qx_malloc(QXS_WAL_HDR + plen);
+    if (!rec) return qx_error_set(QX_ENOMEM, "WAL record of %zu bytes", plen);
+    uint8_t *q = rec + QXS_WAL_HDR;
+    q[0] = (uint8_t)type;
+    memcpy(q + 1, &lsn, 8);
+    memcpy(q + 9, &n, 4);
+    q += QXS_WAL_PAYLOAD_HDR;
+    for (uint32_t i = 0; i < n; i++, q += QXS_PID_DISK) qxs_pid_put(q, &ids[i]);
+    if (vb) memcpy(q, vecs, vb);
+    q += vb;
+    if (type != QXS_WAL_DELETE2) {
+        for (uint32_t i = 0; i < n; i++, q += 4) {
+            uint32_t l = p ? p[i].len : 0;
+            memcpy(q, &l, 4);
+        }
+        for (uint32_t i = 0; p && i < n; i++) {
+            if (p[i].len) memcpy(q, p[i].data, p[i].len);
+            q += p[i].len;
+        }
+    }
+    return append_rec(w, rec, plen, lsn);
+}
+
+int qxs_wal_append_legacy(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const float *vecs, uint32_t n,
+                          size_t d) {
+    if (w->failed || w->fd < 0) return qx_error_set(QX_EIO, "write-ahead log unusable");
+    size_t vb = type == QXS_WAL_UPSERT ? (size_t)n * d * 4 : 0, plen = QXS_WAL_PAYLOAD_HDR + (size_t)8 * n + vb;
+    uint8_t *rec = qx_malloc(QXS_WAL_HDR + plen);
+    if (!rec) return qx_error_set(QX_ENOMEM, "WAL record");
+    uint8_t *q = rec + QXS_WAL_HDR;
+    q[0] = (uint8_t)type;
+    memcpy(q + 1, &lsn, 8);
+    memcpy(q + 9, &n, 4);
+    memcpy(q + QXS_WAL_PAYLOAD_HDR, ids, (size_t)8 * n);
+    if (vb) memcpy(q + QXS_WAL_PAYLOAD_HDR + (size_t)8 * n, vecs, vb);
+    return append_rec(w, rec, plen, lsn);
+}
+
+int qxs_wal_salvage(const char *path, size_t d, uint64_t *kept, uint64_t *lost_bytes, char *backup,
+                    size_t backup_cap) {
+    *kept = *lost_bytes = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
+    uint8_t *buf = NULL, *out = NULL;
+    size_t len = 0, olen = 0;
+    int rc = read_file(path, fd, &buf, &len);
+    close(fd);
+    if (rc) return rc;
+    out = qx_malloc(len + 1);
+    if (!out) {
+        qx_free(buf);
+        return qx_error_set(QX_ENOMEM, "salvage buffer");
+    }
+    size_t off = 0;
+    uint64_t last = 0;
+    int any = 0;
+    while (off < len) {
+        qxs_wal_rec r;
+        size_t nx;
+        if (valid_at(buf, len, off, d, any, last, &r, &nx)) {
+            memcpy(out + olen, buf + off, nx - off);
+            olen += nx - off;
+            off = nx;
+            last = r.lsn;
+            any = 1;
+            (*kept)++;
+            continue;
+        }
+        size_t v = next_valid(buf, len, off, d, any, last);
+        *lost_bytes += v - off;
+        off = v;
+    }
+    snprintf(backup, backup_cap, "%s.corrupt-%lld", path, (long long)time(NULL));
+    if (link(path, backup) != 0) rc = qx_error_set(QX_EIO, "keeping %s as %s: %s", path, backup, strerror(errno));
+    if (!rc) rc = qx_write_atomic(path, out, olen);
+    qx_free(buf);
+    qx_free(out);
+    return rc;
 }
 
 int qxs_wal_sync(qxs_wal *w, uint64_t lsn) {

@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # tests/long_server_crash.sh — crash loop (label long): two writers upsert
-# batches of 10 points (and now and then delete an older batch) in a loop
-# while the server is killed with kill -9 at random moments, QX_CRASH_ROUNDS
-# times (default 25). After every restart: every acknowledged upsert is
-# present with its exact vector and searchable (a stored vector finds
-# itself), every acknowledged delete is absent, and no batch is half-present
-# (an unacknowledged in-flight batch is all there or not at all).
+# batches of 10 points (and now and then delete an older batch) in a loop,
+# a third client starts rebuilds, and the server checkpoints every ~35 log
+# records (--checkpoint-bytes 20000: sealing segments, writing tombstones,
+# index files and the manifest), while it is killed with kill -9 at random
+# moments, QX_CRASH_ROUNDS times (default 25): during loads, checkpoints and
+# rebuilds. After every restart: every acknowledged upsert is present with
+# its exact vector and searchable (a stored vector finds itself), every
+# acknowledged delete is absent, and no batch is half-present (an
+# unacknowledged in-flight batch is all there or not at all). The end line
+# counts the checkpoints and rebuilds the kills interrupted or followed.
 # Usage: bash tests/long_server_crash.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
+[ -n "${QX_TEST_BIN:-}" ] && QX_BIN=$QX_TEST_BIN
 ROUNDS=${QX_CRASH_ROUNDS:-25}
 D="$QX_TMP/data"
 C=/collections/crash
 DIM=8
-qx_start "$D" || exit 1
+FLAGS=(--checkpoint-bytes "${QX_CRASH_CKPT:-20000}")
+qx_start "$D" "${FLAGS[@]}" || exit 1
 qx_expect 200 PUT $C "{\"vectors\":{\"size\":$DIM,\"distance\":\"Euclid\"}}"
+# rebuilds, one after another (422 below 1000 points, 409 while one runs)
+rebuilder() {
+  while :; do
+    curl -s -o /dev/null -X POST "$1$C/rebuild" -H 'Content-Type: application/json' \
+      -d '{"train_size":2000,"min_recall":0,"gate":{"min_used_fraction":0,"min_perplexity":0,"max_drift_rejected_fraction":1,"max_mse_ratio":1000,"max_recall_drop":1}}' || return
+    sleep 0.3
+  done
+}
 
 # writer W: batches b = W, W+2, W+4, ... (ids 10b..10b+9, vectors seeded by b)
 writer() {
@@ -64,13 +78,29 @@ verify() {
 }
 
 total_acked=0
+ckpts=0; rb_started=0; rb_done=0
+# QX_CRASH_PRELOAD batches written before the first kill (so that rebuilds,
+# which need 1000 points, run from the first round on a slow machine)
+PRE=${QX_CRASH_PRELOAD:-0}
+for b in $(seq 0 $((PRE - 1))); do
+  qx_points $((b * 10)) 10 $DIM $b >"$QX_TMP/pre.json"
+  echo "try U $b" >>"$QX_TMP/ops.$((b % 2))"
+  curl -sf -o /dev/null -X PUT "$QX_URL$C/points" -H 'Content-Type: application/json' --data-binary "@$QX_TMP/pre.json" \
+    && echo "ack U $b" >>"$QX_TMP/ops.$((b % 2))"
+done
+[ "$PRE" -gt 0 ] && next0=$(( (PRE + 1) / 2 * 2 )) && next1=$(( PRE / 2 * 2 + 1 ))
 for round in $(seq 1 "$ROUNDS"); do
   writer 0 "$QX_URL" $next0 & w0=$!
   writer 1 "$QX_URL" $next1 & w1=$!
-  sleep "$(awk -v s="$round" 'BEGIN{srand(s); printf "%.2f", 0.3 + rand() * 1.2}')"
+  rebuilder "$QX_URL" & w2=$!
+  sleep "$(awk -v s="$round" 'BEGIN{srand(s); printf "%.2f", 0.3 + rand() * 2.2}')"
   kill -9 "$QX_PID"; wait "$QX_PID" 2>/dev/null
   wait $w0 $w1 2>/dev/null
-  qx_start "$D" || { qx_fail "restart $round"; break; }
+  kill $w2 2>/dev/null; wait $w2 2>/dev/null
+  ckpts=$((ckpts + $(grep -c "checkpoint at lsn" "$QX_LOG")))
+  rb_started=$((rb_started + $(grep -c "POST /collections/crash/rebuild .*status=200" "$QX_LOG")))
+  rb_done=$((rb_done + $(grep -c "rebuild job [0-9]* \(succeeded\|rejected\|failed\)" "$QX_LOG")))
+  qx_start "$D" "${FLAGS[@]}" || { qx_fail "restart $round"; break; }
   if verify; then
     acked=$(grep -h '^ack U' "$QX_TMP"/ops.* | wc -l)
     qx_ok "round $round: $acked acknowledged batches all present and whole"
@@ -81,7 +111,7 @@ for round in $(seq 1 "$ROUNDS"); do
   lastb=$(grep -h '^ack U' "$QX_TMP"/ops.* | awk '{print $3}' | sort -n | tail -1)
   if [ -n "$lastb" ] && ! grep -q "^ack D $lastb\$" "$QX_TMP"/ops.*; then
     v=$(awk -v d=$DIM -v s="$lastb" 'BEGIN{srand(s); printf "["; for(i=0;i<d;i++) printf "%s%.6f", (i?",":""), rand()*2-1; printf "]"}')
-    qx_req POST $C/points/search "{\"vector\":$v,\"limit\":1}"
+    qx_req POST $C/points/search "{\"vector\":$v,\"limit\":1,\"params\":{\"exact\":true}}"
     [[ "$QX_BODY" == *"\"id\":$((lastb * 10)),\"score\":0.0"* ]] && qx_ok "round $round: batch $lastb searchable" \
       || qx_fail "round $round: batch $lastb not found by search: ${QX_BODY:0:200}"
   fi
@@ -89,6 +119,6 @@ for round in $(seq 1 "$ROUNDS"); do
   m0=$(awk '{print $3}' "$QX_TMP/ops.0" 2>/dev/null | sort -n | tail -1); next0=$(( ${m0:-0} + 2 ))
   m1=$(awk '{print $3}' "$QX_TMP/ops.1" 2>/dev/null | sort -n | tail -1); next1=$(( ${m1:-1} + 2 ))
 done
-echo "RESULT crash loop: $ROUNDS kill -9 rounds, $(grep -h '^ack U' "$QX_TMP"/ops.* | wc -l) acknowledged upserts, $(grep -h '^ack D' "$QX_TMP"/ops.* | wc -l) deletes"
+echo "RESULT crash loop: $ROUNDS kill -9 rounds, $(grep -h '^ack U' "$QX_TMP"/ops.* | wc -l) acknowledged upserts, $(grep -h '^ack D' "$QX_TMP"/ops.* | wc -l) deletes, $ckpts checkpoints, $rb_started rebuilds started, $rb_done finished before a kill (the others were killed mid-rebuild)"
 qx_stop TERM
 qx_finish

@@ -61,7 +61,7 @@ non2xx=$(awk '/Non-2xx/{print $NF}' "$QX_TMP/wrk.txt")
 qx_alive "after load"
 qx_stop TERM
 
-IDX="$QX_TMP/data/collections/load/index.qx"
+IDX=$(ls "$QX_TMP"/data/collections/load/index-*.qx | tail -1)
 inproc() { local r; for r in 1 2 3 4 5; do
     "$QX_BIN" search --index "$IDX" --queries "${S}_query.fvecs" --k 10 --nprobe "$NPROBE" --threads "$1" --runs 1 --print 0 2>&1 |
       grep -io '[0-9.]* *QPS\|QPS[^0-9]*[0-9.]*' | grep -o '[0-9.]*' | head -1

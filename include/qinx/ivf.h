@@ -70,6 +70,14 @@ int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n);
  * count removed. */
 int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed);
 
+/* Replace every stored id by fn(ctx, id) (codes untouched); an entry whose
+ * new id is negative is removed. New ids must be distinct (QX_EINVAL). Used
+ * by callers that key entries by their own row numbers when rows move. */
+int qx_ivf_remap_ids(qx_ivf *ivf, int64_t (*fn)(void *ctx, int64_t id), void *ctx);
+/* Give the entries of old_ids[i] the id new_ids[i] (codes and lists
+ * untouched; absent old ids are skipped). New ids must not be in use. */
+int qx_ivf_rename_ids(qx_ivf *ivf, const int64_t *old_ids, const int64_t *new_ids, size_t n);
+
 typedef struct qx_search_params {
     size_t nprobe;  /* lists visited (default 16, capped at nlist) */
     size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off) */

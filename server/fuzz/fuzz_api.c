@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 0 && data[0] == 'W') {
         size_t n = 0;
         int e;
-        size_t good = qxs_wal_parse(data + 1, size - 1, 4, count_rec, &n, &e);
+        size_t good = qxs_wal_parse(data + 1, size - 1, 4, count_rec, &n, &e, NULL);
         if (good > size - 1) abort();
         return 0;
     }
