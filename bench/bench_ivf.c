@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench_impl.h"
 
@@ -84,12 +85,17 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
                 stopped = 1;
                 break;
             }
-            double best = INFINITY;
+            double best = INFINITY, best_cpu = INFINITY;
             for (size_t run = 0; run < cfg->runs && rc == 0; run++) {
+                struct timespec c0, c1;
+                clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
                 t = bench_now();
                 rc = v->search(v, D->queries.data, nq, k, nprobe, rerank, dist, ids);
                 double dt = bench_now() - t;
+                clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+                double dc = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
                 if (dt < best) best = dt;
+                if (dc < best_cpu) best_cpu = dc;
                 /* a point of seconds is not noise-dominated: one run is enough */
                 if (dt > BENCH_SLOW_POINT_S) break;
             }
@@ -112,8 +118,11 @@ int bench_eval_ivf(bench_run *r, const char *method, size_t bytes, bench_ivfimpl
             res.index_bytes = (double)D->base.n * (v->code_size + sizeof(int64_t));
             res.threads = 1;
             res.n_train = r->train_n;
-            bench_log(r, "%s %zuB nprobe %4zu rerank %4zu: R@1 %.4f  10-R@10 %.4f  QPS %.0f", method,
-                      bytes, nprobe, rerank, res.r1, res.r10at10, res.qps);
+            /* CPU-QPS: queries per second of process CPU time, which a
+             * shared machine's waiting for a core does not inflate */
+            bench_log(r, "%s %zuB nprobe %4zu rerank %4zu: R@1 %.4f  10-R@10 %.4f  QPS %.0f  CPU-QPS %.0f",
+                      method, bytes, nprobe, rerank, res.r1, res.r10at10, res.qps,
+                      nq / (best_cpu > 0 ? best_cpu : 1e-9));
             rc = bench_add_result(r, &res);
         }
     }

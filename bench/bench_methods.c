@@ -378,6 +378,20 @@ static int qv_search(bench_ivfimpl *v, const float *q, size_t nq, size_t k, size
     return rc ? bench_qx_fail("qinx IVF search", rc) : 0;
 }
 
+/* Fast-scan indexes: the sweep's "rerank" value is the shortlist of the
+ * 4-bit scan that the whole code re-ranks (0 = the library's 4 × k). */
+static int qfs_search(bench_ivfimpl *v, const float *q, size_t nq, size_t k, size_t nprobe,
+                      size_t shortlist, float *dist, int64_t *ids) {
+    qxivf *s = v->obj;
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = nprobe;
+    p.shortlist = shortlist;
+    p.threads = 1;
+    int rc = qx_ivf_search(s->ivf, s->ctx, q, nq, k, &p, dist, ids);
+    return rc ? bench_qx_fail("qinx IVF fast-scan search", rc) : 0;
+}
+
 static void qv_destroy(bench_ivfimpl *v) {
     qxivf *s = v->obj;
     if (!s) return;
@@ -443,6 +457,30 @@ static int run_qinx_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
         kept_ivf[nkept_ivf++].train_s = r->res[r->nres - 1].train_s;
         s->ivf = NULL; /* kept: not freed with v */
     }
+    v.destroy(&v);
+    return rc;
+}
+
+/* IVF fast-scan at `bytes`: bytes/2 bytes of 4-bit steps (rounded down to
+ * whole bytes), the rest but the norm byte in 8-bit steps. */
+static int run_qinx_ivffs(bench_run *r, const bench_method *m, size_t bytes) {
+    qx_fs_opts o;
+    qx_fs_opts_init(&o);
+    o.M4 = bytes / 2 * 2;
+    if (o.M4 / 2 > bytes - 1) o.M4 = (bytes - 1) * 2;
+    o.M8 = bytes - 1 - o.M4 / 2;
+    o.seed = r->cfg->seed;
+    o.threads = r->cfg->threads;
+    qx_quantizer *q = NULL;
+    int rc = qx_fs_new(&q, r->data->d, &o);
+    if (rc) return bench_qx_fail("qx_fs_new", rc);
+    bench_ivfimpl v;
+    if ((rc = ivf_qinx(r, &v, q))) return rc;
+    v.search = qfs_search;
+    snprintf(v.spec, sizeof v.spec,
+             "IVF%zu, fast-scan %zu x 4-bit + %zu x 8-bit + 2 x 4-bit norm; rerank N = shortlist N",
+             bench_nlist(r), o.M4, o.M8);
+    rc = bench_eval_ivf(r, m->name, bytes, &v);
     v.destroy(&v);
     return rc;
 }
@@ -601,6 +639,21 @@ static int run_faiss_ivfpq(bench_run *r, const bench_method *m, size_t bytes) {
     return rc;
 }
 
+/* FAISS's IVF-PQ fast-scan at `bytes`: 2·bytes sub-quantizers of 4 bits,
+ * residual (fsr), with OPQ when 2·bytes does not divide d. */
+static int run_faiss_ivfpqfs(bench_run *r, const bench_method *m, size_t bytes) {
+    char spec[128];
+    size_t d = r->data->d, M = 2 * bytes;
+    if (d % M == 0) snprintf(spec, sizeof spec, "IVF%zu,PQ%zux4fsr", bench_nlist(r), M);
+    else snprintf(spec, sizeof spec, "OPQ%zu_%zu,IVF%zu,PQ%zux4fsr", M, d / M * M, bench_nlist(r), M);
+    bench_ivfimpl v;
+    int rc = ivf_faiss(r, &v, spec, 0);
+    if (rc) return rc;
+    rc = bench_eval_ivf(r, m->name, bytes, &v);
+    v.destroy(&v);
+    return rc;
+}
+
 static int run_faiss_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     char spec[96];
     snprintf(spec, sizeof spec, "IVF%zu,RQ%zux8_Nqint8", bench_nlist(r), bytes - 1);
@@ -635,6 +688,8 @@ static const bench_method methods[] = {
     {"qinx-ivfrq", 1, 0, run_qinx_ivfrq},
     {"faiss-ivfpq", 1, 0, run_faiss_ivfpq},
     {"faiss-ivfrq", 1, 0, run_faiss_ivfrq},
+    {"qinx-ivffs", 1, 0, run_qinx_ivffs},
+    {"faiss-ivfpqfs", 1, 0, run_faiss_ivfpqfs},
 #ifdef BENCH_HAVE_QINCO
     {"qinx-ivfqinco", 1, 1, run_qinx_ivfqinco},
 #endif

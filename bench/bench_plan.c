@@ -213,6 +213,12 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
     } else if (!strcmp(m, "faiss-ivfpq")) {
         t = coarse + ntc * 1.2 * pow(M, 0.8) * u * (D->d % bytes ? 1.0 : 0.1); /* OPQ only when M ∤ d */
         f = nb * 0.05 * u + sweep_cost(r, m, bytes, nlist);
+    } else if (!strcmp(m, "qinx-ivffs")) { /* 4-bit k-means is cheap; the 8-bit RQ part dominates */
+        t = coarse + qinx_rq_train(D, M / 2);
+        f = nb * 0.0042 * M * u + sweep_cost(r, m, bytes, nlist);
+    } else if (!strcmp(m, "faiss-ivfpqfs")) { /* 16-centroid k-means per sub-quantizer: cheap */
+        t = coarse + ntc * 0.15 * u;
+        f = nb * 0.05 * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "faiss-ivfrq")) {
         t = coarse + nt * 0.95 * (M - 1) * u;
         f = nb * 0.018 * (M - 1) * u + sweep_cost(r, m, bytes, nlist);

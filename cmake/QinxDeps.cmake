@@ -1,5 +1,5 @@
 # Locate FAISS (static libfaiss.a from Debian, plus our own C API binding unless a
-# system libfaiss_c exists), OpenBLAS/LAPACK, jemalloc, libmicrohttpd, jansson.
+# system libfaiss_c exists), OpenBLAS/LAPACK, jemalloc, jansson.
 find_path(QX_FAISS_INCLUDE faiss/c_api/faiss_c.h)
 if(NOT QX_FAISS_INCLUDE)
   message(FATAL_ERROR "FAISS C API headers not found: run scripts/setup.sh (apt-get install libfaiss-dev)")
@@ -22,7 +22,6 @@ else()
 endif()
 list(APPEND QX_FAISS_LIBS ${QX_OPENBLAS_LIB} ${QX_LAPACK_LIB} stdc++)
 pkg_check_modules(JEMALLOC jemalloc)
-pkg_check_modules(MHD libmicrohttpd)
 pkg_check_modules(JANSSON jansson)
 if(QX_WITH_JEMALLOC AND NOT JEMALLOC_FOUND)
   message(WARNING "jemalloc not found; the qinx program uses the libc allocator")

@@ -71,6 +71,7 @@ int qx_ivf_new(qx_ivf **out, size_t d, qx_quantizer *quant, const qx_ivf_opts *o
     ivf->M = qx_quantizer_steps(quant);
     ivf->has_norm = opts->metric == QX_METRIC_L2;
     ivf->code_size = ivf->M + (size_t)ivf->has_norm;
+    qx__ivf_fs_setup(ivf); /* fast-scan kind: the split of its codes */
     *out = ivf;
     return 0;
 }
@@ -79,6 +80,7 @@ static void free_lists(qx_ivf *ivf) {
     if (!ivf->lists) return;
     for (size_t l = 0; l < ivf->nlist; l++) {
         qx__aligned_free(ivf->lists[l].codes);
+        qx__aligned_free(ivf->lists[l].fsb);
         qx__free(ivf->lists[l].ids);
     }
     qx__free(ivf->lists);
@@ -165,7 +167,9 @@ int qx__ivf_encode(const qx_ivf *ivf, const float *x, const uint32_t *list, size
     if (!res || !raw) rc = qx__fail(QX_ENOMEM, "ivf encode: %zu vectors", n);
     if (rc == 0) rc = residuals_of(ivf, x, list, n, res);
     if (rc == 0) rc = qx_quantizer_encode(ivf->quant, res, n, raw);
-    if (rc == 0 && ivf->has_norm) rc = qx_quantizer_decode(ivf->quant, raw, n, 0, res);
+    /* the fast-scan kind stores the norm of its 4-bit part (ivf_fastscan.c) */
+    size_t norm_steps = ivf->fs_pairs ? ivf->fs_half : 0;
+    if (rc == 0 && ivf->has_norm) rc = qx_quantizer_decode(ivf->quant, raw, n, norm_steps, res);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         memcpy(codes + i * cs, raw + i * M, M);
         if (ivf->has_norm) {
@@ -175,7 +179,8 @@ int qx__ivf_encode(const qx_ivf *ivf, const float *x, const uint32_t *list, size
                 double v = (double)c[j] + res[i * d + j];
                 nn += v * v;
             }
-            codes[i * cs + M] = qx__norm_encode(ivf->norm_levels, (float)nn);
+            codes[i * cs + M] = ivf->fs_pairs ? qx__ivf_fs_norm_encode(ivf->norm_levels, (float)nn)
+                                              : qx__norm_encode(ivf->norm_levels, (float)nn);
         }
     }
     qx__aligned_free(res);
@@ -253,7 +258,7 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
             assign[i] = assign[src];
         }
         if (rc == 0) rc = qx_quantizer_encode(ivf->quant, sample, ns, codes);
-        if (rc == 0) rc = qx_quantizer_decode(ivf->quant, codes, ns, 0, sample);
+        if (rc == 0) rc = qx_quantizer_decode(ivf->quant, codes, ns, ivf->fs_pairs ? ivf->fs_half : 0, sample);
         for (size_t i = 0; rc == 0 && i < ns; i++) {
             const float *c = ivf->centroids + (size_t)assign[i] * d;
             double nn = 0;
@@ -263,7 +268,8 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
             }
             norms[i] = (float)nn;
         }
-        if (rc == 0) qx__norm_fit(ivf->norm_levels, norms, ns);
+        if (rc == 0 && ivf->fs_pairs) qx__ivf_fs_norm_fit(ivf->norm_levels, norms, ns);
+        else if (rc == 0) qx__norm_fit(ivf->norm_levels, norms, ns);
         qx__free(codes);
         qx__free(norms);
     }
@@ -320,7 +326,8 @@ static void remove_at(qx_ivf *ivf, uint32_t list, uint32_t off) {
     qx__ivf_list *l = &ivf->lists[list];
     size_t cs = ivf->code_size, last = l->size - 1;
     if (off != last) {
-        memcpy(l->codes + (size_t)off * cs, l->codes + last * cs, cs);
+        if (ivf->fs_pairs) qx__ivf_fs_move(ivf, l, last, off);
+        else memcpy(l->codes + (size_t)off * cs, l->codes + last * cs, cs);
         l->ids[off] = l->ids[last];
         qx__idmap_put(&ivf->ids, l->ids[off], qx__loc(list, off)); /* key exists: no alloc */
     }
@@ -356,7 +363,8 @@ int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n) {
             }
             qx__ivf_list *l = &ivf->lists[assign[i]];
             if (l->size >= UINT32_MAX) { rc = qx__fail(QX_ELIMIT, "ivf_add: list %u is full", assign[i]); break; }
-            rc = qx__ivf_list_push(l, cs, codes + i * cs, id);
+            rc = ivf->fs_pairs ? qx__ivf_fs_push(ivf, l, codes + i * cs, id)
+                               : qx__ivf_list_push(l, cs, codes + i * cs, id);
             if (rc == 0) rc = qx__idmap_put(&ivf->ids, id, qx__loc(assign[i], (uint32_t)(l->size - 1)));
             if (rc == 0) ivf->ntotal++;
         }
@@ -452,7 +460,8 @@ int qx_ivf_get_info(const qx_ivf *ivf, qx_ivf_info *info) {
         size_t s = ivf->lists[l].size;
         if (s < info->list_min) info->list_min = s;
         if (s > info->list_max) info->list_max = s;
-        bytes += ivf->lists[l].cap * (ivf->code_size + sizeof(int64_t));
+        bytes += ivf->fs_pairs ? qx__ivf_fs_list_bytes(ivf, &ivf->lists[l])
+                               : ivf->lists[l].cap * (ivf->code_size + sizeof(int64_t));
     }
     bytes += ivf->ids.cap * (sizeof(int64_t) + sizeof(uint64_t) + 1);
     const float *cb = qx_quantizer_additive_codebooks(ivf->quant);

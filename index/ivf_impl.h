@@ -5,19 +5,27 @@
 #include "qinx/ivf.h"
 #include "internal.h"
 #include "idmap.h"
+#include "topk.h"
 
 #define QX__NORM_LEVELS 256
+#define QX__QBLOCK 32 /* queries whose coarse scores and LUTs are computed together */
 
 typedef struct qx__ivf_list {
-    uint8_t *codes; /* size * code_size bytes */
+    uint8_t *codes; /* size * code_size bytes (fast-scan kind: size * fs_rest) */
     int64_t *ids;   /* size ids */
     size_t size, cap;
+    uint8_t *fsb;   /* fast-scan kind: the scanned bytes in 32-vector blocks
+                     * (cap / 32 blocks of 32 * fs_pairs bytes; see ivf_fastscan.c) */
 } qx__ivf_list;
 
 struct qx_ivf {
     size_t d, nlist, M;
     size_t code_size;       /* M + has_norm */
     int has_norm;           /* L2 stores the quantized ||x̂||² */
+    size_t fs_pairs;        /* fast-scan kind: bytes per vector kept in scan blocks
+                             * (the 4-bit bytes, then the norm byte); 0 otherwise */
+    size_t fs_rest;         /* fast-scan kind: bytes per vector kept row-major (8-bit steps) */
+    size_t fs_half;         /* fast-scan kind: 4-bit bytes per code (M4 / 2) */
     qx_ivf_opts opts;
     qx_quantizer *quant;
     float *centroids;       /* nlist * d, aligned */
@@ -31,6 +39,41 @@ struct qx_ivf {
     qx_progress_fn progress;
     void *progress_ctx;
 };
+
+/* Per-thread search scratch (ivf_search.c; the fast-scan kind keeps its own
+ * in `fs`). */
+struct qx_ivf_search_ctx {
+    size_t nlist, lut_len, heap_cap, scan_cap, rerank_cap, d, M;
+    float *coarse;      /* QBLOCK * nlist */
+    float *luts;        /* QBLOCK * (M+1) * 256 */
+    float *scan;        /* scores of one list */
+    qx__topk probes;    /* nprobe best lists */
+    qx__topk heap;      /* shortlist */
+    uint8_t *rr_codes;  /* rerank: codes of the shortlist */
+    float *rr_vecs;     /* rerank: decoded residuals */
+    qx_ivf_search_ctx **workers; /* per-thread contexts for batches */
+    int nworkers;
+    void *fs;           /* fast-scan kind: its scratch (ivf_fastscan_search.c) */
+};
+
+/* ---- fast-scan kind (ivf_fastscan.c, ivf_fastscan_search.c) ----
+ * The norm byte holds two 4-bit steps of a 1-D residual quantizer of
+ * ||c + r̂4||² (r̂4: the 4-bit part only): levels 0..15 of norm_levels are
+ * the first step, 16..31 the second. */
+void qx__ivf_fs_setup(qx_ivf *ivf);
+void qx__ivf_fs_norm_fit(float *levels, float *norms, size_t n);
+uint8_t qx__ivf_fs_norm_encode(const float *levels, float v);
+int qx__ivf_fs_push(qx_ivf *ivf, qx__ivf_list *l, const uint8_t *code, int64_t id);
+void qx__ivf_fs_get(const qx_ivf *ivf, const qx__ivf_list *l, size_t i, uint8_t *code);
+void qx__ivf_fs_move(const qx_ivf *ivf, qx__ivf_list *l, size_t from, size_t to);
+size_t qx__ivf_fs_list_bytes(const qx_ivf *ivf, const qx__ivf_list *l);
+/* The whole search of a fast-scan index (called by qx_ivf_search after its
+ * argument checks, with ctx fitted). */
+struct qx_ivf_search_ctx;
+int qx__ivf_fs_search(const qx_ivf *ivf, struct qx_ivf_search_ctx *ctx, const float *queries,
+                      size_t nq, size_t k, const qx_search_params *p, int threads, float *dist,
+                      int64_t *ids);
+void qx__ivf_fs_ctx_free(void *fs);
 
 /* Quantize ||x̂||² to the nearest of the 256 levels. */
 uint8_t qx__norm_encode(const float *levels, float v);

@@ -98,10 +98,18 @@ int qx_ivf_save(const qx_ivf *ivf, const char *path) {
     end_section(&b, at);
     qx__free(qblob);
     at = begin_section(&b, SEC_LISTS);
+    uint8_t row[2 * QX_MAX_STEPS + 1];
     for (size_t l = 0; l < ivf->nlist; l++) {
         const qx__ivf_list *L = &ivf->lists[l];
         put_u64(&b, L->size);
-        put(&b, L->codes, L->size * ivf->code_size);
+        if (ivf->fs_pairs) { /* fast-scan kind: full row-major codes, unpacked */
+            for (size_t i = 0; i < L->size; i++) {
+                qx__ivf_fs_get(ivf, L, i, row);
+                put(&b, row, ivf->code_size);
+            }
+        } else {
+            put(&b, L->codes, L->size * ivf->code_size);
+        }
         put(&b, L->ids, L->size * sizeof(int64_t));
     }
     end_section(&b, at);
@@ -292,7 +300,17 @@ int qx_ivf_load(const char *path, qx_ivf **out) {
         if (size > UINT32_MAX || !qx__mul(size, cs + 8, &need) || need > lc.left)
             FAIL("%s: list %zu claims %llu entries, section too short", path, l, (unsigned long long)size);
         qx__ivf_list *L = &ivf->lists[l];
-        if (size) {
+        if (size && ivf->fs_pairs) { /* fast-scan kind: repack into scan blocks */
+            const uint8_t *codes = lc.p;
+            take(&lc, NULL, size * cs);
+            const int64_t *lids = (const int64_t *)(const void *)lc.p;
+            for (size_t i = 0; i < size; i++) {
+                int64_t id;
+                memcpy(&id, lids + i, 8);
+                if ((rc = qx__ivf_fs_push(ivf, L, codes + i * cs, id))) goto out;
+            }
+            take(&lc, NULL, size * 8);
+        } else if (size) {
             L->codes = qx__aligned_alloc(size * cs);
             L->ids = qx__malloc(size * 8);
             if (!L->codes || !L->ids) { rc = qx__fail(QX_ENOMEM, "%s: list %zu", path, l); goto out; }

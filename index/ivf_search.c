@@ -32,21 +32,8 @@
 #include "topk.h"
 #include "qinx/kernels.h"
 
-#define QX__QBLOCK 32
 #define QX__GEMV_MAX 2 /* blocks up to this many queries use sgemv (decision 5) */
 
-struct qx_ivf_search_ctx {
-    size_t nlist, lut_len, heap_cap, scan_cap, rerank_cap, d, M;
-    float *coarse;      /* QBLOCK * nlist */
-    float *luts;        /* QBLOCK * (M+1) * 256 */
-    float *scan;        /* scores of one list */
-    qx__topk probes;    /* nprobe best lists */
-    qx__topk heap;      /* shortlist */
-    uint8_t *rr_codes;  /* rerank: codes of the shortlist */
-    float *rr_vecs;     /* rerank: decoded residuals */
-    qx_ivf_search_ctx **workers; /* per-thread contexts for batches */
-    int nworkers;
-};
 
 static size_t max_list_size(const qx_ivf *ivf) {
     size_t m = 0;
@@ -65,6 +52,7 @@ static void ctx_release(qx_ivf_search_ctx *c) {
     qx__free(c->heap.val);
     qx__free(c->rr_codes);
     qx__aligned_free(c->rr_vecs);
+    qx__ivf_fs_ctx_free(c->fs);
 }
 
 void qx_ivf_search_ctx_free(qx_ivf_search_ctx *c) {
@@ -172,26 +160,52 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
     int l2 = ivf->opts.metric == QX_METRIC_L2;
     size_t nprobe = p->nprobe < nlist ? p->nprobe : nlist;
     size_t heap_k = p->rerank > k ? p->rerank : k;
+    /* filtered: rank up to max_nprobe lists, scan nprobe, then more until k pass */
+    size_t nrank = nprobe;
+    if (p->filter) {
+        nrank = p->max_nprobe && p->max_nprobe < nlist ? p->max_nprobe : nlist;
+        if (nrank < nprobe) nrank = nprobe;
+    }
     float qn = l2 ? qx_dot(q, q, d) : 0.f;
 
     /* Probe selection: L2 by ||c||² − 2⟨q,c⟩, IP by −⟨q,c⟩. */
-    qx__topk_reset(&c->probes, nprobe);
+    qx__topk_reset(&c->probes, nrank);
     for (size_t l = 0; l < nlist; l++) {
         float key = l2 ? ivf->centroid_norms[l] - 2.0f * qc[l] : -qc[l];
         if (qx__topk_wants(&c->probes, key)) qx__topk_push(&c->probes, key, l);
     }
+    if (p->filter) qx__topk_sort(&c->probes); /* nearest list first */
     qx__topk_reset(&c->heap, heap_k);
-    for (size_t pi = 0; pi < c->probes.n; pi++) {
+    /* Filtered: after nprobe lists, go on until the shortlist is full of
+     * passing ids AND about as many passing ids were scanned as the
+     * unfiltered search scans ids in its nprobe lists (scanned x the pass
+     * rate of the tested candidates >= that count): the filtered top-k is
+     * the top-(k / pass rate) of the whole set, which needs that much more
+     * of the space to be seen for the same recall. */
+    size_t pi = 0, passed = 0, tested = 0, scanned = 0, scanned_nprobe = 0;
+    for (; pi < c->probes.n; pi++) {
+        if (p->filter && pi >= nprobe) {
+            if (pi == nprobe) scanned_nprobe = scanned;
+            if (passed >= heap_k && (double)scanned * (double)passed >= (double)scanned_nprobe * (double)tested) break;
+        }
         uint32_t l = (uint32_t)c->probes.val[pi];
         const qx__ivf_list *L = &ivf->lists[l];
         if (L->size == 0) continue;
+        scanned += L->size;
         float bias = l2 ? -2.0f * qc[l] : -qc[l];
         qx_lut_scan(c->scan, L->codes, L->size, cs, M + (size_t)ivf->has_norm, lut);
         for (size_t i = 0; i < L->size; i++) {
             float s = c->scan[i] + bias;
-            if (qx__topk_wants(&c->heap, s)) qx__topk_push(&c->heap, s, qx__loc(l, (uint32_t)i));
+            if (!qx__topk_wants(&c->heap, s)) continue;
+            if (p->filter) {
+                tested++;
+                if (!p->filter(p->filter_ctx, L->ids[i])) continue;
+                passed++;
+            }
+            qx__topk_push(&c->heap, s, qx__loc(l, (uint32_t)i));
         }
     }
+    if (p->lists_visited) *p->lists_visited = pi;
     if (p->rerank > 0 && c->heap.n > 0) {
         /* Exact distances to the decoded reconstructions c_l + r̂. */
         size_t n = c->heap.n;
@@ -253,6 +267,8 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
     if (params->nprobe == 0) return qx__fail(QX_EINVAL, "search: nprobe must be at least 1");
     if (params->rerank > QX_MAX_K * 10)
         return qx__fail(QX_EINVAL, "search: rerank=%zu above %d", params->rerank, QX_MAX_K * 10);
+    if (params->shortlist > QX_MAX_K * 10)
+        return qx__fail(QX_EINVAL, "search: shortlist=%zu above %d", params->shortlist, QX_MAX_K * 10);
     size_t total;
     if (!qx__mul(nq, ivf->d, &total)) return qx__fail(QX_ENOMEM, "search: nq*d overflows");
     long bad = qx__first_nonfinite(queries, total);
@@ -276,6 +292,11 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
             rc = qx_ivf_search_ctx_new(&ctx->workers[t], ivf);
             if (rc == 0) ctx->nworkers = t + 1;
         }
+    }
+    if (rc == 0 && ivf->fs_pairs) { /* fast-scan kind: its own pipeline */
+        rc = qx__ivf_fs_search(ivf, ctx, queries, nq, k, params, threads, dist, ids);
+        qx_ivf_search_ctx_free(own);
+        return rc;
     }
     if (rc == 0) rc = ctx_fit(ctx, ivf, heap_k, params->rerank);
     for (int t = 0; rc == 0 && threads > 1 && t < threads; t++)

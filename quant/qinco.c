@@ -51,6 +51,8 @@ void qx_qinco_opts_init(qx_qinco_opts *o) {
     o->valid_fraction = 0.1f;
     o->rq_beam = 5;
     o->verbose = 0;
+    o->rq_refine_min = -1;
+    o->fallback = 1;
 }
 
 int qx__qinco_check_opts(const qx_qinco_opts *o, size_t d) {
@@ -78,6 +80,11 @@ int qx__qinco_check_opts(const qx_qinco_opts *o, size_t d) {
     if (o->rq_beam <= 0 || o->rq_beam > QX_QINCO_MAX_BEAM)
         return qx__fail(QX_EINVAL, "qinco: rq_beam=%d out of range 1..%d", o->rq_beam,
                         QX_QINCO_MAX_BEAM);
+    if (o->rq_refine_min < -1 || o->rq_refine_min > 1000000)
+        return qx__fail(QX_EINVAL, "qinco: rq_refine_min=%d out of range -1..1000000",
+                        o->rq_refine_min);
+    if (o->fallback != 0 && o->fallback != 1)
+        return qx__fail(QX_EINVAL, "qinco: fallback=%d is 0 or 1", o->fallback);
     if (o->reencode < 1 || o->reencode > 1000)
         return qx__fail(QX_EINVAL, "qinco: reencode=%d out of range 1..1000", o->reencode);
     if (o->epochs < 0 || o->epochs > QX_QINCO_MAX_EPOCHS)
@@ -107,8 +114,11 @@ int qx__qinco_threads(const qx__qinco *q) {
 
 static qx__qinco *cast(const qx_quantizer *q) { return (qx__qinco *)q; }
 
+/* After a fallback (stats.fallback) the quantizer is its RQ: encode, decode
+ * and look-up tables go to it (same codes as f = 0, at the RQ's speed). */
 static int op_encode(const qx_quantizer *base, const float *x, size_t n, uint8_t *codes) {
     const qx__qinco *q = cast(base);
+    if (q->rq_fb) return qx_quantizer_encode(q->rq_fb, x, n, codes);
     return qx__qinco_encode_with(q, q->params, q->tables, x, n, q->opts.beam, q->opts.A,
                                  qx__qinco_threads(q), codes);
 }
@@ -116,11 +126,13 @@ static int op_encode(const qx_quantizer *base, const float *x, size_t n, uint8_t
 static int op_decode(const qx_quantizer *base, const uint8_t *codes, size_t n, size_t m,
                      float *out) {
     const qx__qinco *q = cast(base);
+    if (q->rq_fb) return qx_quantizer_decode(q->rq_fb, codes, n, m, out);
     return qx__qinco_decode_with(q, q->params, q->tables, codes, n, m, qx__qinco_threads(q), out);
 }
 
 static int op_lut(const qx_quantizer *base, const float *queries, size_t nq, float *lut) {
     const qx__qinco *q = cast(base);
+    if (q->rq_fb) return qx_quantizer_lut(q->rq_fb, queries, nq, lut);
     size_t MK = q->M * QX__QK;
     /* lut (nq × MK) = queries (nq × d) · additiveᵀ; rows of 64k queries keep
      * the int arguments of cblas in range whatever nq is. */
@@ -144,6 +156,8 @@ static void op_destroy(qx_quantizer *base) {
     qx__free(q->st_valid);
     qx__free(q->st_loss);
     qx__free(q->st_sec);
+    qx__free(q->st_gflops);
+    qx_quantizer_free(q->rq_fb);
     qx__free(q);
 }
 
@@ -293,6 +307,18 @@ int qx_qinco_get_stats(const qx_quantizer *base, qx_qinco_stats *st) {
     st->n_monitor = q->st_nmon;
     st->budget_hit = q->st_budget;
     st->total_seconds = q->st_total;
+    st->checked = q->ck.checked;
+    st->fallback = q->ck.fallback;
+    st->check_nq = q->ck.nq;
+    st->check_nbase = q->ck.nbase;
+    st->check_mse_rq = q->ck.mse_rq;
+    st->check_mse_qinco = q->ck.mse_qinco;
+    st->check_recall_rq = q->ck.recall_rq;
+    st->check_recall_qinco = q->ck.recall_qinco;
+    st->sgemm_gflops = q->ck.sgemm_gflops;
+    st->train_gflops = q->ck.train_gflops;
+    st->cores_used = q->ck.cores_used;
+    st->epoch_gflops = q->st_gflops ? q->st_gflops + 1 : NULL;
     return 0;
 }
 

@@ -26,6 +26,15 @@
 
 #define QX__QK QX_KSUB
 
+/* Figures of the never-worse-than-RQ check and of training throughput
+ * (qx_qinco_stats documents each), kept with the model. */
+typedef struct qx__qinco_check {
+    int checked, fallback;
+    size_t nq, nbase;
+    double mse_rq, mse_qinco, recall_rq, recall_qinco;
+    double sgemm_gflops, train_gflops, cores_used;
+} qx__qinco_check;
+
 typedef struct qx__qinco {
     struct qx_quantizer base; /* first: the vtable view */
     qx_qinco_opts opts;
@@ -41,6 +50,9 @@ typedef struct qx__qinco {
     float *rq_cb;     /* M*K*d RQ codebooks (raw) training restarts from, or NULL */
     float *tables;    /* per-step inference tables (see qx__qinco_tables) */
     float *additive;  /* M*K*d additive codebooks, raw units (for LUTs) */
+    qx_quantizer *rq_fb; /* after a fallback: the RQ that encodes, decodes, answers LUTs */
+    qx__qinco_check ck;  /* the fallback check and throughput figures (stored in the blob) */
+    double *st_gflops;   /* [epochs + 1], index 0 unused */
     /* stats of the last training run */
     double *st_valid, *st_loss, *st_sec;
     size_t st_epochs, st_best, st_ntrain, st_nvalid, st_nmon;
@@ -102,6 +114,23 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n);
  * Σ_m a[m, code_m] ≈ target (n × d) in least squares, ridge lambda. */
 int qx__qinco_fit_additive(const uint8_t *codes, size_t n, size_t M, const float *target,
                            size_t d, int threads, float *a);
+
+/* --- held-out check and throughput (qinco_check.c) --------------------- */
+/* Recall@1 of nq raw query vectors against nb raw base vectors whose
+ * reconstructions are rec (nb × d): the fraction of queries whose nearest
+ * reconstruction is the reconstruction of their exact nearest base vector. */
+int qx__qinco_recall1(const float *queries, size_t nq, const float *base, const float *rec,
+                      size_t nb, size_t d, double *recall);
+/* This machine's sgemm rate (GFLOP/s): a 1024^3 product, best of 3, with
+ * OpenBLAS's threads as set. */
+double qx__qinco_sgemm_rate(void);
+/* Matrix FLOPs of encoding one vector (beam B, A candidates), of decoding
+ * one, and of one training row's forward + backward. */
+double qx__qinco_flops_encode(const qx__qinco *q, int B, int A);
+double qx__qinco_flops_decode(const qx__qinco *q);
+double qx__qinco_flops_train_row(const qx__qinco *q);
+/* Process CPU seconds (all threads). */
+double qx__cpu_seconds(void);
 
 /* --- object plumbing (qinco.c, qinco_io.c) ----------------------------- */
 int qx__qinco_alloc(qx__qinco **out, size_t d, const qx_qinco_opts *opts);

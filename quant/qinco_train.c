@@ -31,8 +31,18 @@
  * 6. The budget (train_minutes) covers the whole call: the loop stops after
  *    the batch that crosses (deadline − reserve), where the reserve is the
  *    estimated time of the final LUT fit (encode + decode of the fit set).
- * 7. Finally the additive codebooks for look-up tables are fitted on the
+ * 7. Never worse than its RQ (opts.fallback, with a hold-out): the kept
+ *    model is compared with the starting RQ on the hold-out, by MSE and by
+ *    recall@1 of held-out vectors against the training vectors
+ *    (qinco_check.c). Unless it wins on both, the quantizer becomes an RQ
+ *    trained on all n vectors with the initial RQ's options — the codes an
+ *    RQ build would write — and stats.fallback says so. The budget keeps
+ *    back the time of that retraining and of the check.
+ * 8. Finally the additive codebooks for look-up tables are fitted on the
  *    exact decodings of up to 65536 training vectors (qinco_lsq.c).
+ * Throughput: each epoch's matrix FLOPs (counted from the sgemm shapes) over
+ * its wall time, against a 1024³ sgemm timed at the start of the run, and
+ * process CPU time over wall time (cores used): verbose lines and stats.
  * Determinism: one splitmix64 stream from the seed drives split, shuffles,
  * init and re-seeding; encoding does not depend on the thread count.
  */
@@ -48,6 +58,8 @@
 #define QX__MIN_MON 1000 /* monitored training vectors without a hold-out, at least */
 #define QX__MAX_FIT 65536
 #define QX__WARMUP 50
+#define QX__CHECK_Q 1000     /* held-out queries of the recall check, at most */
+#define QX__CHECK_BASE 10000 /* training vectors it searches, at most */
 
 typedef struct rng {
     uint64_t s;
@@ -163,27 +175,38 @@ static double fit_reserve(double sec_per_vec, size_t nfit) {
     return 0.1 + 1.5 * sec_per_vec * (double)nfit;
 }
 
-static int train_rq(qx__qinco *q, const float *x, size_t n) {
+/* A qinx RQ with the options of the initial one, trained on x (n rows). */
+static int make_rq(const qx__qinco *q, const float *x, size_t n, qx_quantizer **out) {
     qx_rq_opts ro;
     qx_rq_opts_init(&ro);
     ro.M = q->M;
-    ro.beam = q->opts.rq_beam;
+    ro.beam = ro.train_beam = q->opts.rq_beam; /* as `qinx build --quantizer rq --beam B` */
     ro.seed = q->opts.seed;
     ro.threads = q->opts.threads;
+    if (q->opts.rq_refine_min >= 0) ro.refine_min_per_codeword = q->opts.rq_refine_min;
     qx_quantizer *rq = NULL;
     int rc = qx_rq_new(&rq, q->d, &ro);
     if (rc == 0) rc = qx_quantizer_train(rq, x, n);
-    if (rc == 0) {
-        const float *cb = qx_rq_codebooks(rq);
-        rc = cb ? qx__qinco_set_base(q, cb) : qx__fail(QX_EINTERNAL, "qinco: RQ has no codebooks");
+    if (rc == 0 && !qx_rq_codebooks(rq)) rc = qx__fail(QX_EINTERNAL, "qinco: RQ has no codebooks");
+    if (rc) {
+        qx_quantizer_free(rq);
+        return qx__wrap(rc, "qinco: training the RQ");
     }
+    *out = rq;
+    return 0;
+}
+
+static int train_rq(qx__qinco *q, const float *x, size_t n) {
+    qx_quantizer *rq = NULL;
+    int rc = make_rq(q, x, n, &rq);
+    if (rc == 0) rc = qx__qinco_set_base(q, qx_rq_codebooks(rq));
     qx_quantizer_free(rq);
-    return rc ? qx__wrap(rc, "qinco: training the initial RQ") : 0;
+    return rc;
 }
 
 typedef struct bufs {
     size_t *perm, *order;
-    float *xt, *xv, *best, *grad, *m1, *m2, *tab, *xb, *xs, *resid, *recv, *mu;
+    float *xt, *xv, *best, *grad, *m1, *m2, *tab, *xb, *xs, *resid, *recv, *mu, *init;
     uint8_t *codes, *codesv, *tcodes;
     uint32_t *usage;
     qx__qinco_work work;
@@ -204,6 +227,7 @@ static void bufs_free(bufs *b) {
     qx__aligned_free(b->resid);
     qx__aligned_free(b->recv);
     qx__aligned_free(b->mu);
+    qx__aligned_free(b->init);
     qx__free(b->codes);
     qx__free(b->codesv);
     qx__free(b->tcodes);
@@ -235,6 +259,75 @@ static int monitor_mse(qx__qinco *q, bufs *b, const float *x, size_t n, int T, s
     if (rc == 0) rc = model_mse(q, q->params, b->tab, x, n, q->opts.beam, q->opts.A, T, b->codesv, b->recv, mse);
     if (rc == 0) *reserve = fit_reserve((qx__now() - t0) / (double)n, nfit);
     return rc;
+}
+
+/* Recall@1 of the nq first held-out vectors against the first nbase training
+ * vectors, both raw, under (params) with the final encoder. */
+static int model_recall(qx__qinco *q, const float *params, float *tab, const float *xv, size_t nq,
+                        const float *xt, size_t nbase, int T, double *recall) {
+    float *rec = zalloc(nbase * q->d, sizeof(float));
+    uint8_t *codes = zalloc(nbase * q->M, 1);
+    int rc = rec && codes ? 0 : qx__fail(QX_ENOMEM, "qinco: recall check (%zu vectors)", nbase);
+    if (rc == 0) rc = qx__qinco_tables_compute(q, params, tab);
+    if (rc == 0) rc = qx__qinco_encode_with(q, params, tab, xt, nbase, q->opts.beam, q->opts.A, T, codes);
+    if (rc == 0) rc = qx__qinco_decode_with(q, params, tab, codes, nbase, q->M, T, rec);
+    if (rc == 0) rc = qx__qinco_recall1(xv, nq, xt, rec, nbase, q->d, recall);
+    qx__aligned_free(rec);
+    qx__aligned_free(codes);
+    return rc;
+}
+
+/* The never-worse-than-RQ check (qx_qinco_opts.fallback): the kept model
+ * against the starting RQ on the hold-out, by MSE (the monitored figures)
+ * and by recall@1 of held-out vectors against the training vectors. Unless
+ * the model wins on both, the quantizer becomes an RQ trained on all n
+ * vectors with the initial RQ's options (or the RQ it was built from), so a
+ * build gets exactly the codes an RQ build would. */
+static int check_or_fallback(qx__qinco *q, bufs *b, const float *x, size_t n, size_t nvalid,
+                             size_t ntrain, int given_rq, int T) {
+    qx__qinco_check *ck = &q->ck;
+    ck->checked = 1;
+    ck->nq = nvalid < QX__CHECK_Q ? nvalid : QX__CHECK_Q;
+    ck->nbase = ntrain < QX__CHECK_BASE ? ntrain : QX__CHECK_BASE;
+    ck->mse_rq = q->st_valid[0];
+    ck->mse_qinco = q->st_valid[q->st_best];
+    int rc = model_recall(q, b->init, b->tab, b->xv, ck->nq, b->xt, ck->nbase, T, &ck->recall_rq);
+    if (rc) return rc;
+    if (q->st_best == 0) {
+        ck->recall_qinco = ck->recall_rq;
+    } else if ((rc = model_recall(q, q->params, b->tab, b->xv, ck->nq, b->xt, ck->nbase, T,
+                                  &ck->recall_qinco)) != 0) {
+        return rc;
+    }
+    ck->fallback = !(ck->mse_qinco < ck->mse_rq && ck->recall_qinco >= ck->recall_rq);
+    if (q->opts.verbose)
+        fprintf(stderr, "qinco: held-out check (%zu queries, %zu training vectors): MSE %.6g vs RQ "
+                "%.6g, recall@1 %.4f vs RQ %.4f: %s\n", ck->nq, ck->nbase, ck->mse_qinco,
+                ck->mse_rq, ck->recall_qinco, ck->recall_rq,
+                ck->fallback ? "FALLBACK to the RQ" : "network kept");
+    if (!ck->fallback) return 0;
+    qx_quantizer *rq = NULL;
+    if (given_rq) {
+        /* the caller's RQ (qx_qinco_from_rq): the same codebooks, our beam */
+        qx_rq_opts ro;
+        qx_rq_opts_init(&ro);
+        ro.M = q->M;
+        ro.beam = q->opts.beam;
+        ro.threads = q->opts.threads;
+        rc = qx_rq_new(&rq, q->d, &ro);
+        if (rc == 0) rc = qx_rq_set_codebooks(rq, q->rq_cb);
+    } else {
+        rc = make_rq(q, x, n, &rq);
+    }
+    if (rc == 0) rc = qx__qinco_set_base(q, qx_rq_codebooks(rq));
+    if (rc == 0) rc = qx__qinco_finish(q);
+    if (rc) {
+        qx_quantizer_free(rq);
+        return rc;
+    }
+    qx_quantizer_free(q->rq_fb);
+    q->rq_fb = rq;
+    return 0;
 }
 
 /* Final step: additive codebooks fitted to exact decodings of up to
@@ -305,6 +398,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     b.resid = zalloc(batch * M * d, sizeof(float));
     b.recv = zalloc(nmon * d, sizeof(float));
     b.mu = zalloc(d, sizeof(float));
+    b.init = zalloc(np, sizeof(float));
     b.codes = qx__malloc(batch * M);
     b.codesv = qx__malloc(nmon * M);
     b.tcodes = qx__malloc(reencode > 1 ? ntrain * M : 1);
@@ -312,6 +406,11 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     qx__free(q->st_valid);
     qx__free(q->st_loss);
     qx__free(q->st_sec);
+    qx__free(q->st_gflops);
+    qx_quantizer_free(q->rq_fb);
+    q->rq_fb = NULL;
+    memset(&q->ck, 0, sizeof q->ck);
+    q->st_gflops = qx__calloc(E + 1, sizeof(double));
     q->st_valid = qx__calloc(E + 1, sizeof(double));
     q->st_loss = qx__calloc(E + 1, sizeof(double));
     q->st_sec = qx__calloc(E + 1, sizeof(double));
@@ -319,7 +418,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     q->st_budget = 0;
     if (!b.perm || !b.order || !b.xt || !b.xv || !b.best || !b.grad || !b.m1 || !b.m2 || !b.tab ||
         !b.xb || !b.xs || !b.resid || !b.recv || !b.mu || !b.codes || !b.codesv || !b.tcodes || !b.usage ||
-        !q->st_valid || !q->st_loss || !q->st_sec) {
+        !b.init || !q->st_gflops || !q->st_valid || !q->st_loss || !q->st_sec) {
         bufs_free(&b);
         return qx__fail(QX_ENOMEM, "qinco: training buffers (%zu parameters, %zu vectors)", np, n);
     }
@@ -338,8 +437,14 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         memcpy(b.xt + i * d, x + b.perm[nvalid + i] * d, d * sizeof(float));
 
     /* 1. Base codebooks and f = 0. */
-    rc = q->rq_cb ? qx__qinco_set_base(q, q->rq_cb) : train_rq(q, b.xt, ntrain);
+    int given_rq = q->rq_cb != NULL;
+    double t_rq = qx__now();
+    rc = given_rq ? qx__qinco_set_base(q, q->rq_cb) : train_rq(q, b.xt, ntrain);
     if (rc) goto done;
+    /* time kept back for retraining the RQ on all n vectors, should the
+     * held-out check fail (scaled from this training's time) */
+    double rq_reserve = given_rq || !o->fallback || !nvalid ? 0
+                        : (qx__now() - t_rq) * (double)n / (double)ntrain;
     /* the centre of adam_model's x̂ coordinates, in model units (inv_scale is
      * set with the base codebooks) */
     for (size_t j = 0; j < d; j++) {
@@ -355,12 +460,18 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         for (size_t l = 0; l < q->L; l++)
             for (size_t i = 0; i < q->h * d; i++) ((float *)net.W1[l])[i] = sd * (float)rng_normal(&r);
     }
+    memcpy(b.init, q->params, np * sizeof(float)); /* the starting RQ, for the check */
 
     /* 2. Validation of the starting point (the RQ). */
     const float *xmon = nvalid ? b.xv : b.xt;
     size_t nfit = n < QX__MAX_FIT ? n : QX__MAX_FIT;
-    double best, reserve;
+    double best, reserve, t_mon = qx__now();
     if ((rc = monitor_mse(q, &b, xmon, nmon, T, nfit, &best, &reserve)) != 0) goto done;
+    /* the check encodes up to QX__CHECK_BASE training vectors twice */
+    size_t nbase_ck = ntrain < QX__CHECK_BASE ? ntrain : QX__CHECK_BASE;
+    double ck_reserve = o->fallback && nvalid
+                        ? 2.5 * (qx__now() - t_mon) / (double)nmon * (double)nbase_ck : 0;
+    reserve += ck_reserve + rq_reserve;
     q->st_valid[0] = best;
     memcpy(b.best, q->params, np * sizeof(float));
     if (o->verbose)
@@ -397,9 +508,19 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     double frac = 0;
     int stop = qx__now() > deadline - reserve;
     q->st_budget = stop;
+    /* Throughput: matrix FLOPs counted per epoch (qinco_check.c) against
+     * the sgemm rate measured now, and CPU seconds against wall seconds. */
+    double f_tab = (double)(M - 1) * 2.0 * K * d * (double)(d + (q->L ? q->h : 0));
+    double f_enc_t = qx__qinco_flops_encode(q, train_beam, o->A);
+    double f_mon = f_tab + (double)nmon * (qx__qinco_flops_encode(q, o->beam, o->A) +
+                                           qx__qinco_flops_decode(q));
+    double f_row = qx__qinco_flops_train_row(q), f_all = 0, t_all = 0, cpu_all = 0;
+    if (E > 0 && !stop) q->ck.sgemm_gflops = qx__qinco_sgemm_rate();
     double t_loop = qx__now();
     for (size_t i = 0; i < ntrain; i++) b.order[i] = i;
     for (size_t ep = 0; ep < E && !stop; ep++) {
+        double t_ep = qx__now(), cpu_ep = qx__cpu_seconds(), f_ep = f_mon;
+        if (reencode > 1 && ep % reencode == 0) f_ep += f_tab + (double)ntrain * f_enc_t;
         shuffle(b.order, ntrain, &r);
         memset(b.usage, 0, M * K * sizeof(uint32_t));
         double loss_sum = 0, mse_sum = 0;
@@ -420,6 +541,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
             if (reencode == 1 &&
                 (rc = encode_current(q, &b, b.xb, nb, train_beam, T, b.codes)) != 0)
                 goto done;
+            f_ep += (double)nb * f_row + (reencode == 1 ? f_tab + (double)nb * f_enc_t : 0);
             double loss, step_loss[QX_MAX_STEPS];
             rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, sw, &b.work,
                                      b.grad, &loss, step_loss, b.resid);
@@ -466,6 +588,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         }
         double vm;
         if ((rc = monitor_mse(q, &b, xmon, nmon, T, nfit, &vm, &reserve)) != 0) goto done;
+        reserve += ck_reserve + rq_reserve;
         q->st_epochs = ep + 1;
         q->st_valid[ep + 1] = vm;
         q->st_loss[ep + 1] = seen ? loss_sum / (double)seen : NAN;
@@ -475,27 +598,59 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
             q->st_best = ep + 1;
             memcpy(b.best, q->params, np * sizeof(float));
         }
-        double now = qx__now();
-        qx__progress(base, "qinco-train", (double)(ep + 1) / (double)E);
-        if (o->verbose)
-            fprintf(stderr, "qinco: epoch %zu/%zu loss %.6g train_mse %.6g valid_mse %.6g%s "
-                    "dead %zu lr %.3g %.1f s\n", ep + 1, E, q->st_loss[ep + 1],
-                    seen ? mse_sum / (double)seen : NAN, vm, q->st_best == ep + 1 ? " *" : "",
-                    dead, (double)lr_at(o, t - 1, frac), now - t0);
+        double now = qx__now(), dt = now - t_ep, dcpu = qx__cpu_seconds() - cpu_ep;
+        q->st_gflops[ep + 1] = dt > 0 ? f_ep / dt * 1e-9 : 0;
+        f_all += f_ep;
+        t_all += dt;
+        cpu_all += dcpu;
+        /* done: epochs over the plan, or time over the budget */
+        double done_f = (double)(ep + 1) / (double)E;
+        if (isfinite(deadline)) {
+            double avail = deadline - reserve - t_loop, ft = avail > 0 ? (now - t_loop) / avail : 1;
+            done_f = ft > done_f ? ft : done_f;
+        }
+        if (done_f > 1) done_f = 1;
+        qx__progress(base, "qinco-train", done_f);
+        if (o->verbose) {
+            char bar[21];
+            int fill = (int)(20 * done_f);
+            for (int i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
+            bar[20] = 0;
+            double eta = done_f > 0 ? (now - t_loop) * (1 - done_f) / done_f : 0;
+            fprintf(stderr, "qinco: [%s] epoch %zu  ETA %.0f s  %s MSE %.6g%s  loss %.6g "
+                    "train_mse %.6g dead %zu lr %.3g  %.1f GFLOP/s (%.0f%% of sgemm %.1f) "
+                    "cores %.2f  %.1f s\n", bar, ep + 1, eta,
+                    nvalid ? "held-out" : "monitored (training)", vm,
+                    q->st_best == ep + 1 ? " *" : "", q->st_loss[ep + 1],
+                    seen ? mse_sum / (double)seen : NAN, dead, (double)lr_at(o, t - 1, frac),
+                    q->st_gflops[ep + 1],
+                    q->ck.sgemm_gflops > 0 ? 100 * q->st_gflops[ep + 1] / q->ck.sgemm_gflops : 0,
+                    q->ck.sgemm_gflops, dt > 0 ? dcpu / dt : 0, now - t0);
+        }
     }
+    q->ck.train_gflops = t_all > 0 ? f_all / t_all * 1e-9 : 0;
+    q->ck.cores_used = t_all > 0 ? cpu_all / t_all : 0;
     if (stop && o->verbose && q->st_budget)
         fprintf(stderr, "qinco: time budget reached after %zu epochs, keeping epoch %zu\n",
                 q->st_epochs, q->st_best);
 
-    /* 4. Best parameters, tables, additive codebooks. */
+    /* 4. Best parameters, the check against the RQ, tables, additive
+     * codebooks (after a fallback the RQ's own). */
     memcpy(q->params, b.best, np * sizeof(float));
     if ((rc = qx__qinco_finish(q)) != 0) goto done;
-    rc = fit_lut(q, x, b.perm, n, T);
+    if (o->fallback && nvalid &&
+        (rc = check_or_fallback(q, &b, x, n, nvalid, ntrain, given_rq, T)) != 0)
+        goto done;
+    if (!q->rq_fb) rc = fit_lut(q, x, b.perm, n, T);
     qx__progress(base, "qinco-lut", 1.0);
     q->st_total = qx__now() - t0;
     if (o->verbose && rc == 0)
-        fprintf(stderr, "qinco: trained in %.1f s (best epoch %zu, valid MSE %.6g)\n", q->st_total,
-                q->st_best, q->st_valid[q->st_best]);
+        fprintf(stderr, "qinco: trained in %.1f s (best epoch %zu, valid MSE %.6g%s); epochs at "
+                "%.1f GFLOP/s, %.0f%% of the sgemm rate %.1f GFLOP/s, %.2f cores\n", q->st_total,
+                q->st_best, q->st_valid[q->st_best], q->rq_fb ? ", fell back to the RQ" : "",
+                q->ck.train_gflops,
+                q->ck.sgemm_gflops > 0 ? 100 * q->ck.train_gflops / q->ck.sgemm_gflops : 0,
+                q->ck.sgemm_gflops, q->ck.cores_used);
 done:
     bufs_free(&b);
     return rc;

@@ -31,6 +31,7 @@ struct qx_quantizer {
 
 /* Per-kind deserializers (blob body, after the common header). */
 int qx__rq_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_quantizer **out);
+int qx__fs_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_quantizer **out);
 int qx__qinco_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_quantizer **out);
 
 /* One row of the table of kinds (quantizer_kinds.c). */

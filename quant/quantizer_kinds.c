@@ -18,7 +18,7 @@
 static const qx__quant_kind_def kinds[] = {
     {QX_QUANT_RQ, "rq", qx__rq_deserialize},
     {QX_QUANT_QINCO, "qinco", qx__qinco_deserialize},
-    /* the coming fast-scan codes take the next row (and QX_QUANT_… value) */
+    {QX_QUANT_FASTSCAN, "fastscan", qx__fs_deserialize}, /* qinx/fastscan.h */
 };
 
 const qx__quant_kind_def *qx__quant_kind_find(uint32_t kind) {

@@ -11,7 +11,7 @@
  * 2. Ids are JSON integers in 0..2^63-1 (the index keeps int64 ids and uses
  *    -1 as "no result"); Qdrant's UUID ids are not supported (422).
  * 3. Cosine collections normalise vectors at upsert and query; a zero vector
- *    cannot be normalised (422). Scores: Cosine = cosine similarity and Dot =
+ *    cannot be normalised (422), nor one whose norm is below FLT_MIN. Scores: Cosine = cosine similarity and Dot =
  *    inner product (higher is better), Euclid = Euclidean distance (not
  *    squared; lower is better) — the same conventions as Qdrant.
  * 4. Duplicate ids inside one upsert batch: the last occurrence wins, as if
@@ -70,6 +70,12 @@ static json_t *parse_body(const char *body, size_t len, qxs_reply *o, int requir
     if (len == 0) {
         if (!required) return json_object();
         fail(o, 400, "request body required (a JSON object)");
+        return NULL;
+    }
+    const char *nul = memchr(body, 0, len);
+    if (nul) { /* jansson would say "end of file expected" */
+        fail(o, 400, "request body has a raw NUL byte at offset %zu (JSON text cannot hold one; inside a string "
+                     "write \\u0000)", (size_t)(nul - body));
         return NULL;
     }
     json_error_t e;
@@ -174,7 +180,12 @@ static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, 
     return finish_vector(c, out, o, what);
 }
 
-/* The checks and the Cosine normalisation every parsed vector goes through. */
+/* The checks and the Cosine normalisation every parsed vector goes through.
+ * Cosine: a norm below FLT_MIN (the smallest normal float, 1.18e-38) is
+ * refused, not only zero: [1e-40, 0, 0] has a direction in exact arithmetic,
+ * but 1/norm in float is infinite and the stored vector became NaN (issue
+ * 19). Above FLT_MIN, 1/norm <= 8.5e37 is finite even in float; the division
+ * is done in double all the same, and the result is checked. */
 static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
     size_t n = c->d;
     double norm = 0;
@@ -184,8 +195,20 @@ static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char
             fail(o, 422, "%s: a zero vector has no direction (Cosine distance)", what);
             return -1;
         }
-        float inv = (float)(1.0 / sqrt(norm));
-        for (size_t i = 0; i < n; i++) out[i] *= inv;
+        double len = sqrt(norm);
+        if (len < (double)FLT_MIN) {
+            fail(o, 422, "%s: vector norm %.3g is below %.3g (the smallest normal 32-bit float): too small to "
+                         "normalise for Cosine distance",
+                 what, len, (double)FLT_MIN);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            out[i] = (float)(out[i] / len);
+            if (!isfinite(out[i])) { /* cannot happen above FLT_MIN; never store it if it does */
+                fail(o, 422, "%s: vector element %zu is not finite after normalisation", what, i);
+                return -1;
+            }
+        }
     } else if (!(norm <= (double)FLT_MAX / 4)) {
         /* every element fits a float, but distances to it would not:
          * ||a - b||² <= 2||a||² + 2||b||² and |<a, b>| <= ||a|| ||b|| stay
@@ -921,7 +944,7 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
         return;
     }
     json_t *b = NULL;
-    if (r->ep == QXS_EP_SEARCH && !is_get && search_fast(s, c, body, len, o)) goto out;
+    if (r->ep == QXS_EP_SEARCH && !is_get && !memchr(body, 0, len) && search_fast(s, c, body, len, o)) goto out;
     if (!is_get) {
         int required = r->ep != QXS_EP_REBUILD;
         b = parse_body(body, len, o, required);

@@ -139,6 +139,17 @@ char *qxs_metrics_render(qxs_server *s, size_t *len) {
               (unsigned long long)atomic_load(&m->points_upserted),
               (unsigned long long)atomic_load(&m->points_deleted), (unsigned long long)atomic_load(&m->searches),
               qx_now() - s->t_start, atomic_load(&s->ready));
+    sb_printf(&b,
+              "# HELP qinx_http_connections_evicted_total Connections waiting for a request head that were closed "
+              "to admit a new one at a connection limit.\n"
+              "# TYPE qinx_http_connections_evicted_total counter\nqinx_http_connections_evicted_total %llu\n"
+              "# HELP qinx_http_connections_refused_total Connections refused (503) at a limit with every "
+              "connection busy.\n"
+              "# TYPE qinx_http_connections_refused_total counter\nqinx_http_connections_refused_total %llu\n"
+              "# HELP qinx_http_timeouts_total Connections closed by the header or idle timeout.\n"
+              "# TYPE qinx_http_timeouts_total counter\nqinx_http_timeouts_total %llu\n",
+              (unsigned long long)atomic_load(&m->conn_evicted), (unsigned long long)atomic_load(&m->conn_refused),
+              (unsigned long long)atomic_load(&m->conn_timeouts));
     sb_printf(&b, "# HELP qinx_collection_points Points stored per collection.\n"
                   "# TYPE qinx_collection_points gauge\n");
     pthread_rwlock_rdlock(&s->reg_rw);

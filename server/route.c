@@ -1,7 +1,7 @@
 /* server/route.c — path routing and validation of the names that reach the
  * file system. A collection name becomes a directory name, so it is checked
  * against [A-Za-z0-9_-]{1,64} here and nowhere else can a path segment from a
- * request reach open(): "..", "/", "%2e" (libmicrohttpd decodes percent
+ * request reach open(): "..", "/", "%2e" (the HTTP edge decodes percent
  * escapes before we see the path) and NUL are all outside the alphabet. */
 #include <string.h>
 

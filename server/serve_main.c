@@ -11,12 +11,12 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,13 +35,16 @@ static void usage(FILE *f) {
             "usage: qinx serve [--host ADDR] [--port N] [--data DIR] [--threads N] [--api-key KEY]\n"
             "                  [--max-body BYTES] [--log-level error|warn|info|debug]\n"
             "                  [--rebuild-threads N] [--memory-limit BYTES] [--checkpoint-bytes BYTES]\n"
-            "                  [--config FILE.json]\n"
+            "                  [--max-connections N] [--max-connections-per-client N]\n"
+            "                  [--header-timeout S] [--idle-timeout S] [--config FILE.json]\n"
             "       qinx serve load --url URL --collection NAME [--distance Euclid|Cosine|Dot]\n"
             "                  [--batch N] [--limit N] [--api-key KEY] FILE.fvecs|FILE.bvecs|random:N:D[:SEED]\n"
             "       qinx serve salvage-wal DATA/collections/NAME   (server stopped: keep every valid log\n"
             "                  record after a corrupt one; the original is kept as wal.log.corrupt-TIME)\n"
             "defaults: --host 127.0.0.1 --port 6333 --data ./qinx-data --threads 4 --max-body 33554432\n"
-            "          --log-level info; the API key may also come from QINX_API_KEY. See docs/http-api.md.\n");
+            "          --log-level info --max-connections 1000 --max-connections-per-client 256\n"
+            "          --header-timeout 10 --idle-timeout 60; the API key may also come from QINX_API_KEY\n"
+            "          (an empty key is refused). See docs/http-api.md.\n");
 }
 
 static int parse_size(const char *s, size_t *out) {
@@ -54,6 +57,30 @@ static int parse_size(const char *s, size_t *out) {
     else if (*end == 'g' || *end == 'G') v <<= 30, end++;
     if (*end) return -1;
     *out = (size_t)v;
+    return 0;
+}
+
+/* An API key, once asked for, is never empty: `--api-key "$KEY"` with KEY
+ * unset must not start a server with authentication off. Keys are printable
+ * ASCII without spaces (header values lose surrounding spaces, so such a key
+ * could never match) and fit the buffer (no silent truncation). */
+static int set_api_key(qxs_config *c, const char *key, const char *from) {
+    size_t n = strlen(key);
+    if (n == 0) {
+        fprintf(stderr, "qinx serve: %s is empty (an unset variable?): give a key, or leave it out to run "
+                        "without authentication\n", from);
+        return -1;
+    }
+    if (n >= sizeof c->api_key) {
+        fprintf(stderr, "qinx serve: %s is %zu bytes; at most %zu\n", from, n, sizeof c->api_key - 1);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (key[i] <= 32 || key[i] >= 127) {
+            fprintf(stderr, "qinx serve: %s has a space, control or non-ASCII character at byte %zu\n", from, i);
+            return -1;
+        }
+    memcpy(c->api_key, key, n + 1);
     return 0;
 }
 
@@ -78,8 +105,16 @@ static int apply_config_file(qxs_config *c, const char *path) {
             c->memory_limit = (size_t)json_integer_value(v);
         else if (!strcmp(k, "checkpoint_bytes") && json_is_integer(v) && json_integer_value(v) > 0)
             c->checkpoint_bytes = (size_t)json_integer_value(v);
-        else if (!strcmp(k, "api_key") && json_is_string(v))
-            snprintf(c->api_key, sizeof c->api_key, "%s", json_string_value(v));
+        else if (!strcmp(k, "api_key") && json_is_string(v)) {
+            if (set_api_key(c, json_string_value(v), "config key 'api_key'")) bad = 1;
+        } else if (!strcmp(k, "max_connections") && json_is_integer(v))
+            c->max_conns = (int)json_integer_value(v);
+        else if (!strcmp(k, "max_connections_per_client") && json_is_integer(v))
+            c->max_conns_per_client = (int)json_integer_value(v);
+        else if (!strcmp(k, "header_timeout") && json_is_integer(v))
+            c->header_timeout = (int)json_integer_value(v);
+        else if (!strcmp(k, "idle_timeout") && json_is_integer(v))
+            c->idle_timeout = (int)json_integer_value(v);
         else if (!strcmp(k, "max_body") && json_is_integer(v) && json_integer_value(v) > 0)
             c->max_body = (size_t)json_integer_value(v);
         else if (!strcmp(k, "log_level") && json_is_string(v) && qxs_log_level_parse(json_string_value(v)) >= 0)
@@ -101,8 +136,12 @@ static int parse_args(qxs_config *c, int argc, char **argv) {
     c->max_body = QXS_DEFAULT_MAX_BODY;
     c->log_level = QXS_LOG_INFO;
     c->rebuild_threads = 0;
+    c->max_conns = QXS_DEFAULT_MAX_CONNS;
+    c->max_conns_per_client = QXS_DEFAULT_MAX_CONNS_PER_CLIENT;
+    c->header_timeout = QXS_DEFAULT_HEADER_TIMEOUT;
+    c->idle_timeout = QXS_DEFAULT_IDLE_TIMEOUT;
     const char *env = getenv("QINX_API_KEY");
-    if (env) snprintf(c->api_key, sizeof c->api_key, "%s", env);
+    if (env && set_api_key(c, env, "QINX_API_KEY")) return -1;
     /* config file first, so flags override it */
     for (int i = 1; i < argc - 1; i++)
         if (!strcmp(argv[i], "--config") && apply_config_file(c, argv[i + 1])) return -1;
@@ -134,7 +173,12 @@ static int parse_args(qxs_config *c, int argc, char **argv) {
                 return -1;
             }
         }
-        else if (!strcmp(a, "--api-key")) snprintf(c->api_key, sizeof c->api_key, "%s", v);
+        else if (!strcmp(a, "--api-key")) {
+            if (set_api_key(c, v, "--api-key")) return -1;
+        } else if (!strcmp(a, "--max-connections")) c->max_conns = atoi(v);
+        else if (!strcmp(a, "--max-connections-per-client")) c->max_conns_per_client = atoi(v);
+        else if (!strcmp(a, "--header-timeout")) c->header_timeout = atoi(v);
+        else if (!strcmp(a, "--idle-timeout")) c->idle_timeout = atoi(v);
         else if (!strcmp(a, "--max-body")) {
             if (parse_size(v, &sz) || sz == 0) {
                 fprintf(stderr, "qinx serve: bad --max-body '%s'\n", v);
@@ -155,6 +199,16 @@ static int parse_args(qxs_config *c, int argc, char **argv) {
     }
     if (c->port < 0 || c->port > 65535 || c->threads < 1 || c->threads > 256) {
         fprintf(stderr, "qinx serve: --port must be 0..65535 and --threads 1..256\n");
+        return -1;
+    }
+    if (c->max_conns < 1 || c->max_conns > 100000 || c->max_conns_per_client < 1 ||
+        c->max_conns_per_client > c->max_conns) {
+        fprintf(stderr, "qinx serve: --max-connections must be 1..100000 and --max-connections-per-client "
+                        "1..--max-connections\n");
+        return -1;
+    }
+    if (c->header_timeout < 1 || c->header_timeout > 3600 || c->idle_timeout < 1 || c->idle_timeout > 86400) {
+        fprintf(stderr, "qinx serve: --header-timeout must be 1..3600 s and --idle-timeout 1..86400 s\n");
         return -1;
     }
     return 0;
@@ -199,7 +253,7 @@ int qx_serve_main(int argc, char **argv) {
         return 2;
     }
 
-    /* Block the signals in every thread (MHD's threads inherit the mask);
+    /* Block the signals in every thread (the workers inherit the mask);
      * the main thread waits for them with sigwait. */
     sigset_t set;
     sigemptyset(&set);
@@ -208,15 +262,31 @@ int qx_serve_main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct MHD_Daemon *daemon = qxs_http_start(s, &addr.sa);
+    /* Room for every connection plus the collections' files: raise the soft
+     * open-files limit towards the hard one (a default of 1024 is below
+     * --max-connections 1000 plus the logs). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rlim_t want = (rlim_t)s->cfg.max_conns + 1024;
+        if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+            rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+            qxs_log(QXS_LOG_WARN, "open-files limit %llu is below --max-connections + 1024 = %llu",
+                    (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+    }
+    qxs_http *daemon = qxs_http_start(s, &addr.sa, addr.sa.sa_family == AF_INET6 ? sizeof addr.in6 : sizeof addr.in4);
     if (!daemon) {
         qxs_log(QXS_LOG_ERROR, "cannot listen on %s:%d (%s)", s->cfg.host, s->cfg.port, strerror(errno));
         return 1;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
-    int port = di ? di->port : s->cfg.port;
-    qxs_log(QXS_LOG_ALWAYS, "qinx serve listening on http://%s:%d (threads=%d, data=%s, max_body=%zu, auth=%s)",
-            s->cfg.host, port, s->cfg.threads, s->cfg.data, s->cfg.max_body, s->cfg.api_key[0] ? "api-key" : "off");
+    int port = qxs_http_port(daemon);
+    qxs_log(QXS_LOG_ALWAYS,
+            "qinx serve listening on http://%s:%d (threads=%d, data=%s, max_body=%zu, auth=%s, max_connections=%d, "
+            "per_client=%d, header_timeout=%ds, idle_timeout=%ds)",
+            s->cfg.host, port, s->cfg.threads, s->cfg.data, s->cfg.max_body, s->cfg.api_key[0] ? "api-key" : "off",
+            s->cfg.max_conns, s->cfg.max_conns_per_client, s->cfg.header_timeout, s->cfg.idle_timeout);
     if (strcmp(s->cfg.host, "127.0.0.1") && strcmp(s->cfg.host, "::1") && !s->cfg.api_key[0])
         qxs_log(QXS_LOG_WARN, "listening on a non-loopback address without an API key");
 
@@ -234,9 +304,7 @@ int qx_serve_main(int argc, char **argv) {
     qxs_log(QXS_LOG_ALWAYS, "signal %d: shutting down (finishing in-flight requests)", sig);
     atomic_store(&s->stopping, 1);
     if (have_merger) pthread_join(merger, NULL);
-    MHD_quiesce_daemon(daemon);
-    for (int i = 0; i < 1000 && atomic_load(&s->active_requests) > 0; i++) usleep(10000);
-    MHD_stop_daemon(daemon);
+    qxs_http_stop(daemon); /* requests in progress finish (up to 10 s) */
     qxs_checkpoint_all(s);
     qxs_log(QXS_LOG_ALWAYS, "stopped");
     fflush(stderr);

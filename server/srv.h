@@ -52,7 +52,16 @@ typedef struct qxs_config {
     int rebuild_threads; /* OpenMP/BLAS threads a rebuild may use (0 = all) */
     size_t memory_limit; /* --memory-limit: writes that would pass it get 507 (0 = none) */
     size_t checkpoint_bytes; /* --checkpoint-bytes: seal the mutable segment past this log size */
+    int max_conns;       /* open connections in all (--max-connections) */
+    int max_conns_per_client; /* per client address (--max-connections-per-client) */
+    int header_timeout;  /* s: a request head must arrive whole within this (--header-timeout) */
+    int idle_timeout;    /* s: no progress on a body, reply or keep-alive for this closes (--idle-timeout) */
 } qxs_config;
+
+#define QXS_DEFAULT_MAX_CONNS 1000
+#define QXS_DEFAULT_MAX_CONNS_PER_CLIENT 256
+#define QXS_DEFAULT_HEADER_TIMEOUT 10
+#define QXS_DEFAULT_IDLE_TIMEOUT 60
 
 typedef enum {
     QXS_JOB_QUEUED = 0, QXS_JOB_RUNNING, QXS_JOB_SUCCEEDED, QXS_JOB_REJECTED, QXS_JOB_FAILED,
@@ -139,6 +148,7 @@ typedef struct qxs_metrics {
     _Atomic uint64_t sum_us[QXS_NLABELS];
     _Atomic uint64_t rebuild_started, rebuild_ok, rebuild_rejected, rebuild_failed;
     _Atomic uint64_t wal_fsyncs, points_upserted, points_deleted, searches;
+    _Atomic uint64_t conn_evicted, conn_refused, conn_timeouts; /* the HTTP edge (http.c) */
 } qxs_metrics;
 
 typedef struct qxs_server {

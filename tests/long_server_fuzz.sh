@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# tests/long_server_fuzz.sh — libFuzzer over the server's request handling
-# and WAL parser (server/fuzz/fuzz_api.c), with ASan + UBSan, for a fixed time
+# tests/long_server_fuzz.sh — libFuzzer over the server's request handling,
+# the WAL parser, and the HTTP edge: the framing parser in process and raw
+# bytes over a real socket to the edge serving the same handlers
+# (server/fuzz/fuzz_api.c), with ASan + UBSan, for a fixed time
 # (QX_FUZZ_SECONDS, default 60) from a seed corpus of valid and hostile
-# requests. Fails on any crash, leak, sanitizer report or 500 reply.
+# requests. Fails on any crash, leak, sanitizer report, 500 reply, reply
+# that is not well framed or not the JSON envelope, or a hang (8 s; connections the kernel never delivered to the accept queue are noted, not counted).
 # Needs clang with libFuzzer (exit 77 otherwise) and the build dir's libqinx.a.
 # Usage: bash tests/long_server_fuzz.sh <build-dir>
 set -u
@@ -15,7 +18,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzz.XXXXXX")
 trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$SRC/include" -I"$SRC/server" \
-    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body}.c \
+    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body,http,http_parse}.c \
     "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
     -o "$W/fuzz_api" 2>"$W/cc.log"; then
   if grep -q "fuzzer" "$W/cc.log"; then echo "SKIP: libFuzzer unavailable" >&2; cat "$W/cc.log" >&2; exit 77; fi
@@ -41,10 +44,19 @@ seed 'S{"vector":[1.5,-2e-3,0,-0],"limit":3,"params":{"nprobe":4,"rerank":10,"ex
 seed 'S {"top":1, "vector":[ 123456789012345, 0.1e22, 9e-30, 3.4028234e38 ], "params":{}}'
 seed $'PUT /collections/f/points\n{"points":[{"id":1e400,"vector":[1,2,3,NaN]}]}'
 seed $'PUT /collections/%2e%2e/points\n[[[[[[[[[[[[]]]]]]]]]]]]'
+# raw HTTP for the edge ('H': over a socket) and the framing parser ('P')
+seed $'HGET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'
+seed $'HPUT /collections/f/points HTTP/1.1\r\nHost: x\r\nContent-Length: 45\r\n\r\n{"points":[{"id":9,"vector":[1,2,3,4]}]}    '
+seed $'HPOST /collections/f/points/search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10;x=y\r\n{"vector":[1,2,3\r\n5\r\n,4]}\r\n0\r\nX-T: 1\r\n\r\n'
+seed $'HPUT /collections/f/points HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n'
+seed $'HPOST /collections/c/points/search HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 23\r\napi-key: k\r\n\r\n{"vector":[1e-40,0,0,0]}'
+seed $'HHEAD /collections/f HTTP/1.1\r\nHost: x\r\n\r\nGET /collections/f/points/1?a=b&c=d HTTP/1.0\r\n\r\n'
+seed $'PGET /x%41?q HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'
+seed $'PPUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n X: folded\r\n\r\n'
 printf 'W\x15\x00\x00\x00\x00\x00\x00\x00\x02\x01\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00' >"$W/corpus/wal"
 echo "fuzzing for $SECS s"
-"$W/fuzz_api" -max_total_time="$SECS" -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "$W/corpus" >"$W/fuzz.log" 2>&1
+"$W/fuzz_api" -artifact_prefix="$W/" -error_exitcode=1 -max_total_time="$SECS" -max_len=4096 -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 "$W/corpus" >"$W/fuzz.log" 2>&1
 rc=$?
-tail -25 "$W/fuzz.log"
+grep -av "^    #\|^#[0-9]\|NEW_FUNC" "$W/fuzz.log" | tail -25
 [ $rc -eq 0 ] && echo "RESULT fuzz: clean after $SECS s ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$W/fuzz.log" | grep -o '[0-9]*$') executions)"
 exit $rc

@@ -51,13 +51,40 @@ awk -v a="$r10" -v b="$r10b" 'BEGIN { exit !(b >= a - 0.01) }' || fail "nprobe 3
 
 # A QINCo index: the library's default network, and info shows it.
 "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/q.qinx" --bytes 8 --nlist 16 --max-train 2000 \
-  --quantizer qinco --epochs 2 --seed 5 --quiet
+  --quantizer qinco --epochs 2 --seed 5 2>"$tmp/q.err"
+# one throughput line per epoch, below the sgemm rate measured in the same run
+n_ep=$(grep -c "qinco: \[.*epoch .* GFLOP/s (.* of sgemm .*) cores" "$tmp/q.err")
+[ "$n_ep" = 2 ] || fail "build: $n_ep per-epoch throughput lines, expected 2: $(cat "$tmp/q.err")"
+grep "qinco: \[.*epoch" "$tmp/q.err" | sed -E 's/.* ([0-9.]+) GFLOP\/s \([0-9]+% of sgemm ([0-9.]+)\).*/\1 \2/' |
+  awk '{ if (!($1 > 0 && $1 < $2)) exit 1 }' || fail "build: GFLOP/s not below the sgemm rate: $(grep GFLOP "$tmp/q.err")"
+grep -q "held-out check" "$tmp/q.err" || fail "build: no held-out check line"
 "$qinx" info --index "$tmp/q.qinx" --json >"$tmp/qinfo.json"
 grep -q '"quantizer":"qinco"' "$tmp/qinfo.json" || fail "info: not a qinco index: $(cat "$tmp/qinfo.json")"
 grep -q '"qinco":{"L":1,"h":128,"A":8,"beam":5,"epochs":2,' "$tmp/qinfo.json" \
   || fail "info: qinco network: $(cat "$tmp/qinfo.json")"
 "$qinx" info --index "$tmp/q.qinx" | grep -q "^network .*L=1 .*h=128.*A=8 beam=5" || fail "info: no network line"
 grep -q '"qinco"' "$tmp/info.json" && fail "info: an RQ index shows a qinco network"
+"$qinx" info --index "$tmp/q.qinx" | grep -q "^training .*GFLOP/s (.*% of this machine's sgemm rate" \
+  || fail "info: no training throughput line"
+grep -q '"checked":true' "$tmp/qinfo.json" || fail "info: the held-out check is missing: $(cat "$tmp/qinfo.json")"
+
+# Never worse than its RQ, on a case built to fail: with 0 epochs the network cannot beat
+# its RQ, so the build says so, writes the RQ's codes (the same as an RQ build's) and info
+# reports the fallback with its figures.
+"$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/q0.qinx" --bytes 8 --nlist 16 --max-train 2000 \
+  --quantizer qinco --epochs 0 --seed 5 --quiet 2>"$tmp/q0.err"
+grep -q "QINCo did NOT beat its RQ on .* held-out vectors (MSE .* recall@1 .*): the index holds the RQ's codes" \
+  "$tmp/q0.err" || fail "build: no fallback message: $(cat "$tmp/q0.err")"
+"$qinx" info --index "$tmp/q0.qinx" | grep -q "^check .*FELL BACK TO THE RQ.*recall@1" \
+  || fail "info: no fallback line: $("$qinx" info --index "$tmp/q0.qinx")"
+"$qinx" info --index "$tmp/q0.qinx" --json | grep -q '"fallback":true' || fail "info --json: no fallback"
+"$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/r0.qinx" --bytes 8 --nlist 16 --max-train 2000 \
+  --seed 5 --quiet
+for f in q0 r0; do
+  "$qinx" search --index "$tmp/$f.qinx" --queries "$tmp/s_query.fvecs" --k 10 --nprobe 16 --print 30 \
+    | grep -v -i "qps\|ms/query" >"$tmp/$f.res"
+done
+cmp -s "$tmp/q0.res" "$tmp/r0.res" || fail "a QINCo index that fell back answers differently from the RQ index"
 
 # The same build twice gives the same file (determinism for a seed and thread count).
 "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/b.qinx" --bytes 8 --nlist 32 --max-train 4000 --train-beam 1 --seed 5 --quiet

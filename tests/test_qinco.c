@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "qinco_impl.h"
@@ -381,12 +382,28 @@ static void test_validation_and_budget(void **state) {
     qx_quantizer_free(q);
 }
 
+/* Wall-clock figures (sgemm rate, achieved GFLOP/s, cores) are the only
+ * part of a blob that may differ between identical runs. */
+static void clear_timing(qx_quantizer *q) {
+    qx__qinco *p = (qx__qinco *)q;
+    p->ck.sgemm_gflops = p->ck.train_gflops = p->ck.cores_used = 0;
+}
+
 static void test_deterministic_for_seed(void **state) {
     (void)state;
     /* Same seed and threads: the same model, bit for bit (short run, codes of
-     * the whole training set re-encoded every 2 epochs). */
+     * the whole training set re-encoded every 2 epochs), the held-out check
+     * included. */
     qx_quantizer *a = trained_small(g_x, g_n, g_d, 2, 0.1f, 2);
     qx_quantizer *b = trained_small(g_x, g_n, g_d, 2, 0.1f, 2);
+    qx_qinco_stats sa, sb;
+    assert_int_equal(qx_qinco_get_stats(a, &sa), 0);
+    assert_int_equal(qx_qinco_get_stats(b, &sb), 0);
+    assert_int_equal(sa.checked, 1);
+    assert_int_equal(sa.fallback, sb.fallback);
+    assert_true(sa.check_recall_qinco == sb.check_recall_qinco);
+    clear_timing(a);
+    clear_timing(b);
     uint8_t *ba, *bb;
     size_t la, lb;
     assert_int_equal(qx_quantizer_serialize(a, &ba, &la), 0);
@@ -526,6 +543,193 @@ static void test_save_load_bit_identical(void **state) {
     free(c1), free(c2), free(r1), free(r2);
 }
 
+
+/* ---- never worse than its RQ ------------------------------------------- */
+
+/* Built to fail: a learning rate of 1 wrecks the network in its first steps,
+ * so no epoch beats the RQ on the hold-out; the quantizer must fall back to
+ * an RQ trained on all the vectors with the initial RQ's options and encode
+ * exactly like it, before and after a save/load. */
+static void test_fallback_when_network_loses(void **state) {
+    (void)state;
+    size_t n = 3000, d = 16, M = 4;
+    float *x = manifold(n, d, 11);
+    qx_qinco_opts o;
+    qx_qinco_opts_init(&o);
+    o.M = M;
+    o.h = 16;
+    o.epochs = 2;
+    o.lr = 1.0f;
+    o.batch = 64;
+    o.threads = 2;
+    o.valid_fraction = 0.2f;
+    o.rq_refine_min = 0;
+    qx_quantizer *q;
+    assert_int_equal(qx_qinco_new(&q, d, &o), 0);
+    assert_int_equal(qx_quantizer_train(q, x, n), 0);
+    qx_qinco_stats st;
+    assert_int_equal(qx_qinco_get_stats(q, &st), 0);
+    fprintf(stderr, "built to fail: best epoch %zu, MSE %.4f vs RQ %.4f, recall@1 %.3f vs %.3f\n",
+            st.best_epoch, st.check_mse_qinco, st.check_mse_rq, st.check_recall_qinco,
+            st.check_recall_rq);
+    assert_int_equal(st.checked, 1);
+    assert_int_equal(st.fallback, 1);
+    assert_int_equal(st.check_nq, 600);
+    assert_int_equal(st.check_nbase, 2400);
+    assert_true(st.check_recall_rq > 0 && st.check_recall_rq <= 1);
+    /* The RQ it became: the one qx_rq would train on the same vectors. */
+    qx_rq_opts ro;
+    qx_rq_opts_init(&ro);
+    ro.M = M;
+    ro.seed = o.seed;
+    ro.threads = 2;
+    ro.refine_min_per_codeword = 0;
+    qx_quantizer *rq;
+    assert_int_equal(qx_rq_new(&rq, d, &ro), 0);
+    assert_int_equal(qx_quantizer_train(rq, x, n), 0);
+    uint8_t *c1 = malloc(n * M), *c2 = malloc(n * M);
+    float *lq = malloc(sizeof(float) * 2 * M * 256), *lr = malloc(sizeof(float) * 2 * M * 256);
+    assert_int_equal(qx_quantizer_encode(rq, x, n, c1), 0);
+    assert_int_equal(qx_quantizer_encode(q, x, n, c2), 0);
+    assert_memory_equal(c1, c2, n * M);
+    assert_int_equal(qx_quantizer_lut(rq, x, 2, lr), 0);
+    assert_int_equal(qx_quantizer_lut(q, x, 2, lq), 0);
+    assert_memory_equal(lr, lq, sizeof(float) * 2 * M * 256);
+    double mr, mq;
+    assert_int_equal(qx_quantizer_mse(rq, x, n, 0, &mr), 0);
+    assert_int_equal(qx_quantizer_mse(q, x, n, 0, &mq), 0);
+    assert_true(mr == mq);
+    /* The blob keeps the fallback and its figures. */
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(qx_quantizer_serialize(q, &blob, &len), 0);
+    qx_quantizer *l = NULL;
+    assert_int_equal(qx_quantizer_deserialize(blob, len, &l), 0);
+    qx_qinco_stats sl;
+    assert_int_equal(qx_qinco_get_stats(l, &sl), 0);
+    assert_int_equal(sl.fallback, 1);
+    assert_true(sl.check_mse_rq == st.check_mse_rq && sl.check_recall_qinco == st.check_recall_qinco);
+    assert_int_equal(qx_quantizer_encode(l, x, n, c2), 0);
+    assert_memory_equal(c1, c2, n * M);
+    /* a flipped byte inside the embedded RQ is caught */
+    blob[len - 40] ^= 0x11;
+    qx_quantizer *bad = NULL;
+    assert_int_equal(qx_quantizer_deserialize(blob, len, &bad), QX_EFORMAT);
+    assert_null(bad);
+    qx_free(blob);
+    qx_quantizer_free(l);
+    qx_quantizer_free(rq);
+    qx_quantizer_free(q);
+    free(c1), free(c2), free(lq), free(lr), free(x);
+}
+
+/* On data where the network wins, the check keeps it, with figures that say
+ * why; training reports a throughput line per epoch and figures below the
+ * sgemm rate measured in the same run. */
+static void test_check_keeps_winner_and_reports_throughput(void **state) {
+    (void)state;
+    qx_qinco_opts o;
+    qx_qinco_opts_init(&o);
+    o.M = 4;
+    o.L = 2;
+    o.h = 32;
+    o.A = 16;
+    o.beam = 2;
+    o.epochs = 12;
+    o.batch = 128;
+    o.lr = 3e-3f;
+    o.seed = 5;
+    o.threads = 2;
+    o.valid_fraction = 0.2f;
+    o.verbose = 1;
+    qx_quantizer *q;
+    assert_int_equal(qx_qinco_from_rq(&q, g_rq, &o), 0);
+    /* capture the per-epoch lines */
+    char path[] = "/tmp/qx_qinco_verbose_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    int rc = qx_quantizer_train(q, g_x, g_n);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    assert_int_equal(rc, 0);
+    FILE *f = fdopen(fd, "r");
+    rewind(f);
+    char line[1024];
+    size_t epoch_lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, "qinco: [")) continue;
+        double g, pct, sg, cores;
+        const char *p = strstr(line, " lr ");
+        assert_non_null(p);
+        assert_int_equal(sscanf(p, " lr %*g %lf GFLOP/s (%lf%% of sgemm %lf) cores %lf", &g, &pct,
+                                &sg, &cores), 4);
+        assert_non_null(strstr(line, "ETA"));
+        assert_non_null(strstr(line, "held-out MSE"));
+        assert_true(g > 0 && sg > 0 && g < sg);
+        assert_true(cores > 0 && cores < 2.5);
+        epoch_lines++;
+    }
+    fclose(f);
+    unlink(path);
+    qx_qinco_stats st;
+    assert_int_equal(qx_qinco_get_stats(q, &st), 0);
+    assert_int_equal(epoch_lines, st.epochs);
+    fprintf(stderr, "check: MSE %.4f vs RQ %.4f, recall@1 %.3f vs %.3f; %.1f GFLOP/s of sgemm %.1f, "
+            "%.2f cores\n", st.check_mse_qinco, st.check_mse_rq, st.check_recall_qinco,
+            st.check_recall_rq, st.train_gflops, st.sgemm_gflops, st.cores_used);
+    assert_int_equal(st.checked, 1);
+    assert_int_equal(st.fallback, 0);
+    assert_true(st.check_mse_qinco < st.check_mse_rq);
+    assert_true(st.check_recall_qinco >= st.check_recall_rq);
+    assert_true(st.train_gflops > 0 && st.train_gflops < st.sgemm_gflops);
+    assert_true(st.cores_used > 0 && st.cores_used < 2.5);
+    for (size_t e = 0; e < st.epochs; e++)
+        assert_true(st.epoch_gflops[e] > 0 && st.epoch_gflops[e] < st.sgemm_gflops);
+    qx_quantizer_free(q);
+}
+
+/* Version-1 blobs (before the check) still load: the current blob cut back
+ * to the version-1 layout, with its CRC recomputed. */
+static void test_loads_version1_blob(void **state) {
+    (void)state;
+    qx_quantizer *q = g_model;
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(qx_quantizer_serialize(q, &blob, &len), 0);
+    /* the common header's body starts after its fixed part; find "QNCO" */
+    size_t body = 0;
+    while (body + 4 < len && memcmp(blob + body, "QNCO", 4)) body++;
+    assert_true(body + 4 < len);
+    size_t extra = 4 + 8 + 8 + 7 * 8 + 8; /* version 2 fields, no fallback RQ here */
+    size_t l1 = len - extra;
+    uint8_t *v1 = malloc(l1);
+    memcpy(v1, blob, l1 - 4);
+    uint32_t one = 1;
+    memcpy(v1 + body + 4, &one, 4);
+    uint32_t crc = qx__crc32(0, v1 + body, l1 - 4 - body);
+    memcpy(v1 + l1 - 4, &crc, 4);
+    qx_quantizer *l = NULL;
+    int rc = qx_quantizer_deserialize(v1, l1, &l);
+    if (rc) fprintf(stderr, "version 1: %s\n", qx_last_error());
+    assert_int_equal(rc, 0);
+    size_t n = g_nt, M = 4;
+    uint8_t *c1 = malloc(n * M), *c2 = malloc(n * M);
+    assert_int_equal(qx_quantizer_encode(q, g_test, n, c1), 0);
+    assert_int_equal(qx_quantizer_encode(l, g_test, n, c2), 0);
+    assert_memory_equal(c1, c2, n * M);
+    qx_qinco_stats st;
+    assert_int_equal(qx_qinco_get_stats(l, &st), 0);
+    assert_int_equal(st.checked, 0);
+    assert_int_equal(st.fallback, 0);
+    qx_quantizer_free(l);
+    free(c1), free(c2), free(v1);
+    qx_free(blob);
+}
+
 /* ---- bad parameters -------------------------------------------------------- */
 
 static void expect_bad(const qx_qinco_opts *o, size_t d, int code, const char *word) {
@@ -653,6 +857,9 @@ int main(void) {
         cmocka_unit_test(test_deterministic_for_seed),
         cmocka_unit_test(test_encode_decode_round_trip),
         cmocka_unit_test(test_save_load_bit_identical),
+        cmocka_unit_test(test_loads_version1_blob),
+        cmocka_unit_test(test_fallback_when_network_loses),
+        cmocka_unit_test(test_check_keeps_winner_and_reports_throughput),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -38,7 +38,10 @@ static void usage(FILE *f) {
             "  --nlist N          inverted lists (default 1024, capped at n_train/39)\n"
             "  --beam B           beam width of encoding (default 5)\n"
             "  --train-beam B     rq: beam width while training (default: --beam; 1 is fastest)\n"
-            "  --quantizer Q      rq (residual quantization, default) or qinco (QINCo-style)\n"
+            "  --quantizer Q      rq (residual quantization, default), qinco (QINCo-style) or\n"
+            "                     fastscan (4-bit steps scanned in SIMD registers + 8-bit steps)\n"
+            "  --fs-steps N       fastscan: 4-bit steps (even; default: as many as half the\n"
+            "                     bytes hold, the rest of --bytes goes to 8-bit steps)\n"
             "  --qinco-L N        qinco: residual blocks per step (default 1)\n"
             "  --qinco-h N        qinco: hidden size of the blocks (default 128)\n"
             "  --qinco-A N        qinco: candidates pre-selected per beam entry (default 8)\n"
@@ -195,6 +198,25 @@ static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n
     return passed ? 0 : 3;
 }
 
+/* A QINCo build says whether the network beat its RQ on the hold-out, and
+ * whether the index therefore holds the RQ's codes. Printed even with --quiet
+ * when it fell back: the user asked for QINCo and did not get it. */
+static void cli_qinco_verdict(const qx_ivf *ivf, const cli_progress *prog) {
+    const qx_quantizer *q = qx_ivf_quantizer(ivf);
+    qx_qinco_stats st;
+    if (qx_quantizer_kind(q) != QX_QUANT_QINCO || qx_qinco_get_stats(q, &st) || !st.checked) return;
+    if (st.fallback)
+        fprintf(stderr, "qinx build: QINCo did NOT beat its RQ on %zu held-out vectors (MSE %.6g vs "
+                "RQ %.6g, recall@1 %.4f vs RQ %.4f): the index holds the RQ's codes "
+                "(`qinx info` reports the fallback)\n", st.check_nq, st.check_mse_qinco,
+                st.check_mse_rq, st.check_recall_qinco, st.check_recall_rq);
+    else
+        cli_log(prog, "qinx build: QINCo beat its RQ on %zu held-out vectors: MSE %.6g vs RQ %.6g "
+                "(%.3fx), recall@1 %.4f vs RQ %.4f", st.check_nq, st.check_mse_qinco,
+                st.check_mse_rq, st.check_mse_qinco / st.check_mse_rq, st.check_recall_qinco,
+                st.check_recall_rq);
+}
+
 int qx_cli_build(int argc, char **argv) {
     const char *base_path = NULL, *train_path = NULL, *out_path = NULL, *replace = NULL;
     const char *gate_path = NULL, *fault = NULL;
@@ -207,7 +229,8 @@ int qx_cli_build(int argc, char **argv) {
     qx_qinco_opts qdef;
     qx_qinco_opts_init(&qdef);
     size_t qL = (size_t)qdef.L, qh = (size_t)qdef.h, qA = (size_t)qdef.A, epochs = SIZE_MAX, train_minutes = 0;
-    int use_qinco = 0;
+    int use_qinco = 0, use_fs = 0;
+    size_t fs_steps = 0;
     int quiet = 0;
     qx_metric metric = QX_METRIC_L2;
     static const struct option opts[] = {
@@ -216,7 +239,7 @@ int qx_cli_build(int argc, char **argv) {
         {"quiet", 0, 0, 'q'},   {"metric", 1, 0, 'm'}, {"max-train", 1, 0, 'x'}, {"help", 0, 0, 'h'},
         {"train-beam", 1, 0, 'b' + 256}, {"quantizer", 1, 0, 'Q'}, {"qinco-L", 1, 0, 'L'}, {"qinco-h", 1, 0, 'H'},
         {"qinco-A", 1, 0, 'A'}, {"epochs", 1, 0, 'E'}, {"train-minutes", 1, 0, 'M'},
-        {"replace", 1, 0, 'R'}, {"gate", 1, 0, 'g'},
+        {"fs-steps", 1, 0, 'S'}, {"replace", 1, 0, 'R'}, {"gate", 1, 0, 'g'},
 #ifdef QX_FAULT_INJECTION
         {"inject-fault", 1, 0, 'F'},
 #endif
@@ -238,11 +261,14 @@ int qx_cli_build(int argc, char **argv) {
         case 'x': bad = cli_parse_size("--max-train", optarg, 256, SIZE_MAX, &max_train); break;
         case 'q': quiet = 1; break;
         case 'Q':
+            use_qinco = use_fs = 0;
             if (!strcmp(optarg, "rq")) use_qinco = 0;
             else if (!strcmp(optarg, "qinco")) use_qinco = 1;
-            else { fprintf(stderr, "qinx build: --quantizer is rq or qinco, got '%s'\n", optarg); bad = 1; }
+            else if (!strcmp(optarg, "fastscan")) use_fs = 1;
+            else { fprintf(stderr, "qinx build: --quantizer is rq, qinco or fastscan, got '%s'\n", optarg); bad = 1; }
             break;
         case 'b' + 256: bad = cli_parse_size("--train-beam", optarg, 1, 64, &train_beam); break;
+        case 'S': bad = cli_parse_size("--fs-steps", optarg, 2, QX_FS_MAX_STEPS4, &fs_steps); break;
         case 'L': bad = cli_parse_size("--qinco-L", optarg, 0, 16, &qL); break;
         case 'H': bad = cli_parse_size("--qinco-h", optarg, 1, 4096, &qh); break;
         case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &qA); break;
@@ -346,7 +372,24 @@ int qx_cli_build(int argc, char **argv) {
             base.n, train.n, base.d, bytes);
     size_t M = metric == QX_METRIC_L2 ? bytes - 1 : bytes;
     qx_quantizer *q = NULL;
-    if (use_qinco) {
+    if (use_fs) {
+        /* bytes = M4/2 (4-bit) + M8 (8-bit) + the norm byte (L2) */
+        qx_fs_opts fo;
+        qx_fs_opts_init(&fo);
+        fo.M4 = fs_steps ? fs_steps : (bytes / 2) * 2;
+        if (fo.M4 % 2 || fo.M4 / 2 > M) {
+            fprintf(stderr, "qinx build: --fs-steps %zu must be even and fit in %zu code bytes\n", fo.M4, M);
+            qx_matrix_free(&base);
+            qx_matrix_free(&train);
+            return 2;
+        }
+        fo.M8 = M - fo.M4 / 2;
+        if (beam) fo.beam = (int)beam;
+        fo.train_beam = train_beam ? (int)train_beam : 0;
+        fo.seed = seed;
+        fo.threads = (int)threads;
+        rc = qx_fs_new(&q, base.d, &fo);
+    } else if (use_qinco) {
         qx_qinco_opts qo;
         qx_qinco_opts_init(&qo);
         qo.M = M;
@@ -359,6 +402,9 @@ int qx_cli_build(int argc, char **argv) {
         qo.seed = seed;
         qo.threads = (int)threads;
         qo.verbose = !quiet;
+        if (beam) qo.rq_beam = (int)beam; /* the RQ it starts from, and falls back to, is
+                                            the one --quantizer rq would train */
+        if (!train_path && train.n == base.n) qo.rq_refine_min = 0; /* as for rq, below */
         rc = qx_qinco_new(&q, base.d, &qo);
     } else {
         qx_rq_opts ro;
@@ -400,6 +446,7 @@ int qx_cli_build(int argc, char **argv) {
             qx_matrix_free(&train);
             return verdict;
         }
+        if (rc == 0) cli_qinco_verdict(ivf, &prog);
         if (rc == 0) rc = qx_ivf_save(ivf, out_path);
         if (rc == 0) {
             qx_ivf_info info;

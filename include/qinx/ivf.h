@@ -32,6 +32,7 @@ QX_BEGIN_DECLS
 
 #define QX_MAX_NLIST 1048576
 #define QX_MAX_K 10000
+#define QX_FS_SHORTLIST_PER_K 4
 
 typedef enum qx_metric {
     QX_METRIC_L2 = 0, /* squared Euclidean distance, smaller is closer */
@@ -80,8 +81,28 @@ int qx_ivf_rename_ids(qx_ivf *ivf, const int64_t *old_ids, const int64_t *new_id
 
 typedef struct qx_search_params {
     size_t nprobe;  /* lists visited (default 16, capped at nlist) */
-    size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off) */
+    size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off); ignored
+                     * by fast-scan indexes, whose second stage always re-ranks */
+    size_t shortlist; /* fast-scan indexes: candidates kept by the 4-bit scan and
+                     * re-ranked with the whole code (0 = automatic:
+                     * QX_FS_SHORTLIST_PER_K × k); ignored by other kinds. The
+                     * HTTP search "params" map onto this struct. */
     int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
+    /* Filtered search (optional): only ids for which filter(filter_ctx, id)
+     * returns nonzero may be results; it is called for the candidates that
+     * would enter the shortlist. The lists are visited nearest first; after
+     * nprobe lists the search goes on, list by list, until max(k, rerank) ids
+     * passed and about as many passing ids were scanned as an unfiltered
+     * search scans in nprobe lists (estimated from the pass rate of the
+     * tested candidates), or max_nprobe lists were visited (0 = every list).
+     * So a reply is short only when fewer than k ids in those lists pass, and
+     * the recall stays near the unfiltered one at the cost of ~1/pass rate
+     * more scanning. filter runs on the searching thread(s) and must be safe
+     * to call concurrently. */
+    int (*filter)(void *filter_ctx, int64_t id);
+    void *filter_ctx;
+    size_t max_nprobe;
+    size_t *lists_visited; /* optional out: lists scanned (the last query's, for nq = 1) */
 } qx_search_params;
 
 void qx_search_params_init(qx_search_params *p);
@@ -94,6 +115,21 @@ void qx_ivf_search_ctx_free(qx_ivf_search_ctx *ctx);
  * ctx may be NULL (one is made for the call). */
 int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries, size_t nq,
                   size_t k, const qx_search_params *params, float *dist, int64_t *ids);
+
+/* Where the time of fast-scan searches goes: seconds per phase (TSC), summed
+ * over the queries searched on the calling thread while a profile is
+ * installed (coarse: centroid scores and probe selection; lut: the 4-bit
+ * table and its 8-bit quantization; scan: the block scans and the
+ * shortlist; refine: the second stage and the results). Meant for
+ * single-threaded measurement (threads = 1); costs a few clock reads per
+ * query. */
+typedef struct qx_search_profile {
+    double coarse, lut, scan, refine;
+    size_t queries;
+} qx_search_profile;
+
+/* Install (or with NULL remove) the calling thread's profile. */
+void qx_ivf_profile_thread(qx_search_profile *prof);
 
 /* Save atomically (temp file, fsync, rename) / load with full validation. */
 int qx_ivf_save(const qx_ivf *ivf, const char *path);

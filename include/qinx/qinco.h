@@ -79,6 +79,16 @@ typedef struct qx_qinco_opts {
                              it, and the RQ (epoch 0) then wins by default */
     int rq_beam;          /* beam of the RQ that initialises the codebooks (default 5) */
     int verbose;          /* 1 = one line per epoch on stderr (default 0) */
+    int rq_refine_min;    /* refine_min_per_codeword of the initial RQ (qinx/rq.h), -1 = the
+                             RQ's default (8); 0 = always refine, as `qinx build` does when
+                             the training set is the whole base. Training-only */
+    int fallback;         /* 1 (default) = after training, compare the kept model with the
+                             starting RQ on the hold-out (MSE, and recall@1 of held-out
+                             vectors against the training vectors): unless it is better on
+                             both, the quantizer becomes an RQ (retrained on every vector
+                             given, with the initial RQ's options) and encodes, decodes and
+                             answers look-up tables exactly as that RQ; stats.fallback says
+                             so. Needs a hold-out (valid_fraction > 0). 0 = keep the model */
 } qx_qinco_opts;
 
 void qx_qinco_opts_init(qx_qinco_opts *opts);
@@ -109,6 +119,21 @@ typedef struct qx_qinco_stats {
                                   0 after loading (not stored in the blob) */
     int budget_hit;            /* 1 if train_minutes stopped training */
     double total_seconds;      /* whole train call (RQ, network, LUT fit) */
+    /* The never-worse-than-RQ check (opts.fallback), on the hold-out: */
+    int checked;               /* 1 if the check ran (a hold-out existed) */
+    int fallback;              /* 1 if the model is the RQ because the network did not beat it */
+    size_t check_nq, check_nbase; /* held-out queries; training vectors searched */
+    double check_mse_rq, check_mse_qinco;       /* held-out MSE, raw units */
+    double check_recall_rq, check_recall_qinco; /* held-out recall@1 against the training
+                                                   vectors (decoded), true neighbour by
+                                                   exact distance */
+    /* Throughput of the network training (epochs only, not the RQ or LUT fit): */
+    double sgemm_gflops;       /* this machine's sgemm rate, measured at the start of the run
+                                  (1024^3 sgemm, best of 3, the training's thread count) */
+    double train_gflops;       /* achieved over all epochs: counted matrix FLOPs (encode,
+                                  forward, backward, monitoring) / wall seconds */
+    double cores_used;         /* process CPU seconds / wall seconds over the epochs */
+    const double *epoch_gflops; /* [epochs]: the same per epoch (NULL after loading) */
 } qx_qinco_stats;
 
 /* Fills *st. QX_EINVAL if q is not a QINCo quantizer. Before any training all

@@ -13,6 +13,7 @@
 #include "qinx/quantizer.h"
 #include "qinx/rq.h"
 #include "qinx/qinco.h"
+#include "qinx/fastscan.h"
 #include "qinx/ivf.h"
 #include "qinx/derp.h"
 #include "qinx/gate.h"

@@ -30,7 +30,8 @@ QX_BEGIN_DECLS
  * table of kinds is quant/quantizer_kinds.c (the fast-scan codes come next). */
 typedef enum qx_quant_kind {
     QX_QUANT_RQ = 1,
-    QX_QUANT_QINCO = 2
+    QX_QUANT_QINCO = 2,
+    QX_QUANT_FASTSCAN = 3 /* 4-bit fast-scan steps + 8-bit refinement (qinx/fastscan.h) */
 } qx_quant_kind;
 
 typedef struct qx_quantizer qx_quantizer;

@@ -1,0 +1,60 @@
+/* qinx/fastscan.h — the fast-scan quantizer: 4-bit residual steps scanned in
+ * SIMD registers, refined by 8-bit residual steps (a two-rate code).
+ *
+ * A code of this quantizer has two parts, one after the other:
+ *   - M4 residual steps of 16 codewords (4 bits each), two per byte (step 2j
+ *     in the low nibble of byte j, step 2j+1 in the high nibble): M4/2 bytes;
+ *   - M8 residual steps of 256 codewords (an RQ of M8 steps trained on what
+ *     the 4-bit steps leave): M8 bytes.
+ * qx_quantizer_steps() is the byte count M = M4/2 + M8. Each byte is one
+ * additive step of 256 codewords (byte j < M4/2: a_{2j}[v & 15] + a_{2j+1}[v >> 4]),
+ * so every generic path (look-up tables, decoding, DERP) works unchanged; the
+ * IVF index stores the 4-bit part in 32-vector blocks and scans it with
+ * vpshufb (qinx/ivf.h, docs/fastscan.md), then re-ranks a shortlist with the
+ * whole code.
+ *
+ * Training: the 4-bit codebooks by k-means on residuals step by step (the
+ * RQ recipe with K = 16), the 8-bit part as a qinx RQ (qinx/rq.h) on the
+ * residuals of the beam-encoded 4-bit part. Encoding: beam search over the
+ * 4-bit steps (width beam4), then the RQ's own beam search.
+ * Concurrency: as qinx/quantizer.h.
+ */
+#ifndef QINX_FASTSCAN_H
+#define QINX_FASTSCAN_H
+
+#include "qinx/defs.h"
+
+#include "qinx/quantizer.h"
+
+QX_BEGIN_DECLS
+
+#define QX_FS_MAX_STEPS4 120 /* 4-bit steps at most (with 2 norm steps: 61 pairs) */
+
+typedef struct qx_fs_opts {
+    size_t M4;        /* 4-bit steps, even, 2..QX_FS_MAX_STEPS4 (default 16) */
+    size_t M8;        /* 8-bit refinement steps, 0..QX_MAX_STEPS (default 7);
+                       * M4/2 + M8 <= QX_MAX_STEPS */
+    int beam4;        /* beam width of the 4-bit encoding, 1..64 (default 4) */
+    int beam;         /* beam width of the 8-bit RQ encoding (default 5) */
+    int train_beam;   /* 8-bit RQ: beam while training (default 0 = beam) */
+    int kmeans_iters; /* k-means iterations per 4-bit step (default 20) */
+    uint64_t seed;    /* default 1234 */
+    int threads;      /* 0 = all cores */
+} qx_fs_opts;
+
+void qx_fs_opts_init(qx_fs_opts *opts);
+
+/* A new untrained fast-scan quantizer for dimension d. */
+int qx_fs_new(qx_quantizer **out, size_t d, const qx_fs_opts *opts);
+
+/* The split of a trained or untrained fast-scan quantizer (0 for other kinds). */
+size_t qx_fs_steps4(const qx_quantizer *q);
+size_t qx_fs_steps8(const qx_quantizer *q);
+
+/* The 4-bit codebooks: M4 * 16 * d floats, step-major (NULL for other kinds). */
+const float *qx_fs_codebooks4(const qx_quantizer *q);
+/* The 8-bit codebooks: M8 * 256 * d floats (NULL when M8 = 0 or another kind). */
+const float *qx_fs_codebooks8(const qx_quantizer *q);
+
+QX_END_DECLS
+#endif

@@ -1,0 +1,467 @@
+/* index/ivf_fastscan_search.c — search of a fast-scan IVF index: coarse
+ * probe selection, one 4-bit look-up table per query quantized to 8 bits,
+ * the SIMD block scan with a uint16 threshold, and the second stage that
+ * re-ranks the shortlist with the whole code.
+ *
+ * Decisions:
+ * 1. Fixed cost per query: the coarse scores (nlist × d) and the float LUT
+ *    of the 4-bit steps (M4 × 16 × d, 1/16 of an 8-bit RQ's) come from one
+ *    sgemm per block of 32 queries, or sgemv for one or two queries (as in
+ *    ivf_search.c, decision 5). The 8-bit steps get no table: the second
+ *    stage decodes the shortlist instead (shortlist × (M4/2 + M8) × d adds,
+ *    fewer than M8 × 256 × d multiply-adds for any shortlist below ~1000).
+ * 2. 8-bit tables: per step the minimum is subtracted, and one scale for
+ *    all steps (255 / the widest step range) keeps the sum of the quantized
+ *    entries proportional to the sum of the floats: estimate = Σ bias +
+ *    acc / scale. The error of one step is at most 0.5 / scale, of a sum
+ *    2P × 0.5 / scale.
+ * 3. Threshold in the integer domain: a list's candidates are compared in
+ *    uint16 against ceil((threshold − list bias) × scale), sixteen or
+ *    thirty-two at a time (find_lt_u16); only those below it are converted
+ *    to float. The shortlist is a reservoir, not a heap: candidates are
+ *    appended to a buffer of 2S, and when it fills a quickselect keeps the S
+ *    best and the S-th becomes the threshold (the idea of FAISS's
+ *    ReservoirHandler): O(1) per candidate instead of a heap's sift. With a
+ *    heap, sifting took 26 % of a siftsmall query (perf, nprobe 16, S 40).
+ * 4. The second stage computes ||q − (c + Σ codewords)||² with the fused
+ *    decode_l2 kernel (no temporary vector): exact distances to the full
+ *    reconstruction, so the reported distances are those of the whole code.
+ *    Inner product decodes and takes the dot product. It reads the M4
+ *    4-bit codebooks (16 rows a step, cache-resident) rather than the
+ *    byte-level additive table (256 rows per byte, 16x larger): measured on
+ *    siftsmall, the large table made the second stage miss cache on most
+ *    rows (3.4k QPS at shortlist 100).
+ * 5. One query's lists can be split across threads (params->threads > 1 and
+ *    a single query): each thread scans its share of the probes into its own
+ *    shortlist, the shortlists are merged, then re-ranked. A batch is split
+ *    into 32-query blocks, each thread computing its blocks' tables and
+ *    searching them, in ONE parallel region per call: a region per block
+ *    (as ivf_search.c does) made 2 threads slower than one on the shared
+ *    machine (every block's barrier waited for a descheduled thread).
+ */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+#include <time.h>
+#include <x86intrin.h>
+
+#include "ivf_impl.h"
+#include "kernels_fs_impl.h"
+#include "qinx/fastscan.h"
+#include "qinx/kernels.h"
+
+static _Thread_local qx_search_profile *g_prof;
+
+static double tsc_seconds_per_tick(void);
+
+void qx_ivf_profile_thread(qx_search_profile *prof) {
+    if (prof) (void)tsc_seconds_per_tick(); /* calibrate outside the timed phases */
+    g_prof = prof;
+}
+
+/* Phase clock of the profile: the TSC, in seconds. CLOCK_THREAD_CPUTIME_ID
+ * is a system call in this VM (~1 µs a read: it doubled a 6 µs query);
+ * the TSC read is ~10 ns. Its rate is measured once against
+ * CLOCK_MONOTONIC over 20 ms. Between two reads it counts wall time, so a
+ * phase the thread was descheduled in is inflated: use the fastest of
+ * several profiled runs (qinx search --profile does). */
+static double tsc_seconds_per_tick(void) {
+    static double spt;
+    if (spt == 0) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        uint64_t t0 = __rdtsc();
+        do clock_gettime(CLOCK_MONOTONIC, &b);
+        while ((double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec) < 0.02);
+        uint64_t t1 = __rdtsc();
+        double dt = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+        spt = dt / (double)(t1 - t0);
+    }
+    return spt;
+}
+
+static inline double cpu_now(void) { return (double)__rdtsc() * tsc_seconds_per_tick(); }
+
+typedef struct fs_ctx {
+    size_t M4, P, nlist, d, R;
+    float *lutf;          /* QX__QBLOCK * M4 * 16 */
+    float *T;             /* 2P * 16 float table of one query */
+    uint8_t *lut8;        /* 2P * 16 */
+    uint16_t *acc;        /* acc_cap */
+    size_t acc_cap, heap_cap;
+    qx__topk probes;
+    float *rkey;          /* reservoir: 2 * heap_cap candidates */
+    uint64_t *rval;
+    size_t rn, rS;
+    float rthr;
+    const float **rows;   /* M4/2 + M8 */
+    float *xbuf;          /* d */
+} fs_ctx;
+
+void qx__ivf_fs_ctx_free(void *p) {
+    fs_ctx *f = p;
+    if (!f) return;
+    qx__aligned_free(f->lutf);
+    qx__aligned_free(f->T);
+    qx__aligned_free(f->lut8);
+    qx__aligned_free(f->acc);
+    qx__free(f->probes.key);
+    qx__free(f->probes.val);
+    qx__free(f->rkey);
+    qx__free(f->rval);
+    qx__free(f->rows);
+    qx__aligned_free(f->xbuf);
+    qx__free(f);
+}
+
+static int fs_ctx_fit(const qx_ivf *ivf, qx_ivf_search_ctx *c, size_t heap_k) {
+    fs_ctx *f = c->fs;
+    size_t M4 = 2 * ivf->fs_half, P = ivf->fs_pairs;
+    if (!f) {
+        if (!(f = c->fs = qx__calloc(1, sizeof *f))) return qx__fail(QX_ENOMEM, "fast-scan search context");
+        f->M4 = M4;
+        f->P = P;
+        f->nlist = ivf->nlist;
+        f->d = ivf->d;
+        f->R = 2 * ivf->fs_half + ivf->fs_rest; /* rows decoded per candidate */
+        f->lutf = qx__aligned_alloc(sizeof(float) * QX__QBLOCK * M4 * 16);
+        f->T = qx__aligned_alloc(sizeof(float) * 2 * P * 16);
+        f->lut8 = qx__aligned_alloc(2 * P * 16);
+        f->probes.key = qx__malloc(sizeof(float) * ivf->nlist);
+        f->probes.val = qx__malloc(sizeof(uint64_t) * ivf->nlist);
+        f->rows = qx__malloc(sizeof(float *) * (f->R ? f->R : 1));
+        f->xbuf = qx__aligned_alloc(sizeof(float) * ivf->d);
+        if (!f->lutf || !f->T || !f->lut8 || !f->probes.key || !f->probes.val || !f->rows || !f->xbuf)
+            return qx__fail(QX_ENOMEM, "fast-scan search context");
+        /* see ivf_search.c: sgemv with beta = 0 may read y */
+        memset(f->lutf, 0, sizeof(float) * QX__QBLOCK * M4 * 16);
+    }
+    if (f->M4 != M4 || f->P != P || f->nlist != ivf->nlist || f->d != ivf->d)
+        return qx__fail(QX_EINVAL, "search context was made for another index");
+    size_t maxl = 0;
+    for (size_t l = 0; l < ivf->nlist; l++)
+        if (ivf->lists[l].size > maxl) maxl = ivf->lists[l].size;
+    size_t need = qx__fs_nblocks(maxl) * QX_FS_BLOCK;
+    if (need > f->acc_cap) {
+        qx__aligned_free(f->acc);
+        f->acc_cap = need + need / 4 + QX_FS_BLOCK;
+        f->acc_cap -= f->acc_cap % QX_FS_BLOCK;
+        if (!(f->acc = qx__aligned_alloc(sizeof(uint16_t) * f->acc_cap)))
+            return f->acc_cap = 0, qx__fail(QX_ENOMEM, "fast-scan scan buffer");
+    }
+    if (heap_k > f->heap_cap) {
+        qx__free(f->rkey);
+        qx__free(f->rval);
+        f->rkey = qx__malloc(sizeof(float) * 2 * heap_k);
+        f->rval = qx__malloc(sizeof(uint64_t) * 2 * heap_k);
+        f->heap_cap = heap_k;
+        if (!f->rkey || !f->rval) return f->heap_cap = 0, qx__fail(QX_ENOMEM, "fast-scan shortlist");
+    }
+    return 0;
+}
+
+/* Float table of one query (rows of the 4-bit steps, then the two norm
+ * steps) → 8-bit table; returns the scale, *bias_sum receives Σ minima. */
+static float quantize_lut(const qx_ivf *ivf, fs_ctx *f, const float *lutf, float *bias_sum) {
+    size_t M4 = f->M4;
+    memcpy(f->T, lutf, sizeof(float) * M4 * 16);
+    if (ivf->has_norm) memcpy(f->T + M4 * 16, ivf->norm_levels, sizeof(float) * 32);
+    return qx__fs_quantize_lut(f->T, 2 * f->P, f->lut8, bias_sum);
+}
+
+/* ---- the reservoir (decision 3) ---- */
+
+static void resv_reset(fs_ctx *f, size_t S) {
+    f->rn = 0;
+    f->rS = S;
+    f->rthr = INFINITY;
+}
+
+/* Keep the S smallest of the rn entries (quickselect), threshold = the
+ * largest kept. */
+static void resv_shrink(fs_ctx *f) {
+    float *key = f->rkey;
+    uint64_t *val = f->rval;
+    size_t lo = 0, hi = f->rn - 1, want = f->rS - 1;
+    while (lo < hi) {
+        float pivot = key[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (key[i] < pivot) i++;
+            while (key[j] > pivot) j--;
+            if (i <= j) {
+                float tk = key[i]; key[i] = key[j]; key[j] = tk;
+                uint64_t tv = val[i]; val[i] = val[j]; val[j] = tv;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else break;
+    }
+    f->rn = f->rS;
+    float m = key[0];
+    for (size_t i = 1; i < f->rn; i++) m = key[i] > m ? key[i] : m;
+    f->rthr = m;
+}
+
+static inline void resv_add(fs_ctx *f, float key, uint64_t val) {
+    f->rkey[f->rn] = key;
+    f->rval[f->rn++] = val;
+    if (f->rn == 2 * f->rS) resv_shrink(f);
+}
+
+static inline void resv_finish(fs_ctx *f) {
+    if (f->rn > f->rS) resv_shrink(f);
+}
+
+static inline uint16_t threshold(float thr, float base, float scale) {
+    float t = (thr - base) * scale;
+    if (!(t > 0)) return 0;
+    if (t >= 65535.0f) return UINT16_MAX; /* includes +inf: every sum is below */
+    return (uint16_t)ceilf(t);
+}
+
+/* Scan probes [p0, p1) of `probes` into f's reservoir. */
+static void scan_probes(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f,
+                        const qx__topk *probes, size_t p0, size_t p1, const float *qc, float scale,
+                        float bsum) {
+    int l2 = ivf->opts.metric == QX_METRIC_L2;
+    float inv = 1.0f / scale;
+    for (size_t pi = p0; pi < p1; pi++) {
+        uint32_t l = (uint32_t)probes->val[pi];
+        const qx__ivf_list *L = &ivf->lists[l];
+        size_t n = L->size;
+        if (!n) continue;
+        float base = bsum + (l2 ? -2.0f * qc[l] : -qc[l]);
+        uint16_t thr = threshold(f->rthr, base, scale);
+        if (thr == 0) continue;
+        kern->scan(f->acc, L->fsb, qx__fs_nblocks(n), f->P, f->lut8);
+        const uint16_t *acc = f->acc;
+        size_t i = 0;
+        for (;;) {
+            i += kern->find_lt_u16(acc + i, n - i, thr);
+            if (i >= n) break;
+            float est = base + (float)acc[i] * inv;
+            if (est < f->rthr) {
+                float before = f->rthr;
+                resv_add(f, est, qx__loc(l, (uint32_t)i));
+                if (f->rthr != before) thr = threshold(f->rthr, base, scale);
+            }
+            i++;
+        }
+    }
+}
+
+/* Second stage: exact distances of the shortlist to their full
+ * reconstructions, best k sorted into dist/ids. */
+static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, const float *q,
+                   size_t k, float *dist, int64_t *ids) {
+    resv_finish(f);
+    qx__topk view = {f->rkey, f->rval, f->rS, f->rn}, *h = &view;
+    size_t d = ivf->d, H = ivf->fs_half, R8 = ivf->fs_rest, P = ivf->fs_pairs;
+    int l2 = ivf->opts.metric == QX_METRIC_L2;
+    const float *A4 = qx_fs_codebooks4(ivf->quant), *A8 = qx_fs_codebooks8(ivf->quant);
+    size_t n = h->n, nr = 2 * H + R8;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t loc = h->val[i];
+        const qx__ivf_list *L = &ivf->lists[loc >> 32];
+        size_t off = (uint32_t)loc;
+        uint8_t sb[QX_FS_MAX_PAIRS];
+        qx__fs_pack_get(L->fsb, P, off, sb);
+        for (size_t j = 0; j < H; j++) {
+            f->rows[2 * j] = A4 + ((2 * j) * 16 + (sb[j] & 15)) * d;
+            f->rows[2 * j + 1] = A4 + ((2 * j + 1) * 16 + (sb[j] >> 4)) * d;
+        }
+        const uint8_t *r = L->codes + off * R8;
+        for (size_t m = 0; m < R8; m++) f->rows[2 * H + m] = A8 + (m * 256 + r[m]) * d;
+        const float *cen = ivf->centroids + (size_t)(loc >> 32) * d;
+        float s;
+        if (l2) {
+            s = kern->decode_l2(q, cen, f->rows, nr, d);
+        } else {
+            for (size_t t = 0; t < d; t++) {
+                float x = cen[t];
+                for (size_t m = 0; m < nr; m++) x += f->rows[m][t];
+                f->xbuf[t] = x;
+            }
+            s = -qx_dot(q, f->xbuf, d);
+        }
+        h->key[i] = s;
+    }
+    for (size_t i = n / 2; i-- > 0;) qx__topk_sift_down(h, i);
+    while (h->n > k) {
+        h->n--;
+        h->key[0] = h->key[h->n];
+        h->val[0] = h->val[h->n];
+        qx__topk_sift_down(h, 0);
+    }
+    qx__topk_sort(h);
+    size_t i = 0;
+    for (; i < h->n; i++) {
+        uint64_t loc = h->val[i];
+        ids[i] = ivf->lists[loc >> 32].ids[(uint32_t)loc];
+        dist[i] = l2 ? fmaxf(h->key[i], 0.0f) : -h->key[i];
+    }
+    for (; i < k; i++) {
+        ids[i] = -1;
+        dist[i] = l2 ? INFINITY : -INFINITY;
+    }
+}
+
+static void select_probes(const qx_ivf *ivf, qx__topk *probes, const float *qc, size_t nprobe) {
+    int l2 = ivf->opts.metric == QX_METRIC_L2;
+    qx__topk_reset(probes, nprobe);
+    for (size_t l = 0; l < ivf->nlist; l++) {
+        float key = l2 ? ivf->centroid_norms[l] - 2.0f * qc[l] : -qc[l];
+        if (qx__topk_wants(probes, key)) qx__topk_push(probes, key, l);
+    }
+}
+
+static void search_one(const qx_ivf *ivf, fs_ctx *f, const float *q, const float *qc,
+                       const float *lutf, size_t k, size_t S, size_t nprobe, float *dist,
+                       int64_t *ids) {
+    const qx__fs_kernels *kern = qx__fs_kernels_active();
+    qx_search_profile *prof = g_prof;
+    double t0 = prof ? cpu_now() : 0, t1 = 0, t2 = 0, t3 = 0;
+    float bsum;
+    select_probes(ivf, &f->probes, qc, nprobe);
+    if (prof) t1 = cpu_now();
+    float scale = quantize_lut(ivf, f, lutf, &bsum);
+    if (prof) t2 = cpu_now();
+    resv_reset(f, S);
+    scan_probes(ivf, kern, f, &f->probes, 0, f->probes.n, qc, scale, bsum);
+    if (prof) t3 = cpu_now();
+    refine(ivf, kern, f, q, k, dist, ids);
+    if (prof) {
+        prof->coarse += t1 - t0;
+        prof->lut += t2 - t1;
+        prof->scan += t3 - t2;
+        prof->refine += cpu_now() - t3;
+        prof->queries++;
+    }
+}
+
+/* One query, its probes split over `threads` workers (decision 5). */
+static void search_one_split(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, int threads,
+                             const float *q, const float *qc, const float *lutf, size_t k,
+                             size_t S, size_t nprobe, float *dist, int64_t *ids) {
+    const qx__fs_kernels *kern = qx__fs_kernels_active();
+    fs_ctx *f0 = ctx->workers[0]->fs;
+    float bsum;
+    select_probes(ivf, &f0->probes, qc, nprobe);
+    float scale = quantize_lut(ivf, f0, lutf, &bsum);
+    size_t np = f0->probes.n;
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num();
+        fs_ctx *f = ctx->workers[t]->fs;
+        if (t) memcpy(f->lut8, f0->lut8, 2 * f0->P * 16);
+        resv_reset(f, S);
+        /* interleaved shares: the nearest lists (most improvements) spread evenly */
+        for (size_t pi = (size_t)t; pi < np; pi += (size_t)threads)
+            scan_probes(ivf, kern, f, &f0->probes, pi, pi + 1, qc, scale, bsum);
+        resv_finish(f);
+    }
+    for (int t = 1; t < threads; t++) {
+        fs_ctx *w = ctx->workers[t]->fs;
+        for (size_t i = 0; i < w->rn; i++)
+            if (w->rkey[i] < f0->rthr) resv_add(f0, w->rkey[i], w->rval[i]);
+    }
+    refine(ivf, kern, f0, q, k, dist, ids);
+}
+
+/* Coarse scores and 4-bit float tables of nb queries into c (decision 1). */
+static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *qb, size_t nb) {
+    size_t d = ivf->d, nlist = ivf->nlist, M4 = 2 * ivf->fs_half;
+    int l2 = ivf->opts.metric == QX_METRIC_L2;
+    const float *cb4 = qx_fs_codebooks4(ivf->quant);
+    fs_ctx *f = c->fs;
+    float alpha = l2 ? -2.0f : -1.0f;
+    qx_search_profile *prof = g_prof;
+    double t0 = prof ? cpu_now() : 0, t1 = 0;
+    if (nb <= 2) {
+        for (size_t i = 0; i < nb; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids, (int)d,
+                        qb + i * d, 1, 0.0f, c->coarse + i * nlist, 1);
+        if (prof) t1 = cpu_now();
+        for (size_t i = 0; i < nb; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(M4 * 16), (int)d, alpha, cb4, (int)d, qb + i * d,
+                        1, 0.0f, f->lutf + i * M4 * 16, 1);
+    } else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, qb, (int)d,
+                    ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
+        if (prof) t1 = cpu_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(M4 * 16), (int)d, alpha, qb,
+                    (int)d, cb4, (int)d, 0.0f, f->lutf, (int)(M4 * 16));
+    }
+    if (prof) {
+        prof->coarse += t1 - t0;
+        prof->lut += cpu_now() - t1;
+    }
+}
+
+/* Tables, then each query of the block, on the calling thread with c. */
+static void search_block(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *qb, size_t nb, size_t k,
+                         size_t S, size_t nprobe, float *dist, int64_t *ids) {
+    size_t d = ivf->d, nlist = ivf->nlist, M4 = 2 * ivf->fs_half;
+    fs_ctx *f = c->fs;
+    block_tables(ivf, c, qb, nb);
+    for (size_t i = 0; i < nb; i++)
+        search_one(ivf, f, qb + i * d, c->coarse + i * nlist, f->lutf + i * M4 * 16, k, S, nprobe, dist + i * k,
+                   ids + i * k);
+}
+
+int qx__ivf_fs_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries,
+                      size_t nq, size_t k, const qx_search_params *p, int threads, float *dist,
+                      int64_t *ids) {
+    size_t d = ivf->d, nlist = ivf->nlist;
+    size_t S = p->shortlist ? p->shortlist : QX_FS_SHORTLIST_PER_K * k;
+    if (S < k) S = k;
+    size_t nprobe = p->nprobe < nlist ? p->nprobe : nlist;
+    const float *cb4 = qx_fs_codebooks4(ivf->quant);
+    if (!cb4) return qx__fail(QX_ESTATE, "search: fast-scan index without 4-bit codebooks");
+    /* a single query may split its lists over the threads */
+    int split = nq == 1 && p->threads > 1 ? p->threads : 0;
+    if (split && ctx->nworkers < split) {
+        qx_ivf_search_ctx **w = qx__realloc(ctx->workers, sizeof *w * (size_t)split);
+        if (!w) return qx__fail(QX_ENOMEM, "search workers");
+        ctx->workers = w;
+        for (int t = ctx->nworkers; t < split; t++) {
+            int rc = qx_ivf_search_ctx_new(&ctx->workers[t], ivf);
+            if (rc) return rc;
+            ctx->nworkers = t + 1;
+        }
+    }
+    int rc = fs_ctx_fit(ivf, ctx, S);
+    int nw = split > threads ? split : threads;
+    for (int t = 0; rc == 0 && nw > 1 && t < nw; t++) rc = fs_ctx_fit(ivf, ctx->workers[t], S);
+    if (rc) return rc;
+    fs_ctx *f = ctx->fs;
+    if (threads > 1 && !split && nq > QX__QBLOCK) {
+        /* batch: whole 32-query blocks per thread, each with its own
+         * tables, in one parallel region (decision 5) */
+        size_t nblk = (nq + QX__QBLOCK - 1) / QX__QBLOCK;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+        for (size_t bi = 0; bi < nblk; bi++) {
+            qx_ivf_search_ctx *w = ctx->workers[omp_get_thread_num()];
+            size_t i0 = bi * QX__QBLOCK, nb = nq - i0 < QX__QBLOCK ? nq - i0 : QX__QBLOCK;
+            search_block(ivf, w, queries + i0 * d, nb, k, S, nprobe, dist + i0 * k, ids + i0 * k);
+        }
+        return 0;
+    }
+    for (size_t i0 = 0; i0 < nq; i0 += QX__QBLOCK) {
+        size_t nb = nq - i0 < QX__QBLOCK ? nq - i0 : QX__QBLOCK;
+        if (split) {
+            block_tables(ivf, ctx, queries + i0 * d, nb);
+            search_one_split(ivf, ctx, split, queries + i0 * d, ctx->coarse, f->lutf, k, S, nprobe,
+                             dist + i0 * k, ids + i0 * k);
+        } else {
+            search_block(ivf, ctx, queries + i0 * d, nb, k, S, nprobe, dist + i0 * k, ids + i0 * k);
+        }
+    }
+    return 0;
+}
