@@ -243,7 +243,7 @@ int qx_cli_build(int argc, char **argv) {
 #ifdef QX_FAULT_INJECTION
         {"inject-fault", 1, 0, 'F'},
 #endif
-        {"train-sample", 1, 0, 'S'},
+        {"train-sample", 1, 0, 'S' + 256},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -274,7 +274,7 @@ int qx_cli_build(int argc, char **argv) {
         case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &qA); break;
         case 'E': bad = cli_parse_size("--epochs", optarg, 0, 100000, &epochs); break;
         case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &train_minutes); break;
-        case 'S':
+        case 'S' + 256:
             train_sample = optarg;
             if (strcmp(optarg, "random") && strcmp(optarg, "strided") && strcmp(optarg, "first")) {
                 fprintf(stderr, "qinx build: --train-sample is random, strided or first\n");
