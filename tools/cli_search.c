@@ -57,7 +57,7 @@ int qx_cli_search(int argc, char **argv) {
         case 'p': bad = cli_parse_size("--print", optarg, 0, SIZE_MAX, &print); break;
         case 'j': json = 1; break;
         case 'P': profile = 1; break;
-        case 's': bad = cli_parse_size("--shortlist", optarg, 0, QX_MAX_K * 10, &shortlist); break;
+        case 's': bad = cli_parse_size("--shortlist", optarg, 0, QX_MAX_SHORTLIST, &shortlist); break;
         case 'G':
             if (!strcmp(optarg, "flat")) cgroups = QX_COARSE_FLAT;
             else bad = cli_parse_size("--coarse-groups", optarg, 0, QX_MAX_NLIST, &cgroups);

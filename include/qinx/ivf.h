@@ -32,6 +32,7 @@ QX_BEGIN_DECLS
 
 #define QX_MAX_NLIST 1048576
 #define QX_MAX_K 10000
+#define QX_MAX_SHORTLIST (QX_MAX_K * 10) /* qx_search_params.shortlist at most */
 #define QX_FS_SHORTLIST_PER_K 4
 
 typedef enum qx_metric {
