@@ -7,7 +7,9 @@
  * 1. Fixed cost per query: the coarse scores (nlist × d) and the float LUT
  *    of the 4-bit steps (M4 × 16 × d, 1/16 of an 8-bit RQ's) come from one
  *    sgemm per block of 32 queries, or sgemv for one or two queries (as in
- *    ivf_search.c, decision 5). The 8-bit steps get no table: the second
+ *    ivf_search.c, decision 5); for L2 with nlist >= 256 the coarse scores
+ *    come per query from the two-level quantizer (ivf_coarse2.c) instead,
+ *    unless the caller asks for the flat one (coarse_groups) or filters. The 8-bit steps get no table: the second
  *    stage decodes the shortlist instead (shortlist × (M4/2 + M8) × d adds,
  *    fewer than M8 × 256 × d multiply-adds for any shortlist below ~1000).
  * 2. 8-bit tables: per step the minimum is subtracted, and one scale for
@@ -30,7 +32,9 @@
  *    4-bit codebooks (16 rows a step, cache-resident) rather than the
  *    byte-level additive table (256 rows per byte, 16x larger): measured on
  *    siftsmall, the large table made the second stage miss cache on most
- *    rows (3.4k QPS at shortlist 100).
+ *    rows (3.4k QPS at shortlist 100). The 8-bit rows of the next candidate
+ *    are prefetched while one is computed (they are M8 random rows of a
+ *    table of M8 × 256 × d floats, beyond L2 for GloVe's 7 × 256 × 100).
  * 5. One query's lists can be split across threads (params->threads > 1 and
  *    a single query): each thread scans its share of the probes into its own
  *    shortlist, the shortlists are merged, then re-ranked. A batch is split
@@ -95,7 +99,7 @@ typedef struct fs_ctx {
     uint64_t *rval;
     size_t rn, rS;
     float rthr;
-    const float **rows;   /* M4/2 + M8 */
+    const float **rows;   /* M4 + M8 rows of one candidate, then of the next (2 × (M4 + M8)) */
     float *xbuf;          /* d */
     float *c2s;           /* two-level coarse scratch (2 × groups rounded to 16) */
 } fs_ctx;
@@ -132,7 +136,7 @@ static int fs_ctx_fit(const qx_ivf *ivf, qx_ivf_search_ctx *c, size_t heap_k) {
         f->lut8 = qx__aligned_alloc(2 * P * 16);
         f->probes.key = qx__malloc(sizeof(float) * ivf->nlist);
         f->probes.val = qx__malloc(sizeof(uint64_t) * ivf->nlist);
-        f->rows = qx__malloc(sizeof(float *) * (f->R ? f->R : 1));
+        f->rows = qx__malloc(sizeof(float *) * 2 * (f->R ? f->R : 1));
         f->xbuf = qx__aligned_alloc(sizeof(float) * ivf->d);
         f->c2s = qx__malloc(sizeof(float) * 2 * (ivf->coarse2 ? (ivf->coarse2->G + 15) / 16 * 16 : 16));
         if (!f->lutf || !f->T || !f->lut8 || !f->probes.key || !f->probes.val || !f->rows || !f->xbuf ||
@@ -278,41 +282,60 @@ static void scan_probes(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f
     }
 }
 
+/* The codebook rows of the candidate at loc (4-bit rows, then 8-bit rows);
+ * with prefetch, their cache lines are requested (decision 4). */
+static void cand_rows(const qx_ivf *ivf, const float *A4, const float *A8, uint64_t loc,
+                      const float **rows, int prefetch) {
+    size_t d = ivf->d, H = ivf->fs_half, R8 = ivf->fs_rest, P = ivf->fs_pairs;
+    const qx__ivf_list *L = &ivf->lists[loc >> 32];
+    size_t off = (uint32_t)loc;
+    uint8_t sb[QX_FS_MAX_PAIRS];
+    qx__fs_pack_get(L->fsb, P, off, sb);
+    for (size_t j = 0; j < H; j++) {
+        rows[2 * j] = A4 + ((2 * j) * 16 + (sb[j] & 15)) * d;
+        rows[2 * j + 1] = A4 + ((2 * j + 1) * 16 + (sb[j] >> 4)) * d;
+    }
+    const uint8_t *r = L->codes + off * R8;
+    for (size_t m = 0; m < R8; m++) rows[2 * H + m] = A8 + (m * 256 + r[m]) * d;
+    if (!prefetch) return;
+    /* the 8-bit rows miss cache (M8 × 256 rows of d floats); the 4-bit rows
+     * (16 per step) mostly hit */
+    for (size_t m = 0; m < R8; m++)
+        for (size_t b = 0; b < d * sizeof(float); b += 64)
+            _mm_prefetch((const char *)rows[2 * H + m] + b, _MM_HINT_T0);
+}
+
 /* Second stage: exact distances of the shortlist to their full
- * reconstructions, best k sorted into dist/ids. */
+ * reconstructions, best k sorted into dist/ids. The rows of candidate i+1
+ * are prefetched while candidate i is computed. */
 static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, const float *q,
                    size_t k, float *dist, int64_t *ids) {
     resv_finish(f);
     qx__topk view = {f->rkey, f->rval, f->rS, f->rn}, *h = &view;
-    size_t d = ivf->d, H = ivf->fs_half, R8 = ivf->fs_rest, P = ivf->fs_pairs;
+    size_t d = ivf->d;
     int l2 = ivf->opts.metric == QX_METRIC_L2;
     const float *A4 = qx_fs_codebooks4(ivf->quant), *A8 = qx_fs_codebooks8(ivf->quant);
-    size_t n = h->n, nr = 2 * H + R8;
+    size_t n = h->n, nr = f->R;
+    const float **cur = f->rows, **next = f->rows + nr;
+    if (n) cand_rows(ivf, A4, A8, h->val[0], cur, 0);
     for (size_t i = 0; i < n; i++) {
-        uint64_t loc = h->val[i];
-        const qx__ivf_list *L = &ivf->lists[loc >> 32];
-        size_t off = (uint32_t)loc;
-        uint8_t sb[QX_FS_MAX_PAIRS];
-        qx__fs_pack_get(L->fsb, P, off, sb);
-        for (size_t j = 0; j < H; j++) {
-            f->rows[2 * j] = A4 + ((2 * j) * 16 + (sb[j] & 15)) * d;
-            f->rows[2 * j + 1] = A4 + ((2 * j + 1) * 16 + (sb[j] >> 4)) * d;
-        }
-        const uint8_t *r = L->codes + off * R8;
-        for (size_t m = 0; m < R8; m++) f->rows[2 * H + m] = A8 + (m * 256 + r[m]) * d;
-        const float *cen = ivf->centroids + (size_t)(loc >> 32) * d;
+        if (i + 1 < n) cand_rows(ivf, A4, A8, h->val[i + 1], next, 1);
+        const float *cen = ivf->centroids + (size_t)(h->val[i] >> 32) * d;
         float s;
         if (l2) {
-            s = kern->decode_l2(q, cen, f->rows, nr, d);
+            s = kern->decode_l2(q, cen, cur, nr, d);
         } else {
             for (size_t t = 0; t < d; t++) {
                 float x = cen[t];
-                for (size_t m = 0; m < nr; m++) x += f->rows[m][t];
+                for (size_t m = 0; m < nr; m++) x += cur[m][t];
                 f->xbuf[t] = x;
             }
             s = -qx_dot(q, f->xbuf, d);
         }
         h->key[i] = s;
+        const float **t = cur;
+        cur = next;
+        next = t;
     }
     for (size_t i = n / 2; i-- > 0;) qx__topk_sift_down(h, i);
     while (h->n > k) {
