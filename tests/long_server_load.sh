@@ -10,7 +10,8 @@
 # in-process figure.
 # Environment: QX_LOAD_N (default 100000), QX_LOAD_SECONDS (20), QX_LOAD_NPROBE (16),
 # QX_LOAD_KIND (quantizer: rq, the default, or fastscan), QX_LOAD_BYTES (8),
-# QX_LOAD_SHORTLIST (fastscan: params.shortlist, default 0 = automatic).
+# QX_LOAD_SHORTLIST (fastscan: params.shortlist, default 0 = automatic),
+# QX_LOAD_MIN_USED (the gate's min_used_fraction, default 0.3).
 # Usage: bash tests/long_server_load.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
@@ -24,7 +25,7 @@ qx_expect 200 PUT /collections/load '{"vectors":{"size":128,"distance":"Euclid"}
 t0=$(date +%s.%N)
 "$QX_BIN" serve load --url "$QX_URL" --collection load --batch 2000 "${S}_base.fvecs" 2>"$QX_TMP/load.log" \
   && qx_ok "$(tail -1 "$QX_TMP/load.log")" || { qx_fail "load: $(tail -3 "$QX_TMP/load.log")"; qx_finish; exit 1; }
-qx_expect 200 POST /collections/load/rebuild '{"train_size":20000,"min_recall":0.1,"gate":{"min_used_fraction":0.3}}'
+qx_expect 200 POST /collections/load/rebuild '{"train_size":20000,"min_recall":0.1,"gate":{"min_used_fraction":'"${QX_LOAD_MIN_USED:-0.3}"'}}'
 job=$(echo "$QX_BODY" | sed -n 's/.*"job_id":\([0-9]*\).*/\1/p')
 t1=$(date +%s)
 while :; do
@@ -43,6 +44,9 @@ cat >"$QX_TMP/search.lua" <<LUA
 -- server, so the load generator should spend as little of them as it can
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- wrk adds Host only at init(), after this file ran wrk.format(): without it
+-- the server's HTTP/1.1 edge answers 400 to every request
+wrk.headers["Host"] = "127.0.0.1"
 local reqs = {}
 for line in io.lines("$QX_TMP/bodies.txt") do
   reqs[#reqs + 1] = wrk.format(nil, "/collections/load/points/search", nil, line)
