@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A qinx fast-scan index against FAISS IVF indexes, one thread, same data and training set,
 runs interleaved (qinx config, then every FAISS config, then the next repetition), so a noisy
-machine slows both alike; medians over the repetitions; then the ratio table of issue 21 (qinx
+machine slows both alike; medians over the repetitions of wall-clock QPS and of CPU-time QPS
+(queries per second of process CPU time: less sensitive to a loaded machine); then the ratio table of issue 21 (qinx
 QPS / best FAISS QPS at each 10-recall@10 level).
 
 usage: fastscan_vs_faiss.py QX QXINDEX BASE TRAIN QUERY GT NQ FACTORIES QXCONFIGS FAISSNPROBES [REPS [CACHE]]
@@ -89,34 +90,39 @@ def main():
                 cmd += ['--coarse-groups', 'flat' if c[2] < 0 else str(c[2])]
             j = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
             name = 'qinx-fs np=%d sl=%d%s' % (c[0], c[1], (' cg=%d' % c[2]) if len(c) > 2 else '')
-            r = res.setdefault(name, [j['10-recall@10'], [], 'qinx'])
+            r = res.setdefault(name, [j['10-recall@10'], [], 'qinx', []])
             r[1].append(j['qps'])
+            r[3].append(nq / j['cpu_seconds'])
         for fac, idx in idxs:
             ivf = faiss.extract_index_ivf(idx)
             for p in fnp:
                 ivf.nprobe = p
-                bt = 1e9
+                bt = bc = 1e9
                 for _ in range(2):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     D, I = idx.search(xq, 10)
                     bt = min(bt, time.perf_counter() - t0)
+                    bc = min(bc, time.process_time() - c0)
                 name = f'{fac} np={p}'
-                r = res.setdefault(name, [k10(I), [], 'faiss'])
+                r = res.setdefault(name, [k10(I), [], 'faiss', []])
                 r[1].append(nq / bt)
+                r[3].append(nq / bc)
         print(f"# repetition {rep + 1} done, load {os.getloadavg()[0]:.2f}", flush=True)
 
-    print("\nmethod\t10-R@10\tQPS (median)\tQPS runs")
-    for name, (rc, q, _) in res.items():
-        print(f"{name}\t{rc:.4f}\t{statistics.median(q):.0f}\t{' '.join('%.0f' % v for v in q)}")
-    print("\nlevel\tqinx best (config: recall, QPS)\tFAISS best (config: recall, QPS)\tratio")
-    for lv in (0.4, 0.5, 0.55, 0.6, 0.65, 0.7):
-        def best(kind):
-            c = [(statistics.median(q), n, rc) for n, (rc, q, k) in res.items() if k == kind and rc >= lv]
-            return max(c) if c else None
-        bq, bf = best('qinx'), best('faiss')
-        fmt = lambda b: f"{b[1]}: {b[2]:.3f}, {b[0]:.0f}" if b else "not reached"
-        ratio = f"{bq[0] / bf[0]:.2f}" if bq and bf else "-"
-        print(f"{lv}\t{fmt(bq)}\t{fmt(bf)}\t{ratio}")
+    print("\nmethod\t10-R@10\tQPS (median, wall)\tCPU-QPS (median)\tQPS runs")
+    for name, (rc, q, _, cq) in res.items():
+        print(f"{name}\t{rc:.4f}\t{statistics.median(q):.0f}\t{statistics.median(cq):.0f}\t"
+              f"{' '.join('%.0f' % v for v in q)}")
+    for col, label in ((1, 'wall-clock QPS'), (3, 'CPU-time QPS (queries per CPU second)')):
+        print(f"\n{label}\nlevel\tqinx best (config: recall, QPS)\tFAISS best (config: recall, QPS)\tratio")
+        for lv in (0.4, 0.5, 0.55, 0.6, 0.65, 0.7):
+            def best(kind):
+                c = [(statistics.median(r[col]), n, r[0]) for n, r in res.items() if r[2] == kind and r[0] >= lv]
+                return max(c) if c else None
+            bq, bf = best('qinx'), best('faiss')
+            fmt = lambda b: f"{b[1]}: {b[2]:.3f}, {b[0]:.0f}" if b else "not reached"
+            ratio = f"{bq[0] / bf[0]:.2f}" if bq and bf else "-"
+            print(f"{lv}\t{fmt(bq)}\t{fmt(bf)}\t{ratio}")
 
 
 if __name__ == '__main__':
