@@ -15,7 +15,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzz.XXXXXX")
 trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$SRC/include" -I"$SRC/quant" -I"$SRC/index" -I"$SRC/server" \
-    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body}.c \
+    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body,pointid_json,filter_parse,filter_eval,payload_index}.c \
     "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
     -o "$W/fuzz_api" 2>"$W/cc.log"; then
   if grep -q "fuzzer" "$W/cc.log"; then echo "SKIP: libFuzzer unavailable" >&2; cat "$W/cc.log" >&2; exit 77; fi
@@ -24,6 +24,8 @@ fi
 mkdir -p "$W/corpus"
 i=0
 seed() { i=$((i+1)); printf '%s' "$1" >"$W/corpus/s$i"; }
+seed $'F{"must":[{"key":"a","match":{"any":["x","z"]}},{"key":"c","range":{"gte":1}}],"should":[{"is_empty":{"key":"b"}}]}'
+seed $'F{"must_not":[{"nested":{"key":"t","filter":{"must":[{"key":"n","match":{"value":"q"}}]}}}],"min_should":{"conditions":[{"has_id":[1]},{"key":"d.f[].g","range":{"lt":3}}],"min_count":1}}'
 seed $'PUT /collections/f/points\n{"points":[{"id":1,"vector":[1,2,3,4]},{"id":2,"vector":[0,0,0,1]}]}'
 seed $'PUT /collections/f/points\n{"batch":{"ids":[5,6],"vectors":[[1,1,1,1],[2,2,2,2]]}}'
 seed $'POST /collections/f/points/search\n{"vector":[1,2,3,4],"limit":2,"params":{"nprobe":4,"rerank":10,"exact":true},"with_vector":true}'
