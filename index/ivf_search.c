@@ -172,16 +172,25 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
     int l2 = ivf->opts.metric == QX_METRIC_L2;
     size_t nprobe = p->nprobe < nlist ? p->nprobe : nlist;
     size_t heap_k = p->rerank > k ? p->rerank : k;
+    /* filtered: rank up to max_nprobe lists, scan nprobe, then more until k pass */
+    size_t nrank = nprobe;
+    if (p->filter) {
+        nrank = p->max_nprobe && p->max_nprobe < nlist ? p->max_nprobe : nlist;
+        if (nrank < nprobe) nrank = nprobe;
+    }
     float qn = l2 ? qx_dot(q, q, d) : 0.f;
 
     /* Probe selection: L2 by ||c||² − 2⟨q,c⟩, IP by −⟨q,c⟩. */
-    qx__topk_reset(&c->probes, nprobe);
+    qx__topk_reset(&c->probes, nrank);
     for (size_t l = 0; l < nlist; l++) {
         float key = l2 ? ivf->centroid_norms[l] - 2.0f * qc[l] : -qc[l];
         if (qx__topk_wants(&c->probes, key)) qx__topk_push(&c->probes, key, l);
     }
+    if (p->filter) qx__topk_sort(&c->probes); /* nearest list first */
     qx__topk_reset(&c->heap, heap_k);
-    for (size_t pi = 0; pi < c->probes.n; pi++) {
+    size_t pi = 0, passed = 0;
+    for (; pi < c->probes.n; pi++) {
+        if (p->filter && pi >= nprobe && passed >= k) break;
         uint32_t l = (uint32_t)c->probes.val[pi];
         const qx__ivf_list *L = &ivf->lists[l];
         if (L->size == 0) continue;
@@ -189,9 +198,15 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
         qx_lut_scan(c->scan, L->codes, L->size, cs, M + (size_t)ivf->has_norm, lut);
         for (size_t i = 0; i < L->size; i++) {
             float s = c->scan[i] + bias;
-            if (qx__topk_wants(&c->heap, s)) qx__topk_push(&c->heap, s, qx__loc(l, (uint32_t)i));
+            if (!qx__topk_wants(&c->heap, s)) continue;
+            if (p->filter) {
+                if (!p->filter(p->filter_ctx, L->ids[i])) continue;
+                passed++;
+            }
+            qx__topk_push(&c->heap, s, qx__loc(l, (uint32_t)i));
         }
     }
+    if (p->lists_visited) *p->lists_visited = pi;
     if (p->rerank > 0 && c->heap.n > 0) {
         /* Exact distances to the decoded reconstructions c_l + r̂. */
         size_t n = c->heap.n;

@@ -36,6 +36,8 @@
 #include <jansson.h>
 
 #include "internal.h"
+#include "filter_plan.h"
+#include "payload_index.h"
 #include "route.h"
 #include "srv.h"
 
@@ -44,6 +46,7 @@
 #define INDEX "index.qx"
 #define WALF "wal.log"
 #define REPORT "report.json"
+#define PMETA "meta.bin" /* point ids and payloads at the snapshot's lsn (points_meta.c) */
 #define QXS_INDEX_CHUNK 64
 
 const char *qxs_distance_name(qxs_distance d) {
@@ -77,6 +80,9 @@ static void coll_free(qxs_coll *c) {
     if (!c) return;
     qxs_wal_close(&c->wal);
     qxs_store_free(&c->store);
+    qxs_pmeta_free(&c->pm);
+    for (size_t i = 0; i < c->npidx; i++) qxs_pindex_free(c->pidx[i]);
+    qx__free(c->pidx);
     qx_ivf_free(c->ivf);
     qx__free(c->touched);
     for (qxs_job *j = c->jobs; j;) {
@@ -115,6 +121,7 @@ static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_pa
     pthread_rwlockattr_destroy(&a);
     pthread_mutex_init(&c->job_mu, NULL);
     qxs_store_init(&c->store, p->d);
+    qxs_pmeta_init(&c->pm);
     return c;
 }
 
@@ -225,6 +232,17 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
         rc->skipped++;
         return 0;
     }
+    if (r->type == QXS_WAL_META) {
+        qxs_meta_ent *e;
+        size_t ne;
+        int err = qxs_meta_decode(r->ids, r->n, &e, &ne);
+        if (!err) err = qxs_pmeta_apply(&c->pm, e, ne);
+        if (!err) qx__free(e);
+        if (err) return err;
+        if (r->lsn > c->lsn) c->lsn = r->lsn;
+        rc->applied++;
+        return 0;
+    }
     /* The record's arrays are unaligned inside the file buffer: copy. */
     size_t n = r->n, vb = r->type == QXS_WAL_UPSERT ? n * c->d * sizeof(float) : 0;
     int64_t *ids = qx__malloc(n * 8 + 1);
@@ -241,7 +259,10 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
         if (ids[i] < 0) err = qx__fail(QX_EFORMAT, "negative id in WAL record lsn %llu", (unsigned long long)r->lsn);
     if (!err) {
         if (r->type == QXS_WAL_UPSERT) err = qxs_store_upsert(&c->store, ids, x, n);
-        else qxs_store_delete(&c->store, ids, n, NULL);
+        else {
+            qxs_store_delete(&c->store, ids, n, NULL);
+            for (size_t i = 0; i < n; i++) qxs_pmeta_forget(&c->pm, ids[i]);
+        }
     }
     if (!err) err = index_apply(c, r->type, ids, x, n);
     qx__free(ids);
@@ -275,6 +296,11 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     if (rc == QX_ENOTFOUND) rc = 0;
     if (rc) goto fail;
     c->lsn = snap_lsn;
+    uint64_t meta_lsn = 0;
+    path_in(path, sizeof path, dir, PMETA);
+    rc = qxs_pmeta_load(&c->pm, path, &meta_lsn);
+    if (rc == QX_ENOTFOUND) rc = 0;
+    if (rc) goto fail;
     path_in(path, sizeof path, dir, INDEX);
     if (access(path, F_OK) == 0) {
         if ((rc = qx_ivf_load(path, &c->ivf))) goto fail;
@@ -301,6 +327,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
         qxs_log(QXS_LOG_WARN, "collection %s: ignored a torn or corrupt write-ahead log tail of %llu bytes "
                               "(an unacknowledged write cut short by a crash)",
                 name, (unsigned long long)dropped);
+    if ((rc = qxs__coll_load_indexes(c))) goto fail;
     refresh_index_bytes(c);
     qxs_log(QXS_LOG_INFO, "collection %s: recovered %zu points (snapshot lsn %llu, %zu log records replayed, "
                           "%s) in %.3f s",
@@ -484,7 +511,7 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
 
 /* ---- writes ---------------------------------------------------------------- */
 
-static void track(qxs_coll *c, const int64_t *ids, size_t n) {
+void qxs__coll_track(qxs_coll *c, const int64_t *ids, size_t n) {
     if (!c->tracking) return;
     size_t need;
     if (!qx__add(c->ntouched, n, &need)) return;
@@ -503,29 +530,61 @@ static void track(qxs_coll *c, const int64_t *ids, size_t n) {
     c->ntouched += n;
 }
 
-static int maybe_checkpoint(qxs_coll *c) {
+int qxs__coll_maybe_checkpoint(qxs_coll *c) {
     if (c->wal.size < QXS_WAL_CHECKPOINT_BYTES) return 0;
     return qxs_coll_checkpoint(c);
 }
 
-int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float *x, size_t n,
+int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_point_in *pts, const float *x, size_t n,
                     uint64_t *lsn_out) {
     if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
+    int64_t *keys = qx__malloc((n ? n : 1) * sizeof *keys);
+    qxs_meta_ent *ents = qx__calloc(n ? n : 1, sizeof *ents);
+    qxs_pid *pids = qx__malloc((n ? n : 1) * sizeof *pids);
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    if (!keys || !ents || !pids) {
+        qx__free(keys), qx__free(ents), qx__free(pids);
+        return qx__fail(QX_ENOMEM, "upsert of %zu points", n);
+    }
     pthread_mutex_lock(&c->wmu);
+    /* Under wmu: the payload indexes and the key allocation cannot change
+     * until this batch is logged and applied. Everything that can refuse the
+     * batch happens before the first log record. */
+    int prc = 0;
+    char perr[300];
+    for (size_t i = 0; i < n && !prc; i++) {
+        pids[i] = pts[i].pid;
+        if (pts[i].pj && qxs__coll_pidx_check(c, pts[i].pj, perr, sizeof perr))
+            prc = qx__fail(QX_EINVAL, "point %zu: %s", i, perr);
+    }
+    if (!prc) prc = qxs_pmeta_assign(&c->pm, pids, n, keys);
+    for (size_t i = 0; i < n && !prc; i++)
+        ents[i] = (qxs_meta_ent){.key = keys[i], .pid = pids[i], .len = pts[i].len, .payload = pts[i].payload};
+    if (!prc) prc = qxs_meta_encode(ents, n, &body, &blen);
+    if (prc) {
+        pthread_mutex_unlock(&c->wmu);
+        qx__free(keys), qx__free(ents), qx__free(pids), qx__free(body);
+        return prc;
+    }
     /* Growing the store reallocates the rows searches read: under the write
      * lock, and before the WAL append so that the apply below cannot fail
      * for lack of memory after the record is durable. */
     pthread_rwlock_wrlock(&c->rw);
     int rc = qxs_store_reserve(&c->store, n);
     pthread_rwlock_unlock(&c->rw);
-    uint64_t lsn = c->lsn + 1;
+    uint64_t lsn = c->lsn + 2; /* lsn - 1: the META record */
     if (!rc && atomic_load(&c->dropped)) rc = qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
-    if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT, lsn, ids, x, (uint32_t)n, c->d);
+    if (!rc && blen > QXS_WAL_MAX_RECORD) rc = qx__fail(QX_ELIMIT, "payloads of one batch above the 1 GiB log record limit");
+    if (!rc) rc = qxs_wal_append_meta(&c->wal, lsn - 1, body, (uint32_t)blen);
+    if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT, lsn, keys, x, (uint32_t)n, c->d);
     if (rc && c->wal.failed) atomic_store(&c->failed, 1); /* the log is unusable: red, read-only */
     if (!rc) {
         c->lsn = lsn;
         pthread_rwlock_wrlock(&c->rw);
-        rc = qxs_store_upsert(&c->store, ids, x, n);
+        rc = qxs_store_upsert(&c->store, keys, x, n);
+        if (!rc) rc = qxs_pmeta_apply(&c->pm, ents, n);
+        for (size_t i = 0; !rc && i < n; i++) qxs__coll_pidx_set(c, keys[i], pts[i].pj);
         pthread_rwlock_unlock(&c->rw);
         /* Encoding (beam search) happens inside qx_ivf_add under the write
          * lock, so it is done in small chunks: a search waits for at most
@@ -534,7 +593,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
         for (size_t i = 0; !rc && !irc && c->ivf && i < n; i += QXS_INDEX_CHUNK) {
             size_t m = n - i < QXS_INDEX_CHUNK ? n - i : QXS_INDEX_CHUNK;
             pthread_rwlock_wrlock(&c->rw);
-            irc = index_apply(c, QXS_WAL_UPSERT, ids + i, x + i * c->d, m);
+            irc = index_apply(c, QXS_WAL_UPSERT, keys + i, x + i * c->d, m);
             pthread_rwlock_unlock(&c->rw);
         }
         if (irc) {
@@ -544,8 +603,8 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
                     c->name, qx_last_error());
         }
         if (!rc) {
-            track(c, ids, n);
-            maybe_checkpoint(c);
+            qxs__coll_track(c, keys, n);
+            qxs__coll_maybe_checkpoint(c);
         }
     }
     pthread_mutex_unlock(&c->wmu);
@@ -556,6 +615,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float 
     }
     if (!rc) atomic_fetch_add(&s->m.points_upserted, n);
     if (lsn_out) *lsn_out = lsn;
+    qx__free(keys), qx__free(ents), qx__free(pids), qx__free(body);
     return rc;
 }
 
@@ -571,11 +631,15 @@ int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *ids, size_t n, ui
         c->lsn = lsn;
         pthread_rwlock_wrlock(&c->rw);
         qxs_store_delete(&c->store, ids, n, removed);
+        for (size_t i = 0; i < n; i++) {
+            qxs_pmeta_forget(&c->pm, ids[i]);
+            for (size_t k = 0; k < c->npidx; k++) qxs_pindex_remove(c->pidx[k], ids[i]);
+        }
         int irc = index_apply(c, QXS_WAL_DELETE, ids, NULL, n);
         pthread_rwlock_unlock(&c->rw);
         if (irc) qxs_log(QXS_LOG_ERROR, "collection %s: index remove failed: %s", c->name, qx_last_error());
-        track(c, ids, n);
-        maybe_checkpoint(c);
+        qxs__coll_track(c, ids, n);
+        qxs__coll_maybe_checkpoint(c);
     }
     pthread_mutex_unlock(&c->wmu);
     if (!rc) {
@@ -597,6 +661,10 @@ int qxs_coll_checkpoint(qxs_coll *c) {
         path_in(path, sizeof path, c->dir, INDEX);
         if ((rc = qx_ivf_save(c->ivf, path))) goto out;
     }
+    /* meta.bin first: a crash before snapshot.bin replays the log from the
+     * older snapshot, and META records re-apply idempotently */
+    path_in(path, sizeof path, c->dir, PMETA);
+    if ((rc = qxs_pmeta_save(&c->pm, c->lsn, path))) goto out;
     path_in(path, sizeof path, c->dir, SNAP);
     if ((rc = qxs_store_save(&c->store, c->lsn, path))) goto out;
     path_in(path, sizeof path, c->dir, WALF);
@@ -647,11 +715,61 @@ static tl_search *tl_get(void) {
     return t;
 }
 
+/* Exact top-k among the given keys (all must exist). */
+static void exact_among(const qxs_coll *c, const float *q, int metric, const int64_t *keys, size_t n, size_t k,
+                        float *dist, int64_t *ids, size_t *found, float *scratch) {
+    qxs_topk h = {.k = k, .n = 0, .dist = dist, .ids = ids};
+    for (size_t i0 = 0; i0 < n; i0 += 1024) {
+        size_t m = n - i0 < 1024 ? n - i0 : 1024;
+        qxs_store_dist(&c->store, q, metric, keys + i0, m, scratch);
+        for (size_t i = 0; i < m; i++) qxs_topk_push(&h, scratch[i], keys[i0 + i]);
+    }
+    *found = qxs_topk_finish(&h);
+}
+
+/* Filtered search scored exactly: the candidates listed by a payload index
+ * when the planner has them, else every stored point tested one by one. */
+static int exact_filtered(const qxs_coll *c, const float *q, int metric, qxs_filter *f, const qxs_cond *best,
+                          size_t k, float *dist, int64_t *ids, size_t *found) {
+    int64_t *keys = NULL;
+    size_t n = 0;
+    float *scratch = qx__malloc(1024 * sizeof *scratch);
+    int rc = scratch ? 0 : qx__fail(QX_ENOMEM, "search scratch");
+    if (!rc && best) rc = qxs_filter_candidates(c, f, best, &keys, &n);
+    else if (!rc) {
+        keys = qx__malloc((c->store.n ? c->store.n : 1) * sizeof *keys);
+        if (!keys) rc = qx__fail(QX_ENOMEM, "filter candidates");
+        for (size_t i = 0; !rc && i < c->store.n; i++)
+            if (qxs_filter_passes(c, f, c->store.ids[i])) keys[n++] = c->store.ids[i];
+    }
+    if (!rc) exact_among(c, q, metric, keys, n, k, dist, ids, found, scratch);
+    qx__free(keys);
+    qx__free(scratch);
+    return rc;
+}
+
 int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist,
                     int64_t *ids, size_t *found, int *used_index) {
     int metric = qxs_metric_of(c->distance), rc = 0;
     *used_index = 0;
     pthread_rwlock_rdlock(&c->rw);
+    qxs_filter *f = (qxs_filter *)o->filter;
+    qxs_fsearch fs = {c, f};
+    if (f) {
+        /* the planner: few pass (by the payload indexes) -> score exactly
+         * those; no index or exact asked -> test every point; otherwise the
+         * IVF scan tests each candidate and probes until k pass */
+        qxs_filter_bind(c, f);
+        const qxs_cond *best = NULL;
+        long long est = qxs_filter_estimate(f, &best);
+        size_t lim = c->store.n / QXS_FILTER_EXACT_DIV;
+        if (lim < QXS_FILTER_EXACT_MIN) lim = QXS_FILTER_EXACT_MIN;
+        if (!c->ivf || o->exact || (best && est <= (long long)lim)) {
+            rc = exact_filtered(c, q, metric, f, est <= (long long)lim ? best : NULL, o->k, dist, ids, found);
+            pthread_rwlock_unlock(&c->rw);
+            return rc;
+        }
+    }
     if (c->ivf && !o->exact) {
         tl_search *tl = tl_get();
         qx_ivf_search_ctx *ctx = NULL;
@@ -676,6 +794,11 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         qx_search_params_init(&sp);
         if (o->nprobe) sp.nprobe = o->nprobe;
         sp.threads = 1;
+        if (f) {
+            sp.filter = qxs_filter_cb;
+            sp.filter_ctx = &fs;
+            sp.max_nprobe = o->max_nprobe;
+        }
         if (!rc) rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, i2);
         if (!rc) {
             *used_index = 1;

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "qinx/ivf.h"
+#include "points_meta.h"
 #include "store.h"
 #include "wal.h"
 
@@ -85,6 +86,9 @@ typedef struct qxs_coll {
     pthread_mutex_t wmu;
     pthread_rwlock_t rw;
     qxs_store store;
+    qxs_pmeta pm;          /* point ids and payloads by row key (points_meta.h) */
+    struct qxs_pindex **pidx; /* payload indexes (payload_index.h); changed under wmu + rw write */
+    size_t npidx;
     qx_ivf *ivf;
     uint64_t ivf_gen;      /* unique per index instance (search-context cache key) */
     size_t ivf_bytes;
@@ -106,7 +110,7 @@ typedef struct qxs_coll {
 /* ---- metrics ------------------------------------------------------------- */
 #define QXS_NBUCKETS 14
 #define QXS_NCODES 12
-#define QXS_NLABELS 18
+#define QXS_NLABELS 23
 typedef struct qxs_metrics {
     _Atomic uint64_t req[QXS_NLABELS][QXS_NCODES];
     _Atomic uint64_t hist[QXS_NLABELS][QXS_NBUCKETS + 1]; /* last = +Inf */
@@ -153,15 +157,44 @@ int qxs_coll_drop(qxs_server *s, const char *name);
 /* names of all collections (qx__free the array and each string) */
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n);
 
-/* Upsert n points (vectors already normalised for Cosine), durable on return. */
-int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const int64_t *ids, const float *x, size_t n,
-                    uint64_t *lsn);
-int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *ids, size_t n, uint64_t *lsn,
-                    size_t *removed);
+/* One point of an upsert: its id and payload (compact JSON bytes and the
+ * parsed object; len 0 / pj NULL = no payload). */
+typedef struct qxs_point_in {
+    qxs_pid pid;
+    const char *payload;
+    uint32_t len;
+    const struct json_t *pj;
+} qxs_point_in;
 
+/* Upsert n points (vectors already normalised for Cosine; pids distinct),
+ * durable on return. A payload whose value does not fit a payload index
+ * fails the whole batch with QX_EINVAL before anything is written. */
+int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_point_in *pts, const float *x, size_t n,
+                    uint64_t *lsn);
+/* Delete by row key (qxs_pmeta_key); absent keys are ignored. */
+int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *keys, size_t n, uint64_t *lsn,
+                    size_t *removed);
+/* Replace the payloads of existing points (keys; payloads[i] NULL = none),
+ * checked against the payload indexes first; one META record. */
+int qxs_coll_set_payloads(qxs_server *s, qxs_coll *c, const int64_t *keys, struct json_t *const *payloads,
+                          size_t n, uint64_t *lsn);
+/* Payload indexes: create (built from every stored payload; QX_EINVAL with
+ * the point named if one does not fit) / drop. Persisted in indexes.json. */
+int qxs_coll_index_create(qxs_coll *c, const char *field, int type);
+int qxs_coll_index_drop(qxs_coll *c, const char *field);
+/* internal to collection.c and points_write.c */
+void qxs__coll_track(qxs_coll *c, const int64_t *ids, size_t n);
+int qxs__coll_maybe_checkpoint(qxs_coll *c);
+int qxs__coll_pidx_check(const qxs_coll *c, const struct json_t *payload, char *err, size_t errcap);
+void qxs__coll_pidx_set(qxs_coll *c, int64_t key, const struct json_t *payload);
+int qxs__coll_load_indexes(qxs_coll *c);
+
+struct qxs_filter;
 typedef struct qxs_search_opts {
     size_t k, nprobe, rerank;
     int exact;
+    const struct qxs_filter *filter; /* NULL = none; its conditions bound to c->pidx by the caller */
+    size_t max_nprobe;               /* filtered IVF search: probe up to this many lists (0 = all) */
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"
  * (L2 or -IP); *found receives the number of results. *used_index says

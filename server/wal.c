@@ -77,6 +77,8 @@ size_t qxs_wal_parse(const uint8_t *buf, size_t len, size_t d, qxs_wal_apply_fn 
         size_t per = 8, need;
         if (r.type == QXS_WAL_UPSERT) {
             if (!qx__mul(d, 4, &per) || !qx__add(per, 8, &per)) break;
+        } else if (r.type == QXS_WAL_META) {
+            per = 1;
         } else if (r.type != QXS_WAL_DELETE) {
             break;
         }
@@ -156,12 +158,12 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
     return 0;
 }
 
-int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const float *vecs,
-                   uint32_t n, size_t d) {
+/* One record: header, then a (abytes) and b (bbytes). */
+static int append_rec(qxs_wal *w, int type, uint64_t lsn, uint32_t n, const void *a, size_t abytes,
+                      const void *b, size_t bbytes) {
     if (w->failed || w->fd < 0) return qx__fail(QX_EIO, "write-ahead log unusable after an I/O error");
-    size_t vbytes = 0, plen;
-    if (type == QXS_WAL_UPSERT && !qx__mul3(n, d, 4, &vbytes)) return qx__fail(QX_ENOMEM, "WAL record size");
-    if (!qx__add(QXS_WAL_PAYLOAD_HDR + (size_t)8 * n, vbytes, &plen) || plen > QXS_WAL_MAX_RECORD)
+    size_t plen;
+    if (!qx__add(QXS_WAL_PAYLOAD_HDR + abytes, bbytes, &plen) || plen > QXS_WAL_MAX_RECORD)
         return qx__fail(QX_ELIMIT, "WAL record of %zu bytes above the 1 GiB limit", plen);
     uint8_t *rec = qx__malloc(QXS_WAL_HDR + plen);
     if (!rec) return qx__fail(QX_ENOMEM, "WAL record of %zu bytes", plen);
@@ -170,8 +172,8 @@ int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const
     p[0] = (uint8_t)type;
     memcpy(p + 1, &lsn, 8);
     memcpy(p + 9, &n32, 4);
-    memcpy(p + QXS_WAL_PAYLOAD_HDR, ids, (size_t)8 * n);
-    if (vbytes) memcpy(p + QXS_WAL_PAYLOAD_HDR + (size_t)8 * n, vecs, vbytes);
+    if (abytes) memcpy(p + QXS_WAL_PAYLOAD_HDR, a, abytes);
+    if (bbytes) memcpy(p + QXS_WAL_PAYLOAD_HDR + abytes, b, bbytes);
     uint32_t crc = qx__crc32(0, p, plen);
     memcpy(rec, &plen32, 4);
     memcpy(rec + 4, &crc, 4);
@@ -186,6 +188,17 @@ int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const
     w->size += QXS_WAL_HDR + plen;
     atomic_store(&w->written_lsn, lsn);
     return 0;
+}
+
+int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const float *vecs,
+                   uint32_t n, size_t d) {
+    size_t vbytes = 0;
+    if (type == QXS_WAL_UPSERT && !qx__mul3(n, d, 4, &vbytes)) return qx__fail(QX_ENOMEM, "WAL record size");
+    return append_rec(w, type, lsn, n, ids, (size_t)8 * n, vecs, vbytes);
+}
+
+int qxs_wal_append_meta(qxs_wal *w, uint64_t lsn, const uint8_t *body, uint32_t len) {
+    return append_rec(w, QXS_WAL_META, lsn, len, body, len, NULL, 0);
 }
 
 int qxs_wal_sync(qxs_wal *w, uint64_t lsn) {

@@ -19,6 +19,7 @@
 
 #define QXS_WAL_UPSERT 1
 #define QXS_WAL_DELETE 2
+#define QXS_WAL_META 3    /* point ids + payloads: n = body bytes, body opaque here (points_meta.c) */
 #define QXS_WAL_HDR 8                  /* len + crc */
 #define QXS_WAL_PAYLOAD_HDR 13         /* type + lsn + n */
 #define QXS_WAL_MAX_RECORD (1u << 30)  /* a record longer than this is corrupt */
@@ -38,7 +39,7 @@ typedef struct qxs_wal_rec {
     int type;
     uint64_t lsn;
     uint32_t n;
-    const uint8_t *ids;   /* n little-endian u64 (unaligned) */
+    const uint8_t *ids;   /* n little-endian u64 (unaligned); META: the n-byte body */
     const uint8_t *vecs;  /* n*d floats (unaligned), upserts only */
 } qxs_wal_rec;
 
@@ -60,6 +61,9 @@ size_t qxs_wal_parse(const uint8_t *buf, size_t len, size_t d, qxs_wal_apply_fn 
  * floats or NULL for deletes. */
 int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const float *vecs,
                    uint32_t n, size_t d);
+
+/* Append a META record: len bytes of body (as qxs_meta_encode makes). */
+int qxs_wal_append_meta(qxs_wal *w, uint64_t lsn, const uint8_t *body, uint32_t len);
 
 /* Make every record up to lsn durable (group commit). */
 int qxs_wal_sync(qxs_wal *w, uint64_t lsn);

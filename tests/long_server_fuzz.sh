@@ -15,7 +15,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzz.XXXXXX")
 trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$SRC/include" -I"$SRC/quant" -I"$SRC/index" -I"$SRC/server" \
-    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body,pointid_json,filter_parse,filter_eval,payload_index}.c \
+    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body,pointid,pointid_json,points_meta,points_write,filter_plan,api_points,filter_parse,filter_eval,payload_index}.c \
     "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
     -o "$W/fuzz_api" 2>"$W/cc.log"; then
   if grep -q "fuzzer" "$W/cc.log"; then echo "SKIP: libFuzzer unavailable" >&2; cat "$W/cc.log" >&2; exit 77; fi

@@ -20,6 +20,7 @@
 #include "../server/filter_eval.c"
 #include "../server/filter_parse.c"
 #include "../server/payload_index.c"
+#include "../server/pointid.c"
 #include "../server/pointid_json.c"
 
 /* ---- point ids -------------------------------------------------------------- */

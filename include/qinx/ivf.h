@@ -72,6 +72,16 @@ typedef struct qx_search_params {
     size_t nprobe;  /* lists visited (default 16, capped at nlist) */
     size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off) */
     int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
+    /* Filtered search (optional): only ids for which filter(filter_ctx, id)
+     * returns nonzero may be results. The lists are visited nearest first;
+     * after nprobe lists the search goes on, list by list, until k ids passed
+     * or max_nprobe lists were visited (0 = every list), so a reply is short
+     * only when fewer than k ids in those lists pass. filter runs on the
+     * searching thread(s) and must be safe to call concurrently. */
+    int (*filter)(void *filter_ctx, int64_t id);
+    void *filter_ctx;
+    size_t max_nprobe;
+    size_t *lists_visited; /* optional out: lists scanned (the last query's, for nq = 1) */
 } qx_search_params;
 
 void qx_search_params_init(qx_search_params *p);
