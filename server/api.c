@@ -361,8 +361,8 @@ static size_t reply_values(const qxs_coll *c, long long k, int wv) {
 /* The query vector of a search (vector) or a query (query = vector, point
  * id, or {"nearest": vector | id}) into q; *self = the key of a query point
  * (excluded from its own results) or -1. */
-static int query_vector(qxs_coll *c, json_t *b, int is_query, float *q, int64_t *self, qxs_reply *o,
-                        const char *what) {
+static int query_vector(qxs_coll *c, json_t *b, int is_query, float *q, int64_t *self, qxs_pid *selfpid,
+                        qxs_reply *o, const char *what) {
     *self = -1;
     json_t *vv = json_object_get(b, is_query ? "query" : "vector");
     if (!vv) {
@@ -383,19 +383,16 @@ static int query_vector(qxs_coll *c, json_t *b, int is_query, float *q, int64_t 
         char w[64];
         snprintf(w, sizeof w, "%s: query", what);
         if (qxs_api_pid(vv, &pid, o, w)) return -1;
-        pthread_rwlock_rdlock(&c->rw);
-        int64_t key = qxs_pmeta_key(&c->pm, &pid);
-        const float *v = key >= 0 ? qxs_store_get(&c->store, key) : NULL;
-        if (v) memcpy(q, v, c->d * sizeof *q);
-        pthread_rwlock_unlock(&c->rw);
-        if (!v) {
-            char t[QXS_PID_TEXT_MAX];
-            qxs_pid_format(&pid, t);
-            qxs_api_fail(o, 404, "%s: no point with id %s to query by", what, t);
+        int64_t key = -1;
+        if (qxs_coll_get_point(c, &pid, q, NULL, NULL)) {
+            char t[QXS_PID_STRLEN];
+            qxs_api_fail(o, 404, "%s: no point with id %s to query by", what, qxs_pid_format(&pid, t));
             return -1;
         }
+        *selfpid = pid;
+        key = 0;
         *self = key;
-        return 0;
+        return qxs_api_finish_vector(c, q, o, what) ? -1 : 0;
     }
     return qxs_api_vector(vv, c, q, o, what);
 }
@@ -471,19 +468,16 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     float *q = qx__aligned_alloc(c->d * sizeof(float));
     json_t *res = NULL;
     int64_t self = -1;
+    qxs_pid selfpid;
     if (!q) qxs_api_fail(o, 500, "out of memory");
-    else if (query_vector(c, b, is_query, q, &self, o, what) == 0) {
+    else if (query_vector(c, b, is_query, q, &self, &selfpid, o, what) == 0) {
         qxs_search_opts so = {.k = (size_t)(k + offset + (self >= 0)), .nprobe = (size_t)nprobe,
-                              .rerank = (size_t)rerank, .exact = exact, .filter = f, .max_nprobe = (size_t)maxp};
+                              .rerank = (size_t)rerank, .exact = exact, .max_nprobe = (size_t)maxp};
         if (so.rerank && so.rerank < so.k) so.rerank = so.k;
-        res = qxs_api_run_search(s, c, q, &so, wv, &ps, (size_t)offset, st && !json_is_null(st) ? &thr : NULL, o,
+        res = qxs_api_run_search(s, c, q, &so, f, wv, &ps, (size_t)offset, st && !json_is_null(st) ? &thr : NULL, o,
                                  what);
         if (res && self >= 0) { /* drop the query point itself, then keep limit */
-            json_t *selfid = NULL;
-            pthread_rwlock_rdlock(&c->rw);
-            qxs_pid sp = qxs_pmeta_pid(&c->pm, self);
-            pthread_rwlock_unlock(&c->rw);
-            selfid = qxs_pid_to_json(&sp);
+            json_t *selfid = qxs_pid_to_json(&selfpid);
             for (size_t i = 0; i < json_array_size(res); i++)
                 if (json_equal(json_object_get(json_array_get(res, i), "id"), selfid)) {
                     json_array_remove(res, i);
@@ -518,7 +512,7 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
                                       .rerank = sb.rerank < 0 ? 0 : (size_t)sb.rerank,
                                       .exact = sb.exact > 0};
                 qxs_psel none = {0, NULL};
-                json_t *res = qxs_api_run_search(s, c, q, &so, wv, &none, 0, NULL, o, "search");
+                json_t *res = qxs_api_run_search(s, c, q, &so, NULL, wv, &none, 0, NULL, o, "search");
                 if (res) qxs_api_ok(o, res);
             }
         }

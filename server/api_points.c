@@ -23,6 +23,7 @@
 #include "filter_plan.h"
 #include "internal.h"
 #include "payload_index.h"
+#include "payload_indexes.h"
 
 int qxs_api_pid(json_t *v, qxs_pid *out, qxs_reply *o, const char *what) {
     char err[200];
@@ -73,16 +74,14 @@ static int listed(const json_t *fields, const char *k) {
     return 0;
 }
 
-json_t *qxs_api_point(const qxs_coll *c, int64_t key, const qxs_psel *ps, int wv, const double *score) {
-    const float *v = qxs_store_get(&c->store, key);
-    if (!v) return NULL;
-    qxs_pid pid = qxs_pmeta_pid(&c->pm, key);
+json_t *qxs_api_point(const qxs_coll *c, const qxs_pid *id, const float *vec, const uint8_t *payload, uint32_t plen,
+                      const qxs_psel *ps, const double *score) {
     json_t *p = json_object();
     if (!p) return NULL;
-    json_object_set_new(p, "id", qxs_pid_to_json(&pid));
+    json_object_set_new(p, "id", qxs_pid_to_json(id));
     if (score) json_object_set_new(p, "score", json_real(*score));
-    if (ps && ps->mode) {
-        json_t *pl = qxs_payload_load((void *)c, key); /* a point without payload has no "payload" */
+    if (ps && ps->mode && plen) { /* a point without payload has no "payload" */
+        json_t *pl = json_loadb((const char *)payload, plen, 0, NULL);
         if (ps->mode >= 2 && pl) {
             json_t *sel = json_object();
             const char *k;
@@ -93,7 +92,21 @@ json_t *qxs_api_point(const qxs_coll *c, int64_t key, const qxs_psel *ps, int wv
         }
         if (pl) json_object_set_new(p, "payload", pl);
     }
-    if (wv) json_object_set_new(p, "vector", qxs_api_vector_json(v, c->d));
+    if (vec) json_object_set_new(p, "vector", qxs_api_vector_json(vec, c->d));
+    return p;
+}
+
+/* The point with row key rowkey as JSON (NULL if it is gone). */
+static json_t *point_by_key(qxs_coll *c, int64_t rowkey, const qxs_psel *ps, int wv, const double *score) {
+    float *vec = wv ? qx__malloc(c->d * sizeof *vec) : NULL;
+    uint8_t *pl = NULL;
+    uint32_t plen = 0;
+    qxs_pid id;
+    json_t *p = NULL;
+    if ((!wv || vec) && !qxs_coll_get_key(c, rowkey, &id, vec, ps && ps->mode ? &pl : NULL, &plen))
+        p = qxs_api_point(c, &id, vec, pl, plen, ps, score);
+    qx__free(vec);
+    qx__free(pl);
     return p;
 }
 
@@ -107,18 +120,34 @@ int qxs_api_filter(json_t *b, const char *key, qxs_filter **f, qxs_reply *o) {
     return 0;
 }
 
-json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_search_opts *so, int wv,
-                           const qxs_psel *ps, size_t offset, const double *thr, qxs_reply *o, const char *what) {
-    float *dist = qx__malloc(so->k * sizeof *dist);
-    int64_t *ids = qx__malloc(so->k * sizeof *ids);
+json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_search_opts *so_in, qxs_filter *f,
+                           int wv, const qxs_psel *ps, size_t offset, const double *thr, qxs_reply *o,
+                           const char *what) {
+    qxs_search_opts so = *so_in;
+    float *dist = qx__malloc(so.k * sizeof *dist);
+    qxs_pid *ids = qx__malloc(so.k * sizeof *ids);
+    int64_t *keys = qx__malloc(so.k * sizeof *keys), *cand = NULL;
     json_t *res = NULL;
-    if (!dist || !ids) {
+    qxs_pidxset *px = NULL;
+    if (!dist || !ids || !keys) {
         qxs_api_fail(o, 500, "out of memory");
         goto out;
     }
     size_t found = 0;
-    int used = 0;
-    int rc = qxs_coll_search(c, q, so, dist, ids, &found, &used);
+    int used = 0, rc = 0;
+    qxs_fsearch fctx;
+    if (f) {
+        if (!(px = qxs_pidx_get(c))) {
+            qxs_api_fail(o, 500, "payload indexes: %s", qx_last_error());
+            goto out;
+        }
+        qxs_pidx_rdlock(px); /* bound indexes stay alive until the search is done */
+        qxs_pidx_bind(px, f);
+        long long est;
+        rc = qxs_filter_plan(c, f, &fctx, &so, &cand, &est);
+    }
+    if (!rc) rc = qxs_coll_search(c, q, &so, dist, ids, keys, &found, &used);
+    if (px) qxs_pidx_unlock(px);
     if (rc) {
         qxs_api_fail(o, qxs_api_status(rc), "search failed: %s", qx_last_error());
         goto out;
@@ -126,7 +155,6 @@ json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs
     atomic_fetch_add(&s->m.searches, 1);
     res = json_array();
     int higher_better = c->distance != QXS_EUCLID;
-    pthread_rwlock_rdlock(&c->rw);
     for (size_t i = offset; res && i < found; i++) {
         double sc = qxs_api_score(c->distance, dist[i]);
         if (!isfinite(dist[i]) || !isfinite(sc)) {
@@ -136,17 +164,18 @@ json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs
             break;
         }
         if (thr && (higher_better ? sc < *thr : sc > *thr)) break;
-        json_t *p = qxs_api_point(c, ids[i], ps, wv, &sc);
+        json_t *p = (ps && ps->mode) || wv ? point_by_key(c, keys[i], ps, wv, &sc) : qxs_api_point(c, &ids[i], NULL, NULL, 0, NULL, &sc);
         if (p && json_array_append_new(res, p)) {
             json_decref(res);
             res = NULL;
         }
     }
-    pthread_rwlock_unlock(&c->rw);
     if (!res && o->status == 0) qxs_api_fail(o, 500, "out of memory");
 out:
     qx__free(dist);
     qx__free(ids);
+    qx__free(keys);
+    qx__free(cand);
     return res;
 }
 
@@ -163,6 +192,33 @@ static int cmp_pidpos(const void *a, const void *b) {
     if (c) return c;
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
+
+/* Payload JSON -> compact bytes (413 above the limit). 0 or -1 (o filled). */
+static int payload_bytes(json_t *pl, char **txt, qxs_bytes *out, qxs_reply *o, const char *what) {
+    *txt = NULL;
+    out->data = NULL;
+    out->len = 0;
+    if (!pl || json_is_null(pl)) return 0;
+    if (!json_is_object(pl)) {
+        qxs_api_fail(o, 422, "%s: 'payload' must be a JSON object", what);
+        return -1;
+    }
+    if (!json_object_size(pl)) return 0;
+    if (!(*txt = json_dumps(pl, JSON_COMPACT))) {
+        qxs_api_fail(o, 500, "out of memory");
+        return -1;
+    }
+    size_t len = strlen(*txt);
+    if (len > QXS_MAX_PAYLOAD) {
+        qxs_api_fail(o, 413, "%s: payload of %zu bytes above the limit of %d bytes", what, len, QXS_MAX_PAYLOAD);
+        return -1;
+    }
+    out->data = (const uint8_t *)*txt;
+    out->len = (uint32_t)len;
+    return 0;
+}
+
+static int write_status(int rc) { return rc == QXS_EMEMLIMIT ? 507 : rc == QX_ELIMIT ? 413 : qxs_api_status(rc); }
 
 void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     json_t *pts = json_object_get(b, "points"), *batch = json_object_get(b, "batch");
@@ -197,22 +253,25 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         qxs_api_fail(o, 422, "%zu points in one request; at most %d", n, QXS_MAX_BATCH);
         return;
     }
-    size_t vb;
+    size_t vb, n0 = n;
     if (!qx__mul3(n, c->d, sizeof(float), &vb)) {
         qxs_api_fail(o, 422, "batch too large");
         return;
     }
     float *x = qx__aligned_alloc(vb);
-    qxs_point_in *in = qx__calloc(n, sizeof *in);
+    qxs_pid *pids = qx__malloc(n * sizeof *pids);
+    qxs_bytes *pl = qx__calloc(n, sizeof *pl);
+    json_t **pj = qx__calloc(n, sizeof *pj);
     pidpos *ip = qx__malloc(n * sizeof *ip);
     char **txt = qx__calloc(n, sizeof *txt);
-    if (!x || !in || !ip || !txt) {
+    qxs_pidxset *px = NULL;
+    if (!x || !pids || !pl || !pj || !ip || !txt) {
         qxs_api_fail(o, 500, "out of memory for %zu points", n);
         goto out;
     }
     char what[48];
     for (size_t i = 0; i < n; i++) {
-        json_t *idv, *vv, *pl = NULL;
+        json_t *idv, *vv, *plj = NULL;
         snprintf(what, sizeof what, "point %zu", i);
         if (pts) {
             json_t *p = json_array_get(pts, i);
@@ -222,7 +281,7 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
             }
             idv = json_object_get(p, "id");
             vv = json_object_get(p, "vector");
-            pl = json_object_get(p, "payload");
+            plj = json_object_get(p, "payload");
             if (!idv || !vv) {
                 qxs_api_fail(o, 422, "%s: missing field '%s'", what, idv ? "vector" : "id");
                 goto out;
@@ -230,34 +289,15 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         } else {
             idv = json_array_get(bids, i);
             vv = json_array_get(bvecs, i);
-            if (bpl && !json_is_null(bpl)) pl = json_array_get(bpl, i);
+            if (bpl && !json_is_null(bpl)) plj = json_array_get(bpl, i);
         }
         if (json_is_object(vv) && json_object_size(vv) == 1 && json_object_get(vv, ""))
             vv = json_object_get(vv, ""); /* the unnamed vector as a named map */
-        if (qxs_api_pid(idv, &in[i].pid, o, what) || qxs_api_vector(vv, c, x + i * c->d, o, what)) goto out;
-        if (pl && !json_is_null(pl)) {
-            if (!json_is_object(pl)) {
-                qxs_api_fail(o, 422, "%s: 'payload' must be a JSON object", what);
-                goto out;
-            }
-            if (json_object_size(pl)) {
-                txt[i] = json_dumps(pl, JSON_COMPACT);
-                if (!txt[i]) {
-                    qxs_api_fail(o, 500, "out of memory");
-                    goto out;
-                }
-                size_t len = strlen(txt[i]);
-                if (len > QXS_MAX_PAYLOAD) {
-                    qxs_api_fail(o, 413, "%s: payload of %zu bytes above the limit of %u bytes", what, len,
-                                 QXS_MAX_PAYLOAD);
-                    goto out;
-                }
-                in[i].payload = txt[i];
-                in[i].len = (uint32_t)len;
-                in[i].pj = pl;
-            }
-        }
-        ip[i] = (pidpos){in[i].pid, i};
+        if (qxs_api_pid(idv, &pids[i], o, what) || qxs_api_vector(vv, c, x + i * c->d, o, what) ||
+            payload_bytes(plj, &txt[i], &pl[i], o, what))
+            goto out;
+        pj[i] = pl[i].len ? plj : NULL;
+        ip[i] = (pidpos){pids[i], i};
     }
     /* the last occurrence of an id wins */
     qsort(ip, n, sizeof *ip, cmp_pidpos);
@@ -274,29 +314,45 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         size_t w = 0;
         for (size_t i = 0; i < n; i++)
             if (keep[i]) {
-                in[w] = in[i];
+                pids[w] = pids[i], pl[w] = pl[i], pj[w] = pj[i];
                 if (w != i) memmove(x + w * c->d, x + i * c->d, c->d * sizeof(float));
                 w++;
             }
         qx__free(keep);
         n = m;
     }
+    if (!(px = qxs_pidx_get(c))) {
+        qxs_api_fail(o, 500, "payload indexes: %s", qx_last_error());
+        goto out;
+    }
+    /* the index set cannot change between this check and the write */
+    qxs_pidx_rdlock(px);
+    char err[300];
+    for (size_t i = 0; i < n; i++)
+        if (pj[i] && qxs_pidx_check(px, pj[i], err, sizeof err)) {
+            char t[QXS_PID_STRLEN];
+            qxs_api_fail(o, 422, "point %s: %s", qxs_pid_format(&pids[i], t), err);
+            qxs_pidx_unlock(px);
+            goto out;
+        }
     uint64_t lsn;
-    int rc = qxs_coll_upsert(s, c, in, x, n, &lsn);
-    if (rc) qxs_api_fail(o, qxs_api_status(rc), "upsert failed: %s", qx_last_error());
+    int rc = qxs_coll_upsert(s, c, pids, x, pl, n, &lsn);
+    qxs_pidx_unlock(px);
+    if (rc) qxs_api_fail(o, write_status(rc), "upsert failed: %s", qx_last_error());
     else qxs_api_ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
 out:
-    for (size_t i = 0; txt && i < (pts ? json_array_size(pts) : json_array_size(bids)); i++) qx__free(txt[i]);
+    for (size_t i = 0; txt && i < n0; i++) qx__free(txt[i]);
     qx__free(txt);
     qx__aligned_free(x);
-    qx__free(in);
+    qx__free(pids);
+    qx__free(pl);
+    qx__free(pj);
     qx__free(ip);
 }
 
 /* ---- selecting points: ids or filter ------------------------------------------ */
 
-/* Keys of the ids in arr (absent ids skipped, or 404 when must_exist). */
-static int64_t *keys_of_ids(qxs_coll *c, json_t *arr, const char *key, int must_exist, size_t *n, qxs_reply *o) {
+static qxs_pid *parse_pids(json_t *arr, const char *key, size_t *n, qxs_reply *o) {
     if (!json_is_array(arr)) {
         qxs_api_fail(o, 422, "'%s' must be a list of point ids", key);
         return NULL;
@@ -307,9 +363,7 @@ static int64_t *keys_of_ids(qxs_coll *c, json_t *arr, const char *key, int must_
         return NULL;
     }
     qxs_pid *pids = qx__malloc((m + 1) * sizeof *pids);
-    int64_t *keys = qx__malloc((m + 1) * sizeof *keys);
-    if (!pids || !keys) {
-        qx__free(pids), qx__free(keys);
+    if (!pids) {
         qxs_api_fail(o, 500, "out of memory");
         return NULL;
     }
@@ -317,87 +371,125 @@ static int64_t *keys_of_ids(qxs_coll *c, json_t *arr, const char *key, int must_
         char what[48];
         snprintf(what, sizeof what, "%s[%zu]", key, i);
         if (qxs_api_pid(json_array_get(arr, i), &pids[i], o, what)) {
-            qx__free(pids), qx__free(keys);
+            qx__free(pids);
             return NULL;
         }
     }
-    size_t k = 0;
-    pthread_rwlock_rdlock(&c->rw);
-    for (size_t i = 0; i < m; i++) {
-        int64_t key2 = qxs_pmeta_key(&c->pm, &pids[i]);
-        if (key2 >= 0 && qxs_store_get(&c->store, key2)) keys[k++] = key2;
-        else if (must_exist) {
-            char t[QXS_PID_TEXT_MAX];
-            qxs_pid_format(&pids[i], t);
-            qxs_api_fail(o, 404, "no point with id %s in collection '%s'", t, c->name);
-            k = (size_t)-1;
-            break;
-        }
-    }
-    pthread_rwlock_unlock(&c->rw);
-    qx__free(pids);
-    if (k == (size_t)-1) {
-        qx__free(keys);
-        return NULL;
-    }
-    *n = k;
-    return keys;
+    *n = m;
+    return pids;
 }
 
-/* Keys of every point passing f (sorted by key). */
-static int64_t *keys_of_filter(qxs_coll *c, qxs_filter *f, size_t *n, qxs_reply *o) {
-    pthread_rwlock_rdlock(&c->rw);
-    qxs_filter_bind(c, f);
-    int64_t *keys = qx__malloc((c->store.n + 1) * sizeof *keys);
-    size_t k = 0;
-    for (size_t i = 0; keys && i < c->store.n; i++)
-        if (qxs_filter_passes(c, f, c->store.ids[i])) keys[k++] = c->store.ids[i];
-    pthread_rwlock_unlock(&c->rw);
-    if (!keys) qxs_api_fail(o, 500, "out of memory");
-    *n = k;
-    return keys;
+typedef struct sel_ctx {
+    qxs_coll *c;
+    qxs_filter *f;
+    qxs_pid *ids;
+    int64_t *keys;
+    size_t n, cap;
+    int oom;
+    int has_from;
+    qxs_pid from;
+} sel_ctx;
+
+static int sel_one(void *ctx, const qxs_pid *id, int64_t rowkey, const uint8_t *payload, uint32_t plen) {
+    sel_ctx *s = ctx;
+    if (s->has_from && qxs_pid_cmp(id, &s->from) < 0) return 0;
+    if (!qxs_filter_test(s->c, s->f, id, rowkey, payload, plen, 0)) return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        qxs_pid *v = qx__realloc(s->ids, cap * sizeof *v);
+        if (v) s->ids = v;
+        int64_t *k = v ? qx__realloc(s->keys, cap * sizeof *k) : NULL;
+        if (k) s->keys = k;
+        if (!v || !k) return s->oom = 1;
+        s->cap = cap;
+    }
+    s->ids[s->n] = *id;
+    s->keys[s->n++] = rowkey;
+    return 0;
 }
 
-/* "points" (ids) or "filter" of a body (Qdrant's points selector). */
-static int64_t *select_points(qxs_coll *c, json_t *b, int must_exist, size_t *n, qxs_reply *o) {
-    json_t *pts = json_object_get(b, "points"), *fj = json_object_get(b, "filter");
-    if (json_is_object(pts) && json_object_get(pts, "filter")) fj = json_object_get(pts, "filter"), pts = NULL;
-    if (pts && !json_is_null(pts)) return keys_of_ids(c, pts, "points", must_exist, n, o);
+/* Every point passing f (ids and row keys, in store order); 0 or -1 (o filled). */
+static int select_filter(qxs_coll *c, qxs_filter *f, sel_ctx *sc, qxs_reply *o) {
+    memset(sc, 0, sizeof *sc);
+    sc->c = c;
+    sc->f = f;
+    qxs_pidxset *px = qxs_pidx_get(c);
+    if (!px) {
+        qxs_api_fail(o, 500, "payload indexes: %s", qx_last_error());
+        return -1;
+    }
+    qxs_pidx_rdlock(px);
+    if (f) qxs_pidx_bind(px, f);
+    return 0;
+}
+
+static int select_run(qxs_coll *c, sel_ctx *sc, qxs_reply *o) {
+    qxs_coll_foreach(c, sel_one, sc);
+    qxs_pidx_unlock(c->pidxs);
+    if (sc->oom) {
+        qx__free(sc->ids), qx__free(sc->keys);
+        qxs_api_fail(o, 500, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* "points" (ids) or "filter" of a body (Qdrant's points selector): ids (qx__free). */
+static qxs_pid *select_points(qxs_coll *c, json_t *b, size_t *n, qxs_reply *o) {
+    json_t *pts = json_object_get(b, "points"), *holder = b;
+    if (json_is_object(pts) && json_object_get(pts, "filter")) holder = pts, pts = NULL;
+    if (pts && !json_is_null(pts)) return parse_pids(pts, "points", n, o);
+    json_t *fj = json_object_get(holder, "filter");
     if (!fj || json_is_null(fj)) {
         qxs_api_fail(o, 422, "give 'points' (a list of ids) or 'filter'");
         return NULL;
     }
     qxs_filter *f;
-    if (qxs_api_filter(pts ? b : (json_object_get(b, "filter") == fj ? b : json_object_get(b, "points")), "filter", &f, o))
-        return NULL;
-    int64_t *k = keys_of_filter(c, f, n, o);
+    if (qxs_api_filter(holder, "filter", &f, o)) return NULL;
+    sel_ctx sc;
+    qxs_pid *ids = NULL;
+    if (!select_filter(c, f, &sc, o) && !select_run(c, &sc, o)) {
+        ids = sc.ids ? sc.ids : qx__malloc(sizeof *ids);
+        *n = sc.n;
+        qx__free(sc.keys);
+        if (!ids) qxs_api_fail(o, 500, "out of memory");
+    }
     qxs_filter_free(f);
-    return k;
+    return ids;
 }
 
 void qxs_api_delete(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     size_t n = 0;
-    int64_t *keys = select_points(c, b, 0, &n, o);
-    if (!keys) return;
+    qxs_pid *ids = select_points(c, b, &n, o);
+    if (!ids) return;
     uint64_t lsn = 0;
     size_t removed = 0;
-    int rc = n ? qxs_coll_delete(s, c, keys, n, &lsn, &removed) : 0;
-    qx__free(keys);
-    if (rc) qxs_api_fail(o, qxs_api_status(rc), "delete failed: %s", qx_last_error());
+    int rc = n ? qxs_coll_delete(s, c, ids, n, &lsn, &removed) : 0;
+    qx__free(ids);
+    if (rc) qxs_api_fail(o, write_status(rc), "delete failed: %s", qx_last_error());
     else
         qxs_api_ok(o, json_pack("{s:I, s:s, s:I}", "operation_id", (json_int_t)lsn, "status", "completed", "deleted",
                                 (json_int_t)removed));
 }
 
+/* One point by id as JSON, or NULL if absent. */
+static json_t *point_by_id(qxs_coll *c, const qxs_pid *id, const qxs_psel *ps, int wv) {
+    float *vec = wv ? qx__malloc(c->d * sizeof *vec) : NULL;
+    uint8_t *pl = NULL;
+    uint32_t plen = 0;
+    json_t *p = NULL;
+    if ((!wv || vec) && !qxs_coll_get_point(c, id, vec, ps && ps->mode ? &pl : NULL, &plen))
+        p = qxs_api_point(c, id, vec, pl, plen, ps, NULL);
+    qx__free(vec);
+    qx__free(pl);
+    return p;
+}
+
 void qxs_api_get_point(qxs_coll *c, const qxs_pid *pid, qxs_reply *o) {
     qxs_psel all = {1, NULL};
-    pthread_rwlock_rdlock(&c->rw);
-    int64_t key = qxs_pmeta_key(&c->pm, pid);
-    json_t *p = key >= 0 ? qxs_api_point(c, key, &all, 1, NULL) : NULL;
-    pthread_rwlock_unlock(&c->rw);
-    char t[QXS_PID_TEXT_MAX];
-    qxs_pid_format(pid, t);
-    if (!p) qxs_api_fail(o, 404, "point %s not found in collection '%s'", t, c->name);
+    json_t *p = point_by_id(c, pid, &all, 1);
+    char t[QXS_PID_STRLEN];
+    if (!p) qxs_api_fail(o, 404, "point %s not found in collection '%s'", qxs_pid_format(pid, t), c->name);
     else qxs_api_ok(o, p);
 }
 
@@ -406,27 +498,25 @@ void qxs_api_retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
     qxs_psel ps;
     if (qxs_api_bool(b, "with_vector", 1, &wv, o) || qxs_api_psel(json_object_get(b, "with_payload"), 1, &ps, o))
         return;
-    size_t n, asked = json_array_size(json_object_get(b, "ids"));
-    int64_t *keys = keys_of_ids(c, json_object_get(b, "ids"), "ids", 0, &n, o);
-    if (!keys) {
+    size_t n;
+    qxs_pid *ids = parse_pids(json_object_get(b, "ids"), "ids", &n, o);
+    if (!ids) {
         json_decref(ps.fields);
         return;
     }
-    if (asked * (1 + (wv ? c->d : 0)) > QXS_MAX_REPLY_VALUES) { /* asked <= 65536, d <= 65536 */
+    if (n * (1 + (wv ? c->d : 0)) > QXS_MAX_REPLY_VALUES) { /* n <= 65536, d <= 65536 */
         qxs_api_fail(o, 422, "the reply would hold more than %d numbers (ids x (1 + dimension with with_vector)): "
                              "ask for fewer ids or drop 'with_vector'", QXS_MAX_REPLY_VALUES);
     } else {
         json_t *arr = json_array();
-        pthread_rwlock_rdlock(&c->rw);
         for (size_t i = 0; arr && i < n; i++) {
-            json_t *p = qxs_api_point(c, keys[i], &ps, wv, NULL);
+            json_t *p = point_by_id(c, &ids[i], &ps, wv);
             if (p) json_array_append_new(arr, p);
         }
-        pthread_rwlock_unlock(&c->rw);
         qxs_api_ok(o, arr);
     }
     json_decref(ps.fields);
-    qx__free(keys);
+    qx__free(ids);
 }
 
 /* ---- scroll and count ------------------------------------------------------------- */
@@ -460,39 +550,48 @@ void qxs_api_scroll(qxs_coll *c, json_t *b, qxs_reply *o) {
         qxs_filter_free(f);
         return;
     }
-    pthread_rwlock_rdlock(&c->rw);
-    if (f) qxs_filter_bind(c, f);
-    size_t n = c->store.n, m = 0;
-    pk *v = qx__malloc((n + 1) * sizeof *v);
-    for (size_t i = 0; v && i < n; i++) {
-        int64_t key = c->store.ids[i];
-        qxs_pid pid = qxs_pmeta_pid(&c->pm, key);
-        if (has_from && qxs_pid_cmp(&pid, &from) < 0) continue;
-        if (!qxs_filter_passes(c, f, key)) continue;
-        v[m++] = (pk){pid, key};
-    }
+    sel_ctx sc;
+    if (select_filter(c, f, &sc, o)) goto out;
+    sc.has_from = has_from;
+    sc.from = from;
+    if (select_run(c, &sc, o)) goto out;
+    pk *v = qx__malloc((sc.n + 1) * sizeof *v);
     json_t *arr = json_array(), *next = json_null();
-    if (v) {
-        /* the limit + 1 smallest ids: sort (pages are small next to n) */
-        qsort(v, m, sizeof *v, cmp_pk);
-        for (size_t i = 0; arr && i < m && i < (size_t)limit; i++)
-            json_array_append_new(arr, qxs_api_point(c, v[i].key, &ps, wv, NULL));
-        if (m > (size_t)limit) {
+    if (v && arr) {
+        for (size_t i = 0; i < sc.n; i++) v[i] = (pk){sc.ids[i], sc.keys[i]};
+        qsort(v, sc.n, sizeof *v, cmp_pk); /* one pass per page: O(n log n) */
+        for (size_t i = 0; i < sc.n && json_array_size(arr) < (size_t)limit; i++) {
+            json_t *p = point_by_key(c, v[i].key, &ps, wv, NULL);
+            if (p) json_array_append_new(arr, p);
+        }
+        if (sc.n > (size_t)limit) {
             json_decref(next);
             next = qxs_pid_to_json(&v[limit].pid);
         }
-    }
-    pthread_rwlock_unlock(&c->rw);
-    qx__free(v);
-    qxs_filter_free(f);
-    json_decref(ps.fields);
-    if (!v || !arr) {
+        qxs_api_ok(o, json_pack("{s:o, s:o}", "points", arr, "next_page_offset", next));
+    } else {
         json_decref(arr);
         json_decref(next);
         qxs_api_fail(o, 500, "out of memory");
-        return;
     }
-    qxs_api_ok(o, json_pack("{s:o, s:o}", "points", arr, "next_page_offset", next));
+    qx__free(v);
+    qx__free(sc.ids);
+    qx__free(sc.keys);
+out:
+    qxs_filter_free(f);
+    json_decref(ps.fields);
+}
+
+typedef struct count_ctx {
+    qxs_coll *c;
+    qxs_filter *f;
+    size_t n;
+} count_ctx;
+
+static int count_one(void *ctx, const qxs_pid *id, int64_t rowkey, const uint8_t *payload, uint32_t plen) {
+    count_ctx *k = ctx;
+    k->n += (size_t)qxs_filter_test(k->c, k->f, id, rowkey, payload, plen, 0);
+    return 0;
 }
 
 void qxs_api_count(qxs_coll *c, json_t *b, qxs_reply *o) {
@@ -500,16 +599,19 @@ void qxs_api_count(qxs_coll *c, json_t *b, qxs_reply *o) {
     if (qxs_api_bool(b, "exact", 1, &exact, o)) return;
     qxs_filter *f;
     if (qxs_api_filter(b, "filter", &f, o)) return;
-    size_t cnt = 0;
-    pthread_rwlock_rdlock(&c->rw);
-    if (!f) cnt = c->store.n;
-    else {
-        qxs_filter_bind(c, f);
-        for (size_t i = 0; i < c->store.n; i++) cnt += (size_t)qxs_filter_passes(c, f, c->store.ids[i]);
+    qxs_pidxset *px = qxs_pidx_get(c);
+    if (!px) {
+        qxs_filter_free(f);
+        qxs_api_fail(o, 500, "payload indexes: %s", qx_last_error());
+        return;
     }
-    pthread_rwlock_unlock(&c->rw);
+    count_ctx k = {c, f, 0};
+    qxs_pidx_rdlock(px);
+    if (f) qxs_pidx_bind(px, f);
+    qxs_coll_foreach(c, count_one, &k);
+    qxs_pidx_unlock(px);
     qxs_filter_free(f);
-    qxs_api_ok(o, json_pack("{s:I}", "count", (json_int_t)cnt));
+    qxs_api_ok(o, json_pack("{s:I}", "count", (json_int_t)k.n));
 }
 
 /* ---- payload operations ------------------------------------------------------------ */
@@ -537,37 +639,68 @@ void qxs_api_payload(qxs_server *s, qxs_coll *c, json_t *b, int mode, qxs_reply 
         return;
     }
     size_t n = 0;
-    int64_t *keys = select_points(c, b, 1, &n, o);
-    if (!keys) return;
+    qxs_pid *ids = select_points(c, b, &n, o);
+    if (!ids) return;
+    qxs_bytes *nb = qx__calloc(n ? n : 1, sizeof *nb);
+    char **txt = qx__calloc(n ? n : 1, sizeof *txt);
     json_t **np = qx__calloc(n ? n : 1, sizeof *np);
-    if (!np) {
-        qx__free(keys);
+    qxs_pidxset *px = qxs_pidx_get(c);
+    size_t m = 0;
+    int locked = 0;
+    if (!nb || !txt || !np || !px) {
         qxs_api_fail(o, 500, "out of memory");
-        return;
+        goto out;
     }
-    /* the new payloads, computed from the current ones */
-    pthread_rwlock_rdlock(&c->rw);
+    qxs_pidx_rdlock(px);
+    locked = 1;
+    /* the new payloads, computed from the current ones; an id that does not
+     * exist is a 404 (as in Qdrant), nothing written */
     for (size_t i = 0; i < n; i++) {
-        json_t *cur = mode == 's' || mode == 'd' ? qxs_payload_load(c, keys[i]) : NULL;
-        if (!cur) cur = json_object();
-        if (mode == 's') json_object_update(cur, pl);
-        else if (mode == 'o') json_object_update(cur, pl);
-        else if (mode == 'd') {
-            size_t j;
-            json_t *e;
-            json_array_foreach(keysj, j, e) json_object_del(cur, json_string_value(e));
+        uint8_t *cur = NULL;
+        uint32_t clen = 0;
+        char t[QXS_PID_STRLEN];
+        if (qxs_coll_get_point(c, &ids[i], NULL, &cur, &clen)) {
+            qxs_api_fail(o, 404, "no point with id %s in collection '%s'", qxs_pid_format(&ids[i], t), c->name);
+            goto out;
         }
-        np[i] = cur;
+        json_t *j = mode == 's' || mode == 'd' ? (clen ? json_loadb((const char *)cur, clen, 0, NULL) : NULL) : NULL;
+        qx__free(cur);
+        if (!j) j = json_object();
+        if (mode == 's' || mode == 'o') json_object_update(j, pl);
+        else if (mode == 'd') {
+            size_t k;
+            json_t *e;
+            json_array_foreach(keysj, k, e) json_object_del(j, json_string_value(e));
+        }
+        np[m] = j;
+        char err[300], what[64];
+        snprintf(what, sizeof what, "point %s", qxs_pid_format(&ids[i], t));
+        if (qxs_pidx_check(px, j, err, sizeof err)) {
+            qxs_api_fail(o, 422, "%s: %s", what, err);
+            m++;
+            goto out;
+        }
+        if (payload_bytes(j, &txt[m], &nb[m], o, what)) {
+            m++;
+            goto out;
+        }
+        ids[m++] = ids[i];
     }
-    pthread_rwlock_unlock(&c->rw);
     uint64_t lsn = 0;
-    int rc = qxs_coll_set_payloads(s, c, keys, np, n, &lsn);
-    if (rc == QX_ELIMIT) qxs_api_fail(o, 413, "%s", qx_last_error());
-    else if (rc) qxs_api_fail(o, qxs_api_status(rc), "payload update failed: %s", qx_last_error());
+    size_t updated = 0;
+    int rc = m ? qxs_coll_set_payload(s, c, ids, nb, m, &lsn, &updated) : 0;
+    if (rc) qxs_api_fail(o, write_status(rc), "payload update failed: %s", qx_last_error());
     else qxs_api_ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
-    for (size_t i = 0; i < n; i++) json_decref(np[i]);
+out:
+    if (locked) qxs_pidx_unlock(px);
+    for (size_t i = 0; i < m; i++) {
+        json_decref(np[i]);
+        qx__free(txt[i]);
+    }
     qx__free(np);
-    qx__free(keys);
+    qx__free(txt);
+    qx__free(nb);
+    qx__free(ids);
 }
 
 /* ---- payload indexes ------------------------------------------------------------------ */
@@ -585,13 +718,13 @@ void qxs_api_index_create(qxs_coll *c, json_t *b, qxs_reply *o) {
                              "datetime indexes are not supported)");
         return;
     }
-    int rc = qxs_coll_index_create(c, json_string_value(fn), type);
+    int rc = qxs_pidx_create(c, json_string_value(fn), type);
     if (rc) qxs_api_fail(o, qxs_api_status(rc), "%s", qx_last_error());
     else qxs_api_ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)0, "status", "completed"));
 }
 
 void qxs_api_index_drop(qxs_coll *c, const char *field, qxs_reply *o) {
-    int rc = qxs_coll_index_drop(c, field);
+    int rc = qxs_pidx_drop(c, field);
     if (rc) qxs_api_fail(o, qxs_api_status(rc), "%s", qx_last_error());
     else qxs_api_ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)0, "status", "completed"));
 }

@@ -32,8 +32,9 @@ typedef struct qxs_psel {
     json_t *fields;
 } qxs_psel;
 int qxs_api_psel(json_t *v, int def, qxs_psel *out, qxs_reply *o);
-/* {"id", ["score"], ["payload"], ["vector"]} of a stored key; caller holds c->rw read */
-json_t *qxs_api_point(const qxs_coll *c, int64_t key, const qxs_psel *ps, int wv, const double *score);
+/* {"id", ["score"], ["payload"], ["vector"]} of a point (vec NULL: no vector) */
+json_t *qxs_api_point(const qxs_coll *c, const qxs_pid *id, const float *vec, const uint8_t *payload, uint32_t plen,
+                      const qxs_psel *ps, const double *score);
 /* "filter" of a body parsed (NULL if absent); -1 with o filled on error */
 int qxs_api_filter(json_t *b, const char *key, qxs_filter **f, qxs_reply *o);
 
@@ -47,12 +48,13 @@ void qxs_api_count(qxs_coll *c, json_t *b, qxs_reply *o);
 void qxs_api_payload(qxs_server *s, qxs_coll *c, json_t *b, int mode, qxs_reply *o);
 void qxs_api_index_create(qxs_coll *c, json_t *b, qxs_reply *o);
 void qxs_api_index_drop(qxs_coll *c, const char *field, qxs_reply *o);
-/* api_query.c: POST …/points/query and …/query/batch */
+/* api.c: POST …/points/query and …/query/batch */
 void qxs_api_query(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o);
 void qxs_api_query_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o);
-/* the search behind search and query: hits as point objects; NULL and o filled on error */
-json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_search_opts *so, int wv,
-                           const qxs_psel *ps, size_t offset, const double *score_threshold, qxs_reply *o,
+/* the search behind search and query (f: the filter, bound and planned
+ * here; may be NULL): hits as point objects; NULL and o filled on error */
+json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_search_opts *so, qxs_filter *f,
+                           int wv, const qxs_psel *ps, size_t offset, const double *score_threshold, qxs_reply *o,
                            const char *what);
 
 #endif

@@ -36,8 +36,6 @@
 #include <jansson.h>
 
 #include "internal.h"
-#include "filter_plan.h"
-#include "payload_index.h"
 #include "route.h"
 #include "srv.h"
 
@@ -81,8 +79,7 @@ static void coll_free(qxs_coll *c) {
     qxs_wal_close(&c->wal);
     qxs_store_free(&c->store);
     qxs_pmeta_free(&c->pm);
-    for (size_t i = 0; i < c->npidx; i++) qxs_pindex_free(c->pidx[i]);
-    qx__free(c->pidx);
+    qxs_pidxset_free(c->pidxs);
     qx_ivf_free(c->ivf);
     qx__free(c->touched);
     for (qxs_job *j = c->jobs; j;) {
@@ -273,6 +270,33 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
     return 0;
 }
 
+typedef struct orphan_ctx {
+    qxs_coll *c;
+    int64_t *keys;
+    size_t n, cap;
+} orphan_ctx;
+
+static void find_orphan(void *ctx, int64_t key, const char *b, uint32_t len) {
+    (void)b, (void)len;
+    orphan_ctx *o = ctx;
+    if (qxs_store_get(&o->c->store, key)) return;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 64;
+        int64_t *k = qx__realloc(o->keys, cap * sizeof *k);
+        if (!k) return;
+        o->keys = k, o->cap = cap;
+    }
+    o->keys[o->n++] = key;
+}
+
+/* Payloads of points whose upsert record was torn off the log's tail. */
+static void prune_orphans(qxs_coll *c) {
+    orphan_ctx o = {c, NULL, 0, 0};
+    qxs_pmeta_each_payload(&c->pm, find_orphan, &o);
+    for (size_t i = 0; i < o.n; i++) qxs_pmeta_forget(&c->pm, o.keys[i]);
+    qx__free(o.keys);
+}
+
 static void refresh_index_bytes(qxs_coll *c) {
     qx_ivf_info info;
     c->ivf_bytes = c->ivf && !qx_ivf_get_info(c->ivf, &info) ? info.bytes : 0;
@@ -327,7 +351,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
         qxs_log(QXS_LOG_WARN, "collection %s: ignored a torn or corrupt write-ahead log tail of %llu bytes "
                               "(an unacknowledged write cut short by a crash)",
                 name, (unsigned long long)dropped);
-    if ((rc = qxs__coll_load_indexes(c))) goto fail;
+    prune_orphans(c);
     refresh_index_bytes(c);
     qxs_log(QXS_LOG_INFO, "collection %s: recovered %zu points (snapshot lsn %llu, %zu log records replayed, "
                           "%s) in %.3f s",
@@ -535,48 +559,51 @@ int qxs__coll_maybe_checkpoint(qxs_coll *c) {
     return qxs_coll_checkpoint(c);
 }
 
-int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_point_in *pts, const float *x, size_t n,
-                    uint64_t *lsn_out) {
-    if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
-    int64_t *keys = qx__malloc((n ? n : 1) * sizeof *keys);
-    qxs_meta_ent *ents = qx__calloc(n ? n : 1, sizeof *ents);
-    qxs_pid *pids = qx__malloc((n ? n : 1) * sizeof *pids);
+/* Log one META record (ids, keys, payloads) and, for upserts, the vectors'
+ * UPSERT record, under wmu; then apply both under the write lock and call
+ * the hook. Caller holds wmu and has checked c->dropped. */
+static int log_meta(qxs_coll *c, const qxs_meta_ent *e, size_t n, uint64_t lsn) {
     uint8_t *body = NULL;
     size_t blen = 0;
-    if (!keys || !ents || !pids) {
-        qx__free(keys), qx__free(ents), qx__free(pids);
+    int rc = qxs_meta_encode(e, n, &body, &blen);
+    if (!rc && blen > QXS_WAL_MAX_RECORD) rc = qx__fail(QX_ELIMIT, "payloads of one request above the 1 GiB record limit");
+    if (!rc) rc = qxs_wal_append_meta(&c->wal, lsn, body, (uint32_t)blen);
+    if (rc && c->wal.failed) atomic_store(&c->failed, 1);
+    qx__free(body);
+    return rc;
+}
+
+static void hook_put(qxs_coll *c, const qxs_meta_ent *e, size_t n) {
+    for (size_t i = 0; c->hook && i < n; i++)
+        c->hook(c->hook_ctx, QXS_HOOK_PUT, &e[i].pid, e[i].key, (const uint8_t *)e[i].payload, e[i].len);
+}
+
+int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *pids, const float *x, const qxs_bytes *payloads,
+                    size_t n, uint64_t *lsn_out) {
+    if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
+    for (size_t i = 0; payloads && i < n; i++)
+        if (payloads[i].len > QXS_MAX_PAYLOAD)
+            return qx__fail(QX_ELIMIT, "payload of %u bytes above %d", payloads[i].len, QXS_MAX_PAYLOAD);
+    int64_t *keys = qx__malloc((n ? n : 1) * sizeof *keys);
+    qxs_meta_ent *ents = qx__calloc(n ? n : 1, sizeof *ents);
+    if (!keys || !ents) {
+        qx__free(keys), qx__free(ents);
         return qx__fail(QX_ENOMEM, "upsert of %zu points", n);
     }
     pthread_mutex_lock(&c->wmu);
-    /* Under wmu: the payload indexes and the key allocation cannot change
-     * until this batch is logged and applied. Everything that can refuse the
-     * batch happens before the first log record. */
-    int prc = 0;
-    char perr[300];
-    for (size_t i = 0; i < n && !prc; i++) {
-        pids[i] = pts[i].pid;
-        if (pts[i].pj && qxs__coll_pidx_check(c, pts[i].pj, perr, sizeof perr))
-            prc = qx__fail(QX_EINVAL, "point %zu: %s", i, perr);
-    }
-    if (!prc) prc = qxs_pmeta_assign(&c->pm, pids, n, keys);
-    for (size_t i = 0; i < n && !prc; i++)
-        ents[i] = (qxs_meta_ent){.key = keys[i], .pid = pids[i], .len = pts[i].len, .payload = pts[i].payload};
-    if (!prc) prc = qxs_meta_encode(ents, n, &body, &blen);
-    if (prc) {
-        pthread_mutex_unlock(&c->wmu);
-        qx__free(keys), qx__free(ents), qx__free(pids), qx__free(body);
-        return prc;
-    }
     /* Growing the store reallocates the rows searches read: under the write
      * lock, and before the WAL append so that the apply below cannot fail
      * for lack of memory after the record is durable. */
     pthread_rwlock_wrlock(&c->rw);
     int rc = qxs_store_reserve(&c->store, n);
     pthread_rwlock_unlock(&c->rw);
+    if (!rc) rc = qxs_pmeta_assign(&c->pm, pids, n, keys);
+    for (size_t i = 0; !rc && i < n; i++)
+        ents[i] = (qxs_meta_ent){.key = keys[i], .pid = pids[i], .len = payloads ? payloads[i].len : 0,
+                                 .payload = payloads ? (const char *)payloads[i].data : NULL};
     uint64_t lsn = c->lsn + 2; /* lsn - 1: the META record */
     if (!rc && atomic_load(&c->dropped)) rc = qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
-    if (!rc && blen > QXS_WAL_MAX_RECORD) rc = qx__fail(QX_ELIMIT, "payloads of one batch above the 1 GiB log record limit");
-    if (!rc) rc = qxs_wal_append_meta(&c->wal, lsn - 1, body, (uint32_t)blen);
+    if (!rc) rc = log_meta(c, ents, n, lsn - 1);
     if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT, lsn, keys, x, (uint32_t)n, c->d);
     if (rc && c->wal.failed) atomic_store(&c->failed, 1); /* the log is unusable: red, read-only */
     if (!rc) {
@@ -584,7 +611,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_point_in *pts, const f
         pthread_rwlock_wrlock(&c->rw);
         rc = qxs_store_upsert(&c->store, keys, x, n);
         if (!rc) rc = qxs_pmeta_apply(&c->pm, ents, n);
-        for (size_t i = 0; !rc && i < n; i++) qxs__coll_pidx_set(c, keys[i], pts[i].pj);
+        if (!rc) hook_put(c, ents, n);
         pthread_rwlock_unlock(&c->rw);
         /* Encoding (beam search) happens inside qx_ivf_add under the write
          * lock, so it is done in small chunks: a search waits for at most
@@ -615,41 +642,172 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_point_in *pts, const f
     }
     if (!rc) atomic_fetch_add(&s->m.points_upserted, n);
     if (lsn_out) *lsn_out = lsn;
-    qx__free(keys), qx__free(ents), qx__free(pids), qx__free(body);
+    qx__free(keys), qx__free(ents);
     return rc;
 }
 
-int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *ids, size_t n, uint64_t *lsn_out,
+/* Keys of the ids that are stored now (caller holds wmu: no writer moves them). */
+static size_t live_keys(qxs_coll *c, const qxs_pid *pids, size_t n, int64_t *keys, size_t *pos) {
+    size_t m = 0;
+    pthread_rwlock_rdlock(&c->rw);
+    for (size_t i = 0; i < n; i++) {
+        int64_t k = qxs_pmeta_key(&c->pm, &pids[i]);
+        if (k < 0 || !qxs_store_get(&c->store, k)) continue;
+        size_t j = 0;
+        while (j < m && keys[j] != k) j++;
+        if (j < m && n > 64) continue; /* (duplicates only matter for small lists; the store ignores them) */
+        if (j == m) {
+            if (pos) pos[m] = i;
+            keys[m++] = k;
+        }
+    }
+    pthread_rwlock_unlock(&c->rw);
+    return m;
+}
+
+int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *pids, size_t n, uint64_t *lsn_out,
                     size_t *removed) {
     if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
+    int64_t *ids = qx__malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) return qx__fail(QX_ENOMEM, "delete of %zu points", n);
     pthread_mutex_lock(&c->wmu);
+    size_t m = live_keys(c, pids, n, ids, NULL);
     uint64_t lsn = c->lsn + 1;
     int rc = atomic_load(&c->dropped) ? qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
-                                      : qxs_wal_append(&c->wal, QXS_WAL_DELETE, lsn, ids, NULL, (uint32_t)n, c->d);
+             : m ? qxs_wal_append(&c->wal, QXS_WAL_DELETE, lsn, ids, NULL, (uint32_t)m, c->d) : 0;
     if (rc && c->wal.failed) atomic_store(&c->failed, 1);
-    if (!rc) {
+    if (!rc && m) {
         c->lsn = lsn;
         pthread_rwlock_wrlock(&c->rw);
-        qxs_store_delete(&c->store, ids, n, removed);
-        for (size_t i = 0; i < n; i++) {
-            qxs_pmeta_forget(&c->pm, ids[i]);
-            for (size_t k = 0; k < c->npidx; k++) qxs_pindex_remove(c->pidx[k], ids[i]);
+        for (size_t i = 0; c->hook && i < m; i++) {
+            qxs_pid pid = qxs_pmeta_pid(&c->pm, ids[i]);
+            c->hook(c->hook_ctx, QXS_HOOK_DEL, &pid, ids[i], NULL, 0);
         }
-        int irc = index_apply(c, QXS_WAL_DELETE, ids, NULL, n);
+        qxs_store_delete(&c->store, ids, m, removed);
+        for (size_t i = 0; i < m; i++) qxs_pmeta_forget(&c->pm, ids[i]);
+        int irc = index_apply(c, QXS_WAL_DELETE, ids, NULL, m);
         pthread_rwlock_unlock(&c->rw);
         if (irc) qxs_log(QXS_LOG_ERROR, "collection %s: index remove failed: %s", c->name, qx_last_error());
-        qxs__coll_track(c, ids, n);
+        qxs__coll_track(c, ids, m);
         qxs__coll_maybe_checkpoint(c);
+    } else if (!rc && removed) {
+        *removed = 0;
     }
     pthread_mutex_unlock(&c->wmu);
-    if (!rc) {
+    if (!rc && m) {
         rc = qxs_wal_sync(&c->wal, lsn);
         atomic_fetch_add(&s->m.wal_fsyncs, 1);
         if (rc) atomic_store(&c->failed, 1);
     }
     if (!rc && removed) atomic_fetch_add(&s->m.points_deleted, *removed);
-    if (lsn_out) *lsn_out = lsn;
+    if (lsn_out) *lsn_out = m ? lsn : c->lsn;
+    qx__free(ids);
     return rc;
+}
+
+int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *pids, const qxs_bytes *payloads, size_t n,
+                         uint64_t *lsn_out, size_t *updated) {
+    if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
+    for (size_t i = 0; i < n; i++)
+        if (payloads[i].len > QXS_MAX_PAYLOAD)
+            return qx__fail(QX_ELIMIT, "payload of %u bytes above %d", payloads[i].len, QXS_MAX_PAYLOAD);
+    int64_t *keys = qx__malloc((n ? n : 1) * sizeof *keys);
+    size_t *pos = qx__malloc((n ? n : 1) * sizeof *pos);
+    qxs_meta_ent *e = qx__calloc(n ? n : 1, sizeof *e);
+    if (!keys || !pos || !e) {
+        qx__free(keys), qx__free(pos), qx__free(e);
+        return qx__fail(QX_ENOMEM, "payload update of %zu points", n);
+    }
+    pthread_mutex_lock(&c->wmu);
+    size_t m = live_keys(c, pids, n, keys, pos);
+    for (size_t i = 0; i < m; i++)
+        e[i] = (qxs_meta_ent){.key = keys[i], .pid = pids[pos[i]], .len = payloads[pos[i]].len,
+                              .payload = (const char *)payloads[pos[i]].data};
+    uint64_t lsn = c->lsn + 1;
+    int rc = atomic_load(&c->dropped) ? qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
+             : m ? log_meta(c, e, m, lsn) : 0;
+    if (!rc && m) {
+        c->lsn = lsn;
+        pthread_rwlock_wrlock(&c->rw);
+        rc = qxs_pmeta_apply(&c->pm, e, m);
+        if (!rc) hook_put(c, e, m);
+        pthread_rwlock_unlock(&c->rw);
+        qxs__coll_maybe_checkpoint(c);
+    }
+    pthread_mutex_unlock(&c->wmu);
+    if (!rc && m) {
+        rc = qxs_wal_sync(&c->wal, lsn);
+        atomic_fetch_add(&s->m.wal_fsyncs, 1);
+        if (rc) atomic_store(&c->failed, 1);
+    }
+    if (lsn_out) *lsn_out = m ? lsn : c->lsn;
+    if (updated) *updated = m;
+    qx__free(keys), qx__free(pos), qx__free(e);
+    return rc;
+}
+
+/* ---- reading points ------------------------------------------------------------ */
+
+int qxs_coll_get_key_locked(qxs_coll *c, int64_t rowkey, qxs_pid *id, float *vec, uint8_t **payload,
+                            uint32_t *plen) {
+    const float *v = rowkey >= 0 ? qxs_store_get(&c->store, rowkey) : NULL;
+    if (payload) *payload = NULL;
+    if (plen) *plen = 0;
+    if (!v) return QX_ENOTFOUND;
+    if (id) *id = qxs_pmeta_pid(&c->pm, rowkey);
+    if (vec) memcpy(vec, v, c->d * sizeof *vec);
+    if (payload) {
+        uint32_t len;
+        const char *b = qxs_pmeta_payload(&c->pm, rowkey, &len);
+        if (b) {
+            if (!(*payload = qx__malloc(len))) return qx__fail(QX_ENOMEM, "payload copy");
+            memcpy(*payload, b, len);
+            if (plen) *plen = len;
+        }
+    }
+    return 0;
+}
+
+int qxs_coll_get_key(qxs_coll *c, int64_t rowkey, qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen) {
+    pthread_rwlock_rdlock(&c->rw);
+    int rc = qxs_coll_get_key_locked(c, rowkey, id, vec, payload, plen);
+    pthread_rwlock_unlock(&c->rw);
+    return rc;
+}
+
+int qxs_coll_get_point(qxs_coll *c, const qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen) {
+    pthread_rwlock_rdlock(&c->rw);
+    int64_t k = qxs_pmeta_key(&c->pm, id);
+    int rc = qxs_coll_get_key_locked(c, k, NULL, vec, payload, plen);
+    pthread_rwlock_unlock(&c->rw);
+    return rc;
+}
+
+int qxs_coll_foreach(qxs_coll *c, qxs_point_fn fn, void *ctx) {
+    pthread_rwlock_rdlock(&c->rw);
+    int r = 0;
+    for (size_t i = 0; !r && i < c->store.n; i++) {
+        int64_t k = c->store.ids[i];
+        qxs_pid pid = qxs_pmeta_pid(&c->pm, k);
+        uint32_t len;
+        const char *b = qxs_pmeta_payload(&c->pm, k, &len);
+        r = fn(ctx, &pid, k, (const uint8_t *)b, len);
+    }
+    pthread_rwlock_unlock(&c->rw);
+    return r;
+}
+
+void qxs_coll_set_hook(qxs_coll *c, qxs_point_hook fn, void *ctx) {
+    pthread_rwlock_wrlock(&c->rw);
+    c->hook = fn;
+    c->hook_ctx = ctx;
+    pthread_rwlock_unlock(&c->rw);
+}
+
+int qxs_coll_rowkey_live(qxs_coll *c, int64_t rowkey) { return rowkey >= 0 && qxs_store_get(&c->store, rowkey); }
+
+void qxs_coll_dist_locked(qxs_coll *c, const float *q, const int64_t *rowkeys, size_t n, float *dist) {
+    qxs_store_dist(&c->store, q, qxs_metric_of(c->distance), rowkeys, n, dist);
 }
 
 int qxs_coll_checkpoint(qxs_coll *c) {
@@ -715,61 +873,58 @@ static tl_search *tl_get(void) {
     return t;
 }
 
-/* Exact top-k among the given keys (all must exist). */
-static void exact_among(const qxs_coll *c, const float *q, int metric, const int64_t *keys, size_t n, size_t k,
-                        float *dist, int64_t *ids, size_t *found, float *scratch) {
+/* Exact top-k among the given keys (absent ones skipped). */
+static int exact_among(qxs_coll *c, const float *q, const int64_t *keys, size_t n, size_t k, float *dist,
+                       int64_t *ids, size_t *found) {
+    float *scratch = qx__malloc(1024 * sizeof *scratch);
+    if (!scratch) return qx__fail(QX_ENOMEM, "search scratch");
     qxs_topk h = {.k = k, .n = 0, .dist = dist, .ids = ids};
     for (size_t i0 = 0; i0 < n; i0 += 1024) {
         size_t m = n - i0 < 1024 ? n - i0 : 1024;
-        qxs_store_dist(&c->store, q, metric, keys + i0, m, scratch);
-        for (size_t i = 0; i < m; i++) qxs_topk_push(&h, scratch[i], keys[i0 + i]);
+        qxs_coll_dist_locked(c, q, keys + i0, m, scratch);
+        for (size_t i = 0; i < m; i++)
+            if (isfinite(scratch[i])) qxs_topk_push(&h, scratch[i], keys[i0 + i]);
     }
     *found = qxs_topk_finish(&h);
+    qx__free(scratch);
+    return 0;
 }
 
-/* Filtered search scored exactly: the candidates listed by a payload index
- * when the planner has them, else every stored point tested one by one. */
-static int exact_filtered(const qxs_coll *c, const float *q, int metric, qxs_filter *f, const qxs_cond *best,
-                          size_t k, float *dist, int64_t *ids, size_t *found) {
-    int64_t *keys = NULL;
+/* Every stored row tested by the filter, the passing ones scored exactly. */
+static int exact_filtered(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, int64_t *ids,
+                          size_t *found) {
+    int64_t *keys = qx__malloc((c->store.n ? c->store.n : 1) * sizeof *keys);
+    if (!keys) return qx__fail(QX_ENOMEM, "filter candidates");
     size_t n = 0;
-    float *scratch = qx__malloc(1024 * sizeof *scratch);
-    int rc = scratch ? 0 : qx__fail(QX_ENOMEM, "search scratch");
-    if (!rc && best) rc = qxs_filter_candidates(c, f, best, &keys, &n);
-    else if (!rc) {
-        keys = qx__malloc((c->store.n ? c->store.n : 1) * sizeof *keys);
-        if (!keys) rc = qx__fail(QX_ENOMEM, "filter candidates");
-        for (size_t i = 0; !rc && i < c->store.n; i++)
-            if (qxs_filter_passes(c, f, c->store.ids[i])) keys[n++] = c->store.ids[i];
-    }
-    if (!rc) exact_among(c, q, metric, keys, n, k, dist, ids, found, scratch);
+    for (size_t i = 0; i < c->store.n; i++)
+        if (o->filter(o->filter_ctx, c->store.ids[i])) keys[n++] = c->store.ids[i];
+    int rc = exact_among(c, q, keys, n, o->k, dist, ids, found);
     qx__free(keys);
-    qx__free(scratch);
     return rc;
 }
 
-int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist,
-                    int64_t *ids, size_t *found, int *used_index) {
+static int search_keys(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, int64_t *ids,
+                       size_t *found, int *used_index);
+
+int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, qxs_pid *pids,
+                    int64_t *rowkeys, size_t *found, int *used_index) {
+    int64_t *keys = rowkeys ? rowkeys : qx__malloc(o->k * sizeof *keys);
+    if (!keys) return qx__fail(QX_ENOMEM, "search");
+    pthread_rwlock_rdlock(&c->rw);
+    int rc = search_keys(c, q, o, dist, keys, found, used_index);
+    for (size_t i = 0; !rc && i < *found; i++) pids[i] = qxs_pmeta_pid(&c->pm, keys[i]);
+    pthread_rwlock_unlock(&c->rw);
+    if (keys != rowkeys) qx__free(keys);
+    return rc;
+}
+
+/* The search proper, under the read lock, answering row keys. */
+static int search_keys(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, int64_t *ids,
+                       size_t *found, int *used_index) {
     int metric = qxs_metric_of(c->distance), rc = 0;
     *used_index = 0;
-    pthread_rwlock_rdlock(&c->rw);
-    qxs_filter *f = (qxs_filter *)o->filter;
-    qxs_fsearch fs = {c, f};
-    if (f) {
-        /* the planner: few pass (by the payload indexes) -> score exactly
-         * those; no index or exact asked -> test every point; otherwise the
-         * IVF scan tests each candidate and probes until k pass */
-        qxs_filter_bind(c, f);
-        const qxs_cond *best = NULL;
-        long long est = qxs_filter_estimate(f, &best);
-        size_t lim = c->store.n / QXS_FILTER_EXACT_DIV;
-        if (lim < QXS_FILTER_EXACT_MIN) lim = QXS_FILTER_EXACT_MIN;
-        if (!c->ivf || o->exact || (best && est <= (long long)lim)) {
-            rc = exact_filtered(c, q, metric, f, est <= (long long)lim ? best : NULL, o->k, dist, ids, found);
-            pthread_rwlock_unlock(&c->rw);
-            return rc;
-        }
-    }
+    if (o->only_keys) return exact_among(c, q, o->only_keys, o->n_only_keys, o->k, dist, ids, found);
+    if (o->filter && (!c->ivf || o->exact)) return exact_filtered(c, q, o, dist, ids, found);
     if (c->ivf && !o->exact) {
         tl_search *tl = tl_get();
         qx_ivf_search_ctx *ctx = NULL;
@@ -794,9 +949,9 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         qx_search_params_init(&sp);
         if (o->nprobe) sp.nprobe = o->nprobe;
         sp.threads = 1;
-        if (f) {
-            sp.filter = qxs_filter_cb;
-            sp.filter_ctx = &fs;
+        if (o->filter) {
+            sp.filter = o->filter;
+            sp.filter_ctx = o->filter_ctx;
             sp.max_nprobe = o->max_nprobe;
         }
         if (!rc) rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, i2);
@@ -823,6 +978,5 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
     } else {
         rc = qxs_store_search(&c->store, q, o->k, metric, dist, ids, found);
     }
-    pthread_rwlock_unlock(&c->rw);
     return rc;
 }

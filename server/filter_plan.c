@@ -1,14 +1,18 @@
-/* server/filter_plan.c — filters against a collection: binding conditions to
- * payload indexes, the per-point test (ids and payloads from points_meta),
- * the planner's estimate and its candidate lists.
+/* server/filter_plan.c — filters evaluated against a collection, and the
+ * filtered-search planner (filter_plan.h).
  *
  * Decisions:
- * 1. Bound index pointers are valid only while the caller holds the read side
- *    of the collection's rwlock (an index drop frees its index under the
- *    write side): bind and evaluate under one read lock.
- * 2. The estimate is the smallest count of a must condition an index
- *    answers (exact for single-valued fields); anything else is unknown,
- *    and the planner then relies on the IVF scan that tests every candidate.
+ * 1. The estimate is the smallest count of a must condition a payload index
+ *    answers (exact for single-valued fields); anything else is unknown.
+ * 2. Few pass (estimate <= max(QXS_FILTER_EXACT_MIN, n / QXS_FILTER_EXACT_DIV)):
+ *    the index lists the candidates, each is tested against the whole
+ *    filter, and the survivors are scored exactly — recall 1 by
+ *    construction. Otherwise the IVF scan tests each candidate that would
+ *    enter its heap and keeps probing lists, nearest first, until `limit`
+ *    pass; the bound is every list (max_nprobe 0), so a reply is short only
+ *    when fewer points pass in the whole collection.
+ * 3. Point ids and payloads come through the store's contract calls; a
+ *    payload is parsed only when an unindexed condition needs it.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,43 +21,45 @@
 #include "internal.h"
 #include "payload_index.h"
 
-static void bind_one(void *ctx, qxs_cond *c) {
-    const qxs_coll *coll = ctx;
-    c->pidx = NULL;
-    for (size_t k = 0; k < coll->npidx; k++)
-        if (qxs_pindex_answers(coll->pidx[k], c)) {
-            c->pidx = coll->pidx[k];
-            return;
-        }
+typedef struct lctx {
+    qxs_coll *c;
+    const uint8_t *payload;
+    uint32_t plen;
+    int load;
+} lctx;
+
+static json_t *load(void *ctx, int64_t key) {
+    lctx *l = ctx;
+    if (l->payload && l->plen) return json_loadb((const char *)l->payload, l->plen, 0, NULL);
+    if (!l->load) return NULL;
+    uint8_t *b = NULL;
+    uint32_t len = 0;
+    json_t *j = NULL;
+    if (!qxs_coll_get_key_locked(l->c, key, NULL, NULL, &b, &len) && b) j = json_loadb((const char *)b, len, 0, NULL);
+    qx__free(b);
+    return j;
 }
 
-void qxs_filter_bind(const qxs_coll *c, qxs_filter *f) { qxs_filter_walk(f, bind_one, (void *)c); }
-
-json_t *qxs_payload_load(void *ctx, int64_t key) {
-    const qxs_coll *c = ctx;
-    uint32_t len;
-    const char *b = qxs_pmeta_payload(&c->pm, key, &len);
-    return b ? json_loadb(b, len, 0, NULL) : NULL;
-}
-
-int qxs_filter_passes(const qxs_coll *c, const qxs_filter *f, int64_t key) {
+int qxs_filter_test(qxs_coll *c, const qxs_filter *f, const qxs_pid *id, int64_t rowkey, const uint8_t *payload,
+                    uint32_t plen, int doload) {
     if (!f) return 1;
-    qxs_pid pid = qxs_pmeta_pid(&c->pm, key);
-    qxs_fpoint p = {.id = &pid, .key = key, .load = qxs_payload_load, .load_ctx = (void *)c};
+    lctx l = {c, payload, plen, doload};
+    qxs_fpoint p = {.id = id, .key = rowkey, .load = load, .load_ctx = &l};
     int r = qxs_filter_match(f, &p);
     qxs_fpoint_done(&p);
     return r;
 }
 
-int qxs_filter_cb(void *ctx, int64_t key) {
+static int filter_cb(void *ctx, int64_t key) {
     const qxs_fsearch *s = ctx;
-    return qxs_filter_passes(s->c, s->f, key);
+    qxs_pid pid;
+    if (qxs_coll_get_key_locked(s->c, key, &pid, NULL, NULL, NULL)) return 0;
+    return qxs_filter_test(s->c, s->f, &pid, key, NULL, 0, 1);
 }
 
-long long qxs_filter_estimate(const qxs_filter *f, const qxs_cond **best) {
+static long long estimate(const qxs_filter *f, const qxs_cond **best) {
     long long est = -1;
     *best = NULL;
-    if (!f) return -1;
     for (size_t i = 0; i < f->nmust; i++) {
         const qxs_cond *c = &f->must[i];
         if (!c->pidx) continue;
@@ -80,7 +86,7 @@ static void add_key(void *ctx, int64_t key) {
         }
         l->k = k, l->cap = cap;
     }
-    if (l->n < l->cap) l->k[l->n++] = key;
+    l->k[l->n++] = key;
 }
 
 static int cmp_key(const void *a, const void *b) {
@@ -88,18 +94,35 @@ static int cmp_key(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-int qxs_filter_candidates(const qxs_coll *c, const qxs_filter *f, const qxs_cond *best, int64_t **keys,
-                          size_t *n) {
-    klist l = {0};
-    if (qxs_pindex_keys(best->pidx, best, add_key, &l) || l.oom) {
-        qx__free(l.k);
-        return qx__fail(QX_ENOMEM, "filter candidates");
+int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opts *o, int64_t **keys,
+                    long long *est_out) {
+    *keys = NULL;
+    ctx->c = c;
+    ctx->f = f;
+    const qxs_cond *best = NULL;
+    pthread_rwlock_rdlock(&c->rw); /* index contents and the stored points, read */
+    long long est = estimate(f, &best);
+    size_t lim = c->store.n / QXS_FILTER_EXACT_DIV;
+    if (lim < QXS_FILTER_EXACT_MIN) lim = QXS_FILTER_EXACT_MIN;
+    int rc = 0;
+    if (best && est <= (long long)lim) {
+        klist l = {0};
+        if (qxs_pindex_keys(best->pidx, best, add_key, &l) || l.oom) rc = qx__fail(QX_ENOMEM, "filter candidates");
+        else {
+            qsort(l.k, l.n, sizeof *l.k, cmp_key);
+            size_t m = 0;
+            for (size_t i = 0; i < l.n; i++)
+                if ((m == 0 || l.k[m - 1] != l.k[i]) && filter_cb(ctx, l.k[i])) l.k[m++] = l.k[i];
+            o->only_keys = l.k ? l.k : (int64_t *)&o->k; /* an empty list is not NULL */
+            o->n_only_keys = m;
+            *keys = l.k;
+        }
+        if (rc) qx__free(l.k);
+    } else {
+        o->filter = filter_cb;
+        o->filter_ctx = ctx;
     }
-    qsort(l.k, l.n, sizeof *l.k, cmp_key);
-    size_t m = 0;
-    for (size_t i = 0; i < l.n; i++)
-        if ((m == 0 || l.k[m - 1] != l.k[i]) && qxs_filter_passes(c, f, l.k[i])) l.k[m++] = l.k[i];
-    *keys = l.k;
-    *n = m;
-    return 0;
+    pthread_rwlock_unlock(&c->rw);
+    if (est_out) *est_out = est;
+    return rc;
 }

@@ -1,6 +1,6 @@
-/* server/filter_plan.h — filters evaluated against a collection (bindings to
- * its payload indexes, the per-point test, the planner's estimates). The
- * caller holds the read side of the collection's rwlock throughout. */
+/* server/filter_plan.h — filters against a collection: the per-point test
+ * (through the store's contract calls), the planner's estimate and its
+ * candidate lists, and the filtered search built on them. */
 #ifndef QXS_FILTER_PLAN_H
 #define QXS_FILTER_PLAN_H
 
@@ -12,23 +12,21 @@
 #define QXS_FILTER_EXACT_MIN 4096
 #define QXS_FILTER_EXACT_DIV 16
 
+/* Does a point pass? payload: its bytes (may be NULL/0), or load = 1 to
+ * fetch them through qxs_coll_get_key_locked when a condition needs them
+ * (the caller holds the collection's read lock either way). */
+int qxs_filter_test(qxs_coll *c, const qxs_filter *f, const qxs_pid *id, int64_t rowkey, const uint8_t *payload,
+                    uint32_t plen, int load);
+
+/* The planner (f bound to the payload indexes, whose set's read lock the
+ * caller holds): fills o (only_keys when few pass, else the per-candidate
+ * filter) and may allocate *keys (qx__free after the search). est receives
+ * the estimate (-1 unknown). */
 typedef struct qxs_fsearch {
-    const qxs_coll *c;
+    qxs_coll *c;
     const qxs_filter *f;
 } qxs_fsearch;
-
-void qxs_filter_bind(const qxs_coll *c, qxs_filter *f);
-/* Does the point with this row key pass (NULL filter: yes)? */
-int qxs_filter_passes(const qxs_coll *c, const qxs_filter *f, int64_t key);
-/* The IVF filter callback (ctx: a qxs_fsearch). */
-int qxs_filter_cb(void *ctx, int64_t key);
-/* Payload of key parsed (new reference) or NULL; ctx is the collection. */
-json_t *qxs_payload_load(void *ctx, int64_t key);
-/* Estimated passing points from the indexes, -1 if unknown; *best = the must
- * condition that gave it. */
-long long qxs_filter_estimate(const qxs_filter *f, const qxs_cond **best);
-/* The keys that pass f, listed through best's index (sorted, distinct). */
-int qxs_filter_candidates(const qxs_coll *c, const qxs_filter *f, const qxs_cond *best, int64_t **keys,
-                          size_t *n);
+int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opts *o, int64_t **keys,
+                    long long *est);
 
 #endif

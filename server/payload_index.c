@@ -28,6 +28,7 @@
 #include "idmap.h"
 #include "internal.h"
 #include "payload_index.h"
+#include "pointid_text.h"
 
 typedef struct post {
     uint64_t val;
@@ -212,7 +213,7 @@ static int fits(int type, const qxs_fv *v, char *canon) {
 
 /* Word of a fitting leaf; create interns new strings. 1 ok, 0 unknown string, -1 OOM */
 static int word_of(qxs_pindex *ix, const qxs_fv *v, int create, uint64_t *w) {
-    char canon[QXS_PID_TEXT_MAX];
+    char canon[QXS_PID_STRLEN];
     if (!fits(ix->type, v, canon)) return 0;
     switch (ix->type) {
     case QXS_PI_KEYWORD: return intern(ix, v->s, v->len, create, w);
@@ -247,7 +248,7 @@ typedef struct check_ctx {
 
 static int check_leaf(void *ctx, const qxs_fv *v) {
     check_ctx *c = ctx;
-    char canon[QXS_PID_TEXT_MAX];
+    char canon[QXS_PID_STRLEN];
     if (fits(c->ix->type, v, canon)) return 0;
     char shown[64];
     if (v->t == QXS_FV_STR) snprintf(shown, sizeof shown, "\"%.40s\"", v->s);
@@ -469,7 +470,7 @@ size_t qxs_pindex_each(const qxs_pindex *ix, int64_t key, qxs_leaf_fn fn, void *
 
 static int canonical_uuid(const qxs_fv *v) {
     qxs_pid p;
-    char canon[QXS_PID_TEXT_MAX];
+    char canon[QXS_PID_STRLEN];
     if (v->t != QXS_FV_STR || !qxs_pid_parse_uuid(v->s, v->len, &p)) return 0;
     qxs_pid_format(&p, canon);
     return v->len == 36 && !memcmp(canon, v->s, 36);

@@ -1,4 +1,5 @@
-/* server/pointid.c — parsing and printing of point ids (pointid.h).
+/* server/pointid.c — parsing point ids from text (pointid_text.h); printing
+ * is qxs_pid_format in pointid.h.
  *
  * Decisions:
  * 1. UUIDs are accepted in the forms Qdrant's parser takes (hyphenated,
@@ -10,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pointid.h"
+#include "pointid_text.h"
 
 static int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -62,16 +63,4 @@ int qxs_pid_parse(const char *s, size_t len, qxs_pid *out) {
     return qxs_pid_parse_uuid(s, len, out);
 }
 
-size_t qxs_pid_format(const qxs_pid *p, char *buf) {
-    if (p->kind != QXS_PID_UUID) return (size_t)snprintf(buf, QXS_PID_TEXT_MAX, "%llu", (unsigned long long)p->lo);
-    static const char hx[] = "0123456789abcdef";
-    size_t o = 0;
-    for (int i = 0; i < 32; i++) {
-        if (i == 8 || i == 12 || i == 16 || i == 20) buf[o++] = '-';
-        uint64_t w = i < 16 ? p->hi : p->lo;
-        buf[o++] = hx[(w >> (4 * (15 - i % 16))) & 15];
-    }
-    buf[o] = 0;
-    return o;
-}
 

@@ -1,25 +1,38 @@
-/* server/pointid.h — a point id as Qdrant has them: an unsigned 64-bit integer
- * or a UUID. The value type the store keys points by (contract with the
- * storage work, /work/team/iface-storage-qdrant.md); JSON reading and printing
- * live in pointid_json.c.
+/* server/pointid.h — a point's user id: an unsigned 64-bit integer or a UUID
+ * (Qdrant's two id kinds), as one small value type the store keys points by.
  *
- * An integer id has kind QXS_PID_U64, hi = 0, lo = the value. A UUID has kind
- * QXS_PID_UUID, hi = its first 8 bytes and lo = its last 8, big-endian, so
- * comparing (hi, lo) orders UUIDs as their canonical text does. Ordering
- * follows Qdrant's: every integer id sorts before every UUID. */
+ * Decisions:
+ * 1. One struct for both kinds, {hi, lo, kind}: a u64 id is {0, value,
+ *    QXS_PID_U64}; a UUID is its 16 bytes read big-endian into hi (bytes
+ *    0..7) and lo (bytes 8..15) with kind QXS_PID_UUID. The kind is part of
+ *    the identity: the integer 5 and the UUID 00000000-0000-0000-0000-
+ *    000000000005 are different points (Qdrant treats them so too).
+ * 2. Total order: kind first (all integers before all UUIDs), then hi, then
+ *    lo. Sealed segments keep a permutation sorted in this order, so an id is
+ *    found by binary search without a hash map in RAM.
+ * 3. On disk (WAL records, segment files) a pid is QXS_PID_DISK = 17 bytes,
+ *    [u8 kind][u64 hi LE][u64 lo LE]; qxs_pid_put / qxs_pid_read convert.
+ * 4. The IVF index never sees a pid: it is keyed by a 63-bit row key the
+ *    store chooses (segment number << 32 | row), see segment.h.
+ * Parsing and printing JSON ids (integers, canonical lowercase UUID strings)
+ * lives in server/pointid_json.c (the API layer); qxs_pid_format here is
+ * for logs and the default printer.
+ */
 #ifndef QXS_POINTID_H
 #define QXS_POINTID_H
 
-#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 
-#define QXS_PID_U64 1
-#define QXS_PID_UUID 2
-#define QXS_PID_TEXT_MAX 37 /* 36 characters of a canonical UUID + NUL */
+#define QXS_PID_U64 0
+#define QXS_PID_UUID 1
+#define QXS_PID_DISK 17     /* bytes of an encoded pid */
+#define QXS_PID_STRLEN 37   /* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" + NUL; u64 needs 21 */
 
 typedef struct qxs_pid {
     uint64_t hi, lo;
-    uint8_t kind;
+    uint8_t kind; /* QXS_PID_U64 | QXS_PID_UUID */
 } qxs_pid;
 
 static inline qxs_pid qxs_pid_u64(uint64_t v) {
@@ -27,11 +40,19 @@ static inline qxs_pid qxs_pid_u64(uint64_t v) {
     return p;
 }
 
+/* From the 16 bytes of a UUID in network (RFC 4122) order. */
+static inline qxs_pid qxs_pid_uuid(const uint8_t b[16]) {
+    qxs_pid p = {0, 0, QXS_PID_UUID};
+    for (int i = 0; i < 8; i++) p.hi = (p.hi << 8) | b[i];
+    for (int i = 8; i < 16; i++) p.lo = (p.lo << 8) | b[i];
+    return p;
+}
+
 static inline int qxs_pid_eq(const qxs_pid *a, const qxs_pid *b) {
     return a->kind == b->kind && a->hi == b->hi && a->lo == b->lo;
 }
 
-/* <0, 0, >0 in Qdrant's order (integers first, then UUIDs by value). */
+/* <0, 0, >0 in the order of decision 2. */
 static inline int qxs_pid_cmp(const qxs_pid *a, const qxs_pid *b) {
     if (a->kind != b->kind) return a->kind < b->kind ? -1 : 1;
     if (a->hi != b->hi) return a->hi < b->hi ? -1 : 1;
@@ -39,22 +60,39 @@ static inline int qxs_pid_cmp(const qxs_pid *a, const qxs_pid *b) {
     return 0;
 }
 
+/* A well-mixed 64-bit hash (for hash maps keyed by pid). */
 static inline uint64_t qxs_pid_hash(const qxs_pid *p) {
-    uint64_t h = p->lo * 0x9E3779B97F4A7C15ull ^ (p->hi + 0x632BE59BD9B4E019ull + p->kind);
-    h ^= h >> 31;
-    h *= 0xBF58476D1CE4E5B9ull;
-    return h ^ (h >> 29);
+    uint64_t z = p->lo ^ (p->hi * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)p->kind << 63);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
 }
 
-/* Parse text: a decimal integer 0..2^63-1 (no sign; jansson's integers are
- * signed 64-bit, so larger ids could not be answered in JSON) or a
- * UUID (8-4-4-4-12 hex with hyphens, 32 hex digits, either wrapped in {} or
- * prefixed by urn:uuid:; any case). 1 on success, 0 if it is neither. */
-int qxs_pid_parse(const char *s, size_t len, qxs_pid *out);
-/* Parse only the UUID forms (a JSON string id must be a UUID). */
-int qxs_pid_parse_uuid(const char *s, size_t len, qxs_pid *out);
-/* Canonical text: decimal, or lowercase 8-4-4-4-12. buf holds at least
- * QXS_PID_TEXT_MAX bytes; returns the length. */
-size_t qxs_pid_format(const qxs_pid *p, char *buf);
+static inline void qxs_pid_put(uint8_t out[QXS_PID_DISK], const qxs_pid *p) {
+    out[0] = p->kind;
+    memcpy(out + 1, &p->hi, 8);
+    memcpy(out + 9, &p->lo, 8);
+}
+
+/* 0, or -1 when the kind byte is not a known kind (corrupt input). */
+static inline int qxs_pid_read(const uint8_t in[QXS_PID_DISK], qxs_pid *p) {
+    p->kind = in[0];
+    memcpy(&p->hi, in + 1, 8);
+    memcpy(&p->lo, in + 9, 8);
+    if (p->kind > QXS_PID_UUID || (p->kind == QXS_PID_U64 && p->hi != 0)) return -1;
+    return 0;
+}
+
+/* Decimal integer or canonical lowercase UUID text; returns buf. */
+static inline char *qxs_pid_format(const qxs_pid *p, char buf[QXS_PID_STRLEN]) {
+    if (p->kind == QXS_PID_U64) {
+        snprintf(buf, QXS_PID_STRLEN, "%llu", (unsigned long long)p->lo);
+    } else {
+        snprintf(buf, QXS_PID_STRLEN, "%08x-%04x-%04x-%04x-%04x%08x", (unsigned)(p->hi >> 32),
+                 (unsigned)(p->hi >> 16) & 0xffffu, (unsigned)p->hi & 0xffffu, (unsigned)(p->lo >> 48),
+                 (unsigned)(p->lo >> 32) & 0xffffu, (unsigned)p->lo);
+    }
+    return buf;
+}
 
 #endif

@@ -32,7 +32,6 @@ int qxs_pid_from_json(const json_t *v, qxs_pid *out, char *err, size_t errcap) {
 
 json_t *qxs_pid_to_json(const qxs_pid *p) {
     if (p->kind != QXS_PID_UUID) return json_integer((json_int_t)p->lo);
-    char buf[QXS_PID_TEXT_MAX];
-    size_t n = qxs_pid_format(p, buf);
-    return json_stringn(buf, n);
+    char buf[QXS_PID_STRLEN];
+    return json_string(qxs_pid_format(p, buf));
 }

@@ -4,7 +4,7 @@
 
 #include <jansson.h>
 
-#include "pointid.h"
+#include "pointid_text.h"
 
 /* A JSON integer >= 0 or a UUID string. 0, or -1 with a message in err
  * (the caller answers 422). jansson reads integers as signed 64-bit, so an

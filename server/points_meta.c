@@ -42,6 +42,19 @@ void qxs_pmeta_free(qxs_pmeta *m) {
     memset(m, 0, sizeof *m);
 }
 
+/* apids[i].kind holds USED | kind for a slot in use, 0 for a free one */
+#define USED 0x80
+
+static int slot_is(const qxs_pid *q, const qxs_pid *p) {
+    return (q->kind & USED) && (q->kind & 0x7f) == p->kind && q->hi == p->hi && q->lo == p->lo;
+}
+
+static uint64_t slot_hash(const qxs_pid *q) {
+    qxs_pid t = *q;
+    t.kind &= 0x7f;
+    return qxs_pid_hash(&t);
+}
+
 static int identity(const qxs_pid *p) { return p->kind == QXS_PID_U64 && p->lo < (uint64_t)QXS_KEY_ALLOC_BASE; }
 
 static const qxs_pid *apid(const qxs_pmeta *m, int64_t key) {
@@ -54,14 +67,18 @@ int64_t qxs_pmeta_key(const qxs_pmeta *m, const qxs_pid *pid) {
     if (!m->tabcap) return -1;
     for (size_t h = qxs_pid_hash(pid) & (m->tabcap - 1); m->tab[h]; h = (h + 1) & (m->tabcap - 1)) {
         const qxs_pid *q = apid(m, m->tab[h]);
-        if (q && qxs_pid_eq(q, pid)) return m->tab[h];
+        if (q && slot_is(q, pid)) return m->tab[h];
     }
     return -1;
 }
 
 qxs_pid qxs_pmeta_pid(const qxs_pmeta *m, int64_t key) {
     const qxs_pid *q = apid(m, key);
-    if (q && q->kind) return *q;
+    if (q && (q->kind & USED)) {
+        qxs_pid r = *q;
+        r.kind &= 0x7f;
+        return r;
+    }
     return qxs_pid_u64((uint64_t)key);
 }
 
@@ -109,7 +126,7 @@ static int tab_insert(qxs_pmeta *m, const qxs_pid *pid, int64_t key) {
         if (!t) return qx__fail(QX_ENOMEM, "point id map");
         for (size_t i = 0; i < m->tabcap; i++) {
             if (!m->tab[i]) continue;
-            size_t h = qxs_pid_hash(apid(m, m->tab[i])) & (cap - 1);
+            size_t h = slot_hash(apid(m, m->tab[i])) & (cap - 1);
             while (t[h]) h = (h + 1) & (cap - 1);
             t[h] = m->tab[i];
         }
@@ -126,14 +143,14 @@ static int tab_insert(qxs_pmeta *m, const qxs_pid *pid, int64_t key) {
 
 static void tab_remove(qxs_pmeta *m, int64_t key) {
     const qxs_pid *pid = apid(m, key);
-    if (!pid || !pid->kind || !m->tabcap) return;
-    size_t mask = m->tabcap - 1, h = qxs_pid_hash(pid) & mask;
+    if (!pid || !(pid->kind & USED) || !m->tabcap) return;
+    size_t mask = m->tabcap - 1, h = slot_hash(pid) & mask;
     while (m->tab[h] && m->tab[h] != key) h = (h + 1) & mask;
     if (!m->tab[h]) return;
     /* backward-shift deletion keeps probe chains unbroken */
     size_t i = h;
     for (size_t j = (i + 1) & mask; m->tab[j]; j = (j + 1) & mask) {
-        size_t home = qxs_pid_hash(apid(m, m->tab[j])) & mask;
+        size_t home = slot_hash(apid(m, m->tab[j])) & mask;
         if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
             m->tab[i] = m->tab[j];
             i = j;
@@ -173,8 +190,9 @@ int qxs_pmeta_apply(qxs_pmeta *m, const qxs_meta_ent *e, size_t n) {
                 m->capapids = cap;
             }
             if (slot >= m->napids) m->napids = slot + 1;
-            if (!m->apids[slot].kind) {
+            if (!(m->apids[slot].kind & USED)) {
                 m->apids[slot] = e[i].pid;
+                m->apids[slot].kind |= USED;
                 if (tab_insert(m, &e[i].pid, key)) {
                     m->apids[slot].kind = 0;
                     return QX_ENOMEM;
@@ -200,7 +218,7 @@ int qxs_pmeta_apply(qxs_pmeta *m, const qxs_meta_ent *e, size_t n) {
 void qxs_pmeta_forget(qxs_pmeta *m, int64_t key) {
     set_payload(m, key, NULL);
     const qxs_pid *p = apid(m, key);
-    if (p && p->kind) {
+    if (p && (p->kind & USED)) {
         tab_remove(m, key);
         m->apids[key - QXS_KEY_ALLOC_BASE].kind = 0;
     }
@@ -369,7 +387,8 @@ int qxs_pmeta_load(qxs_pmeta *m, const char *path, uint64_t *lsn) {
         e.pid.kind = b[off];
         memcpy(&e.pid.hi, b + off + 1, 8);
         memcpy(&e.pid.lo, b + off + 9, 8);
-        if (!e.pid.kind) continue;
+        if (!(e.pid.kind & USED)) continue;
+        e.pid.kind &= 0x7f;
         if ((rc = qxs_pmeta_apply(m, &e, 1))) goto out;
     }
     if (len - off < 8 + 4) goto bad;

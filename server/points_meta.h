@@ -17,9 +17,9 @@
 
 #include "idmap.h"
 #include "pointid.h"
+#include "store.h"
 
 #define QXS_KEY_ALLOC_BASE (INT64_C(1) << 62)
-#define QXS_MAX_PAYLOAD (64u << 10)       /* bytes of compact JSON per point */
 #define QXS_PAYLOAD_KEEP UINT32_MAX        /* in a meta entry: leave the payload as is */
 
 typedef struct qxs_pmeta {

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "pointid.h"
+#include "pointid_text.h"
 
 typedef enum qxs_ep {
     QXS_EP_NONE = 0,     /* no such path: 404 */

@@ -20,6 +20,12 @@
 #include "store.h"
 #include "wal.h"
 
+/* change hook of a collection (qxs_coll_set_hook below) */
+#define QXS_HOOK_PUT 1
+#define QXS_HOOK_DEL 2
+typedef void (*qxs_point_hook)(void *ctx, int op, const qxs_pid *id, int64_t rowkey, const uint8_t *payload,
+                               uint32_t plen);
+
 #define QXS_DEFAULT_PORT 6333
 #define QXS_DEFAULT_MAX_BODY (32u << 20)   /* 32 MiB */
 #define QXS_MAX_BATCH 65536                /* points per upsert / ids per delete */
@@ -87,8 +93,11 @@ typedef struct qxs_coll {
     pthread_rwlock_t rw;
     qxs_store store;
     qxs_pmeta pm;          /* point ids and payloads by row key (points_meta.h) */
-    struct qxs_pindex **pidx; /* payload indexes (payload_index.h); changed under wmu + rw write */
-    size_t npidx;
+    qxs_point_hook hook;   /* change hook and its context (qxs_coll_set_hook) */
+    void *hook_ctx;
+    /* payload indexes: owned by the API layer (payload_indexes.c), freed with
+     * the collection by qxs_pidxset_free */
+    struct qxs_pidxset *pidxs;
     qx_ivf *ivf;
     uint64_t ivf_gen;      /* unique per index instance (search-context cache key) */
     size_t ivf_bytes;
@@ -157,50 +166,63 @@ int qxs_coll_drop(qxs_server *s, const char *name);
 /* names of all collections (qx__free the array and each string) */
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n);
 
-/* One point of an upsert: its id and payload (compact JSON bytes and the
- * parsed object; len 0 / pj NULL = no payload). */
-typedef struct qxs_point_in {
-    qxs_pid pid;
-    const char *payload;
-    uint32_t len;
-    const struct json_t *pj;
-} qxs_point_in;
+/* ---- points (contract with the storage work, /work/team/iface-storage-qdrant.md) ----
+ * Every write is durable on return (WAL fsync). Row keys are the int64 the
+ * IVF index sees; they are the store's business (a point's key may change
+ * when it is re-written). */
+#define QXS_EMEMLIMIT (-100) /* a write past --memory-limit (answered 507) */
+/* Upsert n points (vectors normalised for Cosine; ids distinct); payloads may
+ * be NULL (none). */
+int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float *x, const qxs_bytes *payloads,
+                    size_t n, uint64_t *lsn);
+int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *ids, size_t n, uint64_t *lsn, size_t *removed);
+/* Replace whole payloads (one WAL record); absent ids are ignored, *updated
+ * counts the others. */
+int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const qxs_bytes *payloads, size_t n,
+                         uint64_t *lsn, size_t *updated);
+/* A point by id / by row key: vector (d floats, or vec NULL) and payload
+ * (*payload qx__free'd by the caller, NULL when it has none; payload may be
+ * NULL). 0 or QX_ENOTFOUND. Take the read lock themselves; the _locked form
+ * is for callers that hold it (filter callbacks inside qxs_coll_search,
+ * qxs_coll_foreach callbacks). */
+int qxs_coll_get_point(qxs_coll *c, const qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen);
+int qxs_coll_get_key(qxs_coll *c, int64_t rowkey, qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen);
+int qxs_coll_get_key_locked(qxs_coll *c, int64_t rowkey, qxs_pid *id, float *vec, uint8_t **payload,
+                            uint32_t *plen);
+/* Every live point, under the read lock; fn returning nonzero stops (and is
+ * returned). */
+typedef int (*qxs_point_fn)(void *ctx, const qxs_pid *id, int64_t rowkey, const uint8_t *payload, uint32_t plen);
+int qxs_coll_foreach(qxs_coll *c, qxs_point_fn fn, void *ctx);
+/* Change hook (payload indexes): called under the write lock for every put
+ * and delete, replay included, in log order; a re-written point is a DEL of
+ * its old key then a PUT of its new one. */
+void qxs_coll_set_hook(qxs_coll *c, qxs_point_hook fn, void *ctx);
+int qxs_coll_rowkey_live(qxs_coll *c, int64_t rowkey);
+/* Exact distances ("smaller is better") of q to rowkeys (absent: +inf);
+ * caller holds the read lock. */
+void qxs_coll_dist_locked(qxs_coll *c, const float *q, const int64_t *rowkeys, size_t n, float *dist);
 
-/* Upsert n points (vectors already normalised for Cosine; pids distinct),
- * durable on return. A payload whose value does not fit a payload index
- * fails the whole batch with QX_EINVAL before anything is written. */
-int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_point_in *pts, const float *x, size_t n,
-                    uint64_t *lsn);
-/* Delete by row key (qxs_pmeta_key); absent keys are ignored. */
-int qxs_coll_delete(qxs_server *s, qxs_coll *c, const int64_t *keys, size_t n, uint64_t *lsn,
-                    size_t *removed);
-/* Replace the payloads of existing points (keys; payloads[i] NULL = none),
- * checked against the payload indexes first; one META record. */
-int qxs_coll_set_payloads(qxs_server *s, qxs_coll *c, const int64_t *keys, struct json_t *const *payloads,
-                          size_t n, uint64_t *lsn);
-/* Payload indexes: create (built from every stored payload; QX_EINVAL with
- * the point named if one does not fit) / drop. Persisted in indexes.json. */
-int qxs_coll_index_create(qxs_coll *c, const char *field, int type);
-int qxs_coll_index_drop(qxs_coll *c, const char *field);
-/* internal to collection.c and points_write.c */
-void qxs__coll_track(qxs_coll *c, const int64_t *ids, size_t n);
-int qxs__coll_maybe_checkpoint(qxs_coll *c);
-int qxs__coll_pidx_check(const qxs_coll *c, const struct json_t *payload, char *err, size_t errcap);
-void qxs__coll_pidx_set(qxs_coll *c, int64_t key, const struct json_t *payload);
-int qxs__coll_load_indexes(qxs_coll *c);
-
-struct qxs_filter;
 typedef struct qxs_search_opts {
     size_t k, nprobe, rerank;
     int exact;
-    const struct qxs_filter *filter; /* NULL = none; its conditions bound to c->pidx by the caller */
-    size_t max_nprobe;               /* filtered IVF search: probe up to this many lists (0 = all) */
+    /* Filtered search (all optional). only_keys: score exactly these row
+     * keys (the planner's few candidates). Else filter: only rows for which
+     * filter(filter_ctx, rowkey) is nonzero; the IVF scan tests each
+     * candidate and probes lists nearest first until k pass or max_nprobe
+     * lists (0 = all) were scanned; without an IVF (or exact) every row is
+     * tested. filter runs with the read lock held. */
+    const int64_t *only_keys;
+    size_t n_only_keys;
+    int (*filter)(void *filter_ctx, int64_t rowkey);
+    void *filter_ctx;
+    size_t max_nprobe;
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"
- * (L2 or -IP); *found receives the number of results. *used_index says
- * whether the IVF answered. */
-int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist,
-                    int64_t *ids, size_t *found, int *used_index);
+ * (L2 or -IP); ids (and rowkeys, may be NULL) of the *found results.
+ * *used_index says whether the IVF answered. */
+int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, qxs_pid *ids,
+                    int64_t *rowkeys, size_t *found, int *used_index);
+void qxs_pidxset_free(struct qxs_pidxset *p); /* payload_indexes.c */
 int qxs_coll_checkpoint(qxs_coll *c); /* caller holds wmu */
 void qxs_checkpoint_all(qxs_server *s);
 /* internal metric (L2 / IP) of a distance */

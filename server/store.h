@@ -12,6 +12,14 @@
 
 #include "idmap.h"
 
+/* A point's payload as the store keeps it: opaque bytes (the API puts compact
+ * JSON in); len 0 = no payload. */
+typedef struct qxs_bytes {
+    const uint8_t *data;
+    uint32_t len;
+} qxs_bytes;
+#define QXS_MAX_PAYLOAD 65536 /* bytes per point (the API answers 413 above) */
+
 typedef struct qxs_store {
     size_t d, n, cap;
     int64_t *ids;  /* n ids */

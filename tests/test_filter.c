@@ -28,7 +28,7 @@
 static void test_pid_parse_format(void **state) {
     (void)state;
     qxs_pid p, q;
-    char buf[QXS_PID_TEXT_MAX];
+    char buf[QXS_PID_STRLEN];
     assert_true(qxs_pid_parse("0", 1, &p));
     assert_int_equal(p.kind, QXS_PID_U64);
     assert_true(qxs_pid_parse("9223372036854775807", 19, &p));
@@ -43,7 +43,7 @@ static void test_pid_parse_format(void **state) {
     for (size_t i = 0; i < 5; i++) {
         assert_true(qxs_pid_parse(forms[i], strlen(forms[i]), &p));
         assert_int_equal(p.kind, QXS_PID_UUID);
-        assert_int_equal(qxs_pid_format(&p, buf), 36);
+        assert_int_equal(strlen(qxs_pid_format(&p, buf)), 36);
         assert_string_equal(buf, canon);
         if (i) assert_true(qxs_pid_eq(&p, &q));
         q = p;
