@@ -190,7 +190,7 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
     qx__topk_reset(&c->heap, heap_k);
     size_t pi = 0, passed = 0;
     for (; pi < c->probes.n; pi++) {
-        if (p->filter && pi >= nprobe && passed >= k) break;
+        if (p->filter && pi >= nprobe && passed >= heap_k) break; /* the shortlist is full of passing ids */
         uint32_t l = (uint32_t)c->probes.val[pi];
         const qx__ivf_list *L = &ivf->lists[l];
         if (L->size == 0) continue;

@@ -30,6 +30,8 @@
 #include "qinx/ivf.h"
 #include "qinx/vecfile.h"
 #include "api_util.h"
+#include "payload_indexes.h"
+#include "snapshot.h"
 #include "search_body.h"
 
 #ifndef QXS_VERSION
@@ -334,6 +336,17 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
     if (!res) {
         qxs_api_fail(o, 500, "reply");
         return;
+    }
+    qxs_pidxset *px = qxs_pidx_get(c);
+    if (px) { /* Qdrant's payload_schema, with the memory the indexes hold */
+        size_t bytes = 0;
+        qxs_pidx_rdlock(px);
+        pthread_rwlock_rdlock(&c->rw);
+        json_t *schema = qxs_pidx_schema(px, &bytes);
+        pthread_rwlock_unlock(&c->rw);
+        qxs_pidx_unlock(px);
+        json_object_set_new(res, "payload_schema", schema);
+        json_object_set_new(res, "payload_index_bytes", json_integer((json_int_t)bytes));
     }
     pthread_mutex_lock(&c->job_mu);
     if (c->active) json_object_set_new(res, "rebuild", job_json(c->active));
@@ -722,6 +735,18 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
                      r->ep == QXS_EP_POINT ? "an integer 0..2^63-1 or a UUID" : "a decimal integer 0..2^63-1");
         return;
     }
+    if (r->ep == QXS_EP_SNAP_RECOVER || (r->ep == QXS_EP_SNAPSHOTS && strcmp(method, "POST")) ||
+        r->ep == QXS_EP_SNAPSHOT) {
+        /* no live collection needed: recovery may create it, snapshots outlive it */
+        json_t *b = r->ep == QXS_EP_SNAP_RECOVER ? qxs_api_body(body, len, o, 1) : NULL;
+        if (r->ep == QXS_EP_SNAP_RECOVER) {
+            if (b) qxs_snapshot_recover(s, r->name, b, o);
+        } else if (r->ep == QXS_EP_SNAPSHOTS) qxs_snapshot_list(s, r->name, o);
+        else if (!strcmp(method, "DELETE")) qxs_snapshot_delete(s, r->name, r->field, o);
+        else qxs_snapshot_download(s, r->name, r->field, o);
+        json_decref(b);
+        return;
+    }
     if (r->ep == QXS_EP_EXISTS) {
         qxs_coll *e = qxs_coll_get(s, r->name);
         qxs_api_ok(o, json_pack("{s:b}", "exists", e != NULL));
@@ -749,7 +774,7 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
     json_t *b = NULL;
     if (r->ep == QXS_EP_SEARCH && !is_get && search_fast(s, c, body, len, o)) goto out;
     if (!is_get) {
-        int required = r->ep != QXS_EP_REBUILD && strcmp(method, "DELETE") != 0;
+        int required = r->ep != QXS_EP_REBUILD && r->ep != QXS_EP_SNAPSHOTS && strcmp(method, "DELETE") != 0;
         b = qxs_api_body(body, len, o, required);
         if (!b) goto out;
     }
@@ -773,6 +798,7 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
     case QXS_EP_PAYLOAD_CLEAR: qxs_api_payload(s, c, b, 'c', o); break;
     case QXS_EP_INDEX: qxs_api_index_create(c, b, o); break;
     case QXS_EP_INDEX_FIELD: qxs_api_index_drop(c, r->field, o); break;
+    case QXS_EP_SNAPSHOTS: qxs_snapshot_create(s, c, o); break;
     case QXS_EP_SEARCH: {
         size_t budget = QXS_MAX_REPLY_VALUES;
         json_t *res = search_one(s, c, b, o, "search", &budget, 0);

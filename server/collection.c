@@ -414,6 +414,19 @@ int qxs_registry_load(qxs_server *s) {
     return rc;
 }
 
+int qxs_coll_load(qxs_server *s, const char *name) {
+    qxs_coll *c = NULL;
+    int rc = coll_open(s, name, &c);
+    if (rc) return rc;
+    pthread_rwlock_wrlock(&s->reg_rw);
+    for (size_t i = 0; !rc && i < s->ncolls; i++)
+        if (!strcmp(s->colls[i]->name, name)) rc = qx__fail(QX_EEXIST, "collection '%s' already exists", name);
+    if (!rc) rc = registry_add(s, c);
+    pthread_rwlock_unlock(&s->reg_rw);
+    if (rc) coll_free(c);
+    return rc;
+}
+
 /* ---- create / drop ------------------------------------------------------- */
 
 static void remove_dir(const char *dir) {

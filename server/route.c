@@ -109,6 +109,14 @@ void qxs_route_parse(const char *path, qxs_route *r) {
             memcpy(r->field, seg[3], len[3]);
             r->field[len[3]] = 0;
         }
+    } else if (eq(seg[2], len[2], "snapshots")) {
+        if (n == 3) r->ep = QXS_EP_SNAPSHOTS;
+        else if (n == 4 && eq(seg[3], len[3], "recover")) r->ep = QXS_EP_SNAP_RECOVER;
+        else if (n == 4 && len[3] < sizeof r->field) {
+            r->ep = QXS_EP_SNAPSHOT;
+            memcpy(r->field, seg[3], len[3]);
+            r->field[len[3]] = 0;
+        }
     } else if (eq(seg[2], len[2], "rebuild")) {
         if (n == 3) r->ep = QXS_EP_REBUILD;
         else if (n == 4) {
@@ -133,6 +141,8 @@ int qxs_route_allows(qxs_ep ep, const char *m, const char **allow) {
         [QXS_EP_PAYLOAD] = "POST, PUT",       [QXS_EP_PAYLOAD_DEL] = "POST",
         [QXS_EP_PAYLOAD_CLEAR] = "POST",      [QXS_EP_INDEX] = "PUT",
         [QXS_EP_INDEX_FIELD] = "DELETE",
+        [QXS_EP_SNAPSHOTS] = "GET, HEAD, POST", [QXS_EP_SNAPSHOT] = "GET, HEAD, DELETE",
+        [QXS_EP_SNAP_RECOVER] = "PUT",
     };
     const char *a = ep > QXS_EP_NONE && ep < QXS_EP_COUNT ? allowed[ep] : NULL;
     if (allow) *allow = a ? a : "";
@@ -168,6 +178,7 @@ const char *qxs_ep_label(qxs_ep ep, const char *m) {
     case QXS_EP_PCOUNT: return "count";
     case QXS_EP_PAYLOAD: case QXS_EP_PAYLOAD_DEL: case QXS_EP_PAYLOAD_CLEAR: return "payload";
     case QXS_EP_INDEX: case QXS_EP_INDEX_FIELD: return "payload_index";
+    case QXS_EP_SNAPSHOTS: case QXS_EP_SNAPSHOT: case QXS_EP_SNAP_RECOVER: return "snapshot";
     default: return "unknown";
     }
 }

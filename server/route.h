@@ -31,6 +31,9 @@ typedef enum qxs_ep {
     QXS_EP_PAYLOAD_CLEAR,/* POST …/points/payload/clear */
     QXS_EP_INDEX,        /* PUT …/index */
     QXS_EP_INDEX_FIELD,  /* DELETE …/index/{field} */
+    QXS_EP_SNAPSHOTS,    /* GET (list) POST (create) …/snapshots */
+    QXS_EP_SNAPSHOT,     /* GET (download) DELETE …/snapshots/{name} */
+    QXS_EP_SNAP_RECOVER, /* PUT …/snapshots/recover */
     QXS_EP_COUNT
 } qxs_ep;
 
@@ -41,7 +44,7 @@ typedef struct qxs_route {
     int id_ok;       /* the {id}/{job} segment is a decimal in 0..2^63-1 */
     int64_t id;      /* job id */
     qxs_pid pid;     /* point id ({id} of …/points/{id}: an integer or a UUID) */
-    char field[129]; /* {field} of …/index/{field} */
+    char field[129]; /* {field} of …/index/{field}, {name} of …/snapshots/{name} */
 } qxs_route;
 
 /* Map a path (query string already removed) to an endpoint. */

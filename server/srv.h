@@ -119,7 +119,7 @@ typedef struct qxs_coll {
 /* ---- metrics ------------------------------------------------------------- */
 #define QXS_NBUCKETS 14
 #define QXS_NCODES 12
-#define QXS_NLABELS 23
+#define QXS_NLABELS 24
 typedef struct qxs_metrics {
     _Atomic uint64_t req[QXS_NLABELS][QXS_NCODES];
     _Atomic uint64_t hist[QXS_NLABELS][QXS_NBUCKETS + 1]; /* last = +Inf */
@@ -163,6 +163,9 @@ qxs_coll *qxs_coll_get(qxs_server *s, const char *name); /* +1 ref or NULL */
 void qxs_coll_put(qxs_coll *c);                           /* -1 ref */
 int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p);
 int qxs_coll_drop(qxs_server *s, const char *name);
+/* Open <data>/collections/<name> (just put there, e.g. by a snapshot
+ * recovery) and register it; QX_EEXIST if the name is taken. */
+int qxs_coll_load(qxs_server *s, const char *name);
 /* names of all collections (qx__free the array and each string) */
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n);
 

@@ -20,7 +20,17 @@ if [ ! -f "$NPMDIR/node_modules/@qdrant/js-client-rest/package.json" ]; then
 fi
 qx_start "$QX_TMP/data"
 cp "$(dirname "$0")/client/qdrant_conformance.mjs" "$NPMDIR/"
-node "$NPMDIR/qdrant_conformance.mjs" "$QX_URL"; rc=$?
+node "$NPMDIR/qdrant_conformance.mjs" "$QX_URL" "$QX_TMP/data"; rc=$?
+# snapshot download (the client has no call for it): the file as created
+qx_req PUT /collections/snapdl '{"vectors":{"size":2,"distance":"Dot"}}'
+qx_req PUT /collections/snapdl/points '{"points":[{"id":3,"vector":[1,0],"payload":{"t":"x"}}]}'
+qx_req POST /collections/snapdl/snapshots
+name=$(printf '%s' "$QX_BODY" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p')
+curl -s -o "$QX_TMP/dl.snapshot" "$QX_URL/collections/snapdl/snapshots/$name"
+if cmp -s "$QX_TMP/dl.snapshot" "$QX_TMP/data/snapshots/snapdl/$name"; then qx_ok "snapshot download = the file"; else qx_fail "snapshot download differs"; fi
+qx_expect 422 PUT /collections/snapdl/snapshots/recover '{"location":"file:///etc/passwd"}'
+qx_expect 422 PUT /collections/snapdl/snapshots/recover '{"location":"http://example.com/x.snapshot"}'
+qx_expect 404 GET /collections/snapdl/snapshots/snapdl-1-1.snapshot
 # payloads and UUIDs survive kill -9 (in the log with their points)
 qx_req PUT /collections/dur '{"vectors":{"size":2,"distance":"Euclid"}}'
 qx_req PUT '/collections/dur/points?wait=true' '{"points":[{"id":"6F9619FF-8B86-D011-B42D-00C04FC964FF","vector":[1,2],"payload":{"k":"v"}},{"id":7,"vector":[3,4],"payload":{"a":[1,2]}}]}'

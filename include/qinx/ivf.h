@@ -74,7 +74,7 @@ typedef struct qx_search_params {
     int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
     /* Filtered search (optional): only ids for which filter(filter_ctx, id)
      * returns nonzero may be results. The lists are visited nearest first;
-     * after nprobe lists the search goes on, list by list, until k ids passed
+     * after nprobe lists the search goes on, list by list, until max(k, rerank) ids passed
      * or max_nprobe lists were visited (0 = every list), so a reply is short
      * only when fewer than k ids in those lists pass. filter runs on the
      * searching thread(s) and must be safe to call concurrently. */

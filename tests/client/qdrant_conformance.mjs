@@ -3,7 +3,7 @@
 // checked against a brute-force answer computed here from the same data.
 import { QdrantClient } from '@qdrant/js-client-rest';
 
-const url = process.argv[2];
+const url = process.argv[2], dataDir = process.argv[3];
 const client = new QdrantClient({ url, checkCompatibility: false });
 let checks = 0, fails = 0;
 function ok(cond, what) { checks++; if (cond) console.log('ok   ' + what); else { fails++; console.error('FAIL ' + what); } }
@@ -92,6 +92,21 @@ try {
   await client.delete(C, { filter: { must: [{ key: 'color', match: { value: 'amber' } }] }, wait: true });
   // point 4 (amber) lost its payload to clearPayload above, so it stays
 ok((await client.count(C, {})).count === N - pts.filter(p => p.payload.color === 'amber').length + 1, 'delete by filter');
+
+  // snapshots: create, list, change the collection, recover, the change is undone
+  const snap = await client.createSnapshot(C, { wait: true });
+  ok(snap && snap.name && snap.size > 0, 'createSnapshot');
+  const list = await client.listSnapshots(C);
+  ok(list.some(x => x.name === snap.name), 'listSnapshots');
+  const before = (await client.count(C, {})).count;
+  await client.delete(C, { points: [5, 7], wait: true });
+  ok((await client.count(C, {})).count === before - 2, 'delete by ids');
+  ok((await client.recoverSnapshot(C, { location: `file://${dataDir}/snapshots/${C}/${snap.name}` })) === true, 'recoverSnapshot (file://)');
+  ok((await client.count(C, {})).count === before, 'recovered collection has the deleted points back');
+  const rr = await client.retrieve(C, { ids: [uuid(3)], with_payload: true });
+  ok(rr.length === 1 && rr[0].payload.n === 3, 'recovered payloads and UUIDs');
+  ok((await client.count(C, { filter })).count === pts.filter(pred).length, 'payload index works after recovery');
+  ok((await client.deleteSnapshot(C, snap.name)) === true, 'deleteSnapshot');
 
   // bad input
   try { await client.upsert(C, { points: [{ id: 'not-a-uuid', vector: q }] }); ok(false, 'bad UUID refused'); }
