@@ -191,10 +191,8 @@ static int load_data(bench_run *r) {
         size_t nt = D->base.n < c->max_train ? D->base.n : c->max_train;
         D->train_is_base = nt == D->base.n;
         if ((rc = qx_matrix_alloc(&D->train, nt, D->d))) return bench_qx_fail("training sample", rc);
-        /* the sample of tools/cli_build.c, row i*n/nt */
-        for (size_t i = 0; i < nt; i++)
-            memcpy(D->train.data + i * D->d, D->base.data + (size_t)((double)i * D->base.n / nt) * D->d,
-                   sizeof(float) * D->d);
+        /* the sample of `qinx build --max-train` */
+        qx_sample_rows(D->base.data, D->base.n, D->d, nt, D->train.data);
     }
     if (c->write_gt) {
         /* --write-gt: exact ground truth into the named file, nothing else */

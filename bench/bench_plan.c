@@ -550,9 +550,7 @@ const float *bench_train_subset(bench_run *r, size_t n) {
         float *p = realloc(r->sub, sizeof(float) * n * D->d);
         if (!p) return NULL;
         r->sub = p;
-        for (size_t i = 0; i < n; i++)
-            memcpy(p + i * D->d, D->train.data + (size_t)((double)i * D->train.n / n) * D->d,
-                   sizeof(float) * D->d);
+        qx_sample_rows(D->train.data, D->train.n, D->d, n, p);
         r->sub_n = n;
     }
     return r->sub;

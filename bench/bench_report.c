@@ -3,9 +3,9 @@
  * results.jsonl holds one flat JSON object per method × bytes × operating
  * point; values that do not apply (QPS of an exhaustive row, MSE of an IVF
  * point, recall@100 when k < 100) are null rather than absent, so every line
- * has the same keys (checked by `qinx bench --check`). The file is written
- * to a temporary name and renamed, and rewritten after every method, so it
- * is always complete and parseable. report.md repeats the figures as tables
+ * has the same keys (checked by `qinx bench --check`). The file is built in
+ * memory and written atomically (qx_write_atomic), and rewritten after every
+ * method, so it is always complete and parseable. report.md repeats the figures as tables
  * a person reads, and links the plots.
  */
 #include <math.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "bench_impl.h"
-#include "jsonout.h"
+#include "qinx/core.h"
 
 static void json_num(FILE *f, double v, const char *fmt) {
     if (isnan(v) || isinf(v)) fputs("null", f);
@@ -28,23 +28,24 @@ static void json_long(FILE *f, long v) {
 }
 
 int bench_write_jsonl(const bench_run *r) {
-    char path[4096], tmp[4160];
+    char path[4096];
     snprintf(path, sizeof path, "%s/results.jsonl", r->cfg->out_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
     if (!f) {
-        fprintf(stderr, "qinx bench: cannot write %s\n", tmp);
-        return QX_EIO;
+        fprintf(stderr, "qinx bench: out of memory for %s\n", path);
+        return QX_ENOMEM;
     }
     const bench_data *D = r->data;
     for (size_t i = 0; i < r->nres; i++) {
         const bench_result *p = &r->res[i];
         fputs("{\"dataset\":", f);
-        qx__json_fputs(f, D->dataset);
+        qx_json_fputs(f, D->dataset);
         fputs(",\"method\":", f);
-        qx__json_fputs(f, p->method);
+        qx_json_fputs(f, p->method);
         fputs(",\"spec\":", f);
-        qx__json_fputs(f, p->spec);
+        qx_json_fputs(f, p->spec);
         fprintf(f, ",\"kind\":\"%s\",\"bytes\":%zu,\"mse\":", p->ivf ? "ivf" : "exhaustive", p->bytes);
         json_num(f, p->mse, "%.6g");
         fputs(",\"recall@1\":", f);
@@ -68,16 +69,18 @@ int bench_write_jsonl(const bench_run *r) {
         fputs(",\"index_bytes\":", f);
         json_num(f, p->index_bytes, "%.0f");
         fputs(",\"machine\":", f);
-        qx__json_fputs(f, D->machine);
+        qx_json_fputs(f, D->machine);
         fprintf(f, ",\"threads\":%d,\"pareto\":%s,\"n_base\":%zu,\"n_train\":%zu,\"nq\":%zu}\n",
                 p->threads, p->ivf ? (p->pareto ? "true" : "false") : "null", D->base.n, p->n_train,
                 D->queries.n);
     }
     int bad = ferror(f);
-    if (fclose(f) || bad || rename(tmp, path)) {
-        fprintf(stderr, "qinx bench: cannot write %s\n", path);
+    if (fclose(f) || bad || qx_write_atomic(path, text, len)) {
+        fprintf(stderr, "qinx bench: cannot write %s: %s\n", path, qx_last_error());
+        free(text);
         return QX_EIO;
     }
+    free(text);
     return 0;
 }
 

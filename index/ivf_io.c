@@ -70,50 +70,7 @@ static void end_section(buf_t *b, size_t at) {
     memcpy(b->p + at + 8, &len, 8);
 }
 
-/* ---- atomic file write --------------------------------------------------------- */
-
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-int qx__write_atomic(const char *path, const uint8_t *data, size_t len) {
-    char tmp[4096], dir[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof tmp)
-        return qx__fail(QX_EINVAL, "%s: path too long", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) return qx__fail(QX_EIO, "%s: cannot create a temporary file: %s", path, strerror(errno));
-    if (write_all(fd, data, len) != 0 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return qx__fail(QX_EIO, "%s: write failed: %s", path, strerror(e));
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return qx__fail(QX_EIO, "%s: rename failed: %s", path, strerror(e));
-    }
-    /* make the rename durable: the file is not saved until its directory
-     * entry is; EINVAL / ENOTSUP mean a filesystem that cannot sync a
-     * directory (nothing more to do there) */
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return qx__fail(QX_EIO, "%s: written, but its directory cannot be opened to sync it: %s", path, strerror(errno));
-    int drc = fsync(dfd), de = errno;
-    close(dfd);
-    if (drc != 0 && de != EINVAL && de != ENOTSUP)
-        return qx__fail(QX_EIO, "%s: written, but syncing its directory failed: %s", path, strerror(de));
-    return 0;
-}
+/* Saving goes through qx__write_atomic (core/file.c). */
 
 int qx_ivf_save(const qx_ivf *ivf, const char *path) {
     if (!ivf || !path) return qx__fail(QX_EINVAL, "ivf_save: NULL argument");

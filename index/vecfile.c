@@ -20,9 +20,9 @@
  * 3. With max_n > 0 only the first max_n records are read, but the file size
  *    must still be a whole number of records: a damaged tail is reported, not
  *    silently ignored.
- * 4. Writers go through a temporary file in the destination's directory
- *    (mkstemp), then fflush + fsync + rename + fsync of the directory, so a
- *    reader sees the old file or the complete new one, never a partial one.
+ * 4. Writers go through the atomic writer of core/file.c (temporary file
+ *    beside the target, fsync, rename, fsync of the directory), so a reader
+ *    sees the old file or the complete new one, never a partial one.
  * 5. Little-endian hosts only (checked at compile time), like the format.
  */
 #include <errno.h>
@@ -242,27 +242,6 @@ int qx_ivecs_read(const char *path, size_t max_n, int32_t **ids, size_t *n, size
 
 /* ---- writers ------------------------------------------------------------------ */
 
-/* fsync the directory holding path, so the rename itself is durable. */
-static int sync_parent_dir(const char *path) {
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        strcpy(dir, ".");
-    } else if (slash == path) {
-        strcpy(dir, "/");
-    } else {
-        size_t len = (size_t)(slash - path);
-        if (len >= sizeof dir) return -1;
-        memcpy(dir, path, len);
-        dir[len] = '\0';
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
 static int write_records(const char *path, const void *x, size_t n, size_t d, bool is_float) {
     const char *fn = is_float ? "qx_fvecs_write" : "qx_ivecs_write";
     if (!path || !*path) return qx__fail(QX_EINVAL, "%s: path is NULL or empty", fn);
@@ -280,62 +259,32 @@ static int write_records(const char *path, const void *x, size_t n, size_t d, bo
             return qx__fail(QX_EINVAL, "%s '%s': vector %zu, component %zu is not finite", fn,
                             path, (size_t)bad / d, (size_t)bad % d);
     }
-    size_t plen = strlen(path);
-    char *tmp = qx__malloc(plen + 16);
-    if (!tmp) return qx__fail(QX_ENOMEM, "%s '%s': out of memory", fn, path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int rc = qx__fail(QX_EIO, "%s: cannot create a temporary file beside '%s': %s", fn, path,
-                          strerror(errno));
-        qx__free(tmp);
-        return rc;
-    }
-    (void)fchmod(fd, 0644); /* mkstemp makes 0600; vector files are data, not secrets */
-    int rc = 0;
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        rc = qx__fail(QX_EIO, "%s '%s': fdopen: %s", fn, tmp, strerror(errno));
-        close(fd);
-        goto fail;
-    }
+    /* Records are packed into a buffer of about 1 MiB and streamed through
+     * the atomic writer: a file of any size, few system calls. */
+    size_t rec = 4 + d * 4, per = ((size_t)1 << 20) / rec + 1;
+    uint8_t *buf = qx__malloc(per * rec);
+    if (!buf) return qx__fail(QX_ENOMEM, "%s '%s': out of memory", fn, path);
+    qx__afile f;
+    int rc = qx__afile_open(&f, path);
+    if (rc) rc = qx__wrap(rc, "%s", fn);
     int32_t d32 = (int32_t)d;
     const char *p = x;
-    for (size_t i = 0; i < n; i++, p += d * 4) {
-        if (fwrite(&d32, sizeof d32, 1, f) != 1 || fwrite(p, 4, d, f) != d) {
-            rc = qx__fail(QX_EIO, "%s '%s': write failed at record %zu: %s", fn, tmp, i,
-                          strerror(errno));
-            fclose(f);
-            goto fail;
+    for (size_t i = 0; rc == 0 && i < n; i += per) {
+        size_t b = n - i < per ? n - i : per;
+        for (size_t j = 0; j < b; j++, p += d * 4) {
+            memcpy(buf + j * rec, &d32, 4);
+            memcpy(buf + j * rec + 4, p, d * 4);
         }
+        rc = qx__afile_write(&f, buf, b * rec);
+        if (rc) rc = qx__wrap(rc, "%s '%s': write failed at record %zu", fn, path, i);
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = qx__fail(QX_EIO, "%s '%s': flush/fsync failed: %s", fn, tmp, strerror(errno));
-        fclose(f);
-        goto fail;
+    qx__free(buf);
+    if (rc) {
+        qx__afile_abort(&f);
+        return rc;
     }
-    if (fclose(f) != 0) {
-        rc = qx__fail(QX_EIO, "%s '%s': close failed: %s", fn, tmp, strerror(errno));
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        rc = qx__fail(QX_EIO, "%s: cannot rename '%s' to '%s': %s", fn, tmp, path,
-                      strerror(errno));
-        goto fail;
-    }
-    if (sync_parent_dir(path) != 0) {
-        /* The file is complete and in place; only durability of the rename
-         * across a crash is uncertain, so report it. */
-        rc = qx__fail(QX_EIO, "%s '%s': fsync of the directory failed: %s", fn, path,
-                      strerror(errno));
-    }
-    qx__free(tmp);
-    return rc;
-fail:
-    unlink(tmp);
-    qx__free(tmp);
-    return rc;
+    rc = qx__afile_commit(&f);
+    return rc ? qx__wrap(rc, "%s", fn) : 0;
 }
 
 int qx_fvecs_write(const char *path, const float *x, size_t n, size_t d) {

@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "qinco_impl.h"
+#include "qinx/rng.h"
 #include "qinx/rq.h"
 
 #define QX__MAX_VALID 5000
@@ -52,12 +53,7 @@ typedef struct rng {
     uint64_t s;
 } rng;
 
-static uint64_t rng_next(rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(rng *r) { return qx_rng_next(&r->s); }
 
 static double rng_uniform(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
 

@@ -1,15 +1,12 @@
 /* quant/quantizer.c — argument checks and dispatch for the quantizer vtable,
- * the common blob header, and the MSE helper shared by every kind.
+ * the common blob header, and the MSE helper shared by every kind. Kinds are
+ * found in the table of quantizer_kinds.c.
  * Blob layout: "QXQZ" magic, u32 version, u32 kind, u32 d, u32 M, then the
  * kind's own body (little-endian throughout; qinx targets x86-64/aarch64). */
 #include <string.h>
 
 #include "quantizer_impl.h"
 #include "qinx/vecfile.h"
-
-/* Optional kinds: a build without the QINCo-style quantizer still links. */
-int qx__qinco_deserialize(const uint8_t *, size_t, size_t, size_t, qx_quantizer **)
-    __attribute__((weak));
 
 #define QX__BLOB_MAGIC "QXQZ"
 #define QX__BLOB_VERSION 1u
@@ -21,11 +18,8 @@ size_t qx_quantizer_steps(const qx_quantizer *q) { return q->M; }
 int qx_quantizer_is_trained(const qx_quantizer *q) { return q->trained; }
 
 const char *qx_quantizer_kind_name(qx_quant_kind kind) {
-    switch (kind) {
-    case QX_QUANT_RQ: return "rq";
-    case QX_QUANT_QINCO: return "qinco";
-    default: return "unknown";
-    }
+    const qx__quant_kind_def *k = qx__quant_kind_find((uint32_t)kind);
+    return k ? k->name : "unknown";
 }
 
 void qx_quantizer_set_progress(qx_quantizer *q, qx_progress_fn fn, void *ctx) {
@@ -124,16 +118,9 @@ int qx_quantizer_deserialize(const uint8_t *buf, size_t len, qx_quantizer **out)
         return qx__fail(QX_EFORMAT, "quantizer blob: d=%u M=%u out of range", d, M);
     const uint8_t *body = buf + QX__BLOB_HEADER;
     size_t body_len = len - QX__BLOB_HEADER;
-    int rc;
-    switch (kind) {
-    case QX_QUANT_RQ: rc = qx__rq_deserialize(body, body_len, d, M, out); break;
-    case QX_QUANT_QINCO:
-        if (!qx__qinco_deserialize)
-            return qx__fail(QX_EFORMAT, "quantizer blob: kind qinco not built in");
-        rc = qx__qinco_deserialize(body, body_len, d, M, out);
-        break;
-    default: return qx__fail(QX_EFORMAT, "quantizer blob: unknown kind %u", kind);
-    }
+    const qx__quant_kind_def *k = qx__quant_kind_find(kind);
+    if (!k) return qx__fail(QX_EFORMAT, "quantizer blob: unknown kind %u", kind);
+    int rc = k->deserialize(body, body_len, d, M, out);
     if (rc == 0) (*out)->trained = 1;
     return rc;
 }

@@ -33,6 +33,16 @@ struct qx_quantizer {
 int qx__rq_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_quantizer **out);
 int qx__qinco_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_quantizer **out);
 
+/* One row of the table of kinds (quantizer_kinds.c). */
+typedef struct qx__quant_kind_def {
+    qx_quant_kind kind;
+    const char *name; /* as qx_quantizer_kind_name prints it */
+    int (*deserialize)(const uint8_t *buf, size_t len, size_t d, size_t M, qx_quantizer **out);
+} qx__quant_kind_def;
+
+/* The row of a stored kind number, or NULL for a kind this build lacks. */
+const qx__quant_kind_def *qx__quant_kind_find(uint32_t kind);
+
 static inline void qx__progress(const qx_quantizer *q, const char *stage, double f) {
     if (q->progress) q->progress(q->progress_ctx, stage, f);
 }

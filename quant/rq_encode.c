@@ -51,25 +51,25 @@ int qx__rq_tables(qx__rq *rq) {
 
 /* One beam step m for vector i of a block: extends its nb entries (codes
  * cur_codes + i*B*M, errors cur_dist + i*B) into next_*. part: 256 floats,
- * heap: B entries (per-thread scratch). */
+ * heap: a top-B heap over per-thread scratch. */
 static void beam_step(const qx__rq *rq, const qx__kernel_table *kt, size_t m, size_t nb,
                       size_t B, const float *xc_i, const uint8_t *cur_codes,
                       const float *cur_dist, uint8_t *next_codes, float *next_dist, float *part,
-                      qx__cand *heap) {
+                      qx__topk *heap) {
     size_t M = rq->base.M;
     const float *nm = rq->norms + m * QX_KSUB, *xm = xc_i + m * QX_KSUB;
     const float *cross_m = rq->cross + (m ? qx__rq_cross_offset(m) : 0);
-    size_t nh = 0;
+    qx__topk_reset(heap, B);
     for (size_t b = 0; b < nb; b++) {
         kt->beam_scores(part, nm, xm, cur_dist[b], cross_m, cur_codes + b * M, m);
-        nh = qx__heap_offer256(heap, nh, B, part, (uint16_t)b, kt->find_lt);
+        qx__beam_offer256(heap, part, (uint16_t)b, kt->find_lt);
     }
-    qx__cand_sort(heap, nh);
-    for (size_t e = 0; e < nh; e++) {
+    qx__topk_sort_small(heap);
+    for (size_t e = 0; e < heap->n; e++) {
         uint8_t *dst = next_codes + e * M;
-        if (m) memcpy(dst, cur_codes + (size_t)heap[e].parent * M, m);
-        dst[m] = heap[e].code;
-        next_dist[e] = heap[e].dist;
+        if (m) memcpy(dst, cur_codes + qx__beam_parent(heap->val[e]) * M, m);
+        dst[m] = qx__beam_code(heap->val[e]);
+        next_dist[e] = heap->key[e];
     }
 }
 
@@ -84,8 +84,10 @@ int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uin
     if ((size_t)nt > block) nt = (int)block;
     if (d > (size_t)INT32_MAX) return qx__fail(QX_ELIMIT, "rq encode: d=%zu", d);
 
-    /* per-thread: part (256 floats), heap (B) */
-    size_t per_thread = (256 * sizeof(float) + B * sizeof(qx__cand) + 63) & ~(size_t)63;
+    /* per-thread, each part 64-byte aligned: part (256 floats), heap keys
+     * (B floats), heap values (B u64) */
+    size_t keys_bytes = (B * sizeof(float) + 63) & ~(size_t)63;
+    size_t per_thread = 256 * sizeof(float) + keys_bytes + ((B * sizeof(uint64_t) + 63) & ~(size_t)63);
     float *xc = qx__aligned_alloc(block * K * sizeof(float));
     float *xn = qx__aligned_alloc(block * sizeof(float));
     uint8_t *scratch = qx__aligned_alloc(per_thread * (size_t)nt);
@@ -118,7 +120,8 @@ int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uin
             int tid = 0;
 #endif
             float *part = (float *)(void *)(scratch + per_thread * (size_t)tid);
-            qx__cand *heap = (qx__cand *)(void *)(part + 256);
+            uint64_t *hval = (uint64_t *)(void *)((uint8_t *)(part + 256) + keys_bytes);
+            qx__topk heap_s = {part + 256, hval, B, 0}, *heap = &heap_s;
             uint8_t *cc = bc, *nc = bc + block * B * M;
             float *cd = bd, *nd = bd + block * B;
             size_t nb = 1;

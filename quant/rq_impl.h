@@ -6,6 +6,7 @@
 
 #include "qinx/rq.h"
 #include "quantizer_impl.h"
+#include "topk.h"
 
 #define QX__RQ_MAX_BEAM 64
 /* Vectors per sgemm block while encoding: big enough for BLAS efficiency,
@@ -28,69 +29,30 @@ typedef struct qx__rq {
     int refine_rounds;   /* see qx_rq_refine_rounds */
 } qx__rq;
 
-/* A beam candidate and a bounded max-heap of them (worst on top), shared by
- * the LUT encoder and the training beam. */
-typedef struct qx__cand {
-    float dist;
-    uint16_t parent; /* beam entry extended */
-    uint8_t code;    /* codeword of this step */
-} qx__cand;
-
-/* Insertion sort of a small heap's entries by increasing distance. */
-static inline void qx__cand_sort(qx__cand *h, size_t n) {
-    for (size_t i = 1; i < n; i++) {
-        qx__cand c = h[i];
-        size_t j = i;
-        while (j > 0 && h[j - 1].dist > c.dist) {
-            h[j] = h[j - 1];
-            j--;
-        }
-        h[j] = c;
-    }
+/* The beam keeps its best candidates in the core top-k heap (core/topk.h):
+ * key = squared error, value = (entry extended << 8) | codeword of this step.
+ * Shared by the LUT encoder and the training beam. */
+static inline uint64_t qx__beam_val(uint16_t parent, uint8_t code) {
+    return (uint64_t)parent << 8 | code;
 }
+static inline size_t qx__beam_parent(uint64_t v) { return (size_t)(v >> 8); }
+static inline uint8_t qx__beam_code(uint64_t v) { return (uint8_t)v; }
 
-static inline void qx__heap_sift_down(qx__cand *h, size_t n, size_t i) {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, big = i;
-        if (l < n && h[l].dist > h[big].dist) big = l;
-        if (r < n && h[r].dist > h[big].dist) big = r;
-        if (big == i) return;
-        qx__cand t = h[i];
-        h[i] = h[big];
-        h[big] = t;
-        i = big;
-    }
-}
-
-static inline void qx__heap_push(qx__cand *h, size_t n, qx__cand c) { /* h has room for n+1 */
-    size_t i = n;
-    h[i] = c;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (h[p].dist >= h[i].dist) break;
-        qx__cand t = h[p];
-        h[p] = h[i];
-        h[i] = t;
-        i = p;
-    }
-}
-
-/* Offer the 256 candidates score[k] (extending beam entry `parent`) to a heap
- * of nh <= B entries; returns the new size. find_lt (a kernel) skips the
- * candidates that cannot enter, eight or sixteen at a time. */
-static inline size_t qx__heap_offer256(qx__cand *h, size_t nh, size_t B, const float *score,
-                                       uint16_t parent,
-                                       size_t (*find_lt)(const float *, size_t, float)) {
+/* Offer the 256 candidates score[k] (extending beam entry `parent`) to the
+ * heap. find_lt (a kernel) skips the candidates that cannot enter, eight or
+ * sixteen at a time. */
+static inline void qx__beam_offer256(qx__topk *h, const float *score, uint16_t parent,
+                                     size_t (*find_lt)(const float *, size_t, float)) {
     size_t k = 0;
-    for (; nh < B && k < 256; k++) qx__heap_push(h, nh++, (qx__cand){score[k], parent, (uint8_t)k});
+    for (; h->n < h->k && k < 256; k++) qx__topk_push(h, score[k], qx__beam_val(parent, (uint8_t)k));
     while (k < 256) {
-        k += find_lt(score + k, 256 - k, h[0].dist);
+        k += find_lt(score + k, 256 - k, h->key[0]);
         if (k >= 256) break;
-        h[0] = (qx__cand){score[k], parent, (uint8_t)k};
-        qx__heap_sift_down(h, nh, 0);
+        h->key[0] = score[k];
+        h->val[0] = qx__beam_val(parent, (uint8_t)k);
+        qx__topk_sift_down(h, 0);
         k++;
     }
-    return nh;
 }
 
 static inline size_t qx__rq_cross_offset(size_t j) { return j * (j - 1) / 2 * 65536; }

@@ -72,25 +72,27 @@ static size_t extend_step(train_state *st, size_t m, size_t nb) {
                     (int)d, Cm, (int)d, 0.0f, st->dots, QX_KSUB);
 #pragma omp parallel for num_threads(st->nt) schedule(static)
         for (size_t v = 0; v < vc; v++) {
-            qx__cand heap[QX__RQ_MAX_BEAM];
+            float hkey[QX__RQ_MAX_BEAM];
+            uint64_t hval[QX__RQ_MAX_BEAM];
+            qx__topk heap = {hkey, hval, nbn, 0};
             float score[QX_KSUB];
-            size_t nh = 0;
             for (size_t b = 0; b < nb; b++) {
                 const float *r = R + (v * nb + b) * d, *dt = st->dots + (v * nb + b) * QX_KSUB;
                 float rn = kt->dot(r, r, d);
                 for (size_t k = 0; k < QX_KSUB; k++) score[k] = rn - 2.0f * dt[k] + norms[k];
-                nh = qx__heap_offer256(heap, nh, nbn, score, (uint16_t)b, kt->find_lt);
+                qx__beam_offer256(&heap, score, (uint16_t)b, kt->find_lt);
             }
-            qx__cand_sort(heap, nh);
+            qx__topk_sort_small(&heap);
             size_t gv = v0 + v;
-            for (size_t e = 0; e < nh; e++) {
-                size_t par = gv * nb + heap[e].parent, dst = gv * nbn + e;
-                const float *pr = st->resid + par * d, *c = Cm + (size_t)heap[e].code * d;
+            for (size_t e = 0; e < heap.n; e++) {
+                size_t par = gv * nb + qx__beam_parent(hval[e]), dst = gv * nbn + e;
+                uint8_t code = qx__beam_code(hval[e]);
+                const float *pr = st->resid + par * d, *c = Cm + (size_t)code * d;
                 float *nr = st->resid2 + dst * d;
                 for (size_t j = 0; j < d; j++) nr[j] = pr[j] - c[j];
                 if (m) memcpy(st->bcodes2 + dst * M, st->bcodes + par * M, m);
-                st->bcodes2[dst * M + m] = heap[e].code;
-                st->bdist2[dst] = heap[e].dist > 0 ? heap[e].dist : 0;
+                st->bcodes2[dst * M + m] = code;
+                st->bdist2[dst] = hkey[e] > 0 ? hkey[e] : 0;
             }
         }
     }

@@ -57,23 +57,6 @@ static int path_in(char *out, size_t cap, const char *dir, const char *file) {
     return 0;
 }
 
-int qxs_write_file_atomic(const char *path, const char *text, size_t len) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return qx__fail(QX_EINVAL, "path too long");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return qx__fail(QX_EIO, "open %s: %s", tmp, strerror(errno));
-    int rc = qxs_write_all(fd, text, len);
-    if (!rc && fsync(fd) != 0) rc = qx__fail(QX_EIO, "fsync %s: %s", tmp, strerror(errno));
-    close(fd);
-    if (!rc && rename(tmp, path) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
-    if (rc) {
-        unlink(tmp);
-        return rc;
-    }
-    return qxs_fsync_dir(path);
-}
-
 static void coll_free(qxs_coll *c) {
     if (!c) return;
     qxs_wal_close(&c->wal);
@@ -484,14 +467,14 @@ int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p) {
     c->created = (double)time(NULL);
     char *meta = meta_json(c);
     if (!meta) rc = qx__fail(QX_ENOMEM, "metadata");
-    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qxs_write_file_atomic(path, meta, strlen(meta));
+    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qx__write_atomic(path, meta, strlen(meta));
     qx__free(meta);
     int moved = 0; /* dir is ours (renamed from tmp) only once this is set */
     if (!rc) {
         if (rename(tmp, dir) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
         else moved = 1;
     }
-    if (!rc) rc = qxs_fsync_dir(dir);
+    if (!rc) rc = qx__fsync_dir(dir);
     if (!rc && !(rc = path_in(path, sizeof path, dir, WALF)))
         rc = qxs_wal_open(&c->wal, path, c->d, NULL, NULL, NULL);
     if (!rc) rc = registry_add(s, c);
@@ -534,7 +517,7 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
     pthread_mutex_lock(&c->wmu);
     if (rename(c->dir, trash) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
     if (!rc) {
-        qxs_fsync_dir(trash);
+        qx__fsync_dir(trash);
         s->colls[i] = s->colls[--s->ncolls];
         atomic_store(&c->dropped, 1);
     }

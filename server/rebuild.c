@@ -37,6 +37,8 @@
 #include "qinx/kernels.h"
 #include "qinx/qinco.h"
 #include "qinx/rq.h"
+#include "qinx/core.h"
+#include "qinx/rng.h"
 #include "srv.h"
 
 #define QXS_REBUILD_MIN_POINTS 1000
@@ -70,13 +72,6 @@ static void on_progress(void *ctx, const char *stage, double f) {
     char st[48];
     snprintf(st, sizeof st, "train: %s", stage ? stage : "");
     set_stage(p->c, p->j, st, p->base + p->span * (f < 0 ? 0 : f > 1 ? 1 : f));
-}
-
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
 }
 
 /* exact top-(k) neighbours of q among rows (excluding self_id), ids out */
@@ -157,7 +152,7 @@ static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *
     if (report && !atomic_load(&c->dropped)) {
         char path[PATH_MAX + 16];
         snprintf(path, sizeof path, "%s/report.json", c->dir);
-        if (qxs_write_file_atomic(path, report, strlen(report)))
+        if (qx__write_atomic(path, report, strlen(report)))
             qxs_log(QXS_LOG_WARN, "collection %s: could not save report.json: %s", c->name, qx_last_error());
     }
     pthread_mutex_unlock(&c->wmu);
@@ -229,7 +224,7 @@ static void *rebuild_main(void *arg) {
         goto done;
     }
     for (size_t i = 0; i < nq;) {
-        size_t r = (size_t)(splitmix(&seed) % n);
+        size_t r = (size_t)(qx_rng_next(&seed) % n);
         if (held[r]) continue;
         held[r] = 1;
         memcpy(qs + i * d, x + r * d, d * sizeof(float));
@@ -244,10 +239,11 @@ static void *rebuild_main(void *arg) {
         snprintf(err, sizeof err, "out of memory (training sample of %zu)", ntrain);
         goto done;
     }
-    /* evenly strided over the non-held rows: deterministic, no second RNG pass */
+    /* the evenly spaced sample (qx_sample_index) of the non-held rows:
+     * deterministic, no second RNG pass */
     for (size_t i = 0, w = 0, seen = 0; i < n && w < ntrain; i++) {
         if (held[i]) continue;
-        if ((seen * ntrain) / avail == w) {
+        if (seen == qx_sample_index(w, avail, ntrain)) {
             memcpy(train + w * d, x + i * d, d * sizeof(float));
             w++;
         }

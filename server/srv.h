@@ -230,8 +230,6 @@ int qxs_coll_checkpoint(qxs_coll *c); /* caller holds wmu */
 void qxs_checkpoint_all(qxs_server *s);
 /* internal metric (L2 / IP) of a distance */
 static inline int qxs_metric_of(qxs_distance d) { return d == QXS_DOT ? 1 : 0; }
-/* Write text to path atomically (temp, fsync, rename, fsync dir). */
-int qxs_write_file_atomic(const char *path, const char *text, size_t len);
 
 /* ---- rebuilds (rebuild.c) ------------------------------------------------- */
 typedef struct qxs_rebuild_params {

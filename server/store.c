@@ -195,11 +195,9 @@ void qxs_store_dist(const qxs_store *s, const float *q, int metric, const int64_
 }
 
 int qxs_store_save(const qxs_store *s, uint64_t lsn, const char *path) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return qx__fail(QX_EINVAL, "path too long");
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return qx__fail(QX_EIO, "open %s: %s", tmp, strerror(errno));
+    qx__afile f;
+    int rc = qx__afile_open(&f, path);
+    if (rc) return rc;
     uint8_t hdr[32];
     uint32_t d32 = (uint32_t)s->d, zero = 0;
     uint64_t n64 = s->n;
@@ -211,18 +209,15 @@ int qxs_store_save(const qxs_store *s, uint64_t lsn, const char *path) {
     uint32_t crc = qx__crc32(0, hdr + 8, 24);
     crc = qx__crc32(crc, s->ids, s->n * 8);
     crc = qx__crc32(crc, s->vecs, s->n * s->d * 4);
-    int rc = qxs_write_all(fd, hdr, 32);
-    if (!rc) rc = qxs_write_all(fd, s->ids, s->n * 8);
-    if (!rc) rc = qxs_write_all(fd, s->vecs, s->n * s->d * 4);
-    if (!rc) rc = qxs_write_all(fd, &crc, 4);
-    if (!rc && fsync(fd) != 0) rc = qx__fail(QX_EIO, "fsync %s: %s", tmp, strerror(errno));
-    close(fd);
-    if (!rc && rename(tmp, path) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
+    rc = qx__afile_write(&f, hdr, 32);
+    if (!rc) rc = qx__afile_write(&f, s->ids, s->n * 8);
+    if (!rc) rc = qx__afile_write(&f, s->vecs, s->n * s->d * 4);
+    if (!rc) rc = qx__afile_write(&f, &crc, 4);
     if (rc) {
-        unlink(tmp);
+        qx__afile_abort(&f);
         return rc;
     }
-    return qxs_fsync_dir(path);
+    return qx__afile_commit(&f);
 }
 
 static int read_all(int fd, void *buf, size_t len) {

@@ -25,33 +25,6 @@
 #include "internal.h"
 #include "wal.h"
 
-int qxs_write_all(int fd, const void *buf, size_t len) {
-    const char *p = buf;
-    while (len) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return qx__fail(QX_EIO, "write: %s", strerror(errno));
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-int qxs_fsync_dir(const char *path) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
-        return qx__fail(QX_EINVAL, "path too long");
-    const char *dir = dirname(tmp);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return qx__fail(QX_EIO, "open dir %s: %s", dir, strerror(errno));
-    int rc = fsync(fd), e = errno;
-    close(fd);
-    /* EINVAL / ENOTSUP: a filesystem that cannot sync a directory (as qx__write_atomic) */
-    return rc && e != EINVAL && e != ENOTSUP ? qx__fail(QX_EIO, "fsync dir %s: %s", dir, strerror(e)) : 0;
-}
-
 static uint32_t rd32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -114,7 +87,7 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
     /* an empty log may have just been created by O_CREAT: its directory entry
      * must be durable before the first append is acknowledged (fdatasync of
      * the file does not cover it) */
-    int drc = len ? 0 : qxs_fsync_dir(path);
+    int drc = len ? 0 : qx__fsync_dir(path);
     if (drc) {
         close(fd);
         return drc;
@@ -177,7 +150,7 @@ static int append_rec(qxs_wal *w, int type, uint64_t lsn, uint32_t n, const void
     uint32_t crc = qx__crc32(0, p, plen);
     memcpy(rec, &plen32, 4);
     memcpy(rec + 4, &crc, 4);
-    int rc = qxs_write_all(w->fd, rec, QXS_WAL_HDR + plen);
+    int rc = qx__write_all(w->fd, rec, QXS_WAL_HDR + plen);
     qx__free(rec);
     if (rc) {
         /* A partial record may be on disk; later records would hide behind
@@ -219,18 +192,10 @@ int qxs_wal_sync(qxs_wal *w, uint64_t lsn) {
 }
 
 int qxs_wal_reset(qxs_wal *w, const char *path) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return qx__fail(QX_EINVAL, "path too long");
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return qx__fail(QX_EIO, "open %s: %s", tmp, strerror(errno));
-    if (fsync(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return qx__fail(QX_EIO, "replace %s: %s", path, strerror(e));
-    }
-    int rc = qxs_fsync_dir(path);
+    int rc = qx__write_atomic(path, "", 0);
+    if (rc) return qx__wrap(rc, "replacing the write-ahead log");
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return qx__fail(QX_EIO, "open %s: %s", path, strerror(errno));
     pthread_mutex_lock(&w->sync_mu);
     if (w->fd >= 0) close(w->fd);
     w->fd = fd;

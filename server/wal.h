@@ -75,8 +75,4 @@ int qxs_wal_reset(qxs_wal *w, const char *path);
 
 void qxs_wal_close(qxs_wal *w);
 
-/* Helpers shared with the snapshot code. */
-int qxs_write_all(int fd, const void *buf, size_t len);
-int qxs_fsync_dir(const char *dir_of_path);
-
 #endif

@@ -3,7 +3,7 @@
  * up test_*.c and long_*.c). Build and run by hand, e.g.:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DQX__ALLOW_LIBC_ALLOC \
- *     -Iinclude -Iquant tests/fuzz_vecfile.c index/vecfile.c quant/error.c quant/alloc.c \
+ *     -Iinclude -Icore tests/fuzz_vecfile.c index/vecfile.c core/error.c core/alloc.c core/file.c \
  *     -lm -o /tmp/fuzz_vecfile
  *   /tmp/fuzz_vecfile -max_len=4096 -max_total_time=60
  *

@@ -11,7 +11,7 @@
 
 #include "qinx/qinx.h"
 
-/* libqinx's CRC-32 (quant/crc32.c; internal.h is not for tests): to forge a
+/* libqinx's CRC-32 (core/crc32.c; internal.h is not for tests): to forge a
  * header whose checksum is valid */
 uint32_t qx__crc32(uint32_t crc, const void *data, size_t len);
 

@@ -7,14 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qinx/rng.h"
+
 void tu_rng_seed(tu_rng *r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ull + 1; }
 
-uint64_t tu_rng_next(tu_rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+uint64_t tu_rng_next(tu_rng *r) { return qx_rng_next(&r->s); } /* splitmix64, qinx/rng.h */
 
 double tu_rng_uniform(tu_rng *r) { return (double)(tu_rng_next(r) >> 11) * 0x1.0p-53; }
 

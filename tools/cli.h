@@ -28,9 +28,6 @@ void cli_log(const cli_progress *p, const char *fmt, ...) __attribute__((format(
 /* Print a DERP report: its JSON, or a table of its checks. */
 void cli_print_report(const qx_derp_report *rep, int json);
 
-/* fsync the directory holding path (makes a rename durable). */
-void cli_sync_dir(const char *path);
-
 /* Monotonic seconds. */
 double cli_now(void);
 

@@ -127,8 +127,8 @@ static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n
         if (rename(cand_path, live) != 0) {
             fprintf(stderr, "qinx build: cannot publish %s: %s\n", live, strerror(errno));
             rc = QX_EIO;
-        } else {
-            cli_sync_dir(live);
+        } else if ((rc = qx_fsync_dir(live)) != 0) {
+            fprintf(stderr, "qinx build: published %s, but %s\n", live, qx_last_error());
         }
     } else {
         unlink(cand_path);
@@ -254,9 +254,7 @@ int qx_cli_build(int argc, char **argv) {
             qx_matrix_free(&base);
             return cli_fail("build", rc);
         }
-        for (size_t i = 0; i < nt; i++)
-            memcpy(train.data + i * base.d, base.data + (size_t)((double)i * base.n / nt) * base.d,
-                   sizeof(float) * base.d);
+        qx_sample_rows(base.data, base.n, base.d, nt, train.data);
     }
     if (fault && !strcmp(fault, "mismatch")) {
         /* Reverse the first half of the dimensions, scale them by 2 and

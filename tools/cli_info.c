@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "jsonout.h"
+#include "qinx/core.h"
 #include "qinx/qinco.h"
 
 /* The QINCo network of an index (empty strings for an RQ index): one text
@@ -56,7 +56,7 @@ int qx_cli_info(int argc, char **argv) {
     qinco_desc(ivf, net, sizeof net, net_js, sizeof net_js);
     if (json) {
         fputs("{\"index\":", stdout);
-        qx__json_fputs(stdout, path);
+        qx_json_fputs(stdout, path);
         printf(",\"dim\":%zu,\"metric\":\"%s\",\"quantizer\":\"%s\",\"steps\":%zu,"
                "\"code_size\":%zu,\"nlist\":%zu,\"ntotal\":%zu,\"list_min\":%zu,\"list_max\":%zu,"
                "\"memory_bytes\":%zu,\"file_bytes\":%lld%s}\n",

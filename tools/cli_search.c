@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
-#include "jsonout.h"
+#include "qinx/core.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -114,7 +114,7 @@ int qx_cli_search(int argc, char **argv) {
     if (gt) qx_recall_compute(ids, k, gt, gt_k, q.n, &rec);
     if (json) {
         fputs("{\"index\":", stdout);
-        qx__json_fputs(stdout, index_path);
+        qx_json_fputs(stdout, index_path);
         printf(",\"nq\":%zu,\"k\":%zu,\"nprobe\":%zu,\"rerank\":%zu,\"threads\":%zu,"
                "\"qps\":%.1f,\"seconds\":%.6f",
                q.n, k, nprobe, rerank, threads, qps, best);

@@ -15,6 +15,7 @@
 #include "qinx/gate.h"
 #include "qinx/eval.h"
 #include "qinx/rng.h"
+#include "qinx/core.h"
 
 #define QINX_VERSION "0.1.0"
 

@@ -27,6 +27,8 @@ extern "C" {
 #define QX_KSUB 256     /* codewords per step (8-bit codes) */
 #define QX_MAX_STEPS 64 /* M at most */
 
+/* Kinds are stored by number in index files: numbers are never reused. The
+ * table of kinds is quant/quantizer_kinds.c (the fast-scan codes come next). */
 typedef enum qx_quant_kind {
     QX_QUANT_RQ = 1,
     QX_QUANT_QINCO = 2

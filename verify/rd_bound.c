@@ -1,4 +1,4 @@
-/* quant/rd_bound.c — the Gaussian distortion-rate reference of qinx/eval.h.
+/* verify/rd_bound.c — the Gaussian distortion-rate reference of qinx/eval.h.
  *
  * 1. Covariance in blocks: rows are centred on the mean (computed in double)
  *    and ROWS at a time go through one ssyrk into a float block, summed in

@@ -1,5 +1,5 @@
-/* quant/internal.h — helpers shared by every qinx translation unit; not
- * installed, not part of the public API (names are qx__…).
+/* core/internal.h — the core layer's helpers shared by every qinx translation
+ * unit; not installed, not part of the public API (names are qx__…).
  *
  * 1. Errors: qx__fail(code, fmt, …) records the per-thread message and returns
  *    code, so a failure path reads `return qx__fail(QX_EINVAL, "k=%d", k);`.
@@ -18,6 +18,7 @@
 
 #include "qinx/error.h"
 #include "qinx/alloc.h"
+#include "qinx/core.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,9 +64,33 @@ int qx__num_threads(void);
 /* CRC-32 (IEEE) of len bytes, continuing from crc (start with 0). */
 uint32_t qx__crc32(uint32_t crc, const void *data, size_t len);
 
-/* Write len bytes to path atomically: temporary file in the same directory,
- * fsync, rename over path, fsync the directory. */
-int qx__write_atomic(const char *path, const uint8_t *data, size_t len);
+/* ---- files (core/file.c): the one atomic writer and directory fsync ---- */
+#define QX__PATH_CAP 4096
+/* Write len bytes to fd, retrying on EINTR; QX_EIO on failure. */
+int qx__write_all(int fd, const void *buf, size_t len);
+/* fsync the directory holding path (makes a rename or a creation durable).
+ * EINVAL / ENOTSUP (a filesystem that cannot sync directories) count as
+ * success; any other failure is QX_EIO. */
+int qx__fsync_dir(const char *path);
+/* A file written in pieces and published atomically: open creates
+ * path.tmp.XXXXXX (mode 0644), write appends, commit fsyncs, renames over
+ * path and fsyncs the directory; abort (or a failed commit) removes the
+ * temporary file. After a failed open or write, call abort. */
+typedef struct qx__afile {
+    int fd;
+    const char *path;
+    char tmp[QX__PATH_CAP + 16];
+} qx__afile;
+int qx__afile_open(qx__afile *f, const char *path);
+int qx__afile_write(qx__afile *f, const void *data, size_t len);
+int qx__afile_commit(qx__afile *f);
+void qx__afile_abort(qx__afile *f);
+/* Write len bytes to path atomically (qx__afile in one call). */
+int qx__write_atomic(const char *path, const void *data, size_t len);
+
+/* ---- evenly spaced samples (core/sample.c; qx_sample_index in qinx/core.h) ---- */
+/* Copy the sample qx_sample_index of the n rows of d floats in x to out (m rows). */
+void qx__sample_rows(const float *x, size_t n, size_t d, size_t m, float *out);
 
 /* Is every value finite? Returns the index of the first bad value, or -1. */
 long qx__first_nonfinite(const float *x, size_t n);

@@ -1,4 +1,4 @@
-/* quant/derp_report.c — the DERP report: health and drift results, free-form
+/* verify/derp_report.c — the DERP report: health and drift results, free-form
  * "meta" strings and the gate's pass/fail checks, written as JSON.
  *
  * Decisions:
@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "derp_impl.h"
+#include "json.h"
 
 #define QX__DERP_NAME_MAX 127
 #define QX__DERP_META_VALUE_MAX 4096
@@ -73,26 +74,15 @@ void qx__derp_sb_printf(qx__derp_sb *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
-void qx__derp_sb_json_string(qx__derp_sb *b, const char *s) {
-    qx__derp_sb_puts(b, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char tmp[8];
-        if (*p == '"') qx__derp_sb_puts(b, "\\\"");
-        else if (*p == '\\') qx__derp_sb_puts(b, "\\\\");
-        else if (*p == '\n') qx__derp_sb_puts(b, "\\n");
-        else if (*p == '\t') qx__derp_sb_puts(b, "\\t");
-        else if (*p == '\r') qx__derp_sb_puts(b, "\\r");
-        else if (*p < 0x20 || *p == 0x7f) {
-            snprintf(tmp, sizeof tmp, "\\u%04x", *p);
-            qx__derp_sb_puts(b, tmp);
-        } else {
-            tmp[0] = (char)*p;
-            tmp[1] = '\0';
-            qx__derp_sb_puts(b, tmp);
-        }
-    }
-    qx__derp_sb_puts(b, "\"");
+static void put_sb(void *ctx, const char *p, size_t n) {
+    qx__derp_sb *b = ctx;
+    if (sb_grow(b, n)) return;
+    memcpy(b->s + b->len, p, n);
+    b->len += n;
+    b->s[b->len] = '\0';
 }
+
+void qx__derp_sb_json_string(qx__derp_sb *b, const char *s) { qx__json_string(put_sb, b, s); }
 
 void qx__derp_sb_json_number(qx__derp_sb *b, double v) {
     if (isfinite(v)) qx__derp_sb_printf(b, "%.9g", v);

@@ -1,5 +1,5 @@
-/* index/gate.c — the DERP gate (see include/qinx/gate.h): codebook health
- * and drift from quant/derp, plus a held-out recall check, each compared
+/* verify/gate.c — the DERP gate (see include/qinx/gate.h): codebook health
+ * and drift from verify/derp_*, plus a held-out recall check, each compared
  * with a threshold from the config.
  *
  * Decisions:
@@ -179,8 +179,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
         rc = qx__fail(QX_ENOMEM, "gate: %zu sample vectors", ns);
         goto out;
     }
-    for (size_t i = 0; i < ns; i++)
-        memcpy(sample + i * d, data + (size_t)((double)i * n / ns) * d, sizeof(float) * d);
+    qx__sample_rows(data, n, d, ns, sample);
     if ((rc = qx_derp_report_new(&rep, &cfg->derp))) goto out;
     qx_derp_report_set_meta(rep, "stage", "candidate");
     int pass;

@@ -1,4 +1,4 @@
-/* quant/derp_stats.c — the statistics of DERP: a portable generator, the
+/* verify/derp_stats.c — the statistics of DERP: a portable generator, the
  * one-sample Lilliefors test, the two-sample Kolmogorov–Smirnov test, the
  * Kolmogorov distribution and the Holm–Bonferroni combination of probes.
  *
@@ -27,19 +27,13 @@
 #include <string.h>
 
 #include "derp_impl.h"
+#include "qinx/rng.h"
 
 /* ---- generator ----------------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void qx__derp_rng_seed(qx__derp_rng *r, uint64_t seed) {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) r->s[i] = qx_rng_next(&x);
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

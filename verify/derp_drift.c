@@ -1,4 +1,4 @@
-/* quant/derp_drift.c — drift between a reference sample and new vectors, and
+/* verify/derp_drift.c — drift between a reference sample and new vectors, and
  * the reservoir that keeps the reference sample.
  *
  * Decisions:

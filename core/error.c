@@ -1,4 +1,4 @@
-/* quant/error.c — the error table and the per-thread last-error message.
+/* core/error.c — the error table and the per-thread last-error message.
  * Messages are formatted into a thread-local buffer (no allocation, so an
  * out-of-memory failure can still be reported). */
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* quant/derp_health.c — per-step codebook health of any qx_quantizer.
+/* verify/derp_health.c — per-step codebook health of any qx_quantizer.
  *
  * For each step m of a trained quantizer, on n vectors x: codeword usage
  * (fraction used, perplexity exp(H)/K of the usage histogram, dead count),
@@ -81,7 +81,7 @@ static int step_pass(health_ctx *c, size_t m, double *mse) {
         /* Residuals of the subsample rows falling in this block. */
         size_t k0 = k, nb = 0;
         for (; k < c->mt; k++) {
-            size_t idx = qx__derp_sub_index(k, c->n, c->mt);
+            size_t idx = qx_sample_index(k, c->n, c->mt);
             if (idx >= i0 + b) break;
             const float *xr = c->x + idx * d, *rr = c->rec + (idx - i0) * d;
             float *dst = c->blk + nb * d;

@@ -1,4 +1,4 @@
-/* quant/crc32.c — CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), the
+/* core/crc32.c — CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), the
  * checksum of index file sections and write-ahead-log records. Slicing-by-1
  * with a table built once; fast enough for files read once at load. */
 #include <pthread.h>

@@ -1,6 +1,9 @@
-/* index/topk.h — bounded max-heap keeping the k smallest (key, value) pairs.
+/* core/topk.h — the one bounded max-heap keeping the k smallest (key, value)
+ * pairs: IVF search results, re-ranking, and the RQ beam (quant/rq_impl.h).
  * Keys are "smaller is better" scores; values are opaque 64-bit payloads.
- * Header-only so the scan loop inlines the comparison. */
+ * Header-only so the scan loop inlines the comparison. Two finishes: a heap
+ * sort for result lists of any k, and a stable insertion sort for the small
+ * beams, where the order of equal keys decides the codes. */
 #ifndef QINX_TOPK_H
 #define QINX_TOPK_H
 
@@ -73,6 +76,23 @@ static inline void qx__topk_sort(qx__topk *h) {
         qx__topk_sift_down(h, 0);
     }
     h->n = n;
+}
+
+/* Sort in place, ascending by key, keeping the heap order of equal keys
+ * (insertion sort: for small k, such as a beam of <= 64). */
+static inline void qx__topk_sort_small(qx__topk *h) {
+    for (size_t i = 1; i < h->n; i++) {
+        float k = h->key[i];
+        uint64_t v = h->val[i];
+        size_t j = i;
+        while (j > 0 && h->key[j - 1] > k) {
+            h->key[j] = h->key[j - 1];
+            h->val[j] = h->val[j - 1];
+            j--;
+        }
+        h->key[j] = k;
+        h->val[j] = v;
+    }
 }
 
 #endif

@@ -1,4 +1,4 @@
-/* quant/derp_impl.h — internals shared by the quant/derp_*.c files (not
+/* verify/derp_impl.h — internals shared by the verify/derp_*.c files (not
  * installed): the portable generator, K–S kernels on sorted doubles, the
  * family summary and a growable string buffer for the JSON report. */
 #ifndef QINX_DERP_IMPL_H
@@ -41,11 +41,8 @@ int qx__derp_family_finish(qx_derp_family *f);
 /* Resolve NULL opts to defaults and validate: returns 0 or QX_EINVAL. */
 int qx__derp_opts_check(const qx_derp_opts *in, qx_derp_opts *out);
 
-/* Indices of an evenly strided subsample of min(n, cap) of n rows (cap 0 =
- * all): row i of the subsample is idx(i) = floor(i * n / m). */
-static inline size_t qx__derp_sub_index(size_t i, size_t n, size_t m) {
-    return m == n ? i : (size_t)(((unsigned __int128)i * n) / m);
-}
+/* Size of the evenly strided subsample (qx__sample_index) of min(n, cap) of
+ * n rows (cap 0 = all). */
 static inline size_t qx__derp_sub_size(size_t n, size_t cap) {
     return cap == 0 || n <= cap ? n : cap;
 }

@@ -1,4 +1,4 @@
-/* quant/rng.c — splitmix64 and Box–Muller (see include/qinx/rng.h). */
+/* core/rng.c — splitmix64 and Box–Muller (see include/qinx/rng.h). */
 #include <math.h>
 
 #include "qinx/rng.h"

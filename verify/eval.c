@@ -1,4 +1,4 @@
-/* index/eval.c — recall figures against ground truth (see qinx/eval.h);
+/* verify/eval.c — recall figures against ground truth (see qinx/eval.h);
  * the ANN-benchmarks / FAISS conventions. */
 #include <math.h>
 

@@ -1,4 +1,4 @@
-/* quant/derp_probes.c — random probes, projections, and the one- and
+/* verify/derp_probes.c — random probes, projections, and the one- and
  * two-sample tests run over a family of P probes.
  *
  * Decisions:
@@ -101,7 +101,7 @@ static int project_subsample(const float *x, size_t n, size_t m, size_t d, const
     for (size_t i0 = 0; i0 < m; i0 += QX__DERP_GATHER_BLOCK) {
         size_t b = m - i0 < QX__DERP_GATHER_BLOCK ? m - i0 : QX__DERP_GATHER_BLOCK;
         for (size_t i = 0; i < b; i++)
-            memcpy(blk + i * d, x + qx__derp_sub_index(i0 + i, n, m) * d, d * sizeof(float));
+            memcpy(blk + i * d, x + qx_sample_index(i0 + i, n, m) * d, d * sizeof(float));
         long bad = qx__first_nonfinite(blk, b * d);
         if (bad >= 0) {
             qx__aligned_free(blk);

@@ -1,4 +1,4 @@
-/* quant/alloc.c — the allocator seam (see include/qinx/alloc.h) and small
+/* core/alloc.c — the allocator seam (see include/qinx/alloc.h) and small
  * runtime helpers (clock, thread count, finiteness check).
  * Aligned blocks are carved out of an over-allocation through the seam, with
  * the original pointer stored just before the aligned address, so one hook
