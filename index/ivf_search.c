@@ -188,18 +188,29 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
     }
     if (p->filter) qx__topk_sort(&c->probes); /* nearest list first */
     qx__topk_reset(&c->heap, heap_k);
-    size_t pi = 0, passed = 0;
+    /* Filtered: after nprobe lists, go on until the shortlist is full of
+     * passing ids AND about as many passing ids were scanned as the
+     * unfiltered search scans ids in its nprobe lists (scanned x the pass
+     * rate of the tested candidates >= that count): the filtered top-k is
+     * the top-(k / pass rate) of the whole set, which needs that much more
+     * of the space to be seen for the same recall. */
+    size_t pi = 0, passed = 0, tested = 0, scanned = 0, scanned_nprobe = 0;
     for (; pi < c->probes.n; pi++) {
-        if (p->filter && pi >= nprobe && passed >= heap_k) break; /* the shortlist is full of passing ids */
+        if (p->filter && pi >= nprobe) {
+            if (pi == nprobe) scanned_nprobe = scanned;
+            if (passed >= heap_k && (double)scanned * (double)passed >= (double)scanned_nprobe * (double)tested) break;
+        }
         uint32_t l = (uint32_t)c->probes.val[pi];
         const qx__ivf_list *L = &ivf->lists[l];
         if (L->size == 0) continue;
+        scanned += L->size;
         float bias = l2 ? -2.0f * qc[l] : -qc[l];
         qx_lut_scan(c->scan, L->codes, L->size, cs, M + (size_t)ivf->has_norm, lut);
         for (size_t i = 0; i < L->size; i++) {
             float s = c->scan[i] + bias;
             if (!qx__topk_wants(&c->heap, s)) continue;
             if (p->filter) {
+                tested++;
                 if (!p->filter(p->filter_ctx, L->ids[i])) continue;
                 passed++;
             }

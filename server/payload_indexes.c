@@ -130,7 +130,7 @@ static int save_defs(const qxs_coll *c, qxs_pindex *const *v, size_t n) {
     if (!txt) return qx__fail(QX_ENOMEM, "index definitions");
     char path[PATH_MAX];
     int rc = defs_path(c, path, sizeof path);
-    if (!rc) rc = qxs_write_file_atomic(path, txt, strlen(txt));
+    if (!rc) rc = qx__write_atomic(path, txt, strlen(txt));
     qx__free(txt);
     return rc;
 }

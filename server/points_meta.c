@@ -283,14 +283,15 @@ bad:
 /* ---- meta.bin ------------------------------------------------------------------ */
 
 typedef struct wbuf {
-    int fd, rc;
+    qx__afile f;
+    int rc;
     uint32_t crc;
     uint8_t buf[1 << 16];
     size_t n;
 } wbuf;
 
 static void wflush(wbuf *w) {
-    if (!w->rc && w->n) w->rc = qxs_write_all(w->fd, w->buf, w->n);
+    if (!w->rc && w->n) w->rc = qx__afile_write(&w->f, w->buf, w->n);
     w->n = 0;
 }
 
@@ -306,16 +307,14 @@ static void wput(wbuf *w, const void *p, size_t len, int crc) {
 }
 
 int qxs_pmeta_save(const qxs_pmeta *m, uint64_t lsn, const char *path) {
-    char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return qx__fail(QX_EINVAL, "path too long");
     wbuf *w = qx__malloc(sizeof *w);
     if (!w) return qx__fail(QX_ENOMEM, "write buffer");
-    w->fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (w->fd < 0) {
+    w->rc = qx__afile_open(&w->f, path);
+    if (w->rc) {
         qx__free(w);
-        return qx__fail(QX_EIO, "open %s: %s", tmp, strerror(errno));
+        return w->rc;
     }
-    w->rc = 0, w->crc = 0, w->n = 0;
+    w->crc = 0, w->n = 0;
     wput(w, META_MAGIC, 8, 0);
     uint64_t napids = m->napids, npl = m->payloads.count;
     wput(w, &lsn, 8, 1);
@@ -336,16 +335,10 @@ int qxs_pmeta_save(const qxs_pmeta *m, uint64_t lsn, const char *path) {
     uint32_t crc = w->crc;
     wput(w, &crc, 4, 0);
     wflush(w);
-    int rc = w->rc;
-    if (!rc && fsync(w->fd) != 0) rc = qx__fail(QX_EIO, "fsync %s: %s", tmp, strerror(errno));
-    close(w->fd);
+    int rc = w->rc ? w->rc : qx__afile_commit(&w->f);
+    if (w->rc) qx__afile_abort(&w->f);
     qx__free(w);
-    if (!rc && rename(tmp, path) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
-    if (rc) {
-        unlink(tmp);
-        return rc;
-    }
-    return qxs_fsync_dir(path);
+    return rc;
 }
 
 int qxs_pmeta_load(qxs_pmeta *m, const char *path, uint64_t *lsn) {

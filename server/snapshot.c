@@ -57,19 +57,19 @@ static int name_ok(const char *n) {
 }
 
 typedef struct wr {
-    FILE *f;
+    qx__afile f;
     uint32_t crc;
     int bad;
 } wr;
 
 static void put(wr *w, const void *p, size_t n) {
     w->crc = qx__crc32(w->crc, p, n);
-    if (fwrite(p, 1, n, w->f) != n) w->bad = 1;
+    if (!w->bad && qx__afile_write(&w->f, p, n)) w->bad = 1;
 }
 
 void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
     static _Atomic unsigned seq;
-    char dir[PATH_MAX], path[PATH_MAX + 300], tmp[PATH_MAX + 310], name[256];
+    char dir[PATH_MAX], path[PATH_MAX + 300], name[256];
     if (snap_dir(s, c->name, dir, sizeof dir, 1)) {
         qxs_api_fail(o, 500, "%s", qx_last_error());
         return;
@@ -77,13 +77,12 @@ void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
     long now = (long)time(NULL);
     snprintf(name, sizeof name, "%s-%ld-%u%s", c->name, now, atomic_fetch_add(&seq, 1), SUFFIX);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    wr w = {fopen(tmp, "wb"), 0, 0};
-    if (!w.f) {
-        qxs_api_fail(o, 500, "open %s: %s", tmp, strerror(errno));
+    wr w = {.crc = 0, .bad = 0};
+    if (qx__afile_open(&w.f, path)) {
+        qxs_api_fail(o, 500, "%s", qx_last_error());
         return;
     }
-    fwrite(MAGIC, 1, 8, w.f);
+    if (qx__afile_write(&w.f, MAGIC, 8)) w.bad = 1;
     pthread_mutex_lock(&c->wmu);
     int rc = qxs_coll_checkpoint(c);
     DIR *dd = rc ? NULL : opendir(c->dir);
@@ -98,7 +97,7 @@ void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
             char fp[PATH_MAX + 300];
             struct stat st;
             size_t nl = strlen(e->d_name);
-            if (e->d_name[0] == '.' || (nl > 4 && !strcmp(e->d_name + nl - 4, ".tmp"))) continue;
+            if (e->d_name[0] == '.' || (nl > 4 && !strcmp(e->d_name + nl - 4, ".tmp")) || strstr(e->d_name, ".tmp.")) continue;
             snprintf(fp, sizeof fp, "%s/%s", c->dir, e->d_name);
             if (stat(fp, &st) || !S_ISREG(st.st_mode)) continue;
             if (pass == 0) {
@@ -129,17 +128,14 @@ void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
     if (dd) closedir(dd);
     pthread_mutex_unlock(&c->wmu);
     uint32_t crc = w.crc;
-    if (fwrite(&crc, 4, 1, w.f) != 1) w.bad = 1;
-    if (fflush(w.f) || fsync(fileno(w.f))) w.bad = 1;
-    fclose(w.f);
-    if (!rc && w.bad) rc = qx__fail(QX_EIO, "writing %s failed", tmp);
-    if (!rc && rename(tmp, path)) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
+    if (!w.bad && qx__afile_write(&w.f, &crc, 4)) w.bad = 1;
+    if (!rc && w.bad) rc = qx__fail(QX_EIO, "writing %s failed: %s", path, qx_last_error());
+    if (rc) qx__afile_abort(&w.f);
+    else rc = qx__afile_commit(&w.f);
     if (rc) {
-        unlink(tmp);
         qxs_api_fail(o, 500, "snapshot failed: %s", qx_last_error());
         return;
     }
-    qxs_fsync_dir(path);
     struct stat st;
     stat(path, &st);
     char iso[32];
@@ -310,7 +306,7 @@ void qxs_snapshot_recover(qxs_server *s, const char *coll, json_t *body, qxs_rep
             rc = qx__fail(QX_EIO, "create %s: %s", fp, strerror(errno));
             break;
         }
-        rc = qxs_write_all(fd, b + off, (size_t)sz);
+        rc = qx__write_all(fd, b + off, (size_t)sz);
         if (!rc && fsync(fd)) rc = qx__fail(QX_EIO, "fsync %s", fp);
         close(fd);
         off += (size_t)sz;
@@ -324,7 +320,7 @@ void qxs_snapshot_recover(qxs_server *s, const char *coll, json_t *body, qxs_rep
     }
     if (!rc && rename(tmp, final)) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
     if (!rc) {
-        qxs_fsync_dir(final);
+        qx__fsync_dir(final);
         rc = qxs_coll_load(s, coll);
     }
     if (rc) qxs_api_fail(o, qxs_api_status(rc) == 500 ? 500 : 422, "recovery failed: %s", qx_last_error());

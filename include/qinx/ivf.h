@@ -73,11 +73,16 @@ typedef struct qx_search_params {
     size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off) */
     int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
     /* Filtered search (optional): only ids for which filter(filter_ctx, id)
-     * returns nonzero may be results. The lists are visited nearest first;
-     * after nprobe lists the search goes on, list by list, until max(k, rerank) ids passed
-     * or max_nprobe lists were visited (0 = every list), so a reply is short
-     * only when fewer than k ids in those lists pass. filter runs on the
-     * searching thread(s) and must be safe to call concurrently. */
+     * returns nonzero may be results; it is called for the candidates that
+     * would enter the shortlist. The lists are visited nearest first; after
+     * nprobe lists the search goes on, list by list, until max(k, rerank) ids
+     * passed and about as many passing ids were scanned as an unfiltered
+     * search scans in nprobe lists (estimated from the pass rate of the
+     * tested candidates), or max_nprobe lists were visited (0 = every list).
+     * So a reply is short only when fewer than k ids in those lists pass, and
+     * the recall stays near the unfiltered one at the cost of ~1/pass rate
+     * more scanning. filter runs on the searching thread(s) and must be safe
+     * to call concurrently. */
     int (*filter)(void *filter_ctx, int64_t id);
     void *filter_ctx;
     size_t max_nprobe;
