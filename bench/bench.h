@@ -1,6 +1,6 @@
-/* bench/bench.h — `qinx bench`: recall versus code size and QPS versus recall,
- * qinx's quantizers against FAISS's on the same data in one run.
- * The lead's tools/main.c calls qx_bench_main with argv[0] = "bench". */
+/* bench/bench.h — `qinx-bench` (also run as `qinx bench`): recall versus code
+ * size and QPS versus recall, qinx's quantizers against FAISS's on the same
+ * data in one run. bench/main.c calls qx_bench_main. */
 #ifndef QINX_BENCH_H
 #define QINX_BENCH_H
 

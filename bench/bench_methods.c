@@ -152,7 +152,8 @@ static int trains_on_base(const bench_run *r) {
 
 /* A trained RQ whose refinement was skipped for a small training set. */
 static void note_refinement(bench_run *r, const char *method, size_t bytes, const qx_quantizer *q) {
-    if (q && qx_rq_refine_rounds(q) < 0)
+    int skipped = 0;
+    if (q && qx_rq_refine_rounds(q, NULL, &skipped) == 0 && skipped)
         bench_note(r, "%s %zuB: codebook refinement skipped: %zu training vectors are fewer than %d per "
                    "codeword (%zu codewords); it would fit them and lose on the unseen base (rq.h)",
                    method, bytes, r->train_n, QX_RQ_REFINE_MIN_DEFAULT, qx_quantizer_steps(q) * 256);
@@ -361,7 +362,7 @@ static int qv_add(bench_ivfimpl *v, const float *x, size_t n) {
     qx_ivf_info info;
     if ((rc = qx_ivf_get_info(s->ivf, &info))) return bench_qx_fail("qinx IVF info", rc);
     v->code_size = info.code_size;
-    if ((rc = qx_ivf_search_ctx_new(s->ivf, &s->ctx))) return bench_qx_fail("qinx IVF search ctx", rc);
+    if ((rc = qx_ivf_search_ctx_new(&s->ctx, s->ivf))) return bench_qx_fail("qinx IVF search ctx", rc);
     return 0;
 }
 

@@ -40,7 +40,16 @@ void qx__free(void *ptr) {
     if (ptr) alloc_hooks.free_fn(ptr);
 }
 
+/* ---- the public forms (qinx/alloc.h) ---- */
 void qx_free(void *ptr) { qx__free(ptr); }
+void *qx_malloc(size_t size) { return qx__malloc(size); }
+void *qx_calloc(size_t n, size_t size) { return qx__calloc(n, size); }
+void *qx_realloc(void *ptr, size_t size) { return qx__realloc(ptr, size); }
+char *qx_strdup(const char *s) { return qx__strdup(s); }
+void *qx_aligned_alloc(size_t size) { return qx__aligned_alloc(size); }
+void qx_aligned_free(void *ptr) { qx__aligned_free(ptr); }
+double qx_now(void) { return qx__now(); }
+int qx_num_threads(void) { return qx__num_threads(); }
 
 void *qx__aligned_alloc(size_t size) {
     size_t total;

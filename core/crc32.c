@@ -23,3 +23,5 @@ uint32_t qx__crc32(uint32_t crc, const void *data, size_t len) {
     while (len--) crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
     return ~crc;
 }
+
+uint32_t qx_crc32(uint32_t crc, const void *data, size_t len) { return qx__crc32(crc, data, len); }

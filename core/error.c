@@ -35,10 +35,24 @@ const char *qx_last_error(void) { return last_error; }
 
 void qx_clear_error(void) { last_error[0] = '\0'; }
 
+static int vset(int code, const char *fmt, va_list ap) {
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    return code;
+}
+
 int qx__fail(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vset(code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* The same, public, for programs built on the library (qinx/error.h). */
+int qx_error_set(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vset(code, fmt, ap);
     va_end(ap);
     return code;
 }

@@ -114,3 +114,8 @@ int qx_write_atomic(const char *path, const void *data, size_t len) {
 }
 
 int qx_fsync_dir(const char *path) { return qx__fsync_dir(path); }
+int qx_write_all(int fd, const void *buf, size_t len) { return qx__write_all(fd, buf, len); }
+int qx_afile_open(qx_afile *f, const char *path) { return qx__afile_open(f, path); }
+int qx_afile_write(qx_afile *f, const void *data, size_t len) { return qx__afile_write(f, data, len); }
+int qx_afile_commit(qx_afile *f) { return qx__afile_commit(f); }
+void qx_afile_abort(qx_afile *f) { qx__afile_abort(f); }

@@ -42,17 +42,11 @@ void *qx__aligned_alloc(size_t size);   /* 64-byte aligned, size may be 0 */
 void qx__aligned_free(void *ptr);
 char *qx__strdup(const char *s);
 
-/* *out = a * b (or a + b); false on overflow. */
-static inline bool qx__mul(size_t a, size_t b, size_t *out) {
-    return !__builtin_mul_overflow(a, b, out);
-}
-static inline bool qx__add(size_t a, size_t b, size_t *out) {
-    return !__builtin_add_overflow(a, b, out);
-}
-/* a*b*c with overflow check. */
+/* *out = a * b (or a + b, a * b * c); false on overflow (qinx/core.h). */
+static inline bool qx__mul(size_t a, size_t b, size_t *out) { return qx_size_mul(a, b, out); }
+static inline bool qx__add(size_t a, size_t b, size_t *out) { return qx_size_add(a, b, out); }
 static inline bool qx__mul3(size_t a, size_t b, size_t c, size_t *out) {
-    size_t t;
-    return qx__mul(a, b, &t) && qx__mul(t, c, out);
+    return qx_size_mul3(a, b, c, out);
 }
 
 /* Monotonic clock in seconds. */
@@ -65,7 +59,7 @@ int qx__num_threads(void);
 uint32_t qx__crc32(uint32_t crc, const void *data, size_t len);
 
 /* ---- files (core/file.c): the one atomic writer and directory fsync ---- */
-#define QX__PATH_CAP 4096
+#define QX__PATH_CAP QX_PATH_CAP
 /* Write len bytes to fd, retrying on EINTR; QX_EIO on failure. */
 int qx__write_all(int fd, const void *buf, size_t len);
 /* fsync the directory holding path (makes a rename or a creation durable).
@@ -76,11 +70,7 @@ int qx__fsync_dir(const char *path);
  * path.tmp.XXXXXX (mode 0644), write appends, commit fsyncs, renames over
  * path and fsyncs the directory; abort (or a failed commit) removes the
  * temporary file. After a failed open or write, call abort. */
-typedef struct qx__afile {
-    int fd;
-    const char *path;
-    char tmp[QX__PATH_CAP + 16];
-} qx__afile;
+typedef qx_afile qx__afile; /* defined in qinx/core.h */
 int qx__afile_open(qx__afile *f, const char *path);
 int qx__afile_write(qx__afile *f, const void *data, size_t len);
 int qx__afile_commit(qx__afile *f);

@@ -75,7 +75,7 @@ void qx_ivf_search_ctx_free(qx_ivf_search_ctx *c) {
     qx__free(c);
 }
 
-int qx_ivf_search_ctx_new(const qx_ivf *ivf, qx_ivf_search_ctx **out) {
+int qx_ivf_search_ctx_new(qx_ivf_search_ctx **out, const qx_ivf *ivf) {
     if (!ivf || !out) return qx__fail(QX_EINVAL, "search_ctx_new: NULL argument");
     if (!ivf->trained) return qx__fail(QX_ESTATE, "search: index is not trained");
     qx_ivf_search_ctx *c = qx__calloc(1, sizeof *c);
@@ -288,7 +288,7 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
     qx_ivf_search_ctx *own = NULL;
     int rc = 0;
     if (!ctx) {
-        if ((rc = qx_ivf_search_ctx_new(ivf, &own))) return rc;
+        if ((rc = qx_ivf_search_ctx_new(&own, ivf))) return rc;
         ctx = own;
     }
     size_t heap_k = params->rerank > k ? params->rerank : k;
@@ -299,7 +299,7 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
         if (!w) rc = qx__fail(QX_ENOMEM, "search workers");
         else ctx->workers = w;
         for (int t = ctx->nworkers; rc == 0 && t < threads; t++) {
-            rc = qx_ivf_search_ctx_new(ivf, &ctx->workers[t]);
+            rc = qx_ivf_search_ctx_new(&ctx->workers[t], ivf);
             if (rc == 0) ctx->nworkers = t + 1;
         }
     }

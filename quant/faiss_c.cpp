@@ -39,6 +39,9 @@
 #include <faiss/impl/FaissException.h>
 #include <faiss/index_factory.h>
 
+// The faiss_* functions are this binding's exported API: default visibility
+// in a library built with hidden visibility (qinx/defs.h).
+#pragma GCC visibility push(default)
 #include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/Clustering_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
@@ -46,6 +49,7 @@
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
+#pragma GCC visibility pop
 
 namespace {
 

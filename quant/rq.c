@@ -285,9 +285,12 @@ const double *qx_rq_step_mse(const qx_quantizer *q) {
     return rq ? rq->step_mse : NULL;
 }
 
-int qx_rq_refine_rounds(const qx_quantizer *q) {
+int qx_rq_refine_rounds(const qx_quantizer *q, int *rounds, int *skipped) {
     const qx__rq *rq = as_rq(q);
-    return rq ? rq->refine_rounds : 0;
+    if (!rq) return qx__fail(QX_EINVAL, "rq_refine_rounds: not an RQ");
+    if (rounds) *rounds = rq->refine_rounds > 0 ? rq->refine_rounds : 0;
+    if (skipped) *skipped = rq->refine_rounds < 0; /* -1 internally: skipped */
+    return 0;
 }
 
 const uint32_t *qx_rq_step_used(const qx_quantizer *q) {

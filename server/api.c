@@ -26,7 +26,9 @@
 #include <string.h>
 
 #include "api.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "qinx/ivf.h"
 #include "qinx/vecfile.h"
 #include "api_util.h"
@@ -478,7 +480,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     *budget -= values;
     qxs_filter *f = NULL;
     if (qxs_api_filter(b, "filter", &f, o)) return NULL;
-    float *q = qx__aligned_alloc(c->d * sizeof(float));
+    float *q = qx_aligned_alloc(c->d * sizeof(float));
     json_t *res = NULL;
     int64_t self = -1;
     qxs_pid selfpid;
@@ -500,7 +502,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
         }
         while (res && json_array_size(res) > (size_t)k) json_array_remove(res, json_array_size(res) - 1);
     }
-    qx__aligned_free(q);
+    qx_aligned_free(q);
     qxs_filter_free(f);
     json_decref(ps.fields);
     return res;
@@ -511,7 +513,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
  * 1 when the request was handled here (reply in o); 0 for any body that
  * parser declines, which then takes the jansson path and gets its reply. */
 static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len, qxs_reply *o) {
-    float *q = qx__aligned_alloc(c->d * sizeof(float));
+    float *q = qx_aligned_alloc(c->d * sizeof(float));
     qxs_search_body sb;
     int handled = 0;
     if (q && qxs_search_body_parse(body, len, c->d, QX_MAX_K, QX_MAX_NLIST, q, &sb)) {
@@ -530,7 +532,7 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
             }
         }
     }
-    qx__aligned_free(q);
+    qx_aligned_free(q);
     return handled;
 }
 
@@ -720,9 +722,9 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++) {
             if (arr) json_array_append_new(arr, json_pack("{s:s}", "name", names[i]));
-            qx__free(names[i]);
+            qx_free(names[i]);
         }
-        qx__free(names);
+        qx_free(names);
         qxs_api_ok(o, arr ? json_pack("{s:o}", "collections", arr) : NULL);
         return;
     }

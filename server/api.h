@@ -14,7 +14,7 @@ typedef struct qxs_reply {
     int status;
     json_t *result;           /* success: the "result" member (owned) */
     char err[512];            /* failure: the message */
-    char *raw;                /* non-JSON body (metrics), qx__free'd by the caller */
+    char *raw;                /* non-JSON body (metrics), qx_free'd by the caller */
     size_t raw_len;
     const char *content_type; /* for raw */
     const char *allow;        /* for 405 */

@@ -21,7 +21,9 @@
 
 #include "api_util.h"
 #include "filter_plan.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "payload_index.h"
 #include "payload_indexes.h"
 
@@ -98,15 +100,15 @@ json_t *qxs_api_point(const qxs_coll *c, const qxs_pid *id, const float *vec, co
 
 /* The point with row key rowkey as JSON (NULL if it is gone). */
 static json_t *point_by_key(qxs_coll *c, int64_t rowkey, const qxs_psel *ps, int wv, const double *score) {
-    float *vec = wv ? qx__malloc(c->d * sizeof *vec) : NULL;
+    float *vec = wv ? qx_malloc(c->d * sizeof *vec) : NULL;
     uint8_t *pl = NULL;
     uint32_t plen = 0;
     qxs_pid id;
     json_t *p = NULL;
     if ((!wv || vec) && !qxs_coll_get_key(c, rowkey, &id, vec, ps && ps->mode ? &pl : NULL, &plen))
         p = qxs_api_point(c, &id, vec, pl, plen, ps, score);
-    qx__free(vec);
-    qx__free(pl);
+    qx_free(vec);
+    qx_free(pl);
     return p;
 }
 
@@ -124,9 +126,9 @@ json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs
                            int wv, const qxs_psel *ps, size_t offset, const double *thr, qxs_reply *o,
                            const char *what) {
     qxs_search_opts so = *so_in;
-    float *dist = qx__malloc(so.k * sizeof *dist);
-    qxs_pid *ids = qx__malloc(so.k * sizeof *ids);
-    int64_t *keys = qx__malloc(so.k * sizeof *keys), *cand = NULL;
+    float *dist = qx_malloc(so.k * sizeof *dist);
+    qxs_pid *ids = qx_malloc(so.k * sizeof *ids);
+    int64_t *keys = qx_malloc(so.k * sizeof *keys), *cand = NULL;
     json_t *res = NULL;
     qxs_pidxset *px = NULL;
     if (!dist || !ids || !keys) {
@@ -172,10 +174,10 @@ json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs
     }
     if (!res && o->status == 0) qxs_api_fail(o, 500, "out of memory");
 out:
-    qx__free(dist);
-    qx__free(ids);
-    qx__free(keys);
-    qx__free(cand);
+    qx_free(dist);
+    qx_free(ids);
+    qx_free(keys);
+    qx_free(cand);
     return res;
 }
 
@@ -254,16 +256,16 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         return;
     }
     size_t vb, n0 = n;
-    if (!qx__mul3(n, c->d, sizeof(float), &vb)) {
+    if (!qx_size_mul3(n, c->d, sizeof(float), &vb)) {
         qxs_api_fail(o, 422, "batch too large");
         return;
     }
-    float *x = qx__aligned_alloc(vb);
-    qxs_pid *pids = qx__malloc(n * sizeof *pids);
-    qxs_bytes *pl = qx__calloc(n, sizeof *pl);
-    json_t **pj = qx__calloc(n, sizeof *pj);
-    pidpos *ip = qx__malloc(n * sizeof *ip);
-    char **txt = qx__calloc(n, sizeof *txt);
+    float *x = qx_aligned_alloc(vb);
+    qxs_pid *pids = qx_malloc(n * sizeof *pids);
+    qxs_bytes *pl = qx_calloc(n, sizeof *pl);
+    json_t **pj = qx_calloc(n, sizeof *pj);
+    pidpos *ip = qx_malloc(n * sizeof *ip);
+    char **txt = qx_calloc(n, sizeof *txt);
     qxs_pidxset *px = NULL;
     if (!x || !pids || !pl || !pj || !ip || !txt) {
         qxs_api_fail(o, 500, "out of memory for %zu points", n);
@@ -305,7 +307,7 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     for (size_t i = 0; i < n; i++)
         if (i + 1 == n || !qxs_pid_eq(&ip[i + 1].pid, &ip[i].pid)) ip[m++] = ip[i];
     if (m < n) {
-        char *keep = qx__calloc(n, 1);
+        char *keep = qx_calloc(n, 1);
         if (!keep) {
             qxs_api_fail(o, 500, "out of memory");
             goto out;
@@ -318,7 +320,7 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
                 if (w != i) memmove(x + w * c->d, x + i * c->d, c->d * sizeof(float));
                 w++;
             }
-        qx__free(keep);
+        qx_free(keep);
         n = m;
     }
     if (!(px = qxs_pidx_get(c))) {
@@ -341,13 +343,13 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     if (rc) qxs_api_fail(o, write_status(rc), "upsert failed: %s", qx_last_error());
     else qxs_api_ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
 out:
-    for (size_t i = 0; txt && i < n0; i++) qx__free(txt[i]);
-    qx__free(txt);
-    qx__aligned_free(x);
-    qx__free(pids);
-    qx__free(pl);
-    qx__free(pj);
-    qx__free(ip);
+    for (size_t i = 0; txt && i < n0; i++) qx_free(txt[i]);
+    qx_free(txt);
+    qx_aligned_free(x);
+    qx_free(pids);
+    qx_free(pl);
+    qx_free(pj);
+    qx_free(ip);
 }
 
 /* ---- selecting points: ids or filter ------------------------------------------ */
@@ -362,7 +364,7 @@ static qxs_pid *parse_pids(json_t *arr, const char *key, size_t *n, qxs_reply *o
         qxs_api_fail(o, 422, "%zu ids in one request; at most %d", m, QXS_MAX_BATCH);
         return NULL;
     }
-    qxs_pid *pids = qx__malloc((m + 1) * sizeof *pids);
+    qxs_pid *pids = qx_malloc((m + 1) * sizeof *pids);
     if (!pids) {
         qxs_api_fail(o, 500, "out of memory");
         return NULL;
@@ -371,7 +373,7 @@ static qxs_pid *parse_pids(json_t *arr, const char *key, size_t *n, qxs_reply *o
         char what[48];
         snprintf(what, sizeof what, "%s[%zu]", key, i);
         if (qxs_api_pid(json_array_get(arr, i), &pids[i], o, what)) {
-            qx__free(pids);
+            qx_free(pids);
             return NULL;
         }
     }
@@ -396,9 +398,9 @@ static int sel_one(void *ctx, const qxs_pid *id, int64_t rowkey, const uint8_t *
     if (!qxs_filter_test(s->c, s->f, id, rowkey, payload, plen, 0)) return 0;
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 256;
-        qxs_pid *v = qx__realloc(s->ids, cap * sizeof *v);
+        qxs_pid *v = qx_realloc(s->ids, cap * sizeof *v);
         if (v) s->ids = v;
-        int64_t *k = v ? qx__realloc(s->keys, cap * sizeof *k) : NULL;
+        int64_t *k = v ? qx_realloc(s->keys, cap * sizeof *k) : NULL;
         if (k) s->keys = k;
         if (!v || !k) return s->oom = 1;
         s->cap = cap;
@@ -427,14 +429,14 @@ static int select_run(qxs_coll *c, sel_ctx *sc, qxs_reply *o) {
     qxs_coll_foreach(c, sel_one, sc);
     qxs_pidx_unlock(c->pidxs);
     if (sc->oom) {
-        qx__free(sc->ids), qx__free(sc->keys);
+        qx_free(sc->ids), qx_free(sc->keys);
         qxs_api_fail(o, 500, "out of memory");
         return -1;
     }
     return 0;
 }
 
-/* "points" (ids) or "filter" of a body (Qdrant's points selector): ids (qx__free). */
+/* "points" (ids) or "filter" of a body (Qdrant's points selector): ids (qx_free). */
 static qxs_pid *select_points(qxs_coll *c, json_t *b, size_t *n, qxs_reply *o) {
     json_t *pts = json_object_get(b, "points"), *holder = b;
     if (json_is_object(pts) && json_object_get(pts, "filter")) holder = pts, pts = NULL;
@@ -449,9 +451,9 @@ static qxs_pid *select_points(qxs_coll *c, json_t *b, size_t *n, qxs_reply *o) {
     sel_ctx sc;
     qxs_pid *ids = NULL;
     if (!select_filter(c, f, &sc, o) && !select_run(c, &sc, o)) {
-        ids = sc.ids ? sc.ids : qx__malloc(sizeof *ids);
+        ids = sc.ids ? sc.ids : qx_malloc(sizeof *ids);
         *n = sc.n;
-        qx__free(sc.keys);
+        qx_free(sc.keys);
         if (!ids) qxs_api_fail(o, 500, "out of memory");
     }
     qxs_filter_free(f);
@@ -465,7 +467,7 @@ void qxs_api_delete(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     uint64_t lsn = 0;
     size_t removed = 0;
     int rc = n ? qxs_coll_delete(s, c, ids, n, &lsn, &removed) : 0;
-    qx__free(ids);
+    qx_free(ids);
     if (rc) qxs_api_fail(o, write_status(rc), "delete failed: %s", qx_last_error());
     else
         qxs_api_ok(o, json_pack("{s:I, s:s, s:I}", "operation_id", (json_int_t)lsn, "status", "completed", "deleted",
@@ -474,14 +476,14 @@ void qxs_api_delete(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
 
 /* One point by id as JSON, or NULL if absent. */
 static json_t *point_by_id(qxs_coll *c, const qxs_pid *id, const qxs_psel *ps, int wv) {
-    float *vec = wv ? qx__malloc(c->d * sizeof *vec) : NULL;
+    float *vec = wv ? qx_malloc(c->d * sizeof *vec) : NULL;
     uint8_t *pl = NULL;
     uint32_t plen = 0;
     json_t *p = NULL;
     if ((!wv || vec) && !qxs_coll_get_point(c, id, vec, ps && ps->mode ? &pl : NULL, &plen))
         p = qxs_api_point(c, id, vec, pl, plen, ps, NULL);
-    qx__free(vec);
-    qx__free(pl);
+    qx_free(vec);
+    qx_free(pl);
     return p;
 }
 
@@ -516,7 +518,7 @@ void qxs_api_retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
         qxs_api_ok(o, arr);
     }
     json_decref(ps.fields);
-    qx__free(ids);
+    qx_free(ids);
 }
 
 /* ---- scroll and count ------------------------------------------------------------- */
@@ -555,7 +557,7 @@ void qxs_api_scroll(qxs_coll *c, json_t *b, qxs_reply *o) {
     sc.has_from = has_from;
     sc.from = from;
     if (select_run(c, &sc, o)) goto out;
-    pk *v = qx__malloc((sc.n + 1) * sizeof *v);
+    pk *v = qx_malloc((sc.n + 1) * sizeof *v);
     json_t *arr = json_array(), *next = json_null();
     if (v && arr) {
         for (size_t i = 0; i < sc.n; i++) v[i] = (pk){sc.ids[i], sc.keys[i]};
@@ -574,9 +576,9 @@ void qxs_api_scroll(qxs_coll *c, json_t *b, qxs_reply *o) {
         json_decref(next);
         qxs_api_fail(o, 500, "out of memory");
     }
-    qx__free(v);
-    qx__free(sc.ids);
-    qx__free(sc.keys);
+    qx_free(v);
+    qx_free(sc.ids);
+    qx_free(sc.keys);
 out:
     qxs_filter_free(f);
     json_decref(ps.fields);
@@ -641,9 +643,9 @@ void qxs_api_payload(qxs_server *s, qxs_coll *c, json_t *b, int mode, qxs_reply 
     size_t n = 0;
     qxs_pid *ids = select_points(c, b, &n, o);
     if (!ids) return;
-    qxs_bytes *nb = qx__calloc(n ? n : 1, sizeof *nb);
-    char **txt = qx__calloc(n ? n : 1, sizeof *txt);
-    json_t **np = qx__calloc(n ? n : 1, sizeof *np);
+    qxs_bytes *nb = qx_calloc(n ? n : 1, sizeof *nb);
+    char **txt = qx_calloc(n ? n : 1, sizeof *txt);
+    json_t **np = qx_calloc(n ? n : 1, sizeof *np);
     qxs_pidxset *px = qxs_pidx_get(c);
     size_t m = 0;
     int locked = 0;
@@ -664,7 +666,7 @@ void qxs_api_payload(qxs_server *s, qxs_coll *c, json_t *b, int mode, qxs_reply 
             goto out;
         }
         json_t *j = mode == 's' || mode == 'd' ? (clen ? json_loadb((const char *)cur, clen, 0, NULL) : NULL) : NULL;
-        qx__free(cur);
+        qx_free(cur);
         if (!j) j = json_object();
         if (mode == 's' || mode == 'o') json_object_update(j, pl);
         else if (mode == 'd') {
@@ -695,12 +697,12 @@ out:
     if (locked) qxs_pidx_unlock(px);
     for (size_t i = 0; i < m; i++) {
         json_decref(np[i]);
-        qx__free(txt[i]);
+        qx_free(txt[i]);
     }
-    qx__free(np);
-    qx__free(txt);
-    qx__free(nb);
-    qx__free(ids);
+    qx_free(np);
+    qx_free(txt);
+    qx_free(nb);
+    qx_free(ids);
 }
 
 /* ---- payload indexes ------------------------------------------------------------------ */

@@ -35,7 +35,9 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "route.h"
 #include "srv.h"
 
@@ -53,7 +55,7 @@ const char *qxs_distance_name(qxs_distance d) {
 
 static int path_in(char *out, size_t cap, const char *dir, const char *file) {
     if (snprintf(out, cap, "%s/%s", dir, file) >= (int)cap)
-        return qx__fail(QX_EINVAL, "path too long: %s/%s", dir, file);
+        return qx_error_set(QX_EINVAL, "path too long: %s/%s", dir, file);
     return 0;
 }
 
@@ -64,22 +66,22 @@ static void coll_free(qxs_coll *c) {
     qxs_pmeta_free(&c->pm);
     qxs_pidxset_free(c->pidxs);
     qx_ivf_free(c->ivf);
-    qx__free(c->touched);
+    qx_free(c->touched);
     for (qxs_job *j = c->jobs; j;) {
         qxs_job *nx = j->next;
-        qx__free(j->report);
-        qx__free(j);
+        qx_free(j->report);
+        qx_free(j);
         j = nx;
     }
-    qx__free(c->last_report);
+    qx_free(c->last_report);
     pthread_mutex_destroy(&c->wmu);
     pthread_rwlock_destroy(&c->rw);
     pthread_mutex_destroy(&c->job_mu);
-    qx__free(c);
+    qx_free(c);
 }
 
 static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_params *p) {
-    qxs_coll *c = qx__calloc(1, sizeof *c);
+    qxs_coll *c = qx_calloc(1, sizeof *c);
     if (!c) return NULL;
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->dir, sizeof c->dir, "%s", dir);
@@ -125,12 +127,12 @@ qxs_coll *qxs_coll_get(qxs_server *s, const char *name) {
 
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n) {
     pthread_rwlock_rdlock(&s->reg_rw);
-    char **v = qx__calloc(s->ncolls ? s->ncolls : 1, sizeof *v);
+    char **v = qx_calloc(s->ncolls ? s->ncolls : 1, sizeof *v);
     size_t k = 0;
     for (size_t i = 0; v && i < s->ncolls; i++)
-        if ((v[k] = qx__strdup(s->colls[i]->name))) k++;
+        if ((v[k] = qx_strdup(s->colls[i]->name))) k++;
     pthread_rwlock_unlock(&s->reg_rw);
-    if (!v) return qx__fail(QX_ENOMEM, "collection list");
+    if (!v) return qx_error_set(QX_ENOMEM, "collection list");
     *names = v;
     *n = k;
     return 0;
@@ -139,8 +141,8 @@ int qxs_coll_list(qxs_server *s, char ***names, size_t *n) {
 static int registry_add(qxs_server *s, qxs_coll *c) {
     if (s->ncolls == s->cap) {
         size_t cap = s->cap ? 2 * s->cap : 16;
-        qxs_coll **v = qx__realloc(s->colls, cap * sizeof *v);
-        if (!v) return qx__fail(QX_ENOMEM, "registry");
+        qxs_coll **v = qx_realloc(s->colls, cap * sizeof *v);
+        if (!v) return qx_error_set(QX_ENOMEM, "registry");
         s->colls = v;
         s->cap = cap;
     }
@@ -165,7 +167,7 @@ static char *meta_json(const qxs_coll *c) {
 static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     json_error_t e;
     json_t *o = json_load_file(path, 0, &e);
-    if (!o) return qx__fail(QX_EFORMAT, "%s: %s (line %d)", path, e.text, e.line);
+    if (!o) return qx_error_set(QX_EFORMAT, "%s: %s (line %d)", path, e.text, e.line);
     json_int_t d = 0, bytes = 0, nlist = 0;
     const char *dist = NULL, *kind = "rq";
     double minr = 0, cr = 0;
@@ -176,7 +178,7 @@ static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     int out = 0;
     if (rc || d < 1 || d > QX_MAX_DIM || bytes < 1 || bytes > QX_MAX_STEPS || nlist < 0 ||
         nlist > QX_MAX_NLIST) {
-        out = qx__fail(QX_EFORMAT, "%s: bad metadata (%s)", path, rc ? e.text : "value out of range");
+        out = qx_error_set(QX_EFORMAT, "%s: bad metadata (%s)", path, rc ? e.text : "value out of range");
     } else {
         p->d = (size_t)d;
         p->distance = !strcmp(dist, "Cosine") ? QXS_COSINE : !strcmp(dist, "Dot") ? QXS_DOT : QXS_EUCLID;
@@ -217,7 +219,7 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
         size_t ne;
         int err = qxs_meta_decode(r->ids, r->n, &e, &ne);
         if (!err) err = qxs_pmeta_apply(&c->pm, e, ne);
-        if (!err) qx__free(e);
+        if (!err) qx_free(e);
         if (err) return err;
         if (r->lsn > c->lsn) c->lsn = r->lsn;
         rc->applied++;
@@ -225,18 +227,18 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
     }
     /* The record's arrays are unaligned inside the file buffer: copy. */
     size_t n = r->n, vb = r->type == QXS_WAL_UPSERT ? n * c->d * sizeof(float) : 0;
-    int64_t *ids = qx__malloc(n * 8 + 1);
-    float *x = vb ? qx__aligned_alloc(vb) : NULL;
+    int64_t *ids = qx_malloc(n * 8 + 1);
+    float *x = vb ? qx_aligned_alloc(vb) : NULL;
     if (!ids || (vb && !x)) {
-        qx__free(ids);
-        qx__aligned_free(x);
-        return qx__fail(QX_ENOMEM, "replay of %zu points", n);
+        qx_free(ids);
+        qx_aligned_free(x);
+        return qx_error_set(QX_ENOMEM, "replay of %zu points", n);
     }
     memcpy(ids, r->ids, n * 8);
     if (vb) memcpy(x, r->vecs, vb);
     int err = 0;
     for (size_t i = 0; i < n && !err; i++)
-        if (ids[i] < 0) err = qx__fail(QX_EFORMAT, "negative id in WAL record lsn %llu", (unsigned long long)r->lsn);
+        if (ids[i] < 0) err = qx_error_set(QX_EFORMAT, "negative id in WAL record lsn %llu", (unsigned long long)r->lsn);
     if (!err) {
         if (r->type == QXS_WAL_UPSERT) err = qxs_store_upsert(&c->store, ids, x, n);
         else {
@@ -245,8 +247,8 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
         }
     }
     if (!err) err = index_apply(c, r->type, ids, x, n);
-    qx__free(ids);
-    qx__aligned_free(x);
+    qx_free(ids);
+    qx_aligned_free(x);
     if (err) return err;
     if (r->lsn > c->lsn) c->lsn = r->lsn;
     rc->applied++;
@@ -265,7 +267,7 @@ static void find_orphan(void *ctx, int64_t key, const char *b, uint32_t len) {
     if (qxs_store_get(&o->c->store, key)) return;
     if (o->n == o->cap) {
         size_t cap = o->cap ? o->cap * 2 : 64;
-        int64_t *k = qx__realloc(o->keys, cap * sizeof *k);
+        int64_t *k = qx_realloc(o->keys, cap * sizeof *k);
         if (!k) return;
         o->keys = k, o->cap = cap;
     }
@@ -277,7 +279,7 @@ static void prune_orphans(qxs_coll *c) {
     orphan_ctx o = {c, NULL, 0, 0};
     qxs_pmeta_each_payload(&c->pm, find_orphan, &o);
     for (size_t i = 0; i < o.n; i++) qxs_pmeta_forget(&c->pm, o.keys[i]);
-    qx__free(o.keys);
+    qx_free(o.keys);
 }
 
 static void refresh_index_bytes(qxs_coll *c) {
@@ -289,15 +291,15 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     char dir[PATH_MAX], path[PATH_MAX];
     int rc;
     if (snprintf(dir, sizeof dir, "%s/collections/%s", s->cfg.data, name) >= (int)sizeof dir)
-        return qx__fail(QX_EINVAL, "path too long");
+        return qx_error_set(QX_EINVAL, "path too long");
     qxs_coll_params p;
     double created = 0;
     if ((rc = path_in(path, sizeof path, dir, META)) || (rc = meta_parse(path, &p, &created))) return rc;
     qxs_coll *c = coll_alloc(name, dir, &p);
-    if (!c) return qx__fail(QX_ENOMEM, "collection");
+    if (!c) return qx_error_set(QX_ENOMEM, "collection");
     c->created = created;
     uint64_t snap_lsn = 0;
-    double t0 = qx__now();
+    double t0 = qx_now();
     path_in(path, sizeof path, dir, SNAP);
     rc = qxs_store_load(&c->store, path, &snap_lsn);
     if (rc == QX_ENOTFOUND) rc = 0;
@@ -316,7 +318,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     path_in(path, sizeof path, dir, REPORT);
     FILE *f = fopen(path, "rb");
     if (f) {
-        char *buf = qx__malloc(1 << 20);
+        char *buf = qx_malloc(1 << 20);
         if (buf) {
             size_t n = fread(buf, 1, (1 << 20) - 1, f);
             buf[n] = 0;
@@ -339,7 +341,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     qxs_log(QXS_LOG_INFO, "collection %s: recovered %zu points (snapshot lsn %llu, %zu log records replayed, "
                           "%s) in %.3f s",
             name, c->store.n, (unsigned long long)snap_lsn, rctx.applied,
-            c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx__now() - t0);
+            c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx_now() - t0);
     *out = c;
     return 0;
 fail:
@@ -350,13 +352,13 @@ fail:
 int qxs_registry_load(qxs_server *s) {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/collections", s->cfg.data) >= (int)sizeof path)
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     if (mkdir(s->cfg.data, 0755) != 0 && errno != EEXIST)
-        return qx__fail(QX_EIO, "mkdir %s: %s", s->cfg.data, strerror(errno));
+        return qx_error_set(QX_EIO, "mkdir %s: %s", s->cfg.data, strerror(errno));
     if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return qx__fail(QX_EIO, "mkdir %s: %s", path, strerror(errno));
+        return qx_error_set(QX_EIO, "mkdir %s: %s", path, strerror(errno));
     DIR *d = opendir(path);
-    if (!d) return qx__fail(QX_EIO, "opendir %s: %s", path, strerror(errno));
+    if (!d) return qx_error_set(QX_EIO, "opendir %s: %s", path, strerror(errno));
     struct dirent *e;
     int rc = 0;
     while ((e = readdir(d)) != NULL) {
@@ -403,7 +405,7 @@ int qxs_coll_load(qxs_server *s, const char *name) {
     if (rc) return rc;
     pthread_rwlock_wrlock(&s->reg_rw);
     for (size_t i = 0; !rc && i < s->ncolls; i++)
-        if (!strcmp(s->colls[i]->name, name)) rc = qx__fail(QX_EEXIST, "collection '%s' already exists", name);
+        if (!strcmp(s->colls[i]->name, name)) rc = qx_error_set(QX_EEXIST, "collection '%s' already exists", name);
     if (!rc) rc = registry_add(s, c);
     pthread_rwlock_unlock(&s->reg_rw);
     if (rc) coll_free(c);
@@ -433,48 +435,48 @@ int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p) {
     if (snprintf(dir, sizeof dir, "%s/collections/%s", s->cfg.data, name) >= (int)sizeof dir ||
         snprintf(tmp, sizeof tmp, "%s/collections/.new-%s-%d-%u", s->cfg.data, name, (int)getpid(),
                  atomic_fetch_add(&seq, 1)) >= (int)sizeof tmp)
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     pthread_rwlock_wrlock(&s->reg_rw);
     int rc = 0;
     qxs_coll *c = NULL;
     for (size_t i = 0; i < s->ncolls; i++)
         if (!strcmp(s->colls[i]->name, name)) {
-            rc = qx__fail(QX_EEXIST, "collection '%s' already exists", name);
+            rc = qx_error_set(QX_EEXIST, "collection '%s' already exists", name);
             goto out;
         }
     if (s->ncolls >= QXS_MAX_COLLECTIONS) {
-        rc = qx__fail(QX_ELIMIT, "at most %d collections", QXS_MAX_COLLECTIONS);
+        rc = qx_error_set(QX_ELIMIT, "at most %d collections", QXS_MAX_COLLECTIONS);
         goto out;
     }
     /* a directory the registry does not hold is a collection that failed to
      * load at start-up: never replace (or, on an error below, delete) it */
     struct stat sb;
     if (lstat(dir, &sb) == 0) {
-        rc = qx__fail(QX_EEXIST, "collection '%s' exists on disk (%s) but is not loaded: see the server's start-up "
+        rc = qx_error_set(QX_EEXIST, "collection '%s' exists on disk (%s) but is not loaded: see the server's start-up "
                       "log; repair or move that directory away before re-creating it", name, dir);
         goto out;
     }
     if (mkdir(tmp, 0755) != 0) {
-        rc = qx__fail(QX_EIO, "mkdir %s: %s", tmp, strerror(errno));
+        rc = qx_error_set(QX_EIO, "mkdir %s: %s", tmp, strerror(errno));
         goto out;
     }
     c = coll_alloc(name, dir, p);
     if (!c) {
-        rc = qx__fail(QX_ENOMEM, "collection");
+        rc = qx_error_set(QX_ENOMEM, "collection");
         remove_dir(tmp);
         goto out;
     }
     c->created = (double)time(NULL);
     char *meta = meta_json(c);
-    if (!meta) rc = qx__fail(QX_ENOMEM, "metadata");
-    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qx__write_atomic(path, meta, strlen(meta));
-    qx__free(meta);
+    if (!meta) rc = qx_error_set(QX_ENOMEM, "metadata");
+    if (!rc && !(rc = path_in(path, sizeof path, tmp, META))) rc = qx_write_atomic(path, meta, strlen(meta));
+    qx_free(meta);
     int moved = 0; /* dir is ours (renamed from tmp) only once this is set */
     if (!rc) {
-        if (rename(tmp, dir) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
+        if (rename(tmp, dir) != 0) rc = qx_error_set(QX_EIO, "rename %s: %s", tmp, strerror(errno));
         else moved = 1;
     }
-    if (!rc) rc = qx__fsync_dir(dir);
+    if (!rc) rc = qx_fsync_dir(dir);
     if (!rc && !(rc = path_in(path, sizeof path, dir, WALF)))
         rc = qxs_wal_open(&c->wal, path, c->d, NULL, NULL, NULL);
     if (!rc) rc = registry_add(s, c);
@@ -500,12 +502,12 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
         }
     if (!c) {
         pthread_rwlock_unlock(&s->reg_rw);
-        return qx__fail(QX_ENOTFOUND, "collection '%s' not found", name);
+        return qx_error_set(QX_ENOTFOUND, "collection '%s' not found", name);
     }
     if (snprintf(trash, sizeof trash, "%s/collections/.drop-%s-%d-%u", s->cfg.data, name, (int)getpid(),
                  atomic_fetch_add(&seq, 1)) >= (int)sizeof trash) {
         pthread_rwlock_unlock(&s->reg_rw);
-        return qx__fail(QX_EINVAL, "data directory path too long");
+        return qx_error_set(QX_EINVAL, "data directory path too long");
     }
     /* The rename is the commit point: after it (and the directory fsync) the
      * collection is gone even if we crash before the files are unlinked. */
@@ -515,9 +517,9 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
      * check dropped under wmu), so a collection re-created under the same
      * name can never receive files of the old one. */
     pthread_mutex_lock(&c->wmu);
-    if (rename(c->dir, trash) != 0) rc = qx__fail(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
+    if (rename(c->dir, trash) != 0) rc = qx_error_set(QX_EIO, "rename %s: %s", c->dir, strerror(errno));
     if (!rc) {
-        qx__fsync_dir(trash);
+        qx_fsync_dir(trash);
         s->colls[i] = s->colls[--s->ncolls];
         atomic_store(&c->dropped, 1);
     }
@@ -534,11 +536,11 @@ int qxs_coll_drop(qxs_server *s, const char *name) {
 void qxs__coll_track(qxs_coll *c, const int64_t *ids, size_t n) {
     if (!c->tracking) return;
     size_t need;
-    if (!qx__add(c->ntouched, n, &need)) return;
+    if (!qx_size_add(c->ntouched, n, &need)) return;
     if (need > c->cap_touched) {
         size_t cap = c->cap_touched ? c->cap_touched : 1024;
         while (cap < need) cap *= 2;
-        int64_t *t = qx__realloc(c->touched, cap * sizeof *t);
+        int64_t *t = qx_realloc(c->touched, cap * sizeof *t);
         if (!t) {
             c->tracking = -1; /* lost track: the rebuild must give up */
             return;
@@ -562,10 +564,10 @@ static int log_meta(qxs_coll *c, const qxs_meta_ent *e, size_t n, uint64_t lsn) 
     uint8_t *body = NULL;
     size_t blen = 0;
     int rc = qxs_meta_encode(e, n, &body, &blen);
-    if (!rc && blen > QXS_WAL_MAX_RECORD) rc = qx__fail(QX_ELIMIT, "payloads of one request above the 1 GiB record limit");
+    if (!rc && blen > QXS_WAL_MAX_RECORD) rc = qx_error_set(QX_ELIMIT, "payloads of one request above the 1 GiB record limit");
     if (!rc) rc = qxs_wal_append_meta(&c->wal, lsn, body, (uint32_t)blen);
     if (rc && c->wal.failed) atomic_store(&c->failed, 1);
-    qx__free(body);
+    qx_free(body);
     return rc;
 }
 
@@ -576,15 +578,15 @@ static void hook_put(qxs_coll *c, const qxs_meta_ent *e, size_t n) {
 
 int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *pids, const float *x, const qxs_bytes *payloads,
                     size_t n, uint64_t *lsn_out) {
-    if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
+    if (atomic_load(&c->failed)) return qx_error_set(QX_EIO, "collection is read-only after an I/O error");
     for (size_t i = 0; payloads && i < n; i++)
         if (payloads[i].len > QXS_MAX_PAYLOAD)
-            return qx__fail(QX_ELIMIT, "payload of %u bytes above %d", payloads[i].len, QXS_MAX_PAYLOAD);
-    int64_t *keys = qx__malloc((n ? n : 1) * sizeof *keys);
-    qxs_meta_ent *ents = qx__calloc(n ? n : 1, sizeof *ents);
+            return qx_error_set(QX_ELIMIT, "payload of %u bytes above %d", payloads[i].len, QXS_MAX_PAYLOAD);
+    int64_t *keys = qx_malloc((n ? n : 1) * sizeof *keys);
+    qxs_meta_ent *ents = qx_calloc(n ? n : 1, sizeof *ents);
     if (!keys || !ents) {
-        qx__free(keys), qx__free(ents);
-        return qx__fail(QX_ENOMEM, "upsert of %zu points", n);
+        qx_free(keys), qx_free(ents);
+        return qx_error_set(QX_ENOMEM, "upsert of %zu points", n);
     }
     pthread_mutex_lock(&c->wmu);
     /* Growing the store reallocates the rows searches read: under the write
@@ -598,7 +600,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *pids, const float
         ents[i] = (qxs_meta_ent){.key = keys[i], .pid = pids[i], .len = payloads ? payloads[i].len : 0,
                                  .payload = payloads ? (const char *)payloads[i].data : NULL};
     uint64_t lsn = c->lsn + 2; /* lsn - 1: the META record */
-    if (!rc && atomic_load(&c->dropped)) rc = qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
+    if (!rc && atomic_load(&c->dropped)) rc = qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
     if (!rc) rc = log_meta(c, ents, n, lsn - 1);
     if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT, lsn, keys, x, (uint32_t)n, c->d);
     if (rc && c->wal.failed) atomic_store(&c->failed, 1); /* the log is unusable: red, read-only */
@@ -638,7 +640,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *pids, const float
     }
     if (!rc) atomic_fetch_add(&s->m.points_upserted, n);
     if (lsn_out) *lsn_out = lsn;
-    qx__free(keys), qx__free(ents);
+    qx_free(keys), qx_free(ents);
     return rc;
 }
 
@@ -663,13 +665,13 @@ static size_t live_keys(qxs_coll *c, const qxs_pid *pids, size_t n, int64_t *key
 
 int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *pids, size_t n, uint64_t *lsn_out,
                     size_t *removed) {
-    if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
-    int64_t *ids = qx__malloc((n ? n : 1) * sizeof *ids);
-    if (!ids) return qx__fail(QX_ENOMEM, "delete of %zu points", n);
+    if (atomic_load(&c->failed)) return qx_error_set(QX_EIO, "collection is read-only after an I/O error");
+    int64_t *ids = qx_malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) return qx_error_set(QX_ENOMEM, "delete of %zu points", n);
     pthread_mutex_lock(&c->wmu);
     size_t m = live_keys(c, pids, n, ids, NULL);
     uint64_t lsn = c->lsn + 1;
-    int rc = atomic_load(&c->dropped) ? qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
+    int rc = atomic_load(&c->dropped) ? qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
              : m ? qxs_wal_append(&c->wal, QXS_WAL_DELETE, lsn, ids, NULL, (uint32_t)m, c->d) : 0;
     if (rc && c->wal.failed) atomic_store(&c->failed, 1);
     if (!rc && m) {
@@ -697,22 +699,22 @@ int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *pids, size_t n, u
     }
     if (!rc && removed) atomic_fetch_add(&s->m.points_deleted, *removed);
     if (lsn_out) *lsn_out = m ? lsn : c->lsn;
-    qx__free(ids);
+    qx_free(ids);
     return rc;
 }
 
 int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *pids, const qxs_bytes *payloads, size_t n,
                          uint64_t *lsn_out, size_t *updated) {
-    if (atomic_load(&c->failed)) return qx__fail(QX_EIO, "collection is read-only after an I/O error");
+    if (atomic_load(&c->failed)) return qx_error_set(QX_EIO, "collection is read-only after an I/O error");
     for (size_t i = 0; i < n; i++)
         if (payloads[i].len > QXS_MAX_PAYLOAD)
-            return qx__fail(QX_ELIMIT, "payload of %u bytes above %d", payloads[i].len, QXS_MAX_PAYLOAD);
-    int64_t *keys = qx__malloc((n ? n : 1) * sizeof *keys);
-    size_t *pos = qx__malloc((n ? n : 1) * sizeof *pos);
-    qxs_meta_ent *e = qx__calloc(n ? n : 1, sizeof *e);
+            return qx_error_set(QX_ELIMIT, "payload of %u bytes above %d", payloads[i].len, QXS_MAX_PAYLOAD);
+    int64_t *keys = qx_malloc((n ? n : 1) * sizeof *keys);
+    size_t *pos = qx_malloc((n ? n : 1) * sizeof *pos);
+    qxs_meta_ent *e = qx_calloc(n ? n : 1, sizeof *e);
     if (!keys || !pos || !e) {
-        qx__free(keys), qx__free(pos), qx__free(e);
-        return qx__fail(QX_ENOMEM, "payload update of %zu points", n);
+        qx_free(keys), qx_free(pos), qx_free(e);
+        return qx_error_set(QX_ENOMEM, "payload update of %zu points", n);
     }
     pthread_mutex_lock(&c->wmu);
     size_t m = live_keys(c, pids, n, keys, pos);
@@ -720,7 +722,7 @@ int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *pids, const 
         e[i] = (qxs_meta_ent){.key = keys[i], .pid = pids[pos[i]], .len = payloads[pos[i]].len,
                               .payload = (const char *)payloads[pos[i]].data};
     uint64_t lsn = c->lsn + 1;
-    int rc = atomic_load(&c->dropped) ? qx__fail(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
+    int rc = atomic_load(&c->dropped) ? qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
              : m ? log_meta(c, e, m, lsn) : 0;
     if (!rc && m) {
         c->lsn = lsn;
@@ -738,7 +740,7 @@ int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *pids, const 
     }
     if (lsn_out) *lsn_out = m ? lsn : c->lsn;
     if (updated) *updated = m;
-    qx__free(keys), qx__free(pos), qx__free(e);
+    qx_free(keys), qx_free(pos), qx_free(e);
     return rc;
 }
 
@@ -756,7 +758,7 @@ int qxs_coll_get_key_locked(qxs_coll *c, int64_t rowkey, qxs_pid *id, float *vec
         uint32_t len;
         const char *b = qxs_pmeta_payload(&c->pm, rowkey, &len);
         if (b) {
-            if (!(*payload = qx__malloc(len))) return qx__fail(QX_ENOMEM, "payload copy");
+            if (!(*payload = qx_malloc(len))) return qx_error_set(QX_ENOMEM, "payload copy");
             memcpy(*payload, b, len);
             if (plen) *plen = len;
         }
@@ -810,7 +812,7 @@ int qxs_coll_checkpoint(qxs_coll *c) {
     char path[PATH_MAX];
     int rc = 0;
     if (atomic_load(&c->dropped)) return 0;
-    double t0 = qx__now();
+    double t0 = qx_now();
     if (c->ivf) {
         path_in(path, sizeof path, c->dir, INDEX);
         if ((rc = qx_ivf_save(c->ivf, path))) goto out;
@@ -827,7 +829,7 @@ out:
     if (rc) qxs_log(QXS_LOG_ERROR, "collection %s: checkpoint failed: %s", c->name, qx_last_error());
     else
         qxs_log(QXS_LOG_INFO, "collection %s: checkpoint at lsn %llu (%zu points) in %.3f s", c->name,
-                (unsigned long long)c->lsn, c->store.n, qx__now() - t0);
+                (unsigned long long)c->lsn, c->store.n, qx_now() - t0);
     return rc;
 }
 
@@ -856,14 +858,14 @@ static pthread_once_t tl_once = PTHREAD_ONCE_INIT;
 static void tl_free(void *p) {
     tl_search *t = p;
     qx_ivf_search_ctx_free(t->ctx);
-    qx__free(t);
+    qx_free(t);
 }
 static void tl_init(void) { pthread_key_create(&tl_key, tl_free); }
 static tl_search *tl_get(void) {
     pthread_once(&tl_once, tl_init);
     tl_search *t = pthread_getspecific(tl_key);
-    if (!t && (t = qx__calloc(1, sizeof *t)) != NULL && pthread_setspecific(tl_key, t) != 0) {
-        qx__free(t);
+    if (!t && (t = qx_calloc(1, sizeof *t)) != NULL && pthread_setspecific(tl_key, t) != 0) {
+        qx_free(t);
         t = NULL;
     }
     return t;
@@ -872,8 +874,8 @@ static tl_search *tl_get(void) {
 /* Exact top-k among the given keys (absent ones skipped). */
 static int exact_among(qxs_coll *c, const float *q, const int64_t *keys, size_t n, size_t k, float *dist,
                        int64_t *ids, size_t *found) {
-    float *scratch = qx__malloc(1024 * sizeof *scratch);
-    if (!scratch) return qx__fail(QX_ENOMEM, "search scratch");
+    float *scratch = qx_malloc(1024 * sizeof *scratch);
+    if (!scratch) return qx_error_set(QX_ENOMEM, "search scratch");
     qxs_topk h = {.k = k, .n = 0, .dist = dist, .ids = ids};
     for (size_t i0 = 0; i0 < n; i0 += 1024) {
         size_t m = n - i0 < 1024 ? n - i0 : 1024;
@@ -882,20 +884,20 @@ static int exact_among(qxs_coll *c, const float *q, const int64_t *keys, size_t 
             if (isfinite(scratch[i])) qxs_topk_push(&h, scratch[i], keys[i0 + i]);
     }
     *found = qxs_topk_finish(&h);
-    qx__free(scratch);
+    qx_free(scratch);
     return 0;
 }
 
 /* Every stored row tested by the filter, the passing ones scored exactly. */
 static int exact_filtered(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, int64_t *ids,
                           size_t *found) {
-    int64_t *keys = qx__malloc((c->store.n ? c->store.n : 1) * sizeof *keys);
-    if (!keys) return qx__fail(QX_ENOMEM, "filter candidates");
+    int64_t *keys = qx_malloc((c->store.n ? c->store.n : 1) * sizeof *keys);
+    if (!keys) return qx_error_set(QX_ENOMEM, "filter candidates");
     size_t n = 0;
     for (size_t i = 0; i < c->store.n; i++)
         if (o->filter(o->filter_ctx, c->store.ids[i])) keys[n++] = c->store.ids[i];
     int rc = exact_among(c, q, keys, n, o->k, dist, ids, found);
-    qx__free(keys);
+    qx_free(keys);
     return rc;
 }
 
@@ -904,13 +906,13 @@ static int search_keys(qxs_coll *c, const float *q, const qxs_search_opts *o, fl
 
 int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, qxs_pid *pids,
                     int64_t *rowkeys, size_t *found, int *used_index) {
-    int64_t *keys = rowkeys ? rowkeys : qx__malloc(o->k * sizeof *keys);
-    if (!keys) return qx__fail(QX_ENOMEM, "search");
+    int64_t *keys = rowkeys ? rowkeys : qx_malloc(o->k * sizeof *keys);
+    if (!keys) return qx_error_set(QX_ENOMEM, "search");
     pthread_rwlock_rdlock(&c->rw);
     int rc = search_keys(c, q, o, dist, keys, found, used_index);
     for (size_t i = 0; !rc && i < *found; i++) pids[i] = qxs_pmeta_pid(&c->pm, keys[i]);
     pthread_rwlock_unlock(&c->rw);
-    if (keys != rowkeys) qx__free(keys);
+    if (keys != rowkeys) qx_free(keys);
     return rc;
 }
 
@@ -929,7 +931,7 @@ static int search_keys(qxs_coll *c, const float *q, const qxs_search_opts *o, fl
                 qx_ivf_search_ctx_free(tl->ctx);
                 tl->ctx = NULL;
                 tl->gen = 0;
-                if (!qx_ivf_search_ctx_new(c->ivf, &tl->ctx)) tl->gen = c->ivf_gen;
+                if (!qx_ivf_search_ctx_new(&tl->ctx, c->ivf)) tl->gen = c->ivf_gen;
             }
             ctx = tl->ctx;
         }
@@ -937,9 +939,9 @@ static int search_keys(qxs_coll *c, const float *q, const qxs_search_opts *o, fl
         float *d2 = dist;
         int64_t *i2 = ids;
         if (kk > o->k) {
-            d2 = qx__malloc(kk * sizeof *d2);
-            i2 = qx__malloc(kk * sizeof *i2);
-            if (!d2 || !i2) rc = qx__fail(QX_ENOMEM, "search shortlist");
+            d2 = qx_malloc(kk * sizeof *d2);
+            i2 = qx_malloc(kk * sizeof *i2);
+            if (!d2 || !i2) rc = qx_error_set(QX_ENOMEM, "search shortlist");
         }
         qx_search_params sp;
         qx_search_params_init(&sp);
@@ -969,8 +971,8 @@ static int search_keys(qxs_coll *c, const float *q, const qxs_search_opts *o, fl
                 *found = f;
             }
         }
-        if (d2 != dist) qx__free(d2);
-        if (i2 != ids) qx__free(i2);
+        if (d2 != dist) qx_free(d2);
+        if (i2 != ids) qx_free(i2);
     } else {
         rc = qxs_store_search(&c->store, q, o->k, metric, dist, ids, found);
     }

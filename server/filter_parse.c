@@ -18,7 +18,9 @@
 #include <string.h>
 
 #include "filter.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "pointid_json.h"
 
 /* A message's path is cut at the buffer's end in absurdly deep filters; that
@@ -46,18 +48,18 @@ static int perr(pctx *c, const char *where, const char *fmt, ...) {
 }
 
 static char *dupn(const char *s, size_t n) {
-    char *d = qx__malloc(n + 1);
+    char *d = qx_malloc(n + 1);
     if (d) memcpy(d, s, n), d[n] = 0;
     return d;
 }
 
 void qxs_path_free(qxs_pseg *path, size_t npath) {
-    for (size_t i = 0; i < npath; i++) qx__free(path[i].key);
-    qx__free(path);
+    for (size_t i = 0; i < npath; i++) qx_free(path[i].key);
+    qx_free(path);
 }
 
 int qxs_path_parse(const char *key, qxs_pseg **out, size_t *nout, char *err, size_t errcap) {
-    qxs_pseg *p = qx__calloc(MAX_PATH, sizeof *p);
+    qxs_pseg *p = qx_calloc(MAX_PATH, sizeof *p);
     size_t n = 0;
     const char *s = key;
     if (!p) return snprintf(err, errcap, "out of memory"), -1;
@@ -134,14 +136,14 @@ void qxs_fv_of_json(const json_t *j, qxs_fv *v) {
 
 static void cond_free(qxs_cond *c) {
     qxs_path_free(c->path, c->npath);
-    qx__free(c->vals);
-    qx__free(c->ids);
+    qx_free(c->vals);
+    qx_free(c->ids);
     qxs_filter_free(c->sub);
 }
 
 static void conds_free(qxs_cond *v, size_t n) {
     for (size_t i = 0; i < n; i++) cond_free(&v[i]);
-    qx__free(v);
+    qx_free(v);
 }
 
 void qxs_filter_free(qxs_filter *f) {
@@ -151,7 +153,7 @@ void qxs_filter_free(qxs_filter *f) {
     conds_free(f->must_not, f->nmust_not);
     conds_free(f->min_should, f->nmin_should);
     json_decref(f->owned);
-    qx__free(f);
+    qx_free(f);
 }
 
 static int parse_filter(pctx *c, const json_t *j, const char *where, qxs_filter **out);
@@ -187,7 +189,7 @@ static int parse_match(pctx *c, const json_t *m, const char *where, qxs_cond *k)
         snprintf(w, sizeof w, "%s.%s", where, name);
         if (!strcmp(name, "value")) {
             k->kind = QXS_C_MATCH_VALUE;
-            k->vals = qx__calloc(1, sizeof *k->vals);
+            k->vals = qx_calloc(1, sizeof *k->vals);
             if (!k->vals) return perr(c, w, "out of memory");
             k->nvals = 1;
             return match_scalar(c, v, w, &k->vals[0]);
@@ -195,7 +197,7 @@ static int parse_match(pctx *c, const json_t *m, const char *where, qxs_cond *k)
         if (!strcmp(name, "text")) {
             k->kind = QXS_C_MATCH_TEXT;
             if (!json_is_string(v)) return perr(c, w, "must be a string");
-            k->vals = qx__calloc(1, sizeof *k->vals);
+            k->vals = qx_calloc(1, sizeof *k->vals);
             if (!k->vals) return perr(c, w, "out of memory");
             k->nvals = 1;
             qxs_fv_of_json(v, &k->vals[0]);
@@ -205,7 +207,7 @@ static int parse_match(pctx *c, const json_t *m, const char *where, qxs_cond *k)
             k->kind = name[0] == 'a' ? QXS_C_MATCH_ANY : QXS_C_MATCH_EXCEPT;
             if (!json_is_array(v)) return perr(c, w, "must be an array of strings or of integers");
             size_t n = json_array_size(v);
-            k->vals = qx__calloc(n ? n : 1, sizeof *k->vals);
+            k->vals = qx_calloc(n ? n : 1, sizeof *k->vals);
             if (!k->vals) return perr(c, w, "out of memory");
             k->nvals = n;
             for (size_t i = 0; i < n; i++) {
@@ -254,7 +256,7 @@ static int parse_has_id(pctx *c, const json_t *v, const char *where, qxs_cond *k
     k->kind = QXS_C_HAS_ID;
     if (!json_is_array(v)) return perr(c, where, "must be an array of point ids");
     size_t n = json_array_size(v);
-    k->ids = qx__calloc(n ? n : 1, sizeof *k->ids);
+    k->ids = qx_calloc(n ? n : 1, sizeof *k->ids);
     if (!k->ids) return perr(c, where, "out of memory");
     k->nids = n;
     for (size_t i = 0; i < n; i++) {
@@ -354,7 +356,7 @@ static int parse_clause(pctx *c, const json_t *v, const char *where, qxs_cond **
     int one = json_is_object(v);
     if (!one && !json_is_array(v)) return perr(c, where, "must be a condition or an array of conditions");
     size_t n = one ? 1 : json_array_size(v);
-    qxs_cond *k = qx__calloc(n ? n : 1, sizeof *k);
+    qxs_cond *k = qx_calloc(n ? n : 1, sizeof *k);
     if (!k) return perr(c, where, "out of memory");
     *out = k;
     *nout = n;
@@ -371,7 +373,7 @@ static int parse_filter(pctx *c, const json_t *j, const char *where, qxs_filter 
     *out = NULL;
     if (!json_is_object(j)) return perr(c, where, "a filter must be an object");
     if (++c->depth > MAX_DEPTH) return perr(c, where, "filters nest deeper than %d", MAX_DEPTH);
-    qxs_filter *f = qx__calloc(1, sizeof *f);
+    qxs_filter *f = qx_calloc(1, sizeof *f);
     if (!f) return perr(c, where, "out of memory");
     *out = f;
     const char *name;

@@ -18,7 +18,9 @@
 #include <string.h>
 
 #include "filter_plan.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "payload_index.h"
 
 typedef struct lctx {
@@ -36,7 +38,7 @@ static json_t *load(void *ctx, int64_t key) {
     uint32_t len = 0;
     json_t *j = NULL;
     if (!qxs_coll_get_key_locked(l->c, key, NULL, NULL, &b, &len) && b) j = json_loadb((const char *)b, len, 0, NULL);
-    qx__free(b);
+    qx_free(b);
     return j;
 }
 
@@ -79,7 +81,7 @@ static void add_key(void *ctx, int64_t key) {
     klist *l = ctx;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 256;
-        int64_t *k = qx__realloc(l->k, cap * sizeof *k);
+        int64_t *k = qx_realloc(l->k, cap * sizeof *k);
         if (!k) {
             l->oom = 1;
             return;
@@ -107,7 +109,7 @@ int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opt
     int rc = 0;
     if (best && est <= (long long)lim) {
         klist l = {0};
-        if (qxs_pindex_keys(best->pidx, best, add_key, &l) || l.oom) rc = qx__fail(QX_ENOMEM, "filter candidates");
+        if (qxs_pindex_keys(best->pidx, best, add_key, &l) || l.oom) rc = qx_error_set(QX_ENOMEM, "filter candidates");
         else {
             qsort(l.k, l.n, sizeof *l.k, cmp_key);
             size_t m = 0;
@@ -117,7 +119,7 @@ int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opt
             o->n_only_keys = m;
             *keys = l.k;
         }
-        if (rc) qx__free(l.k);
+        if (rc) qx_free(l.k);
     } else {
         o->filter = filter_cb;
         o->filter_ctx = ctx;

@@ -20,7 +20,7 @@ int qxs_filter_test(qxs_coll *c, const qxs_filter *f, const qxs_pid *id, int64_t
 
 /* The planner (f bound to the payload indexes, whose set's read lock the
  * caller holds): fills o (only_keys when few pass, else the per-candidate
- * filter) and may allocate *keys (qx__free after the search). est receives
+ * filter) and may allocate *keys (qx_free after the search). est receives
  * the estimate (-1 unknown). */
 typedef struct qxs_fsearch {
     qxs_coll *c;

@@ -22,7 +22,9 @@
 
 #include "api.h"
 #include "http.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 
 void openblas_set_num_threads(int n);
 
@@ -66,7 +68,7 @@ static int dump_cb(const char *buf, size_t size, void *data) {
     dumpbuf *d = data;
     if (d->len + size + 1 > d->cap) {
         size_t cap = (d->cap ? d->cap * 2 : 1024) + size;
-        char *p = qx__realloc(d->p, cap);
+        char *p = qx_realloc(d->p, cap);
         if (!p) return -1;
         d->p = p;
         d->cap = cap;
@@ -76,13 +78,13 @@ static int dump_cb(const char *buf, size_t size, void *data) {
     return 0;
 }
 
-static void free_cb(void *p) { qx__free(p); }
+static void free_cb(void *p) { qx_free(p); }
 
 static enum MHD_Result send_reply(struct MHD_Connection *conn, req *r, qxs_reply *rep) {
     char *body;
     size_t len;
     const char *ctype = "application/json";
-    double t = qx__now() - r->t0;
+    double t = qx_now() - r->t0;
     if (rep->raw) {
         body = rep->raw;
         len = rep->raw_len;
@@ -97,13 +99,13 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, req *r, qxs_reply
             env = json_pack("{s:{s:s}, s:f}", "status", "error", rep->err, "time", t);
         dumpbuf d = {0};
         if (!env || json_dump_callback(env, dump_cb, &d, JSON_COMPACT | JSON_REAL_PRECISION(9)) != 0) {
-            qx__free(d.p);
+            qx_free(d.p);
             d.p = NULL;
         }
         json_decref(env);
         if (!d.p) {
             static const char oom[] = "{\"status\":{\"error\":\"out of memory\"},\"time\":0}";
-            d.p = qx__malloc(sizeof oom);
+            d.p = qx_malloc(sizeof oom);
             if (!d.p) return MHD_NO;
             memcpy(d.p, oom, sizeof oom);
             d.len = sizeof oom - 1;
@@ -116,7 +118,7 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, req *r, qxs_reply
     rep->result = NULL;
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback(len, body, free_cb);
     if (!resp) {
-        qx__free(body);
+        qx_free(body);
         return MHD_NO;
     }
     MHD_add_response_header(resp, "Content-Type", ctype);
@@ -148,9 +150,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             omp_set_num_threads(1);
             tl_threads_set = 1;
         }
-        r = qx__calloc(1, sizeof *r);
+        r = qx_calloc(1, sizeof *r);
         if (!r) return MHD_NO;
-        r->t0 = qx__now();
+        r->t0 = qx_now();
         *con_cls = r;
         snprintf(r->method, sizeof r->method, "%s", method);
         /* log only printable ASCII of the path: a hostile URL must not
@@ -189,7 +191,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (r->too_large) return MHD_YES;
         if (r->len + n > s->cfg.max_body) {
             r->too_large = 1;
-            qx__free(r->body);
+            qx_free(r->body);
             r->body = NULL;
             r->len = r->cap = 0;
             return MHD_YES;
@@ -198,7 +200,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             size_t cap = r->cap ? r->cap : 4096;
             while (cap < r->len + n + 1) cap *= 2;
             if (cap > s->cfg.max_body + 1) cap = s->cfg.max_body + 1;
-            char *b = qx__realloc(r->body, cap);
+            char *b = qx_realloc(r->body, cap);
             if (!b) return reply_error(conn, r, 500, "out of memory for the request body") == MHD_YES ? MHD_YES : MHD_NO;
             r->body = b;
             r->cap = cap;
@@ -217,7 +219,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     qxs_reply rep;
     qxs_api_handle(s, &rt, method, r->body ? r->body : "", r->len, &rep);
     enum MHD_Result ret = send_reply(conn, r, &rep);
-    qx__free(rep.raw);
+    qx_free(rep.raw);
     return ret;
 }
 
@@ -225,15 +227,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     qxs_server *s = cls;
     req *r = *con_cls;
     if (!r) return;
-    double t = qx__now() - r->t0;
+    double t = qx_now() - r->t0;
     qxs_metrics_observe(&s->m, r->label ? r->label : "unknown", r->responded ? r->status : 0, t);
     if (qxs_log_level_cur >= QXS_LOG_INFO)
         qxs_log(QXS_LOG_INFO, "%s %s endpoint=%s status=%d bytes_in=%zu bytes_out=%zu ms=%.3f%s", r->method,
                 r->path, r->label ? r->label : "?",
                 r->responded ? r->status : 0, r->len, r->resp_len, t * 1e3,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
-    qx__free(r->body);
-    qx__free(r);
+    qx_free(r->body);
+    qx_free(r);
     *con_cls = NULL;
     atomic_fetch_sub(&s->active_requests, 1);
 }

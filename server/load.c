@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "qinx/rng.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "qinx/vecfile.h"
 
 typedef struct hconn {
@@ -51,7 +53,7 @@ static int send_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
-/* One request; returns the HTTP status (or -1) and the body in *out (qx__free). */
+/* One request; returns the HTTP status (or -1) and the body in *out (qx_free). */
 static int h_request(hconn *h, const char *method, const char *path, const char *body, size_t blen, char **out) {
     *out = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -68,7 +70,7 @@ static int h_request(hconn *h, const char *method, const char *path, const char 
             continue; /* stale keep-alive connection: retry once */
         }
         size_t cap = 65536, len = 0;
-        char *buf = qx__malloc(cap + 1);
+        char *buf = qx_malloc(cap + 1);
         if (!buf) return -1;
         char *hend = NULL;
         while (!hend) {
@@ -80,7 +82,7 @@ static int h_request(hconn *h, const char *method, const char *path, const char 
             hend = strstr(buf, "\r\n\r\n");
         }
         if (!hend) {
-            qx__free(buf);
+            qx_free(buf);
             close(h->fd);
             h->fd = -1;
             if (len == 0 && attempt == 0) continue;
@@ -92,14 +94,14 @@ static int h_request(hconn *h, const char *method, const char *path, const char 
         if (cl && cl < hend) clen = strtoull(cl + 17, NULL, 10);
         int closing = strcasestr(buf, "\r\nConnection: close") != NULL;
         size_t hsize = (size_t)(hend + 4 - buf);
-        char *b = qx__malloc(clen + 1);
+        char *b = qx_malloc(clen + 1);
         if (!b) {
-            qx__free(buf);
+            qx_free(buf);
             return -1;
         }
         size_t have = len - hsize < clen ? len - hsize : clen;
         memcpy(b, buf + hsize, have);
-        qx__free(buf);
+        qx_free(buf);
         while (have < clen) {
             ssize_t r = recv(h->fd, b + have, clen - have, 0);
             if (r <= 0) break;
@@ -120,10 +122,10 @@ static int h_request(hconn *h, const char *method, const char *path, const char 
 /* n x d clustered Gaussian vectors (100 blobs), deterministic in seed. */
 static float *make_random(size_t n, size_t d, uint64_t seed) {
     size_t nc = 100;
-    float *cent = qx__malloc(nc * d * sizeof(float)), *x = qx__malloc(n * d * sizeof(float));
+    float *cent = qx_malloc(nc * d * sizeof(float)), *x = qx_malloc(n * d * sizeof(float));
     if (!cent || !x) {
-        qx__free(cent);
-        qx__free(x);
+        qx_free(cent);
+        qx_free(x);
         return NULL;
     }
     uint64_t s = seed;
@@ -132,7 +134,7 @@ static float *make_random(size_t n, size_t d, uint64_t seed) {
         size_t c = qx_rng_next(&s) % nc;
         for (size_t j = 0; j < d; j++) x[i * d + j] = cent[c * d + j] + (float)qx_rng_normal(&s);
     }
-    qx__free(cent);
+    qx_free(cent);
     return x;
 }
 
@@ -208,17 +210,17 @@ int qxs_load_main(int argc, char **argv) {
         st = h_request(&h, "PUT", path, body, (size_t)bl, &resp);
         if (st != 200 && st != 409) {
             fprintf(stderr, "qinx serve load: creating %s: HTTP %d %s\n", coll, st, resp ? resp : "(no reply)");
-            qx__free(resp);
+            qx_free(resp);
             return 1;
         }
         if (st == 409) fprintf(stderr, "qinx serve load: collection %s exists; adding to it\n", coll);
-        qx__free(resp);
+        qx_free(resp);
     }
     snprintf(path, sizeof path, "/collections/%s/points", coll);
     size_t cap = batch * (m.d * 17 + 48) + 64;
-    char *body = qx__malloc(cap);
+    char *body = qx_malloc(cap);
     if (!body) return 1;
-    double t0 = qx__now();
+    double t0 = qx_now();
     int rc = 0;
     for (size_t s = 0; s < m.n; s += batch) {
         size_t e = s + batch < m.n ? s + batch : m.n, len = 0;
@@ -234,19 +236,19 @@ int qxs_load_main(int argc, char **argv) {
         st = h_request(&h, "PUT", path, body, len, &resp);
         if (st != 200) {
             fprintf(stderr, "qinx serve load: batch at %zu: HTTP %d %s\n", s, st, resp ? resp : "(no reply)");
-            qx__free(resp);
+            qx_free(resp);
             rc = 1;
             break;
         }
-        qx__free(resp);
+        qx_free(resp);
         if ((s / batch) % 20 == 19) fprintf(stderr, "qinx serve load: %zu / %zu points\n", e, m.n);
     }
-    double t = qx__now() - t0;
+    double t = qx_now() - t0;
     if (!rc)
         fprintf(stderr, "qinx serve load: %zu points of dimension %zu uploaded to %s in %.2f s (%.0f points/s)\n", m.n,
                 m.d, coll, t, m.n / (t > 0 ? t : 1e-9));
-    qx__free(body);
-    if (own) qx__free(own);
+    qx_free(body);
+    if (own) qx_free(own);
     else qx_matrix_free(&m);
     if (h.fd >= 0) close(h.fd);
     return rc;

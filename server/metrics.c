@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "srv.h"
 
 static const char *const labels[QXS_NLABELS] = {
@@ -56,7 +58,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
             return;
         }
         size_t cap = b->cap * 2 + (size_t)n;
-        char *p = qx__realloc(b->p, cap);
+        char *p = qx_realloc(b->p, cap);
         if (!p) {
             b->oom = 1;
             return;
@@ -67,7 +69,7 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
 }
 
 char *qxs_metrics_render(qxs_server *s, size_t *len) {
-    sbuf b = {.p = qx__malloc(16384), .cap = 16384};
+    sbuf b = {.p = qx_malloc(16384), .cap = 16384};
     if (!b.p) return NULL;
     b.p[0] = 0;
     qxs_metrics *m = &s->m;
@@ -128,7 +130,7 @@ char *qxs_metrics_render(qxs_server *s, size_t *len) {
               (unsigned long long)atomic_load(&m->rebuild_rejected), (unsigned long long)atomic_load(&m->wal_fsyncs),
               (unsigned long long)atomic_load(&m->points_upserted),
               (unsigned long long)atomic_load(&m->points_deleted), (unsigned long long)atomic_load(&m->searches),
-              qx__now() - s->t_start, atomic_load(&s->ready));
+              qx_now() - s->t_start, atomic_load(&s->ready));
     sb_printf(&b, "# HELP qinx_collection_points Points stored per collection.\n"
                   "# TYPE qinx_collection_points gauge\n");
     pthread_rwlock_rdlock(&s->reg_rw);
@@ -151,7 +153,7 @@ char *qxs_metrics_render(qxs_server *s, size_t *len) {
     sb_printf(&b, "# TYPE qinx_index_bytes gauge\nqinx_index_bytes %zu\n", total_bytes);
     pthread_rwlock_unlock(&s->reg_rw);
     if (b.oom) {
-        qx__free(b.p);
+        qx_free(b.p);
         return NULL;
     }
     *len = b.len;

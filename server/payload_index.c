@@ -25,8 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "idmap.h"
-#include "internal.h"
+#include "qinx/idmap.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "payload_index.h"
 #include "pointid_text.h"
 
@@ -58,7 +60,7 @@ struct qxs_pindex {
     post *posts;
     size_t pcap, pcount;
     /* forward side: key -> slot */
-    qx__idmap fmap;
+    qx_idmap fmap;
     fwd *slots;
     size_t nslots, capslots;
     uint32_t *freel;
@@ -100,15 +102,15 @@ int qxs_pindex_new(qxs_pindex **out, const char *field, int type, char *err, siz
         snprintf(err, errcap, "unknown index type");
         return -1;
     }
-    qxs_pindex *ix = qx__calloc(1, sizeof *ix);
-    if (!ix || !(ix->field = qx__strdup(field))) {
-        qx__free(ix);
+    qxs_pindex *ix = qx_calloc(1, sizeof *ix);
+    if (!ix || !(ix->field = qx_strdup(field))) {
+        qx_free(ix);
         snprintf(err, errcap, "out of memory");
         return -1;
     }
     if (qxs_path_parse(field, &ix->path, &ix->npath, err, errcap)) {
-        qx__free(ix->field);
-        qx__free(ix);
+        qx_free(ix->field);
+        qx_free(ix);
         return -1;
     }
     ix->type = type;
@@ -118,19 +120,19 @@ int qxs_pindex_new(qxs_pindex **out, const char *field, int type, char *err, siz
 
 void qxs_pindex_free(qxs_pindex *ix) {
     if (!ix) return;
-    for (size_t i = 0; i < ix->nstr; i++) qx__free(ix->strs[i]);
-    qx__free(ix->strs);
-    qx__free(ix->slens);
-    qx__free(ix->stab);
-    for (size_t i = 0; i < ix->pcap; i++) qx__free(ix->posts[i].keys);
-    qx__free(ix->posts);
-    for (size_t i = 0; i < ix->nslots; i++) qx__free(ix->slots[i].more);
-    qx__free(ix->slots);
-    qx__free(ix->freel);
-    qx__idmap_free(&ix->fmap);
+    for (size_t i = 0; i < ix->nstr; i++) qx_free(ix->strs[i]);
+    qx_free(ix->strs);
+    qx_free(ix->slens);
+    qx_free(ix->stab);
+    for (size_t i = 0; i < ix->pcap; i++) qx_free(ix->posts[i].keys);
+    qx_free(ix->posts);
+    for (size_t i = 0; i < ix->nslots; i++) qx_free(ix->slots[i].more);
+    qx_free(ix->slots);
+    qx_free(ix->freel);
+    qx_idmap_free(&ix->fmap);
     qxs_path_free(ix->path, ix->npath);
-    qx__free(ix->field);
-    qx__free(ix);
+    qx_free(ix->field);
+    qx_free(ix);
 }
 
 const char *qxs_pindex_field(const qxs_pindex *ix) { return ix->field; }
@@ -141,14 +143,14 @@ size_t qxs_pindex_points(const qxs_pindex *ix) { return ix->points; }
 
 static int stab_grow(qxs_pindex *ix) {
     size_t cap = ix->stabcap ? ix->stabcap * 2 : 64;
-    uint32_t *t = qx__calloc(cap, sizeof *t);
+    uint32_t *t = qx_calloc(cap, sizeof *t);
     if (!t) return -1;
     for (size_t i = 0; i < ix->nstr; i++) {
         size_t h = (size_t)str_hash(ix->strs[i], ix->slens[i]) & (cap - 1);
         while (t[h]) h = (h + 1) & (cap - 1);
         t[h] = (uint32_t)i + 1;
     }
-    qx__free(ix->stab);
+    qx_free(ix->stab);
     ix->stab = t;
     ix->stabcap = cap;
     return 0;
@@ -171,15 +173,15 @@ static int intern(qxs_pindex *ix, const char *s, size_t len, int create, uint64_
     if ((ix->nstr + 1) * 2 > ix->stabcap && stab_grow(ix)) return -1;
     if (ix->nstr == ix->capstr) {
         size_t cap = ix->capstr ? ix->capstr * 2 : 16;
-        char **a = qx__realloc(ix->strs, cap * sizeof *a);
+        char **a = qx_realloc(ix->strs, cap * sizeof *a);
         if (!a) return -1;
         ix->strs = a;
-        uint32_t *l = qx__realloc(ix->slens, cap * sizeof *l);
+        uint32_t *l = qx_realloc(ix->slens, cap * sizeof *l);
         if (!l) return -1;
         ix->slens = l;
         ix->capstr = cap;
     }
-    char *c = qx__malloc(len + 1);
+    char *c = qx_malloc(len + 1);
     if (!c) return -1;
     memcpy(c, s, len);
     c[len] = 0;
@@ -284,7 +286,7 @@ static post *post_get(qxs_pindex *ix, uint64_t val) {
     if (p) return p;
     if ((ix->pcount + 1) * 2 > ix->pcap) {
         size_t cap = ix->pcap ? ix->pcap * 2 : 16;
-        post *t = qx__calloc(cap, sizeof *t);
+        post *t = qx_calloc(cap, sizeof *t);
         if (!t) return NULL;
         for (size_t i = 0; i < ix->pcap; i++) {
             if (!ix->posts[i].used) continue;
@@ -292,7 +294,7 @@ static post *post_get(qxs_pindex *ix, uint64_t val) {
             while (t[h].used) h = (h + 1) & (cap - 1);
             t[h] = ix->posts[i];
         }
-        qx__free(ix->posts);
+        qx_free(ix->posts);
         ix->posts = t;
         ix->pcap = cap;
     }
@@ -306,7 +308,7 @@ static post *post_get(qxs_pindex *ix, uint64_t val) {
 
 static const fwd *fwd_of(const qxs_pindex *ix, int64_t key) {
     uint64_t slot;
-    if (!qx__idmap_get(&ix->fmap, key, &slot)) return NULL;
+    if (!qx_idmap_get(&ix->fmap, key, &slot)) return NULL;
     return &ix->slots[slot];
 }
 
@@ -335,7 +337,7 @@ static void post_compact(qxs_pindex *ix, post *p) {
     p->n = u;
     p->live = u;
     if (u == 0) {
-        qx__free(p->keys);
+        qx_free(p->keys);
         p->keys = NULL;
         p->cap = 0;
     }
@@ -349,7 +351,7 @@ static int post_add(qxs_pindex *ix, uint64_t val, int64_t key) {
         if (p->n == p->cap) {
             if (p->cap >= UINT32_MAX / 2) return -1;
             uint32_t cap = p->cap ? p->cap * 2 : 4;
-            int64_t *k = qx__realloc(p->keys, cap * sizeof *k);
+            int64_t *k = qx_realloc(p->keys, cap * sizeof *k);
             if (!k) return -1;
             p->keys = k;
             p->cap = cap;
@@ -364,10 +366,10 @@ static int post_add(qxs_pindex *ix, uint64_t val, int64_t key) {
 
 void qxs_pindex_remove(qxs_pindex *ix, int64_t key) {
     uint64_t slot;
-    if (!qx__idmap_get(&ix->fmap, key, &slot)) return;
+    if (!qx_idmap_get(&ix->fmap, key, &slot)) return;
     fwd f = ix->slots[slot];
     memset(&ix->slots[slot], 0, sizeof f);
-    qx__idmap_del(&ix->fmap, key);
+    qx_idmap_del(&ix->fmap, key);
     ix->freel[ix->nfree++] = (uint32_t)slot; /* capfree >= nslots always */
     ix->points--;
     for (uint32_t i = 0; i < f.n; i++) {
@@ -376,7 +378,7 @@ void qxs_pindex_remove(qxs_pindex *ix, int64_t key) {
         p->live--;
         if (p->n > 2 * (size_t)p->live + 8) post_compact(ix, p);
     }
-    qx__free(f.more);
+    qx_free(f.more);
 }
 
 typedef struct collect_ctx {
@@ -396,7 +398,7 @@ static int collect_leaf(void *ctx, const qxs_fv *v) {
         if (c->w[i] == w) return 0; /* one entry per distinct value */
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 8;
-        uint64_t *t = qx__realloc(c->w, cap * sizeof *t);
+        uint64_t *t = qx_realloc(c->w, cap * sizeof *t);
         if (!t) return c->oom = 1;
         c->w = t;
         c->cap = cap;
@@ -410,36 +412,36 @@ int qxs_pindex_set(qxs_pindex *ix, int64_t key, const json_t *payload) {
     qxs_path_leaves(payload, ix->path, ix->npath, collect_leaf, &c, NULL);
     qxs_pindex_remove(ix, key);
     int rc = 0;
-    if (c.oom) rc = qx__fail(QX_ENOMEM, "payload index of '%s'", ix->field);
+    if (c.oom) rc = qx_error_set(QX_ENOMEM, "payload index of '%s'", ix->field);
     if (rc || c.n == 0) goto out;
     if (ix->nfree == 0) {
         if (ix->nslots == ix->capslots) {
             size_t cap = ix->capslots ? ix->capslots * 2 : 64;
-            fwd *s = qx__realloc(ix->slots, cap * sizeof *s);
+            fwd *s = qx_realloc(ix->slots, cap * sizeof *s);
             if (!s) goto oom;
             ix->slots = s;
-            uint32_t *fl = qx__realloc(ix->freel, cap * sizeof *fl);
+            uint32_t *fl = qx_realloc(ix->freel, cap * sizeof *fl);
             if (!fl) goto oom;
             ix->freel = fl;
             ix->capslots = ix->capfree = cap;
         }
         ix->freel[ix->nfree++] = (uint32_t)ix->nslots++;
     }
-    if (qx__idmap_reserve(&ix->fmap, ix->points + 1)) goto oom;
+    if (qx_idmap_reserve(&ix->fmap, ix->points + 1)) goto oom;
     uint32_t slot = ix->freel[--ix->nfree];
     fwd *f = &ix->slots[slot];
     f->v = c.w[0];
     f->n = (uint32_t)c.n;
     f->more = NULL;
     if (c.n > 1) {
-        f->more = qx__malloc((c.n - 1) * sizeof *f->more);
+        f->more = qx_malloc((c.n - 1) * sizeof *f->more);
         if (!f->more) {
             ix->freel[ix->nfree++] = slot;
             goto oom;
         }
         memcpy(f->more, c.w + 1, (c.n - 1) * sizeof *f->more);
     }
-    qx__idmap_put(&ix->fmap, key, slot);
+    qx_idmap_put(&ix->fmap, key, slot);
     ix->points++;
     for (size_t i = 0; i < c.n; i++)
         if (post_add(ix, c.w[i], key)) {
@@ -449,9 +451,9 @@ int qxs_pindex_set(qxs_pindex *ix, int64_t key, const json_t *payload) {
         }
     goto out;
 oom:
-    rc = qx__fail(QX_ENOMEM, "payload index of '%s'", ix->field);
+    rc = qx_error_set(QX_ENOMEM, "payload index of '%s'", ix->field);
 out:
-    qx__free(c.w);
+    qx_free(c.w);
     return rc;
 }
 

@@ -23,7 +23,9 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "payload_index.h"
 #include "payload_indexes.h"
 
@@ -40,9 +42,9 @@ static pthread_mutex_t attach_mu = PTHREAD_MUTEX_INITIALIZER;
 void qxs_pidxset_free(qxs_pidxset *p) {
     if (!p) return;
     for (size_t i = 0; i < p->n; i++) qxs_pindex_free(p->v[i]);
-    qx__free(p->v);
+    qx_free(p->v);
     pthread_rwlock_destroy(&p->lock);
-    qx__free(p);
+    qx_free(p);
 }
 
 void qxs_pidx_rdlock(qxs_pidxset *p) { pthread_rwlock_rdlock(&p->lock); }
@@ -93,7 +95,7 @@ static int build_one(void *ctx, const qxs_pid *id, int64_t key, const uint8_t *b
     char err[300];
     if (qxs_pindex_check(b->ix, j, err, sizeof err)) {
         char t[QXS_PID_STRLEN];
-        b->rc = qx__fail(QX_EINVAL, "point %s: %s", qxs_pid_format(id, t), err);
+        b->rc = qx_error_set(QX_EINVAL, "point %s: %s", qxs_pid_format(id, t), err);
     } else if (qxs_pindex_set(b->ix, key, j)) {
         b->rc = QX_ENOMEM;
     }
@@ -105,7 +107,7 @@ static int build_one(void *ctx, const qxs_pid *id, int64_t key, const uint8_t *b
 static int build(qxs_coll *c, const char *field, int type, qxs_pindex **out) {
     char err[300];
     build_ctx b = {NULL, 0};
-    if (qxs_pindex_new(&b.ix, field, type, err, sizeof err)) return qx__fail(QX_EINVAL, "field_name: %s", err);
+    if (qxs_pindex_new(&b.ix, field, type, err, sizeof err)) return qx_error_set(QX_EINVAL, "field_name: %s", err);
     qxs_coll_foreach(c, build_one, &b);
     if (b.rc) {
         qxs_pindex_free(b.ix);
@@ -116,7 +118,7 @@ static int build(qxs_coll *c, const char *field, int type, qxs_pindex **out) {
 }
 
 static int defs_path(const qxs_coll *c, char *path, size_t cap) {
-    if (snprintf(path, cap, "%s/%s", c->dir, INDEXES) >= (int)cap) return qx__fail(QX_EINVAL, "path too long");
+    if (snprintf(path, cap, "%s/%s", c->dir, INDEXES) >= (int)cap) return qx_error_set(QX_EINVAL, "path too long");
     return 0;
 }
 
@@ -127,11 +129,11 @@ static int save_defs(const qxs_coll *c, qxs_pindex *const *v, size_t n) {
                                            qxs_pindex_type_name(qxs_pindex_type(v[i]))));
     char *txt = a ? json_dumps(a, JSON_INDENT(2)) : NULL;
     json_decref(a);
-    if (!txt) return qx__fail(QX_ENOMEM, "index definitions");
+    if (!txt) return qx_error_set(QX_ENOMEM, "index definitions");
     char path[PATH_MAX];
     int rc = defs_path(c, path, sizeof path);
-    if (!rc) rc = qx__write_atomic(path, txt, strlen(txt));
-    qx__free(txt);
+    if (!rc) rc = qx_write_atomic(path, txt, strlen(txt));
+    qx_free(txt);
     return rc;
 }
 
@@ -143,7 +145,7 @@ static int load_defs(qxs_coll *c, qxs_pidxset *p) {
     json_t *a = json_load_file(path, 0, &je);
     if (!json_is_array(a)) {
         json_decref(a);
-        return qx__fail(QX_EFORMAT, "%s: not a JSON array of index definitions", path);
+        return qx_error_set(QX_EFORMAT, "%s: not a JSON array of index definitions", path);
     }
     size_t i;
     json_t *d;
@@ -152,11 +154,11 @@ static int load_defs(qxs_coll *c, qxs_pidxset *p) {
         const char *tn = json_string_value(json_object_get(d, "type"));
         int type = tn ? qxs_pindex_type_parse(tn) : 0;
         qxs_pindex *ix = NULL, **v;
-        if (!field || !type) rc = qx__fail(QX_EFORMAT, "%s: entry %zu is not {field, type}", path, i);
+        if (!field || !type) rc = qx_error_set(QX_EFORMAT, "%s: entry %zu is not {field, type}", path, i);
         else if (!(rc = build(c, field, type, &ix))) {
-            if (!(v = qx__realloc(p->v, (p->n + 1) * sizeof *v))) {
+            if (!(v = qx_realloc(p->v, (p->n + 1) * sizeof *v))) {
                 qxs_pindex_free(ix);
-                rc = qx__fail(QX_ENOMEM, "index list");
+                rc = qx_error_set(QX_ENOMEM, "index list");
             } else {
                 p->v = v;
                 p->v[p->n++] = ix;
@@ -171,7 +173,7 @@ static int load_defs(qxs_coll *c, qxs_pidxset *p) {
 qxs_pidxset *qxs_pidx_get(qxs_coll *c) {
     pthread_mutex_lock(&attach_mu);
     qxs_pidxset *p = c->pidxs;
-    if (!p && (p = qx__calloc(1, sizeof *p)) != NULL) {
+    if (!p && (p = qx_calloc(1, sizeof *p)) != NULL) {
         pthread_rwlock_init(&p->lock, NULL);
         pthread_mutex_lock(&c->wmu); /* no write between the build and the hook */
         int rc = load_defs(c, p);
@@ -186,7 +188,7 @@ qxs_pidxset *qxs_pidx_get(qxs_coll *c) {
             p = NULL;
         }
     } else if (!p) {
-        qx__fail(QX_ENOMEM, "payload index set");
+        qx_error_set(QX_ENOMEM, "payload index set");
     }
     pthread_mutex_unlock(&attach_mu);
     return p;
@@ -199,7 +201,7 @@ static void swap(qxs_coll *c, qxs_pidxset *p, qxs_pindex **v, size_t n) {
     p->v = v;
     p->n = n;
     pthread_rwlock_unlock(&c->rw);
-    qx__free(prev);
+    qx_free(prev);
 }
 
 int qxs_pidx_create(qxs_coll *c, const char *field, int type) {
@@ -214,10 +216,10 @@ int qxs_pidx_create(qxs_coll *c, const char *field, int type) {
     if (at < p->n && qxs_pindex_type(p->v[at]) == type) goto out; /* already there: idempotent */
     qxs_pindex *ix = NULL, *old = NULL;
     if ((rc = build(c, field, type, &ix))) goto out;
-    qxs_pindex **v = qx__malloc((p->n + 1) * sizeof *v);
+    qxs_pindex **v = qx_malloc((p->n + 1) * sizeof *v);
     if (!v) {
         qxs_pindex_free(ix);
-        rc = qx__fail(QX_ENOMEM, "index list");
+        rc = qx_error_set(QX_ENOMEM, "index list");
         goto out;
     }
     memcpy(v, p->v, p->n * sizeof *v);
@@ -226,7 +228,7 @@ int qxs_pidx_create(qxs_coll *c, const char *field, int type) {
     else v[nn++] = ix;
     if ((rc = save_defs(c, v, nn))) {
         qxs_pindex_free(ix);
-        qx__free(v);
+        qx_free(v);
         goto out;
     }
     swap(c, p, v, nn);
@@ -247,11 +249,11 @@ int qxs_pidx_drop(qxs_coll *c, const char *field) {
     for (size_t i = 0; i < p->n; i++)
         if (!strcmp(qxs_pindex_field(p->v[i]), field)) at = i;
     qxs_pindex **v = NULL;
-    if (at == p->n) rc = qx__fail(QX_ENOTFOUND, "no payload index on field '%.100s'", field);
-    else if (!(v = qx__malloc((p->n ? p->n : 1) * sizeof *v))) rc = qx__fail(QX_ENOMEM, "index list");
+    if (at == p->n) rc = qx_error_set(QX_ENOTFOUND, "no payload index on field '%.100s'", field);
+    else if (!(v = qx_malloc((p->n ? p->n : 1) * sizeof *v))) rc = qx_error_set(QX_ENOMEM, "index list");
     for (size_t i = 0; !rc && i < p->n; i++)
         if (i != at) v[nn++] = p->v[i];
-    if (!rc && (rc = save_defs(c, v, nn))) qx__free(v);
+    if (!rc && (rc = save_defs(c, v, nn))) qx_free(v);
     if (!rc) {
         qxs_pindex *old = p->v[at];
         swap(c, p, v, nn);

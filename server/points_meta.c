@@ -20,7 +20,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "points_meta.h"
 #include "wal.h"
 
@@ -35,10 +37,10 @@ void qxs_pmeta_init(qxs_pmeta *m) { memset(m, 0, sizeof *m); }
 
 void qxs_pmeta_free(qxs_pmeta *m) {
     for (size_t i = 0; i < m->payloads.cap; i++)
-        if (m->payloads.used[i]) qx__free((void *)(uintptr_t)m->payloads.vals[i]);
-    qx__idmap_free(&m->payloads);
-    qx__free(m->tab);
-    qx__free(m->apids);
+        if (m->payloads.used[i]) qx_free((void *)(uintptr_t)m->payloads.vals[i]);
+    qx_idmap_free(&m->payloads);
+    qx_free(m->tab);
+    qx_free(m->apids);
     memset(m, 0, sizeof *m);
 }
 
@@ -84,7 +86,7 @@ qxs_pid qxs_pmeta_pid(const qxs_pmeta *m, int64_t key) {
 
 const char *qxs_pmeta_payload(const qxs_pmeta *m, int64_t key, uint32_t *len) {
     uint64_t v;
-    if (!qx__idmap_get(&m->payloads, key, &v)) {
+    if (!qx_idmap_get(&m->payloads, key, &v)) {
         *len = 0;
         return NULL;
     }
@@ -105,7 +107,7 @@ int qxs_pmeta_assign(const qxs_pmeta *m, const qxs_pid *pids, size_t n, int64_t 
             keys[i] = k;
             continue;
         }
-        if (!t && !(t = qx__calloc(cap, sizeof *t))) return qx__fail(QX_ENOMEM, "key assignment");
+        if (!t && !(t = qx_calloc(cap, sizeof *t))) return qx_error_set(QX_ENOMEM, "key assignment");
         size_t h = qxs_pid_hash(&pids[i]) & (cap - 1);
         for (; t[h]; h = (h + 1) & (cap - 1))
             if (qxs_pid_eq(&pids[t[h] - 1], &pids[i])) break;
@@ -115,22 +117,22 @@ int qxs_pmeta_assign(const qxs_pmeta *m, const qxs_pid *pids, size_t n, int64_t 
             keys[i] = next++;
         }
     }
-    qx__free(t);
+    qx_free(t);
     return 0;
 }
 
 static int tab_insert(qxs_pmeta *m, const qxs_pid *pid, int64_t key) {
     if ((m->count + 1) * 2 > m->tabcap) {
         size_t cap = m->tabcap ? m->tabcap * 2 : 64;
-        int64_t *t = qx__calloc(cap, sizeof *t);
-        if (!t) return qx__fail(QX_ENOMEM, "point id map");
+        int64_t *t = qx_calloc(cap, sizeof *t);
+        if (!t) return qx_error_set(QX_ENOMEM, "point id map");
         for (size_t i = 0; i < m->tabcap; i++) {
             if (!m->tab[i]) continue;
             size_t h = slot_hash(apid(m, m->tab[i])) & (cap - 1);
             while (t[h]) h = (h + 1) & (cap - 1);
             t[h] = m->tab[i];
         }
-        qx__free(m->tab);
+        qx_free(m->tab);
         m->tab = t;
         m->tabcap = cap;
     }
@@ -162,13 +164,13 @@ static void tab_remove(qxs_pmeta *m, int64_t key) {
 
 static void set_payload(qxs_pmeta *m, int64_t key, blob *b) {
     uint64_t old;
-    if (qx__idmap_get(&m->payloads, key, &old)) {
+    if (qx_idmap_get(&m->payloads, key, &old)) {
         m->payload_bytes -= ((blob *)(uintptr_t)old)->len;
-        qx__free((void *)(uintptr_t)old);
-        if (!b) qx__idmap_del(&m->payloads, key);
+        qx_free((void *)(uintptr_t)old);
+        if (!b) qx_idmap_del(&m->payloads, key);
     }
     if (b) {
-        qx__idmap_put(&m->payloads, key, (uint64_t)(uintptr_t)b); /* reserved by the caller */
+        qx_idmap_put(&m->payloads, key, (uint64_t)(uintptr_t)b); /* reserved by the caller */
         m->payload_bytes += b->len;
     }
 }
@@ -176,15 +178,15 @@ static void set_payload(qxs_pmeta *m, int64_t key, blob *b) {
 int qxs_pmeta_apply(qxs_pmeta *m, const qxs_meta_ent *e, size_t n) {
     for (size_t i = 0; i < n; i++) {
         int64_t key = e[i].key;
-        if (key < 0) return qx__fail(QX_EFORMAT, "negative key in point metadata");
+        if (key < 0) return qx_error_set(QX_EFORMAT, "negative key in point metadata");
         if (key >= QXS_KEY_ALLOC_BASE) {
             size_t slot = (size_t)(key - QXS_KEY_ALLOC_BASE);
-            if (slot > (size_t)1 << 40) return qx__fail(QX_EFORMAT, "allocated key out of range");
+            if (slot > (size_t)1 << 40) return qx_error_set(QX_EFORMAT, "allocated key out of range");
             if (slot >= m->capapids) {
                 size_t cap = m->capapids ? m->capapids : 64;
                 while (cap <= slot) cap *= 2;
-                qxs_pid *a = qx__realloc(m->apids, cap * sizeof *a);
-                if (!a) return qx__fail(QX_ENOMEM, "point ids");
+                qxs_pid *a = qx_realloc(m->apids, cap * sizeof *a);
+                if (!a) return qx_error_set(QX_ENOMEM, "point ids");
                 memset(a + m->capapids, 0, (cap - m->capapids) * sizeof *a);
                 m->apids = a;
                 m->capapids = cap;
@@ -202,12 +204,12 @@ int qxs_pmeta_apply(qxs_pmeta *m, const qxs_meta_ent *e, size_t n) {
         if (e[i].len == QXS_PAYLOAD_KEEP) continue;
         blob *b = NULL;
         if (e[i].len) {
-            if (!(b = qx__malloc(sizeof *b + e[i].len))) return qx__fail(QX_ENOMEM, "payload");
+            if (!(b = qx_malloc(sizeof *b + e[i].len))) return qx_error_set(QX_ENOMEM, "payload");
             b->len = e[i].len;
             memcpy(b->data, e[i].payload, e[i].len);
-            if (qx__idmap_reserve(&m->payloads, m->payloads.count + 1)) {
-                qx__free(b);
-                return qx__fail(QX_ENOMEM, "payload map");
+            if (qx_idmap_reserve(&m->payloads, m->payloads.count + 1)) {
+                qx_free(b);
+                return qx_error_set(QX_ENOMEM, "payload map");
             }
         }
         set_payload(m, key, b);
@@ -231,8 +233,8 @@ void qxs_pmeta_forget(qxs_pmeta *m, int64_t key) {
 int qxs_meta_encode(const qxs_meta_ent *e, size_t n, uint8_t **out, size_t *len) {
     size_t total = 4;
     for (size_t i = 0; i < n; i++) total += ENT_HDR + (e[i].len == QXS_PAYLOAD_KEEP ? 0 : e[i].len);
-    uint8_t *b = qx__malloc(total), *p = b;
-    if (!b) return qx__fail(QX_ENOMEM, "log record of %zu bytes", total);
+    uint8_t *b = qx_malloc(total), *p = b;
+    if (!b) return qx_error_set(QX_ENOMEM, "log record of %zu bytes", total);
     uint32_t n32 = (uint32_t)n;
     memcpy(p, &n32, 4), p += 4;
     for (size_t i = 0; i < n; i++) {
@@ -250,11 +252,11 @@ int qxs_meta_encode(const qxs_meta_ent *e, size_t n, uint8_t **out, size_t *len)
 
 int qxs_meta_decode(const uint8_t *buf, size_t len, qxs_meta_ent **out, size_t *nout) {
     uint32_t n;
-    if (len < 4) return qx__fail(QX_EFORMAT, "short point metadata record");
+    if (len < 4) return qx_error_set(QX_EFORMAT, "short point metadata record");
     memcpy(&n, buf, 4);
-    if (n > len / ENT_HDR) return qx__fail(QX_EFORMAT, "point metadata record count %u too large", n);
-    qxs_meta_ent *e = qx__calloc(n ? n : 1, sizeof *e);
-    if (!e) return qx__fail(QX_ENOMEM, "point metadata");
+    if (n > len / ENT_HDR) return qx_error_set(QX_EFORMAT, "point metadata record count %u too large", n);
+    qxs_meta_ent *e = qx_calloc(n ? n : 1, sizeof *e);
+    if (!e) return qx_error_set(QX_ENOMEM, "point metadata");
     size_t off = 4;
     for (uint32_t i = 0; i < n; i++) {
         if (len - off < ENT_HDR) goto bad;
@@ -276,14 +278,14 @@ int qxs_meta_decode(const uint8_t *buf, size_t len, qxs_meta_ent **out, size_t *
     *nout = n;
     return 0;
 bad:
-    qx__free(e);
-    return qx__fail(QX_EFORMAT, "malformed point metadata record");
+    qx_free(e);
+    return qx_error_set(QX_EFORMAT, "malformed point metadata record");
 }
 
 /* ---- meta.bin ------------------------------------------------------------------ */
 
 typedef struct wbuf {
-    qx__afile f;
+    qx_afile f;
     int rc;
     uint32_t crc;
     uint8_t buf[1 << 16];
@@ -291,12 +293,12 @@ typedef struct wbuf {
 } wbuf;
 
 static void wflush(wbuf *w) {
-    if (!w->rc && w->n) w->rc = qx__afile_write(&w->f, w->buf, w->n);
+    if (!w->rc && w->n) w->rc = qx_afile_write(&w->f, w->buf, w->n);
     w->n = 0;
 }
 
 static void wput(wbuf *w, const void *p, size_t len, int crc) {
-    if (crc) w->crc = qx__crc32(w->crc, p, len);
+    if (crc) w->crc = qx_crc32(w->crc, p, len);
     const uint8_t *s = p;
     while (len) {
         size_t k = sizeof w->buf - w->n < len ? sizeof w->buf - w->n : len;
@@ -307,11 +309,11 @@ static void wput(wbuf *w, const void *p, size_t len, int crc) {
 }
 
 int qxs_pmeta_save(const qxs_pmeta *m, uint64_t lsn, const char *path) {
-    wbuf *w = qx__malloc(sizeof *w);
-    if (!w) return qx__fail(QX_ENOMEM, "write buffer");
-    w->rc = qx__afile_open(&w->f, path);
+    wbuf *w = qx_malloc(sizeof *w);
+    if (!w) return qx_error_set(QX_ENOMEM, "write buffer");
+    w->rc = qx_afile_open(&w->f, path);
     if (w->rc) {
-        qx__free(w);
+        qx_free(w);
         return w->rc;
     }
     w->crc = 0, w->n = 0;
@@ -335,28 +337,28 @@ int qxs_pmeta_save(const qxs_pmeta *m, uint64_t lsn, const char *path) {
     uint32_t crc = w->crc;
     wput(w, &crc, 4, 0);
     wflush(w);
-    int rc = w->rc ? w->rc : qx__afile_commit(&w->f);
-    if (w->rc) qx__afile_abort(&w->f);
-    qx__free(w);
+    int rc = w->rc ? w->rc : qx_afile_commit(&w->f);
+    if (w->rc) qx_afile_abort(&w->f);
+    qx_free(w);
     return rc;
 }
 
 int qxs_pmeta_load(qxs_pmeta *m, const char *path, uint64_t *lsn) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT) return qx__fail(QX_ENOTFOUND, "%s: absent", path);
-        return qx__fail(QX_EIO, "open %s: %s", path, strerror(errno));
+        if (errno == ENOENT) return qx_error_set(QX_ENOTFOUND, "%s: absent", path);
+        return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         close(fd);
-        return qx__fail(QX_EIO, "stat %s", path);
+        return qx_error_set(QX_EIO, "stat %s", path);
     }
     size_t len = (size_t)st.st_size, got = 0;
-    uint8_t *b = qx__malloc(len ? len : 1);
+    uint8_t *b = qx_malloc(len ? len : 1);
     if (!b) {
         close(fd);
-        return qx__fail(QX_ENOMEM, "%s: %zu bytes", path, len);
+        return qx_error_set(QX_ENOMEM, "%s: %zu bytes", path, len);
     }
     while (got < len) {
         ssize_t r = read(fd, b + got, len - got);
@@ -369,7 +371,7 @@ int qxs_pmeta_load(qxs_pmeta *m, const char *path, uint64_t *lsn) {
     uint32_t crc;
     if (got != len || len < 8 + 8 + 8 + 8 + 4 || memcmp(b, META_MAGIC, 8)) goto bad;
     memcpy(&crc, b + len - 4, 4);
-    if (qx__crc32(0, b + 8, len - 12) != crc) goto bad;
+    if (qx_crc32(0, b + 8, len - 12) != crc) goto bad;
     size_t off = 8;
     uint64_t napids, npl;
     memcpy(lsn, b + off, 8), off += 8;
@@ -401,9 +403,9 @@ int qxs_pmeta_load(qxs_pmeta *m, const char *path, uint64_t *lsn) {
     if (off != len - 4) goto bad;
     goto out;
 bad:
-    rc = qx__fail(QX_EFORMAT, "%s: corrupt point metadata (truncated or checksum mismatch)", path);
+    rc = qx_error_set(QX_EFORMAT, "%s: corrupt point metadata (truncated or checksum mismatch)", path);
 out:
-    qx__free(b);
+    qx_free(b);
     return rc;
 }
 

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "idmap.h"
+#include "qinx/idmap.h"
 #include "pointid.h"
 #include "store.h"
 
@@ -27,7 +27,7 @@ typedef struct qxs_pmeta {
     size_t tabcap, count;
     qxs_pid *apids;        /* pid of allocated key QXS_KEY_ALLOC_BASE + i (kind 0: free) */
     size_t napids, capapids;
-    qx__idmap payloads;    /* key -> (uintptr_t) blob */
+    qx_idmap payloads;    /* key -> (uintptr_t) blob */
     size_t payload_bytes;
 } qxs_pmeta;
 
@@ -58,8 +58,8 @@ int qxs_pmeta_apply(qxs_pmeta *m, const qxs_meta_ent *e, size_t n);
 /* Forget a deleted key (its pid mapping and payload). */
 void qxs_pmeta_forget(qxs_pmeta *m, int64_t key);
 
-/* META record body <-> entries. encode: *out (qx__free) and *len. decode:
- * entries point into buf; qx__free(*out). QX_EFORMAT on a malformed body. */
+/* META record body <-> entries. encode: *out (qx_free) and *len. decode:
+ * entries point into buf; qx_free(*out). QX_EFORMAT on a malformed body. */
 int qxs_meta_encode(const qxs_meta_ent *e, size_t n, uint8_t **out, size_t *len);
 int qxs_meta_decode(const uint8_t *buf, size_t len, qxs_meta_ent **out, size_t *n);
 

@@ -31,13 +31,14 @@
 
 #include <jansson.h>
 
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "qinx/derp.h"
 #include "qinx/gate.h"
 #include "qinx/kernels.h"
 #include "qinx/qinco.h"
 #include "qinx/rq.h"
-#include "qinx/core.h"
 #include "qinx/rng.h"
 #include "srv.h"
 
@@ -98,12 +99,12 @@ static void exact_knn(const float *q, const float *x, const int64_t *ids, size_t
 static int index_recall(const qx_ivf *ivf, const float *qs, const int64_t *qids, size_t nq, size_t d,
                         const int64_t *gt, double *recall) {
     size_t k = QXS_GATE_K + 1;
-    float *dist = qx__malloc(nq * k * sizeof *dist);
-    int64_t *res = qx__malloc(nq * k * sizeof *res);
+    float *dist = qx_malloc(nq * k * sizeof *dist);
+    int64_t *res = qx_malloc(nq * k * sizeof *res);
     if (!dist || !res) {
-        qx__free(dist);
-        qx__free(res);
-        return qx__fail(QX_ENOMEM, "gate search");
+        qx_free(dist);
+        qx_free(res);
+        return qx_error_set(QX_ENOMEM, "gate search");
     }
     qx_search_params sp;
     qx_search_params_init(&sp);
@@ -127,8 +128,8 @@ static int index_recall(const qx_ivf *ivf, const float *qs, const int64_t *qids,
         *recall = (double)hits / (double)(nq * QXS_GATE_K);
     }
     (void)d;
-    qx__free(dist);
-    qx__free(res);
+    qx_free(dist);
+    qx_free(res);
     return rc;
 }
 
@@ -142,9 +143,9 @@ static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *
     snprintf(j->stage, sizeof j->stage, "%s", "done");
     if (err) snprintf(j->error, sizeof j->error, "%s", err);
     if (report) {
-        j->report = qx__strdup(report);
-        qx__free(c->last_report);
-        c->last_report = qx__strdup(report);
+        j->report = qx_strdup(report);
+        qx_free(c->last_report);
+        c->last_report = qx_strdup(report);
     }
     c->active = NULL;
     pthread_mutex_unlock(&c->job_mu);
@@ -152,7 +153,7 @@ static void finish(rb_arg *a, qxs_job_state st, const char *report, const char *
     if (report && !atomic_load(&c->dropped)) {
         char path[PATH_MAX + 16];
         snprintf(path, sizeof path, "%s/report.json", c->dir);
-        if (qx__write_atomic(path, report, strlen(report)))
+        if (qx_write_atomic(path, report, strlen(report)))
             qxs_log(QXS_LOG_WARN, "collection %s: could not save report.json: %s", c->name, qx_last_error());
     }
     pthread_mutex_unlock(&c->wmu);
@@ -172,7 +173,7 @@ static void *rebuild_main(void *arg) {
     qxs_job *j = a->j;
     size_t d = c->d;
     int metric = qxs_metric_of(c->distance);
-    int threads = s->cfg.rebuild_threads > 0 ? s->cfg.rebuild_threads : qx__num_threads();
+    int threads = s->cfg.rebuild_threads > 0 ? s->cfg.rebuild_threads : qx_num_threads();
     omp_set_num_threads(threads);
     float *x = NULL, *train = NULL, *qs = NULL;
     int64_t *ids = NULL, *qids = NULL, *gt = NULL;
@@ -182,7 +183,7 @@ static void *rebuild_main(void *arg) {
     char err[256] = "";
     qxs_job_state st = QXS_JOB_FAILED;
     int rc = 0;
-    double t0 = qx__now();
+    double t0 = qx_now();
 
     pthread_mutex_lock(&c->job_mu);
     j->state = QXS_JOB_RUNNING;
@@ -193,8 +194,8 @@ static void *rebuild_main(void *arg) {
     /* 1. copy the raw vectors and start tracking writes */
     pthread_mutex_lock(&c->wmu);
     size_t n = c->store.n;
-    x = qx__aligned_alloc(n * d * sizeof(float));
-    ids = qx__malloc(n * sizeof *ids);
+    x = qx_aligned_alloc(n * d * sizeof(float));
+    ids = qx_malloc(n * sizeof *ids);
     if (x && ids) {
         memcpy(x, c->store.vecs, n * d * sizeof(float));
         memcpy(ids, c->store.ids, n * sizeof *ids);
@@ -214,12 +215,12 @@ static void *rebuild_main(void *arg) {
     /* 2. held-out queries and the training sample (seeded by the job id) */
     uint64_t seed = 0x5EEDull + j->id;
     size_t nq = n / 20 < QXS_GATE_QUERIES ? n / 20 : QXS_GATE_QUERIES;
-    char *held = qx__calloc(n, 1);
-    qs = qx__aligned_alloc(nq * d * sizeof(float));
-    qids = qx__malloc(nq * sizeof *qids);
-    gt = qx__malloc(nq * QXS_GATE_K * sizeof *gt);
+    char *held = qx_calloc(n, 1);
+    qs = qx_aligned_alloc(nq * d * sizeof(float));
+    qids = qx_malloc(nq * sizeof *qids);
+    gt = qx_malloc(nq * QXS_GATE_K * sizeof *gt);
     if (!held || !qs || !qids || !gt) {
-        qx__free(held);
+        qx_free(held);
         snprintf(err, sizeof err, "out of memory (gate queries)");
         goto done;
     }
@@ -233,9 +234,9 @@ static void *rebuild_main(void *arg) {
     }
     size_t cap_train = a->p.train_size ? a->p.train_size : QXS_DEFAULT_TRAIN;
     size_t avail = n - nq, ntrain = avail < cap_train ? avail : cap_train;
-    train = qx__aligned_alloc(ntrain * d * sizeof(float));
+    train = qx_aligned_alloc(ntrain * d * sizeof(float));
     if (!train) {
-        qx__free(held);
+        qx_free(held);
         snprintf(err, sizeof err, "out of memory (training sample of %zu)", ntrain);
         goto done;
     }
@@ -249,7 +250,7 @@ static void *rebuild_main(void *arg) {
         }
         seen++;
     }
-    qx__free(held);
+    qx_free(held);
 
     /* 3. train + encode */
     qx_quantizer *q = NULL;
@@ -354,7 +355,7 @@ static void *rebuild_main(void *arg) {
                                  NULL);
     }
     int pass = qx_derp_report_passed(rep);
-    snprintf(buf, sizeof buf, "%.3f", qx__now() - t0);
+    snprintf(buf, sizeof buf, "%.3f", qx_now() - t0);
     qx_derp_report_set_meta(rep, "seconds_to_gate", buf);
     qx_derp_report_set_meta(rep, "decision", pass ? "published" : "rejected: live index kept");
     if (qx_derp_report_json(rep, &report, NULL)) report = NULL;
@@ -414,7 +415,7 @@ static void *rebuild_main(void *arg) {
     qxs_coll_checkpoint(c);
     pthread_mutex_unlock(&c->wmu);
     qxs_log(QXS_LOG_INFO, "collection %s: rebuild %llu published (recall %.4f, %zu writes caught up, %.2f s)",
-            c->name, (unsigned long long)j->id, cand, caught, qx__now() - t0);
+            c->name, (unsigned long long)j->id, cand, caught, qx_now() - t0);
     st = QXS_JOB_SUCCEEDED;
 
 done:
@@ -428,15 +429,15 @@ done:
     qx_free(report);
     qx_derp_report_free(rep);
     qx_ivf_free(ivf);
-    qx__aligned_free(x);
-    qx__aligned_free(train);
-    qx__aligned_free(qs);
-    qx__free(ids);
-    qx__free(qids);
-    qx__free(gt);
+    qx_aligned_free(x);
+    qx_aligned_free(train);
+    qx_aligned_free(qs);
+    qx_free(ids);
+    qx_free(qids);
+    qx_free(gt);
     atomic_fetch_sub(&s->rebuilds_running, 1);
     qxs_coll_put(c);
-    qx__free(a);
+    qx_free(a);
     return NULL;
 }
 
@@ -445,22 +446,22 @@ int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, u
     size_t n = c->store.n;
     pthread_rwlock_unlock(&c->rw);
     if (n < QXS_REBUILD_MIN_POINTS)
-        return qx__fail(QX_ELIMIT, "collection '%s' has %zu points; a rebuild needs at least %d", c->name, n,
+        return qx_error_set(QX_ELIMIT, "collection '%s' has %zu points; a rebuild needs at least %d", c->name, n,
                         QXS_REBUILD_MIN_POINTS);
-    if (atomic_load(&s->stopping)) return qx__fail(QX_ESTATE, "server is shutting down");
+    if (atomic_load(&s->stopping)) return qx_error_set(QX_ESTATE, "server is shutting down");
     pthread_mutex_lock(&c->job_mu);
     if (c->active) {
         *job_id = c->active->id;
         pthread_mutex_unlock(&c->job_mu);
         return QX_EEXIST;
     }
-    qxs_job *j = qx__calloc(1, sizeof *j);
-    rb_arg *a = qx__calloc(1, sizeof *a);
+    qxs_job *j = qx_calloc(1, sizeof *j);
+    rb_arg *a = qx_calloc(1, sizeof *a);
     if (!j || !a) {
         pthread_mutex_unlock(&c->job_mu);
-        qx__free(j);
-        qx__free(a);
-        return qx__fail(QX_ENOMEM, "rebuild job");
+        qx_free(j);
+        qx_free(a);
+        return qx_error_set(QX_ENOMEM, "rebuild job");
     }
     j->id = atomic_fetch_add(&s->next_job, 1) + 1;
     j->state = QXS_JOB_QUEUED;
@@ -478,8 +479,8 @@ int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, u
         if (++kept > QXS_MAX_JOBS_KEPT && (*pp)->state >= QXS_JOB_SUCCEEDED) {
             qxs_job *dead = *pp;
             *pp = dead->next;
-            qx__free(dead->report);
-            qx__free(dead);
+            qx_free(dead->report);
+            qx_free(dead);
         } else {
             pp = &(*pp)->next;
         }
@@ -504,8 +505,8 @@ int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, u
         c->active = NULL;
         pthread_mutex_unlock(&c->job_mu);
         qxs_coll_put(c);
-        qx__free(a);
-        return qx__fail(QX_ENOMEM, "pthread_create failed");
+        qx_free(a);
+        return qx_error_set(QX_ENOMEM, "pthread_create failed");
     }
     *job_id = j->id;
     return 0;

@@ -21,7 +21,9 @@
 #include <unistd.h>
 
 #include "http.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "serve.h"
 #include "srv.h"
 
@@ -146,7 +148,7 @@ int qx_serve_main(int argc, char **argv) {
     memset(s, 0, sizeof *s);
     if (parse_args(&s->cfg, argc, argv)) return 2;
     qxs_log_level_cur = s->cfg.log_level;
-    s->t_start = qx__now();
+    s->t_start = qx_now();
     pthread_rwlock_init(&s->reg_rw, NULL);
 
     union {
@@ -187,11 +189,11 @@ int qx_serve_main(int argc, char **argv) {
     if (strcmp(s->cfg.host, "127.0.0.1") && strcmp(s->cfg.host, "::1") && !s->cfg.api_key[0])
         qxs_log(QXS_LOG_WARN, "listening on a non-loopback address without an API key");
 
-    double t0 = qx__now();
+    double t0 = qx_now();
     int rc = qxs_registry_load(s);
     if (rc) qxs_log(QXS_LOG_ERROR, "recovery finished with errors: %s", qx_last_error());
     atomic_store(&s->ready, 1);
-    qxs_log(QXS_LOG_ALWAYS, "ready: %zu collections recovered in %.3f s", s->ncolls, qx__now() - t0);
+    qxs_log(QXS_LOG_ALWAYS, "ready: %zu collections recovered in %.3f s", s->ncolls, qx_now() - t0);
 
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {

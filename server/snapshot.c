@@ -31,7 +31,9 @@
 #include <unistd.h>
 
 #include "api_util.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "route.h"
 #include "snapshot.h"
 
@@ -42,10 +44,10 @@ static int snap_dir(qxs_server *s, const char *coll, char *out, size_t cap, int 
     char top[PATH_MAX];
     if (snprintf(top, sizeof top, "%s/snapshots", s->cfg.data) >= (int)sizeof top ||
         snprintf(out, cap, "%s/%s", top, coll) >= (int)cap)
-        return qx__fail(QX_EINVAL, "path too long");
+        return qx_error_set(QX_EINVAL, "path too long");
     if (create) {
-        if (mkdir(top, 0755) && errno != EEXIST) return qx__fail(QX_EIO, "mkdir %s: %s", top, strerror(errno));
-        if (mkdir(out, 0755) && errno != EEXIST) return qx__fail(QX_EIO, "mkdir %s: %s", out, strerror(errno));
+        if (mkdir(top, 0755) && errno != EEXIST) return qx_error_set(QX_EIO, "mkdir %s: %s", top, strerror(errno));
+        if (mkdir(out, 0755) && errno != EEXIST) return qx_error_set(QX_EIO, "mkdir %s: %s", out, strerror(errno));
     }
     return 0;
 }
@@ -57,14 +59,14 @@ static int name_ok(const char *n) {
 }
 
 typedef struct wr {
-    qx__afile f;
+    qx_afile f;
     uint32_t crc;
     int bad;
 } wr;
 
 static void put(wr *w, const void *p, size_t n) {
-    w->crc = qx__crc32(w->crc, p, n);
-    if (!w->bad && qx__afile_write(&w->f, p, n)) w->bad = 1;
+    w->crc = qx_crc32(w->crc, p, n);
+    if (!w->bad && qx_afile_write(&w->f, p, n)) w->bad = 1;
 }
 
 void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
@@ -78,15 +80,15 @@ void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
     snprintf(name, sizeof name, "%s-%ld-%u%s", c->name, now, atomic_fetch_add(&seq, 1), SUFFIX);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     wr w = {.crc = 0, .bad = 0};
-    if (qx__afile_open(&w.f, path)) {
+    if (qx_afile_open(&w.f, path)) {
         qxs_api_fail(o, 500, "%s", qx_last_error());
         return;
     }
-    if (qx__afile_write(&w.f, MAGIC, 8)) w.bad = 1;
+    if (qx_afile_write(&w.f, MAGIC, 8)) w.bad = 1;
     pthread_mutex_lock(&c->wmu);
     int rc = qxs_coll_checkpoint(c);
     DIR *dd = rc ? NULL : opendir(c->dir);
-    if (!rc && !dd) rc = qx__fail(QX_EIO, "opendir %s: %s", c->dir, strerror(errno));
+    if (!rc && !dd) rc = qx_error_set(QX_EIO, "opendir %s: %s", c->dir, strerror(errno));
     /* two passes: count, then write */
     uint32_t nf = 0;
     struct dirent *e;
@@ -106,7 +108,7 @@ void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
             }
             FILE *in = fopen(fp, "rb");
             if (!in) {
-                rc = qx__fail(QX_EIO, "open %s: %s", fp, strerror(errno));
+                rc = qx_error_set(QX_EIO, "open %s: %s", fp, strerror(errno));
                 break;
             }
             uint16_t l16 = (uint16_t)nl;
@@ -122,16 +124,16 @@ void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
                 left -= k;
             }
             fclose(in);
-            if (left) rc = qx__fail(QX_EIO, "%s changed size while copied", fp);
+            if (left) rc = qx_error_set(QX_EIO, "%s changed size while copied", fp);
         }
     }
     if (dd) closedir(dd);
     pthread_mutex_unlock(&c->wmu);
     uint32_t crc = w.crc;
-    if (!w.bad && qx__afile_write(&w.f, &crc, 4)) w.bad = 1;
-    if (!rc && w.bad) rc = qx__fail(QX_EIO, "writing %s failed: %s", path, qx_last_error());
-    if (rc) qx__afile_abort(&w.f);
-    else rc = qx__afile_commit(&w.f);
+    if (!w.bad && qx_afile_write(&w.f, &crc, 4)) w.bad = 1;
+    if (!rc && w.bad) rc = qx_error_set(QX_EIO, "writing %s failed: %s", path, qx_last_error());
+    if (rc) qx_afile_abort(&w.f);
+    else rc = qx_afile_commit(&w.f);
     if (rc) {
         qxs_api_fail(o, 500, "snapshot failed: %s", qx_last_error());
         return;
@@ -192,9 +194,9 @@ static uint8_t *read_snapshot(qxs_server *s, const char *coll, const char *name,
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *b = sz > 0 ? qx__malloc((size_t)sz) : NULL;
+    uint8_t *b = sz > 0 ? qx_malloc((size_t)sz) : NULL;
     if (!b || fread(b, 1, (size_t)sz, f) != (size_t)sz) {
-        qx__free(b);
+        qx_free(b);
         fclose(f);
         qxs_api_fail(o, 500, "reading snapshot %s failed", fp);
         return NULL;
@@ -234,7 +236,7 @@ static int check_archive(const uint8_t *b, size_t len, qxs_reply *o) {
     if (len < 16 || memcmp(b, MAGIC, 8)) return qxs_api_fail(o, 422, "not a qinx snapshot (bad magic)"), -1;
     uint32_t crc;
     memcpy(&crc, b + len - 4, 4);
-    if (qx__crc32(0, b + 8, len - 12) != crc) return qxs_api_fail(o, 422, "snapshot checksum mismatch"), -1;
+    if (qx_crc32(0, b + 8, len - 12) != crc) return qxs_api_fail(o, 422, "snapshot checksum mismatch"), -1;
     return 0;
 }
 
@@ -275,7 +277,7 @@ void qxs_snapshot_recover(qxs_server *s, const char *coll, json_t *body, qxs_rep
     uint8_t *b = read_snapshot(s, coll, name, &len, o);
     if (!b) return;
     if (check_archive(b, len, o)) {
-        qx__free(b);
+        qx_free(b);
         return;
     }
     /* unpack into a temporary directory (ignored by the registry: starts with '.') */
@@ -284,7 +286,7 @@ void qxs_snapshot_recover(qxs_server *s, const char *coll, json_t *body, qxs_rep
     snprintf(tmp, sizeof tmp, "%s/collections/.recover-%s-%d-%u", s->cfg.data, coll, (int)getpid(),
              atomic_fetch_add(&seq, 1));
     snprintf(final, sizeof final, "%s/collections/%s", s->cfg.data, coll);
-    int rc = mkdir(tmp, 0755) ? qx__fail(QX_EIO, "mkdir %s: %s", tmp, strerror(errno)) : 0;
+    int rc = mkdir(tmp, 0755) ? qx_error_set(QX_EIO, "mkdir %s: %s", tmp, strerror(errno)) : 0;
     size_t off = 8;
     uint32_t nf = 0;
     if (!rc) memcpy(&nf, b + off, 4), off += 4;
@@ -303,30 +305,30 @@ void qxs_snapshot_recover(qxs_server *s, const char *coll, json_t *body, qxs_rep
         snprintf(fp, sizeof fp, "%s/%s", tmp, fn);
         int fd = open(fp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0) {
-            rc = qx__fail(QX_EIO, "create %s: %s", fp, strerror(errno));
+            rc = qx_error_set(QX_EIO, "create %s: %s", fp, strerror(errno));
             break;
         }
-        rc = qx__write_all(fd, b + off, (size_t)sz);
-        if (!rc && fsync(fd)) rc = qx__fail(QX_EIO, "fsync %s", fp);
+        rc = qx_write_all(fd, b + off, (size_t)sz);
+        if (!rc && fsync(fd)) rc = qx_error_set(QX_EIO, "fsync %s", fp);
         close(fd);
         off += (size_t)sz;
     }
     if (!rc && off != len - 4) goto bad;
-    qx__free(b);
+    qx_free(b);
     b = NULL;
     if (!rc) {
         int d = qxs_coll_drop(s, coll);
         if (d && d != QX_ENOTFOUND) rc = d;
     }
-    if (!rc && rename(tmp, final)) rc = qx__fail(QX_EIO, "rename %s: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, final)) rc = qx_error_set(QX_EIO, "rename %s: %s", tmp, strerror(errno));
     if (!rc) {
-        qx__fsync_dir(final);
+        qx_fsync_dir(final);
         rc = qxs_coll_load(s, coll);
     }
     if (rc) qxs_api_fail(o, qxs_api_status(rc) == 500 ? 500 : 422, "recovery failed: %s", qx_last_error());
     else qxs_api_ok(o, json_true());
     return;
 bad:
-    qx__free(b);
+    qx_free(b);
     qxs_api_fail(o, 422, "snapshot archive is malformed");
 }

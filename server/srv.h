@@ -166,7 +166,7 @@ int qxs_coll_drop(qxs_server *s, const char *name);
 /* Open <data>/collections/<name> (just put there, e.g. by a snapshot
  * recovery) and register it; QX_EEXIST if the name is taken. */
 int qxs_coll_load(qxs_server *s, const char *name);
-/* names of all collections (qx__free the array and each string) */
+/* names of all collections (qx_free the array and each string) */
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n);
 
 /* ---- points (contract with the storage work, /work/team/iface-storage-qdrant.md) ----
@@ -184,7 +184,7 @@ int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *ids, size_t n, ui
 int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const qxs_bytes *payloads, size_t n,
                          uint64_t *lsn, size_t *updated);
 /* A point by id / by row key: vector (d floats, or vec NULL) and payload
- * (*payload qx__free'd by the caller, NULL when it has none; payload may be
+ * (*payload qx_free'd by the caller, NULL when it has none; payload may be
  * NULL). 0 or QX_ENOTFOUND. Take the read lock themselves; the _locked form
  * is for callers that hold it (filter callbacks inside qxs_coll_search,
  * qxs_coll_foreach callbacks). */
@@ -245,7 +245,7 @@ int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, u
 
 /* ---- metrics (metrics.c) -------------------------------------------------- */
 void qxs_metrics_observe(qxs_metrics *m, const char *label, int status, double seconds);
-/* Prometheus text; qx__free the result. */
+/* Prometheus text; qx_free the result. */
 char *qxs_metrics_render(qxs_server *s, size_t *len);
 
 #endif

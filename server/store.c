@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "qinx/kernels.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "store.h"
 #include "wal.h"
 
@@ -32,31 +34,31 @@ void qxs_store_init(qxs_store *s, size_t d) {
 }
 
 void qxs_store_free(qxs_store *s) {
-    qx__free(s->ids);
-    qx__aligned_free(s->vecs);
-    qx__idmap_free(&s->map);
+    qx_free(s->ids);
+    qx_aligned_free(s->vecs);
+    qx_idmap_free(&s->map);
     memset(s, 0, sizeof *s);
 }
 
 int qxs_store_reserve(qxs_store *s, size_t more) {
     size_t need;
-    if (!qx__add(s->n, more, &need)) return qx__fail(QX_ENOMEM, "store size overflow");
-    if (need > UINT32_MAX) return qx__fail(QX_ELIMIT, "a collection holds at most 2^32-1 points");
-    if (qx__idmap_reserve(&s->map, need)) return qx__fail(QX_ENOMEM, "id map for %zu points", need);
+    if (!qx_size_add(s->n, more, &need)) return qx_error_set(QX_ENOMEM, "store size overflow");
+    if (need > UINT32_MAX) return qx_error_set(QX_ELIMIT, "a collection holds at most 2^32-1 points");
+    if (qx_idmap_reserve(&s->map, need)) return qx_error_set(QX_ENOMEM, "id map for %zu points", need);
     if (need <= s->cap) return 0;
     size_t cap = s->cap ? s->cap : 256;
     while (cap < need) cap *= 2;
     size_t bytes;
-    if (!qx__mul3(cap, s->d, sizeof(float), &bytes)) return qx__fail(QX_ENOMEM, "store size overflow");
-    float *v = qx__aligned_alloc(bytes);
-    int64_t *ids = qx__realloc(s->ids, cap * sizeof(int64_t));
+    if (!qx_size_mul3(cap, s->d, sizeof(float), &bytes)) return qx_error_set(QX_ENOMEM, "store size overflow");
+    float *v = qx_aligned_alloc(bytes);
+    int64_t *ids = qx_realloc(s->ids, cap * sizeof(int64_t));
     if (!v || !ids) {
-        qx__aligned_free(v);
+        qx_aligned_free(v);
         if (ids) s->ids = ids;
-        return qx__fail(QX_ENOMEM, "store of %zu points", cap);
+        return qx_error_set(QX_ENOMEM, "store of %zu points", cap);
     }
     if (s->n) memcpy(v, s->vecs, s->n * s->d * sizeof(float));
-    qx__aligned_free(s->vecs);
+    qx_aligned_free(s->vecs);
     s->vecs = v;
     s->ids = ids;
     s->cap = cap;
@@ -68,10 +70,10 @@ int qxs_store_upsert(qxs_store *s, const int64_t *ids, const float *x, size_t n)
     if (rc) return rc;
     for (size_t i = 0; i < n; i++) {
         uint64_t row;
-        if (!qx__idmap_get(&s->map, ids[i], &row)) {
+        if (!qx_idmap_get(&s->map, ids[i], &row)) {
             row = s->n++;
             s->ids[row] = ids[i];
-            if (qx__idmap_put(&s->map, ids[i], row)) return qx__fail(QX_ENOMEM, "id map");
+            if (qx_idmap_put(&s->map, ids[i], row)) return qx_error_set(QX_ENOMEM, "id map");
         }
         memcpy(s->vecs + row * s->d, x + i * s->d, s->d * sizeof(float));
     }
@@ -82,13 +84,13 @@ void qxs_store_delete(qxs_store *s, const int64_t *ids, size_t n, size_t *remove
     size_t cnt = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t row;
-        if (!qx__idmap_get(&s->map, ids[i], &row)) continue;
-        qx__idmap_del(&s->map, ids[i]);
+        if (!qx_idmap_get(&s->map, ids[i], &row)) continue;
+        qx_idmap_del(&s->map, ids[i]);
         size_t last = s->n - 1;
         if (row != last) {
             s->ids[row] = s->ids[last];
             memcpy(s->vecs + row * s->d, s->vecs + last * s->d, s->d * sizeof(float));
-            qx__idmap_put(&s->map, s->ids[row], row); /* overwrite: cannot grow */
+            qx_idmap_put(&s->map, s->ids[row], row); /* overwrite: cannot grow */
         }
         s->n--;
         cnt++;
@@ -98,7 +100,7 @@ void qxs_store_delete(qxs_store *s, const int64_t *ids, size_t n, size_t *remove
 
 const float *qxs_store_get(const qxs_store *s, int64_t id) {
     uint64_t row;
-    if (!qx__idmap_get(&s->map, id, &row)) return NULL;
+    if (!qx_idmap_get(&s->map, id, &row)) return NULL;
     return s->vecs + row * s->d;
 }
 
@@ -195,8 +197,8 @@ void qxs_store_dist(const qxs_store *s, const float *q, int metric, const int64_
 }
 
 int qxs_store_save(const qxs_store *s, uint64_t lsn, const char *path) {
-    qx__afile f;
-    int rc = qx__afile_open(&f, path);
+    qx_afile f;
+    int rc = qx_afile_open(&f, path);
     if (rc) return rc;
     uint8_t hdr[32];
     uint32_t d32 = (uint32_t)s->d, zero = 0;
@@ -206,18 +208,18 @@ int qxs_store_save(const qxs_store *s, uint64_t lsn, const char *path) {
     memcpy(hdr + 12, &zero, 4);
     memcpy(hdr + 16, &n64, 8);
     memcpy(hdr + 24, &lsn, 8);
-    uint32_t crc = qx__crc32(0, hdr + 8, 24);
-    crc = qx__crc32(crc, s->ids, s->n * 8);
-    crc = qx__crc32(crc, s->vecs, s->n * s->d * 4);
-    rc = qx__afile_write(&f, hdr, 32);
-    if (!rc) rc = qx__afile_write(&f, s->ids, s->n * 8);
-    if (!rc) rc = qx__afile_write(&f, s->vecs, s->n * s->d * 4);
-    if (!rc) rc = qx__afile_write(&f, &crc, 4);
+    uint32_t crc = qx_crc32(0, hdr + 8, 24);
+    crc = qx_crc32(crc, s->ids, s->n * 8);
+    crc = qx_crc32(crc, s->vecs, s->n * s->d * 4);
+    rc = qx_afile_write(&f, hdr, 32);
+    if (!rc) rc = qx_afile_write(&f, s->ids, s->n * 8);
+    if (!rc) rc = qx_afile_write(&f, s->vecs, s->n * s->d * 4);
+    if (!rc) rc = qx_afile_write(&f, &crc, 4);
     if (rc) {
-        qx__afile_abort(&f);
+        qx_afile_abort(&f);
         return rc;
     }
-    return qx__afile_commit(&f);
+    return qx_afile_commit(&f);
 }
 
 static int read_all(int fd, void *buf, size_t len) {
@@ -235,15 +237,15 @@ static int read_all(int fd, void *buf, size_t len) {
 int qxs_store_load(qxs_store *s, const char *path, uint64_t *lsn) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        if (errno == ENOENT) return qx__fail(QX_ENOTFOUND, "%s: no snapshot", path);
-        return qx__fail(QX_EIO, "open %s: %s", path, strerror(errno));
+        if (errno == ENOENT) return qx_error_set(QX_ENOTFOUND, "%s: no snapshot", path);
+        return qx_error_set(QX_EIO, "open %s: %s", path, strerror(errno));
     }
     struct stat st;
     uint8_t hdr[32];
     int rc = 0;
     if (fstat(fd, &st) != 0 || read_all(fd, hdr, 32) != 0 || memcmp(hdr, SNAP_MAGIC, 8) != 0) {
         close(fd);
-        return qx__fail(QX_EFORMAT, "%s: not a qinx snapshot (bad magic or truncated header)", path);
+        return qx_error_set(QX_EFORMAT, "%s: not a qinx snapshot (bad magic or truncated header)", path);
     }
     uint32_t d32;
     uint64_t n64;
@@ -251,10 +253,10 @@ int qxs_store_load(qxs_store *s, const char *path, uint64_t *lsn) {
     memcpy(&n64, hdr + 16, 8);
     memcpy(lsn, hdr + 24, 8);
     size_t vbytes, total;
-    if (d32 != s->d || n64 > UINT32_MAX || !qx__mul3(n64, s->d, 4, &vbytes) ||
-        !qx__add(vbytes, 36 + 8 * n64, &total) || total != (size_t)st.st_size) {
+    if (d32 != s->d || n64 > UINT32_MAX || !qx_size_mul3(n64, s->d, 4, &vbytes) ||
+        !qx_size_add(vbytes, 36 + 8 * n64, &total) || total != (size_t)st.st_size) {
         close(fd);
-        return qx__fail(QX_EFORMAT, "%s: header says d=%u n=%llu, file has %lld bytes (expected d=%zu)",
+        return qx_error_set(QX_EFORMAT, "%s: header says d=%u n=%llu, file has %lld bytes (expected d=%zu)",
                         path, d32, (unsigned long long)n64, (long long)st.st_size, s->d);
     }
     if ((rc = qxs_store_reserve(s, n64))) {
@@ -264,21 +266,21 @@ int qxs_store_load(qxs_store *s, const char *path, uint64_t *lsn) {
     uint32_t crc_file;
     if (read_all(fd, s->ids, n64 * 8) || read_all(fd, s->vecs, vbytes) || read_all(fd, &crc_file, 4)) {
         close(fd);
-        return qx__fail(QX_EFORMAT, "%s: truncated", path);
+        return qx_error_set(QX_EFORMAT, "%s: truncated", path);
     }
     close(fd);
-    uint32_t crc = qx__crc32(0, hdr + 8, 24);
-    crc = qx__crc32(crc, s->ids, n64 * 8);
-    crc = qx__crc32(crc, s->vecs, vbytes);
-    if (crc != crc_file) return qx__fail(QX_EFORMAT, "%s: checksum mismatch", path);
+    uint32_t crc = qx_crc32(0, hdr + 8, 24);
+    crc = qx_crc32(crc, s->ids, n64 * 8);
+    crc = qx_crc32(crc, s->vecs, vbytes);
+    if (crc != crc_file) return qx_error_set(QX_EFORMAT, "%s: checksum mismatch", path);
     s->n = n64;
     for (size_t i = 0; i < s->n; i++) {
         uint64_t row;
-        if (s->ids[i] < 0 || qx__idmap_get(&s->map, s->ids[i], &row)) {
+        if (s->ids[i] < 0 || qx_idmap_get(&s->map, s->ids[i], &row)) {
             s->n = 0;
-            return qx__fail(QX_EFORMAT, "%s: bad or duplicate id at row %zu", path, i);
+            return qx_error_set(QX_EFORMAT, "%s: bad or duplicate id at row %zu", path, i);
         }
-        if (qx__idmap_put(&s->map, s->ids[i], i)) return qx__fail(QX_ENOMEM, "id map");
+        if (qx_idmap_put(&s->map, s->ids[i], i)) return qx_error_set(QX_ENOMEM, "id map");
     }
     return 0;
 }

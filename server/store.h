@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "idmap.h"
+#include "qinx/idmap.h"
 
 /* A point's payload as the store keeps it: opaque bytes (the API puts compact
  * JSON in); len 0 = no payload. */
@@ -24,7 +24,7 @@ typedef struct qxs_store {
     size_t d, n, cap;
     int64_t *ids;  /* n ids */
     float *vecs;   /* cap*d floats, 64-byte aligned */
-    qx__idmap map; /* id -> row */
+    qx_idmap map; /* id -> row */
 } qxs_store;
 
 void qxs_store_init(qxs_store *s, size_t d);

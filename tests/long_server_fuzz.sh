@@ -14,7 +14,7 @@ command -v clang >/dev/null || { echo "SKIP: clang not installed" >&2; exit 77; 
 W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzzw.XXXXXX") # not matched by the glob below, which other runs use too
 trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I"$SRC/include" -I"$SRC/quant" -I"$SRC/index" -I"$SRC/server" \
+    -I"$SRC/include" -I"$SRC/server" \
     "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body,pointid,pointid_json,points_meta,payload_indexes,filter_plan,api_points,snapshot,filter_parse,filter_eval,payload_index}.c \
     "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
     -o "$W/fuzz_api" 2>"$W/cc.log"; then

@@ -54,9 +54,9 @@ static void test_probes_unit_and_deterministic(void **state) {
     size_t P = 64, d = 37;
     float *a = malloc(sizeof(float) * P * d), *b = malloc(sizeof(float) * P * d);
     float *c = malloc(sizeof(float) * 8 * d);
-    assert_int_equal(qx_derp_probes_make(a, P, d, 42), 0);
-    assert_int_equal(qx_derp_probes_make(b, P, d, 42), 0);
-    assert_int_equal(qx_derp_probes_make(c, 8, d, 42), 0);
+    assert_int_equal(qx_derp_probes_make(P, d, 42, a), 0);
+    assert_int_equal(qx_derp_probes_make(P, d, 42, b), 0);
+    assert_int_equal(qx_derp_probes_make(8, d, 42, c), 0);
     assert_memory_equal(a, b, sizeof(float) * P * d);
     assert_memory_equal(a, c, sizeof(float) * 8 * d); /* probe p does not depend on P */
     double mean_abs_coord = 0;
@@ -69,14 +69,14 @@ static void test_probes_unit_and_deterministic(void **state) {
     /* Uniform on the sphere: E|u_0| = sqrt(2/(pi d)) roughly. */
     mean_abs_coord /= (double)P;
     assert_true(fabs(mean_abs_coord - sqrt(2.0 / (M_PI * (double)d))) < 0.05);
-    assert_int_equal(qx_derp_probes_make(b, P, d, 43), 0);
+    assert_int_equal(qx_derp_probes_make(P, d, 43, b), 0);
     assert_memory_not_equal(a, b, sizeof(float) * P * d);
     /* Pinned values: the generator must give the same probes everywhere. */
     float d1[4];
-    assert_int_equal(qx_derp_probes_make(d1, 2, 2, 7), 0);
+    assert_int_equal(qx_derp_probes_make(2, 2, 7, d1), 0);
     assert_true(fabs(hypot(d1[0], d1[1]) - 1) < 1e-6 && fabs(hypot(d1[2], d1[3]) - 1) < 1e-6);
-    assert_int_equal(qx_derp_probes_make(a, 0, d, 1), QX_EINVAL);
-    assert_int_equal(qx_derp_probes_make(a, P, 0, 1), QX_EDIM);
+    assert_int_equal(qx_derp_probes_make(0, d, 1, a), QX_EINVAL);
+    assert_int_equal(qx_derp_probes_make(P, 0, 1, a), QX_EDIM);
     free(a);
     free(b);
     free(c);
@@ -87,7 +87,7 @@ static void test_project_matches_naive(void **state) {
     size_t n = 53, d = 19, P = 7;
     float *x = tu_clustered(n, d, 3, 5), *u = malloc(sizeof(float) * P * d),
           *proj = malloc(sizeof(float) * P * n);
-    assert_int_equal(qx_derp_probes_make(u, P, d, 9), 0);
+    assert_int_equal(qx_derp_probes_make(P, d, 9, u), 0);
     assert_int_equal(qx_derp_project(x, n, d, u, P, proj), 0);
     for (size_t p = 0; p < P; p++)
         for (size_t i = 0; i < n; i++) {
@@ -225,6 +225,11 @@ static void test_lilliefors_calibration_table(void **state) {
         }
         fprintf(stderr, "| %zu | %.4f | %.4f | %.4f |\n", n, (double)rej[0] / reps,
                 (double)rej[1] / reps, (double)rej[2] / reps);
+        /* a calibrated test rejects a true null at its level: within about
+         * four binomial standard deviations of 2000 replicates */
+        assert_in_range(rej[0], 60, 140);  /* alpha 0.05: 100 expected, sd 9.7 */
+        assert_in_range(rej[1], 4, 40);    /* alpha 0.01: 20 expected, sd 4.4 */
+        assert_in_range(rej[2], 0, 10);    /* alpha 0.001: 2 expected, sd 1.4 */
     }
 }
 

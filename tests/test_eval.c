@@ -26,13 +26,17 @@ static void test_recall_hand_made(void **state) {
     ids[13] = gt[10] = 4, ids[10] = gt[11] = 5, ids[11] = gt[19] = 6;
     ids[20] = 3, gt[20] = 0;
     qx_recall r;
-    qx_recall_compute(ids, 10, gt, 10, 3, &r);
+    assert_int_equal(qx_recall_compute(ids, 10, gt, 10, 3, &r), 0);
     assert_true(fabs(r.r1 - 1.0 / 3) < 1e-12);
     assert_true(fabs(r.r10 - 2.0 / 3) < 1e-12);
     assert_true(fabs(r.r10at10 - 5.0 / 30) < 1e-12);
     assert_true(isnan(r.r100)); /* k = 10 cannot support recall@100 */
-    qx_recall_compute(ids, 10, gt, 3, 3, &r);
+    assert_int_equal(qx_recall_compute(ids, 10, gt, 3, 3, &r), 0);
     assert_true(isnan(r.r10at10)); /* nor gt_k = 3 a 10-recall@10 */
+    /* bad arguments are errors, not silent zeros */
+    assert_int_equal(qx_recall_compute(NULL, 10, gt, 10, 3, &r), QX_EINVAL);
+    assert_int_equal(qx_recall_compute(ids, 0, gt, 10, 3, &r), QX_EINVAL);
+    assert_int_equal(qx_recall_compute(ids, 10, gt, 10, 3, NULL), QX_EINVAL);
 }
 
 /* Rows ±a·e1, ±b·e2: covariance diag(a²/2, b²/2) = diag(4, 1). Reverse

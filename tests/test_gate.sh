@@ -6,6 +6,7 @@
 # Usage: test_gate.sh BUILD_DIR
 set -euo pipefail
 qinx="$1/qinx"
+qinx_fault="$1/qinx-fault" # test-only build of qinx with --inject-fault
 data=${QX_DATA_DIR:-$(dirname "$0")/../../shared/data}
 tmp=$(mktemp -d /tmp/qinx-gate-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -31,11 +32,15 @@ before=$(checksum "$live")
 grep -q '"verdict":"published"' "$live.derp.json" || fail "report does not say published"
 "$qinx" info --index "$live" >/dev/null || fail "published index does not load"
 
+# The production program has no fault injection (only the test-only qinx-fault).
+rc=0; "$qinx" build "${common[@]}" --replace "$live" --inject-fault collapse 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || fail "qinx accepted --inject-fault (exit $rc)"
+
 # Planted faults: each rejected with exit 3, live untouched, check named.
 expect_reject() {
   local fault=$1 check=$2 before rc=0
   before=$(checksum "$live")
-  "$qinx" build "${common[@]}" --replace "$live" --seed 3 --inject-fault "$fault" 2>"$tmp/err" || rc=$?
+  "$qinx_fault" build "${common[@]}" --replace "$live" --seed 3 --inject-fault "$fault" 2>"$tmp/err" || rc=$?
   [ "$rc" = 3 ] || { cat "$tmp/err" >&2; fail "$fault: exit $rc, expected 3"; }
   [ "$(checksum "$live")" = "$before" ] || fail "$fault: live index changed"
   [ ! -e "$live.candidate" ] || fail "$fault: candidate left behind"

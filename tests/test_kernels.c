@@ -54,7 +54,14 @@ static void test_simd_override_scalar(void **state) {
     assert_string_equal(qx__kernels()->name, "scalar");
     assert_string_equal(qx_simd_name(QX_SIMD_AVX512), "avx512");
     assert_non_null(qx__kernels_for(QX_SIMD_SCALAR));
-    assert_true((int)qx__simd_cpu_level() >= 0);
+    /* the CPU's level is one of the three, its kernels exist, and a level
+     * is claimed only when the CPU has the instructions it needs */
+    qx_simd_level cpu = qx__simd_cpu_level();
+    assert_true(cpu == QX_SIMD_SCALAR || cpu == QX_SIMD_AVX2 || cpu == QX_SIMD_AVX512);
+    assert_non_null(qx__kernels_for(cpu));
+    assert_int_equal(cpu >= QX_SIMD_AVX2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+    if (cpu == QX_SIMD_AVX512) assert_true(__builtin_cpu_supports("avx512f"));
+    if (cpu < QX_SIMD_AVX512) assert_null(qx__kernels_for(QX_SIMD_AVX512));
 }
 
 static void test_pairwise_all_dims(void **state) {

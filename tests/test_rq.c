@@ -1,8 +1,8 @@
 /* tests/test_rq.c — the residual quantizer on small synthetic clustered data
  * (tests/testutil.h, fixed seeds; a few seconds): per-step MSE, beam versus
  * greedy, stable codes, multi-rate decoding, LUTs, serialization round trip
- * and corrupt blobs, refinement and re-seeding never hurting, and the error
- * codes of bad parameters. */
+ * and corrupt blobs, refinement never hurting (re-seeding staying close),
+ * and the error codes of bad parameters. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "qinx/kernels.h"
 #include "qinx/rq.h"
 #include "qinx/alloc.h"
+#include "rq_impl.h" /* to change a trained quantizer's thread count */
 #include <cblas.h>
 #include <omp.h>
 
@@ -108,12 +109,21 @@ static void test_codes_stable_and_decode(void **state) {
     assert_int_equal(qx_quantizer_encode(q, g_x, N, c1), 0);
     assert_int_equal(qx_quantizer_encode(q, g_x, N, c2), 0);
     assert_memory_equal(c1, c2, N * M);
-    /* batch boundaries and thread counts do not change codes */
+    /* batch boundaries and thread counts do not change codes: one vector
+     * at a time, then all of them on 3 threads (c1 was encoded on 1) */
     for (size_t i = 0; i < N; i += 37) {
         uint8_t one[8];
         assert_int_equal(qx_quantizer_encode(q, g_x + i * D, 1, one), 0);
         assert_memory_equal(one, c1 + i * M, M);
     }
+    qx__rq *rq = (qx__rq *)q;
+    assert_int_equal(rq->opts.threads, 1);
+    rq->opts.threads = 3;
+    assert_int_equal(qx__rq_threads(rq), 3);
+    memset(c2, 0, N * M);
+    assert_int_equal(qx_quantizer_encode(q, g_x, N, c2), 0);
+    assert_memory_equal(c1, c2, N * M);
+    rq->opts.threads = 1;
     const float *cb = qx_rq_codebooks(q);
     assert_ptr_equal(cb, qx_quantizer_additive_codebooks(q));
     float *rec = malloc(sizeof(float) * N * D);
@@ -207,6 +217,11 @@ static void test_refinement_and_reseed_never_hurt(void **state) {
     double a = mse_of(plain, 0), b = mse_of(ref, 0), c = mse_of(rs, 0);
     fprintf(stderr, "mse: no refinement %.4f, refined %.4f, refined+reseed %.4f\n", a, b, c);
     assert_true(b <= a);
+    /* re-seeding dead codewords is a heuristic, not a guarantee: on this data
+     * (few dead codewords) it must keep the refinement's gain and stay within
+     * 1% of refinement alone (measured: 0.9781 against 0.9770) */
+    assert_true(c < a);
+    assert_true(c <= b * 1.01);
     /* the refinement round is kept only if it helps: never worse than the
      * statistics before it */
     assert_true(qx_rq_step_mse(ref)[3] <= qx_rq_step_mse(plain)[3] + 1e-9);
@@ -234,15 +249,20 @@ static void test_refinement_minimum(void **state) {
         o.refine_min_per_codeword = mins[i];
         qx_quantizer *q = NULL;
         assert_int_equal(qx_rq_new(&q, D, &o), 0);
-        assert_int_equal(qx_rq_refine_rounds(q), 0);
+        int rounds = -5, skipped = -5;
+        assert_int_equal(qx_rq_refine_rounds(q, &rounds, &skipped), 0);
+        assert_int_equal(rounds, 0);
+        assert_int_equal(skipped, 0);
         assert_int_equal(qx_quantizer_train(q, g_x, N), 0);
-        int rounds = qx_rq_refine_rounds(q);
+        assert_int_equal(qx_rq_refine_rounds(q, &rounds, &skipped), 0);
         fprintf(stderr, "refine_min_per_codeword %d: %d rounds, MSE %.4f (no refinement %.4f)\n", mins[i],
                 rounds, mse_of(q, 0), mse_of(plain, 0));
         if (i < 2) {
-            assert_int_equal(rounds, -1);
+            assert_int_equal(skipped, 1);
+            assert_int_equal(rounds, 0);
             assert_memory_equal(qx_rq_codebooks(q), qx_rq_codebooks(plain), cb);
         } else {
+            assert_int_equal(skipped, 0);
             assert_true(rounds >= 1);
             assert_true(mse_of(q, 0) < mse_of(plain, 0));
         }

@@ -44,11 +44,18 @@ static void usage(FILE *f) {
             "  --replace INDEX    gated rebuild: publish over INDEX only if the DERP gate passes\n"
             "                     (exit 3 and INDEX untouched otherwise; report in INDEX.derp.json)\n"
             "  --gate CONFIG      gate thresholds (docs/derp.md); defaults otherwise\n"
-            "  --inject-fault F   testing aid for the gate: collapse (90%% of codewords merged),\n"
-            "                     mismatch (train on the data with half of the dimensions\n"
-            "                     permuted, scaled and shifted) or corrupt (flip bytes of the\n"
-            "                     written candidate)\n");
+#ifdef QX_FAULT_INJECTION
+            "  --inject-fault F   (qinx-fault only) testing aid for the gate: collapse (90%% of\n"
+            "                     codewords merged), mismatch (train on the data with half of\n"
+            "                     the dimensions permuted, scaled and shifted) or corrupt (flip\n"
+            "                     bytes of the written candidate)\n"
+#endif
+            );
 }
+
+#ifdef QX_FAULT_INJECTION
+/* Planted faults for the DERP gate tests: compiled only into the test-only
+ * qinx-fault program (CMakeLists.txt), never into the installed qinx. */
 
 /* Testing aid: merge 90% of each step's codewords onto 4 of them. */
 static int cli_collapse_codebooks(qx_ivf *ivf) {
@@ -82,6 +89,21 @@ static void corrupt_file(const char *path) {
     fprintf(stderr, "qinx build: FAULT INJECTED: 8 bytes of %s flipped\n", path);
 }
 
+/* Reverse the first half of the dimensions, scale them by 2 and shift them
+ * by 20: the codebooks then fit another distribution. */
+static void mismatch_training(qx_matrix *train) {
+    size_t d = train->d, h = d / 2;
+    float *tmp = malloc(sizeof(float) * (h ? h : 1));
+    for (size_t i = 0; tmp && i < train->n; i++) {
+        float *v = train->data + i * d;
+        for (size_t j = 0; j < h; j++) tmp[j] = 2.0f * v[h - 1 - j] + 20.0f;
+        memcpy(v, tmp, sizeof(float) * h);
+    }
+    free(tmp);
+    fprintf(stderr, "qinx build: FAULT INJECTED: training set transformed (half the dimensions)\n");
+}
+#endif
+
 /* Save the candidate beside `live`, reload it, gate it, publish or discard.
  * Returns the exit status: 0 published, 3 rejected, 1 error. */
 static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n,
@@ -95,7 +117,9 @@ static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n
     int rc = gate_path ? qx_gate_config_load(gate_path, &cfg) : 0;
     if (rc) return cli_fail("build", rc);
     if ((rc = qx_ivf_save(cand_mem, cand_path))) return cli_fail("build", rc);
+#ifdef QX_FAULT_INJECTION
     if (fault && !strcmp(fault, "corrupt")) corrupt_file(cand_path);
+#endif
     qx_ivf *cand = NULL, *old = NULL;
     qx_derp_report *rep = NULL;
     int passed = 0;
@@ -165,7 +189,10 @@ int qx_cli_build(int argc, char **argv) {
         {"quiet", 0, 0, 'q'},   {"metric", 1, 0, 'm'}, {"max-train", 1, 0, 'x'}, {"help", 0, 0, 'h'},
         {"train-beam", 1, 0, 'b' + 256}, {"quantizer", 1, 0, 'Q'}, {"qinco-L", 1, 0, 'L'}, {"qinco-h", 1, 0, 'H'},
         {"qinco-A", 1, 0, 'A'}, {"epochs", 1, 0, 'E'}, {"train-minutes", 1, 0, 'M'},
-        {"replace", 1, 0, 'R'}, {"gate", 1, 0, 'g'}, {"inject-fault", 1, 0, 'F'},
+        {"replace", 1, 0, 'R'}, {"gate", 1, 0, 'g'},
+#ifdef QX_FAULT_INJECTION
+        {"inject-fault", 1, 0, 'F'},
+#endif
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -195,6 +222,7 @@ int qx_cli_build(int argc, char **argv) {
         case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &train_minutes); break;
         case 'R': replace = optarg; break;
         case 'g': gate_path = optarg; break;
+#ifdef QX_FAULT_INJECTION
         case 'F':
             fault = optarg;
             if (strcmp(fault, "collapse") && strcmp(fault, "corrupt") && strcmp(fault, "mismatch")) {
@@ -202,6 +230,7 @@ int qx_cli_build(int argc, char **argv) {
                 bad = 1;
             }
             break;
+#endif
         case 'm':
             if (!strcmp(optarg, "l2")) metric = QX_METRIC_L2;
             else if (!strcmp(optarg, "ip")) metric = QX_METRIC_IP;
@@ -256,19 +285,9 @@ int qx_cli_build(int argc, char **argv) {
         }
         qx_sample_rows(base.data, base.n, base.d, nt, train.data);
     }
-    if (fault && !strcmp(fault, "mismatch")) {
-        /* Reverse the first half of the dimensions, scale them by 2 and
-         * shift them by 20: the codebooks then fit another distribution. */
-        size_t d = train.d, h = d / 2;
-        float *tmp = malloc(sizeof(float) * (h ? h : 1));
-        for (size_t i = 0; tmp && i < train.n; i++) {
-            float *v = train.data + i * d;
-            for (size_t j = 0; j < h; j++) tmp[j] = 2.0f * v[h - 1 - j] + 20.0f;
-            memcpy(v, tmp, sizeof(float) * h);
-        }
-        free(tmp);
-        fprintf(stderr, "qinx build: FAULT INJECTED: training set transformed (half the dimensions)\n");
-    }
+#ifdef QX_FAULT_INJECTION
+    if (fault && !strcmp(fault, "mismatch")) mismatch_training(&train);
+#endif
     cli_log(&prog, "qinx build: %zu base vectors, %zu training vectors, d=%zu, %zu bytes/vector",
             base.n, train.n, base.d, bytes);
     size_t M = metric == QX_METRIC_L2 ? bytes - 1 : bytes;
@@ -309,7 +328,9 @@ int qx_cli_build(int argc, char **argv) {
     if (rc == 0 && (rc = qx_ivf_new(&ivf, base.d, q, &io)) == 0) {
         qx_ivf_set_progress(ivf, cli_progress_fn, &prog);
         rc = qx_ivf_train(ivf, train.data, train.n);
+#ifdef QX_FAULT_INJECTION
         if (rc == 0 && fault && !strcmp(fault, "collapse")) rc = cli_collapse_codebooks(ivf);
+#endif
         double t_train = cli_now() - t0;
         int64_t *ids = rc ? NULL : malloc(sizeof(int64_t) * (base.n ? base.n : 1));
         if (!rc && !ids) rc = QX_ENOMEM;

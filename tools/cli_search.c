@@ -95,7 +95,7 @@ int qx_cli_search(int argc, char **argv) {
      * (sched_yield) and took a third of single-threaded search time. */
     openblas_set_num_threads(1);
     omp_set_num_threads((int)threads);
-    if ((rc = qx_ivf_search_ctx_new(ivf, &ctx))) goto out;
+    if ((rc = qx_ivf_search_ctx_new(&ctx, ivf))) goto out;
     qx_search_params sp;
     qx_search_params_init(&sp);
     sp.nprobe = nprobe;
@@ -111,7 +111,7 @@ int qx_cli_search(int argc, char **argv) {
     if (rc) goto out;
     double qps = q.n / (best > 0 ? best : 1e-9);
     qx_recall rec = {0};
-    if (gt) qx_recall_compute(ids, k, gt, gt_k, q.n, &rec);
+    if (gt && (rc = qx_recall_compute(ids, k, gt, gt_k, q.n, &rec))) goto out;
     if (json) {
         fputs("{\"index\":", stdout);
         qx_json_fputs(stdout, index_path);

@@ -1,6 +1,12 @@
-/* tools/main.c — the `qinx` command: one program, one subcommand per job. */
+/* tools/main.c — the `qinx` command: one program, one subcommand per job.
+ * `qinx bench` runs the separate qinx-bench program that sits beside this
+ * one (built and installed with it), so the benchmark's code stays out of
+ * the production binary. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 /* Server and bench are optional parts of the build (their folders may be
@@ -10,11 +16,25 @@
 #else
 #undef QX_HAVE_SERVER
 #endif
-#if defined(QX_HAVE_BENCH) && __has_include("bench.h")
-#include "bench.h"
-#else
-#undef QX_HAVE_BENCH
-#endif
+
+/* exec the qinx-bench next to this executable; returns only on failure */
+static int run_bench(char **argv) {
+    char self[PATH_MAX], path[PATH_MAX + 16];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        fprintf(stderr, "qinx bench: cannot locate this program: %s\n", strerror(errno));
+        return 1;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    *slash = '\0';
+    snprintf(path, sizeof path, "%s/qinx-bench", self);
+    argv[0] = path;
+    execv(path, argv);
+    fprintf(stderr, "qinx bench: cannot run %s: %s (it is built and installed with qinx)\n", path,
+            strerror(errno));
+    return 1;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -28,9 +48,7 @@ static void usage(FILE *f) {
 #ifdef QX_HAVE_SERVER
             "  serve    run the HTTP server\n"
 #endif
-#ifdef QX_HAVE_BENCH
-            "  bench    compare qinx and FAISS quantizers (MSE, recall, speed)\n"
-#endif
+            "  bench    compare qinx and FAISS quantizers (runs qinx-bench)\n"
             "  version  print the version\n",
             QINX_VERSION);
 }
@@ -50,9 +68,7 @@ int main(int argc, char **argv) {
 #ifdef QX_HAVE_SERVER
     if (!strcmp(cmd, "serve")) return qx_serve_main(argc, argv);
 #endif
-#ifdef QX_HAVE_BENCH
-    if (!strcmp(cmd, "bench")) return qx_bench_main(argc, argv);
-#endif
+    if (!strcmp(cmd, "bench")) return run_bench(argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("qinx %s (SIMD: %s)\n", QINX_VERSION, qx_simd_name(qx_simd_active()));
         return 0;

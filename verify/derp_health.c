@@ -159,7 +159,7 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
     if (rc == 0 && (!qx__mul3(o.probes, d, sizeof(float), &bytes) ||
                     !(probes = qx__aligned_alloc(bytes))))
         rc = qx__fail(QX_ENOMEM, "health: probes");
-    if (rc == 0) rc = qx_derp_probes_make(probes, o.probes, d, o.seed);
+    if (rc == 0) rc = qx_derp_probes_make(o.probes, d, o.seed, probes);
     c.probes = probes;
 
     if (rc == 0) {

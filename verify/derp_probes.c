@@ -22,7 +22,7 @@
 
 #define QX__DERP_GATHER_BLOCK 1024
 
-int qx_derp_probes_make(float *probes, size_t P, size_t d, uint64_t seed) {
+int qx_derp_probes_make(size_t P, size_t d, uint64_t seed, float *probes) {
     if (!probes) return qx__fail(QX_EINVAL, "probes: NULL output");
     if (P < 1 || P > QX_DERP_MAX_PROBES)
         return qx__fail(QX_EINVAL, "probes: P=%zu, must be 1..%d", P, QX_DERP_MAX_PROBES);
@@ -151,7 +151,7 @@ static int make_probes(size_t P, size_t d, uint64_t seed, float **probes) {
     size_t bytes;
     if (!qx__mul3(P, d, sizeof(float), &bytes) || !(*probes = qx__aligned_alloc(bytes)))
         return qx__fail(QX_ENOMEM, "derp: %zu probes of dimension %zu", P, d);
-    int rc = qx_derp_probes_make(*probes, P, d, seed);
+    int rc = qx_derp_probes_make(P, d, seed, *probes);
     if (rc) {
         qx__aligned_free(*probes);
         *probes = NULL;

@@ -2,10 +2,15 @@
  * the ANN-benchmarks / FAISS conventions. */
 #include <math.h>
 
+#include "internal.h"
 #include "qinx/eval.h"
 
-void qx_recall_compute(const int64_t *ids, size_t k, const int32_t *gt, size_t gt_k, size_t nq,
-                       qx_recall *out) {
+int qx_recall_compute(const int64_t *ids, size_t k, const int32_t *gt, size_t gt_k, size_t nq,
+                      qx_recall *out) {
+    if (!out || (nq && (!ids || !gt)))
+        return qx__fail(QX_EINVAL, "recall: NULL argument");
+    if (k == 0 || gt_k == 0)
+        return qx__fail(QX_EINVAL, "recall: k=%zu, gt_k=%zu (both must be >= 1)", k, gt_k);
     size_t h1 = 0, h10 = 0, h100 = 0, inter = 0;
     for (size_t i = 0; i < nq; i++) {
         const int64_t *res = ids + i * k;
@@ -31,4 +36,5 @@ void qx_recall_compute(const int64_t *ids, size_t k, const int32_t *gt, size_t g
     out->r10 = k >= 10 ? (double)h10 / n : NAN;
     out->r100 = k >= 100 ? (double)h100 / n : NAN;
     out->r10at10 = k >= 10 && gt_k >= 10 ? (double)inter / (10.0 * n) : NAN;
+    return 0;
 }

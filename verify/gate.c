@@ -28,9 +28,10 @@
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/error_c.h>
 
-#include "ivf_impl.h"
+#include "internal.h"
 #include "qinx/derp.h"
 #include "qinx/gate.h"
+#include "qinx/ivf.h"
 
 void qx_gate_config_init(qx_gate_config *c) {
     memset(c, 0, sizeof *c);
@@ -160,7 +161,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     if (n < 20) return qx__fail(QX_EINVAL, "gate: %zu data vectors, need at least 20", n);
     *report = NULL;
     *passed = 0;
-    size_t d = cand->d, ns = n < cfg->sample ? n : cfg->sample;
+    size_t d = qx_quantizer_dim(qx_ivf_quantizer(cand)), ns = n < cfg->sample ? n : cfg->sample;
     size_t nq = cfg->queries < n ? cfg->queries : n;
     const qx_derp_reservoir *res = qx_ivf_reservoir(cand);
     float *sample = qx__aligned_alloc(sizeof(float) * ns * d);
@@ -186,7 +187,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
 
     /* Health of the codebooks on the data's residuals. */
     if ((rc = qx_ivf_residuals(cand, sample, ns, lists, sres))) goto out;
-    if ((rc = qx_derp_health_compute(cand->quant, sres, ns, NULL, &cfg->derp, &health))) goto out;
+    if ((rc = qx_derp_health_compute(qx_ivf_quantizer(cand), sres, ns, NULL, &cfg->derp, &health))) goto out;
     if ((rc = qx_derp_report_set_health(rep, health))) goto out;
     const qx_derp_step *last = &health->steps[health->M - 1];
     int drift_done = 0;
@@ -203,7 +204,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
         }
         if ((rc = qx_ivf_residuals(cand, tv, nt, tlists, tres))) goto out;
         double mt = 0, md = last->mse;
-        if ((rc = qx_quantizer_mse(cand->quant, tres, nt, 0, &mt))) goto out;
+        if ((rc = qx_quantizer_mse(qx_ivf_quantizer(cand), tres, nt, 0, &mt))) goto out;
         double ratio = mt > 0 ? md / mt : (md > 0 ? INFINITY : 1.0);
         if ((rc = qx_derp_drift_compute(tv, nt, sample, ns, d, &cfg->derp, &drift))) goto out;
         if ((rc = qx_derp_report_set_drift(rep, &drift))) goto out;
@@ -232,7 +233,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     double rcand = 0, rlive = 0;
     if ((rc = recall_of(cand, queries, nq, gt, cfg->nprobe, &rcand))) goto out;
     qx_derp_report_add_check(rep, "min_recall", rcand, cfg->min_recall, QX_DERP_GE, &pass);
-    if (live && live->d == d) {
+    if (live && qx_quantizer_dim(qx_ivf_quantizer(live)) == d) {
         if ((rc = recall_of(live, queries, nq, gt, cfg->nprobe, &rlive))) goto out;
         qx_derp_report_add_check(rep, "max_recall_drop", rlive - rcand, cfg->max_recall_drop, QX_DERP_LE, &pass);
     }

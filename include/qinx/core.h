@@ -2,16 +2,57 @@
  * programs built on the library (the server, the `qinx` command, the bench)
  * share with it, so that each exists once. All are thread-safe.
  * Every int-returning call returns 0 or a negative QX_E… code (qinx/error.h)
- * and sets the per-thread message; out-parameters come last. */
+ * and sets the per-thread message; out-parameters come last.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
+ */
 #ifndef QINX_CORE_H
 #define QINX_CORE_H
 
+#include "qinx/defs.h"
+
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
+
+/* Monotonic clock in seconds. */
+double qx_now(void);
+
+/* Threads the library uses by default: QX_THREADS (1..256) if set, else the
+ * number of online cores (at most 256). */
+int qx_num_threads(void);
+
+/* *out = a * b (or a + b, or a * b * c); 0 (false) on overflow. */
+static inline int qx_size_mul(size_t a, size_t b, size_t *out) { return !__builtin_mul_overflow(a, b, out); }
+static inline int qx_size_add(size_t a, size_t b, size_t *out) { return !__builtin_add_overflow(a, b, out); }
+static inline int qx_size_mul3(size_t a, size_t b, size_t c, size_t *out) {
+    size_t t;
+    return qx_size_mul(a, b, &t) && qx_size_mul(t, c, out);
+}
+
+/* CRC-32 (IEEE 802.3) of len bytes, continuing from crc (start with 0). */
+uint32_t qx_crc32(uint32_t crc, const void *data, size_t len);
+
+/* Write len bytes to the file descriptor fd, retrying on EINTR. QX_EIO. */
+int qx_write_all(int fd, const void *buf, size_t len);
+
+/* A file written in pieces and published atomically: open creates
+ * path.tmp.XXXXXX beside path (mode 0644); write appends; commit fsyncs,
+ * renames over path and fsyncs the directory; abort (or a failed commit)
+ * removes the temporary file and leaves path as it was. After a failed open
+ * or write, call abort. path must stay valid until commit or abort. */
+#define QX_PATH_CAP 4096
+typedef struct qx_afile {
+    int fd;
+    const char *path;
+    char tmp[QX_PATH_CAP + 16];
+} qx_afile;
+int qx_afile_open(qx_afile *f, const char *path);
+int qx_afile_write(qx_afile *f, const void *data, size_t len);
+int qx_afile_commit(qx_afile *f);
+void qx_afile_abort(qx_afile *f);
 
 /* Write len bytes of data to path atomically: a temporary file beside path
  * (mode 0644), fsync, rename over path, fsync of the directory. A crash or a
@@ -38,7 +79,5 @@ static inline size_t qx_sample_index(size_t i, size_t n, size_t m) {
  * The sample `qinx build --max-train` and the bench train on. */
 void qx_sample_rows(const float *x, size_t n, size_t d, size_t m, float *out);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

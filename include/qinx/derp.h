@@ -24,18 +24,20 @@
  * exclusive access to that object. The library takes no locks.
  * Results (families, health, drift, JSON strings) are owned by the caller
  * and freed with the matching _clear/_free (or qx_free for strings).
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_DERP_H
 #define QINX_DERP_H
+
+#include "qinx/defs.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "qinx/quantizer.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 #define QX_DERP_DEFAULT_PROBES 64
 #define QX_DERP_MAX_PROBES 4096
@@ -75,7 +77,7 @@ void qx_derp_opts_init(qx_derp_opts *opts);
  * normalised. Deterministic for (P, d, seed); probe p does not depend on P
  * (the first P probes of a larger set are the same). d in 1..QX_MAX_DIM,
  * P in 1..QX_DERP_MAX_PROBES. */
-int qx_derp_probes_make(float *probes, size_t P, size_t d, uint64_t seed);
+int qx_derp_probes_make(size_t P, size_t d, uint64_t seed, float *probes);
 
 /* proj[p*n + i] = <probes_p, x_i> for n d-vectors x (row-major) and P probes:
  * one cblas_sgemm. proj is P*n floats, caller-allocated, probe-major so that
@@ -321,7 +323,5 @@ size_t qx_derp_report_num_checks(const qx_derp_report *r);
  * numbers are written as null. */
 int qx_derp_report_json(const qx_derp_report *r, char **json, size_t *len);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

@@ -5,13 +5,15 @@
  * failure on the calling thread is kept in thread-local storage and returned
  * by qx_last_error(); it names the file, record, parameter or limit involved.
  * Thread-safety: all functions here may be called concurrently.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_ERROR_H
 #define QINX_ERROR_H
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+#include "qinx/defs.h"
+
+QX_BEGIN_DECLS
 
 enum {
     QX_OK = 0,
@@ -40,7 +42,11 @@ const char *qx_last_error(void);
 /* Forget the last error on this thread. */
 void qx_clear_error(void);
 
-#ifdef __cplusplus
-}
-#endif
+/* For programs built on qinx (the server, the CLI): record their own failure
+ * in the same per-thread message (printf-style fmt) and return code, so that
+ * `return qx_error_set(QX_EINVAL, "k=%d", k);` reads like the library's own
+ * failure paths and qx_last_error() reports whichever failed last. */
+int qx_error_set(int code, const char *fmt, ...) QX_PRINTF_FORMAT(2, 3);
+
+QX_END_DECLS
 #endif

@@ -4,24 +4,29 @@
  *                  truth row 0) is among the first 1 / 10 / 100 results
  *   r10at10:       mean overlap of the first 10 results with the true 10
  * A figure that k (results per query) or gt_k cannot support is NaN.
- * Thread-safe (pure function). */
+ * Thread-safe (pure function).
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
+ */
 #ifndef QINX_EVAL_H
 #define QINX_EVAL_H
+
+#include "qinx/defs.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 typedef struct qx_recall {
     double r1, r10, r100, r10at10;
 } qx_recall;
 
-/* ids: nq*k results (best first, -1 padding); gt: nq*gt_k true ids. */
-void qx_recall_compute(const int64_t *ids, size_t k, const int32_t *gt, size_t gt_k, size_t nq,
-                       qx_recall *out);
+/* ids: nq*k results (best first, -1 padding); gt: nq*gt_k true ids; out:
+ * the figures. Returns 0, or QX_EINVAL (NULL argument with nq > 0, k or
+ * gt_k = 0). */
+int qx_recall_compute(const int64_t *ids, size_t k, const int32_t *gt, size_t gt_k, size_t nq,
+                      qx_recall *out);
 
 /* Largest dimension qx_gauss_rd accepts (its d x d covariance is in doubles). */
 #define QX_RD_MAX_DIM 4096
@@ -43,7 +48,5 @@ void qx_recall_compute(const int64_t *ids, size_t k, const int32_t *gt, size_t g
 int qx_gauss_rd(const float *x, size_t n, size_t d, const double *bits, size_t nb, double *dist,
                 double *variance);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

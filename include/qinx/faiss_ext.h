@@ -7,15 +7,17 @@
  * reason in qx_last_error().
  * Concurrency: mutate the index; not safe concurrently with any other use of
  * the same index.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_FAISS_EXT_H
 #define QINX_FAISS_EXT_H
 
+#include "qinx/defs.h"
+
 #include <faiss/c_api/Index_c.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 /* Set the beam width (ResidualQuantizer::max_beam_size, FAISS's default 5)
  * used to encode by the residual quantizer inside index: an
@@ -48,7 +50,5 @@ typedef struct qx_faiss_lsq_iters {
  * Returns 0, QX_EINVAL (index or it NULL, count out of range, no LSQ inside). */
 int qx_faiss_set_lsq_iters(FaissIndex *index, const qx_faiss_lsq_iters *it);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

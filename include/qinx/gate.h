@@ -21,9 +21,13 @@
  * of these. Everything is deterministic for a seed.
  * Thread-safety: qx_gate_evaluate only reads the indexes (const): searches
  * may run on them concurrently.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_GATE_H
 #define QINX_GATE_H
+
+#include "qinx/defs.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,9 +35,7 @@
 #include "qinx/derp.h"
 #include "qinx/ivf.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 typedef struct qx_gate_config {
     qx_derp_thresholds derp_checks; /* qx_derp_thresholds_init defaults */
@@ -66,7 +68,5 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
 /* Write the report's JSON to path atomically (temp file, fsync, rename). */
 int qx_gate_write_report(const qx_derp_report *r, const char *path);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

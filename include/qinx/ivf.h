@@ -12,21 +12,23 @@
  * then optional re-ranking of a shortlist by exact decoding.
  *
  * Concurrency: qx_ivf_search on a const index may run on many threads at
- * once, each with its own qx_ivf_search_ctx. Writers (add/remove/compact)
+ * once, each with its own qx_ivf_search_ctx. Writers (add/remove)
  * must be serialized by the caller against each other and against searches
  * (e.g. a rwlock); the index takes no locks of its own.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_IVF_H
 #define QINX_IVF_H
+
+#include "qinx/defs.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "qinx/quantizer.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 #define QX_MAX_NLIST 1048576
 #define QX_MAX_K 10000
@@ -91,7 +93,7 @@ typedef struct qx_search_params {
 
 void qx_search_params_init(qx_search_params *p);
 
-int qx_ivf_search_ctx_new(const qx_ivf *ivf, qx_ivf_search_ctx **out);
+int qx_ivf_search_ctx_new(qx_ivf_search_ctx **out, const qx_ivf *ivf);
 void qx_ivf_search_ctx_free(qx_ivf_search_ctx *ctx);
 
 /* k nearest neighbours of nq queries: dist and ids are nq*k, caller-owned,
@@ -129,7 +131,5 @@ int qx_ivf_residuals(const qx_ivf *ivf, const float *x, size_t n, uint32_t *list
  * range); 0 or QX_EINTERNAL with the broken rule in qx_last_error(). */
 int qx_ivf_check(const qx_ivf *ivf);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

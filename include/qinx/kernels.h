@@ -4,16 +4,18 @@
  * in their own files and are selected on first use from the CPU's features.
  * The environment variable QX_SIMD=scalar|avx2|avx512 forces a lower level
  * (a level the CPU lacks is never chosen). All functions are thread-safe.
+ * Conventions: qinx/defs.h; these kernels cannot fail and are BLAS-shaped:
+ * the output comes first.
  */
 #ifndef QINX_KERNELS_H
 #define QINX_KERNELS_H
 
+#include "qinx/defs.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 typedef enum qx_simd_level {
     QX_SIMD_SCALAR = 0,
@@ -45,7 +47,5 @@ void qx_lut_scan(float *out, const uint8_t *codes, size_t n, size_t stride,
 int qx_l2sqr_matrix(float *dist, const float *x, size_t nx, const float *y,
                     size_t ny, size_t d, const float *x_norms, const float *y_norms);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

@@ -1,14 +1,17 @@
 /* qinx/kmeans.h — k-means clustering (FAISS's Clustering through its C API).
- * Thread-safe; uses OpenMP threads inside FAISS. */
+ * Thread-safe; uses OpenMP threads inside FAISS.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
+ */
 #ifndef QINX_KMEANS_H
 #define QINX_KMEANS_H
+
+#include "qinx/defs.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 typedef struct qx_kmeans_opts {
     int niter;        /* iterations (default 25) */
@@ -37,7 +40,5 @@ int qx_kmeans(const float *x, size_t n, size_t d, size_t k, const qx_kmeans_opts
 int qx_assign_nearest(const float *x, size_t n, const float *centroids, size_t k, size_t d,
                       uint32_t *assign, float *dist);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

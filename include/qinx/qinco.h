@@ -21,15 +21,17 @@
  * object may run concurrently; train/free need exclusive access. Encoding and
  * training use `threads` OpenMP threads (0 = qx__num_threads, i.e. QX_THREADS
  * or all cores) and call OpenBLAS.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_QINCO_H
 #define QINX_QINCO_H
 
+#include "qinx/defs.h"
+
 #include "qinx/quantizer.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 #define QX_QINCO_MAX_L 16      /* residual blocks per step at most */
 #define QX_QINCO_MAX_H 4096    /* hidden size at most */
@@ -120,7 +122,5 @@ int qx_qinco_get_opts(const qx_quantizer *q, qx_qinco_opts *opts);
  * of an existing quantizer; codes of other settings stay decodable. */
 int qx_qinco_set_search(qx_quantizer *q, int beam, int A);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

@@ -1,4 +1,7 @@
-/* qinx/qinx.h — everything public in one include. */
+/* qinx/qinx.h — everything public in one include.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
+ */
 #ifndef QINX_QINX_H
 #define QINX_QINX_H
 
@@ -16,6 +19,7 @@
 #include "qinx/eval.h"
 #include "qinx/rng.h"
 #include "qinx/core.h"
+#include "qinx/idmap.h"
 
 #define QINX_VERSION "0.1.0"
 

@@ -10,20 +10,19 @@
  *
  * Concurrency: calls taking a const qx_quantizer* may run concurrently with
  * each other; train/free need exclusive access.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_QUANTIZER_H
 #define QINX_QUANTIZER_H
 
+#include "qinx/defs.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
-#ifndef QX_MAX_DIM
-#define QX_MAX_DIM 65536 /* largest vector dimension */
-#endif
 #define QX_KSUB 256     /* codewords per step (8-bit codes) */
 #define QX_MAX_STEPS 64 /* M at most */
 
@@ -78,7 +77,5 @@ void qx_quantizer_free(qx_quantizer *q); /* NULL-safe */
  * over n vectors (summed over dimensions), using the first m steps (0 = M). */
 int qx_quantizer_mse(const qx_quantizer *q, const float *x, size_t n, size_t m, double *mse);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

@@ -9,15 +9,17 @@
  * Dead codewords (never used on the training set) are re-seeded from encoded
  * residuals during training when `reseed_dead` is on (the anchor idea of
  * CVQ-VAE).
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_RQ_H
 #define QINX_RQ_H
 
+#include "qinx/defs.h"
+
 #include "qinx/quantizer.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
 /* default of qx_rq_opts.refine_min_per_codeword */
 #define QX_RQ_REFINE_MIN_DEFAULT 8
@@ -59,10 +61,12 @@ int qx_rq_new(qx_quantizer **out, size_t d, const qx_rq_opts *opts);
 const double *qx_rq_step_mse(const qx_quantizer *q);
 const uint32_t *qx_rq_step_used(const qx_quantizer *q);
 
-/* Refinement rounds kept by the last training in this process (0..
- * refine_iters), or -1 when refine_min_per_codeword skipped refinement;
- * 0 before training and after loading. */
-int qx_rq_refine_rounds(const qx_quantizer *q);
+/* The refinement of the last training in this process: *rounds receives the
+ * rounds kept (0..refine_iters), *skipped 1 when refine_min_per_codeword
+ * skipped refinement (then *rounds is 0), else 0. Both 0 before training and
+ * after loading. Either pointer may be NULL. Returns 0, or QX_EINVAL when q
+ * is NULL or not an RQ. */
+int qx_rq_refine_rounds(const qx_quantizer *q, int *rounds, int *skipped);
 
 /* Codebooks: M * 256 * d floats (step-major). */
 const float *qx_rq_codebooks(const qx_quantizer *q);
@@ -71,7 +75,5 @@ const float *qx_rq_codebooks(const qx_quantizer *q);
  * for tests and fault injection. */
 int qx_rq_set_codebooks(qx_quantizer *q, const float *codebooks);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

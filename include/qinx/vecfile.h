@@ -12,20 +12,19 @@
  * QX_EDIM dimension <= 0, > QX_MAX_DIM or different from record 0's;
  * QX_EINVAL unknown file-name ending or NULL argument; QX_ENOMEM.
  * Writers: QX_EINVAL (n = 0, NULL data, NaN/Inf), QX_EDIM, QX_EIO.
+ * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
+ * first, other calls' outputs last).
  */
 #ifndef QINX_VECFILE_H
 #define QINX_VECFILE_H
 
+#include "qinx/defs.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+QX_BEGIN_DECLS
 
-#ifndef QX_MAX_DIM
-#define QX_MAX_DIM 65536 /* largest vector dimension */
-#endif
 
 /* A dense row-major matrix of n float vectors of dimension d, 64-byte aligned. */
 typedef struct qx_matrix {
@@ -51,7 +50,5 @@ int qx_ivecs_write(const char *path, const int32_t *x, size_t n, size_t d);
 int qx_matrix_alloc(qx_matrix *m, size_t n, size_t d);
 void qx_matrix_free(qx_matrix *m);
 
-#ifdef __cplusplus
-}
-#endif
+QX_END_DECLS
 #endif

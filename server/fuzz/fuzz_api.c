@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "api.h"
-#include "internal.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
 #include "qinx/ivf.h"
 #include "filter.h"
 #include "payload_index.h"
@@ -27,7 +29,7 @@
 
 int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id) {
     (void)s, (void)c, (void)p, (void)job_id;
-    return qx__fail(QX_ELIMIT, "rebuilds are not fuzzed");
+    return qx_error_set(QX_ELIMIT, "rebuilds are not fuzzed");
 }
 
 static qxs_server srv;
@@ -195,6 +197,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         abort(); /* nothing a request can send should be an internal error */
     }
     json_decref(rep.result);
-    qx__free(rep.raw);
+    qx_free(rep.raw);
     return 0;
 }

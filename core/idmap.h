@@ -1,18 +1,15 @@
-/* index/idmap.h — open-addressing hash map from 64-bit user id to the
- * location (list, offset) of its entry. Linear probing with backward-shift
- * deletion (no tombstones), load factor kept under 1/2. */
-#ifndef QINX_IDMAP_H
-#define QINX_IDMAP_H
+/* core/idmap.h — the library's names for the id map of qinx/idmap.h
+ * (internal): the IVF index maps a user id to the location (list, offset)
+ * of its entry. */
+#ifndef QINX_CORE_IDMAP_H
+#define QINX_CORE_IDMAP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct qx__idmap {
-    int64_t *keys;
-    uint64_t *vals; /* list << 32 | offset */
-    uint8_t *used;
-    size_t cap, count; /* cap is a power of two or 0 */
-} qx__idmap;
+#include "qinx/idmap.h"
+
+typedef qx_idmap qx__idmap; /* vals: list << 32 | offset */
 
 int qx__idmap_reserve(qx__idmap *m, size_t n);
 /* Insert or overwrite. */

@@ -1,4 +1,4 @@
-/* index/idmap.c — id → location hash map (see idmap.h). Keys are mixed with
+/* core/idmap.c — id → value hash map (see qinx/idmap.h). Keys are mixed with
  * a 64-bit finalizer so sequential ids spread over the table. */
 #include <string.h>
 
@@ -105,3 +105,10 @@ void qx__idmap_free(qx__idmap *m) {
     qx__free(m->used);
     memset(m, 0, sizeof *m);
 }
+
+/* ---- the public forms (qinx/idmap.h) ---- */
+int qx_idmap_reserve(qx_idmap *m, size_t n) { return qx__idmap_reserve(m, n); }
+int qx_idmap_put(qx_idmap *m, int64_t key, uint64_t val) { return qx__idmap_put(m, key, val); }
+int qx_idmap_get(const qx_idmap *m, int64_t key, uint64_t *val) { return qx__idmap_get(m, key, val); }
+int qx_idmap_del(qx_idmap *m, int64_t key) { return qx__idmap_del(m, key); }
+void qx_idmap_free(qx_idmap *m) { qx__idmap_free(m); }
