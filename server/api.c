@@ -596,7 +596,9 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
     return handled;
 }
 
-static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
+/* search/batch (query = 0: a list of hit lists) and query/batch (query = 1:
+ * a list of {"points": hits}); one reply budget for all of them. */
+static void run_batch(qxs_server *s, qxs_coll *c, json_t *b, int query, qxs_reply *o) {
     json_t *arr = json_object_get(b, "searches");
     if (!json_is_array(arr)) {
         qxs_api_fail(o, 422, "missing or non-array field 'searches'");
@@ -604,7 +606,8 @@ static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     }
     size_t n = json_array_size(arr);
     if (n > QXS_MAX_SEARCH_BATCH) {
-        qxs_api_fail(o, 422, "%zu searches in one batch; at most %d", n, QXS_MAX_SEARCH_BATCH);
+        qxs_api_fail(o, 422, "%zu %s in one batch; at most %d", n, query ? "queries" : "searches",
+                     QXS_MAX_SEARCH_BATCH);
         return;
     }
     json_t *out = json_array();
@@ -612,15 +615,17 @@ static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     for (size_t i = 0; out && i < n; i++) {
         char what[32];
         snprintf(what, sizeof what, "searches[%zu]", i);
-        json_t *r = search_one(s, c, json_array_get(arr, i), o, what, &budget, 0);
+        json_t *r = search_one(s, c, json_array_get(arr, i), o, what, &budget, query);
         if (!r) {
             json_decref(out);
             return;
         }
-        json_array_append_new(out, r);
+        json_array_append_new(out, query ? json_pack("{s:o}", "points", r) : r);
     }
     qxs_api_ok(o, out);
 }
+
+static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) { run_batch(s, c, b, 0, o); }
 
 void qxs_api_query(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     size_t budget = QXS_MAX_REPLY_VALUES;
@@ -628,31 +633,7 @@ void qxs_api_query(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     if (res) qxs_api_ok(o, json_pack("{s:o}", "points", res));
 }
 
-void qxs_api_query_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
-    json_t *arr = json_object_get(b, "searches");
-    if (!json_is_array(arr)) {
-        qxs_api_fail(o, 422, "missing or non-array field 'searches'");
-        return;
-    }
-    size_t n = json_array_size(arr);
-    if (n > QXS_MAX_SEARCH_BATCH) {
-        qxs_api_fail(o, 422, "%zu queries in one batch; at most %d", n, QXS_MAX_SEARCH_BATCH);
-        return;
-    }
-    json_t *out = json_array();
-    size_t budget = QXS_MAX_REPLY_VALUES;
-    for (size_t i = 0; out && i < n; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "searches[%zu]", i);
-        json_t *r = search_one(s, c, json_array_get(arr, i), o, what, &budget, 1);
-        if (!r) {
-            json_decref(out);
-            return;
-        }
-        json_array_append_new(out, json_pack("{s:o}", "points", r));
-    }
-    qxs_api_ok(o, out);
-}
+void qxs_api_query_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) { run_batch(s, c, b, 1, o); }
 
 /* ---- rebuilds --------------------------------------------------------------------- */
 

@@ -194,6 +194,11 @@ void qxs_snapshot_create(qxs_server *s, qxs_coll *c, qxs_reply *o) {
         qxs_api_fail(o, 500, "%s", qx_last_error());
         return;
     }
+    if (atomic_load(&c->failed)) {
+        qxs_api_fail(o, 409, "collection '%s' is read-only (%s): no checkpoint, so no snapshot", c->name,
+                     c->red_reason);
+        return;
+    }
     long now = (long)time(NULL);
     snprintf(name, sizeof name, "%s-%ld-%u%s", c->name, now, atomic_fetch_add(&seq, 1), SUFFIX);
     snprintf(path, sizeof path, "%s/%s", dir, name);
