@@ -278,14 +278,16 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
         }
         json_t *kind = json_object_get(q, "kind");
         if (kind && !json_is_string(kind)) {
-            qxs_api_fail(o, 422, "'quantizer.kind' must be \"rq\" or \"qinco\"");
+            qxs_api_fail(o, 422, "'quantizer.kind' must be \"rq\", \"qinco\" or \"fastscan\"");
             return;
         }
-        if (kind && strcmp(json_string_value(kind), "rq") && strcmp(json_string_value(kind), "qinco")) {
-            qxs_api_fail(o, 422, "unknown quantizer kind '%.40s' (rq or qinco)", json_string_value(kind));
+        if (kind && strcmp(json_string_value(kind), "rq") && strcmp(json_string_value(kind), "qinco") &&
+            strcmp(json_string_value(kind), "fastscan")) {
+            qxs_api_fail(o, 422, "unknown quantizer kind '%.40s' (rq, qinco or fastscan)", json_string_value(kind));
             return;
         }
         if (kind && !strcmp(json_string_value(kind), "qinco")) p.quant_kind = QX_QUANT_QINCO;
+        if (kind && !strcmp(json_string_value(kind), "fastscan")) p.quant_kind = QX_QUANT_FASTSCAN;
         long long bytes, nlist;
         /* bytes = everything stored per vector but the id: for Euclid and
          * Cosine one of them is the norm byte (steps = bytes - 1). */
@@ -410,6 +412,8 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
         json_object_set_new(res, "payload_schema", schema);
         json_object_set_new(res, "payload_index_bytes", json_integer((json_int_t)bytes));
     }
+    json_t *drift = qxs_drift_json(c);
+    if (drift) json_object_set_new(res, "drift", drift);
     pthread_mutex_lock(&c->job_mu);
     if (c->active) json_object_set_new(res, "rebuild", job_json(c->active));
     if (c->last_report) {
@@ -482,7 +486,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
         qxs_api_fail(o, 422, "%s: a search must be an object", what);
         return NULL;
     }
-    long long k, nprobe = 0, rerank = 0, ef = 0, offset = 0, maxp = 0;
+    long long k, nprobe = 0, rerank = 0, shortlist = 0, ef = 0, offset = 0, maxp = 0;
     int exact = 0, wv = 0;
     json_t *lim = json_object_get(b, "limit") ? json_object_get(b, "limit") : json_object_get(b, "top");
     json_t *tmp = json_object();
@@ -504,8 +508,9 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
             return NULL;
         }
         if (qxs_api_int(params, "nprobe", 1, QX_MAX_NLIST, 0, &nprobe, o) ||
-            qxs_api_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) || qxs_api_bool(params, "exact", 0, &exact, o) ||
-            qxs_api_int(params, "hnsw_ef", 0, 1 << 20, 0, &ef, o) ||
+            qxs_api_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) ||
+            qxs_api_int(params, "shortlist", 0, QX_MAX_SHORTLIST, 0, &shortlist, o) ||
+            qxs_api_bool(params, "exact", 0, &exact, o) || qxs_api_int(params, "hnsw_ef", 0, 1 << 20, 0, &ef, o) ||
             qxs_api_int(params, "max_nprobe", 0, QX_MAX_NLIST, 0, &maxp, o)) {
             qxs_api_name_failure(o, what);
             return NULL;
@@ -547,7 +552,8 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     if (!q) qxs_api_fail(o, 500, "out of memory");
     else if (query_vector(c, b, is_query, q, &self, &selfpid, o, what) == 0) {
         qxs_search_opts so = {.k = (size_t)(k + offset + (self >= 0)), .nprobe = (size_t)nprobe,
-                              .rerank = (size_t)rerank, .exact = exact, .max_nprobe = (size_t)maxp};
+                              .rerank = (size_t)rerank, .shortlist = (size_t)shortlist, .exact = exact,
+                              .max_nprobe = (size_t)maxp};
         if (so.rerank && so.rerank < so.k) so.rerank = so.k;
         res = qxs_api_run_search(s, c, q, &so, f, wv, &ps, (size_t)offset, st && !json_is_null(st) ? &thr : NULL, o,
                                  what);
@@ -585,6 +591,7 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
                 qxs_search_opts so = {.k = (size_t)k,
                                       .nprobe = sb.nprobe < 0 ? 0 : (size_t)sb.nprobe,
                                       .rerank = sb.rerank < 0 ? 0 : (size_t)sb.rerank,
+                                      .shortlist = sb.shortlist < 0 ? 0 : (size_t)sb.shortlist,
                                       .exact = sb.exact > 0};
                 qxs_psel none = {0, NULL};
                 json_t *res = qxs_api_run_search(s, c, q, &so, NULL, wv, &none, 0, NULL, o, "search");

@@ -51,6 +51,8 @@
 #include "qinx/core.h"
 #include "qinx/error.h"
 #include "qinx/kernels.h"
+#include "qinx/monitor.h"
+#include "repair.h"
 #include "route.h"
 #include "srv.h"
 
@@ -89,6 +91,8 @@ static void coll_free(qxs_coll *c) {
     }
     qx_free(c->last_report);
     qxs_pidxset_free(c->pidxs);
+    qx_monitor_free(c->mon);
+    pthread_mutex_destroy(&c->mon_mu);
     pthread_mutex_destroy(&c->wmu);
     pthread_rwlock_destroy(&c->rw);
     pthread_mutex_destroy(&c->job_mu);
@@ -120,6 +124,7 @@ static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_pa
     pthread_rwlock_init(&c->rw, &a);
     pthread_rwlockattr_destroy(&a);
     pthread_mutex_init(&c->job_mu, NULL);
+    pthread_mutex_init(&c->mon_mu, NULL);
     return c;
 }
 
@@ -207,7 +212,9 @@ static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     } else {
         p->d = (size_t)d;
         p->distance = !strcmp(dist, "Cosine") ? QXS_COSINE : !strcmp(dist, "Dot") ? QXS_DOT : QXS_EUCLID;
-        p->quant_kind = !strcmp(kind, "qinco") ? QX_QUANT_QINCO : QX_QUANT_RQ;
+        p->quant_kind = !strcmp(kind, "qinco")      ? QX_QUANT_QINCO
+                        : !strcmp(kind, "fastscan") ? QX_QUANT_FASTSCAN
+                                                    : QX_QUANT_RQ;
         p->bytes = (size_t)bytes;
         p->nlist = (size_t)nlist;
         p->min_recall = minr;
@@ -370,9 +377,15 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
         }
     }
     if (!err && r->type != QXS_WAL_DELETE2) err = qxs_store_reserve(&c->store, n, payload_bytes(p, n));
+    size_t finite = n;
+    if (!err && r->type == QXS_WAL_UPSERT2)
+        err = qxs_repair_partition(c->dir, c->name, WALF, r->lsn, c->d, ids, x, p, n, &finite);
     if (!err) {
-        if (r->type == QXS_WAL_UPSERT2) apply_upsert(c, ids, x, r->plens ? p : NULL, n, 1);
-        else if (r->type == QXS_WAL_DELETE2) apply_delete(c, ids, n, 1);
+        if (r->type == QXS_WAL_UPSERT2) {
+            apply_upsert(c, ids, x, r->plens ? p : NULL, finite, 1);
+            /* a point the log overwrote with a non-finite vector has no searchable state left */
+            if (finite < n) apply_delete(c, ids + finite, n - finite, 1);
+        } else if (r->type == QXS_WAL_DELETE2) apply_delete(c, ids, n, 1);
         else apply_payload(c, ids, p, n, 1);
     }
     qx_free(ids);
@@ -426,6 +439,8 @@ static int upgrade_legacy(qxs_server *s, qxs_coll *c, int *legacy, uint64_t *sna
     qxs_pid *pids = qx_malloc((n + 1) * sizeof *pids);
     if (!pids) rc = qx_error_set(QX_ENOMEM, "upgrade of %zu points", n);
     for (size_t i = 0; !rc && i < n; i++) pids[i] = qxs_pid_u64((uint64_t)ids[i]);
+    /* NaN rows stored by servers before the Cosine norm floor go to the quarantine file */
+    if (!rc) rc = qxs_repair_partition(c->dir, c->name, LEGACY_SNAP, *snap_lsn, c->d, pids, vecs, NULL, n, &n);
     if (!rc) rc = qxs_store_reserve(&c->store, n, 0);
     if (!rc) qxs_store_upsert(&c->store, pids, vecs, NULL, n, NULL, NULL);
     qx_free(pids);
@@ -763,6 +778,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float 
     }
     c->lsn = lsn;
     apply_upsert(c, ids, x, payloads, n, 0);
+    qxs_drift_observe(c, x, n); /* live drift monitor: under wmu, in WAL order */
     rc = write_done(s, c, lsn);
     if (!rc) atomic_fetch_add(&s->m.points_upserted, n);
     if (lsn_out) *lsn_out = lsn;
@@ -1161,6 +1177,7 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         qx_search_params sp;
         qx_search_params_init(&sp);
         if (o->nprobe) sp.nprobe = o->nprobe;
+        sp.shortlist = o->shortlist;
         sp.threads = 1;
         if (o->filter) { /* keeps probing, nearest lists first, until enough pass */
             sp.filter = o->filter;

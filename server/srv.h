@@ -4,7 +4,9 @@
  * Locking order (outer to inner): registry rwlock -> collection wmu (writers,
  * checkpoints, rebuild swaps) -> collection rw (write side only while the
  * in-memory store/index is changed; searches take the read side) ->
- * collection job_mu. WAL fsync happens after wmu is released (group commit).
+ * collection job_mu. The drift monitor's mon_mu is innermost (taken under
+ * wmu by writers, alone by readers). WAL fsync happens after wmu is released
+ * (group commit).
  */
 #ifndef QXS_SRV_H
 #define QXS_SRV_H
@@ -92,7 +94,7 @@ typedef struct qxs_coll {
     char dir[PATH_MAX];
     size_t d;
     qxs_distance distance;
-    int quant_kind;       /* QX_QUANT_RQ (qinco accepted only when available) */
+    int quant_kind;       /* QX_QUANT_RQ, QX_QUANT_QINCO or QX_QUANT_FASTSCAN */
     size_t bytes, nlist;  /* 0 = automatic nlist */
     double min_recall;    /* gate threshold on held-out 10-recall@10 */
     double created;
@@ -131,6 +133,12 @@ typedef struct qxs_coll {
     qxs_job *jobs;         /* newest first */
     qxs_job *active;       /* running job or NULL */
     char *last_report;     /* JSON of the last finished rebuild */
+
+    /* live drift monitor (server/drift.c), under mon_mu */
+    pthread_mutex_t mon_mu;
+    struct qx_monitor *mon;
+    uint64_t mon_gen;      /* ivf_gen of its reference (0: the first writes) */
+    int mon_failed;
 } qxs_coll;
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -164,6 +172,15 @@ typedef struct qxs_server {
 /* ---- logging (log.c) ----------------------------------------------------- */
 extern int qxs_log_level_cur;
 void qxs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Live drift monitoring (server/drift.c). observe: under wmu, after an
+ * upsert is applied. status: 1 and *st filled if the collection has a
+ * monitor. json: the "drift" object of GET /collections/{name}. */
+struct qx_monitor_status;
+void qxs_drift_observe(qxs_coll *c, const float *x, size_t n);
+int qxs_drift_status(qxs_coll *c, struct qx_monitor_status *st);
+struct json_t;
+struct json_t *qxs_drift_json(qxs_coll *c);
 int qxs_log_level_parse(const char *s);
 
 /* ---- collections (collection.c) ------------------------------------------ */
@@ -230,6 +247,7 @@ size_t qxs_server_ram(qxs_server *s);
 
 typedef struct qxs_search_opts {
     size_t k, nprobe, rerank;
+    size_t shortlist; /* fast-scan collections: the 4-bit scan's shortlist (0 = automatic) */
     int exact;
     /* Filtered search (all optional). only_keys: score exactly these row
      * keys (the planner's few candidates). Else filter: only rows for which
