@@ -42,7 +42,7 @@ if (!process.env.SKIP_LOAD) {
   }
   tLoad = (Date.now() - t0) / 1000;
   console.error(`loaded ${N} points in ${tLoad} s`);
-  const job = await call('POST', `/collections/${C}/rebuild`, { bytes: 16, train_size: 100000 });
+  const job = await call('POST', `/collections/${C}/rebuild`, { bytes: 16 });
   let st;
   do { await new Promise(r => setTimeout(r, 2000)); st = await call('GET', `/collections/${C}/rebuild/${job.job_id}`); }
   while (st.state === 'queued' || st.state === 'running');

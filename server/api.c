@@ -345,27 +345,48 @@ static json_t *memory_json(qxs_coll *c) {
                      "segment_bytes", (json_int_t)m.disk_segments, "wal_bytes", (json_int_t)m.wal);
 }
 
-/* PATCH /collections/{c}: Qdrant's update parameters. qinx has none of them
- * (its own are set at creation and per rebuild), so every key is accepted and
- * listed back as ignored; an unknown top-level key is a 422 as in Qdrant. */
+/* PATCH /collections/{c}: Qdrant's update parameters. The one qinx has,
+ * optimizers_config.indexing_threshold, is validated and stored; the others
+ * are accepted and logged as ignored (qinx sets its own parameters at
+ * creation and per rebuild). The reply is Qdrant's `true`, which typed
+ * clients expect. An unknown top-level key is a 422 as in Qdrant. */
 static void patch_collection(qxs_coll *c, json_t *b, qxs_reply *o) {
-    (void)c;
     static const char *const known[] = {"optimizers_config", "params", "hnsw_config", "vectors",
                                         "quantization_config", "sparse_vectors", "strict_mode_config", "metadata"};
-    json_t *ign = json_array();
+    char ignored[256] = "";
     const char *k;
-    json_t *v;
+    json_t *v, *opt = json_object_get(b, "optimizers_config");
     json_object_foreach(b, k, v) {
         size_t i = 0;
         while (i < sizeof known / sizeof *known && strcmp(k, known[i])) i++;
         if (i == sizeof known / sizeof *known) {
-            json_decref(ign);
             qxs_api_fail(o, 422, "unknown collection parameter '%.60s'", k);
             return;
         }
-        json_array_append_new(ign, json_string(k));
+        if (i > 0 && !json_is_null(v))
+            snprintf(ignored + strlen(ignored), sizeof ignored - strlen(ignored), "%s%s", ignored[0] ? ", " : "", k);
     }
-    qxs_api_ok(o, json_pack("{s:b, s:o}", "updated", 1, "ignored", ign));
+    long long thr = -1;
+    if (opt && !json_is_null(opt)) {
+        if (!json_is_object(opt)) {
+            qxs_api_fail(o, 422, "'optimizers_config' must be an object");
+            return;
+        }
+        if (qxs_api_int(opt, "indexing_threshold", 0, 1000000000000LL, -1, &thr, o)) {
+            qxs_api_name_failure(o, "optimizers_config");
+            return;
+        }
+        if (json_object_size(opt) > (size_t)(thr >= 0))
+            snprintf(ignored + strlen(ignored), sizeof ignored - strlen(ignored), "%soptimizers_config (but "
+                     "indexing_threshold)", ignored[0] ? ", " : "");
+    }
+    int rc = thr >= 0 ? qxs_coll_set_indexing_threshold(c, (size_t)thr) : 0;
+    if (rc) {
+        qxs_api_fail(o, qxs_api_status(rc), "update failed: %s", qx_last_error());
+        return;
+    }
+    if (ignored[0]) qxs_log(QXS_LOG_INFO, "collection %s: PATCH ignored %s (qinx has no such setting)", c->name, ignored);
+    qxs_api_ok(o, json_true());
 }
 
 static void get_collection(qxs_coll *c, qxs_reply *o) {

@@ -599,6 +599,22 @@ int qxs_coll_load(qxs_server *s, const char *name) {
     return rc;
 }
 
+int qxs_coll_set_indexing_threshold(qxs_coll *c, size_t thr) {
+    char path[PATH_MAX];
+    pthread_mutex_lock(&c->wmu);
+    size_t old = c->indexing_threshold;
+    c->indexing_threshold = thr;
+    char *meta = meta_json(c);
+    int rc = !meta ? qx_error_set(QX_ENOMEM, "metadata")
+             : atomic_load(&c->dropped) ? qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
+                                        : path_in(path, sizeof path, c->dir, META);
+    if (!rc) rc = qx_write_atomic(path, meta, strlen(meta));
+    if (rc) c->indexing_threshold = old;
+    qx_free(meta);
+    pthread_mutex_unlock(&c->wmu);
+    return rc;
+}
+
 /* ---- create / drop ------------------------------------------------------- */
 
 static void remove_dir(const char *dir) {

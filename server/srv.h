@@ -204,6 +204,9 @@ int qxs_coll_drop(qxs_server *s, const char *name);
 /* Open <data>/collections/<name> (just put there, e.g. by a snapshot
  * recovery) and register it; QX_EEXIST if the name is taken. */
 int qxs_coll_load(qxs_server *s, const char *name);
+/* PATCH: a new optimizers_config.indexing_threshold, written to meta.json
+ * (atomically, under wmu); the old value stays on failure. */
+int qxs_coll_set_indexing_threshold(qxs_coll *c, size_t thr);
 /* names of all collections (qx_free the array and each string) */
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n);
 

@@ -35,8 +35,13 @@ qx_expect 404 GET /collections/snapdl/snapshots/snapdl-1-1.snapshot
 qx_req PUT /collections/dur '{"vectors":{"size":2,"distance":"Euclid"}}'
 qx_req PUT '/collections/dur/points?wait=true' '{"points":[{"id":"6F9619FF-8B86-D011-B42D-00C04FC964FF","vector":[1,2],"payload":{"k":"v"}},{"id":7,"vector":[3,4],"payload":{"a":[1,2]}}]}'
 qx_req POST /collections/dur/points/payload '{"payload":{"x":1},"points":[7]}'
+qx_expect 422 PATCH /collections/dur '{"optimizers_config":{"indexing_threshold":-1}}'
+qx_expect 422 PATCH /collections/dur '{"nosuch":1}'
+qx_expect 200 PATCH /collections/dur '{"optimizers_config":{"indexing_threshold":777},"hnsw_config":{"m":4}}'
 qx_stop KILL
 qx_start "$QX_TMP/data"
+qx_req GET /collections/dur
+qx_body_has '"indexing_threshold":777' 'PATCHed indexing_threshold kept across kill -9'
 qx_req POST /collections/dur/points '{"ids":["6f9619ff-8b86-d011-b42d-00c04fc964ff",7],"with_vector":false}'
 qx_body_has '"id":"6f9619ff-8b86-d011-b42d-00c04fc964ff","payload":{"k":"v"}' 'payloads and UUIDs after kill -9'
 qx_body_has '"id":7,"payload":{"a":[1,2],"x":1}' 'payload update after kill -9'

@@ -128,8 +128,9 @@ ok((await client.count(C, {})).count === N - pts.filter(p => p.payload.color ===
   const hits = await client.query(R, { query: [1, 0.05, 0.2, 0], filter: { must: [{ key: 'topic', match: { value: 'finance' } }] }, limit: 2, with_payload: true });
   ok(hits.points.length === 2 && hits.points.every(h => h.payload.topic === 'finance') && hits.points[0].payload.text === 'Bonds rallied today',
      'retrieval flow: filtered by topic, texts read back');
-  await client.updateCollection(R, { optimizers_config: { indexing_threshold: 1000 } });
-  ok(true, 'updateCollection accepted');
+  ok((await client.updateCollection(R, { optimizers_config: { indexing_threshold: 1234 }, hnsw_config: { m: 8 } })) === true &&
+     (await client.getCollection(R)).config.optimizers_config.indexing_threshold === 1234,
+     'updateCollection: true; indexing_threshold stored, hnsw_config ignored');
   await client.deletePayloadIndex(R, 'topic', { wait: true });
   ok(true, 'deletePayloadIndex');
   ok((await client.deleteCollection(R)) === true, 'deleteCollection');
