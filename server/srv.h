@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "qinx/ivf.h"
+#include "rowmap.h"
 #include "store.h"
 #include "wal.h"
 
@@ -108,7 +109,9 @@ typedef struct qxs_coll {
     pthread_rwlock_t rw;
     qxs_store store;      /* segments: see store.h */
     qx_ivf *ivf;          /* keyed by row keys (segment.h) */
-    int ivf_dirty;        /* changed since index-<gen>.qx was written (under wmu) */
+    qxs_rowmap *rowmap;   /* ivf's id -> location map (freed after ivf) */
+    int ivf_dirty;        /* the model (not the entries: those are in the segments'
+                           * codes files) changed since index-<gen>.qx was written (under wmu) */
     uint64_t ivf_gen;      /* unique per index instance (search-context cache key) */
     size_t ivf_bytes;
     uint64_t lsn;          /* last assigned, under wmu */
