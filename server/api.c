@@ -383,6 +383,8 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
     json_object_set_new(res, "segments_count", json_integer((json_int_t)nseg + 1));
     if (mem) json_object_set_new(res, "memory", mem);
     if (atomic_load(&c->failed)) json_object_set_new(res, "status_reason", json_string(c->red_reason));
+    json_t *drift = qxs_drift_json(c);
+    if (drift) json_object_set_new(res, "drift", drift);
     pthread_mutex_lock(&c->job_mu);
     if (c->active) json_object_set_new(res, "rebuild", job_json(c->active));
     if (c->last_report) {

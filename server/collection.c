@@ -51,6 +51,7 @@
 #include "qinx/alloc.h"
 #include "qinx/core.h"
 #include "qinx/error.h"
+#include "qinx/monitor.h"
 #include "route.h"
 #include "srv.h"
 
@@ -89,6 +90,8 @@ static void coll_free(qxs_coll *c) {
         j = nx;
     }
     qx_free(c->last_report);
+    qx_monitor_free(c->mon);
+    pthread_mutex_destroy(&c->mon_mu);
     pthread_mutex_destroy(&c->wmu);
     pthread_rwlock_destroy(&c->rw);
     pthread_mutex_destroy(&c->job_mu);
@@ -120,6 +123,7 @@ static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_pa
     pthread_rwlock_init(&c->rw, &a);
     pthread_rwlockattr_destroy(&a);
     pthread_mutex_init(&c->job_mu, NULL);
+    pthread_mutex_init(&c->mon_mu, NULL);
     return c;
 }
 
@@ -763,6 +767,7 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float 
     int rc = check_writable(s, c, n * (c->d * sizeof(float) + sizeof(qxs_pid) + 24) + payload_bytes(payloads, n));
     if (rc || (rc = log_write(c, QXS_WAL_UPSERT2, ids, x, payloads, n, &lsn))) return rc;
     apply_upsert(c, ids, x, payloads, n, 0);
+    qxs_drift_observe(c, x, n); /* live drift monitor: under wmu, in WAL order */
     rc = write_done(s, c, lsn);
     if (!rc) atomic_fetch_add(&s->m.points_upserted, n);
     if (lsn_out) *lsn_out = lsn;

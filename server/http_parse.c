@@ -215,6 +215,16 @@ int qxs_http_parse_head(const char *buf, size_t len, qxs_http_head *h, char *err
 enum { CK_SIZE, CK_SIZE_WS, CK_EXT, CK_SIZE_LF, CK_DATA, CK_DATA_CR, CK_DATA_LF, CK_TRAILER_START, CK_TRAILER,
        CK_TRAILER_LF, CK_END_LF };
 
+/* One byte of a chunk extension or trailer line (other than its CR): no
+ * control characters, and at most QXS_HTTP_MAX_TRAILER such bytes per body.
+ * 0, or the 400 to answer with err set; `where` names the line. */
+static int side_byte(qxs_chunked *c, unsigned char ch, const char *where, char *err, size_t errsz) {
+    if ((ch < 32 && ch != '\t') || ch == 127) return failf(err, errsz, 400, "control character 0x%02x in %s", ch, where);
+    if (++c->side_bytes > QXS_HTTP_MAX_TRAILER)
+        return failf(err, errsz, 400, "chunk extensions and trailers above %d bytes", QXS_HTTP_MAX_TRAILER);
+    return 0;
+}
+
 static int hexval(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
     c = (unsigned char)(c | 0x20);
@@ -260,13 +270,7 @@ int qxs_chunked_feed(qxs_chunked *c, const char *in, size_t n, size_t *used, qxs
             break;
         case CK_EXT:
             if (ch == '\r') c->state = CK_SIZE_LF;
-            else if ((ch < 32 && ch != '\t') || ch == 127) {
-                rc = failf(err, errsz, 400, "control character 0x%02x in a chunk extension", ch);
-                break;
-            } else if (++c->side_bytes > QXS_HTTP_MAX_TRAILER) {
-                rc = failf(err, errsz, 400, "chunk extensions and trailers above %d bytes", QXS_HTTP_MAX_TRAILER);
-                break;
-            }
+            else if ((rc = side_byte(c, ch, "a chunk extension", err, errsz))) break;
             i++;
             break;
         case CK_SIZE_LF:
@@ -311,13 +315,7 @@ int qxs_chunked_feed(qxs_chunked *c, const char *in, size_t n, size_t *used, qxs
             break;
         case CK_TRAILER:
             if (ch == '\r') c->state = CK_TRAILER_LF;
-            else if ((ch < 32 && ch != '\t') || ch == 127) {
-                rc = failf(err, errsz, 400, "control character 0x%02x in a chunked trailer", ch);
-                break;
-            } else if (++c->side_bytes > QXS_HTTP_MAX_TRAILER) {
-                rc = failf(err, errsz, 400, "chunk extensions and trailers above %d bytes", QXS_HTTP_MAX_TRAILER);
-                break;
-            }
+            else if ((rc = side_byte(c, ch, "a chunked trailer", err, errsz))) break;
             i++;
             break;
         case CK_TRAILER_LF:

@@ -3,6 +3,7 @@
  * fixed endpoint label table; gauges (points, index bytes, jobs) are read from
  * the collections at scrape time. */
 #define _GNU_SOURCE
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,7 +11,15 @@
 #include "qinx/alloc.h"
 #include "qinx/core.h"
 #include "qinx/error.h"
+#include "qinx/monitor.h"
 #include "srv.h"
+
+/* A gauge value as Prometheus writes it (NaN before a monitor's first check). */
+static const char *gauge(double v, char buf[32]) {
+    if (isnan(v)) return "NaN";
+    snprintf(buf, 32, "%.6g", v);
+    return buf;
+}
 
 static const char *const labels[QXS_NLABELS] = {
     "healthz", "readyz", "metrics", "list_collections", "create_collection", "delete_collection",
@@ -160,6 +169,20 @@ char *qxs_metrics_render(qxs_server *s, size_t *len) {
         sb_printf(&b, "qinx_collection_indexed{collection=\"%s\"} %d\n", c->name, idx);
         sb_printf(&b, "qinx_collection_red{collection=\"%s\"} %d\n", c->name, atomic_load(&c->failed) ? 1 : 0);
         sb_printf(&b, "qinx_collection_wal_bytes{collection=\"%s\"} %zu\n", c->name, mem.wal);
+        qx_monitor_status ms;
+        char g[32];
+        if (qxs_drift_status(c, &ms)) { /* live drift monitor: 0 ok, 1 drifting, 2 drifted */
+            sb_printf(&b, "qinx_collection_drift_state{collection=\"%s\"} %d\n", c->name, (int)ms.state);
+            sb_printf(&b, "qinx_collection_drift_checks{collection=\"%s\"} %llu\n", c->name,
+                      (unsigned long long)ms.checks);
+            sb_printf(&b, "qinx_collection_drift_rejected_fraction{collection=\"%s\"} %s\n", c->name,
+                      gauge(ms.rejected_fraction, g));
+            sb_printf(&b, "qinx_collection_drift_effect{collection=\"%s\"} %s\n", c->name, gauge(ms.effect, g));
+            sb_printf(&b, "qinx_collection_recent_code_used_fraction{collection=\"%s\"} %s\n", c->name,
+                      gauge(ms.code_used_fraction, g));
+            sb_printf(&b, "qinx_collection_recent_code_perplexity{collection=\"%s\"} %s\n", c->name,
+                      gauge(ms.code_perplexity, g));
+        }
         sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"codes\"} %zu\n", c->name, mem.codes);
         sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"ids\"} %zu\n", c->name, mem.ids);
         sb_printf(&b, "qinx_collection_ram_bytes{collection=\"%s\",kind=\"index_other\"} %zu\n", c->name,

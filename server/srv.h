@@ -4,7 +4,9 @@
  * Locking order (outer to inner): registry rwlock -> collection wmu (writers,
  * checkpoints, rebuild swaps) -> collection rw (write side only while the
  * in-memory store/index is changed; searches take the read side) ->
- * collection job_mu. WAL fsync happens after wmu is released (group commit).
+ * collection job_mu. The drift monitor's mon_mu is innermost (taken under
+ * wmu by writers, alone by readers). WAL fsync happens after wmu is released
+ * (group commit).
  */
 #ifndef QXS_SRV_H
 #define QXS_SRV_H
@@ -131,6 +133,12 @@ typedef struct qxs_coll {
     qxs_job *jobs;         /* newest first */
     qxs_job *active;       /* running job or NULL */
     char *last_report;     /* JSON of the last finished rebuild */
+
+    /* live drift monitor (server/drift.c), under mon_mu */
+    pthread_mutex_t mon_mu;
+    struct qx_monitor *mon;
+    uint64_t mon_gen;      /* ivf_gen of its reference (0: the first writes) */
+    int mon_failed;
 } qxs_coll;
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -164,6 +172,15 @@ typedef struct qxs_server {
 /* ---- logging (log.c) ----------------------------------------------------- */
 extern int qxs_log_level_cur;
 void qxs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Live drift monitoring (server/drift.c). observe: under wmu, after an
+ * upsert is applied. status: 1 and *st filled if the collection has a
+ * monitor. json: the "drift" object of GET /collections/{name}. */
+struct qx_monitor_status;
+void qxs_drift_observe(qxs_coll *c, const float *x, size_t n);
+int qxs_drift_status(qxs_coll *c, struct qx_monitor_status *st);
+struct json_t;
+struct json_t *qxs_drift_json(qxs_coll *c);
 int qxs_log_level_parse(const char *s);
 
 /* ---- collections (collection.c) ------------------------------------------ */

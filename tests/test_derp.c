@@ -14,12 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "derp_impl.h"
 #include "qinx/alloc.h"
 #include "qinx/derp.h"
+#include "qinx/core.h"
 #include "qinx/error.h"
+#include "qinx/gate.h"
+#include "qinx/rng.h"
 #include "qinx/rq.h"
 #include "qinx/vecfile.h"
 
@@ -328,6 +332,136 @@ static void test_ks2_exact_statistic_with_ties(void **state) {
     assert_int_equal(qx_derp_ks2(lo, 50, hi, 60, &D, &p), 0);
     assert_true(D == 1 && p < 1e-9);
     assert_int_equal(qx_derp_ks2(a, 0, b, 3, &D, &p), QX_EINVAL);
+}
+
+/* ---- effect sizes: the 1-D Wasserstein distance ------------------------------------- */
+
+static void test_wasserstein_exact_small_cases(void **state) {
+    (void)state;
+    float a[3] = {0, 0, 1}, b[3] = {1, 1, 1}, c[4] = {3, 0, 2, 1}, e[4] = {5, 2, 4, 3};
+    double w, rel;
+    assert_int_equal(qx_derp_wasserstein1(a, 3, a, 3, &w, &rel), 0);
+    assert_true(w == 0 && rel == 0);
+    /* F_a - F_b = 2/3 on [0, 1), 0 elsewhere. */
+    assert_int_equal(qx_derp_wasserstein1(a, 3, b, 3, &w, NULL), 0);
+    assert_true(fabs(w - 2.0 / 3.0) < 1e-15);
+    /* A shift by 2 of {0,1,2,3} (unsorted input): W = 2, sd = sqrt(5/3). */
+    assert_int_equal(qx_derp_wasserstein1(c, 4, e, 4, &w, &rel), 0);
+    assert_true(fabs(w - 2.0) < 1e-12);
+    assert_true(fabs(rel - 2.0 / sqrt(5.0 / 3.0)) < 1e-12);
+    /* Symmetric in its samples (rel uses the first one's spread). */
+    double w2;
+    assert_int_equal(qx_derp_wasserstein1(e, 4, c, 4, &w2, NULL), 0);
+    assert_true(fabs(w - w2) < 1e-12);
+    /* Point masses: W = distance; a constant reference uses b's spread,
+     * two different constants are infinitely far apart in sd units. */
+    float z[2] = {0, 0}, f[2] = {5, 5};
+    assert_int_equal(qx_derp_wasserstein1(z, 2, f, 2, &w, &rel), 0);
+    assert_true(fabs(w - 5) < 1e-12 && isinf(rel));
+    assert_int_equal(qx_derp_wasserstein1(z, 2, c, 4, &w, &rel), 0);
+    assert_true(fabs(w - 1.5) < 1e-12 && fabs(rel - 1.5 / sqrt(5.0 / 3.0)) < 1e-12);
+    assert_int_equal(qx_derp_wasserstein1(a, 0, b, 3, &w, &rel), QX_EINVAL);
+    float nan1[1] = {NAN};
+    assert_int_equal(qx_derp_wasserstein1(nan1, 1, b, 3, &w, &rel), QX_EINVAL);
+}
+
+/* Known distributions, n = 20,000 each (sampling error of W ~ 0.01):
+ * W1(N(0,1), N(delta,1)) = delta; W1(N(0,1), N(0,s)) = |s-1| sqrt(2/pi);
+ * W1(U(0,1), U(c,1+c)) = c, relative c sqrt(12); W1(U(0,1), U(0,2)) = 1/2. */
+static void test_wasserstein_known_distributions(void **state) {
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 4242);
+    size_t n = 20000;
+    double deltas[4] = {0.1, 0.5, 1.0, 2.0};
+    for (int k = 0; k < 4; k++) {
+        float *a = normal_sample(&r, n, 0, 1), *b = normal_sample(&r, n, deltas[k], 1);
+        double w, rel;
+        assert_int_equal(qx_derp_wasserstein1(a, n, b, n, &w, &rel), 0);
+        fprintf(stderr, "W1 N(0,1) vs N(%.1f,1): %.4f (rel %.4f)\n", deltas[k], w, rel);
+        assert_true(fabs(w - deltas[k]) < 0.03 && fabs(rel - deltas[k]) < 0.04);
+        free(a);
+        free(b);
+    }
+    float *a = normal_sample(&r, n, 0, 1), *b = normal_sample(&r, n, 0, 2);
+    double w, rel;
+    assert_int_equal(qx_derp_wasserstein1(a, n, b, n, &w, &rel), 0);
+    fprintf(stderr, "W1 N(0,1) vs N(0,2): %.4f (expected %.4f)\n", w, sqrt(2 / M_PI));
+    assert_true(fabs(w - sqrt(2 / M_PI)) < 0.03);
+    free(a);
+    free(b);
+    float *u = malloc(sizeof(float) * n), *v = malloc(sizeof(float) * n),
+          *u2 = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) {
+        u[i] = (float)tu_rng_uniform(&r);
+        v[i] = (float)(0.25 + tu_rng_uniform(&r));
+        u2[i] = (float)(2 * tu_rng_uniform(&r));
+    }
+    assert_int_equal(qx_derp_wasserstein1(u, n, v, n, &w, &rel), 0);
+    fprintf(stderr, "W1 U(0,1) vs U(.25,1.25): %.4f (rel %.4f, expected %.4f)\n", w, rel,
+            0.25 * sqrt(12.0));
+    assert_true(fabs(w - 0.25) < 0.01 && fabs(rel - 0.25 * sqrt(12.0)) < 0.04);
+    assert_int_equal(qx_derp_wasserstein1(u, n, u2, n, &w, NULL), 0);
+    assert_true(fabs(w - 0.5) < 0.02);
+    /* Under the null the effect shrinks like 1/sqrt(n) and stays far below
+     * the default min_effect (0.1 sd): 20 pairs of 5000 normals. */
+    double wmax = 0;
+    for (int t = 0; t < 20; t++) {
+        float *x = normal_sample(&r, 5000, 3, 2), *y = normal_sample(&r, 5000, 3, 2);
+        assert_int_equal(qx_derp_wasserstein1(x, 5000, y, 5000, NULL, &rel), 0);
+        wmax = fmax(wmax, rel);
+        free(x);
+        free(y);
+    }
+    fprintf(stderr, "W1/sd null, 5000 vs 5000, max of 20: %.4f\n", wmax);
+    assert_true(wmax < 0.05);
+    free(u);
+    free(v);
+    free(u2);
+}
+
+/* A shift that K–S finds significant at n = 200,000 but that is tiny in sd
+ * units is not a rejection; a large one is. */
+static void test_two_sample_effect_gates_rejection(void **state) {
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 99);
+    size_t n = 200000, d = 2;
+    float *a = malloc(sizeof(float) * n * d), *b = malloc(sizeof(float) * n * d),
+          *c = malloc(sizeof(float) * n * d);
+    for (size_t i = 0; i < n * d; i++) {
+        a[i] = (float)tu_rng_normal(&r);
+        double z = tu_rng_normal(&r);
+        b[i] = (float)(z + 0.03); /* |<u, shift>| <= 0.03 sqrt(2) = 0.042 sd */
+        c[i] = (float)(z + 0.5);
+    }
+    qx_derp_opts o;
+    qx_derp_opts_init(&o);
+    o.max_test_n = 0;
+    qx_derp_family f, g;
+    assert_int_equal(qx_derp_two_sample(a, n, b, n, d, &o, &f), 0);
+    assert_int_equal(qx_derp_two_sample(a, n, c, n, d, &o, &g), 0);
+    fprintf(stderr, "small shift: %zu significant, %zu rejected, W_max %.4f | large: %zu, %zu, %.3f\n",
+            f.significant, f.rejected, f.W_max, g.significant, g.rejected, g.W_max);
+    assert_true(f.significant > f.P / 2);
+    assert_int_equal(f.rejected, 0);
+    assert_true(f.W_max < 0.05 && f.min_effect == QX_DERP_DEFAULT_MIN_EFFECT);
+    assert_true(g.rejected > g.P / 2 && g.W_max > 0.6);
+    for (size_t p = 0; p < g.P; p++) assert_true(g.W[p] >= 0);
+    qx_derp_family_clear(&f);
+    /* min_effect 0: significance alone, as before. */
+    o.min_effect = 0;
+    assert_int_equal(qx_derp_two_sample(a, n, b, n, d, &o, &f), 0);
+    assert_int_equal(f.rejected, f.significant);
+    qx_derp_family_clear(&f);
+    qx_derp_family_clear(&g);
+    o.min_effect = -1;
+    assert_int_equal(qx_derp_two_sample(a, n, b, n, d, &o, &f), QX_EINVAL);
+    o.min_effect = NAN;
+    assert_int_equal(qx_derp_two_sample(a, n, b, n, d, &o, &f), QX_EINVAL);
+    free(a);
+    free(b);
+    free(c);
 }
 
 static void test_holm_worked_example(void **state) {
@@ -868,6 +1002,104 @@ static void test_drift_false_alarms_50_seeds(void **state) {
     assert_true(fail_res <= 2 && fail_half <= 2);
 }
 
+/* ---- calibration on real files: random vs ordered vs shifted training samples ---------- */
+
+/* The gate's drift check for a training set chosen by rows[] (ntr rows of
+ * x): the training reservoir (10,000, seeded) against an evenly strided
+ * 10,000-row sample of the whole file, as in verify/gate.c. */
+static void calib_drift(const float *x, size_t n, size_t d, const uint8_t *take, int shift,
+                        uint64_t seed, double min_effect, qx_derp_drift *out) {
+    qx_derp_reservoir *r;
+    assert_int_equal(qx_derp_reservoir_new(&r, d, 10000, seed), 0);
+    float *tmp = malloc(sizeof(float) * d);
+    for (size_t i = 0; i < n; i++) {
+        if (!take[i]) continue;
+        memcpy(tmp, x + i * d, sizeof(float) * d);
+        if (shift) /* the gate test's mismatch fault: half the dims reversed, x2, +20 */
+            for (size_t j = 0; j < d / 2; j++) tmp[j] = 2.0f * x[i * d + d / 2 - 1 - j] + 20.0f;
+        assert_int_equal(qx_derp_reservoir_add(r, tmp, 1), 0);
+    }
+    size_t ns = n < 10000 ? n : 10000;
+    float *sample = malloc(sizeof(float) * ns * d);
+    qx_sample_rows(x, n, d, ns, sample);
+    qx_derp_opts o;
+    qx_derp_opts_init(&o);
+    o.min_effect = min_effect;
+    assert_int_equal(qx_derp_drift_compute(qx_derp_reservoir_data(r), qx_derp_reservoir_size(r),
+                                           sample, ns, d, &o, out), 0);
+    free(sample);
+    free(tmp);
+    qx_derp_reservoir_free(r);
+}
+
+static void test_calibrate_real_splits(void **state) {
+    (void)state;
+    const char *env = getenv("QX_DERP_CALIBRATE");
+    const char *files = getenv("QX_DERP_CALIB_FILES");
+    if (!env || strcmp(env, "1") != 0 || !files) {
+        skip();
+        return;
+    }
+    char list[4096];
+    snprintf(list, sizeof list, "%s", files);
+    size_t seeds = getenv("QX_DERP_CALIB_SEEDS") ? (size_t)atoi(getenv("QX_DERP_CALIB_SEEDS")) : 50;
+    fprintf(stderr, "| file | n x d | split | rejected_fraction (W >= min_effect) | significant fraction | "
+                    "score (max D) | effect (max W) |\n");
+    for (char *path = strtok(list, ":"); path; path = strtok(NULL, ":")) {
+        qx_matrix m = {0};
+        assert_int_equal(qx_vecs_read(path, 0, &m), 0);
+        size_t n = m.n, d = m.d, ntr = n * 8 / 10;
+        uint8_t *take = malloc(n);
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        /* ordered: the first 80 % of the rows; shifted: a random 80 % with the
+         * mismatch transform */
+        for (int kind = 0; kind < 2; kind++) {
+            if (kind == 0) {
+                for (size_t i = 0; i < n; i++) take[i] = i < ntr;
+            } else {
+                uint64_t st = 77;
+                size_t got = 0;
+                for (size_t i = 0; i < n; i++) {
+                    take[i] = (double)(n - i) * qx_rng_uniform(&st) < (double)(ntr - got);
+                    got += take[i];
+                }
+            }
+            qx_derp_drift dr;
+            calib_drift(m.data, n, d, take, kind, 1, QX_DERP_DEFAULT_MIN_EFFECT, &dr);
+            fprintf(stderr, "| %s | %zu x %zu | %s | %.3f | %.3f | %.3f | %.3f |\n", base, n, d,
+                    kind == 0 ? "ordered: first 80 %" : "shifted: mismatch fault", dr.test.rejected_fraction,
+                    (double)dr.test.significant / dr.test.P, dr.score, dr.effect);
+            qx_derp_drift_clear(&dr);
+        }
+        /* random 80 % samples over `seeds` seeds: false alarms at 0.25 with the
+         * effect bar, and with significance alone (the old rule) */
+        size_t fa = 0, fa_old = 0;
+        double max_rf = 0, max_sig = 0, max_w = 0;
+        for (uint64_t s = 1; s <= seeds; s++) {
+            uint64_t st = 1000 + s;
+            size_t got = 0;
+            for (size_t i = 0; i < n; i++) {
+                take[i] = (double)(n - i) * qx_rng_uniform(&st) < (double)(ntr - got);
+                got += take[i];
+            }
+            qx_derp_drift dr;
+            calib_drift(m.data, n, d, take, 0, s, QX_DERP_DEFAULT_MIN_EFFECT, &dr);
+            double sig = (double)dr.test.significant / dr.test.P;
+            fa += dr.test.rejected_fraction > 0.25;
+            fa_old += sig > 0.25;
+            max_rf = fmax(max_rf, dr.test.rejected_fraction);
+            max_sig = fmax(max_sig, sig);
+            max_w = fmax(max_w, dr.effect);
+            qx_derp_drift_clear(&dr);
+        }
+        fprintf(stderr, "| %s | %zu x %zu | random 80 %%, %zu seeds | false alarms %zu/%zu (max %.3f) | "
+                        "old rule %zu/%zu (max %.3f) | | max %.3f |\n",
+                base, n, d, seeds, fa, seeds, max_rf, fa_old, seeds, max_sig, max_w);
+        free(take);
+        qx_matrix_free(&m);
+    }
+}
+
 /* ---- a tiny JSON reader for the report test ------------------------------------------ */
 
 typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
@@ -1010,6 +1242,7 @@ static void parse_json(const char *s, jval *root) {
 
 static void check_family_json(const jval *f) {
     jget(f, "n", J_NUM);
+    jget(f, "significant", J_NUM);
     jget(f, "rejected", J_NUM);
     jget(f, "rejected_fraction", J_NUM);
     jget(f, "holm_rejected", J_NUM);
@@ -1118,6 +1351,10 @@ static void test_report_json(void **state) {
     jget(dj, "n", J_NUM);
     assert_true(fabs(jget(dj, "score", J_NUM)->num - dr.score) < 1e-6);
     jget(dj, "score_mean", J_NUM);
+    assert_true(fabs(jget(dj, "effect", J_NUM)->num - dr.effect) < 1e-6);
+    jget(dj, "effect_mean", J_NUM);
+    assert_true(fabs(jget(dj, "min_effect", J_NUM)->num - QX_DERP_DEFAULT_MIN_EFFECT) < 1e-12);
+    jget(dj, "significant", J_NUM);
     jget(dj, "p_combined", J_NUM);
     jget(dj, "rejected_fraction", J_NUM);
     jget(dj, "holm_rejected", J_NUM);
@@ -1127,7 +1364,14 @@ static void test_report_json(void **state) {
     jget(&top->kids[0], "probe", J_NUM);
     jget(&top->kids[0], "D", J_NUM);
     jget(&top->kids[0], "p", J_NUM);
+    jget(&top->kids[0], "W", J_NUM);
     assert_int_equal(jget(dj, "D", J_ARR)->n, 16);
+    const jval *wj = jget(dj, "W", J_ARR);
+    assert_int_equal(wj->n, 16);
+    for (size_t p = 0; p < 16; p++) {
+        assert_int_equal(wj->kids[p].t, J_NUM);
+        assert_true(fabs(wj->kids[p].num - dr.test.W[p]) <= 1e-6 * fmax(1, dr.test.W[p]));
+    }
     const jval *checks = jget(&root, "checks", J_ARR);
     assert_int_equal(checks->n, 3);
     assert_string_equal(jget(&checks->kids[0], "name", J_STR)->str, "min_used_fraction");
@@ -1135,6 +1379,10 @@ static void test_report_json(void **state) {
     jget(&checks->kids[0], "value", J_NUM);
     jget(&checks->kids[0], "threshold", J_NUM);
     assert_true(jget(&checks->kids[0], "pass", J_BOOL)->b);
+    assert_string_equal(jget(&checks->kids[0], "policy", J_STR)->str, "block");
+    assert_string_equal(jget(&checks->kids[0], "outcome", J_STR)->str, "pass");
+    assert_string_equal(jget(&checks->kids[2], "outcome", J_STR)->str, "fail");
+    assert_int_equal(jget(&root, "warnings", J_ARR)->n, 0);
     jget(&checks->kids[2], "value", J_NULL); /* NaN is written as null */
     assert_false(jget(&checks->kids[2], "pass", J_BOOL)->b);
     assert_false(jget(&root, "pass", J_BOOL)->b);
@@ -1148,6 +1396,101 @@ static void test_report_json(void **state) {
     qx_derp_drift_clear(&dr);
     qx_quantizer_free(q);
     free(x);
+}
+
+/* ---- policies: block or warn --------------------------------------------------------- */
+
+/* Every combination of a block health check, a warn drift check and a block
+ * recall check: the verdict needs both block checks; a failed drift check is
+ * a warning then, and a failure otherwise. */
+static void test_policy_table(void **state) {
+    (void)state;
+    for (int mask = 0; mask < 8; mask++) {
+        int health_ok = mask & 1, drift_ok = (mask >> 1) & 1, recall_ok = (mask >> 2) & 1;
+        qx_derp_report *r;
+        assert_int_equal(qx_derp_report_new(&r, NULL), 0);
+        /* A policy may be set before its check exists … */
+        assert_int_equal(qx_derp_report_set_policy(r, "max_drift_rejected_fraction", QX_DERP_WARN), 0);
+        assert_int_equal(qx_derp_report_add_check(r, "min_used_fraction", health_ok ? 0.9 : 0.1, 0.3,
+                                                  QX_DERP_GE, NULL), 0);
+        assert_int_equal(qx_derp_report_add_check(r, "max_drift_rejected_fraction",
+                                                  drift_ok ? 0.0 : 0.9, 0.25, QX_DERP_LE, NULL), 0);
+        assert_int_equal(qx_derp_report_add_check(r, "min_recall", recall_ok ? 0.8 : 0.1, 0.3,
+                                                  QX_DERP_GE, NULL), 0);
+        int want_pass = health_ok && recall_ok;
+        int want_drift = drift_ok ? 0 : want_pass ? 1 : -1;
+        assert_int_equal(qx_derp_report_passed(r), want_pass);
+        assert_int_equal(qx_derp_report_num_warnings(r), want_drift == 1);
+        const char *name;
+        assert_int_equal(qx_derp_report_check_outcome(r, 0, &name), health_ok ? 0 : -1);
+        assert_string_equal(name, "min_used_fraction");
+        assert_int_equal(qx_derp_report_check_outcome(r, 1, &name), want_drift);
+        assert_string_equal(name, "max_drift_rejected_fraction");
+        assert_int_equal(qx_derp_report_check_outcome(r, 2, NULL), recall_ok ? 0 : -1);
+        assert_int_equal(qx_derp_report_check_outcome(r, 3, NULL), -1); /* out of range */
+        char *js;
+        assert_int_equal(qx_derp_report_json(r, &js, NULL), 0);
+        jval root;
+        parse_json(js, &root);
+        assert_int_equal(jget(&root, "pass", J_BOOL)->b, want_pass);
+        const jval *w = jget(&root, "warnings", J_ARR);
+        assert_int_equal(w->n, want_drift == 1);
+        if (w->n) assert_string_equal(w->kids[0].str, "max_drift_rejected_fraction");
+        const jval *checks = jget(&root, "checks", J_ARR);
+        assert_string_equal(jget(&checks->kids[0], "policy", J_STR)->str, "block");
+        assert_string_equal(jget(&checks->kids[1], "policy", J_STR)->str, "warn");
+        assert_string_equal(jget(&checks->kids[1], "outcome", J_STR)->str,
+                            want_drift == 0 ? "pass" : want_drift == 1 ? "warn" : "fail");
+        assert_int_equal(jget(&checks->kids[1], "pass", J_BOOL)->b, drift_ok);
+        jfree(&root);
+        qx_free(js);
+        /* … or after: turning drift back to block makes it a failure. */
+        assert_int_equal(qx_derp_report_set_policy(r, "max_drift_rejected_fraction", QX_DERP_BLOCK), 0);
+        assert_int_equal(qx_derp_report_passed(r), want_pass && drift_ok);
+        assert_int_equal(qx_derp_report_num_warnings(r), 0);
+        qx_derp_report_free(r);
+    }
+    /* A lost check still fails the report whatever the policies. */
+    qx_derp_report *r;
+    assert_int_equal(qx_derp_report_new(&r, NULL), 0);
+    assert_int_equal(qx_derp_report_set_policy(r, "x", QX_DERP_WARN), 0);
+    assert_int_equal(qx_derp_report_add_check(r, "x", 1, NAN, QX_DERP_LE, NULL), QX_EINVAL);
+    assert_false(qx_derp_report_passed(r));
+    assert_int_equal(qx_derp_report_set_policy(r, "", QX_DERP_WARN), QX_EINVAL);
+    assert_int_equal(qx_derp_report_set_policy(r, "x", (qx_derp_policy)7), QX_EINVAL);
+    qx_derp_report_free(r);
+
+    /* The gate's defaults and its config file. */
+    qx_gate_config c;
+    qx_gate_config_init(&c);
+    for (int i = 0; i < QX_GATE_NUM_CHECKS; i++) {
+        int drift = i == QX_GATE_MAX_DRIFT_REJECTED_FRACTION || i == QX_GATE_MAX_DRIFT_SCORE;
+        assert_int_equal(c.policy[i], drift ? QX_DERP_WARN : QX_DERP_BLOCK);
+        assert_non_null(qx_gate_check_name((qx_gate_check)i));
+    }
+    assert_null(qx_gate_check_name(QX_GATE_NUM_CHECKS));
+    assert_true(c.derp.min_effect == QX_DERP_DEFAULT_MIN_EFFECT);
+    char path[] = "/tmp/qx-gate-policy-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "policy.max_drift_rejected_fraction = block  # strict\npolicy.min_recall=warn\n"
+               "derp.min_effect = 0.2\n");
+    fclose(f);
+    assert_int_equal(qx_gate_config_load(path, &c), 0);
+    assert_int_equal(c.policy[QX_GATE_MAX_DRIFT_REJECTED_FRACTION], QX_DERP_BLOCK);
+    assert_int_equal(c.policy[QX_GATE_MIN_RECALL], QX_DERP_WARN);
+    assert_true(c.derp.min_effect == 0.2);
+    const char *bad[] = {"policy.min_recall = maybe\n", "policy.no_such_check = warn\n",
+                         "policy.min_recall = warn block\n", "derp.min_effect = -1\n"};
+    for (int i = 0; i < 4; i++) {
+        f = fopen(path, "w");
+        fputs(bad[i], f);
+        fclose(f);
+        assert_int_equal(qx_gate_config_load(path, &c), QX_EINVAL);
+        assert_non_null(strstr(qx_last_error(), ":1:"));
+    }
+    unlink(path);
 }
 
 /* ---- concurrency: const inputs shared by threads ------------------------------------ */
@@ -1258,6 +1601,8 @@ static void test_out_of_memory_everywhere(void **state) {
 }
 
 int main(void) {
+    /* QX_DERP_TEST_FILTER=name runs one test (e.g. a calibration). */
+    if (getenv("QX_DERP_TEST_FILTER")) cmocka_set_test_filter(getenv("QX_DERP_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probes_unit_and_deterministic),
         cmocka_unit_test(test_project_matches_naive),
@@ -1270,6 +1615,9 @@ int main(void) {
         cmocka_unit_test(test_lilliefors_edge_cases),
         cmocka_unit_test(test_ks2_level_and_power),
         cmocka_unit_test(test_ks2_exact_statistic_with_ties),
+        cmocka_unit_test(test_wasserstein_exact_small_cases),
+        cmocka_unit_test(test_wasserstein_known_distributions),
+        cmocka_unit_test(test_two_sample_effect_gates_rejection),
         cmocka_unit_test(test_holm_worked_example),
         cmocka_unit_test(test_normality_family),
         cmocka_unit_test(test_drift_fresh_vs_shifted_vs_permuted),
@@ -1277,7 +1625,9 @@ int main(void) {
         cmocka_unit_test(test_health_rq_and_collapse),
         cmocka_unit_test(test_siftsmall_health_and_faults),
         cmocka_unit_test(test_drift_false_alarms_50_seeds),
+        cmocka_unit_test(test_calibrate_real_splits),
         cmocka_unit_test(test_report_json),
+        cmocka_unit_test(test_policy_table),
         cmocka_unit_test(test_concurrent_calls_agree),
         cmocka_unit_test(test_out_of_memory_everywhere),
     };

@@ -59,6 +59,29 @@ if "$qinx" build "${common[@]}" --replace "$live" --gate "$tmp/bad.gate" 2>"$tmp
 grep -q "bad.gate:1" "$tmp/err" || fail "bad config error does not name the line: $(cat "$tmp/err")"
 [ "$(checksum "$live")" = "$before" ] || fail "bad config changed the live index"
 
+# The training sample is drawn uniformly over the file by default, and said so.
+grep -q '"train_sample":"random: 5000 of ' "$live.derp.json" || fail "report does not record the random training sample"
+
+# Drift is a warning by default: a candidate trained on the first half of the
+# file (in file order) with an effect bar low enough to flag it is published
+# with a warning while health and recall hold; made a blocking check, the
+# same drift refuses it.
+printf 'derp.min_effect = 0.01\n' >"$tmp/lowbar.gate"
+before=$(checksum "$live")
+"$qinx" build "${common[@]}" --train-sample first --replace "$live" --gate "$tmp/lowbar.gate" --seed 5 2>"$tmp/err" \
+  || fail "ordered sample with a drift warning was rejected: $(cat "$tmp/err")"
+grep -q '"warnings":\["max_drift_rejected_fraction"\]' "$live.derp.json" || fail "no drift warning: $(cat "$live.derp.json")"
+grep -q '"outcome":"warn"' "$live.derp.json" || fail "drift check outcome is not warn"
+grep -q 'WARNING: max_drift_rejected_fraction' "$tmp/err" || fail "build does not print the warning"
+grep -q '"train_sample":"first: the first 5000 of ' "$live.derp.json" || fail "report does not record the ordered sample"
+[ "$(checksum "$live")" != "$before" ] || fail "warned rebuild was not published"
+printf 'derp.min_effect = 0.01\npolicy.max_drift_rejected_fraction = block\n' >"$tmp/block.gate"
+before=$(checksum "$live")
+rc=0; "$qinx" build "${common[@]}" --train-sample first --replace "$live" --gate "$tmp/block.gate" --seed 6 2>/dev/null || rc=$?
+[ "$rc" = 3 ] || fail "drift with policy block: exit $rc, expected 3"
+[ "$(checksum "$live")" = "$before" ] || fail "blocked drift changed the live index"
+grep -qE '"name":"max_drift_rejected_fraction"[^}]*"policy":"block","outcome":"fail"' "$live.derp.json" || fail "blocked drift not reported as fail"
+
 # A strict config rejects an otherwise healthy rebuild.
 printf '# demand the impossible\nmin_recall = 1.0\n' >"$tmp/strict.gate"
 rc=0; "$qinx" build "${common[@]}" --replace "$live" --gate "$tmp/strict.gate" --seed 4 2>/dev/null || rc=$?

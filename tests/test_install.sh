@@ -45,4 +45,12 @@ cc -std=c11 -Wall -Werror -o "$tmp/load_static" "$load_src" $(pkg-config --cflag
   "$libdir/libqinx.a" $(pkg-config --libs --static qinx | sed 's/-lqinx\b//') || fail "build qinx_load"
 "$tmp/load_static" "$tmp/qinco.qinx" 16 || fail "a static load-only program cannot open a QINCo index"
 "$tmp/load_static" "$tmp/rq.qinx" 16 || fail "a static load-only program cannot open an RQ index"
+# ... also against the build tree's archive, one object per source file, where a weak
+# reference would not pull QINCo in
+cc -std=c11 -Wall -Werror -o "$tmp/load_static_tree" "$load_src" $(pkg-config --cflags qinx) \
+  "$build/libqinx.a" $(pkg-config --libs --static qinx | sed 's/-lqinx\b//') || fail "build qinx_load (tree)"
+"$tmp/load_static_tree" "$tmp/qinco.qinx" 16 || fail "a load-only program linked with the tree's archive cannot open a QINCo index"
+# the installed archive exports what libqinx.so exports: qx_ and faiss_ names, no qx__ internals
+bad=$(nm -g --defined-only "$libdir/libqinx.a" | awk 'NF == 3 && $3 ~ /^qx_/ {print $3}' | grep -Ev '^qx_[a-z]' || true)
+[ -z "$bad" ] || fail "libqinx.a exports internal symbols: $(echo $bad | head -c 300)"
 echo "test_install: ok (shared and static; prefix $tmp/prefix)"

@@ -90,20 +90,29 @@ static double ref_loss(const qx__qinco *q, const double *p, const double *xs, co
     return total / (double)nb;
 }
 
+/* A network of M steps, L blocks of width h over d dimensions, with seeded
+ * normal parameters (sd `sd`) and per-step factors 1, 1/2, 1/4, ... as
+ * set_base would choose them for shrinking residuals; *r is left seeded for
+ * the caller's data. */
+static qx__qinco *random_net(qx_qinco_opts *o, size_t d, size_t M, size_t L, size_t h,
+                             uint64_t seed, double sd, tu_rng *r) {
+    qx_qinco_opts_init(o);
+    o->M = M;
+    o->L = L;
+    o->h = h;
+    qx__qinco *q;
+    assert_int_equal(qx__qinco_alloc(&q, d, o), 0);
+    tu_rng_seed(r, seed);
+    for (size_t i = 0; i < q->nparams; i++) q->params[i] = (float)(sd * tu_rng_normal(r));
+    for (size_t m = 0; m < M; m++) q->rho[m] = ldexpf(1.0f, -(int)m);
+    return q;
+}
+
 static void grad_check(float sw) {
     qx_qinco_opts o;
-    qx_qinco_opts_init(&o);
-    o.M = 3;
-    o.L = 2;
-    o.h = 5;
     size_t d = 6, nb = 7;
-    qx__qinco *q;
-    assert_int_equal(qx__qinco_alloc(&q, d, &o), 0);
     tu_rng r;
-    tu_rng_seed(&r, 99);
-    for (size_t i = 0; i < q->nparams; i++) q->params[i] = (float)(0.4 * tu_rng_normal(&r));
-    /* per-step factors as set_base would choose them for shrinking residuals */
-    for (size_t m = 0; m < o.M; m++) q->rho[m] = ldexpf(1.0f, -(int)m);
+    qx__qinco *q = random_net(&o, d, 3, 2, 5, 99, 0.4, &r);
     float *xs = malloc(sizeof(float) * nb * d);
     uint8_t *codes = malloc(nb * o.M);
     for (size_t i = 0; i < nb * d; i++) xs[i] = (float)tu_rng_normal(&r);
@@ -182,20 +191,12 @@ static qx_quantizer *small_rq(const float *x, size_t n, size_t d, size_t M, int 
 static void test_decoder_matches_training_forward(void **state) {
     (void)state;
     qx_qinco_opts o;
-    qx_qinco_opts_init(&o);
-    o.M = 4;
-    o.L = 2;
-    o.h = 12;
     size_t d = 10, nb = 50;
-    qx__qinco *q;
-    assert_int_equal(qx__qinco_alloc(&q, d, &o), 0);
     tu_rng r;
-    tu_rng_seed(&r, 17);
-    for (size_t i = 0; i < q->nparams; i++) q->params[i] = (float)(0.3 * tu_rng_normal(&r));
+    qx__qinco *q = random_net(&o, d, 4, 2, 12, 17, 0.3, &r);
     q->scale_exp = 1;
     q->scale = 2.0f;
     q->inv_scale = 0.5f;
-    for (size_t m = 0; m < o.M; m++) q->rho[m] = ldexpf(1.0f, -(int)m);
     assert_int_equal(qx__qinco_finish(q), 0);
     float *x = malloc(sizeof(float) * nb * d), *xs = malloc(sizeof(float) * nb * d);
     float *rec = malloc(sizeof(float) * nb * d), *grad = malloc(sizeof(float) * q->nparams);

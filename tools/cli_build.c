@@ -1,6 +1,10 @@
 /* tools/cli_build.c — `qinx build`: train an IVF index over a vector file
- * and save it. The training set is --train, or an evenly spaced sample of
- * the base (at most --max-train vectors) so that builds are deterministic.
+ * and save it. The training set is --train, or a sample of at most
+ * --max-train base vectors drawn uniformly at random over the whole file
+ * (seeded by --seed, so builds stay deterministic; --train-sample strided
+ * or first for the other ways). Files are often sorted (by source, time or
+ * class), so the first N rows are not a sample of the data; the DERP report
+ * records which sample was drawn.
  *
  * With --replace INDEX the build is a gated rebuild: the candidate is saved
  * beside the live index (INDEX.candidate), loaded back (so a corrupt or
@@ -18,6 +22,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "qinx/rng.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -25,6 +30,9 @@ static void usage(FILE *f) {
             "  --base FILE        vectors to index (.fvecs or .bvecs); ids are row numbers\n"
             "  --train FILE       training vectors (default: a sample of the base)\n"
             "  --max-train N      at most N training vectors sampled from the base (default 100000)\n"
+            "  --train-sample S   how they are drawn: random (default: uniform over the whole\n"
+            "                     file, seeded by --seed), strided (evenly spaced rows) or\n"
+            "                     first (the first N rows; not representative of sorted files)\n"
             "  --out INDEX        index file to write (atomically)\n"
             "  --bytes N          bytes stored per vector, norm byte included (default 16)\n"
             "  --nlist N          inverted lists (default 1024, capped at n_train/39)\n"
@@ -54,6 +62,17 @@ static void usage(FILE *f) {
             "                     bytes of the written candidate)\n"
 #endif
             );
+}
+
+/* m of n rows uniformly at random without replacement, kept in file order:
+ * selection sampling (Knuth, TAOCP vol. 2, 3.4.2, Algorithm S) takes row i
+ * with probability (rows still needed) / (rows left), one pass. */
+static void sample_random(const float *x, size_t n, size_t d, size_t m, uint64_t seed, float *out) {
+    uint64_t st = seed ^ 0x7A3D5EEDull;
+    size_t got = 0;
+    for (size_t i = 0; i < n && got < m; i++)
+        if ((double)(n - i) * qx_rng_uniform(&st) < (double)(m - got))
+            memcpy(out + got++ * d, x + i * d, sizeof(float) * d);
 }
 
 #ifdef QX_FAULT_INJECTION
@@ -111,7 +130,7 @@ static void mismatch_training(qx_matrix *train) {
  * Returns the exit status: 0 published, 3 rejected, 1 error. */
 static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n,
                              const char *live, const char *gate_path, const char *fault,
-                             cli_progress *prog) {
+                             const char *train_sample, cli_progress *prog) {
     char cand_path[4096], report_path[4096];
     snprintf(cand_path, sizeof cand_path, "%s.candidate", live);
     snprintf(report_path, sizeof report_path, "%s.derp.json", live);
@@ -147,6 +166,7 @@ static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n
     }
     if (rc == 0) {
         qx_derp_report_set_meta(rep, "index", live);
+        qx_derp_report_set_meta(rep, "train_sample", train_sample);
         qx_derp_report_set_meta(rep, "verdict", passed ? "published" : "rejected");
         rc = qx_gate_write_report(rep, report_path);
     }
@@ -161,10 +181,16 @@ static int cli_gated_publish(const qx_ivf *cand_mem, const float *data, size_t n
         unlink(cand_path);
     }
     if (rc == 0 && !prog->quiet) cli_print_report(rep, 0);
+    size_t nwarn = rc == 0 ? qx_derp_report_num_warnings(rep) : 0;
     if (rc == 0)
-        fprintf(stderr, "qinx build: DERP gate %s (%.1fs); report in %s\n",
+        fprintf(stderr, "qinx build: DERP gate %s%s (%.1fs); report in %s\n",
                 passed ? "PASSED: candidate published" : "FAILED: live index left unchanged",
-                cli_now() - t0, report_path);
+                nwarn ? ", with warnings" : "", cli_now() - t0, report_path);
+    for (size_t i = 0; rc == 0 && nwarn && i < qx_derp_report_num_checks(rep); i++) {
+        const char *name = NULL;
+        if (qx_derp_report_check_outcome(rep, i, &name) == 1)
+            fprintf(stderr, "qinx build: DERP gate WARNING: %s failed (policy warn)\n", name);
+    }
     qx_derp_report_free(rep);
     qx_ivf_free(cand);
     qx_ivf_free(old);
@@ -196,6 +222,7 @@ int qx_cli_build(int argc, char **argv) {
     const char *gate_path = NULL, *fault = NULL;
     size_t bytes = 16, nlist = 1024, beam = 0, seed = 1234, threads = 0, max_train = 100000;
     size_t train_beam = 0;
+    const char *train_sample = "random";
     /* qinco: the library's defaults (the help text quotes them); epochs
      * SIZE_MAX = not given: 30, or with --train-minutes as many as the budget
      * allows */
@@ -216,6 +243,7 @@ int qx_cli_build(int argc, char **argv) {
 #ifdef QX_FAULT_INJECTION
         {"inject-fault", 1, 0, 'F'},
 #endif
+        {"train-sample", 1, 0, 'S' + 256},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -246,6 +274,13 @@ int qx_cli_build(int argc, char **argv) {
         case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &qA); break;
         case 'E': bad = cli_parse_size("--epochs", optarg, 0, 100000, &epochs); break;
         case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &train_minutes); break;
+        case 'S' + 256:
+            train_sample = optarg;
+            if (strcmp(optarg, "random") && strcmp(optarg, "strided") && strcmp(optarg, "first")) {
+                fprintf(stderr, "qinx build: --train-sample is random, strided or first\n");
+                bad = 1;
+            }
+            break;
         case 'R': replace = optarg; break;
         case 'g': gate_path = optarg; break;
 #ifdef QX_FAULT_INJECTION
@@ -290,6 +325,7 @@ int qx_cli_build(int argc, char **argv) {
     cli_progress_init(&prog, quiet);
     double t0 = cli_now();
     qx_matrix base = {0}, train = {0};
+    char sample_desc[4096 + 64];
     int rc = qx_vecs_read(base_path, 0, &base);
     if (rc) return cli_fail("build", rc);
     if (train_path) {
@@ -303,14 +339,32 @@ int qx_cli_build(int argc, char **argv) {
             qx_matrix_free(&train);
             return 1;
         }
+        snprintf(sample_desc, sizeof sample_desc, "--train %s: %zu vectors", train_path, train.n);
     } else {
         size_t nt = base.n < max_train ? base.n : max_train;
         if ((rc = qx_matrix_alloc(&train, nt, base.d))) {
             qx_matrix_free(&base);
             return cli_fail("build", rc);
         }
-        qx_sample_rows(base.data, base.n, base.d, nt, train.data);
+        if (nt == base.n) {
+            memcpy(train.data, base.data, sizeof(float) * nt * base.d);
+            snprintf(sample_desc, sizeof sample_desc, "all %zu base vectors", nt);
+        } else if (!strcmp(train_sample, "random")) {
+            sample_random(base.data, base.n, base.d, nt, seed, train.data);
+            snprintf(sample_desc, sizeof sample_desc,
+                     "random: %zu of %zu base vectors, uniform over the whole file (seed %zu)", nt,
+                     base.n, seed);
+        } else if (!strcmp(train_sample, "strided")) {
+            qx_sample_rows(base.data, base.n, base.d, nt, train.data);
+            snprintf(sample_desc, sizeof sample_desc,
+                     "strided: %zu of %zu base vectors, evenly spaced rows", nt, base.n);
+        } else {
+            memcpy(train.data, base.data, sizeof(float) * nt * base.d);
+            snprintf(sample_desc, sizeof sample_desc,
+                     "first: the first %zu of %zu base vectors (file order)", nt, base.n);
+        }
     }
+    cli_log(&prog, "qinx build: training sample: %s", sample_desc);
 #ifdef QX_FAULT_INJECTION
     if (fault && !strcmp(fault, "mismatch")) mismatch_training(&train);
 #endif
@@ -385,7 +439,8 @@ int qx_cli_build(int argc, char **argv) {
         free(ids);
         cli_progress_done(&prog);
         if (rc == 0 && replace) {
-            int verdict = cli_gated_publish(ivf, base.data, base.n, replace, gate_path, fault, &prog);
+            int verdict = cli_gated_publish(ivf, base.data, base.n, replace, gate_path, fault,
+                                            sample_desc, &prog);
             qx_ivf_free(ivf);
             qx_matrix_free(&base);
             qx_matrix_free(&train);

@@ -11,27 +11,40 @@
 #include "cli.h"
 
 void cli_print_report(const qx_derp_report *rep, int json) {
+    if (json) {
+        char *s = NULL;
+        if (qx_derp_report_json(rep, &s, NULL) != 0) return;
+        printf("%s\n", s);
+        qx_free(s);
+        return;
+    }
+    /* The checks, one per line, with their policy and outcome. */
     char *s = NULL;
     if (qx_derp_report_json(rep, &s, NULL) != 0) return;
-    if (json) {
-        printf("%s\n", s);
-    } else {
-        /* The checks, one per line, from the JSON's "checks" array. */
-        const char *p = strstr(s, "\"checks\"");
-        printf("%-28s %12s %12s  %s\n", "check", "value", "threshold", "result");
-        while (p && (p = strstr(p, "{\"name\":\"")) != NULL) {
-            char name[128] = "", pass[8] = "";
-            double v = 0, t = 0;
-            const char *q = p + 9;
-            size_t i = 0;
-            while (*q && *q != '"' && i < sizeof name - 1) name[i++] = *q++;
-            const char *vv = strstr(p, "\"value\":"), *tt = strstr(p, "\"threshold\":"), *pp = strstr(p, "\"pass\":");
-            if (vv) v = strtod(vv + 8, NULL);
-            if (tt) t = strtod(tt + 12, NULL);
-            if (pp) snprintf(pass, sizeof pass, "%s", strncmp(pp + 7, "true", 4) == 0 ? "pass" : "FAIL");
-            printf("%-28s %12.4f %12.4f  %s\n", name, v, t, pass);
-            p = q;
+    printf("%-28s %12s %12s  %-6s %s\n", "check", "value", "threshold", "policy", "result");
+    const char *p = strstr(s, "\"checks\"");
+    for (size_t i = 0; p && i < qx_derp_report_num_checks(rep); i++) {
+        if (!(p = strstr(p, "{\"name\":\""))) break;
+        const char *name = NULL;
+        int oc = qx_derp_report_check_outcome(rep, i, &name);
+        double v = 0, t = 0;
+        const char *vv = strstr(p, "\"value\":"), *tt = strstr(p, "\"threshold\":");
+        const char *pol = strstr(p, "\"policy\":\"");
+        if (vv) v = strtod(vv + 8, NULL);
+        if (tt) t = strtod(tt + 12, NULL);
+        printf("%-28s %12.4f %12.4f  %-6s %s\n", name ? name : "?", v, t,
+               pol && !strncmp(pol + 10, "warn", 4) ? "warn" : "block",
+               oc == 0 ? "pass" : oc == 1 ? "WARN" : "FAIL");
+        p += 9;
+    }
+    size_t nw = qx_derp_report_num_warnings(rep);
+    if (nw) {
+        printf("warnings (%zu, not blocking):", nw);
+        for (size_t i = 0; i < qx_derp_report_num_checks(rep); i++) {
+            const char *name = NULL;
+            if (qx_derp_report_check_outcome(rep, i, &name) == 1) printf(" %s", name);
         }
+        printf("\n");
     }
     qx_free(s);
 }

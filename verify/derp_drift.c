@@ -5,7 +5,10 @@
  * 1. Drift is the two-sample K–S test on every probe (derp_probes.c); the
  *    score is the largest D over probes (a distance in [0, 1] that does not
  *    grow with n, unlike the p-value), and the probes with the largest D are
- *    named so a user can see which directions moved.
+ *    named so a user can see which directions moved. Each probe also has an
+ *    effect W (Wasserstein distance in reference sds, derp_stats.c); a probe
+ *    counts as rejected only when significant and W >= opts.min_effect, so
+ *    a large n no longer turns negligible shifts into drift.
  * 2. The reservoir is Vitter's Algorithm R with the seeded xoshiro256**
  *    generator and an unbiased bounded draw, so a reservoir is reproducible
  *    from (seed, the vectors offered in order); its generator state is part
@@ -37,6 +40,8 @@ int qx_derp_drift_compute(const float *ref, size_t nref, const float *x, size_t 
     if (rc) return qx__wrap(rc, "drift");
     out->score = out->test.D_max;
     out->score_mean = out->test.D_mean;
+    out->effect = out->test.W_max;
+    out->effect_mean = out->test.W_mean;
     /* Partial selection of the top_moved largest D (P is small). */
     size_t P = out->test.P;
     for (size_t t = 0; t < o.top_moved && t < P; t++) {

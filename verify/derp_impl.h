@@ -30,6 +30,10 @@ void qx__derp_sort_floats(const float *src, size_t n, double *dst, uint32_t *tmp
 double qx__derp_lilliefors_sorted(const double *v, size_t n);
 /* Two-sample D of two sorted samples. */
 double qx__derp_ks2_sorted(const double *a, size_t na, const double *b, size_t nb);
+/* 1-D Wasserstein distance of two sorted samples; *w_rel (may be NULL) is
+ * it over a's standard deviation (b's if a is constant). */
+double qx__derp_w1_sorted(const double *a, size_t na, const double *b, size_t nb,
+                          double *w_rel);
 /* p-value of the two-sample statistic for sizes na, nb. */
 double qx__derp_ks2_pvalue(double D, size_t na, size_t nb);
 

@@ -217,12 +217,16 @@ int qx_derp_two_sample(const float *a, size_t na, const float *b, size_t nb, siz
         if (!va || !vb || !tmp) rc = qx__fail(QX_ENOMEM, "two_sample: sort buffers");
     }
     if (rc == 0) rc = qx__derp_family_alloc(out, o.probes, o.alpha);
+    if (rc == 0 && !(out->W = qx__calloc(o.probes, sizeof(double))))
+        rc = qx__fail(QX_ENOMEM, "two_sample: effects of %zu probes", o.probes);
+    out->min_effect = o.min_effect;
     for (size_t p = 0; rc == 0 && p < o.probes; p++) {
         rc = load_sorted(pa + p * ma, ma, va, tmp, p);
         if (rc == 0) rc = load_sorted(pb + p * mb, mb, vb, tmp, p);
         if (rc) break;
         out->D[p] = qx__derp_ks2_sorted(va, ma, vb, mb);
         out->p[p] = qx__derp_ks2_pvalue(out->D[p], ma, mb);
+        qx__derp_w1_sorted(va, ma, vb, mb, &out->W[p]);
     }
     if (rc == 0) {
         out->n_ref = ma;

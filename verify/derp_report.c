@@ -8,7 +8,12 @@
  * 2. Health and drift are rendered to JSON fragments when they are set, so
  *    the report owns no pointers into the caller's results and can outlive
  *    them.
- * 3. Numbers are printed with %.9g (enough to tell every float apart, short
+ * 3. A check has a policy (block or warn, set by name, so the gate can
+ *    set policies before its checks exist). The verdict needs every block
+ *    check to pass; a failed warn check is a warning then, and a failure
+ *    when a block check failed too: drift on its own is news, drift with
+ *    lost recall is the fault.
+ * 4. Numbers are printed with %.9g (enough to tell every float apart, short
  *    enough to read); NaN and Inf become null, which JSON has and they lack.
  *    The 64-bit seed is a decimal string: many JSON readers (JavaScript,
  *    jansson's json_int_t) cannot hold every uint64 exactly.
@@ -116,6 +121,11 @@ typedef struct meta {
     char *key, *value;
 } meta;
 
+typedef struct policy_entry {
+    char name[QX__DERP_NAME_MAX + 1];
+    qx_derp_policy policy;
+} policy_entry;
+
 struct qx_derp_report {
     qx_derp_opts opts;
     char *health;  /* fragment: "health":{…},"steps":[…] */
@@ -124,6 +134,8 @@ struct qx_derp_report {
     size_t nchecks, cap_checks;
     meta *meta;
     size_t nmeta, cap_meta;
+    policy_entry *policies;
+    size_t npolicies, cap_policies;
     int incomplete; /* a check could not be recorded: the report fails */
 };
 
@@ -150,6 +162,7 @@ void qx_derp_report_free(qx_derp_report *r) {
         qx__free(r->meta[i].value);
     }
     qx__free(r->meta);
+    qx__free(r->policies);
     qx__free(r);
 }
 
@@ -160,7 +173,8 @@ static void put_family(qx__derp_sb *b, const qx_derp_family *f) {
         qx__derp_sb_puts(b, "null");
         return;
     }
-    qx__derp_sb_printf(b, "{\"n\":%zu,\"rejected\":%zu,\"rejected_fraction\":", f->n, f->rejected);
+    qx__derp_sb_printf(b, "{\"n\":%zu,\"significant\":%zu,\"rejected\":%zu,\"rejected_fraction\":",
+                       f->n, f->significant, f->rejected);
     qx__derp_sb_json_number(b, f->rejected_fraction);
     qx__derp_sb_printf(b, ",\"holm_rejected\":%zu,\"p_combined\":", f->holm_rejected);
     qx__derp_sb_json_number(b, f->p_combined);
@@ -215,9 +229,16 @@ int qx_derp_report_set_drift(qx_derp_report *r, const qx_derp_drift *dr) {
     qx__derp_sb_json_number(&b, dr->score);
     qx__derp_sb_puts(&b, ",\"score_mean\":");
     qx__derp_sb_json_number(&b, dr->score_mean);
+    qx__derp_sb_puts(&b, ",\"effect\":");
+    qx__derp_sb_json_number(&b, dr->effect);
+    qx__derp_sb_puts(&b, ",\"effect_mean\":");
+    qx__derp_sb_json_number(&b, dr->effect_mean);
+    qx__derp_sb_puts(&b, ",\"min_effect\":");
+    qx__derp_sb_json_number(&b, f->min_effect);
     qx__derp_sb_puts(&b, ",\"p_combined\":");
     qx__derp_sb_json_number(&b, f->P ? f->p_combined : NAN);
-    qx__derp_sb_printf(&b, ",\"rejected\":%zu,\"rejected_fraction\":", f->rejected);
+    qx__derp_sb_printf(&b, ",\"significant\":%zu,\"rejected\":%zu,\"rejected_fraction\":",
+                       f->significant, f->rejected);
     qx__derp_sb_json_number(&b, f->rejected_fraction);
     qx__derp_sb_printf(&b, ",\"holm_rejected\":%zu,\"reject\":%s,\"top_probes\":[",
                        f->holm_rejected, json_bool(f->reject));
@@ -228,12 +249,19 @@ int qx_derp_report_set_drift(qx_derp_report *r, const qx_derp_drift *dr) {
         qx__derp_sb_json_number(&b, f->D[p]);
         qx__derp_sb_puts(&b, ",\"p\":");
         qx__derp_sb_json_number(&b, f->p[p]);
+        qx__derp_sb_puts(&b, ",\"W\":");
+        qx__derp_sb_json_number(&b, f->W ? f->W[p] : NAN);
         qx__derp_sb_puts(&b, "}");
     }
     qx__derp_sb_puts(&b, "],\"D\":[");
     for (size_t p = 0; p < f->P; p++) {
         if (p) qx__derp_sb_puts(&b, ",");
         qx__derp_sb_json_number(&b, f->D[p]);
+    }
+    qx__derp_sb_puts(&b, "],\"W\":[");
+    for (size_t p = 0; p < f->P; p++) {
+        if (p) qx__derp_sb_puts(&b, ",");
+        qx__derp_sb_json_number(&b, f->W ? f->W[p] : NAN);
     }
     qx__derp_sb_puts(&b, "]}");
     char *s = sb_take(&b);
@@ -338,12 +366,65 @@ int qx_derp_report_add_check(qx_derp_report *r, const char *name, double value,
     return 0;
 }
 
-int qx_derp_report_passed(const qx_derp_report *r) {
-    if (!r || r->incomplete) return 0;
+static qx_derp_policy policy_of(const qx_derp_report *r, const char *name) {
+    for (size_t i = 0; i < r->npolicies; i++)
+        if (strcmp(r->policies[i].name, name) == 0) return r->policies[i].policy;
+    return QX_DERP_BLOCK;
+}
+
+int qx_derp_report_set_policy(qx_derp_report *r, const char *name, qx_derp_policy policy) {
+    if (!r || !name) return qx__fail(QX_EINVAL, "report policy: NULL argument");
+    if (!valid_name(name))
+        return qx__fail(QX_EINVAL, "report policy: name must be 1..%d printable ASCII characters",
+                        QX__DERP_NAME_MAX);
+    if (policy != QX_DERP_BLOCK && policy != QX_DERP_WARN)
+        return qx__fail(QX_EINVAL, "report policy %s: unknown policy %d", name, (int)policy);
+    for (size_t i = 0; i < r->npolicies; i++)
+        if (strcmp(r->policies[i].name, name) == 0) {
+            r->policies[i].policy = policy;
+            return 0;
+        }
+    if (r->npolicies == r->cap_policies) {
+        size_t cap = r->cap_policies ? 2 * r->cap_policies : 8;
+        policy_entry *e = qx__realloc(r->policies, cap * sizeof *e);
+        if (!e) return qx__fail(QX_ENOMEM, "report policy %s", name);
+        r->policies = e;
+        r->cap_policies = cap;
+    }
+    policy_entry *e = &r->policies[r->npolicies++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->policy = policy;
+    return 0;
+}
+
+/* Every block check passed and nothing was lost. */
+static int blocks_pass(const qx_derp_report *r) {
+    if (r->incomplete) return 0;
     for (size_t i = 0; i < r->nchecks; i++)
-        if (!r->checks[i].pass) return 0;
+        if (!r->checks[i].pass && policy_of(r, r->checks[i].name) == QX_DERP_BLOCK) return 0;
     return 1;
 }
+
+static int outcome(const qx_derp_report *r, size_t i, int blocks_ok) {
+    if (r->checks[i].pass) return 0;
+    return blocks_ok && policy_of(r, r->checks[i].name) == QX_DERP_WARN ? 1 : -1;
+}
+
+int qx_derp_report_check_outcome(const qx_derp_report *r, size_t i, const char **name) {
+    if (!r || i >= r->nchecks) return -1;
+    if (name) *name = r->checks[i].name;
+    return outcome(r, i, blocks_pass(r));
+}
+
+size_t qx_derp_report_num_warnings(const qx_derp_report *r) {
+    if (!r) return 0;
+    int ok = blocks_pass(r);
+    size_t n = 0;
+    for (size_t i = 0; i < r->nchecks; i++) n += outcome(r, i, ok) == 1;
+    return n;
+}
+
+int qx_derp_report_passed(const qx_derp_report *r) { return r ? blocks_pass(r) : 0; }
 
 size_t qx_derp_report_num_checks(const qx_derp_report *r) { return r ? r->nchecks : 0; }
 
@@ -370,6 +451,7 @@ int qx_derp_report_json(const qx_derp_report *r, char **json, size_t *len) {
     qx__derp_sb_puts(&b, ",\"drift\":");
     qx__derp_sb_puts(&b, r->drift ? r->drift : "null");
     qx__derp_sb_puts(&b, ",\"checks\":[");
+    int ok = blocks_pass(r);
     for (size_t i = 0; i < r->nchecks; i++) {
         const check *c = &r->checks[i];
         qx__derp_sb_puts(&b, i ? ",{\"name\":" : "{\"name\":");
@@ -378,11 +460,20 @@ int qx_derp_report_json(const qx_derp_report *r, char **json, size_t *len) {
         qx__derp_sb_json_number(&b, c->value);
         qx__derp_sb_puts(&b, ",\"threshold\":");
         qx__derp_sb_json_number(&b, c->threshold);
-        qx__derp_sb_printf(&b, ",\"cmp\":\"%s\",\"pass\":%s}", cmp_name(c->cmp),
-                           json_bool(c->pass));
+        int oc = outcome(r, i, ok);
+        qx__derp_sb_printf(&b, ",\"cmp\":\"%s\",\"pass\":%s,\"policy\":\"%s\",\"outcome\":\"%s\"}",
+                           cmp_name(c->cmp), json_bool(c->pass),
+                           policy_of(r, c->name) == QX_DERP_WARN ? "warn" : "block",
+                           oc == 0 ? "pass" : oc == 1 ? "warn" : "fail");
     }
+    qx__derp_sb_puts(&b, "],\"warnings\":[");
+    for (size_t i = 0, k = 0; i < r->nchecks; i++)
+        if (outcome(r, i, ok) == 1) {
+            if (k++) qx__derp_sb_puts(&b, ",");
+            qx__derp_sb_json_string(&b, r->checks[i].name);
+        }
     qx__derp_sb_printf(&b, "],\"complete\":%s,\"pass\":%s}", json_bool(!r->incomplete),
-                       json_bool(qx_derp_report_passed(r)));
+                       json_bool(ok));
     size_t n = b.len;
     char *s = sb_take(&b);
     if (!s) return qx__fail(QX_ENOMEM, "report json");

@@ -72,6 +72,7 @@ void qx_derp_opts_init(qx_derp_opts *opts) {
     opts->max_test_n = 10000;
     opts->test_codebooks = 1;
     opts->top_moved = 5;
+    opts->min_effect = QX_DERP_DEFAULT_MIN_EFFECT;
 }
 
 int qx__derp_opts_check(const qx_derp_opts *in, qx_derp_opts *out) {
@@ -85,6 +86,8 @@ int qx__derp_opts_check(const qx_derp_opts *in, qx_derp_opts *out) {
     if (out->top_moved > QX_DERP_TOP_MOVED)
         return qx__fail(QX_EINVAL, "derp: top_moved=%zu, at most %d", out->top_moved,
                         QX_DERP_TOP_MOVED);
+    if (!(out->min_effect >= 0 && isfinite(out->min_effect)))
+        return qx__fail(QX_EINVAL, "derp: min_effect=%g, must be a number >= 0", out->min_effect);
     if (out->max_test_n != 0 && out->max_test_n < QX_DERP_MIN_SAMPLE)
         return qx__fail(QX_EINVAL, "derp: max_test_n=%zu, must be 0 or >= %d", out->max_test_n,
                         QX_DERP_MIN_SAMPLE);
@@ -192,6 +195,39 @@ double qx__derp_ks2_sorted(const double *a, size_t na, const double *b, size_t n
     return D;
 }
 
+/* Standard deviation (n - 1 denominator; 0 for n < 2) of a sorted sample. */
+static double sd_of(const double *v, size_t n) {
+    if (n < 2) return 0;
+    double m = 0, ss = 0;
+    for (size_t i = 0; i < n; i++) m += v[i];
+    m /= (double)n;
+    for (size_t i = 0; i < n; i++) ss += (v[i] - m) * (v[i] - m);
+    return sqrt(ss / (double)(n - 1));
+}
+
+double qx__derp_w1_sorted(const double *a, size_t na, const double *b, size_t nb,
+                          double *w_rel) {
+    /* Walk the merged order; between consecutive distinct values x_k and
+     * x_{k+1} both ECDFs are constant, so the area is |F_a - F_b| times the
+     * gap. Ties are stepped over together, as in the K–S kernel. */
+    size_t i = 0, j = 0;
+    double W = 0, ia = 1.0 / (double)na, ib = 1.0 / (double)nb;
+    double prev = a[0] < b[0] ? a[0] : b[0];
+    while (i < na || j < nb) {
+        double x = i == na ? b[j] : j == nb ? a[i] : a[i] < b[j] ? a[i] : b[j];
+        W += fabs((double)i * ia - (double)j * ib) * (x - prev);
+        while (i < na && a[i] <= x) i++;
+        while (j < nb && b[j] <= x) j++;
+        prev = x;
+    }
+    if (w_rel) {
+        double s = sd_of(a, na);
+        if (s == 0) s = sd_of(b, nb);
+        *w_rel = s > 0 ? W / s : W == 0 ? 0 : INFINITY;
+    }
+    return W;
+}
+
 double qx_derp_kolmogorov_q(double lambda) {
     if (!(lambda >= 0)) return NAN;
     if (lambda < 1.18) {
@@ -264,6 +300,27 @@ int qx_derp_ks2(const float *a, size_t na, const float *b, size_t nb, double *D,
     return 0;
 }
 
+int qx_derp_wasserstein1(const float *a, size_t na, const float *b, size_t nb, double *w,
+                         double *w_rel) {
+    if (!a || !b) return qx__fail(QX_EINVAL, "wasserstein1: NULL sample");
+    if (na == 0 || nb == 0)
+        return qx__fail(QX_EINVAL, "wasserstein1: empty sample (%zu, %zu)", na, nb);
+    double *va, *vb;
+    int rc = to_sorted_double(a, na, &va, "wasserstein1 first sample");
+    if (rc) return rc;
+    rc = to_sorted_double(b, nb, &vb, "wasserstein1 second sample");
+    if (rc) {
+        qx__free(va);
+        return rc;
+    }
+    double rel = 0, W = qx__derp_w1_sorted(va, na, vb, nb, &rel);
+    qx__free(va);
+    qx__free(vb);
+    if (w) *w = W;
+    if (w_rel) *w_rel = rel;
+    return 0;
+}
+
 /* ---- Holm–Bonferroni and the family summary ------------------------------------- */
 
 typedef struct {
@@ -308,6 +365,7 @@ void qx_derp_family_clear(qx_derp_family *f) {
     qx__free(f->D);
     qx__free(f->p);
     qx__free(f->p_holm);
+    qx__free(f->W);
     memset(f, 0, sizeof *f);
 }
 
@@ -328,11 +386,18 @@ int qx__derp_family_alloc(qx_derp_family *f, size_t P, double alpha) {
 int qx__derp_family_finish(qx_derp_family *f) {
     int rc = qx_derp_holm(f->p, f->P, f->p_holm);
     if (rc) return rc;
-    f->rejected = f->holm_rejected = 0;
+    f->significant = f->rejected = f->holm_rejected = 0;
     f->p_combined = 1.0;
-    f->D_max = f->D_mean = 0;
+    f->D_max = f->D_mean = f->W_max = f->W_mean = 0;
     for (size_t i = 0; i < f->P; i++) {
-        if (f->p[i] <= f->alpha) f->rejected++;
+        int sig = f->p[i] <= f->alpha;
+        f->significant += sig;
+        /* NaN W (cannot happen for finite samples) does not reach the bar. */
+        if (sig && (!f->W || f->W[i] >= f->min_effect)) f->rejected++;
+        if (f->W) {
+            if (f->W[i] > f->W_max) f->W_max = f->W[i];
+            f->W_mean += f->W[i];
+        }
         if (f->p_holm[i] <= f->alpha) f->holm_rejected++;
         if (f->p_holm[i] < f->p_combined) f->p_combined = f->p_holm[i];
         if (f->D[i] > f->D_max) f->D_max = f->D[i];
@@ -340,6 +405,7 @@ int qx__derp_family_finish(qx_derp_family *f) {
     }
     if (f->P) {
         f->D_mean /= (double)f->P;
+        f->W_mean /= (double)f->P;
         f->rejected_fraction = (double)f->rejected / (double)f->P;
     }
     f->reject = f->p_combined <= f->alpha;

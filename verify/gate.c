@@ -13,7 +13,11 @@
  *    (qx_derp_report_add_standard_checks); drift is gated on the fraction of
  *    probes that reject, not on the Holm family decision, which at α = 0.05
  *    would fail about 1 healthy rebuild in 20. The Holm result is reported.
- * 4. Recall queries are data vectors picked by a seeded generator; exact
+ * 4. Policies: drift warns by default (see gate.h). A significant drift
+ *    with a small effect no longer fails at all (opts.min_effect); a large
+ *    one is reported, and blocks only alongside a real loss (health, MSE or
+ *    recall). The planted faults each fail a block check.
+ * 5. Recall queries are data vectors picked by a seeded generator; exact
  *    neighbours come from FAISS flat search, so the check needs no ground
  *    truth file.
  */
@@ -33,6 +37,14 @@
 #include "qinx/gate.h"
 #include "qinx/ivf.h"
 
+static const char *const check_names[QX_GATE_NUM_CHECKS] = {
+    "min_used_fraction", "min_perplexity", "max_drift_rejected_fraction", "max_drift_score",
+    "max_mse_ratio",     "min_recall",     "max_recall_drop"};
+
+const char *qx_gate_check_name(qx_gate_check c) {
+    return (unsigned)c < QX_GATE_NUM_CHECKS ? check_names[c] : NULL;
+}
+
 void qx_gate_config_init(qx_gate_config *c) {
     memset(c, 0, sizeof *c);
     qx_derp_thresholds_init(&c->derp_checks);
@@ -44,6 +56,36 @@ void qx_gate_config_init(qx_gate_config *c) {
     c->sample = 10000;
     c->seed = 1234;
     qx_derp_opts_init(&c->derp);
+    for (int i = 0; i < QX_GATE_NUM_CHECKS; i++) c->policy[i] = QX_DERP_BLOCK;
+    c->policy[QX_GATE_MAX_DRIFT_REJECTED_FRACTION] = QX_DERP_WARN;
+    c->policy[QX_GATE_MAX_DRIFT_SCORE] = QX_DERP_WARN;
+}
+
+/* "policy.<check> = block|warn": 1 if the line was one (rc set), 0 if not. */
+static int parse_policy(const char *key, const char *val, qx_gate_config *c, const char *path,
+                        int lineno, int *rc) {
+    if (strncmp(key, "policy.", 7) != 0) return 0;
+    char v[16];
+    size_t n = 0;
+    while (isspace((unsigned char)*val)) val++;
+    while (val[n] && !isspace((unsigned char)val[n]) && n < sizeof v - 1) v[n] = val[n], n++;
+    v[n] = '\0';
+    const char *rest = val + n;
+    while (isspace((unsigned char)*rest)) rest++;
+    qx_derp_policy pol;
+    if (!strcmp(v, "block") && !*rest) pol = QX_DERP_BLOCK;
+    else if (!strcmp(v, "warn") && !*rest) pol = QX_DERP_WARN;
+    else {
+        *rc = qx__fail(QX_EINVAL, "%s:%d: '%s' is block or warn", path, lineno, key);
+        return 1;
+    }
+    for (int i = 0; i < QX_GATE_NUM_CHECKS; i++)
+        if (!strcmp(key + 7, check_names[i])) {
+            c->policy[i] = pol;
+            return 1;
+        }
+    *rc = qx__fail(QX_EINVAL, "%s:%d: unknown check in '%s'", path, lineno, key);
+    return 1;
 }
 
 int qx_gate_config_load(const char *path, qx_gate_config *c) {
@@ -68,6 +110,7 @@ int qx_gate_config_load(const char *path, qx_gate_config *c) {
         while (kl && isspace((unsigned char)s[kl - 1])) kl--;
         memcpy(key, s, kl);
         key[kl] = '\0';
+        if (parse_policy(key, eq + 1, c, path, lineno, &rc)) continue;
         char *end;
         errno = 0;
         v = strtod(eq + 1, &end);
@@ -89,6 +132,8 @@ int qx_gate_config_load(const char *path, qx_gate_config *c) {
             {"sample", NULL, &c->sample, 1e9},
             {"derp.probes", NULL, &c->derp.probes, QX_DERP_MAX_PROBES},
             {"derp.alpha", &c->derp.alpha, NULL, 0.5},
+            {"derp.min_effect", &c->derp.min_effect, NULL, 1e3},
+            {"min_drift_effect", &c->derp.min_effect, NULL, 1e3},
         };
         size_t i;
         for (i = 0; i < sizeof keys / sizeof *keys; i++) {
@@ -183,6 +228,12 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     qx__sample_rows(data, n, d, ns, sample);
     if ((rc = qx_derp_report_new(&rep, &cfg->derp))) goto out;
     qx_derp_report_set_meta(rep, "stage", "candidate");
+    /* Without held-out recall nothing vouches for a drifted candidate. */
+    for (int i = 0; i < QX_GATE_NUM_CHECKS; i++)
+        if ((rc = qx_derp_report_set_policy(rep, check_names[i],
+                                            nq ? cfg->policy[i] : QX_DERP_BLOCK)))
+            goto out;
+    if (nq == 0) qx_derp_report_set_meta(rep, "policy", "every check blocks: no recall check");
     int pass;
 
     /* Health of the codebooks on the data's residuals. */
@@ -239,7 +290,9 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     }
 verdict:
     *passed = qx_derp_report_passed(rep);
-    qx_derp_report_set_meta(rep, "verdict", *passed ? "pass" : "fail");
+    qx_derp_report_set_meta(rep, "verdict", !*passed ? "fail"
+                                            : qx_derp_report_num_warnings(rep) ? "pass with warnings"
+                                                                             : "pass");
     *report = rep;
     rep = NULL;
 out:

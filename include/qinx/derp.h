@@ -46,7 +46,9 @@ QX_BEGIN_DECLS
 #define QX_DERP_MAX_RESERVOIR (1u << 24)
 #define QX_DERP_MIN_SAMPLE 5     /* the one-sample test needs n >= 5 */
 #define QX_DERP_TOP_MOVED 8      /* at most this many "probes that moved most" */
-#define QX_DERP_REPORT_VERSION 1 /* "version" key of the JSON report */
+#define QX_DERP_REPORT_VERSION 2 /* "version" key of the JSON report (2: effect
+                                    sizes, per-check policy and outcome) */
+#define QX_DERP_DEFAULT_MIN_EFFECT 0.05 /* see qx_derp_opts.min_effect */
 
 /* ---- options ----------------------------------------------------------- */
 
@@ -64,6 +66,13 @@ typedef struct qx_derp_opts {
                            for normality (default 1) */
     size_t top_moved;   /* drift: probes listed as "moved most",
                            0..QX_DERP_TOP_MOVED (default 5) */
+    double min_effect;  /* two-sample tests: a probe counts as rejected only
+                           if it is significant (raw p <= alpha) AND its
+                           effect W (1-D Wasserstein distance in units of the
+                           reference sample's standard deviation on that
+                           probe) is >= min_effect. 0 = significance alone.
+                           Default QX_DERP_DEFAULT_MIN_EFFECT (0.05 sd),
+                           calibrated in docs/derp.md. */
 } qx_derp_opts;
 
 /* Fill defaults. */
@@ -104,6 +113,16 @@ double qx_derp_lilliefors_pvalue(double D, size_t n);
  * D or p may be NULL. */
 int qx_derp_ks2(const float *a, size_t na, const float *b, size_t nb, double *D, double *p);
 
+/* 1-D Wasserstein distance W1 = integral |F_a(x) - F_b(x)| dx between the
+ * empirical distributions of a (na >= 1) and b (nb >= 1), in the samples'
+ * units (*w), and relative to the standard deviation of a (*w_rel; the
+ * reference's spread, so that W1 between N(0, 1) and N(delta, 1) samples is
+ * about delta in both). When a is constant the spread of b is used; when
+ * both are constant *w_rel is 0 if they are equal, else +Inf. w or w_rel may
+ * be NULL. */
+int qx_derp_wasserstein1(const float *a, size_t na, const float *b, size_t nb, double *w,
+                         double *w_rel);
+
 /* The Kolmogorov survival function Q_KS(lambda) = 2 sum_{j>=1} (-1)^{j-1}
  * exp(-2 j^2 lambda^2), accurate to ~1e-12 for every lambda >= 0 (the
  * complementary series is used for small lambda). */
@@ -128,8 +147,13 @@ typedef struct qx_derp_family {
     double *D;           /* per-probe K–S statistic */
     double *p;           /* per-probe raw p-value */
     double *p_holm;      /* per-probe Holm-adjusted p-value */
-    size_t rejected;     /* probes with raw p <= alpha (expected ~ alpha*P
+    double *W;           /* two-sample only (else NULL): per-probe effect,
+                            W1 / sd of the reference on that probe */
+    double min_effect;   /* two-sample: the effect a rejection needs (opts) */
+    size_t significant;  /* probes with raw p <= alpha (expected ~ alpha*P
                             under the null hypothesis) */
+    size_t rejected;     /* one-sample: = significant. Two-sample: probes
+                            with raw p <= alpha AND W >= min_effect */
     double rejected_fraction; /* rejected / P */
     size_t holm_rejected;     /* probes with p_holm <= alpha */
     double p_combined;   /* family p-value: min over probes of p_holm
@@ -137,6 +161,8 @@ typedef struct qx_derp_family {
     int reject;          /* 1 iff p_combined <= alpha (at least one probe
                             rejected by Holm), family-wise error <= alpha */
     double D_max, D_mean;/* effect sizes: largest and mean D over probes */
+    double W_max, W_mean;/* two-sample: largest and mean W over probes (0
+                            for one-sample families) */
 } qx_derp_family;
 
 /* Release the arrays and zero the struct (NULL-safe, idempotent). */
@@ -148,8 +174,10 @@ void qx_derp_family_clear(qx_derp_family *f);
 int qx_derp_normality(const float *x, size_t n, size_t d, const qx_derp_opts *opts,
                       qx_derp_family *out);
 
-/* Two-sample K–S test of a (na d-vectors) against b (nb d-vectors) on the
- * same probes. na, nb >= 1 (each capped at opts->max_test_n). */
+/* Two-sample K–S test of a (na d-vectors, the reference) against b (nb
+ * d-vectors) on the same probes, with the effect W per probe (see
+ * qx_derp_wasserstein1; relative to a's spread). na, nb >= 1 (each capped
+ * at opts->max_test_n). */
 int qx_derp_two_sample(const float *a, size_t na, const float *b, size_t nb, size_t d,
                        const qx_derp_opts *opts, qx_derp_family *out);
 
@@ -220,6 +248,9 @@ typedef struct qx_derp_drift {
     double score;         /* drift score = test.D_max (0 = identical
                              projections, 1 = disjoint) */
     double score_mean;    /* test.D_mean */
+    double effect;        /* test.W_max: largest Wasserstein effect (in
+                             reference standard deviations) over probes */
+    double effect_mean;   /* test.W_mean */
     size_t ntop;          /* entries of top[] */
     size_t top[QX_DERP_TOP_MOVED]; /* probe indices by decreasing D */
 } qx_derp_drift;
@@ -266,6 +297,14 @@ typedef enum qx_derp_cmp {
     QX_DERP_GT = 3  /* pass iff value >  threshold */
 } qx_derp_cmp;
 
+/* What a failed check does to the verdict. */
+typedef enum qx_derp_policy {
+    QX_DERP_BLOCK = 0, /* a failure fails the report (the default) */
+    QX_DERP_WARN = 1   /* a failure is a warning while every BLOCK check
+                          passes; if a BLOCK check fails too, it counts as a
+                          failure (outcome "fail") */
+} qx_derp_policy;
+
 /* A new empty report; opts (NULL = defaults) fills "probes", "alpha",
  * "seed". */
 int qx_derp_report_new(qx_derp_report **out, const qx_derp_opts *opts);
@@ -291,13 +330,26 @@ int qx_derp_report_set_meta(qx_derp_report *r, const char *key, const char *valu
 int qx_derp_report_add_check(qx_derp_report *r, const char *name, double value,
                              double threshold, qx_derp_cmp cmp, int *pass);
 
+/* The policy of the checks named name, added before or after this call
+ * (a name set twice keeps the last). Names as for add_check. */
+int qx_derp_report_set_policy(qx_derp_report *r, const char *name, qx_derp_policy policy);
+
+/* Outcome of check i (0 <= i < num_checks): 0 pass, 1 warn, -1 fail
+ * (policy applied: see qx_derp_policy). Name in *name (may be NULL). */
+int qx_derp_report_check_outcome(const qx_derp_report *r, size_t i, const char **name);
+
+/* Checks whose outcome is warn. */
+size_t qx_derp_report_num_warnings(const qx_derp_report *r);
+
 /* Thresholds of the standard DERP checks (the gate's config file maps onto
  * this struct). A NaN threshold turns its check off. Defaults (from the
  * siftsmall measurements in docs/derp.md): */
 typedef struct qx_derp_thresholds {
     double min_used_fraction;           /* 0.3: healthy RQ 0.45-1.0, 90% collapse 0.125 */
     double min_perplexity;              /* 0.05: healthy >= 0.2, collapse 0.03 */
-    double max_drift_rejected_fraction; /* 0.25: null ~ alpha, shifted data 1.0 */
+    double max_drift_rejected_fraction; /* 0.25: fraction of probes that are
+                                           significant and moved by at least
+                                           opts.min_effect; null ~ 0, shifted 1.0 */
     double max_drift_score;             /* NaN (off): max D over probes */
 } qx_derp_thresholds;
 
@@ -313,8 +365,8 @@ int qx_derp_report_add_standard_checks(qx_derp_report *r, const qx_derp_health *
                                        const qx_derp_drift *dr, const qx_derp_thresholds *t,
                                        int *all_pass);
 
-/* 1 if every check passed (also when there are none) and none was lost,
- * else 0. */
+/* 1 if every BLOCK check passed (also when there are none) and none was
+ * lost, else 0. WARN checks that failed are warnings then. */
 int qx_derp_report_passed(const qx_derp_report *r);
 size_t qx_derp_report_num_checks(const qx_derp_report *r);
 

@@ -15,6 +15,11 @@
  *                       the data, exact neighbours from FAISS flat search
  *   max_recall_drop     live recall minus candidate recall on the same
  *                       queries (only when a live index exists)
+ * Each check has a policy (qx_derp_policy): block (the default) or warn.
+ * The drift checks warn by default: drift alone is reported as a warning
+ * while health, mse_ratio and recall pass; it fails the gate when one of
+ * those fails too. Without held-out recall (queries = 0) every check
+ * blocks: nothing then vouches for a drifted candidate.
  * Residual normality per step is in the report (health) but not gated:
  * real residuals are rarely Gaussian.
  * A file that fails to load (truncated, corrupt) fails the gate before any
@@ -37,6 +42,21 @@
 
 QX_BEGIN_DECLS
 
+/* The gate's checks, for per-check policies. */
+typedef enum qx_gate_check {
+    QX_GATE_MIN_USED_FRACTION = 0,
+    QX_GATE_MIN_PERPLEXITY,
+    QX_GATE_MAX_DRIFT_REJECTED_FRACTION,
+    QX_GATE_MAX_DRIFT_SCORE,
+    QX_GATE_MAX_MSE_RATIO,
+    QX_GATE_MIN_RECALL,
+    QX_GATE_MAX_RECALL_DROP,
+    QX_GATE_NUM_CHECKS
+} qx_gate_check;
+
+/* The check's name in reports and config files ("min_recall", ...), or NULL. */
+const char *qx_gate_check_name(qx_gate_check c);
+
 typedef struct qx_gate_config {
     qx_derp_thresholds derp_checks; /* qx_derp_thresholds_init defaults */
     double max_mse_ratio;         /* default 3.0 (healthy: 1.0-1.7, see docs/derp.md) */
@@ -46,14 +66,17 @@ typedef struct qx_gate_config {
     size_t nprobe;                /* nprobe of the recall check (default 16) */
     size_t sample;                /* data vectors used for health (default 10000) */
     uint64_t seed;                /* default 1234 */
-    qx_derp_opts derp;            /* probes, alpha, … */
+    qx_derp_opts derp;            /* probes, alpha, min_effect, … */
+    qx_derp_policy policy[QX_GATE_NUM_CHECKS]; /* default: the two drift
+                                     checks QX_DERP_WARN, the rest BLOCK */
 } qx_gate_config;
 
 void qx_gate_config_init(qx_gate_config *cfg);
 
 /* Read "key = value" lines (# comments) over the defaults. Keys are the
- * field names above (derp.probes, derp.alpha also accepted). Unknown keys,
- * bad numbers and out-of-range values are errors naming the line. */
+ * field names above (derp.probes, derp.alpha, derp.min_effect also
+ * accepted) and policy.<check name> = block | warn. Unknown keys, bad
+ * numbers and out-of-range values are errors naming the line. */
 int qx_gate_config_load(const char *path, qx_gate_config *cfg);
 
 /* Run every check on cand over the data it indexes: n vectors with their
