@@ -52,6 +52,7 @@
 #include "qinx/core.h"
 #include "qinx/error.h"
 #include "qinx/monitor.h"
+#include "repair.h"
 #include "route.h"
 #include "srv.h"
 
@@ -370,9 +371,15 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
         }
     }
     if (!err && r->type != QXS_WAL_DELETE2) err = qxs_store_reserve(&c->store, n, payload_bytes(p, n));
+    size_t finite = n;
+    if (!err && r->type == QXS_WAL_UPSERT2)
+        err = qxs_repair_partition(c->dir, c->name, WALF, r->lsn, c->d, ids, x, p, n, &finite);
     if (!err) {
-        if (r->type == QXS_WAL_UPSERT2) apply_upsert(c, ids, x, r->plens ? p : NULL, n, 1);
-        else if (r->type == QXS_WAL_DELETE2) apply_delete(c, ids, n, 1);
+        if (r->type == QXS_WAL_UPSERT2) {
+            apply_upsert(c, ids, x, r->plens ? p : NULL, finite, 1);
+            /* a point the log overwrote with a non-finite vector has no searchable state left */
+            if (finite < n) apply_delete(c, ids + finite, n - finite, 1);
+        } else if (r->type == QXS_WAL_DELETE2) apply_delete(c, ids, n, 1);
         else apply_payload(c, ids, p, n, 1);
     }
     qx_free(ids);
@@ -426,6 +433,8 @@ static int upgrade_legacy(qxs_server *s, qxs_coll *c, int *legacy, uint64_t *sna
     qxs_pid *pids = qx_malloc((n + 1) * sizeof *pids);
     if (!pids) rc = qx_error_set(QX_ENOMEM, "upgrade of %zu points", n);
     for (size_t i = 0; !rc && i < n; i++) pids[i] = qxs_pid_u64((uint64_t)ids[i]);
+    /* NaN rows stored by servers before the Cosine norm floor go to the quarantine file */
+    if (!rc) rc = qxs_repair_partition(c->dir, c->name, LEGACY_SNAP, *snap_lsn, c->d, pids, vecs, NULL, n, &n);
     if (!rc) rc = qxs_store_reserve(&c->store, n, 0);
     if (!rc) qxs_store_upsert(&c->store, pids, vecs, NULL, n, NULL, NULL);
     qx_free(pids);

@@ -2,7 +2,8 @@
  * routing and the name/id rules, the load client's float printer (every
  * float it prints parses back to the same float32), that keep paths inside the data directory,
  * and the fast search-body parser (what it accepts, what it declines, and its
- * numbers bit-identical to strtod).
+ * numbers bit-identical to strtod), and the quarantine of non-finite rows
+ * written by older servers (stable partition, ids in the tail, one line each).
  * The server sources are compiled in directly: the test binaries link only
  * the core library, and these files need nothing else. */
 #define _GNU_SOURCE
@@ -22,6 +23,8 @@
 #include "../server/route.c"
 #include "../server/search_body.c"
 #include "../server/load.c"
+#include "../server/log.c"
+#include "../server/repair.c"
 
 /* ---- routing and names -------------------------------------------------------- */
 
@@ -266,6 +269,52 @@ static void test_load_float_printer(void **state) {
     }
 }
 
+/* ---- repair: non-finite rows ------------------------------------------------ */
+
+static void test_repair_partition(void **state) {
+    (void)state;
+    enum { n = 9, d = 3 };
+    char dir[] = "/tmp/qx_repair_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    qxs_pid ids[n];
+    float x[n * d];
+    qxs_bytes p[n];
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = qxs_pid_u64(100 + i);
+        for (size_t j = 0; j < d; j++) x[i * d + j] = (float)(10 * i + j);
+        p[i] = (qxs_bytes){(const uint8_t *)"{}", (uint32_t)i};
+    }
+    x[1 * d + 2] = NAN, x[4 * d + 0] = INFINITY, x[8 * d + 1] = -NAN; /* rows 1, 4, 8 */
+    size_t k = 0;
+    assert_int_equal(qxs_repair_partition(dir, "t", "wal.log", 77, d, ids, x, p, n, &k), 0);
+    assert_int_equal(k, 6);
+    const size_t good[6] = {0, 2, 3, 5, 6, 7}, bad[3] = {1, 4, 8};
+    for (size_t i = 0; i < 6; i++) {
+        assert_true(ids[i].lo == 100 + good[i]);
+        assert_int_equal(p[i].len, good[i]);
+        for (size_t j = 0; j < d; j++) assert_true(x[i * d + j] == (float)(10 * good[i] + j));
+    }
+    for (size_t i = 0; i < 3; i++) assert_true(ids[6 + i].lo == 100 + bad[i]);
+    char path[256], line[256];
+    snprintf(path, sizeof path, "%s/%s", dir, QXS_QUARANTINE);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        char want[128];
+        snprintf(want, sizeof want, "{\"id\":%zu,\"source\":\"wal.log\",\"lsn\":77,", 100 + bad[lines]);
+        assert_true(strncmp(line, want, strlen(want)) == 0);
+        lines++;
+    }
+    fclose(f);
+    assert_int_equal(lines, 3);
+    /* all finite: nothing moved, nothing written */
+    assert_int_equal(qxs_repair_partition(dir, "t", "wal.log", 78, d, ids, x, p, 6, &k), 0);
+    assert_int_equal(k, 6);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_ids),
@@ -275,6 +324,7 @@ int main(void) {
         cmocka_unit_test(test_search_body_declines),
         cmocka_unit_test(test_search_body_numbers),
         cmocka_unit_test(test_search_body_number_shapes),
+        cmocka_unit_test(test_repair_partition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -130,6 +130,33 @@ if [ -f "$FIX" ]; then
   qx_start "$U/data" || exit 1
   [ "$(count /collections/legacy)" = "$want" ] && qx_ok "upgraded directory reopens ($want points)" || qx_fail "reopen count $(count /collections/legacy)"
   qx_stop TERM
+  # repair (issue 19): a point stored as NaN by the old server (a Cosine vector whose norm
+  # underflowed) is quarantined on upgrade, not loaded: the collection opens green,
+  # searches and rebuilds, and the quarantine file names the point once
+  Q="$QX_TMP/oldnan"; mkdir -p "$Q"; tar -xzf "$FIX" -C "$Q"
+  python3 - "$Q/data/collections/legacy/snapshot.bin" <<'PY'
+import struct, sys, zlib
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+d, = struct.unpack_from('<I', b, 8); n, = struct.unpack_from('<Q', b, 16)
+row = 50  # id 50 (ids 0-9 are deleted by the old log): its vector becomes NaN in its first coordinate
+struct.pack_into('<f', b, 32 + 8 * n + 4 * d * row, float('nan'))
+struct.pack_into('<I', b, len(b) - 4, zlib.crc32(bytes(b[8:len(b) - 4])))
+open(p, 'wb').write(b)
+PY
+  qx_start "$Q/data" || exit 1
+  grep -q "1 point(s) with a non-finite vector from snapshot.bin" "$QX_LOG" && qx_ok "NaN point reported in the log" || qx_fail "no quarantine line in the log"
+  [ "$(count /collections/legacy)" = "$((want - 1))" ] && qx_ok "the other $((want - 1)) points kept" || qx_fail "count $(count /collections/legacy), want $((want - 1))"
+  qx_expect 404 GET /collections/legacy/points/50
+  qx_req POST /collections/legacy/points/search "{\"vector\":$v,\"limit\":3,\"params\":{\"rerank\":20}}"
+  [ "$QX_STATUS" = 200 ] && qx_ok "search answers 200 after the repair" || qx_fail "search $QX_STATUS: $QX_BODY"
+  qx_expect 200 POST /collections/legacy/rebuild
+  qf="$Q/data/collections/legacy/quarantine.jsonl"
+  [ "$(grep -c '"id":50,' "$qf" 2>/dev/null)" = 1 ] && qx_ok "quarantine.jsonl names point 50" || qx_fail "quarantine file: $(cat "$qf" 2>&1)"
+  qx_stop KILL
+  qx_start "$Q/data" || exit 1
+  [ "$(count /collections/legacy)" = "$((want - 1))" ] && qx_ok "repaired directory reopens" || qx_fail "reopen count $(count /collections/legacy)"
+  [ "$(wc -l < "$qf")" = 1 ] && qx_ok "quarantined once, not again on reopen" || qx_fail "quarantine lines: $(wc -l < "$qf")"
+  qx_stop TERM
 else
   qx_fail "fixture $FIX missing"
 fi
