@@ -92,6 +92,7 @@ void qx_ivf_free(qx_ivf *ivf) {
     free_lists(ivf);
     qx__aligned_free(ivf->centroids);
     qx__free(ivf->centroid_norms);
+    qx__coarse2_free(ivf->coarse2);
     qx__idmap_free(&ivf->ids);
     qx_derp_reservoir_free(ivf->reservoir);
     qx_quantizer_free(ivf->quant);
@@ -276,6 +277,7 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
 out:
     qx__free(assign);
     qx__aligned_free(res);
+    if (rc == 0) rc = qx__coarse2_build(ivf);
     if (rc == 0) {
         ivf->trained = 1;
     } else {

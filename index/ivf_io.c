@@ -295,6 +295,7 @@ int qx_ivf_load(const char *path, qx_ivf **out) {
         ivf->centroid_norms[l] = (float)s;
     }
     if ((rc = qx__idmap_reserve(&ivf->ids, ntotal > (1u << 30) ? 0 : ntotal))) goto out;
+    if ((rc = qx__coarse2_build(ivf))) goto out;
     ivf->trained = 1;
     cur_t lc = {sec[SEC_LISTS], seclen[SEC_LISTS]};
     for (size_t l = 0; l < nlist; l++) {

@@ -212,7 +212,9 @@ static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     } else {
         p->d = (size_t)d;
         p->distance = !strcmp(dist, "Cosine") ? QXS_COSINE : !strcmp(dist, "Dot") ? QXS_DOT : QXS_EUCLID;
-        p->quant_kind = !strcmp(kind, "qinco") ? QX_QUANT_QINCO : QX_QUANT_RQ;
+        p->quant_kind = !strcmp(kind, "qinco")      ? QX_QUANT_QINCO
+                        : !strcmp(kind, "fastscan") ? QX_QUANT_FASTSCAN
+                                                    : QX_QUANT_RQ;
         p->bytes = (size_t)bytes;
         p->nlist = (size_t)nlist;
         p->min_recall = minr;
@@ -1091,6 +1093,7 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         qx_search_params sp;
         qx_search_params_init(&sp);
         if (o->nprobe) sp.nprobe = o->nprobe;
+        sp.shortlist = o->shortlist;
         sp.threads = 1;
         rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, k2);
         if (!rc) {

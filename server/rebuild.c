@@ -41,6 +41,7 @@
 #include "qinx/derp.h"
 #include "qinx/gate.h"
 #include "qinx/kernels.h"
+#include "qinx/fastscan.h"
 #include "qinx/qinco.h"
 #include "qinx/rq.h"
 #include "qinx/core.h"
@@ -355,6 +356,17 @@ static void *rebuild_main(void *arg) {
         qo.train_minutes = a->p.train_minutes;
         qo.threads = threads;
         rc = qx_qinco_new(&q, d, &qo);
+    } else if (c->quant_kind == QX_QUANT_FASTSCAN) {
+        /* 4-bit steps in half the code bytes (scanned in registers), the
+         * rest 8-bit steps, as qinx build --quantizer fastscan */
+        qx_fs_opts fo;
+        qx_fs_opts_init(&fo);
+        size_t M = a->p.bytes - (io.metric == QX_METRIC_L2);
+        fo.M4 = a->p.bytes / 2 * 2;
+        if (fo.M4 / 2 > M) fo.M4 = M * 2;
+        fo.M8 = M - fo.M4 / 2;
+        fo.threads = threads;
+        rc = qx_fs_new(&q, d, &fo);
     } else {
         qx_rq_opts ro;
         qx_rq_opts_init(&ro);

@@ -95,7 +95,7 @@ typedef struct qxs_coll {
     char dir[PATH_MAX];
     size_t d;
     qxs_distance distance;
-    int quant_kind;       /* QX_QUANT_RQ (qinco accepted only when available) */
+    int quant_kind;       /* QX_QUANT_RQ, QX_QUANT_QINCO or QX_QUANT_FASTSCAN */
     size_t bytes, nlist;  /* 0 = automatic nlist */
     double min_recall;    /* gate threshold on held-out 10-recall@10 */
     double created;
@@ -234,6 +234,7 @@ size_t qxs_server_ram(qxs_server *s);
 
 typedef struct qxs_search_opts {
     size_t k, nprobe, rerank;
+    size_t shortlist; /* fast-scan collections: the 4-bit scan's shortlist (0 = automatic) */
     int exact;
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"

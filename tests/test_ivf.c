@@ -71,14 +71,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static double recall10(const int64_t *ids, size_t k) {
-    size_t inter = 0;
-    for (size_t i = 0; i < NQ; i++)
-        for (size_t j = 0; j < 10; j++)
-            for (size_t t = 0; t < 10; t++)
-                if (ids[i * k + j] == gt[i * 10 + t]) inter++;
-    return inter / (10.0 * NQ);
-}
+static double recall10(const int64_t *ids, size_t k) { return tu_k_recall(ids, k, gt, NULL, 10, NQ, 10); }
 
 static void search(const qx_ivf *ivf, size_t k, size_t nprobe, size_t rerank, float *dist, int64_t *ids) {
     qx_search_params p;
@@ -556,17 +549,13 @@ static void test_oom_in_add_and_search(void **state) {
 }
 
 static void test_siftsmall_recall(void **state) {
-    const char *bp = tu_data_path("siftsmall/siftsmall_base.fvecs");
-    if (!bp) {
+    qx_matrix b = {0}, q = {0};
+    int32_t *g = NULL;
+    size_t gk;
+    if (!tu_siftsmall(&b, &q, &g, &gk)) {
         fprintf(stderr, "siftsmall not found (QX_DATA_DIR or ../shared/data): skipping this case\n");
         skip();
     }
-    qx_matrix b = {0}, q = {0};
-    assert_int_equal(qx_vecs_read(bp, 0, &b), 0);
-    assert_int_equal(qx_vecs_read(tu_data_path("siftsmall/siftsmall_query.fvecs"), 0, &q), 0);
-    int32_t *g = NULL;
-    size_t gn, gk;
-    assert_int_equal(qx_ivecs_read(tu_data_path("siftsmall/siftsmall_groundtruth.ivecs"), 0, &g, &gn, &gk), 0);
     qx_rq_opts ro;
     qx_rq_opts_init(&ro);
     ro.M = 15;

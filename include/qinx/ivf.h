@@ -32,6 +32,7 @@ QX_BEGIN_DECLS
 
 #define QX_MAX_NLIST 1048576
 #define QX_MAX_K 10000
+#define QX_MAX_SHORTLIST (QX_MAX_K * 10) /* qx_search_params.shortlist at most */
 #define QX_FS_SHORTLIST_PER_K 4
 
 typedef enum qx_metric {
@@ -79,6 +80,8 @@ int qx_ivf_remap_ids(qx_ivf *ivf, int64_t (*fn)(void *ctx, int64_t id), void *ct
  * untouched; absent old ids are skipped). New ids must not be in use. */
 int qx_ivf_rename_ids(qx_ivf *ivf, const int64_t *old_ids, const int64_t *new_ids, size_t n);
 
+#define QX_COARSE_FLAT ((size_t)-1)
+
 typedef struct qx_search_params {
     size_t nprobe;  /* lists visited (default 16, capped at nlist) */
     size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off); ignored
@@ -88,6 +91,12 @@ typedef struct qx_search_params {
                      * QX_FS_SHORTLIST_PER_K × k); ignored by other kinds. The
                      * HTTP search "params" map onto this struct. */
     int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
+    size_t coarse_groups; /* fast-scan L2 indexes with nlist >= 256 choose lists in two
+                     * levels: the centroids are grouped (about √nlist groups), and
+                     * only the centroids of the coarse_groups best groups are
+                     * scored (0 = automatic: groups / 4 + nprobe / 2; QX_COARSE_FLAT =
+                     * score every centroid). Ignored by other indexes and by
+                     * filtered searches, which score every centroid. */
     /* Filtered search (optional): only ids for which filter(filter_ctx, id)
      * returns nonzero may be results; it is called for the candidates that
      * would enter the shortlist. The lists are visited nearest first; after
