@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "qinx/ivf.h"
+#include "rowmap.h"
 #include "store.h"
 #include "wal.h"
 
@@ -110,7 +111,9 @@ typedef struct qxs_coll {
     pthread_rwlock_t rw;
     qxs_store store;      /* segments: see store.h */
     qx_ivf *ivf;          /* keyed by row keys (segment.h) */
-    int ivf_dirty;        /* changed since index-<gen>.qx was written (under wmu) */
+    qxs_rowmap *rowmap;   /* ivf's id -> location map (freed after ivf) */
+    int ivf_dirty;        /* the model (not the entries: those are in the segments'
+                           * codes files) changed since index-<gen>.qx was written (under wmu) */
     /* payload indexes: owned by the API layer (payload_indexes.c), NULL
      * until first used, freed with the collection by qxs_pidxset_free */
     struct qxs_pidxset *pidxs;
