@@ -46,7 +46,8 @@ struct qx_ivf {
     float norm_levels[QX__NORM_LEVELS]; /* decoded ||x̂||² per norm byte, ascending */
     qx__ivf_list *lists;
     qx__coarse2 *coarse2;   /* fast-scan L2 with nlist >= 256, else NULL (derived) */
-    qx__idmap ids;          /* id -> (list, offset) */
+    qx__idmap ids;          /* id -> (list, offset), unless loc.get is set */
+    qx_ivf_locator loc;     /* the caller's id map (qx_ivf_set_locator), or all NULL */
     struct qx_derp_reservoir *reservoir; /* sample of the training vectors (may be NULL) */
     size_t ntotal;
     int trained;
@@ -108,6 +109,22 @@ void qx__norm_fit(float *levels, float *norms, size_t n);
 /* Encode n vectors already assigned to lists: codes (n * code_size). */
 int qx__ivf_encode(const qx_ivf *ivf, const float *x, const uint32_t *list, size_t n,
                    uint8_t *codes);
+
+/* The id -> location map: the caller's when a locator is set, else ours. */
+static inline int qx__map_get(const qx_ivf *ivf, int64_t id, uint64_t *loc) {
+    return ivf->loc.get ? ivf->loc.get(ivf->loc.ctx, id, loc) : qx__idmap_get(&ivf->ids, id, loc);
+}
+static inline int qx__map_put(qx_ivf *ivf, int64_t id, uint64_t loc) {
+    return ivf->loc.put ? ivf->loc.put(ivf->loc.ctx, id, loc) : qx__idmap_put(&ivf->ids, id, loc);
+}
+static inline void qx__map_del(qx_ivf *ivf, int64_t id) {
+    if (ivf->loc.del) ivf->loc.del(ivf->loc.ctx, id);
+    else qx__idmap_del(&ivf->ids, id);
+}
+/* Room for n ids in our own map (a caller's locator grows by itself). */
+static inline int qx__map_reserve(qx_ivf *ivf, size_t n) {
+    return ivf->loc.get ? 0 : qx__idmap_reserve(&ivf->ids, n);
+}
 
 /* Append one entry to a list (grows geometrically). */
 int qx__ivf_list_push(qx__ivf_list *l, size_t code_size, const uint8_t *code, int64_t id);
