@@ -92,6 +92,7 @@ void qx_ivf_free(qx_ivf *ivf) {
     free_lists(ivf);
     qx__aligned_free(ivf->centroids);
     qx__free(ivf->centroid_norms);
+    qx__coarse2_free(ivf->coarse2);
     qx__idmap_free(&ivf->ids);
     qx_derp_reservoir_free(ivf->reservoir);
     qx_quantizer_free(ivf->quant);
@@ -276,6 +277,7 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
 out:
     qx__free(assign);
     qx__aligned_free(res);
+    if (rc == 0) rc = qx__coarse2_build(ivf);
     if (rc == 0) {
         ivf->trained = 1;
     } else {
@@ -301,7 +303,9 @@ int qx_ivf_residuals(const qx_ivf *ivf, const float *x, size_t n, uint32_t *list
 
 int qx__ivf_list_push(qx__ivf_list *l, size_t cs, const uint8_t *code, int64_t id) {
     if (l->size == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16, bytes;
+        /* 1.25x growth: lists trimmed after a bulk load (qx_ivf_trim) grow
+         * by a quarter, not double, when writes trickle in */
+        size_t cap = l->cap + l->cap / 4 + 16, bytes;
         if (!qx__mul(cap, cs, &bytes)) return qx__fail(QX_ENOMEM, "list of %zu entries", cap);
         uint8_t *codes = qx__aligned_alloc(bytes);
         int64_t *ids = qx__realloc(l->ids, sizeof(int64_t) * cap);
@@ -329,7 +333,7 @@ static void remove_at(qx_ivf *ivf, uint32_t list, uint32_t off) {
         if (ivf->fs_pairs) qx__ivf_fs_move(ivf, l, last, off);
         else memcpy(l->codes + (size_t)off * cs, l->codes + last * cs, cs);
         l->ids[off] = l->ids[last];
-        qx__idmap_put(&ivf->ids, l->ids[off], qx__loc(list, off)); /* key exists: no alloc */
+        qx__map_put(ivf, l->ids[off], qx__loc(list, off)); /* key exists: no alloc */
     }
     l->size--;
     ivf->ntotal--;
@@ -342,7 +346,7 @@ int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n) {
     if (rc || n == 0) return rc;
     if (n > UINT32_MAX || ivf->ntotal + n > ((size_t)1 << 40))
         return qx__fail(QX_ELIMIT, "ivf_add: %zu vectors in one call is too many", n);
-    if ((rc = qx__idmap_reserve(&ivf->ids, ivf->ntotal + n))) return rc;
+    if ((rc = qx__map_reserve(ivf, ivf->ntotal + n))) return rc;
     size_t d = ivf->d, cs = ivf->code_size, chunk = n < QX__ADD_CHUNK ? n : QX__ADD_CHUNK;
     uint32_t *assign = qx__malloc(sizeof(uint32_t) * chunk);
     uint8_t *codes = qx__malloc(chunk * cs);
@@ -354,18 +358,18 @@ int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n) {
         for (size_t i = 0; rc == 0 && i < b; i++) {
             int64_t id = ids[i0 + i];
             uint64_t loc;
-            if (qx__idmap_get(&ivf->ids, id, &loc)) {
+            if (qx__map_get(ivf, id, &loc)) {
                 /* as in qx_ivf_remove: the key goes first, so that a failed
                  * push below leaves no id pointing at a slot that now holds
                  * another vector */
-                qx__idmap_del(&ivf->ids, id);
+                qx__map_del(ivf, id);
                 remove_at(ivf, (uint32_t)(loc >> 32), (uint32_t)loc);
             }
             qx__ivf_list *l = &ivf->lists[assign[i]];
             if (l->size >= UINT32_MAX) { rc = qx__fail(QX_ELIMIT, "ivf_add: list %u is full", assign[i]); break; }
             rc = ivf->fs_pairs ? qx__ivf_fs_push(ivf, l, codes + i * cs, id)
                                : qx__ivf_list_push(l, cs, codes + i * cs, id);
-            if (rc == 0) rc = qx__idmap_put(&ivf->ids, id, qx__loc(assign[i], (uint32_t)(l->size - 1)));
+            if (rc == 0) rc = qx__map_put(ivf, id, qx__loc(assign[i], (uint32_t)(l->size - 1)));
             if (rc == 0) ivf->ntotal++;
         }
         qx__ivf_report(ivf, "add", (double)(i0 + b) / (double)n);
@@ -380,8 +384,8 @@ int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed) {
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t loc;
-        if (!qx__idmap_get(&ivf->ids, ids[i], &loc)) continue;
-        qx__idmap_del(&ivf->ids, ids[i]);
+        if (!qx__map_get(ivf, ids[i], &loc)) continue;
+        qx__map_del(ivf, ids[i]);
         /* remove_at re-points the moved entry; our own key is gone already. */
         remove_at(ivf, (uint32_t)(loc >> 32), (uint32_t)loc);
         count++;
@@ -392,14 +396,14 @@ int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed) {
 
 int qx_ivf_rename_ids(qx_ivf *ivf, const int64_t *old_ids, const int64_t *new_ids, size_t n) {
     if (!ivf || (n && (!old_ids || !new_ids))) return qx__fail(QX_EINVAL, "ivf_rename_ids: NULL argument");
-    int rc = qx__idmap_reserve(&ivf->ids, ivf->ntotal + 1);
+    int rc = qx__map_reserve(ivf, ivf->ntotal + 1);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         uint64_t loc;
         if (new_ids[i] < 0) return qx__fail(QX_EINVAL, "ivf_rename_ids: negative id");
-        if (!qx__idmap_get(&ivf->ids, old_ids[i], &loc)) continue;
-        qx__idmap_del(&ivf->ids, old_ids[i]);
+        if (!qx__map_get(ivf, old_ids[i], &loc)) continue;
+        qx__map_del(ivf, old_ids[i]);
         ivf->lists[loc >> 32].ids[(uint32_t)loc] = new_ids[i];
-        rc = qx__idmap_put(&ivf->ids, new_ids[i], loc); /* one out, one in: no growth */
+        rc = qx__map_put(ivf, new_ids[i], loc); /* one out, one in: no growth */
     }
     return rc;
 }
@@ -407,8 +411,12 @@ int qx_ivf_rename_ids(qx_ivf *ivf, const int64_t *old_ids, const int64_t *new_id
 int qx_ivf_remap_ids(qx_ivf *ivf, int64_t (*fn)(void *ctx, int64_t id), void *ctx) {
     if (!ivf || !fn) return qx__fail(QX_EINVAL, "ivf_remap_ids: NULL argument");
     size_t cs = ivf->code_size;
-    /* new ids first (entries mapped to -1 leave their list), then the map is
-     * rebuilt from the lists, so a failure leaves every list consistent */
+    /* the map is emptied first, then new ids are given (entries mapped to -1
+     * leave their list), then the map is rebuilt from the lists, so a failure
+     * leaves every list consistent */
+    for (size_t li = 0; ivf->loc.del && ivf->lists && li < ivf->nlist; li++)
+        for (size_t i = 0; i < ivf->lists[li].size; i++) ivf->loc.del(ivf->loc.ctx, ivf->lists[li].ids[i]);
+    qx__idmap_free(&ivf->ids);
     for (size_t li = 0; ivf->lists && li < ivf->nlist; li++) {
         qx__ivf_list *l = &ivf->lists[li];
         for (size_t i = 0; i < l->size;) {
@@ -419,24 +427,23 @@ int qx_ivf_remap_ids(qx_ivf *ivf, int64_t (*fn)(void *ctx, int64_t id), void *ct
             }
             size_t last = l->size - 1;
             if (i != last) {
-                memcpy(l->codes + i * cs, l->codes + last * cs, cs);
+                if (ivf->fs_pairs) qx__ivf_fs_move(ivf, l, last, i);
+                else memcpy(l->codes + i * cs, l->codes + last * cs, cs);
                 l->ids[i] = l->ids[last];
             }
             l->size--;
             ivf->ntotal--;
         }
     }
-    qx__idmap_free(&ivf->ids);
-    memset(&ivf->ids, 0, sizeof ivf->ids);
-    int rc = qx__idmap_reserve(&ivf->ids, ivf->ntotal);
+    int rc = qx__map_reserve(ivf, ivf->ntotal);
     for (size_t li = 0; rc == 0 && ivf->lists && li < ivf->nlist; li++) {
         qx__ivf_list *l = &ivf->lists[li];
         for (size_t i = 0; rc == 0 && i < l->size; i++) {
             uint64_t loc;
-            if (qx__idmap_get(&ivf->ids, l->ids[i], &loc))
+            if (qx__map_get(ivf, l->ids[i], &loc))
                 rc = qx__fail(QX_EINVAL, "ivf_remap_ids: two entries mapped to id %lld", (long long)l->ids[i]);
             else
-                rc = qx__idmap_put(&ivf->ids, l->ids[i], qx__loc((uint32_t)li, (uint32_t)i));
+                rc = qx__map_put(ivf, l->ids[i], qx__loc((uint32_t)li, (uint32_t)i));
         }
     }
     return rc;
@@ -479,7 +486,7 @@ int qx_ivf_check(const qx_ivf *ivf) {
         if (L->size > L->cap) return qx__fail(QX_EINTERNAL, "list %zu: size %zu > cap %zu", l, L->size, L->cap);
         for (size_t i = 0; i < L->size; i++) {
             uint64_t loc;
-            if (!qx__idmap_get(&ivf->ids, L->ids[i], &loc))
+            if (!qx__map_get(ivf, L->ids[i], &loc))
                 return qx__fail(QX_EINTERNAL, "list %zu entry %zu: id %lld not in the id map", l, i,
                                 (long long)L->ids[i]);
             if (loc != qx__loc((uint32_t)l, (uint32_t)i))
@@ -489,6 +496,6 @@ int qx_ivf_check(const qx_ivf *ivf) {
         total += L->size;
     }
     if (total != ivf->ntotal) return qx__fail(QX_EINTERNAL, "lists hold %zu entries, ntotal says %zu", total, ivf->ntotal);
-    if (ivf->ids.count != total) return qx__fail(QX_EINTERNAL, "id map holds %zu ids, lists %zu", ivf->ids.count, total);
+    if (!ivf->loc.get && ivf->ids.count != total) return qx__fail(QX_EINTERNAL, "id map holds %zu ids, lists %zu", ivf->ids.count, total);
     return 0;
 }

@@ -7,7 +7,9 @@
  * 1. Fixed cost per query: the coarse scores (nlist × d) and the float LUT
  *    of the 4-bit steps (M4 × 16 × d, 1/16 of an 8-bit RQ's) come from one
  *    sgemm per block of 32 queries, or sgemv for one or two queries (as in
- *    ivf_search.c, decision 5). The 8-bit steps get no table: the second
+ *    ivf_search.c, decision 5); for L2 with nlist >= 256 the coarse scores
+ *    come per query from the two-level quantizer (ivf_coarse2.c) instead,
+ *    unless the caller asks for the flat one (coarse_groups) or filters. The 8-bit steps get no table: the second
  *    stage decodes the shortlist instead (shortlist × (M4/2 + M8) × d adds,
  *    fewer than M8 × 256 × d multiply-adds for any shortlist below ~1000).
  * 2. 8-bit tables: per step the minimum is subtracted, and one scale for
@@ -30,7 +32,9 @@
  *    4-bit codebooks (16 rows a step, cache-resident) rather than the
  *    byte-level additive table (256 rows per byte, 16x larger): measured on
  *    siftsmall, the large table made the second stage miss cache on most
- *    rows (3.4k QPS at shortlist 100).
+ *    rows (3.4k QPS at shortlist 100). The 8-bit rows of the next candidate
+ *    are prefetched while one is computed (they are M8 random rows of a
+ *    table of M8 × 256 × d floats, beyond L2 for GloVe's 7 × 256 × 100).
  * 5. One query's lists can be split across threads (params->threads > 1 and
  *    a single query): each thread scans its share of the probes into its own
  *    shortlist, the shortlists are merged, then re-ranked. A batch is split
@@ -95,8 +99,9 @@ typedef struct fs_ctx {
     uint64_t *rval;
     size_t rn, rS;
     float rthr;
-    const float **rows;   /* M4/2 + M8 */
+    const float **rows;   /* M4 + M8 rows of one candidate, then of the next (2 × (M4 + M8)) */
     float *xbuf;          /* d */
+    float *c2s;           /* two-level coarse scratch (2 × groups rounded to 16) */
 } fs_ctx;
 
 void qx__ivf_fs_ctx_free(void *p) {
@@ -112,6 +117,7 @@ void qx__ivf_fs_ctx_free(void *p) {
     qx__free(f->rval);
     qx__free(f->rows);
     qx__aligned_free(f->xbuf);
+    qx__free(f->c2s);
     qx__free(f);
 }
 
@@ -130,9 +136,11 @@ static int fs_ctx_fit(const qx_ivf *ivf, qx_ivf_search_ctx *c, size_t heap_k) {
         f->lut8 = qx__aligned_alloc(2 * P * 16);
         f->probes.key = qx__malloc(sizeof(float) * ivf->nlist);
         f->probes.val = qx__malloc(sizeof(uint64_t) * ivf->nlist);
-        f->rows = qx__malloc(sizeof(float *) * (f->R ? f->R : 1));
+        f->rows = qx__malloc(sizeof(float *) * 2 * (f->R ? f->R : 1));
         f->xbuf = qx__aligned_alloc(sizeof(float) * ivf->d);
-        if (!f->lutf || !f->T || !f->lut8 || !f->probes.key || !f->probes.val || !f->rows || !f->xbuf)
+        f->c2s = qx__malloc(sizeof(float) * 2 * (ivf->coarse2 ? (ivf->coarse2->G + 15) / 16 * 16 : 16));
+        if (!f->lutf || !f->T || !f->lut8 || !f->probes.key || !f->probes.val || !f->rows || !f->xbuf ||
+            !f->c2s)
             return qx__fail(QX_ENOMEM, "fast-scan search context");
         /* see ivf_search.c: sgemv with beta = 0 may read y */
         memset(f->lutf, 0, sizeof(float) * QX__QBLOCK * M4 * 16);
@@ -225,10 +233,19 @@ static inline uint16_t threshold(float thr, float base, float scale) {
     return (uint16_t)ceilf(t);
 }
 
-/* Scan probes [p0, p1) of `probes` into f's reservoir. */
+/* Filtered search (qinx/ivf.h): counts of the candidates tested and passed
+ * and of the ids scanned, for the stopping rule of ivf_search.c. */
+typedef struct fs_filter {
+    int (*fn)(void *, int64_t);
+    void *ctx;
+    size_t tested, passed, scanned;
+} fs_filter;
+
+/* Scan probes [p0, p1) of `probes` into f's reservoir (with flt: only ids
+ * that pass enter it). */
 static void scan_probes(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f,
                         const qx__topk *probes, size_t p0, size_t p1, const float *qc, float scale,
-                        float bsum) {
+                        float bsum, fs_filter *flt) {
     int l2 = ivf->opts.metric == QX_METRIC_L2;
     float inv = 1.0f / scale;
     for (size_t pi = p0; pi < p1; pi++) {
@@ -236,6 +253,7 @@ static void scan_probes(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f
         const qx__ivf_list *L = &ivf->lists[l];
         size_t n = L->size;
         if (!n) continue;
+        if (flt) flt->scanned += n;
         float base = bsum + (l2 ? -2.0f * qc[l] : -qc[l]);
         uint16_t thr = threshold(f->rthr, base, scale);
         if (thr == 0) continue;
@@ -247,6 +265,14 @@ static void scan_probes(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f
             if (i >= n) break;
             float est = base + (float)acc[i] * inv;
             if (est < f->rthr) {
+                if (flt) {
+                    flt->tested++;
+                    if (!flt->fn(flt->ctx, L->ids[i])) {
+                        i++;
+                        continue;
+                    }
+                    flt->passed++;
+                }
                 float before = f->rthr;
                 resv_add(f, est, qx__loc(l, (uint32_t)i));
                 if (f->rthr != before) thr = threshold(f->rthr, base, scale);
@@ -256,41 +282,60 @@ static void scan_probes(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f
     }
 }
 
+/* The codebook rows of the candidate at loc (4-bit rows, then 8-bit rows);
+ * with prefetch, their cache lines are requested (decision 4). */
+static void cand_rows(const qx_ivf *ivf, const float *A4, const float *A8, uint64_t loc,
+                      const float **rows, int prefetch) {
+    size_t d = ivf->d, H = ivf->fs_half, R8 = ivf->fs_rest, P = ivf->fs_pairs;
+    const qx__ivf_list *L = &ivf->lists[loc >> 32];
+    size_t off = (uint32_t)loc;
+    uint8_t sb[QX_FS_MAX_PAIRS];
+    qx__fs_pack_get(L->fsb, P, off, sb);
+    for (size_t j = 0; j < H; j++) {
+        rows[2 * j] = A4 + ((2 * j) * 16 + (sb[j] & 15)) * d;
+        rows[2 * j + 1] = A4 + ((2 * j + 1) * 16 + (sb[j] >> 4)) * d;
+    }
+    const uint8_t *r = L->codes + off * R8;
+    for (size_t m = 0; m < R8; m++) rows[2 * H + m] = A8 + (m * 256 + r[m]) * d;
+    if (!prefetch) return;
+    /* the 8-bit rows miss cache (M8 × 256 rows of d floats); the 4-bit rows
+     * (16 per step) mostly hit */
+    for (size_t m = 0; m < R8; m++)
+        for (size_t b = 0; b < d * sizeof(float); b += 64)
+            _mm_prefetch((const char *)rows[2 * H + m] + b, _MM_HINT_T0);
+}
+
 /* Second stage: exact distances of the shortlist to their full
- * reconstructions, best k sorted into dist/ids. */
+ * reconstructions, best k sorted into dist/ids. The rows of candidate i+1
+ * are prefetched while candidate i is computed. */
 static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, const float *q,
                    size_t k, float *dist, int64_t *ids) {
     resv_finish(f);
     qx__topk view = {f->rkey, f->rval, f->rS, f->rn}, *h = &view;
-    size_t d = ivf->d, H = ivf->fs_half, R8 = ivf->fs_rest, P = ivf->fs_pairs;
+    size_t d = ivf->d;
     int l2 = ivf->opts.metric == QX_METRIC_L2;
     const float *A4 = qx_fs_codebooks4(ivf->quant), *A8 = qx_fs_codebooks8(ivf->quant);
-    size_t n = h->n, nr = 2 * H + R8;
+    size_t n = h->n, nr = f->R;
+    const float **cur = f->rows, **next = f->rows + nr;
+    if (n) cand_rows(ivf, A4, A8, h->val[0], cur, 0);
     for (size_t i = 0; i < n; i++) {
-        uint64_t loc = h->val[i];
-        const qx__ivf_list *L = &ivf->lists[loc >> 32];
-        size_t off = (uint32_t)loc;
-        uint8_t sb[QX_FS_MAX_PAIRS];
-        qx__fs_pack_get(L->fsb, P, off, sb);
-        for (size_t j = 0; j < H; j++) {
-            f->rows[2 * j] = A4 + ((2 * j) * 16 + (sb[j] & 15)) * d;
-            f->rows[2 * j + 1] = A4 + ((2 * j + 1) * 16 + (sb[j] >> 4)) * d;
-        }
-        const uint8_t *r = L->codes + off * R8;
-        for (size_t m = 0; m < R8; m++) f->rows[2 * H + m] = A8 + (m * 256 + r[m]) * d;
-        const float *cen = ivf->centroids + (size_t)(loc >> 32) * d;
+        if (i + 1 < n) cand_rows(ivf, A4, A8, h->val[i + 1], next, 1);
+        const float *cen = ivf->centroids + (size_t)(h->val[i] >> 32) * d;
         float s;
         if (l2) {
-            s = kern->decode_l2(q, cen, f->rows, nr, d);
+            s = kern->decode_l2(q, cen, cur, nr, d);
         } else {
             for (size_t t = 0; t < d; t++) {
                 float x = cen[t];
-                for (size_t m = 0; m < nr; m++) x += f->rows[m][t];
+                for (size_t m = 0; m < nr; m++) x += cur[m][t];
                 f->xbuf[t] = x;
             }
             s = -qx_dot(q, f->xbuf, d);
         }
         h->key[i] = s;
+        const float **t = cur;
+        cur = next;
+        next = t;
     }
     for (size_t i = n / 2; i-- > 0;) qx__topk_sift_down(h, i);
     while (h->n > k) {
@@ -312,7 +357,21 @@ static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, con
     }
 }
 
-static void select_probes(const qx_ivf *ivf, qx__topk *probes, const float *qc, size_t nprobe) {
+/* The two-level coarse quantizer applies (ivf_coarse2.c)? */
+static int use_coarse2(const qx_ivf *ivf, const qx_search_params *p) {
+    return ivf->coarse2 && !p->filter && p->coarse_groups != QX_COARSE_FLAT;
+}
+
+/* The nprobe lists of one query: flat (qc holds every ⟨q, centroid⟩) or
+ * two-level (qc is filled here for the lists it scores). */
+static void select_probes(const qx_ivf *ivf, fs_ctx *f, const qx_search_params *p, const float *q,
+                          float *qc, size_t nprobe) {
+    qx__topk *probes = &f->probes;
+    if (use_coarse2(ivf, p)) {
+        size_t ng = p->coarse_groups ? p->coarse_groups : qx__coarse2_auto_groups(ivf->coarse2, nprobe);
+        qx__coarse2_probes(ivf, ivf->coarse2, q, nprobe, ng, probes, qc, f->c2s);
+        return;
+    }
     int l2 = ivf->opts.metric == QX_METRIC_L2;
     qx__topk_reset(probes, nprobe);
     for (size_t l = 0; l < ivf->nlist; l++) {
@@ -321,19 +380,43 @@ static void select_probes(const qx_ivf *ivf, qx__topk *probes, const float *qc, 
     }
 }
 
-static void search_one(const qx_ivf *ivf, fs_ctx *f, const float *q, const float *qc,
-                       const float *lutf, size_t k, size_t S, size_t nprobe, float *dist,
+static void search_one(const qx_ivf *ivf, fs_ctx *f, const qx_search_params *p, const float *q,
+                       float *qc, const float *lutf, size_t k, size_t S, size_t nprobe, float *dist,
                        int64_t *ids) {
     const qx__fs_kernels *kern = qx__fs_kernels_active();
     qx_search_profile *prof = g_prof;
     double t0 = prof ? cpu_now() : 0, t1 = 0, t2 = 0, t3 = 0;
     float bsum;
-    select_probes(ivf, &f->probes, qc, nprobe);
+    /* filtered: rank up to max_nprobe lists, scan nprobe, then more until
+     * enough pass (the rule of ivf_search.c) */
+    size_t nrank = nprobe;
+    if (p->filter) {
+        nrank = p->max_nprobe && p->max_nprobe < ivf->nlist ? p->max_nprobe : ivf->nlist;
+        if (nrank < nprobe) nrank = nprobe;
+    }
+    select_probes(ivf, f, p, q, qc, nrank);
     if (prof) t1 = cpu_now();
     float scale = quantize_lut(ivf, f, lutf, &bsum);
     if (prof) t2 = cpu_now();
     resv_reset(f, S);
-    scan_probes(ivf, kern, f, &f->probes, 0, f->probes.n, qc, scale, bsum);
+    if (!p->filter) {
+        scan_probes(ivf, kern, f, &f->probes, 0, f->probes.n, qc, scale, bsum, NULL);
+        if (p->lists_visited) *p->lists_visited = f->probes.n;
+    } else {
+        qx__topk_sort(&f->probes); /* nearest list first */
+        fs_filter flt = {p->filter, p->filter_ctx, 0, 0, 0};
+        size_t pi = 0, scanned_nprobe = 0;
+        for (; pi < f->probes.n; pi++) {
+            if (pi >= nprobe) {
+                if (pi == nprobe) scanned_nprobe = flt.scanned;
+                if (flt.passed >= S &&
+                    (double)flt.scanned * (double)flt.passed >= (double)scanned_nprobe * (double)flt.tested)
+                    break;
+            }
+            scan_probes(ivf, kern, f, &f->probes, pi, pi + 1, qc, scale, bsum, &flt);
+        }
+        if (p->lists_visited) *p->lists_visited = pi;
+    }
     if (prof) t3 = cpu_now();
     refine(ivf, kern, f, q, k, dist, ids);
     if (prof) {
@@ -347,12 +430,13 @@ static void search_one(const qx_ivf *ivf, fs_ctx *f, const float *q, const float
 
 /* One query, its probes split over `threads` workers (decision 5). */
 static void search_one_split(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, int threads,
-                             const float *q, const float *qc, const float *lutf, size_t k,
-                             size_t S, size_t nprobe, float *dist, int64_t *ids) {
+                             const qx_search_params *p, const float *q, float *qc, const float *lutf,
+                             size_t k, size_t S, size_t nprobe, float *dist, int64_t *ids) {
     const qx__fs_kernels *kern = qx__fs_kernels_active();
     fs_ctx *f0 = ctx->workers[0]->fs;
     float bsum;
-    select_probes(ivf, &f0->probes, qc, nprobe);
+    select_probes(ivf, f0, p, q, qc, nprobe);
+    if (p->lists_visited) *p->lists_visited = f0->probes.n;
     float scale = quantize_lut(ivf, f0, lutf, &bsum);
     size_t np = f0->probes.n;
 #pragma omp parallel num_threads(threads)
@@ -363,7 +447,7 @@ static void search_one_split(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, int thre
         resv_reset(f, S);
         /* interleaved shares: the nearest lists (most improvements) spread evenly */
         for (size_t pi = (size_t)t; pi < np; pi += (size_t)threads)
-            scan_probes(ivf, kern, f, &f0->probes, pi, pi + 1, qc, scale, bsum);
+            scan_probes(ivf, kern, f, &f0->probes, pi, pi + 1, qc, scale, bsum, NULL);
         resv_finish(f);
     }
     for (int t = 1; t < threads; t++) {
@@ -375,7 +459,9 @@ static void search_one_split(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, int thre
 }
 
 /* Coarse scores and 4-bit float tables of nb queries into c (decision 1). */
-static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *qb, size_t nb) {
+static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const qx_search_params *p,
+                         const float *qb, size_t nb) {
+    int flat = !use_coarse2(ivf, p); /* two-level: the coarse scores come per query */
     size_t d = ivf->d, nlist = ivf->nlist, M4 = 2 * ivf->fs_half;
     int l2 = ivf->opts.metric == QX_METRIC_L2;
     const float *cb4 = qx_fs_codebooks4(ivf->quant);
@@ -384,7 +470,7 @@ static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q
     qx_search_profile *prof = g_prof;
     double t0 = prof ? cpu_now() : 0, t1 = 0;
     if (nb <= 2) {
-        for (size_t i = 0; i < nb; i++)
+        for (size_t i = 0; flat && i < nb; i++)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids, (int)d,
                         qb + i * d, 1, 0.0f, c->coarse + i * nlist, 1);
         if (prof) t1 = cpu_now();
@@ -392,8 +478,9 @@ static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(M4 * 16), (int)d, alpha, cb4, (int)d, qb + i * d,
                         1, 0.0f, f->lutf + i * M4 * 16, 1);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, qb, (int)d,
-                    ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
+        if (flat)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, qb,
+                        (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
         if (prof) t1 = cpu_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(M4 * 16), (int)d, alpha, qb,
                     (int)d, cb4, (int)d, 0.0f, f->lutf, (int)(M4 * 16));
@@ -405,14 +492,15 @@ static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q
 }
 
 /* Tables, then each query of the block, on the calling thread with c. */
-static void search_block(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *qb, size_t nb, size_t k,
-                         size_t S, size_t nprobe, float *dist, int64_t *ids) {
+static void search_block(const qx_ivf *ivf, qx_ivf_search_ctx *c, const qx_search_params *p,
+                         const float *qb, size_t nb, size_t k, size_t S, size_t nprobe, float *dist,
+                         int64_t *ids) {
     size_t d = ivf->d, nlist = ivf->nlist, M4 = 2 * ivf->fs_half;
     fs_ctx *f = c->fs;
-    block_tables(ivf, c, qb, nb);
+    block_tables(ivf, c, p, qb, nb);
     for (size_t i = 0; i < nb; i++)
-        search_one(ivf, f, qb + i * d, c->coarse + i * nlist, f->lutf + i * M4 * 16, k, S, nprobe, dist + i * k,
-                   ids + i * k);
+        search_one(ivf, f, p, qb + i * d, c->coarse + i * nlist, f->lutf + i * M4 * 16, k, S, nprobe,
+                   dist + i * k, ids + i * k);
 }
 
 int qx__ivf_fs_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *queries,
@@ -425,7 +513,7 @@ int qx__ivf_fs_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *qu
     const float *cb4 = qx_fs_codebooks4(ivf->quant);
     if (!cb4) return qx__fail(QX_ESTATE, "search: fast-scan index without 4-bit codebooks");
     /* a single query may split its lists over the threads */
-    int split = nq == 1 && p->threads > 1 ? p->threads : 0;
+    int split = nq == 1 && p->threads > 1 && !p->filter ? p->threads : 0;
     if (split && ctx->nworkers < split) {
         qx_ivf_search_ctx **w = qx__realloc(ctx->workers, sizeof *w * (size_t)split);
         if (!w) return qx__fail(QX_ENOMEM, "search workers");
@@ -449,18 +537,18 @@ int qx__ivf_fs_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *qu
         for (size_t bi = 0; bi < nblk; bi++) {
             qx_ivf_search_ctx *w = ctx->workers[omp_get_thread_num()];
             size_t i0 = bi * QX__QBLOCK, nb = nq - i0 < QX__QBLOCK ? nq - i0 : QX__QBLOCK;
-            search_block(ivf, w, queries + i0 * d, nb, k, S, nprobe, dist + i0 * k, ids + i0 * k);
+            search_block(ivf, w, p, queries + i0 * d, nb, k, S, nprobe, dist + i0 * k, ids + i0 * k);
         }
         return 0;
     }
     for (size_t i0 = 0; i0 < nq; i0 += QX__QBLOCK) {
         size_t nb = nq - i0 < QX__QBLOCK ? nq - i0 : QX__QBLOCK;
         if (split) {
-            block_tables(ivf, ctx, queries + i0 * d, nb);
-            search_one_split(ivf, ctx, split, queries + i0 * d, ctx->coarse, f->lutf, k, S, nprobe,
+            block_tables(ivf, ctx, p, queries + i0 * d, nb);
+            search_one_split(ivf, ctx, split, p, queries + i0 * d, ctx->coarse, f->lutf, k, S, nprobe,
                              dist + i0 * k, ids + i0 * k);
         } else {
-            search_block(ivf, ctx, queries + i0 * d, nb, k, S, nprobe, dist + i0 * k, ids + i0 * k);
+            search_block(ivf, ctx, p, queries + i0 * d, nb, k, S, nprobe, dist + i0 * k, ids + i0 * k);
         }
     }
     return 0;

@@ -18,6 +18,19 @@ typedef struct qx__ivf_list {
                      * (cap / 32 blocks of 32 * fs_pairs bytes; see ivf_fastscan.c) */
 } qx__ivf_list;
 
+/* Two-level coarse quantizer of the fast-scan kind (ivf_coarse2.c). */
+#define QX__COARSE2_MIN_NLIST 256
+#define QX__COARSE2_MAX_GROUPS 1024 /* √QX_MAX_NLIST and more */
+typedef struct qx__coarse2 {
+    size_t G;            /* groups */
+    float *gblk;         /* group means, d × 16 transposed blocks (G padded to 16) */
+    float *gnorm;        /* ||mean||² per padded group (+inf: empty or pad) */
+    size_t *bstart;      /* G + 1: group g owns blocks bstart[g] .. bstart[g+1] - 1 */
+    uint32_t *slot_list; /* 16 per block: the list of each column (UINT32_MAX: pad) */
+    float *blk;          /* centroids in d × 16 transposed blocks, group by group */
+    size_t nslots;
+} qx__coarse2;
+
 struct qx_ivf {
     size_t d, nlist, M;
     size_t code_size;       /* M + has_norm */
@@ -32,7 +45,9 @@ struct qx_ivf {
     float *centroid_norms;  /* nlist: ||c||² */
     float norm_levels[QX__NORM_LEVELS]; /* decoded ||x̂||² per norm byte, ascending */
     qx__ivf_list *lists;
-    qx__idmap ids;          /* id -> (list, offset) */
+    qx__coarse2 *coarse2;   /* fast-scan L2 with nlist >= 256, else NULL (derived) */
+    qx__idmap ids;          /* id -> (list, offset), unless loc.get is set */
+    qx_ivf_locator loc;     /* the caller's id map (qx_ivf_set_locator), or all NULL */
     struct qx_derp_reservoir *reservoir; /* sample of the training vectors (may be NULL) */
     size_t ntotal;
     int trained;
@@ -75,6 +90,17 @@ int qx__ivf_fs_search(const qx_ivf *ivf, struct qx_ivf_search_ctx *ctx, const fl
                       int64_t *ids);
 void qx__ivf_fs_ctx_free(void *fs);
 
+/* (Re)build ivf->coarse2 from the centroids (a no-op, coarse2 = NULL, where
+ * it does not apply); call after the centroids are set. */
+int qx__coarse2_build(qx_ivf *ivf);
+void qx__coarse2_free(qx__coarse2 *c);
+size_t qx__coarse2_auto_groups(const qx__coarse2 *c, size_t nprobe);
+/* The nprobe best lists of q among the ngroups best groups into probes;
+ * qc[l] = ⟨q, centroid l⟩ for every list scored (others untouched);
+ * scratch: room for 2 * (G rounded up to 16) floats. */
+void qx__coarse2_probes(const qx_ivf *ivf, const qx__coarse2 *c, const float *q, size_t nprobe,
+                        size_t ngroups, qx__topk *probes, float *qc, float *scratch);
+
 /* Quantize ||x̂||² to the nearest of the 256 levels. */
 uint8_t qx__norm_encode(const float *levels, float v);
 /* Fit the levels to a sample of norms (1-D k-means, sorted output). */
@@ -83,6 +109,22 @@ void qx__norm_fit(float *levels, float *norms, size_t n);
 /* Encode n vectors already assigned to lists: codes (n * code_size). */
 int qx__ivf_encode(const qx_ivf *ivf, const float *x, const uint32_t *list, size_t n,
                    uint8_t *codes);
+
+/* The id -> location map: the caller's when a locator is set, else ours. */
+static inline int qx__map_get(const qx_ivf *ivf, int64_t id, uint64_t *loc) {
+    return ivf->loc.get ? ivf->loc.get(ivf->loc.ctx, id, loc) : qx__idmap_get(&ivf->ids, id, loc);
+}
+static inline int qx__map_put(qx_ivf *ivf, int64_t id, uint64_t loc) {
+    return ivf->loc.put ? ivf->loc.put(ivf->loc.ctx, id, loc) : qx__idmap_put(&ivf->ids, id, loc);
+}
+static inline void qx__map_del(qx_ivf *ivf, int64_t id) {
+    if (ivf->loc.del) ivf->loc.del(ivf->loc.ctx, id);
+    else qx__idmap_del(&ivf->ids, id);
+}
+/* Room for n ids in our own map (a caller's locator grows by itself). */
+static inline int qx__map_reserve(qx_ivf *ivf, size_t n) {
+    return ivf->loc.get ? 0 : qx__idmap_reserve(&ivf->ids, n);
+}
 
 /* Append one entry to a list (grows geometrically). */
 int qx__ivf_list_push(qx__ivf_list *l, size_t code_size, const uint8_t *code, int64_t id);

@@ -72,7 +72,7 @@ static void end_section(buf_t *b, size_t at) {
 
 /* Saving goes through qx__write_atomic (core/file.c). */
 
-int qx_ivf_save(const qx_ivf *ivf, const char *path) {
+static int save(const qx_ivf *ivf, const char *path, int with_lists) {
     if (!ivf || !path) return qx__fail(QX_EINVAL, "ivf_save: NULL argument");
     if (!ivf->trained) return qx__fail(QX_ESTATE, "ivf_save: index is not trained");
     uint8_t *qblob = NULL;
@@ -101,7 +101,8 @@ int qx_ivf_save(const qx_ivf *ivf, const char *path) {
     uint8_t row[2 * QX_MAX_STEPS + 1];
     for (size_t l = 0; l < ivf->nlist; l++) {
         const qx__ivf_list *L = &ivf->lists[l];
-        put_u64(&b, L->size);
+        put_u64(&b, with_lists ? L->size : 0);
+        if (!with_lists) continue;
         if (ivf->fs_pairs) { /* fast-scan kind: full row-major codes, unpacked */
             for (size_t i = 0; i < L->size; i++) {
                 qx__ivf_fs_get(ivf, L, i, row);
@@ -142,7 +143,7 @@ int qx_ivf_save(const qx_ivf *ivf, const char *path) {
     u = (uint32_t)ivf->M; memcpy(h + 24, &u, 4);
     u = (uint32_t)ivf->code_size; memcpy(h + 28, &u, 4);
     v = ivf->nlist; memcpy(h + 32, &v, 8);
-    v = ivf->ntotal; memcpy(h + 40, &v, 8);
+    v = with_lists ? ivf->ntotal : 0; memcpy(h + 40, &v, 8);
     v = b.len; memcpy(h + 48, &v, 8);
     u = nsec; memcpy(h + 56, &u, 4);
     u = qx__crc32(0, h, 60); memcpy(h + 60, &u, 4);
@@ -150,6 +151,9 @@ int qx_ivf_save(const qx_ivf *ivf, const char *path) {
     qx__free(b.p);
     return rc;
 }
+
+int qx_ivf_save(const qx_ivf *ivf, const char *path) { return save(ivf, path, 1); }
+int qx_ivf_save_model(const qx_ivf *ivf, const char *path) { return save(ivf, path, 0); }
 
 /* ---- load ----------------------------------------------------------------------- */
 
@@ -291,6 +295,7 @@ int qx_ivf_load(const char *path, qx_ivf **out) {
         ivf->centroid_norms[l] = (float)s;
     }
     if ((rc = qx__idmap_reserve(&ivf->ids, ntotal > (1u << 30) ? 0 : ntotal))) goto out;
+    if ((rc = qx__coarse2_build(ivf))) goto out;
     ivf->trained = 1;
     cur_t lc = {sec[SEC_LISTS], seclen[SEC_LISTS]};
     for (size_t l = 0; l < nlist; l++) {

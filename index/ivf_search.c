@@ -267,8 +267,8 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
     if (params->nprobe == 0) return qx__fail(QX_EINVAL, "search: nprobe must be at least 1");
     if (params->rerank > QX_MAX_K * 10)
         return qx__fail(QX_EINVAL, "search: rerank=%zu above %d", params->rerank, QX_MAX_K * 10);
-    if (params->shortlist > QX_MAX_K * 10)
-        return qx__fail(QX_EINVAL, "search: shortlist=%zu above %d", params->shortlist, QX_MAX_K * 10);
+    if (params->shortlist > QX_MAX_SHORTLIST)
+        return qx__fail(QX_EINVAL, "search: shortlist=%zu above %d", params->shortlist, QX_MAX_SHORTLIST);
     size_t total;
     if (!qx__mul(nq, ivf->d, &total)) return qx__fail(QX_ENOMEM, "search: nq*d overflows");
     long bad = qx__first_nonfinite(queries, total);

@@ -44,6 +44,12 @@ float qx__fs_decode_l2_scalar(const float *q, const float *base, const float *co
     return s;
 }
 
+void qx__fs_dot16t_scalar(float *out, const float *q, const float *blk, size_t d) {
+    for (size_t j = 0; j < 16; j++) out[j] = 0;
+    for (size_t t = 0; t < d; t++)
+        for (size_t j = 0; j < 16; j++) out[j] += q[t] * blk[t * 16 + j];
+}
+
 float qx__fs_quantize_lut(const float *T, size_t nsteps, uint8_t *lut8, float *bias_sum) {
     float span = 0, bsum = 0, mins[2 * QX_FS_MAX_PAIRS];
     for (size_t s = 0; s < nsteps; s++) {
@@ -72,6 +78,7 @@ const qx__fs_kernels qx__fs_kernels_scalar = {
     .scan = qx__fs_scan_scalar,
     .find_lt_u16 = qx__fs_find_lt_u16_scalar,
     .decode_l2 = qx__fs_decode_l2_scalar,
+    .dot16t = qx__fs_dot16t_scalar,
 };
 
 const qx__fs_kernels *qx__fs_kernels_for(qx_simd_level level) {

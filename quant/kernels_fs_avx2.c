@@ -87,9 +87,31 @@ static float decode_l2_avx2(const float *q, const float *base, const float *cons
     return _mm_cvtss_f32(h);
 }
 
+/* two chains per half: FMA latency bounds a chain of d dependent FMAs */
+static void dot16t_avx2(float *out, const float *q, const float *blk, size_t d) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(),
+           b1 = _mm256_setzero_ps();
+    size_t t = 0;
+    for (; t + 2 <= d; t += 2) {
+        __m256 x = _mm256_broadcast_ss(q + t), y = _mm256_broadcast_ss(q + t + 1);
+        a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(blk + t * 16), a0);
+        a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(blk + t * 16 + 8), a1);
+        b0 = _mm256_fmadd_ps(y, _mm256_loadu_ps(blk + t * 16 + 16), b0);
+        b1 = _mm256_fmadd_ps(y, _mm256_loadu_ps(blk + t * 16 + 24), b1);
+    }
+    if (t < d) {
+        __m256 x = _mm256_broadcast_ss(q + t);
+        a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(blk + t * 16), a0);
+        a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(blk + t * 16 + 8), a1);
+    }
+    _mm256_storeu_ps(out, _mm256_add_ps(a0, b0));
+    _mm256_storeu_ps(out + 8, _mm256_add_ps(a1, b1));
+}
+
 const qx__fs_kernels qx__fs_kernels_avx2 = {
     .name = "avx2",
     .scan = scan_avx2,
     .find_lt_u16 = find_lt_u16_avx2,
     .decode_l2 = decode_l2_avx2,
+    .dot16t = dot16t_avx2,
 };

@@ -92,9 +92,26 @@ static float decode_l2_avx512(const float *q, const float *base, const float *co
     return _mm512_reduce_add_ps(s);
 }
 
+/* four accumulators: the FMA latency (4 cycles), not the ports, bounds one
+ * chain of d dependent FMAs */
+static void dot16t_avx512(float *out, const float *q, const float *blk, size_t d) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(),
+           a3 = _mm512_setzero_ps();
+    size_t t = 0;
+    for (; t + 4 <= d; t += 4) {
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[t]), _mm512_loadu_ps(blk + t * 16), a0);
+        a1 = _mm512_fmadd_ps(_mm512_set1_ps(q[t + 1]), _mm512_loadu_ps(blk + t * 16 + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_set1_ps(q[t + 2]), _mm512_loadu_ps(blk + t * 16 + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_set1_ps(q[t + 3]), _mm512_loadu_ps(blk + t * 16 + 48), a3);
+    }
+    for (; t < d; t++) a0 = _mm512_fmadd_ps(_mm512_set1_ps(q[t]), _mm512_loadu_ps(blk + t * 16), a0);
+    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
 const qx__fs_kernels qx__fs_kernels_avx512 = {
     .name = "avx512",
     .scan = scan_avx512,
     .find_lt_u16 = find_lt_u16_avx512,
     .decode_l2 = decode_l2_avx512,
+    .dot16t = dot16t_avx512,
 };

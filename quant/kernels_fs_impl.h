@@ -38,6 +38,10 @@ typedef struct qx__fs_kernels {
      * distance: the cascade's refinement step). */
     float (*decode_l2)(const float *q, const float *base, const float *const *rows,
                        size_t nrows, size_t d);
+    /* out[j] = ⟨q, column j⟩ of a d × 16 block stored row-major (t*16 + j):
+     * 16 centroids at once, transposed (the two-level coarse quantizer,
+     * index/ivf_coarse2.c). */
+    void (*dot16t)(float *out, const float *q, const float *blk, size_t d);
 } qx__fs_kernels;
 
 extern const qx__fs_kernels qx__fs_kernels_scalar;
@@ -75,5 +79,6 @@ void qx__fs_scan_scalar(uint16_t *out, const uint8_t *blocks, size_t nblocks, si
 size_t qx__fs_find_lt_u16_scalar(const uint16_t *v, size_t n, uint16_t thr);
 float qx__fs_decode_l2_scalar(const float *q, const float *base, const float *const *rows,
                               size_t nrows, size_t d);
+void qx__fs_dot16t_scalar(float *out, const float *q, const float *blk, size_t d);
 
 #endif

@@ -285,14 +285,16 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
         }
         json_t *kind = json_object_get(q, "kind");
         if (kind && !json_is_string(kind)) {
-            fail(o, 422, "'quantizer.kind' must be \"rq\" or \"qinco\"");
+            fail(o, 422, "'quantizer.kind' must be \"rq\", \"qinco\" or \"fastscan\"");
             return;
         }
-        if (kind && strcmp(json_string_value(kind), "rq") && strcmp(json_string_value(kind), "qinco")) {
-            fail(o, 422, "unknown quantizer kind '%.40s' (rq or qinco)", json_string_value(kind));
+        if (kind && strcmp(json_string_value(kind), "rq") && strcmp(json_string_value(kind), "qinco") &&
+            strcmp(json_string_value(kind), "fastscan")) {
+            fail(o, 422, "unknown quantizer kind '%.40s' (rq, qinco or fastscan)", json_string_value(kind));
             return;
         }
         if (kind && !strcmp(json_string_value(kind), "qinco")) p.quant_kind = QX_QUANT_QINCO;
+        if (kind && !strcmp(json_string_value(kind), "fastscan")) p.quant_kind = QX_QUANT_FASTSCAN;
         long long bytes, nlist;
         /* bytes = everything stored per vector but the id: for Euclid and
          * Cosine one of them is the norm byte (steps = bytes - 1). */
@@ -686,7 +688,7 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
         fail(o, 422, "%s: missing field 'vector'", what);
         return NULL;
     }
-    long long k, nprobe = 0, rerank = 0;
+    long long k, nprobe = 0, rerank = 0, shortlist = 0;
     int exact = 0, wv = 0;
     json_t *lim = json_object_get(b, "limit") ? json_object_get(b, "limit") : json_object_get(b, "top");
     json_t *tmp = json_object();
@@ -704,7 +706,9 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
             return NULL;
         }
         if (get_int(params, "nprobe", 1, QX_MAX_NLIST, 0, &nprobe, o) ||
-            get_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) || get_bool(params, "exact", 0, &exact, o)) {
+            get_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) ||
+            get_int(params, "shortlist", 0, QX_MAX_SHORTLIST, 0, &shortlist, o) ||
+            get_bool(params, "exact", 0, &exact, o)) {
             name_failure(o, what);
             return NULL;
         }
@@ -725,7 +729,8 @@ static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, c
     json_t *res = NULL;
     if (!q) fail(o, 500, "out of memory");
     else if (parse_vector(vv, c, q, o, what) == 0) {
-        qxs_search_opts so = {.k = (size_t)k, .nprobe = (size_t)nprobe, .rerank = (size_t)rerank, .exact = exact};
+        qxs_search_opts so = {.k = (size_t)k, .nprobe = (size_t)nprobe, .rerank = (size_t)rerank,
+                              .shortlist = (size_t)shortlist, .exact = exact};
         res = run_search(s, c, q, &so, wv, o, what);
     }
     qx_aligned_free(q);
@@ -749,6 +754,7 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
                 qxs_search_opts so = {.k = (size_t)k,
                                       .nprobe = sb.nprobe < 0 ? 0 : (size_t)sb.nprobe,
                                       .rerank = sb.rerank < 0 ? 0 : (size_t)sb.rerank,
+                                      .shortlist = sb.shortlist < 0 ? 0 : (size_t)sb.shortlist,
                                       .exact = sb.exact > 0};
                 json_t *res = run_search(s, c, q, &so, wv, o, "search");
                 if (res) ok(o, res);

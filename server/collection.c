@@ -7,8 +7,9 @@
  *                      and the index file (manifest.h): the commit point
  *   seg-<no>.dat       sealed segments: ids, raw vectors, payloads (segment.h)
  *   seg-<no>.del.<g>   their tombstones
- *   index-<g>.qx       the IVF index over row keys (qx_ivf_save), once a
- *                      rebuild succeeded
+ *   seg-<no>.codes.<g> their IVF entries (list and code per row; segcodes.h)
+ *   index-<g>.qx       the IVF model (qx_ivf_save_model: centroids, quantizer,
+ *                      DERP reservoir), once a rebuild succeeded
  *   wal.log            records after the manifest's lsn (wal.c)
  *   report.json        the last rebuild/gate report
  * A directory written before segments (snapshot.bin + index.qx + wal.log)
@@ -81,6 +82,7 @@ static void coll_free(qxs_coll *c) {
     qxs_wal_close(&c->wal);
     qxs_store_free(&c->store);
     qx_ivf_free(c->ivf);
+    qxs_rowmap_free(c->rowmap);
     qx_free(c->touched);
     for (qxs_job *j = c->jobs; j;) {
         qxs_job *nx = j->next;
@@ -210,7 +212,9 @@ static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
     } else {
         p->d = (size_t)d;
         p->distance = !strcmp(dist, "Cosine") ? QXS_COSINE : !strcmp(dist, "Dot") ? QXS_DOT : QXS_EUCLID;
-        p->quant_kind = !strcmp(kind, "qinco") ? QX_QUANT_QINCO : QX_QUANT_RQ;
+        p->quant_kind = !strcmp(kind, "qinco")      ? QX_QUANT_QINCO
+                        : !strcmp(kind, "fastscan") ? QX_QUANT_FASTSCAN
+                                                    : QX_QUANT_RQ;
         p->bytes = (size_t)bytes;
         p->nlist = (size_t)nlist;
         p->min_recall = minr;
@@ -260,11 +264,7 @@ static void index_rows(qxs_coll *c, const int64_t *old_keys, const int64_t *new_
         track(c, old_keys[i], new_keys ? new_keys[i] : -1);
     }
     if (!locked) pthread_rwlock_unlock(&c->rw);
-    if (!new_keys || !c->ivf) {
-        if (c->ivf && n) c->ivf_dirty = 1;
-        return;
-    }
-    c->ivf_dirty = 1;
+    if (!new_keys || !c->ivf) return;
     float *buf = qx_aligned_alloc(QXS_INDEX_CHUNK * c->d * sizeof(float));
     int64_t keys[QXS_INDEX_CHUNK];
     int irc = buf ? 0 : qx_error_set(QX_ENOMEM, "index chunk");
@@ -478,8 +478,16 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
             index_name(path, sizeof path, dir, c->store.index_gen);
             if ((rc = qx_ivf_load(path, &c->ivf))) goto fail;
             c->ivf_gen = atomic_fetch_add(&s->ivf_gen, 1) + 1;
+            /* a version-1 manifest's index file held every entry: the next
+             * checkpoint writes the model and the codes files */
+            if (c->store.man_version < 2) c->ivf_dirty = 1;
         }
     }
+    /* the index's entries: from the segments' codes files (no raw vector is
+     * read), into a row map of 8 bytes a row */
+    if (c->ivf && ((rc = qxs_rowmap_attach(c->ivf, &c->rowmap)) || (rc = qxs_store_codes_load(&c->store, c->ivf)) ||
+                   (rc = qx_ivf_trim(c->ivf))))
+        goto fail;
     c->lsn = from;
     path_in(path, sizeof path, dir, REPORT);
     FILE *f = fopen(path, "rb");
@@ -737,28 +745,38 @@ static int write_done(qxs_server *s, qxs_coll *c, uint64_t lsn) {
     return rc;
 }
 
-int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float *x, const qxs_bytes *payloads,
-                    size_t n, uint64_t *lsn_out) {
-    size_t pb = payload_bytes(payloads, n);
-    int rc = check_writable(s, c, n * (c->d * sizeof(float) + sizeof(qxs_pid) + 24) + pb);
-    if (rc) return rc;
+/* Take wmu, make room in the mutable segment (upserts and payload changes),
+ * append the log record. On success wmu stays held and c->lsn = *lsn; on
+ * failure wmu is released. Growing the mutable segment reallocates rows
+ * searches read: under the write lock, and before the log append so that the
+ * apply cannot fail for lack of memory after the record is durable. */
+static int log_write(qxs_coll *c, int type, const qxs_pid *ids, const float *x, const qxs_bytes *payloads, size_t n,
+                     uint64_t *lsn) {
     pthread_mutex_lock(&c->wmu);
-    /* Growing the mutable segment reallocates rows searches read: under the
-     * write lock, and before the WAL append so that the apply below cannot
-     * fail for lack of memory after the record is durable. */
-    pthread_rwlock_wrlock(&c->rw);
-    rc = qxs_store_reserve(&c->store, n, pb);
-    pthread_rwlock_unlock(&c->rw);
-    uint64_t lsn = c->lsn + 1;
+    int rc = 0;
+    if (type != QXS_WAL_DELETE2) {
+        pthread_rwlock_wrlock(&c->rw);
+        rc = qxs_store_reserve(&c->store, n, payload_bytes(payloads, n));
+        pthread_rwlock_unlock(&c->rw);
+    }
+    *lsn = c->lsn + 1;
     if (!rc && atomic_load(&c->dropped)) rc = qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
     if (!rc && atomic_load(&c->failed)) rc = qx_error_set(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason);
-    if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_UPSERT2, lsn, ids, x, payloads, (uint32_t)n, c->d);
+    if (!rc) rc = qxs_wal_append(&c->wal, type, *lsn, ids, x, payloads, (uint32_t)n, c->d);
     if (rc && c->wal.failed) set_red(c, "a write to the write-ahead log failed");
     if (rc) {
         pthread_mutex_unlock(&c->wmu);
         return rc;
     }
-    c->lsn = lsn;
+    c->lsn = *lsn;
+    return 0;
+}
+
+int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float *x, const qxs_bytes *payloads,
+                    size_t n, uint64_t *lsn_out) {
+    uint64_t lsn;
+    int rc = check_writable(s, c, n * (c->d * sizeof(float) + sizeof(qxs_pid) + 24) + payload_bytes(payloads, n));
+    if (rc || (rc = log_write(c, QXS_WAL_UPSERT2, ids, x, payloads, n, &lsn))) return rc;
     apply_upsert(c, ids, x, payloads, n, 0);
     qxs_drift_observe(c, x, n); /* live drift monitor: under wmu, in WAL order */
     rc = write_done(s, c, lsn);
@@ -768,19 +786,9 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float 
 }
 
 int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *ids, size_t n, uint64_t *lsn_out, size_t *removed) {
+    uint64_t lsn;
     int rc = check_writable(NULL, c, 0);
-    if (rc) return rc;
-    pthread_mutex_lock(&c->wmu);
-    uint64_t lsn = c->lsn + 1;
-    rc = atomic_load(&c->dropped) ? qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
-         : atomic_load(&c->failed) ? qx_error_set(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason)
-                                   : qxs_wal_append(&c->wal, QXS_WAL_DELETE2, lsn, ids, NULL, NULL, (uint32_t)n, c->d);
-    if (rc && c->wal.failed) set_red(c, "a write to the write-ahead log failed");
-    if (rc) {
-        pthread_mutex_unlock(&c->wmu);
-        return rc;
-    }
-    c->lsn = lsn;
+    if (rc || (rc = log_write(c, QXS_WAL_DELETE2, ids, NULL, NULL, n, &lsn))) return rc;
     size_t r = apply_delete(c, ids, n, 0);
     if (removed) *removed = r;
     rc = write_done(s, c, lsn);
@@ -791,23 +799,9 @@ int qxs_coll_delete(qxs_server *s, qxs_coll *c, const qxs_pid *ids, size_t n, ui
 
 int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const qxs_bytes *payloads, size_t n,
                          uint64_t *lsn_out, size_t *updated) {
-    size_t pb = payload_bytes(payloads, n);
-    int rc = check_writable(s, c, n * (c->d * sizeof(float) + sizeof(qxs_pid) + 24) + pb);
-    if (rc) return rc;
-    pthread_mutex_lock(&c->wmu);
-    pthread_rwlock_wrlock(&c->rw);
-    rc = qxs_store_reserve(&c->store, n, pb);
-    pthread_rwlock_unlock(&c->rw);
-    uint64_t lsn = c->lsn + 1;
-    if (!rc && atomic_load(&c->dropped)) rc = qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name);
-    if (!rc && atomic_load(&c->failed)) rc = qx_error_set(QX_EIO, "collection '%s' is read-only: %s", c->name, c->red_reason);
-    if (!rc) rc = qxs_wal_append(&c->wal, QXS_WAL_PAYLOAD, lsn, ids, NULL, payloads, (uint32_t)n, c->d);
-    if (rc && c->wal.failed) set_red(c, "a write to the write-ahead log failed");
-    if (rc) {
-        pthread_mutex_unlock(&c->wmu);
-        return rc;
-    }
-    c->lsn = lsn;
+    uint64_t lsn;
+    int rc = check_writable(s, c, n * (c->d * sizeof(float) + sizeof(qxs_pid) + 24) + payload_bytes(payloads, n));
+    if (rc || (rc = log_write(c, QXS_WAL_PAYLOAD, ids, NULL, payloads, n, &lsn))) return rc;
     size_t u = apply_payload(c, ids, payloads, n, 0);
     if (updated) *updated = u;
     rc = write_done(s, c, lsn);
@@ -896,6 +890,7 @@ void qxs_coll_memory(qxs_coll *c, qxs_coll_mem *m) {
         m->codes = info.ntotal * info.code_size;
         m->ids = info.ntotal * sizeof(int64_t);
         m->index_other = info.bytes > m->codes + m->ids ? info.bytes - m->codes - m->ids : 0;
+        m->index_other += qxs_rowmap_bytes(c->rowmap);
     }
     pthread_rwlock_unlock(&c->rw);
     m->total_ram = m->codes + m->ids + m->index_other + m->tombstones + m->mutable_bytes + m->raw_ram;
@@ -927,12 +922,12 @@ static int coll_checkpoint_locked(qxs_coll *c, int force) {
     if (c->ivf && (c->ivf_dirty || !gen)) {
         gen = c->store.index_gen + 1;
         index_name(path, sizeof path, c->dir, gen);
-        if ((rc = qx_ivf_save(c->ivf, path))) goto out;
+        if ((rc = qx_ivf_save_model(c->ivf, path))) goto out;
         struct stat st;
         if (stat(path, &st) == 0) bytes += (uint64_t)st.st_size;
     }
     qxs_ckpt ck;
-    if ((rc = qxs_store_ckpt_prepare(&c->store, c->lsn, gen, &ck))) goto out;
+    if ((rc = qxs_store_ckpt_prepare(&c->store, c->lsn, gen, c->ivf, &ck))) goto out;
     bytes += ck.bytes;
     pthread_rwlock_wrlock(&c->rw);
     qxs_store_ckpt_commit(&c->store, &ck, c->lsn, gen);
@@ -1011,8 +1006,7 @@ int qxs_coll_merge(qxs_coll *c, size_t min_segs, size_t max_bytes, size_t *merge
                 c->hook(c->hook_ctx, QXS_HOOK_PUT, &id, mg.new_keys[i], p, plen);
         }
     pthread_rwlock_unlock(&c->rw);
-    c->ivf_dirty = c->ivf != NULL;
-    size_t moved = mg.nmoved;
+    size_t moved = mg.nmoved; /* the merged segment's codes file is written by the checkpoint below */
     qxs_store_merge_free(&mg);
     rc = coll_checkpoint_locked(c, 1); /* the manifest that names the merged segment */
     if (!rc) {
@@ -1099,6 +1093,7 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         qx_search_params sp;
         qx_search_params_init(&sp);
         if (o->nprobe) sp.nprobe = o->nprobe;
+        sp.shortlist = o->shortlist;
         sp.threads = 1;
         rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, k2);
         if (!rc) {

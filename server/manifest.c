@@ -23,9 +23,9 @@
 #include "manifest.h"
 
 #define MAGIC "QXMAN001"
-#define VERSION 1
 #define HDR 48
-#define ENTRY 24
+#define ENTRY_V1 24
+#define ENTRY 32
 
 static uint32_t man_rd32(const uint8_t *p) {
     uint32_t v;
@@ -46,7 +46,7 @@ int qxs_manifest_encode(const qxs_manifest *m, uint8_t **buf, size_t *len) {
     uint8_t *b = qx_calloc(1, n);
     if (!b) return qx_error_set(QX_ENOMEM, "manifest");
     memcpy(b, MAGIC, 8);
-    man_wr32(b + 8, VERSION);
+    man_wr32(b + 8, QXS_MANIFEST_VERSION);
     man_wr32(b + 12, (uint32_t)m->d);
     man_wr64(b + 16, m->lsn);
     man_wr32(b + 24, m->next_seg);
@@ -57,6 +57,7 @@ int qxs_manifest_encode(const qxs_manifest *m, uint8_t **buf, size_t *len) {
         man_wr32(e, m->segs[i].no);
         man_wr64(e + 8, m->segs[i].n);
         man_wr64(e + 16, m->segs[i].del_gen);
+        man_wr64(e + 24, m->segs[i].codes_gen);
     }
     man_wr32(b + n - 4, qx_crc32(0, b, n - 4));
     *buf = b;
@@ -68,12 +69,15 @@ int qxs_manifest_decode(const uint8_t *b, size_t len, const char *path, qxs_mani
     memset(m, 0, sizeof *m);
     if (len < HDR + 4 || memcmp(b, MAGIC, 8))
         return qx_error_set(QX_EFORMAT, "%s: not a qinx manifest (bad magic or %zu bytes: truncated)", path, len);
-    uint32_t nseg = man_rd32(b + 28);
-    if (nseg > QXS_MANIFEST_MAX_SEGS || len != HDR + (size_t)nseg * ENTRY + 4)
+    uint32_t nseg = man_rd32(b + 28), version = man_rd32(b + 8);
+    if (version != 1 && version != QXS_MANIFEST_VERSION)
+        return qx_error_set(QX_EFORMAT, "%s: version %u, this server reads 1 and %d", path, version, QXS_MANIFEST_VERSION);
+    size_t entry = version == 1 ? ENTRY_V1 : ENTRY;
+    if (nseg > QXS_MANIFEST_MAX_SEGS || len != HDR + (size_t)nseg * entry + 4)
         return qx_error_set(QX_EFORMAT, "%s: %zu bytes but the header counts %u segments (truncated or corrupt)", path,
                         len, nseg);
     if (qx_crc32(0, b, len - 4) != man_rd32(b + len - 4)) return qx_error_set(QX_EFORMAT, "%s: checksum mismatch", path);
-    if (man_rd32(b + 8) != VERSION) return qx_error_set(QX_EFORMAT, "%s: version %u, this server reads %d", path, man_rd32(b + 8), VERSION);
+    m->version = (int)version;
     m->d = man_rd32(b + 12);
     m->lsn = man_rd64(b + 16);
     m->next_seg = man_rd32(b + 24);
@@ -82,10 +86,15 @@ int qxs_manifest_decode(const uint8_t *b, size_t len, const char *path, qxs_mani
     m->segs = qx_calloc(nseg ? nseg : 1, sizeof *m->segs);
     if (!m->segs) return qx_error_set(QX_ENOMEM, "%s", path);
     for (size_t i = 0; i < nseg; i++) {
-        const uint8_t *e = b + HDR + i * ENTRY;
+        const uint8_t *e = b + HDR + i * entry;
         m->segs[i].no = man_rd32(e);
         m->segs[i].n = man_rd64(e + 8);
         m->segs[i].del_gen = man_rd64(e + 16);
+        m->segs[i].codes_gen = version == 1 ? 0 : man_rd64(e + 24);
+        if (m->segs[i].codes_gen && m->segs[i].codes_gen != m->index_gen) {
+            qxs_manifest_free(m);
+            return qx_error_set(QX_EFORMAT, "%s: segment codes of generation other than the index's", path);
+        }
         if (m->segs[i].no >= m->next_seg || (i && m->segs[i].no <= m->segs[i - 1].no)) {
             qxs_manifest_free(m);
             return qx_error_set(QX_EFORMAT, "%s: segment numbers out of order", path);

@@ -41,6 +41,7 @@
 #include "qinx/derp.h"
 #include "qinx/gate.h"
 #include "qinx/kernels.h"
+#include "qinx/fastscan.h"
 #include "qinx/qinco.h"
 #include "qinx/rq.h"
 #include "qinx/core.h"
@@ -215,6 +216,7 @@ static void *rebuild_main(void *arg) {
     rb_range *rg = NULL;
     qxs_topk *heaps = NULL;
     qx_ivf *ivf = NULL;
+    qxs_rowmap *rowmap = NULL; /* ivf's id map (freed after ivf) */
     qx_derp_report *rep = NULL;
     char *report = NULL;
     char err[256] = "";
@@ -354,6 +356,17 @@ static void *rebuild_main(void *arg) {
         qo.train_minutes = a->p.train_minutes;
         qo.threads = threads;
         rc = qx_qinco_new(&q, d, &qo);
+    } else if (c->quant_kind == QX_QUANT_FASTSCAN) {
+        /* 4-bit steps in half the code bytes (scanned in registers), the
+         * rest 8-bit steps, as qinx build --quantizer fastscan */
+        qx_fs_opts fo;
+        qx_fs_opts_init(&fo);
+        size_t M = a->p.bytes - (io.metric == QX_METRIC_L2);
+        fo.M4 = a->p.bytes / 2 * 2;
+        if (fo.M4 / 2 > M) fo.M4 = M * 2;
+        fo.M8 = M - fo.M4 / 2;
+        fo.threads = threads;
+        rc = qx_fs_new(&q, d, &fo);
     } else {
         qx_rq_opts ro;
         qx_rq_opts_init(&ro);
@@ -377,6 +390,14 @@ static void *rebuild_main(void *arg) {
     qx_ivf_set_progress(ivf, NULL, NULL);
     qx_aligned_free(train); /* not needed any more: the reservoir keeps its own sample */
     train = NULL;
+    /* the candidate's id map: 8 bytes a row, sized per segment up front */
+    rc = qxs_rowmap_attach(ivf, &rowmap);
+    for (size_t i = 0; !rc && i < nr; i++) rc = qxs_rowmap_reserve(rowmap, rg[i].no, rg[i].n);
+    if (rc) {
+        qx_free(hids);
+        snprintf(err, sizeof err, "row map: %s", qx_last_error());
+        goto done;
+    }
 
     /* 4. encode segment by segment, chunk by chunk; exact neighbours of the
      *    gate queries in the same pass */
@@ -396,6 +417,7 @@ static void *rebuild_main(void *arg) {
         memcpy(gt + i * QXS_GATE_K, heaps[i].ids, QXS_GATE_K * sizeof *gt);
     }
     qx_free(hids);
+    if (!rc) rc = qx_ivf_trim(ivf); /* lists to their size: the candidate is not visible yet */
     if (rc) {
         snprintf(err, sizeof err, "encoding: %s", qx_last_error());
         goto done;
@@ -517,8 +539,10 @@ static void *rebuild_main(void *arg) {
     qx_ivf_get_info(ivf, &info);
     pthread_rwlock_wrlock(&c->rw);
     qx_ivf *old = c->ivf;
+    qxs_rowmap *old_map = c->rowmap;
     size_t old_bytes = c->ivf_bytes;
     c->ivf = ivf;
+    c->rowmap = rowmap;
     c->ivf_gen = atomic_fetch_add(&s->ivf_gen, 1) + 1;
     c->ivf_bytes = info.bytes;
     pthread_rwlock_unlock(&c->rw);
@@ -533,6 +557,7 @@ static void *rebuild_main(void *arg) {
                  qx_last_error());
         pthread_rwlock_wrlock(&c->rw);
         c->ivf = old;
+        c->rowmap = old_map;
         c->ivf_gen = atomic_fetch_add(&s->ivf_gen, 1) + 1;
         pthread_rwlock_unlock(&c->rw);
         c->ivf_dirty = dirty_before;
@@ -542,6 +567,7 @@ static void *rebuild_main(void *arg) {
     }
     pthread_mutex_unlock(&c->wmu);
     ivf = old; /* freed below, after no search can hold it */
+    rowmap = old_map;
     qxs_log(QXS_LOG_INFO, "collection %s: rebuild %llu published (recall %.4f, %zu writes caught up, %.2f s)",
             c->name, (unsigned long long)j->id, cand, caught, qx_now() - t0);
     st = QXS_JOB_SUCCEEDED;
@@ -557,6 +583,7 @@ done:
     qx_free(report);
     qx_derp_report_free(rep);
     qx_ivf_free(ivf);
+    qxs_rowmap_free(rowmap);
     qx_aligned_free(train);
     qx_aligned_free(qs);
     qx_aligned_free(gs);

@@ -191,6 +191,8 @@ static int params(cur *c, long long max_k, long long max_nprobe, qxs_search_body
             if (!integer_in(c, 1, max_nprobe, &b->nprobe)) return 0;
         } else if (!strcmp(name, "rerank") && b->rerank < 0) {
             if (!integer_in(c, 0, max_k, &b->rerank)) return 0;
+        } else if (!strcmp(name, "shortlist") && b->shortlist < 0) {
+            if (!integer_in(c, 0, 10 * max_k, &b->shortlist)) return 0; /* QX_MAX_SHORTLIST */
         } else if (!strcmp(name, "exact") && b->exact < 0) {
             if (!boolean(c, &b->exact)) return 0;
         } else {
@@ -202,7 +204,7 @@ static int params(cur *c, long long max_k, long long max_nprobe, qxs_search_body
 
 int qxs_search_body_parse(const char *body, size_t len, size_t d, long long max_k,
                           long long max_nprobe, float *vec, qxs_search_body *out) {
-    qxs_search_body b = {.limit = -1, .nprobe = -1, .rerank = -1, .exact = -1, .with_vector = -1};
+    qxs_search_body b = {.limit = -1, .nprobe = -1, .rerank = -1, .shortlist = -1, .exact = -1, .with_vector = -1};
     cur c = {body, body + len};
     int have_vector = 0, have_params = 0;
     if (!body || d == 0 || !eat(&c, '{')) return 0;

@@ -116,6 +116,7 @@ typedef struct qxs_seg {
     size_t ndead;
     uint64_t del_gen;      /* generation of the tombstone file on disk (0: none) */
     int del_dirty;         /* dead changed since del_gen was written */
+    uint64_t codes_gen;    /* seg-<no>.codes.<gen> holds its IVF entries (0: none; segcodes.h) */
     char path[PATH_MAX];
 } qxs_seg;
 

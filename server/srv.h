@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "qinx/ivf.h"
+#include "rowmap.h"
 #include "store.h"
 #include "wal.h"
 
@@ -94,7 +95,7 @@ typedef struct qxs_coll {
     char dir[PATH_MAX];
     size_t d;
     qxs_distance distance;
-    int quant_kind;       /* QX_QUANT_RQ (qinco accepted only when available) */
+    int quant_kind;       /* QX_QUANT_RQ, QX_QUANT_QINCO or QX_QUANT_FASTSCAN */
     size_t bytes, nlist;  /* 0 = automatic nlist */
     double min_recall;    /* gate threshold on held-out 10-recall@10 */
     double created;
@@ -110,7 +111,9 @@ typedef struct qxs_coll {
     pthread_rwlock_t rw;
     qxs_store store;      /* segments: see store.h */
     qx_ivf *ivf;          /* keyed by row keys (segment.h) */
-    int ivf_dirty;        /* changed since index-<gen>.qx was written (under wmu) */
+    qxs_rowmap *rowmap;   /* ivf's id -> location map (freed after ivf) */
+    int ivf_dirty;        /* the model (not the entries: those are in the segments'
+                           * codes files) changed since index-<gen>.qx was written (under wmu) */
     uint64_t ivf_gen;      /* unique per index instance (search-context cache key) */
     size_t ivf_bytes;
     uint64_t lsn;          /* last assigned, under wmu */
@@ -231,6 +234,7 @@ size_t qxs_server_ram(qxs_server *s);
 
 typedef struct qxs_search_opts {
     size_t k, nprobe, rerank;
+    size_t shortlist; /* fast-scan collections: the 4-bit scan's shortlist (0 = automatic) */
     int exact;
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"

@@ -30,6 +30,7 @@
 #include "qinx/alloc.h"
 #include "qinx/core.h"
 #include "qinx/error.h"
+#include "segcodes.h"
 #include "store.h"
 #include "wal.h"
 
@@ -79,8 +80,12 @@ int qxs_store_open(qxs_store *s, const char *dir, size_t d, int on_disk, int *fr
         qxs_seg *g = NULL;
         rc = qxs_seg_open(dir, m.segs[i].no, d, m.segs[i].n, m.segs[i].del_gen, on_disk, &g);
         if (!rc && (rc = segs_push(s, g))) qxs_seg_close(g);
-        if (!rc) s->n_live += g->n - g->ndead;
+        if (!rc) {
+            s->n_live += g->n - g->ndead;
+            g->codes_gen = m.segs[i].codes_gen;
+        }
     }
+    s->man_version = m.version;
     s->lsn = m.lsn;
     s->index_gen = m.index_gen;
     s->mut.no = m.next_seg;
@@ -283,14 +288,14 @@ static int write_manifest(const qxs_store *s, const qxs_seg *extra, uint32_t nex
     m.segs = qx_calloc(m.nseg ? m.nseg : 1, sizeof *m.segs);
     if (!m.segs) return qx_error_set(QX_ENOMEM, "manifest");
     for (size_t i = 0; i < s->nsegs; i++)
-        m.segs[i] = (qxs_manifest_seg){s->segs[i]->no, s->segs[i]->n, s->segs[i]->del_gen};
-    if (extra) m.segs[s->nsegs] = (qxs_manifest_seg){extra->no, extra->n, extra->del_gen};
+        m.segs[i] = (qxs_manifest_seg){s->segs[i]->no, s->segs[i]->n, s->segs[i]->del_gen, s->segs[i]->codes_gen};
+    if (extra) m.segs[s->nsegs] = (qxs_manifest_seg){extra->no, extra->n, extra->del_gen, extra->codes_gen};
     int rc = qxs_manifest_write(s->dir, &m);
     qx_free(m.segs);
     return rc;
 }
 
-int qxs_store_ckpt_prepare(qxs_store *s, uint64_t lsn, uint64_t index_gen, qxs_ckpt *ck) {
+int qxs_store_ckpt_prepare(qxs_store *s, uint64_t lsn, uint64_t index_gen, const qx_ivf *ivf, qxs_ckpt *ck) {
     memset(ck, 0, sizeof *ck);
     int rc = 0;
     uint64_t b = 0;
@@ -311,9 +316,21 @@ int qxs_store_ckpt_prepare(qxs_store *s, uint64_t lsn, uint64_t index_gen, qxs_c
         rc = qxs_seg_save_dead(g, s->dir, lsn, &b);
         ck->bytes += b;
     }
+    /* codes: written once per segment and model (a file of a failed
+     * checkpoint is valid and simply named by the next manifest) */
+    for (size_t i = 0; !rc && ivf && index_gen && i <= s->nsegs; i++) {
+        qxs_seg *g = i < s->nsegs ? s->segs[i] : ck->sealed;
+        /* a new model (index_gen not yet committed) needs every segment's
+         * codes again, whatever a failed earlier attempt left */
+        if (!g || (g->codes_gen == index_gen && index_gen == s->index_gen)) continue;
+        if (!(rc = qxs_codes_write(s->dir, g->no, index_gen, g->n, ivf, &b))) {
+            g->codes_gen = index_gen;
+            ck->bytes += b;
+        }
+    }
     if (!rc) rc = write_manifest(s, ck->sealed, next, lsn, index_gen);
     if (rc) qxs_store_ckpt_abort(s, ck);
-    else ck->bytes += 48 + 24 * (s->nsegs + 1) + 4;
+    else ck->bytes += 48 + 32 * (s->nsegs + 1) + 4;
     return rc;
 }
 
@@ -357,6 +374,10 @@ static int named(const qxs_store *s, const char *f) {
         const qxs_seg *g = seg_of(s, no);
         return g && g->del_gen == gen;
     }
+    if (sscanf(f, "seg-%8u.codes.%llu%1s", &no, &gen, tail) == 2) {
+        const qxs_seg *g = seg_of(s, no);
+        return g && g->codes_gen == gen;
+    }
     if (sscanf(f, "index-%llu.qx%1s", &gen, tail) == 1) return gen == s->index_gen;
     return 1; /* not ours to judge */
 }
@@ -386,6 +407,16 @@ void qxs_store_memory(const qxs_store *s, qxs_store_mem *m) {
         if (g->vecs_ram) m->raw_ram_bytes += g->n * g->d * sizeof(float);
         m->disk_bytes += g->map_len;
     }
+}
+
+int qxs_store_codes_load(const qxs_store *s, qx_ivf *ivf) {
+    for (size_t i = 0; i < s->nsegs; i++) {
+        const qxs_seg *g = s->segs[i];
+        if (!g->codes_gen) continue;
+        int rc = qxs_codes_load(s->dir, g->no, g->codes_gen, g->n, g->dead, ivf);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 /* ---- merges -------------------------------------------------------------------- */
@@ -504,17 +535,6 @@ size_t qxs_store_merge_pick(const qxs_store *s, size_t min_segs, size_t max_byte
 
 /* ---- the format before segments (upgrade) ----------------------------------- */
 
-static int read_all(int fd, void *buf, size_t len) {
-    char *p = buf;
-    while (len) {
-        ssize_t r = read(fd, p, len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
 
 int qxs_legacy_snapshot_read(const char *path, size_t d, int64_t **ids_out, float **vecs_out, size_t *n_out,
                              uint64_t *lsn) {
@@ -525,7 +545,7 @@ int qxs_legacy_snapshot_read(const char *path, size_t d, int64_t **ids_out, floa
     }
     struct stat st;
     uint8_t hdr[32];
-    if (fstat(fd, &st) != 0 || read_all(fd, hdr, 32) != 0 || memcmp(hdr, SNAP_MAGIC, 8) != 0) {
+    if (fstat(fd, &st) != 0 || qxs_read_full(fd, hdr, 32) != 0 || memcmp(hdr, SNAP_MAGIC, 8) != 0) {
         close(fd);
         return qx_error_set(QX_EFORMAT, "%s: not a qinx snapshot (bad magic or truncated header)", path);
     }
@@ -546,7 +566,7 @@ int qxs_legacy_snapshot_read(const char *path, size_t d, int64_t **ids_out, floa
     uint32_t crc_file;
     int rc = 0;
     if (!ids || !vecs) rc = qx_error_set(QX_ENOMEM, "%s: %llu points", path, (unsigned long long)n64);
-    else if (read_all(fd, ids, n64 * 8) || read_all(fd, vecs, vbytes) || read_all(fd, &crc_file, 4))
+    else if (qxs_read_full(fd, ids, n64 * 8) || qxs_read_full(fd, vecs, vbytes) || qxs_read_full(fd, &crc_file, 4))
         rc = qx_error_set(QX_EFORMAT, "%s: truncated", path);
     close(fd);
     if (!rc) {

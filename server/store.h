@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qinx/ivf.h"
 #include "manifest.h"
 #include "pointid.h"
 #include "segment.h"
@@ -30,6 +31,7 @@ typedef struct qxs_store {
     qxs_mseg mut;         /* number mut.no = the manifest's next_seg */
     uint64_t lsn;         /* log position the manifest covers */
     uint64_t index_gen;   /* index-<gen>.qx named by the manifest (0: none) */
+    int man_version;      /* of the manifest read at open (1: index file with every entry) */
     size_t n_live;
 } qxs_store;
 
@@ -76,7 +78,9 @@ void qxs_store_dist(const qxs_store *s, const float *q, int metric, const int64_
 
 /* Checkpoint in two steps. prepare (no lock needed against searches: it only
  * reads) writes the mutable segment as a sealed file, the changed tombstone
- * files and the manifest {lsn, index_gen}: the commit point. commit (under
+ * files, the codes files (segcodes.h) of the segments that have none for
+ * index_gen (when ivf is not NULL: the sealed one, a merge's output, or all
+ * after a rebuild), and the manifest {lsn, index_gen}: the commit point. commit (under
  * the collection's write lock) swaps the sealed copy in and starts a new
  * mutable segment; cleanup removes files no manifest names any more.
  * *bytes receives the bytes written. */
@@ -84,7 +88,11 @@ typedef struct qxs_ckpt {
     qxs_seg *sealed;  /* the mutable segment, sealed (or NULL when it was empty) */
     uint64_t bytes;   /* bytes written: segment file, tombstone files, manifest */
 } qxs_ckpt;
-int qxs_store_ckpt_prepare(qxs_store *s, uint64_t lsn, uint64_t index_gen, qxs_ckpt *ck);
+int qxs_store_ckpt_prepare(qxs_store *s, uint64_t lsn, uint64_t index_gen, const qx_ivf *ivf, qxs_ckpt *ck);
+/* Add the entries of the sealed segments' codes files to ivf (the model of
+ * index_gen, loaded): restart reads codes, not raw vectors. Dead rows are
+ * skipped. Errors name the file. */
+int qxs_store_codes_load(const qxs_store *s, qx_ivf *ivf);
 void qxs_store_ckpt_commit(qxs_store *s, qxs_ckpt *ck, uint64_t lsn, uint64_t index_gen);
 /* On a failed prepare: drop what it made (the manifest was not replaced). */
 void qxs_store_ckpt_abort(qxs_store *s, qxs_ckpt *ck);

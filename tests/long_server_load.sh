@@ -8,16 +8,19 @@
 # sustained rate like wrk's 20-second average, where a best-of-3 of 50 ms
 # passes swung 2x with the machine). Target: HTTP QPS >= 60% of the better
 # in-process figure.
-# Environment: QX_LOAD_N (default 100000), QX_LOAD_SECONDS (20), QX_LOAD_NPROBE (16).
+# Environment: QX_LOAD_N (default 100000), QX_LOAD_SECONDS (20), QX_LOAD_NPROBE (16),
+# QX_LOAD_KIND (quantizer: rq, the default, or fastscan), QX_LOAD_BYTES (8),
+# QX_LOAD_SHORTLIST (fastscan: params.shortlist, default 0 = automatic).
 # Usage: bash tests/long_server_load.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
 command -v wrk >/dev/null || { echo "SKIP: wrk not installed" >&2; exit 77; }
 N=${QX_LOAD_N:-100000}; SECS=${QX_LOAD_SECONDS:-20}; NPROBE=${QX_LOAD_NPROBE:-16}
+KIND=${QX_LOAD_KIND:-rq}; BYTES=${QX_LOAD_BYTES:-8}; SL=${QX_LOAD_SHORTLIST:-0}
 S="$QX_TMP/synth"
 "$QX_BIN" synth --out "$S" --n "$N" --queries 10000 --d 128 --seed 7 >/dev/null 2>&1 || { qx_fail "qinx synth"; qx_finish; exit 1; }
 qx_start "$QX_TMP/data" --threads 4 --log-level warn || exit 1
-qx_expect 200 PUT /collections/load '{"vectors":{"size":128,"distance":"Euclid"},"quantizer":{"bytes":8}}'
+qx_expect 200 PUT /collections/load '{"vectors":{"size":128,"distance":"Euclid"},"quantizer":{"kind":"'"$KIND"'","bytes":'"$BYTES"'}}'
 t0=$(date +%s.%N)
 "$QX_BIN" serve load --url "$QX_URL" --collection load --batch 2000 "${S}_base.fvecs" 2>"$QX_TMP/load.log" \
   && qx_ok "$(tail -1 "$QX_TMP/load.log")" || { qx_fail "load: $(tail -3 "$QX_TMP/load.log")"; qx_finish; exit 1; }
@@ -34,7 +37,7 @@ done
 
 # queries as JSON bodies, one per line (od prints each .fvecs record on one line; field 1 is the dim)
 od -An -v -t f4 -w$((4 + 4 * 128)) "${S}_query.fvecs" |
-  awk -v np="$NPROBE" '{printf "{\"vector\":["; for(i=2;i<=NF;i++) printf "%s%s", (i>2?",":""), $i; printf "],\"limit\":10,\"params\":{\"nprobe\":%d}}\n", np}' >"$QX_TMP/bodies.txt"
+  awk -v np="$NPROBE" -v sl="$SL" '{printf "{\"vector\":["; for(i=2;i<=NF;i++) printf "%s%s", (i>2?",":""), $i; printf "],\"limit\":10,\"params\":{\"nprobe\":%d,\"shortlist\":%d}}\n", np, sl}' >"$QX_TMP/bodies.txt"
 cat >"$QX_TMP/search.lua" <<LUA
 -- requests are formatted once, up front: wrk shares the 2 cores with the
 -- server, so the load generator should spend as little of them as it can
@@ -63,11 +66,11 @@ qx_stop TERM
 
 IDX=$(ls "$QX_TMP"/data/collections/load/index-*.qx | tail -1)
 inproc() { local r; for r in 1 2 3 4 5; do
-    "$QX_BIN" search --index "$IDX" --queries "${S}_query.fvecs" --k 10 --nprobe "$NPROBE" --threads "$1" --runs 1 --print 0 2>&1 |
+    "$QX_BIN" search --index "$IDX" --queries "${S}_query.fvecs" --k 10 --nprobe "$NPROBE" --shortlist "$SL" --threads "$1" --runs 1 --print 0 2>&1 |
       grep -io '[0-9.]* *QPS\|QPS[^0-9]*[0-9.]*' | grep -o '[0-9.]*' | head -1
   done | sort -g | awk '{v[NR] = $1} END {if (NR == 5) print v[3]}'; }  # empty (a failure below) unless 5 passes reported
 q1=$(inproc 1); q2=$(inproc 2)
-echo "RESULT load: n=$N d=128 bytes=8 nprobe=$NPROBE limit=10 connections=16 server-threads=4 cores=$(nproc)"
+echo "RESULT load: n=$N d=128 kind=$KIND bytes=$BYTES shortlist=$SL nprobe=$NPROBE limit=10 connections=16 server-threads=4 cores=$(nproc)"
 echo "RESULT http: QPS=$qps p50=$p50 p99=$p99"
 echo "RESULT in-process qinx search (median of 5): QPS(1 thread)=$q1 QPS(2 threads)=$q2"
 best=$(awk -v a="${q1:-0}" -v b="${q2:-0}" 'BEGIN{print (a > b ? a : b)}')

@@ -13,13 +13,20 @@
  *   first stage only selects); save/load/search identical; upsert/remove
  *   keep the blocks consistent; recall of the cascade against brute force
  *   on synthetic data and on siftsmall. Levels the CPU lacks are skipped and
- *   named on stderr. */
+ *   named on stderr;
+ * - the two-level coarse quantizer: dot16t kernels = scalar for d 1..130;
+ *   with every group kept it selects exactly the flat top-nprobe lists;
+ *   the default keeps the recall near the flat selection's; it survives
+ *   save/load (derived from the centroids alone);
+ * - filtered search: only passing ids, recall against brute force over the
+ *   passing ids, more lists visited when few pass. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
+#include "ivf_impl.h"
 #include "kernels_fs_impl.h"
 #include "qinx/alloc.h"
 #include "qinx/error.h"
@@ -115,6 +122,28 @@ static void test_find_lt_and_decode_l2(void **state) {
                 float want = qx__fs_decode_l2_scalar(q, base, rows, nr, d);
                 float got = k->decode_l2(q, base, rows, nr, d);
                 assert_true(fabsf(want - got) <= 1e-5f * (1.0f + want));
+            }
+        }
+    }
+}
+
+static void test_dot16t_matches_scalar(void **state) {
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 7);
+    float q[130], blk[130 * 16], want[16], got[16];
+    for (size_t li = 0; li < 2; li++) {
+        const qx__fs_kernels *k = qx__fs_kernels_for(LEVELS[li]);
+        if (!k) continue;
+        for (size_t d = 1; d <= 130; d++) {
+            for (size_t t = 0; t < d; t++) q[t] = (float)tu_rng_normal(&r);
+            for (size_t t = 0; t < d * 16; t++) blk[t] = (float)tu_rng_normal(&r);
+            qx__fs_dot16t_scalar(want, q, blk, d);
+            k->dot16t(got, q, blk, d);
+            for (int j = 0; j < 16; j++) {
+                double scale = 0; /* the rounding error bound of a d-term sum */
+                for (size_t t = 0; t < d; t++) scale += fabs(q[t] * blk[t * 16 + j]);
+                assert_true(fabs(want[j] - got[j]) <= 1e-5 * (1.0 + scale));
             }
         }
     }
@@ -266,7 +295,8 @@ static void test_bad_options(void **state) {
 
 /* ---- IVF ---------------------------------------------------------------- */
 
-static qx_ivf *build_ivf(size_t M4, size_t M8, size_t nlist, qx_metric metric) {
+static qx_ivf *build_ivf_on(const float *base, size_t nb, size_t M4, size_t M8, size_t nlist,
+                            qx_metric metric) {
     qx_fs_opts o;
     qx_fs_opts_init(&o);
     o.M4 = M4;
@@ -281,13 +311,17 @@ static qx_ivf *build_ivf(size_t M4, size_t M8, size_t nlist, qx_metric metric) {
     io.metric = metric;
     qx_ivf *ivf = NULL;
     assert_int_equal(qx_ivf_new(&ivf, D, q, &io), 0);
-    assert_int_equal(qx_ivf_train(ivf, g_base, NB), 0);
-    int64_t *ids = malloc(sizeof(int64_t) * NB);
-    for (size_t i = 0; i < NB; i++) ids[i] = (int64_t)i * 3 + 1;
-    assert_int_equal(qx_ivf_add(ivf, g_base, ids, NB), 0);
+    assert_int_equal(qx_ivf_train(ivf, base, nb), 0);
+    int64_t *ids = malloc(sizeof(int64_t) * nb);
+    for (size_t i = 0; i < nb; i++) ids[i] = (int64_t)i * 3 + 1;
+    assert_int_equal(qx_ivf_add(ivf, base, ids, nb), 0);
     free(ids);
     assert_int_equal(qx_ivf_check(ivf), 0);
     return ivf;
+}
+
+static qx_ivf *build_ivf(size_t M4, size_t M8, size_t nlist, qx_metric metric) {
+    return build_ivf_on(g_base, NB, M4, M8, nlist, metric);
 }
 
 static int fs_search(const qx_ivf *ivf, size_t k, size_t nprobe, size_t shortlist, int threads,
@@ -361,15 +395,14 @@ static void test_ivf_equals_brute_force_over_decoded(void **state) {
     qx_ivf_free(ivf);
 }
 
-static double recall_k(const int64_t *ids, const int64_t *gt, size_t nq, size_t k, int64_t (*map)(int64_t)) {
-    size_t inter = 0;
-    for (size_t i = 0; i < nq; i++)
-        for (size_t j = 0; j < k; j++)
-            for (size_t t = 0; t < k; t++)
-                if (ids[i * k + j] == map(gt[i * k + t])) inter++;
-    return inter / (double)(k * nq);
+/* k-recall@k of results whose ids are row * 3 + 1 (build_ivf) */
+static double recall_rows(const int64_t *ids, const int64_t *gt, size_t nq, size_t k) {
+    int64_t *rows = malloc(sizeof(int64_t) * nq * k);
+    for (size_t i = 0; i < nq * k; i++) rows[i] = ids[i] < 0 ? -1 : (ids[i] - 1) / 3;
+    double r = tu_k_recall(rows, k, gt, NULL, k, nq, k);
+    free(rows);
+    return r;
 }
-static int64_t id_of_row(int64_t r) { return r * 3 + 1; }
 
 static void test_cascade_recall_synthetic(void **state) {
     (void)state;
@@ -382,7 +415,7 @@ static void test_cascade_recall_synthetic(void **state) {
     size_t sl[4] = {10, 20, 40, 200};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(fs_search(ivf, K, 8, sl[i], 1, g_queries, NQ, dist, ids), 0);
-        r[i] = recall_k(ids, gt, NQ, K, id_of_row);
+        r[i] = recall_rows(ids, gt, NQ, K);
     }
     fprintf(stderr, "synthetic 12 B cascade 10-recall@10 at nprobe 8, shortlist 10/20/40/200: %.3f %.3f %.3f %.3f\n",
             r[0], r[1], r[2], r[3]);
@@ -464,24 +497,13 @@ static void test_inner_product(void **state) {
 
 static void test_siftsmall_cascade(void **state) {
     (void)state;
-    /* tu_data_path returns a static buffer: keep copies */
-    char bp[4096], qp[4096], gp[4096];
-    const char *p1 = tu_data_path("siftsmall/siftsmall_base.fvecs");
-    snprintf(bp, sizeof bp, "%s", p1 ? p1 : "");
-    const char *p2 = tu_data_path("siftsmall/siftsmall_query.fvecs");
-    snprintf(qp, sizeof qp, "%s", p2 ? p2 : "");
-    const char *p3 = tu_data_path("siftsmall/siftsmall_groundtruth.ivecs");
-    snprintf(gp, sizeof gp, "%s", p3 ? p3 : "");
-    if (!p1 || !p2 || !p3) {
+    qx_matrix b = {0}, q = {0};
+    int32_t *gt = NULL;
+    size_t gk;
+    if (!tu_siftsmall(&b, &q, &gt, &gk)) {
         fprintf(stderr, "siftsmall absent: cascade recall test skipped\n");
         skip();
     }
-    qx_matrix b = {0}, q = {0};
-    int32_t *gt = NULL;
-    size_t gn, gk;
-    assert_int_equal(qx_vecs_read(bp, 0, &b), 0);
-    assert_int_equal(qx_vecs_read(qp, 0, &q), 0);
-    assert_int_equal(qx_ivecs_read(gp, 0, &gt, &gn, &gk), 0);
     qx_fs_opts o;
     qx_fs_opts_init(&o); /* 16 x 4-bit + 7 x 8-bit + norm = 16 B */
     o.kmeans_iters = 10;
@@ -509,11 +531,7 @@ static void test_siftsmall_cascade(void **state) {
         p.shortlist = sl[s];
         p.threads = 1;
         assert_int_equal(qx_ivf_search(ivf, NULL, q.data, q.n, K, &p, dist, res), 0);
-        size_t inter = 0;
-        for (size_t i = 0; i < q.n; i++)
-            for (size_t j = 0; j < K; j++)
-                for (size_t t = 0; t < K; t++) inter += res[i * K + j] == gt[i * gk + t];
-        rc[s] = inter / (double)(K * q.n);
+        rc[s] = tu_k_recall(res, K, NULL, gt, gk, q.n, K);
     }
     fprintf(stderr, "siftsmall 16 B cascade 10-recall@10 (nprobe 16; shortlist 10/40/200): %.3f %.3f %.3f\n",
             rc[0], rc[1], rc[2]);
@@ -529,10 +547,144 @@ static void test_siftsmall_cascade(void **state) {
     qx_free(gt);
 }
 
+/* ---- two-level coarse quantizer, filtered search ------------------------ */
+
+static void test_coarse2(void **state) {
+    (void)state;
+    enum { NB2 = 256 * 40 }; /* nlist 256 (two-level applies) needs 39 points a list */
+    float *base2 = tu_clustered(NB2, D, 200, 23);
+    qx_ivf *ivf = build_ivf_on(base2, NB2, 8, 2, 256, QX_METRIC_L2);
+    assert_non_null(ivf->coarse2);
+    const qx__coarse2 *c2 = ivf->coarse2;
+    assert_int_equal(c2->G, 16);
+    /* every list in exactly one slot */
+    size_t *seen = calloc(256, sizeof(size_t));
+    for (size_t s = 0; s < c2->nslots; s++)
+        if (c2->slot_list[s] != UINT32_MAX) seen[c2->slot_list[s]]++;
+    for (size_t l = 0; l < 256; l++) assert_int_equal(seen[l], 1);
+    free(seen);
+    /* all groups kept = the exact top-nprobe lists (brute force over the
+     * centroids), with qc = ⟨q, centroid⟩ */
+    const float *cent = qx_ivf_centroids(ivf);
+    float *qc = malloc(sizeof(float) * 256), scratch[64];
+    qx__topk probes = {malloc(sizeof(float) * 256), malloc(sizeof(uint64_t) * 256), 0, 0};
+    for (size_t i = 0; i < NQ; i++) {
+        const float *q = g_queries + i * D;
+        for (size_t np = 1; np <= 64; np *= 4) {
+            qx__coarse2_probes(ivf, c2, q, np, c2->G, &probes, qc, scratch);
+            assert_int_equal(probes.n, np);
+            float worst = -INFINITY;
+            for (size_t j = 0; j < probes.n; j++) {
+                size_t l = probes.val[j];
+                assert_true(fabsf(qc[l] - qx_dot(q, cent + l * D, D)) <= 1e-3f * (1.0f + fabsf(qc[l])));
+                float dl = qx_l2sqr(q, cent + l * D, D);
+                if (dl > worst) worst = dl;
+            }
+            size_t closer = 0; /* lists strictly closer than the worst kept, beyond a float tie */
+            for (size_t l = 0; l < 256; l++) closer += qx_l2sqr(q, cent + l * D, D) < worst * (1 - 1e-5f);
+            assert_true(closer <= np - 1);
+        }
+    }
+    free(qc);
+    free(probes.key);
+    free(probes.val);
+    /* search: all groups = flat (up to float ties); default within a few
+     * points of flat's recall */
+    enum { K = 10 };
+    int64_t *gt = tu_brute_knn(base2, NB2, g_queries, NQ, D, K);
+    float dist[NQ * K];
+    int64_t flat[NQ * K], all[NQ * K], def[NQ * K];
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = 8;
+    p.shortlist = 40;
+    p.threads = 1;
+    p.coarse_groups = QX_COARSE_FLAT;
+    assert_int_equal(qx_ivf_search(ivf, NULL, g_queries, NQ, K, &p, dist, flat), 0);
+    p.coarse_groups = c2->G;
+    assert_int_equal(qx_ivf_search(ivf, NULL, g_queries, NQ, K, &p, dist, all), 0);
+    size_t same = 0;
+    for (size_t i = 0; i < NQ * K; i++) same += flat[i] == all[i];
+    assert_true(same >= NQ * K - 5);
+    p.coarse_groups = 0;
+    assert_int_equal(qx_ivf_search(ivf, NULL, g_queries, NQ, K, &p, dist, def), 0);
+    double rf = recall_rows(flat, gt, NQ, K), rd = recall_rows(def, gt, NQ, K);
+    fprintf(stderr, "two-level coarse, nlist 256, nprobe 8: 10-recall@10 %.3f (flat %.3f)\n", rd, rf);
+    assert_true(rd >= rf - 0.05);
+    /* derived from the centroids: a loaded index searches identically */
+    const char *path = tu_tmpfile("fs2.qinx");
+    assert_int_equal(qx_ivf_save(ivf, path), 0);
+    qx_ivf *back = NULL;
+    assert_int_equal(qx_ivf_load(path, &back), 0);
+    assert_non_null(back->coarse2);
+    int64_t again[NQ * K];
+    float dist2[NQ * K];
+    assert_int_equal(qx_ivf_search(ivf, NULL, g_queries, NQ, K, &p, dist, def), 0);
+    assert_int_equal(qx_ivf_search(back, NULL, g_queries, NQ, K, &p, dist2, again), 0);
+    assert_memory_equal(def, again, sizeof def);
+    assert_memory_equal(dist, dist2, sizeof dist);
+    qx_ivf_free(back);
+    free(gt);
+    free(base2);
+    qx_ivf_free(ivf);
+}
+
+static int pass_even_row(void *ctx, int64_t id) {
+    size_t *calls = ctx;
+    __atomic_fetch_add(calls, 1, __ATOMIC_RELAXED);
+    return ((id - 1) / 3) % 10 == 0; /* 10 % of the rows */
+}
+
+static void test_filtered_search(void **state) {
+    (void)state;
+    qx_ivf *ivf = build_ivf(8, 3, 32, QX_METRIC_L2);
+    enum { K = 10 };
+    /* brute force over the passing rows */
+    size_t np = 0;
+    float *pass = malloc(sizeof(float) * NB * D);
+    int64_t *prow = malloc(sizeof(int64_t) * NB);
+    for (size_t r = 0; r < NB; r += 10) {
+        memcpy(pass + np * D, g_base + r * D, sizeof(float) * D);
+        prow[np++] = (int64_t)r;
+    }
+    int64_t *gt = tu_brute_knn(pass, np, g_queries, NQ, D, K);
+    for (size_t i = 0; i < NQ * K; i++) gt[i] = prow[gt[i]];
+    float dist[NQ * K];
+    int64_t ids[NQ * K];
+    size_t calls = 0, visited = 0;
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = 4;
+    p.shortlist = 40;
+    p.threads = 1;
+    p.filter = pass_even_row;
+    p.filter_ctx = &calls;
+    double rec[2];
+    for (int run = 0; run < 2; run++) {
+        p.threads = run + 1;
+        assert_int_equal(qx_ivf_search(ivf, NULL, g_queries, NQ, K, &p, dist, ids), 0);
+        for (size_t i = 0; i < NQ * K; i++) assert_true(ids[i] >= 0 && ((ids[i] - 1) / 3) % 10 == 0);
+        rec[run] = recall_rows(ids, gt, NQ, K);
+    }
+    assert_true(calls > 0);
+    p.threads = 1;
+    p.lists_visited = &visited;
+    assert_int_equal(qx_ivf_search(ivf, NULL, g_queries, 1, K, &p, dist, ids), 0);
+    fprintf(stderr, "fast-scan filtered (10 %% pass), nprobe 4: 10-recall@10 %.3f / %.3f (1 / 2 threads), "
+                    "lists visited %zu\n", rec[0], rec[1], visited);
+    assert_true(visited > 4);
+    assert_true(rec[0] >= 0.7 && rec[0] == rec[1]);
+    free(gt);
+    free(pass);
+    free(prow);
+    qx_ivf_free(ivf);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_kernels_match_scalar),
         cmocka_unit_test(test_find_lt_and_decode_l2),
+        cmocka_unit_test(test_dot16t_matches_scalar),
         cmocka_unit_test(test_pack_roundtrip_and_lut_bound),
         cmocka_unit_test(test_quantizer_roundtrip),
         cmocka_unit_test(test_bad_options),
@@ -541,6 +693,8 @@ int main(void) {
         cmocka_unit_test(test_save_load_and_updates),
         cmocka_unit_test(test_inner_product),
         cmocka_unit_test(test_siftsmall_cascade),
+        cmocka_unit_test(test_coarse2),
+        cmocka_unit_test(test_filtered_search),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -71,14 +71,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static double recall10(const int64_t *ids, size_t k) {
-    size_t inter = 0;
-    for (size_t i = 0; i < NQ; i++)
-        for (size_t j = 0; j < 10; j++)
-            for (size_t t = 0; t < 10; t++)
-                if (ids[i * k + j] == gt[i * 10 + t]) inter++;
-    return inter / (10.0 * NQ);
-}
+static double recall10(const int64_t *ids, size_t k) { return tu_k_recall(ids, k, gt, NULL, 10, NQ, 10); }
 
 static void search(const qx_ivf *ivf, size_t k, size_t nprobe, size_t rerank, float *dist, int64_t *ids) {
     qx_search_params p;
@@ -353,6 +346,73 @@ static void test_upsert_and_remove(void **state) {
     qx_ivf_free(ivf);
 }
 
+
+/* A caller's id map (qx_ivf_locator, here a qx_idmap kept outside) and
+ * entries as stored: the model file plus qx_ivf_get_entries ->
+ * qx_ivf_add_entries gives an index that searches exactly like the original;
+ * removes and upserts under the locator keep it exact; trim keeps results. */
+static int ext_get(void *ctx, int64_t id, uint64_t *loc) { return qx_idmap_get(ctx, id, loc); }
+static int ext_put(void *ctx, int64_t id, uint64_t loc) { return qx_idmap_put(ctx, id, loc); }
+static void ext_del(void *ctx, int64_t id) { qx_idmap_del(ctx, id); }
+
+static void test_locator_and_entries(void **state) {
+    (void)state;
+    qx_ivf *ivf = build(base, 3000, 8, 16, QX_METRIC_L2);
+    qx_idmap ext = {0};
+    qx_ivf_locator loc = {ext_get, ext_put, ext_del, &ext};
+    assert_int_equal(qx_ivf_set_locator(ivf, &loc), 0);
+    assert_int_equal(ext.count, 3000);
+    int64_t del[] = {0, 5, 17, 2999};
+    size_t removed = 0;
+    assert_int_equal(qx_ivf_remove(ivf, del, 4, &removed), 0);
+    assert_int_equal(removed, 4);
+    int64_t id7 = 7;
+    assert_int_equal(qx_ivf_add(ivf, base + 2500 * D, &id7, 1), 0);
+    assert_int_equal(qx_ivf_check(ivf), 0);
+    assert_int_equal(ext.count, 2996);
+    /* the model alone, then the entries back */
+    const char *path = tu_tmpfile("model.qinx");
+    assert_int_equal(qx_ivf_save_model(ivf, path), 0);
+    qx_ivf *back = NULL;
+    assert_int_equal(qx_ivf_load(path, &back), 0);
+    qx_ivf_info info;
+    assert_int_equal(qx_ivf_get_info(back, &info), 0);
+    assert_int_equal(info.ntotal, 0);
+    int64_t *ids = malloc(3001 * sizeof *ids);
+    uint32_t *lists = malloc(3001 * sizeof *lists);
+    uint8_t *codes = malloc(3001 * info.code_size);
+    for (int i = 0; i < 3001; i++) ids[i] = i; /* 3000 was never added */
+    assert_int_equal(qx_ivf_get_entries(ivf, ids, 3001, lists, codes), 0);
+    for (int t = 0; t < 4; t++) assert_int_equal(lists[del[t]], UINT32_MAX);
+    assert_int_equal(lists[3000], UINT32_MAX);
+    assert_int_equal(qx_ivf_add_entries(back, lists, codes, ids, 3001), 0);
+    assert_int_equal(qx_ivf_check(back), 0);
+    assert_int_equal(qx_ivf_trim(back), 0);
+    assert_int_equal(qx_ivf_check(back), 0);
+    float d1[NQ * 10], d2[NQ * 10];
+    int64_t i1[NQ * 10], i2[NQ * 10];
+    search(ivf, 10, 16, 0, d1, i1);
+    search(back, 10, 16, 0, d2, i2);
+    /* list order may differ (trim, re-adding): compare as sets with distances */
+    for (size_t q = 0; q < NQ; q++)
+        for (size_t j = 0; j < 10; j++) assert_true(fabsf(d1[q * 10 + j] - d2[q * 10 + j]) <= 1e-5f * (1 + fabsf(d1[q * 10 + j])));
+    /* a bad list number adds nothing */
+    size_t before = 0;
+    qx_ivf_get_info(back, &info);
+    before = info.ntotal;
+    int64_t nid = 5000;
+    uint32_t bad = (uint32_t)info.nlist;
+    assert_int_equal(qx_ivf_add_entries(back, &bad, codes, &nid, 1), QX_EINVAL);
+    qx_ivf_get_info(back, &info);
+    assert_int_equal(info.ntotal, before);
+    free(ids);
+    free(lists);
+    free(codes);
+    qx_ivf_free(back);
+    qx_ivf_free(ivf);
+    qx_idmap_free(&ext);
+}
+
 /* Blocks of one or two queries take the sgemv path (ivf_search.c, decision
  * 5), larger ones sgemm: the same results, up to float rounding. */
 static void check_small_blocks(const qx_ivf *ivf, size_t nprobe) {
@@ -489,17 +549,13 @@ static void test_oom_in_add_and_search(void **state) {
 }
 
 static void test_siftsmall_recall(void **state) {
-    const char *bp = tu_data_path("siftsmall/siftsmall_base.fvecs");
-    if (!bp) {
+    qx_matrix b = {0}, q = {0};
+    int32_t *g = NULL;
+    size_t gk;
+    if (!tu_siftsmall(&b, &q, &g, &gk)) {
         fprintf(stderr, "siftsmall not found (QX_DATA_DIR or ../shared/data): skipping this case\n");
         skip();
     }
-    qx_matrix b = {0}, q = {0};
-    assert_int_equal(qx_vecs_read(bp, 0, &b), 0);
-    assert_int_equal(qx_vecs_read(tu_data_path("siftsmall/siftsmall_query.fvecs"), 0, &q), 0);
-    int32_t *g = NULL;
-    size_t gn, gk;
-    assert_int_equal(qx_ivecs_read(tu_data_path("siftsmall/siftsmall_groundtruth.ivecs"), 0, &g, &gn, &gk), 0);
     qx_rq_opts ro;
     qx_rq_opts_init(&ro);
     ro.M = 15;
@@ -551,6 +607,7 @@ int main(void) {
         cmocka_unit_test(test_upsert_and_remove),
         cmocka_unit_test(test_inner_product),
         cmocka_unit_test(test_small_blocks_match_batch),
+        cmocka_unit_test(test_locator_and_entries),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_oom_in_add_and_search),
         cmocka_unit_test(test_siftsmall_recall),

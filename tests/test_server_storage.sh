@@ -70,6 +70,42 @@ echo "$QX_BODY" | grep -q '^qinx_memory_limit_bytes 100000' && qx_ok "limit in /
 echo "$QX_BODY" | grep -q 'qinx_collection_ram_bytes{collection="seg",kind="codes"}' && qx_ok "ram by kind in /metrics" || qx_fail "no ram metrics"
 qx_stop TERM
 
+# the index's entries live in the segments' codes files: a restart reads them
+# (no re-encoding, no raw vectors), and a checkpoint after a few writes writes
+# the new segment's codes, not the index
+CD="$D/collections/seg"
+ls "$CD"/seg-*.codes.* >/dev/null 2>&1 && qx_ok "codes files beside the segments" || qx_fail "no codes files: $(ls "$CD")"
+nidx=$(ls "$CD"/index-*.qx | wc -l); idx0=$(ls "$CD"/index-*.qx)
+qx_start "$D" || exit 1
+qx_req GET $C
+[ "$(field indexed_vectors_count)" = 1700 ] && qx_ok "1700 indexed after restart (from codes files)" || qx_fail "indexed after restart $(field indexed_vectors_count)"
+qx_req POST $C/points/search "{\"vector\":$v1501,\"limit\":3,\"params\":{\"nprobe\":64}}"
+qx_body_has '"id":1501' "index search after restart finds 1501"
+qx_points 9000 20 16 55 >"$QX_TMP/few.json"
+qx_expect 200 PUT $C/points "@$QX_TMP/few.json" >/dev/null
+qx_stop TERM
+ck=$(grep "collection seg: checkpoint at lsn" "$QX_LOG" | tail -1 | sed -n 's/.*wrote \([0-9]*\) bytes.*/\1/p')
+idx1=$(ls "$CD"/index-*.qx)
+[ "$idx0" = "$idx1" ] && [ "${ck:-999999}" -lt 40000 ] && qx_ok "checkpoint after 20 writes: $ck bytes, index file not rewritten ($idx1)" \
+  || qx_fail "checkpoint wrote ${ck:-?} bytes; index $idx0 -> $idx1"
+qx_start "$D" || exit 1
+qx_req GET $C
+[ "$(field indexed_vectors_count)" = 1720 ] && qx_ok "1720 indexed after restart" || qx_fail "indexed $(field indexed_vectors_count)"
+qx_stop TERM
+# a corrupt codes file: the collection is refused with an error naming the file, nothing changed
+cf=$(ls "$CD"/seg-*.codes.* | head -1)
+cp "$cf" "$QX_TMP/codes.bak"
+printf '\xff' | dd of="$cf" bs=1 seek=60 conv=notrunc 2>/dev/null
+qx_start "$D" || exit 1
+grep -q "recovery failed: .*$(basename "$cf")" "$QX_LOG" && qx_ok "corrupt codes file refused, named: $(grep -o "recovery failed: .*" "$QX_LOG" | head -1 | cut -c1-160)" \
+  || qx_fail "corrupt $cf not reported: $(grep -i "seg" "$QX_LOG" | tail -3)"
+qx_expect 404 GET $C
+qx_stop TERM
+cp "$QX_TMP/codes.bak" "$cf"
+qx_start "$D" || exit 1
+[ "$(count $C)" = 1720 ] && qx_ok "repaired file: collection back (1720 points)" || qx_fail "count $(count $C)"
+qx_stop TERM
+
 # upgrade: a data directory of the server before segments
 FIX="$(dirname "$0")/fixtures/legacy-v1.tar.gz"
 if [ -f "$FIX" ]; then

@@ -21,8 +21,12 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "qinx/ivf.h"
+#include "qinx/rq.h"
 
 #include "../server/manifest.c"
+#include "../server/rowmap.c"
+#include "../server/segcodes.c"
 #include "../server/segment.c"
 #include "../server/store.c"
 #include "../server/wal.c"
@@ -252,7 +256,7 @@ static void test_manifest_every_byte(void **state) {
     (void)state;
     const char *dir = fresh_dir("mandir");
     qxs_manifest m = {.d = 128, .lsn = 4242, .next_seg = 9, .index_gen = 3, .nseg = 3};
-    qxs_manifest_seg segs[3] = {{1, 1000, 0}, {4, 200, 17}, {7, 5, 4242}};
+    qxs_manifest_seg segs[3] = {{1, 1000, 0, 3}, {4, 200, 17, 0}, {7, 5, 4242, 3}};
     m.segs = segs;
     assert_int_equal(qxs_manifest_write(dir, &m), 0);
     qxs_manifest r;
@@ -266,7 +270,9 @@ static void test_manifest_every_byte(void **state) {
         assert_int_equal(r.segs[i].no, segs[i].no);
         assert_int_equal(r.segs[i].n, segs[i].n);
         assert_int_equal(r.segs[i].del_gen, segs[i].del_gen);
+        assert_int_equal(r.segs[i].codes_gen, segs[i].codes_gen);
     }
+    assert_int_equal(r.version, QXS_MANIFEST_VERSION);
     qxs_manifest_free(&r);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/MANIFEST", dir);
@@ -296,6 +302,188 @@ static void test_manifest_every_byte(void **state) {
     assert_int_equal(qxs_manifest_read(dir, &r), QX_ENOTFOUND);
     free(longer);
     free(orig);
+}
+
+
+/* ---- codes files: the index's entries, written once per segment --------------------------- */
+
+static qx_ivf *train_small(const float *x, size_t n, size_t d) {
+    qx_rq_opts ro;
+    qx_rq_opts_init(&ro);
+    ro.M = 7;
+    ro.train_beam = 1;
+    ro.kmeans_iters = 8;
+    ro.refine_iters = 0;
+    ro.refine_min_per_codeword = 0;
+    qx_quantizer *q = NULL;
+    assert_int_equal(qx_rq_new(&q, d, &ro), 0);
+    qx_ivf_opts io;
+    qx_ivf_opts_init(&io);
+    io.nlist = 16;
+    qx_ivf *ivf = NULL;
+    assert_int_equal(qx_ivf_new(&ivf, d, q, &io), 0);
+    assert_int_equal(qx_ivf_train(ivf, x, n), 0);
+    return ivf;
+}
+
+static void index_keys(qx_ivf *ivf, const qxs_store *s, const int64_t *old, const int64_t *nk, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (old && old[i] >= 0) assert_int_equal(qx_ivf_remove(ivf, &old[i], 1, NULL), 0);
+        if (nk && nk[i] >= 0) assert_int_equal(qx_ivf_add(ivf, qxs_store_vec(s, nk[i]), &nk[i], 1), 0);
+    }
+}
+
+/* reopen dir: the model file + the segments' codes files give the same entries */
+static int reload(const char *dir, size_t d, const char *model, qxs_store *s2, qx_ivf **out, qxs_rowmap **rm) {
+    int fresh;
+    assert_int_equal(qxs_store_open(s2, dir, d, 1, &fresh), 0);
+    assert_int_equal(qx_ivf_load(model, out), 0);
+    assert_int_equal(qxs_rowmap_attach(*out, rm), 0);
+    return qxs_store_codes_load(s2, *out);
+}
+
+static void test_store_codes_files(void **state) {
+    (void)state;
+    const size_t d = 16, n = 2000;
+    float *x = tu_clustered(n + 100, d, 12, 33);
+    const char *dir = fresh_dir("codesdir");
+    char model[PATH_MAX], cpath[PATH_MAX];
+    snprintf(model, sizeof model, "%s/index-1.qx", dir);
+    qxs_store s;
+    int fresh;
+    assert_int_equal(qxs_store_open(&s, dir, d, 1, &fresh), 0);
+    qxs_pid *ids = malloc((n + 100) * sizeof *ids);
+    for (size_t i = 0; i < n + 100; i++) ids[i] = mkpid(i);
+    int64_t *ok = malloc((n + 100) * sizeof *ok), *nk = malloc((n + 100) * sizeof *nk);
+    assert_int_equal(qxs_store_reserve(&s, n, 0), 0);
+    qxs_store_upsert(&s, ids, x, NULL, n, ok, nk);
+    qx_ivf *ivf = train_small(x, n, d);
+    qxs_rowmap *rm = NULL;
+    assert_int_equal(qxs_rowmap_attach(ivf, &rm), 0);
+    index_keys(ivf, &s, NULL, nk, n);
+    assert_int_equal(qx_ivf_save_model(ivf, model), 0);
+    qxs_ckpt ck;
+    assert_int_equal(qxs_store_ckpt_prepare(&s, 1, 1, ivf, &ck), 0);
+    qxs_store_ckpt_commit(&s, &ck, 1, 1);
+    uint64_t first = ck.bytes;
+    qxs_codes_name(cpath, sizeof cpath, dir, 1, 1);
+    assert_int_equal(file_size(cpath), 48 + (long)n * (4 + 8) + 4);
+    /* 1 % new points, 3 overwrites, 2 deletes: the checkpoint writes the new
+     * segment, its codes, one tombstone file and the manifest, not the index */
+    assert_int_equal(qxs_store_reserve(&s, 23, 0), 0);
+    qxs_store_upsert(&s, ids + n, x + n * d, NULL, 20, ok, nk);
+    index_keys(ivf, &s, ok, nk, 20);
+    qxs_store_upsert(&s, ids + 1, x + (n + 50) * d, NULL, 3, ok, nk);
+    index_keys(ivf, &s, ok, nk, 3);
+    size_t removed;
+    qxs_store_delete(&s, ids + 10, 2, ok, &removed);
+    assert_int_equal(removed, 2);
+    index_keys(ivf, &s, ok, NULL, 2);
+    assert_int_equal(qxs_store_ckpt_prepare(&s, 2, 1, ivf, &ck), 0);
+    qxs_store_ckpt_commit(&s, &ck, 2, 1);
+    qxs_store_gc(&s);
+    assert_true(ck.bytes * 20 < first);
+    assert_int_equal(file_size(cpath), 48 + (long)n * (4 + 8) + 4); /* untouched */
+    qxs_codes_name(cpath, sizeof cpath, dir, 2, 1);
+    assert_int_equal(file_size(cpath), 48 + 23L * (4 + 8) + 4);
+    /* reopen: every live row's entry is back, dead rows are not */
+    qxs_store s2;
+    qx_ivf *back = NULL;
+    qxs_rowmap *rm2 = NULL;
+    assert_int_equal(reload(dir, d, model, &s2, &back, &rm2), 0);
+    qx_ivf_info a, b;
+    qx_ivf_get_info(ivf, &a);
+    qx_ivf_get_info(back, &b);
+    assert_int_equal(a.ntotal, n + 20 - 2);
+    assert_int_equal(b.ntotal, a.ntotal);
+    assert_int_equal(qx_ivf_check(back), 0);
+    size_t rows = qxs_store_rows(&s2);
+    uint32_t l1, l2;
+    uint8_t c1[8], c2[8];
+    for (size_t r = 0; r < rows; r++) {
+        int64_t key = qxs_store_row_key(&s2, r);
+        assert_int_equal(qx_ivf_get_entries(ivf, &key, 1, &l1, c1), 0);
+        assert_int_equal(qx_ivf_get_entries(back, &key, 1, &l2, c2), 0);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(c1, c2, 8);
+        assert_int_equal(l2 != UINT32_MAX, qxs_store_live(&s2, key));
+    }
+    qx_ivf_free(back);
+    qxs_rowmap_free(rm2);
+    qxs_store_free(&s2);
+    /* a corrupt codes file is refused, naming it: every header byte, body
+     * bytes, the checksum, truncation and absence */
+    size_t len;
+    uint8_t *orig = slurp(cpath, &len);
+    size_t offs[64], no = 0;
+    for (size_t o = 0; o < 48; o++) offs[no++] = o;
+    for (size_t o = 48; o < len && no < 62; o += 17) offs[no++] = o;
+    offs[no++] = len - 1;
+    for (size_t t = 0; t < no; t++) {
+        orig[offs[t]] ^= 0x10;
+        spit(cpath, orig, len);
+        int rc = reload(dir, d, model, &s2, &back, &rm2);
+        if (rc == 0) fail_msg("flip at byte %zu of %s accepted", offs[t], cpath);
+        assert_non_null(strstr(qx_last_error(), cpath));
+        qx_ivf_free(back);
+        qxs_rowmap_free(rm2);
+        qxs_store_free(&s2);
+        orig[offs[t]] ^= 0x10;
+    }
+    for (size_t l = 0; l < len; l += len / 7) {
+        spit(cpath, orig, l);
+        assert_int_not_equal(reload(dir, d, model, &s2, &back, &rm2), 0);
+        assert_non_null(strstr(qx_last_error(), cpath));
+        qx_ivf_free(back);
+        qxs_rowmap_free(rm2);
+        qxs_store_free(&s2);
+    }
+    unlink(cpath);
+    assert_int_not_equal(reload(dir, d, model, &s2, &back, &rm2), 0);
+    assert_non_null(strstr(qx_last_error(), cpath));
+    qx_ivf_free(back);
+    qxs_rowmap_free(rm2);
+    qxs_store_free(&s2);
+    spit(cpath, orig, len);
+    assert_int_equal(reload(dir, d, model, &s2, &back, &rm2), 0);
+    qx_ivf_free(back);
+    qxs_rowmap_free(rm2);
+    qxs_store_free(&s2);
+    free(orig);
+    qx_ivf_free(ivf);
+    qxs_rowmap_free(rm);
+    qxs_store_free(&s);
+    free(ids);
+    free(ok);
+    free(nk);
+    free(x);
+}
+
+/* A version-1 manifest (24-byte entries, no codes generation) is read. */
+static void test_manifest_v1_read(void **state) {
+    (void)state;
+    uint8_t b[48 + 24 + 4] = {0};
+    memcpy(b, "QXMAN001", 8);
+    man_wr32(b + 8, 1);
+    man_wr32(b + 12, 8);
+    man_wr64(b + 16, 77);
+    man_wr32(b + 24, 3);
+    man_wr32(b + 28, 1);
+    man_wr64(b + 32, 2);
+    man_wr32(b + 48, 2);
+    man_wr64(b + 56, 500);
+    man_wr64(b + 64, 9);
+    man_wr32(b + 72, qx_crc32(0, b, 72));
+    qxs_manifest m;
+    assert_int_equal(qxs_manifest_decode(b, sizeof b, "MANIFEST", &m), 0);
+    assert_int_equal(m.version, 1);
+    assert_int_equal(m.index_gen, 2);
+    assert_int_equal(m.nseg, 1);
+    assert_int_equal(m.segs[0].no, 2);
+    assert_int_equal(m.segs[0].n, 500);
+    assert_int_equal(m.segs[0].del_gen, 9);
+    assert_int_equal(m.segs[0].codes_gen, 0);
+    qxs_manifest_free(&m);
 }
 
 /* ---- the store over segments ------------------------------------------------------------------ */
@@ -361,7 +549,7 @@ static void brute_check(const qxs_store *s, const model *md, const float *x, siz
 
 static void ckpt(qxs_store *s, uint64_t lsn) {
     qxs_ckpt ck;
-    assert_int_equal(qxs_store_ckpt_prepare(s, lsn, 0, &ck), 0);
+    assert_int_equal(qxs_store_ckpt_prepare(s, lsn, 0, NULL, &ck), 0);
     qxs_store_ckpt_commit(s, &ck, lsn, 0);
     qxs_store_gc(s);
 }
@@ -444,7 +632,7 @@ static void test_store_across_checkpoints(void **state) {
         assert_int_equal(qxs_store_reserve(&s, 1, 0), 0);
         qxs_store_upsert(&s, &p, x, NULL, 1, NULL, NULL);
     }
-    assert_int_equal(qxs_store_ckpt_prepare(&s, lsn + 1, 0, &ck), 0);
+    assert_int_equal(qxs_store_ckpt_prepare(&s, lsn + 1, 0, NULL, &ck), 0);
     assert_true(ck.bytes < QXS_SEG_HDR + 10 * (d * 4 + 64) + 8192);
     assert_true(ck.bytes < mem.disk_bytes / 4);
     qxs_store_ckpt_commit(&s, &ck, lsn + 1, 0);
@@ -904,6 +1092,8 @@ int main(void) {
         cmocka_unit_test(test_pidmap_vs_reference),
         cmocka_unit_test(test_segment_roundtrip_and_corruption),
         cmocka_unit_test(test_manifest_every_byte),
+        cmocka_unit_test(test_manifest_v1_read),
+        cmocka_unit_test(test_store_codes_files),
         cmocka_unit_test(test_store_across_checkpoints),
         cmocka_unit_test(test_store_merge_preserves_live),
         cmocka_unit_test(test_store_refuses_bad_segment),

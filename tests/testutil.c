@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "qinx/rng.h"
+#include "qinx/error.h"
+#include "qinx/vecfile.h"
 
 void tu_rng_seed(tu_rng *r, uint64_t seed) { r->s = seed * 0x9E3779B97F4A7C15ull + 1; }
 
@@ -106,4 +108,34 @@ const char *tu_tmpfile(const char *name) {
     static char buf[512];
     snprintf(buf, sizeof buf, "%s/%s", tu_tmpdir(), name);
     return buf;
+}
+
+double tu_k_recall(const int64_t *res, size_t k_res, const int64_t *gt64, const int32_t *gt32,
+                   size_t k_gt, size_t nq, size_t k) {
+    size_t inter = 0;
+    for (size_t i = 0; i < nq; i++)
+        for (size_t t = 0; t < k; t++) {
+            int64_t want = gt64 ? gt64[i * k_gt + t] : (int64_t)gt32[i * k_gt + t];
+            for (size_t j = 0; j < k; j++)
+                if (res[i * k_res + j] == want) {
+                    inter++;
+                    break;
+                }
+        }
+    return nq ? inter / (double)(k * nq) : 0.0;
+}
+
+int tu_siftsmall(struct qx_matrix *base, struct qx_matrix *queries, int32_t **gt, size_t *gt_k) {
+    /* tu_data_path returns a static buffer: one path at a time */
+    static const char *files[3] = {"siftsmall/siftsmall_base.fvecs", "siftsmall/siftsmall_query.fvecs",
+                                   "siftsmall/siftsmall_groundtruth.ivecs"};
+    for (int i = 0; i < 3; i++)
+        if (!tu_data_path(files[i])) return 0;
+    size_t gn;
+    if (qx_vecs_read(tu_data_path(files[0]), 0, base) || qx_vecs_read(tu_data_path(files[1]), 0, queries) ||
+        qx_ivecs_read(tu_data_path(files[2]), 0, gt, &gn, gt_k)) {
+        fprintf(stderr, "siftsmall: %s\n", qx_last_error());
+        abort();
+    }
+    return 1;
 }

@@ -36,6 +36,17 @@ void tu_skip_all(const char *why);
 double tu_recall_at(const int64_t *result, size_t k_result, const int64_t *gt, size_t k_gt,
                     size_t nq, size_t k);
 
+/* k-recall@k: the fraction of the true k nearest (gt, k_gt per query,
+ * int64 or int32 ids: pass one, the other NULL) found among the first k of
+ * the results (k_res per query), over nq queries. */
+double tu_k_recall(const int64_t *res, size_t k_res, const int64_t *gt64, const int32_t *gt32,
+                   size_t k_gt, size_t nq, size_t k);
+
+/* siftsmall (base, queries, top-100 ground truth) from the shared data:
+ * 1 when loaded, 0 when absent (the caller skips). */
+struct qx_matrix;
+int tu_siftsmall(struct qx_matrix *base, struct qx_matrix *queries, int32_t **gt, size_t *gt_k);
+
 /* A fresh temporary directory (mkdtemp) and a path inside it (static buffer). */
 const char *tu_tmpdir(void);
 const char *tu_tmpfile(const char *name);

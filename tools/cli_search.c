@@ -26,6 +26,8 @@ static void usage(FILE *f) {
             "  --rerank N       re-rank a shortlist of N by exact decoding (default 0)\n"
             "  --shortlist N    fastscan index: candidates of the 4-bit scan re-ranked with the\n"
             "                   whole code (default 0 = 4 x k)\n"
+            "  --coarse-groups G  fastscan index (L2, nlist >= 256): groups of lists whose\n"
+            "                   centroids are scored (default 0 = groups/4 + nprobe/2; 'flat' = all)\n"
             "  --threads T      search threads (default 1)\n"
             "  --runs R         timed runs, best reported (default 1)\n"
             "  --json           one JSON object on stdout\n"
@@ -36,12 +38,12 @@ static void usage(FILE *f) {
 
 int qx_cli_search(int argc, char **argv) {
     const char *index_path = NULL, *q_path = NULL, *gt_path = NULL;
-    size_t k = 0, nprobe = 16, rerank = 0, shortlist = 0, threads = 1, runs = 1, print = (size_t)-1;
+    size_t k = 0, nprobe = 16, rerank = 0, shortlist = 0, cgroups = 0, threads = 1, runs = 1, print = (size_t)-1;
     int json = 0, profile = 0;
     static const struct option opts[] = {
         {"index", 1, 0, 'i'}, {"queries", 1, 0, 'q'}, {"gt", 1, 0, 'g'},     {"k", 1, 0, 'k'},
         {"nprobe", 1, 0, 'n'}, {"rerank", 1, 0, 'r'}, {"threads", 1, 0, 'T'}, {"runs", 1, 0, 'R'},
-        {"json", 0, 0, 'j'}, {"shortlist", 1, 0, 's'}, {"profile", 0, 0, 'P'},   {"print", 1, 0, 'p'},  {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+        {"json", 0, 0, 'j'}, {"shortlist", 1, 0, 's'}, {"profile", 0, 0, 'P'}, {"coarse-groups", 1, 0, 'G'},   {"print", 1, 0, 'p'},  {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -58,7 +60,11 @@ int qx_cli_search(int argc, char **argv) {
         case 'p': bad = cli_parse_size("--print", optarg, 0, SIZE_MAX, &print); break;
         case 'j': json = 1; break;
         case 'P': profile = 1; break;
-        case 's': bad = cli_parse_size("--shortlist", optarg, 0, QX_MAX_K * 10, &shortlist); break;
+        case 's': bad = cli_parse_size("--shortlist", optarg, 0, QX_MAX_SHORTLIST, &shortlist); break;
+        case 'G':
+            if (!strcmp(optarg, "flat")) cgroups = QX_COARSE_FLAT;
+            else bad = cli_parse_size("--coarse-groups", optarg, 0, QX_MAX_NLIST, &cgroups);
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -117,6 +123,7 @@ int qx_cli_search(int argc, char **argv) {
     sp.nprobe = nprobe;
     sp.rerank = rerank;
     sp.shortlist = shortlist;
+    sp.coarse_groups = cgroups;
     sp.threads = (int)threads;
     /* wall time, and the process's CPU time: on a shared machine a run
      * waiting for a core inflates the wall time, not the CPU time */

@@ -32,6 +32,7 @@ QX_BEGIN_DECLS
 
 #define QX_MAX_NLIST 1048576
 #define QX_MAX_K 10000
+#define QX_MAX_SHORTLIST (QX_MAX_K * 10) /* qx_search_params.shortlist at most */
 #define QX_FS_SHORTLIST_PER_K 4
 
 typedef enum qx_metric {
@@ -79,6 +80,8 @@ int qx_ivf_remap_ids(qx_ivf *ivf, int64_t (*fn)(void *ctx, int64_t id), void *ct
  * untouched; absent old ids are skipped). New ids must not be in use. */
 int qx_ivf_rename_ids(qx_ivf *ivf, const int64_t *old_ids, const int64_t *new_ids, size_t n);
 
+#define QX_COARSE_FLAT ((size_t)-1)
+
 typedef struct qx_search_params {
     size_t nprobe;  /* lists visited (default 16, capped at nlist) */
     size_t rerank;  /* shortlist re-ranked by exact decoding (0 = off); ignored
@@ -88,6 +91,12 @@ typedef struct qx_search_params {
                      * QX_FS_SHORTLIST_PER_K × k); ignored by other kinds. The
                      * HTTP search "params" map onto this struct. */
     int threads;    /* threads for a batch of queries: 0 = all cores, 1 = caller only */
+    size_t coarse_groups; /* fast-scan L2 indexes with nlist >= 256 choose lists in two
+                     * levels: the centroids are grouped (about √nlist groups), and
+                     * only the centroids of the coarse_groups best groups are
+                     * scored (0 = automatic: groups / 4 + nprobe / 2; QX_COARSE_FLAT =
+                     * score every centroid). Ignored by other indexes and by
+                     * filtered searches, which score every centroid. */
     /* Filtered search (optional): only ids for which filter(filter_ctx, id)
      * returns nonzero may be results; it is called for the candidates that
      * would enter the shortlist. The lists are visited nearest first; after
@@ -134,6 +143,43 @@ void qx_ivf_profile_thread(qx_search_profile *prof);
 /* Save atomically (temp file, fsync, rename) / load with full validation. */
 int qx_ivf_save(const qx_ivf *ivf, const char *path);
 int qx_ivf_load(const char *path, qx_ivf **out);
+/* Save the model only (centroids, norm levels, quantizer, reservoir): the
+ * file of qx_ivf_save with every list empty. For callers that keep the
+ * entries apart (qx_ivf_get_entries) and write the model once per training. */
+int qx_ivf_save_model(const qx_ivf *ivf, const char *path);
+
+/* ---- entries as stored, and a caller's id map ------------------------------
+ * A location is list << 32 | offset in the list. A caller whose ids have a
+ * structure of its own (a server's dense row numbers) can keep the id ->
+ * location map itself, more compactly than the index's hash map (17 bytes a
+ * slot at load <= 1/2). The calls are made by writers only (add, remove,
+ * rename, remap, trim) and by qx_ivf_get_entries / qx_ivf_check; get must be
+ * safe to call concurrently with itself. */
+typedef struct qx_ivf_locator {
+    int (*get)(void *ctx, int64_t id, uint64_t *loc); /* 1 and *loc if id is held, else 0 */
+    int (*put)(void *ctx, int64_t id, uint64_t loc);  /* insert or overwrite: 0 or QX_ENOMEM */
+    void (*del)(void *ctx, int64_t id);               /* id left the index */
+    void *ctx;
+} qx_ivf_locator;
+
+/* From now on keep the map in loc (all three calls set): every entry held
+ * is put into it, then the index frees its own map. On failure the index
+ * keeps its own map (loc may hold part of the entries). loc is copied; its
+ * ctx must outlive the index. */
+int qx_ivf_set_locator(qx_ivf *ivf, const qx_ivf_locator *loc);
+
+/* The stored entries of n ids: lists[i] = the list holding ids[i]
+ * (UINT32_MAX when absent) and its code_size code bytes at codes +
+ * i * code_size (zeros when absent). May run concurrently with searches. */
+int qx_ivf_get_entries(const qx_ivf *ivf, const int64_t *ids, size_t n, uint32_t *lists, uint8_t *codes);
+
+/* Add entries already encoded, as qx_ivf_get_entries gives them (list
+ * UINT32_MAX: skipped); an id already held is replaced, as in qx_ivf_add.
+ * A list number >= nlist is QX_EINVAL (checked before anything is added). */
+int qx_ivf_add_entries(qx_ivf *ivf, const uint32_t *lists, const uint8_t *codes, const int64_t *ids, size_t n);
+
+/* Give back list capacity beyond each list's size (after a bulk add). */
+int qx_ivf_trim(qx_ivf *ivf);
 
 typedef struct qx_ivf_info {
     size_t d, nlist, ntotal, M, code_size; /* code_size = bytes per vector, id excluded */
