@@ -47,10 +47,10 @@ int qx_ivf_append(qx_ivf *dst, const qx_ivf *src) {
     for (size_t l = 0; l < src->nlist; l++)
         for (size_t i = 0; i < src->lists[l].size; i++) {
             uint64_t loc;
-            if (qx__idmap_get(&dst->ids, src->lists[l].ids[i], &loc))
+            if (qx__map_get(dst, src->lists[l].ids[i], &loc))
                 return qx__fail(QX_EEXIST, "ivf_append: id %lld is in both indexes", (long long)src->lists[l].ids[i]);
         }
-    if ((rc = qx__idmap_reserve(&dst->ids, dst->ntotal + src->ntotal))) return rc;
+    if ((rc = qx__map_reserve(dst, dst->ntotal + src->ntotal))) return rc;
     uint8_t code[QX_MAX_STEPS + 8];
     size_t cs = dst->code_size;
     for (size_t l = 0; rc == 0 && l < src->nlist; l++) {
@@ -61,7 +61,7 @@ int qx_ivf_append(qx_ivf *dst, const qx_ivf *src) {
             else memcpy(code, sl->codes + i * cs, cs);
             int64_t id = sl->ids[i];
             rc = dst->fs_pairs ? qx__ivf_fs_push(dst, dl, code, id) : qx__ivf_list_push(dl, cs, code, id);
-            if (rc == 0) rc = qx__idmap_put(&dst->ids, id, qx__loc((uint32_t)l, (uint32_t)(dl->size - 1)));
+            if (rc == 0) rc = qx__map_put(dst, id, qx__loc((uint32_t)l, (uint32_t)(dl->size - 1)));
             if (rc == 0) dst->ntotal++;
         }
     }
