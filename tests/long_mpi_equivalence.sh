@@ -8,18 +8,7 @@
 # Skips (77) without qinx-mpi / mpirun or the shared data.
 # Usage: long_mpi_equivalence.sh BUILD_DIR
 set -euo pipefail
-qinx="$1/qinx"
-qmpi="$1/qinx-mpi"
-root="$(cd "$(dirname "$0")/.." && pwd)"
-data="${QX_DATA_DIR:-$root/../shared/data}"
-[ -x "$qmpi" ] || { echo "SKIP: qinx-mpi was not built (no Open MPI)"; exit 77; }
-command -v mpirun >/dev/null || { echo "SKIP: no mpirun"; exit 77; }
-[ -f "$data/siftsmall/siftsmall_base.fvecs" ] || { echo "SKIP: $data/siftsmall is absent"; exit 77; }
-tmp=$(mktemp -d /tmp/qinx-mpieq-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-val() { sed -E "s/.*\"$2\":([0-9.]*).*/\1/" "$1"; }
+source "$(dirname "$0")/mpi_env.sh"
 
 check() { # name base queries gt extra-options...
   local name=$1 base=$2 queries=$3 gt=$4; shift 4

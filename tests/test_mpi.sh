@@ -9,15 +9,8 @@
 # Skips (77) without qinx-mpi / mpirun or without ../shared/data/siftsmall.
 # Usage: test_mpi.sh BUILD_DIR
 set -euo pipefail
-qinx="$1/qinx"
-qmpi="$1/qinx-mpi"
-data="${QX_DATA_DIR:-$(dirname "$0")/../../shared/data}/siftsmall"
-[ -x "$qmpi" ] || { echo "SKIP: qinx-mpi was not built (Open MPI not found: apt-get install libopenmpi-dev openmpi-bin)"; exit 77; }
-command -v mpirun >/dev/null || { echo "SKIP: no mpirun (apt-get install openmpi-bin)"; exit 77; }
-[ -f "$data/siftsmall_base.fvecs" ] || { echo "SKIP: $data/siftsmall_base.fvecs is absent"; exit 77; }
-tmp=$(mktemp -d /tmp/qinx-mpi-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$(dirname "$0")/mpi_env.sh"
+data="$data/siftsmall"
 expect() { # expect CODE PATTERN cmd...: exit code (any nonzero for "fail") and a stderr pattern
   local code=$1 pat=$2 rc=0; shift 2
   "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
@@ -25,9 +18,9 @@ expect() { # expect CODE PATTERN cmd...: exit code (any nonzero for "fail") and 
   else [ "$rc" = "$code" ] || fail "'$*' exited $rc, expected $code: $(cat "$tmp/err")"; fi
   grep -qE -e "$pat" "$tmp/err" || fail "'$*': stderr lacks /$pat/: $(cat "$tmp/err")"
 }
-# CI runs as root; two ranks on whatever cores there are; no pinning, so a
-# rank's threads see the same CPUs as a plain run
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+# two ranks on whatever cores there are; no pinning, so a rank's threads see
+# the same CPUs as a plain run
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
 mpirun=(mpirun --oversubscribe --bind-to none)
 base="$data/siftsmall_base.fvecs"
 opts=(--nlist 16 --bytes 4 --beam 1 --train-beam 1 --max-train 2000 --threads 1 --seed 3)
@@ -42,6 +35,8 @@ grep -q "10000 / 10000 rows" "$tmp/p2.log" || fail "no rows-encoded progress: $(
 [ "$(ls "$tmp" | grep -c '^p2\.qinx\..*\.shard-[01]-of-2$')" = 2 ] || fail "expected 2 shards: $(ls "$tmp")"
 ls "$tmp" | grep -q '\.tmp$' && fail "temporary files left: $(ls "$tmp")"
 grep -q "^shard 1 rows 5000 10000 " "$tmp/p2.qinx" || fail "manifest row ranges: $(cat "$tmp/p2.qinx")"
+"$qinx" info --index "$tmp/p2.qinx" >"$tmp/info" || fail "info on the manifest failed"
+[ "$(grep -c '  ok$' "$tmp/info")" = 2 ] || fail "info: expected 2 shards ok: $(cat "$tmp/info")"
 
 # 2. search over the manifest: recall, and the same answers as the merged index
 q=(--queries "$data/siftsmall_query.fvecs" --gt "$data/siftsmall_groundtruth.ivecs" --nprobe 16 --json)
@@ -53,7 +48,6 @@ awk -v r="$r100" 'BEGIN { exit !(r >= 0.6) }' || fail "recall@100 $r100 < 0.6 ov
 "$qinx" search --index "$tmp/merged.qinx" "${q[@]}" >"$tmp/sm.json"
 # the same figures, but for the order of equal distances (4-byte codes tie
 # often: the first result of a query may be another of its tied vectors)
-val() { sed -E "s/.*\"$2\":([0-9.]*).*/\1/" "$1"; }
 for key in recall@10 recall@100 10-recall@10; do
   [ "$(val "$tmp/s2.json" $key)" = "$(val "$tmp/sm.json" $key)" ] \
     || fail "$key over the shards differs from the merged index: $(cat "$tmp/s2.json") vs $(cat "$tmp/sm.json")"
@@ -113,6 +107,8 @@ cp "$s0" "$tmp/s0.bak"
 printf '\x5a' | dd of="$s0" bs=1 seek=5000 conv=notrunc 2>/dev/null
 expect 1 "shard 0 .*corrupt" "$qinx" search --index "$tmp/p2.qinx" "${q[@]}"
 expect 1 "shard 0 .*corrupt" "$qinx" merge --index "$tmp/p2.qinx" --out "$tmp/m2.qinx"
+rc=0; "$qinx" info --index "$tmp/p2.qinx" >"$tmp/info" || rc=$?
+[ "$rc" = 1 ] && grep -q "shard 0 .*CORRUPT" "$tmp/info" || fail "info did not flag the corrupt shard: $(cat "$tmp/info")"
 cp "$tmp/s0.bak" "$s0"
 sed -i 's/^rows 10000$/rows 10001/' "$tmp/p2.qinx"
 expect 1 "CRC mismatch" "$qinx" search --index "$tmp/p2.qinx" "${q[@]}"

@@ -48,25 +48,6 @@ static void add_rows(qx_ivf *ivf, size_t lo, size_t hi) {
     free(ids);
 }
 
-static unsigned char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    *len = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc(*len + 1);
-    assert_int_equal(fread(p, 1, *len, f), *len);
-    fclose(f);
-    return p;
-}
-
-static void spit(const char *path, const void *p, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, len, f), len);
-    fclose(f);
-}
-
 /* Trained once, saved as a clean copy; shards = copies with rows [a, b). */
 static char dir[4096], single_path[4200], manifest_path[4200], shard_path[3][4200];
 static const size_t cut[4] = {0, 1000, 2200, NB};
@@ -175,7 +156,7 @@ static void test_merge_equals_single_build(void **state) {
     assert_int_equal(qx_ivf_save(merged, mp), 0);
     qx_ivf_free(merged);
     size_t la, lb;
-    unsigned char *a = slurp(mp, &la), *b = slurp(single_path, &lb);
+    unsigned char *a = tu_file_read(mp, &la), *b = tu_file_read(single_path, &lb);
     assert_int_equal(la, lb);
     assert_memory_equal(a, b, la);
     free(a), free(b);
@@ -200,7 +181,7 @@ static void test_chunked_add_equals_one_add(void **state) {
     assert_int_equal(qx_ivf_save(a, pa), 0);
     assert_int_equal(qx_ivf_save(b, pb), 0);
     size_t la, lb;
-    unsigned char *x = slurp(pa, &la), *y = slurp(pb, &lb);
+    unsigned char *x = tu_file_read(pa, &la), *y = tu_file_read(pb, &lb);
     assert_int_equal(la, lb);
     assert_memory_equal(x, y, la);
     free(x), free(y), free(all);
@@ -212,11 +193,11 @@ static void test_chunked_add_equals_one_add(void **state) {
 static void with_damage(const char *path, void (*damage)(unsigned char *, size_t *), int want_rc,
                         const char *want_msg) {
     size_t len;
-    unsigned char *orig = slurp(path, &len), *bad = malloc(len + 1);
+    unsigned char *orig = tu_file_read(path, &len), *bad = malloc(len + 1);
     memcpy(bad, orig, len);
     size_t blen = len;
     damage(bad, &blen);
-    spit(path, bad, blen);
+    tu_file_write(path, bad, blen);
     qx_sharded *s = NULL;
     int rc = qx_sharded_open(&s, manifest_path);
     if (rc != want_rc || !strstr(qx_last_error(), want_msg))
@@ -224,7 +205,7 @@ static void with_damage(const char *path, void (*damage)(unsigned char *, size_t
     assert_int_equal(rc, want_rc);
     assert_null(s);
     assert_non_null(strstr(qx_last_error(), want_msg));
-    spit(path, orig, len);
+    tu_file_write(path, orig, len);
     assert_int_equal(qx_sharded_open(&s, manifest_path), 0);
     qx_sharded_free(s);
     free(orig), free(bad);
