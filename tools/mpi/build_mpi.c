@@ -84,8 +84,7 @@ static int agree(mpi_ctx *mc, int rc, const char *what) {
         for (int r = 0; all && r < mc->P; r++)
             if (all[(size_t)r * MSG_CAP])
                 fprintf(stderr, "qinx build --mpi: rank %d failed while %s: %s\n", r, what, all + (size_t)r * MSG_CAP);
-        fprintf(stderr, "qinx build --mpi: the job failed; no index was written%s\n",
-                "");
+        fprintf(stderr, "qinx build --mpi: the job failed; no index was written\n");
     }
     free(all);
     return 1;
@@ -318,11 +317,9 @@ static int run(mpi_ctx *mc, const cli_build_cfg *c) {
         }
     }
     qx_matrix_free(&train);
-    double t_train0 = MPI_Wtime();
     st = share_model(mc, c, trained, rc, &ivf);
     qx_ivf_free(trained);
     double t_train = MPI_Wtime() - t0 - t_sample;
-    (void)t_train0;
     if (st) {
         qx_vecs_close(f);
         return st;
@@ -392,13 +389,12 @@ static int run(mpi_ctx *mc, const cli_build_cfg *c) {
         qx_ivf_free(probe);
         const char *slash = strrchr(c->out, '/');
         const char *ob = slash ? slash + 1 : c->out;
-        for (int r = 0, row = 0; rc == 0 && r < mc->P; r++) {
+        for (int r = 0; rc == 0 && r < mc->P; r++) {
             qx_shard_entry *e = &m.shards[r];
             e->row_begin = n * (size_t)r / (size_t)mc->P;
             e->row_end = n * (size_t)(r + 1) / (size_t)mc->P;
             e->bytes = all[3 * r], e->crc = (uint32_t)all[3 * r + 1];
             snprintf(e->uri, sizeof e->uri, "file:%s.%08x.shard-%d-of-%d", ob, tag, r, mc->P);
-            (void)row;
         }
         if (rc == 0) rc = qx_manifest_write(c->out, &m);
     }
