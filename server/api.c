@@ -31,10 +31,17 @@
 #include "qinx/error.h"
 #include "qinx/ivf.h"
 #include "qinx/vecfile.h"
+#include "api_util.h"
+#include "payload_indexes.h"
+#include "snapshot.h"
 #include "search_body.h"
 
-static void fail(qxs_reply *o, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void fail(qxs_reply *o, int status, const char *fmt, ...) {
+#ifndef QXS_VERSION
+#define QXS_VERSION "0.9.0"
+#endif
+
+void qxs_api_fail(qxs_reply *o, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void qxs_api_fail(qxs_reply *o, int status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(o->err, sizeof o->err, fmt, ap);
@@ -44,16 +51,16 @@ static void fail(qxs_reply *o, int status, const char *fmt, ...) {
     o->result = NULL;
 }
 
-static void ok(qxs_reply *o, json_t *result) {
+void qxs_api_ok(qxs_reply *o, json_t *result) {
     if (!result) {
-        fail(o, 500, "out of memory building the reply");
+        qxs_api_fail(o, 500, "out of memory building the reply");
         return;
     }
     o->status = 200;
     o->result = result;
 }
 
-static int status_of(int qx_code) {
+int qxs_api_status(int qx_code) {
     switch (qx_code) {
     case QXS_EMEMLIMIT: return 507;
     case QX_ESTATE: return 409;
@@ -66,15 +73,15 @@ static int status_of(int qx_code) {
 
 /* Parse the body as a JSON object. 400 on broken JSON; numbers too large for
  * a double are well-formed JSON but out of range: 422. */
-static json_t *parse_body(const char *body, size_t len, qxs_reply *o, int required) {
+json_t *qxs_api_body(const char *body, size_t len, qxs_reply *o, int required) {
     if (len == 0) {
         if (!required) return json_object();
-        fail(o, 400, "request body required (a JSON object)");
+        qxs_api_fail(o, 400, "request body required (a JSON object)");
         return NULL;
     }
     const char *nul = memchr(body, 0, len);
     if (nul) { /* jansson would say "end of file expected" */
-        fail(o, 400, "request body has a raw NUL byte at offset %zu (JSON text cannot hold one; inside a string "
+        qxs_api_fail(o, 400, "request body has a raw NUL byte at offset %zu (JSON text cannot hold one; inside a string "
                      "write \\u0000)", (size_t)(nul - body));
         return NULL;
     }
@@ -82,21 +89,21 @@ static json_t *parse_body(const char *body, size_t len, qxs_reply *o, int requir
     json_t *j = json_loadb(body, len, 0, &e);
     if (!j) {
         if (json_error_code(&e) == json_error_numeric_overflow)
-            fail(o, 422, "number out of range at line %d column %d: %s", e.line, e.column, e.text);
+            qxs_api_fail(o, 422, "number out of range at line %d column %d: %s", e.line, e.column, e.text);
         else
-            fail(o, 400, "malformed JSON at line %d column %d: %s", e.line, e.column, e.text);
+            qxs_api_fail(o, 400, "malformed JSON at line %d column %d: %s", e.line, e.column, e.text);
         return NULL;
     }
     if (!json_is_object(j)) {
         json_decref(j);
-        fail(o, 400, "request body must be a JSON object");
+        qxs_api_fail(o, 400, "request body must be a JSON object");
         return NULL;
     }
     return j;
 }
 
 /* integer field in [lo, hi]; absent -> def. 0 or fails (422). */
-static int get_int(json_t *obj, const char *key, long long lo, long long hi, long long def, long long *out,
+int qxs_api_int(json_t *obj, const char *key, long long lo, long long hi, long long def, long long *out,
                    qxs_reply *o) {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) {
@@ -104,26 +111,26 @@ static int get_int(json_t *obj, const char *key, long long lo, long long hi, lon
         return 0;
     }
     if (!json_is_integer(v)) {
-        fail(o, 422, "'%s' must be an integer", key);
+        qxs_api_fail(o, 422, "'%s' must be an integer", key);
         return -1;
     }
     long long x = json_integer_value(v);
     if (x < lo || x > hi) {
-        fail(o, 422, "'%s' = %lld outside %lld..%lld", key, x, lo, hi);
+        qxs_api_fail(o, 422, "'%s' = %lld outside %lld..%lld", key, x, lo, hi);
         return -1;
     }
     *out = x;
     return 0;
 }
 
-static int get_bool(json_t *obj, const char *key, int def, int *out, qxs_reply *o) {
+int qxs_api_bool(json_t *obj, const char *key, int def, int *out, qxs_reply *o) {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) {
         *out = def;
         return 0;
     }
     if (!json_is_boolean(v)) {
-        fail(o, 422, "'%s' must be true or false", key);
+        qxs_api_fail(o, 422, "'%s' must be true or false", key);
         return -1;
     }
     *out = json_is_true(v);
@@ -131,53 +138,39 @@ static int get_bool(json_t *obj, const char *key, int def, int *out, qxs_reply *
 }
 
 /* Prefix the failure message in o with what ("searches[3]: 'limit' must be ..."). */
-static void name_failure(qxs_reply *o, const char *what) {
+void qxs_api_name_failure(qxs_reply *o, const char *what) {
     char t[sizeof o->err];
     snprintf(t, sizeof t, "%.40s: %.460s", what, o->err); /* what is short; err keeps its head */
     memcpy(o->err, t, sizeof t);
 }
 
-static int parse_id(json_t *v, int64_t *id, qxs_reply *o, const char *what) {
-    if (!json_is_integer(v)) {
-        fail(o, 422, "%s: point ids must be unsigned integers (0..2^63-1)", what);
-        return -1;
-    }
-    long long x = json_integer_value(v);
-    if (x < 0) {
-        fail(o, 422, "%s: point id %lld is negative", what, x);
-        return -1;
-    }
-    *id = x;
-    return 0;
-}
-
-static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char *what);
+int qxs_api_finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char *what);
 
 /* Vector of exactly d finite floats into out (normalised for Cosine). */
-static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
+int qxs_api_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
     if (!json_is_array(v)) {
-        fail(o, 422, "%s: 'vector' must be an array of %zu numbers", what, c->d);
+        qxs_api_fail(o, 422, "%s: 'vector' must be an array of %zu numbers", what, c->d);
         return -1;
     }
     size_t n = json_array_size(v);
     if (n != c->d) {
-        fail(o, 422, "%s: wrong vector dimension: expected %zu, got %zu", what, c->d, n);
+        qxs_api_fail(o, 422, "%s: wrong vector dimension: expected %zu, got %zu", what, c->d, n);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         json_t *x = json_array_get(v, i);
         if (!json_is_number(x)) {
-            fail(o, 422, "%s: vector element %zu is not a number", what, i);
+            qxs_api_fail(o, 422, "%s: vector element %zu is not a number", what, i);
             return -1;
         }
         double f = json_number_value(x);
         if (!isfinite(f) || fabs(f) > FLT_MAX) {
-            fail(o, 422, "%s: vector element %zu (%g) is not a finite 32-bit float", what, i, f);
+            qxs_api_fail(o, 422, "%s: vector element %zu (%g) is not a finite 32-bit float", what, i, f);
             return -1;
         }
         out[i] = (float)f;
     }
-    return finish_vector(c, out, o, what);
+    return qxs_api_finish_vector(c, out, o, what);
 }
 
 /* The checks and the Cosine normalisation every parsed vector goes through.
@@ -186,18 +179,18 @@ static int parse_vector(json_t *v, const qxs_coll *c, float *out, qxs_reply *o, 
  * but 1/norm in float is infinite and the stored vector became NaN (issue
  * 19). Above FLT_MIN, 1/norm <= 8.5e37 is finite even in float; the division
  * is done in double all the same, and the result is checked. */
-static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
+int qxs_api_finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char *what) {
     size_t n = c->d;
     double norm = 0;
     for (size_t i = 0; i < n; i++) norm += (double)out[i] * out[i];
     if (c->distance == QXS_COSINE) {
         if (!(norm > 0) || !isfinite(norm)) {
-            fail(o, 422, "%s: a zero vector has no direction (Cosine distance)", what);
+            qxs_api_fail(o, 422, "%s: a zero vector has no direction (Cosine distance)", what);
             return -1;
         }
         double len = sqrt(norm);
         if (len < (double)FLT_MIN) {
-            fail(o, 422, "%s: vector norm %.3g is below %.3g (the smallest normal 32-bit float): too small to "
+            qxs_api_fail(o, 422, "%s: vector norm %.3g is below %.3g (the smallest normal 32-bit float): too small to "
                          "normalise for Cosine distance",
                  what, len, (double)FLT_MIN);
             return -1;
@@ -205,7 +198,7 @@ static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char
         for (size_t i = 0; i < n; i++) {
             out[i] = (float)(out[i] / len);
             if (!isfinite(out[i])) { /* cannot happen above FLT_MIN; never store it if it does */
-                fail(o, 422, "%s: vector element %zu is not finite after normalisation", what, i);
+                qxs_api_fail(o, 422, "%s: vector element %zu is not finite after normalisation", what, i);
                 return -1;
             }
         }
@@ -214,14 +207,14 @@ static int finish_vector(const qxs_coll *c, float *out, qxs_reply *o, const char
          * ||a - b||² <= 2||a||² + 2||b||² and |<a, b>| <= ||a|| ||b|| stay
          * finite in float only below this (the sum is in double, so it never
          * overflows itself) */
-        fail(o, 422, "%s: vector too large: squared norm %.3g above %.3g, distances would overflow 32-bit floats",
+        qxs_api_fail(o, 422, "%s: vector too large: squared norm %.3g above %.3g, distances would overflow 32-bit floats",
              what, norm, (double)FLT_MAX / 4);
         return -1;
     }
     return 0;
 }
 
-static double to_score(qxs_distance d, float dist) {
+double qxs_api_score(qxs_distance d, float dist) {
     switch (d) {
     case QXS_COSINE: return 1.0 - dist / 2.0;  /* unit vectors: ||a-b||^2 = 2 - 2cos */
     case QXS_DOT: return -dist;
@@ -234,25 +227,25 @@ static double to_score(qxs_distance d, float dist) {
 static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_reply *o) {
     json_t *vec = json_object_get(b, "vectors");
     if (!json_is_object(vec)) {
-        fail(o, 422, "missing object 'vectors' ({\"size\": D, \"distance\": \"Euclid\"|\"Cosine\"|\"Dot\"})");
+        qxs_api_fail(o, 422, "missing object 'vectors' ({\"size\": D, \"distance\": \"Euclid\"|\"Cosine\"|\"Dot\"})");
         return;
     }
     long long d;
     if (!json_object_get(vec, "size")) {
-        fail(o, 422, "missing field 'vectors.size'");
+        qxs_api_fail(o, 422, "missing field 'vectors.size'");
         return;
     }
-    if (get_int(vec, "size", 1, QX_MAX_DIM, 0, &d, o)) return;
+    if (qxs_api_int(vec, "size", 1, QX_MAX_DIM, 0, &d, o)) return;
     json_t *dist = json_object_get(vec, "distance");
     if (!json_is_string(dist)) {
-        fail(o, 422, "missing or non-string 'vectors.distance' (Euclid, Cosine or Dot)");
+        qxs_api_fail(o, 422, "missing or non-string 'vectors.distance' (Euclid, Cosine or Dot)");
         return;
     }
     qxs_coll_params p = {.d = (size_t)d, .quant_kind = QX_QUANT_RQ, .bytes = 8, .nlist = 0, .min_recall = 0.3,
                          .on_disk = 1, .indexing_threshold = QXS_INDEXING_THRESHOLD_DEFAULT};
     int od;
-    if (get_bool(vec, "on_disk", 1, &od, o)) {
-        name_failure(o, "vectors");
+    if (qxs_api_bool(vec, "on_disk", 1, &od, o)) {
+        qxs_api_name_failure(o, "vectors");
         return;
     }
     p.on_disk = od;
@@ -260,11 +253,11 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
     if (opt && !json_is_null(opt)) {
         long long thr;
         if (!json_is_object(opt)) {
-            fail(o, 422, "'optimizers_config' must be an object");
+            qxs_api_fail(o, 422, "'optimizers_config' must be an object");
             return;
         }
-        if (get_int(opt, "indexing_threshold", 0, 1000000000000LL, QXS_INDEXING_THRESHOLD_DEFAULT, &thr, o)) {
-            name_failure(o, "optimizers_config");
+        if (qxs_api_int(opt, "indexing_threshold", 0, 1000000000000LL, QXS_INDEXING_THRESHOLD_DEFAULT, &thr, o)) {
+            qxs_api_name_failure(o, "optimizers_config");
             return;
         }
         p.indexing_threshold = (size_t)thr;
@@ -274,23 +267,23 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
     else if (!strcmp(ds, "Cosine")) p.distance = QXS_COSINE;
     else if (!strcmp(ds, "Dot")) p.distance = QXS_DOT;
     else {
-        fail(o, 422, "unknown distance '%.40s' (Euclid, Cosine or Dot)", ds);
+        qxs_api_fail(o, 422, "unknown distance '%.40s' (Euclid, Cosine or Dot)", ds);
         return;
     }
     json_t *q = json_object_get(b, "quantizer");
     if (q && !json_is_null(q)) {
         if (!json_is_object(q)) {
-            fail(o, 422, "'quantizer' must be an object");
+            qxs_api_fail(o, 422, "'quantizer' must be an object");
             return;
         }
         json_t *kind = json_object_get(q, "kind");
         if (kind && !json_is_string(kind)) {
-            fail(o, 422, "'quantizer.kind' must be \"rq\", \"qinco\" or \"fastscan\"");
+            qxs_api_fail(o, 422, "'quantizer.kind' must be \"rq\", \"qinco\" or \"fastscan\"");
             return;
         }
         if (kind && strcmp(json_string_value(kind), "rq") && strcmp(json_string_value(kind), "qinco") &&
             strcmp(json_string_value(kind), "fastscan")) {
-            fail(o, 422, "unknown quantizer kind '%.40s' (rq, qinco or fastscan)", json_string_value(kind));
+            qxs_api_fail(o, 422, "unknown quantizer kind '%.40s' (rq, qinco or fastscan)", json_string_value(kind));
             return;
         }
         if (kind && !strcmp(json_string_value(kind), "qinco")) p.quant_kind = QX_QUANT_QINCO;
@@ -298,8 +291,8 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
         long long bytes, nlist;
         /* bytes = everything stored per vector but the id: for Euclid and
          * Cosine one of them is the norm byte (steps = bytes - 1). */
-        if (get_int(q, "bytes", 2, QX_MAX_STEPS, 8, &bytes, o)) return;
-        if (get_int(q, "nlist", 0, QX_MAX_NLIST, 0, &nlist, o)) return;
+        if (qxs_api_int(q, "bytes", 2, QX_MAX_STEPS, 8, &bytes, o)) return;
+        if (qxs_api_int(q, "nlist", 0, QX_MAX_NLIST, 0, &nlist, o)) return;
         p.bytes = (size_t)bytes;
         p.nlist = (size_t)nlist;
     }
@@ -307,13 +300,13 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
     if (g && !json_is_null(g)) {
         json_t *mr = json_is_object(g) ? json_object_get(g, "min_recall") : NULL;
         if (!json_is_object(g) || (mr && !json_is_number(mr))) {
-            fail(o, 422, "'gate' must be {\"min_recall\": number in [0,1]}");
+            qxs_api_fail(o, 422, "'gate' must be {\"min_recall\": number in [0,1]}");
             return;
         }
         if (mr) {
             double v = json_number_value(mr);
             if (!(v >= 0 && v <= 1)) {
-                fail(o, 422, "'gate.min_recall' must be in [0,1]");
+                qxs_api_fail(o, 422, "'gate.min_recall' must be in [0,1]");
                 return;
             }
             p.min_recall = v;
@@ -321,10 +314,10 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
     }
     int rc = qxs_coll_create(s, r->name, &p);
     if (rc) {
-        fail(o, status_of(rc), "%s", qx_last_error());
+        qxs_api_fail(o, qxs_api_status(rc), "%s", qx_last_error());
         return;
     }
-    ok(o, json_true());
+    qxs_api_ok(o, json_true());
 }
 
 static json_t *job_json(const qxs_job *j) {
@@ -352,6 +345,50 @@ static json_t *memory_json(qxs_coll *c) {
                      "segment_bytes", (json_int_t)m.disk_segments, "wal_bytes", (json_int_t)m.wal);
 }
 
+/* PATCH /collections/{c}: Qdrant's update parameters. The one qinx has,
+ * optimizers_config.indexing_threshold, is validated and stored; the others
+ * are accepted and logged as ignored (qinx sets its own parameters at
+ * creation and per rebuild). The reply is Qdrant's `true`, which typed
+ * clients expect. An unknown top-level key is a 422 as in Qdrant. */
+static void patch_collection(qxs_coll *c, json_t *b, qxs_reply *o) {
+    static const char *const known[] = {"optimizers_config", "params", "hnsw_config", "vectors",
+                                        "quantization_config", "sparse_vectors", "strict_mode_config", "metadata"};
+    char ignored[256] = "";
+    const char *k;
+    json_t *v, *opt = json_object_get(b, "optimizers_config");
+    json_object_foreach(b, k, v) {
+        size_t i = 0;
+        while (i < sizeof known / sizeof *known && strcmp(k, known[i])) i++;
+        if (i == sizeof known / sizeof *known) {
+            qxs_api_fail(o, 422, "unknown collection parameter '%.60s'", k);
+            return;
+        }
+        if (i > 0 && !json_is_null(v))
+            snprintf(ignored + strlen(ignored), sizeof ignored - strlen(ignored), "%s%s", ignored[0] ? ", " : "", k);
+    }
+    long long thr = -1;
+    if (opt && !json_is_null(opt)) {
+        if (!json_is_object(opt)) {
+            qxs_api_fail(o, 422, "'optimizers_config' must be an object");
+            return;
+        }
+        if (qxs_api_int(opt, "indexing_threshold", 0, 1000000000000LL, -1, &thr, o)) {
+            qxs_api_name_failure(o, "optimizers_config");
+            return;
+        }
+        if (json_object_size(opt) > (size_t)(thr >= 0))
+            snprintf(ignored + strlen(ignored), sizeof ignored - strlen(ignored), "%soptimizers_config (but "
+                     "indexing_threshold)", ignored[0] ? ", " : "");
+    }
+    int rc = thr >= 0 ? qxs_coll_set_indexing_threshold(c, (size_t)thr) : 0;
+    if (rc) {
+        qxs_api_fail(o, qxs_api_status(rc), "update failed: %s", qx_last_error());
+        return;
+    }
+    if (ignored[0]) qxs_log(QXS_LOG_INFO, "collection %s: PATCH ignored %s (qinx has no such setting)", c->name, ignored);
+    qxs_api_ok(o, json_true());
+}
+
 static void get_collection(qxs_coll *c, qxs_reply *o) {
     json_t *mem = memory_json(c);
     pthread_rwlock_rdlock(&c->rw);
@@ -376,7 +413,7 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
                             (json_int_t)c->created);
     if (!res) {
         json_decref(mem);
-        fail(o, 500, "reply");
+        qxs_api_fail(o, 500, "reply");
         return;
     }
     json_object_set_new(json_object_get(json_object_get(res, "config"), "params"), "on_disk", json_boolean(c->on_disk));
@@ -385,6 +422,17 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
     json_object_set_new(res, "segments_count", json_integer((json_int_t)nseg + 1));
     if (mem) json_object_set_new(res, "memory", mem);
     if (atomic_load(&c->failed)) json_object_set_new(res, "status_reason", json_string(c->red_reason));
+    qxs_pidxset *px = qxs_pidx_get(c);
+    if (px) { /* Qdrant's payload_schema, with the memory the indexes hold */
+        size_t bytes = 0;
+        qxs_pidx_rdlock(px);
+        pthread_rwlock_rdlock(&c->rw);
+        json_t *schema = qxs_pidx_schema(px, &bytes);
+        pthread_rwlock_unlock(&c->rw);
+        qxs_pidx_unlock(px);
+        json_object_set_new(res, "payload_schema", schema);
+        json_object_set_new(res, "payload_index_bytes", json_integer((json_int_t)bytes));
+    }
     json_t *drift = qxs_drift_json(c);
     if (drift) json_object_set_new(res, "drift", drift);
     pthread_mutex_lock(&c->job_mu);
@@ -394,280 +442,15 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
         if (rep) json_object_set_new(res, "last_rebuild_report", rep);
     }
     pthread_mutex_unlock(&c->job_mu);
-    ok(o, res);
+    qxs_api_ok(o, res);
 }
 
-/* ---- points ------------------------------------------------------------------- */
+/* ---- points: api_points.c ---- */
 
-typedef struct idpos {
-    int64_t id;
-    size_t pos;
-} idpos;
-
-static int cmp_idpos(const void *a, const void *b) {
-    const idpos *x = a, *y = b;
-    if (x->id != y->id) return x->id < y->id ? -1 : 1;
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
-}
-
-static void upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
-    json_t *pts = json_object_get(b, "points"), *batch = json_object_get(b, "batch");
-    json_t *bids = NULL, *bvecs = NULL;
-    size_t n;
-    if (pts) {
-        if (!json_is_array(pts)) {
-            fail(o, 422, "'points' must be an array of {\"id\": …, \"vector\": […]}");
-            return;
-        }
-        n = json_array_size(pts);
-    } else if (batch) {
-        bids = json_is_object(batch) ? json_object_get(batch, "ids") : NULL;
-        bvecs = json_is_object(batch) ? json_object_get(batch, "vectors") : NULL;
-        if (!json_is_array(bids) || !json_is_array(bvecs) || json_array_size(bids) != json_array_size(bvecs)) {
-            fail(o, 422, "'batch' must be {\"ids\": [...], \"vectors\": [[...], ...]} of equal lengths");
-            return;
-        }
-        n = json_array_size(bids);
-    } else {
-        fail(o, 422, "missing field 'points'");
-        return;
-    }
-    if (n == 0) {
-        fail(o, 422, "'points' is empty");
-        return;
-    }
-    if (n > QXS_MAX_BATCH) {
-        fail(o, 422, "%zu points in one request; at most %d", n, QXS_MAX_BATCH);
-        return;
-    }
-    size_t vb;
-    if (!qx_size_mul3(n, c->d, sizeof(float), &vb)) {
-        fail(o, 422, "batch too large");
-        return;
-    }
-    float *x = qx_aligned_alloc(vb);
-    int64_t *ids = qx_malloc(n * sizeof *ids);
-    idpos *ip = qx_malloc(n * sizeof *ip);
-    if (!x || !ids || !ip) {
-        fail(o, 500, "out of memory for %zu points", n);
-        goto out;
-    }
-    char what[48];
-    for (size_t i = 0; i < n; i++) {
-        json_t *idv, *vv;
-        snprintf(what, sizeof what, "point %zu", i);
-        if (pts) {
-            json_t *p = json_array_get(pts, i);
-            if (!json_is_object(p)) {
-                fail(o, 422, "%s: must be an object {\"id\": …, \"vector\": […]}", what);
-                goto out;
-            }
-            idv = json_object_get(p, "id");
-            vv = json_object_get(p, "vector");
-            if (!idv || !vv) {
-                fail(o, 422, "%s: missing field '%s'", what, idv ? "vector" : "id");
-                goto out;
-            }
-        } else {
-            idv = json_array_get(bids, i);
-            vv = json_array_get(bvecs, i);
-        }
-        if (parse_id(idv, &ids[i], o, what) || parse_vector(vv, c, x + i * c->d, o, what)) goto out;
-        ip[i] = (idpos){ids[i], i};
-    }
-    /* keep the last occurrence of each id */
-    qsort(ip, n, sizeof *ip, cmp_idpos);
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (i + 1 == n || ip[i + 1].id != ip[i].id) ip[m++] = ip[i];
-    if (m < n) {
-        /* compact in the original order of the kept points */
-        char *keep = qx_calloc(n, 1);
-        if (!keep) {
-            fail(o, 500, "out of memory");
-            goto out;
-        }
-        for (size_t i = 0; i < m; i++) keep[ip[i].pos] = 1;
-        size_t w = 0;
-        for (size_t i = 0; i < n; i++)
-            if (keep[i]) {
-                ids[w] = ids[i];
-                if (w != i) memmove(x + w * c->d, x + i * c->d, c->d * sizeof(float));
-                w++;
-            }
-        qx_free(keep);
-        n = m;
-    }
-    uint64_t lsn;
-    qxs_pid *pids = qx_malloc(n * sizeof *pids);
-    if (!pids) {
-        fail(o, 500, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) pids[i] = qxs_pid_u64((uint64_t)ids[i]);
-    int rc = qxs_coll_upsert(s, c, pids, x, NULL, n, &lsn);
-    qx_free(pids);
-    if (rc) fail(o, status_of(rc), "upsert failed: %s", qx_last_error());
-    else ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
-out:
-    qx_aligned_free(x);
-    qx_free(ids);
-    qx_free(ip);
-}
-
-static int64_t *parse_id_list(json_t *arr, const char *key, size_t *n, qxs_reply *o) {
-    if (!json_is_array(arr)) {
-        fail(o, 422, "missing or non-array field '%s' (a list of point ids)", key);
-        return NULL;
-    }
-    *n = json_array_size(arr);
-    if (*n > QXS_MAX_BATCH) {
-        fail(o, 422, "%zu ids in one request; at most %d", *n, QXS_MAX_BATCH);
-        return NULL;
-    }
-    int64_t *ids = qx_malloc((*n + 1) * sizeof *ids);
-    if (!ids) {
-        fail(o, 500, "out of memory");
-        return NULL;
-    }
-    for (size_t i = 0; i < *n; i++) {
-        char what[32];
-        snprintf(what, sizeof what, "%s[%zu]", key, i);
-        if (parse_id(json_array_get(arr, i), &ids[i], o, what)) {
-            qx_free(ids);
-            return NULL;
-        }
-    }
-    return ids;
-}
-
-static void delete_points(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
-    size_t n;
-    int64_t *ids = parse_id_list(json_object_get(b, "points"), "points", &n, o);
-    if (!ids) return;
-    uint64_t lsn = 0;
-    size_t removed = 0;
-    qxs_pid *pids = qx_malloc((n + 1) * sizeof *pids);
-    for (size_t i = 0; pids && i < n; i++) pids[i] = qxs_pid_u64((uint64_t)ids[i]);
-    int rc = !pids ? qx_error_set(QX_ENOMEM, "ids") : n ? qxs_coll_delete(s, c, pids, n, &lsn, &removed) : 0;
-    qx_free(pids);
-    qx_free(ids);
-    if (rc) fail(o, status_of(rc), "delete failed: %s", qx_last_error());
-    else
-        ok(o, json_pack("{s:I, s:s, s:I}", "operation_id", (json_int_t)lsn, "status", "completed", "deleted",
-                        (json_int_t)removed));
-}
-
-static json_t *vector_json(const float *v, size_t d) {
+json_t *qxs_api_vector_json(const float *v, size_t d) {
     json_t *a = json_array();
     for (size_t i = 0; a && i < d; i++) json_array_append_new(a, json_real(v[i]));
     return a;
-}
-
-static json_t *pid_json(const qxs_pid *id) {
-    char buf[QXS_PID_STRLEN];
-    if (id->kind == QXS_PID_U64) return json_integer((json_int_t)id->lo);
-    return json_string(qxs_pid_format(id, buf));
-}
-
-/* The point as JSON, or NULL when absent. v: scratch of d floats. */
-static json_t *point_json(qxs_coll *c, int64_t id, int with_vector, float *v) {
-    qxs_pid pid = qxs_pid_u64((uint64_t)id);
-    if (qxs_coll_get_point(c, &pid, v, NULL, NULL)) return NULL;
-    json_t *p = json_pack("{s:o}", "id", pid_json(&pid));
-    if (p && with_vector) json_object_set_new(p, "vector", vector_json(v, c->d));
-    return p;
-}
-
-static void get_point(qxs_coll *c, int64_t id, qxs_reply *o) {
-    float *v = qx_aligned_alloc(c->d * sizeof(float));
-    json_t *p = v ? point_json(c, id, 1, v) : NULL;
-    qx_aligned_free(v);
-    if (!p) fail(o, 404, "point %lld not found in collection '%s'", (long long)id, c->name);
-    else ok(o, p);
-}
-
-static void retrieve(qxs_coll *c, json_t *b, qxs_reply *o) {
-    size_t n;
-    int64_t *ids = parse_id_list(json_object_get(b, "ids"), "ids", &n, o);
-    int wv;
-    if (!ids) return;
-    if (get_bool(b, "with_vector", 1, &wv, o)) {
-        qx_free(ids);
-        return;
-    }
-    if (n * (1 + (wv ? c->d : 0)) > QXS_MAX_REPLY_VALUES) { /* n <= 65536, d <= 65536: no overflow */
-        fail(o, 422, "the reply would hold more than %d numbers (ids x (1 + dimension with with_vector)): "
-                     "ask for fewer ids or drop 'with_vector'", QXS_MAX_REPLY_VALUES);
-        qx_free(ids);
-        return;
-    }
-    json_t *arr = json_array();
-    float *v = qx_aligned_alloc(c->d * sizeof(float));
-    for (size_t i = 0; arr && v && i < n; i++) {
-        json_t *p = point_json(c, ids[i], wv, v);
-        if (p) json_array_append_new(arr, p);
-    }
-    qx_aligned_free(v);
-    qx_free(ids);
-    ok(o, arr);
-}
-
-/* The search itself, once the request is read (q parsed and normalised):
- * the result array, or NULL and o filled. */
-static json_t *run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs_search_opts *so, int wv,
-                          qxs_reply *o, const char *what) {
-    float *dist = qx_malloc(so->k * sizeof *dist);
-    qxs_pid *ids = qx_malloc(so->k * sizeof *ids);
-    int64_t *keys = qx_malloc(so->k * sizeof *keys);
-    float *vbuf = wv ? qx_aligned_alloc(c->d * sizeof(float)) : NULL;
-    json_t *res = NULL;
-    if (!dist || !ids || !keys || (wv && !vbuf)) {
-        fail(o, 500, "out of memory");
-        goto out;
-    }
-    size_t found = 0;
-    int used = 0;
-    int rc = qxs_coll_search(c, q, so, dist, ids, keys, &found, &used);
-    if (rc) {
-        fail(o, status_of(rc), "search failed: %s", qx_last_error());
-        goto out;
-    }
-    atomic_fetch_add(&s->m.searches, 1);
-    res = json_array();
-    int nonfinite = 0; /* a hit is never dropped silently: a score JSON cannot hold fails the search */
-    for (size_t i = 0; res && i < found; i++) {
-        double sc = to_score(c->distance, dist[i]);
-        if (!isfinite(dist[i]) || !isfinite(sc)) {
-            nonfinite = 1;
-            char b[QXS_PID_STRLEN];
-            fail(o, 500, "%s: non-finite score for point %s", what, qxs_pid_format(&ids[i], b));
-            json_decref(res);
-            res = NULL;
-            break;
-        }
-        json_t *p = json_pack("{s:o, s:f}", "id", pid_json(&ids[i]), "score", sc);
-        if (p && wv) {
-            /* read from the segment (page cache when on disk); a point deleted
-             * since the search has no vector to show */
-            const float *v = qxs_coll_get_key(c, keys[i], NULL, vbuf, NULL, NULL) ? NULL : vbuf;
-            if (v && json_object_set_new(p, "vector", vector_json(v, c->d))) {
-                json_decref(p);
-                p = NULL;
-            }
-        }
-        if (!p || json_array_append_new(res, p)) {
-            json_decref(res);
-            res = NULL;
-        }
-    }
-    if (!res && !nonfinite) fail(o, 500, "out of memory");
-out:
-    qx_free(dist);
-    qx_free(ids);
-    qx_free(keys);
-    qx_aligned_free(vbuf);
-    return res;
 }
 
 /* Numbers a reply of k hits holds (QXS_MAX_REPLY_VALUES caps it). */
@@ -675,65 +458,140 @@ static size_t reply_values(const qxs_coll *c, long long k, int wv) {
     return (size_t)k * (2 + (wv ? c->d : 0)); /* k <= 10000, d <= QX_MAX_DIM: no overflow */
 }
 
-/* One search request object -> result array (NULL and o filled on error).
- * *budget: numbers the reply may still hold (QXS_MAX_REPLY_VALUES). */
-static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, const char *what,
-                          size_t *budget) {
-    if (!json_is_object(b)) {
-        fail(o, 422, "%s: a search must be an object", what);
-        return NULL;
-    }
-    json_t *vv = json_object_get(b, "vector");
+/* The query vector of a search (vector) or a query (query = vector, point
+ * id, or {"nearest": vector | id}) into q; *self = the key of a query point
+ * (excluded from its own results) or -1. */
+static int query_vector(qxs_coll *c, json_t *b, int is_query, float *q, int64_t *self, qxs_pid *selfpid,
+                        qxs_reply *o, const char *what) {
+    *self = -1;
+    json_t *vv = json_object_get(b, is_query ? "query" : "vector");
     if (!vv) {
-        fail(o, 422, "%s: missing field 'vector'", what);
+        qxs_api_fail(o, 422, "%s: missing field '%s'", what, is_query ? "query" : "vector");
+        return -1;
+    }
+    if (is_query && json_is_object(vv)) {
+        json_t *n = json_object_get(vv, "nearest");
+        if (!n || json_object_size(vv) != 1) {
+            qxs_api_fail(o, 422, "%s: 'query' as an object must be {\"nearest\": vector or point id} "
+                                 "(recommend, discover, context, order_by and fusion are not supported)", what);
+            return -1;
+        }
+        vv = n;
+    }
+    if (is_query && (json_is_integer(vv) || json_is_string(vv))) {
+        qxs_pid pid;
+        char w[64];
+        snprintf(w, sizeof w, "%s: query", what);
+        if (qxs_api_pid(vv, &pid, o, w)) return -1;
+        int64_t key = -1;
+        if (qxs_coll_get_point(c, &pid, q, NULL, NULL)) {
+            char t[QXS_PID_STRLEN];
+            qxs_api_fail(o, 404, "%s: no point with id %s to query by", what, qxs_pid_format(&pid, t));
+            return -1;
+        }
+        *selfpid = pid;
+        key = 0;
+        *self = key;
+        return qxs_api_finish_vector(c, q, o, what) ? -1 : 0;
+    }
+    return qxs_api_vector(vv, c, q, o, what);
+}
+
+/* One search (is_query 0) or query (1) request object -> array of points
+ * (NULL and o filled on error). *budget: numbers the reply may still hold
+ * (QXS_MAX_REPLY_VALUES). Qdrant's hnsw_ef maps to a probe count: nprobe =
+ * max(1, hnsw_ef / 8) (hnsw_ef 64 -> 8 lists, 128 -> 16, the default). */
+static json_t *search_one(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o, const char *what,
+                          size_t *budget, int is_query) {
+    if (!json_is_object(b)) {
+        qxs_api_fail(o, 422, "%s: a search must be an object", what);
         return NULL;
     }
-    long long k, nprobe = 0, rerank = 0, shortlist = 0;
+    long long k, nprobe = 0, rerank = 0, shortlist = 0, ef = 0, offset = 0, maxp = 0;
     int exact = 0, wv = 0;
     json_t *lim = json_object_get(b, "limit") ? json_object_get(b, "limit") : json_object_get(b, "top");
     json_t *tmp = json_object();
     if (lim) json_object_set(tmp, "limit", lim);
-    int bad = get_int(tmp, "limit", 1, QX_MAX_K, QXS_SEARCH_LIMIT_DEFAULT, &k, o);
+    int bad = qxs_api_int(tmp, "limit", 1, QX_MAX_K, QXS_SEARCH_LIMIT_DEFAULT, &k, o);
     json_decref(tmp);
-    if (bad) {
-        name_failure(o, what);
+    if (bad || qxs_api_int(b, "offset", 0, QX_MAX_K, 0, &offset, o)) {
+        qxs_api_name_failure(o, what);
+        return NULL;
+    }
+    if (k + offset > QX_MAX_K) {
+        qxs_api_fail(o, 422, "%s: limit + offset = %lld above %d", what, k + offset, QX_MAX_K);
         return NULL;
     }
     json_t *params = json_object_get(b, "params");
     if (params && !json_is_null(params)) {
         if (!json_is_object(params)) {
-            fail(o, 422, "%s: 'params' must be an object", what);
+            qxs_api_fail(o, 422, "%s: 'params' must be an object", what);
             return NULL;
         }
-        if (get_int(params, "nprobe", 1, QX_MAX_NLIST, 0, &nprobe, o) ||
-            get_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) ||
-            get_int(params, "shortlist", 0, QX_MAX_SHORTLIST, 0, &shortlist, o) ||
-            get_bool(params, "exact", 0, &exact, o)) {
-            name_failure(o, what);
+        if (qxs_api_int(params, "nprobe", 1, QX_MAX_NLIST, 0, &nprobe, o) ||
+            qxs_api_int(params, "rerank", 0, QX_MAX_K, 0, &rerank, o) ||
+            qxs_api_int(params, "shortlist", 0, QX_MAX_SHORTLIST, 0, &shortlist, o) ||
+            qxs_api_bool(params, "exact", 0, &exact, o) || qxs_api_int(params, "hnsw_ef", 0, 1 << 20, 0, &ef, o) ||
+            qxs_api_int(params, "max_nprobe", 0, QX_MAX_NLIST, 0, &maxp, o)) {
+            qxs_api_name_failure(o, what);
             return NULL;
         }
+        if (!nprobe && ef) nprobe = ef / 8 > 0 ? ef / 8 : 1;
     }
-    if (get_bool(b, "with_vector", 0, &wv, o)) {
-        name_failure(o, what);
+    if (qxs_api_bool(b, "with_vector", 0, &wv, o)) {
+        qxs_api_name_failure(o, what);
+        return NULL;
+    }
+    double thr = 0;
+    json_t *st = json_object_get(b, "score_threshold");
+    if (st && !json_is_null(st)) {
+        if (!json_is_number(st)) {
+            qxs_api_fail(o, 422, "%s: 'score_threshold' must be a number", what);
+            return NULL;
+        }
+        thr = json_number_value(st);
+    }
+    qxs_psel ps;
+    if (qxs_api_psel(json_object_get(b, "with_payload"), 0, &ps, o)) {
+        qxs_api_name_failure(o, what);
         return NULL;
     }
     size_t values = reply_values(c, k, wv);
     if (values > *budget) {
-        fail(o, 422, "%s: the reply would hold more than %d numbers (limit x (2 + dimension with with_vector), "
+        qxs_api_fail(o, 422, "%s: the reply would hold more than %d numbers (limit x (2 + dimension with with_vector), "
                      "summed over a batch): lower 'limit', drop 'with_vector' or split the batch",
              what, QXS_MAX_REPLY_VALUES);
         return NULL;
     }
     *budget -= values;
+    qxs_filter *f = NULL;
+    if (qxs_api_filter(b, "filter", &f, o)) return NULL;
     float *q = qx_aligned_alloc(c->d * sizeof(float));
     json_t *res = NULL;
-    if (!q) fail(o, 500, "out of memory");
-    else if (parse_vector(vv, c, q, o, what) == 0) {
-        qxs_search_opts so = {.k = (size_t)k, .nprobe = (size_t)nprobe, .rerank = (size_t)rerank,
-                              .shortlist = (size_t)shortlist, .exact = exact};
-        res = run_search(s, c, q, &so, wv, o, what);
+    int64_t self = -1;
+    qxs_pid selfpid;
+    if (!q) qxs_api_fail(o, 500, "out of memory");
+    else if (query_vector(c, b, is_query, q, &self, &selfpid, o, what) == 0) {
+        qxs_search_opts so = {.k = (size_t)(k + offset + (self >= 0)), .nprobe = (size_t)nprobe,
+                              .rerank = (size_t)rerank, .shortlist = (size_t)shortlist, .exact = exact,
+                              .max_nprobe = (size_t)maxp};
+        if (so.rerank && so.rerank < so.k) so.rerank = so.k;
+        res = qxs_api_run_search(s, c, q, &so, f, wv, &ps, (size_t)offset, st && !json_is_null(st) ? &thr : NULL, o,
+                                 what);
+        if (res && self >= 0) { /* drop the query point itself, then keep limit */
+            json_t *selfid = qxs_pid_to_json(&selfpid);
+            for (size_t i = 0; i < json_array_size(res); i++)
+                if (json_equal(json_object_get(json_array_get(res, i), "id"), selfid)) {
+                    json_array_remove(res, i);
+                    break;
+                }
+            json_decref(selfid);
+        }
+        while (res && json_array_size(res) > (size_t)k) json_array_remove(res, json_array_size(res) - 1);
     }
     qx_aligned_free(q);
+    qxs_filter_free(f);
+    json_decref(ps.fields);
     return res;
 }
 
@@ -750,14 +608,15 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
         int wv = sb.with_vector > 0;
         if (reply_values(c, k, wv) <= QXS_MAX_REPLY_VALUES) {
             handled = 1;
-            if (finish_vector(c, q, o, "search") == 0) {
+            if (qxs_api_finish_vector(c, q, o, "search") == 0) {
                 qxs_search_opts so = {.k = (size_t)k,
                                       .nprobe = sb.nprobe < 0 ? 0 : (size_t)sb.nprobe,
                                       .rerank = sb.rerank < 0 ? 0 : (size_t)sb.rerank,
                                       .shortlist = sb.shortlist < 0 ? 0 : (size_t)sb.shortlist,
                                       .exact = sb.exact > 0};
-                json_t *res = run_search(s, c, q, &so, wv, o, "search");
-                if (res) ok(o, res);
+                qxs_psel none = {0, NULL};
+                json_t *res = qxs_api_run_search(s, c, q, &so, NULL, wv, &none, 0, NULL, o, "search");
+                if (res) qxs_api_ok(o, res);
             }
         }
     }
@@ -765,15 +624,18 @@ static int search_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len,
     return handled;
 }
 
-static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
+/* search/batch (query = 0: a list of hit lists) and query/batch (query = 1:
+ * a list of {"points": hits}); one reply budget for all of them. */
+static void run_batch(qxs_server *s, qxs_coll *c, json_t *b, int query, qxs_reply *o) {
     json_t *arr = json_object_get(b, "searches");
     if (!json_is_array(arr)) {
-        fail(o, 422, "missing or non-array field 'searches'");
+        qxs_api_fail(o, 422, "missing or non-array field 'searches'");
         return;
     }
     size_t n = json_array_size(arr);
     if (n > QXS_MAX_SEARCH_BATCH) {
-        fail(o, 422, "%zu searches in one batch; at most %d", n, QXS_MAX_SEARCH_BATCH);
+        qxs_api_fail(o, 422, "%zu %s in one batch; at most %d", n, query ? "queries" : "searches",
+                     QXS_MAX_SEARCH_BATCH);
         return;
     }
     json_t *out = json_array();
@@ -781,29 +643,39 @@ static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     for (size_t i = 0; out && i < n; i++) {
         char what[32];
         snprintf(what, sizeof what, "searches[%zu]", i);
-        json_t *r = search_one(s, c, json_array_get(arr, i), o, what, &budget);
+        json_t *r = search_one(s, c, json_array_get(arr, i), o, what, &budget, query);
         if (!r) {
             json_decref(out);
             return;
         }
-        json_array_append_new(out, r);
+        json_array_append_new(out, query ? json_pack("{s:o}", "points", r) : r);
     }
-    ok(o, out);
+    qxs_api_ok(o, out);
 }
+
+static void search_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) { run_batch(s, c, b, 0, o); }
+
+void qxs_api_query(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
+    size_t budget = QXS_MAX_REPLY_VALUES;
+    json_t *res = search_one(s, c, b, o, "query", &budget, 1);
+    if (res) qxs_api_ok(o, json_pack("{s:o}", "points", res));
+}
+
+void qxs_api_query_batch(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) { run_batch(s, c, b, 1, o); }
 
 /* ---- rebuilds --------------------------------------------------------------------- */
 
 static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     long long bytes, nlist, train, epochs;
     double minr = c->min_recall, minutes = 5;
-    if (get_int(b, "bytes", 2, QX_MAX_STEPS, (long long)c->bytes, &bytes, o) ||
-        get_int(b, "nlist", 0, QX_MAX_NLIST, (long long)c->nlist, &nlist, o) ||
-        get_int(b, "train_size", 0, 100000000, 0, &train, o) || get_int(b, "epochs", 0, 100000, 10, &epochs, o))
+    if (qxs_api_int(b, "bytes", 2, QX_MAX_STEPS, (long long)c->bytes, &bytes, o) ||
+        qxs_api_int(b, "nlist", 0, QX_MAX_NLIST, (long long)c->nlist, &nlist, o) ||
+        qxs_api_int(b, "train_size", 0, 100000000, 0, &train, o) || qxs_api_int(b, "epochs", 0, 100000, 10, &epochs, o))
         return;
     json_t *tm = json_object_get(b, "train_minutes");
     if (tm) {
         if (!json_is_number(tm) || !(json_number_value(tm) > 0 && json_number_value(tm) <= 1440)) {
-            fail(o, 422, "'train_minutes' must be a number in (0, 1440]");
+            qxs_api_fail(o, 422, "'train_minutes' must be a number in (0, 1440]");
             return;
         }
         minutes = json_number_value(tm);
@@ -811,7 +683,7 @@ static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     json_t *mr = json_object_get(b, "min_recall");
     if (mr) {
         if (!json_is_number(mr) || !(json_number_value(mr) >= 0 && json_number_value(mr) <= 1)) {
-            fail(o, 422, "'min_recall' must be a number in [0,1]");
+            qxs_api_fail(o, 422, "'min_recall' must be a number in [0,1]");
             return;
         }
         minr = json_number_value(mr);
@@ -827,7 +699,7 @@ static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         double *dst[] = {&p.min_used_fraction, &p.min_perplexity, &p.max_drift_rejected_fraction, &p.max_mse_ratio,
                          &p.max_recall_drop};
         if (!json_is_object(g)) {
-            fail(o, 422, "'gate' must be an object of thresholds");
+            qxs_api_fail(o, 422, "'gate' must be an object of thresholds");
             return;
         }
         const char *k;
@@ -836,7 +708,7 @@ static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
             size_t i = 0;
             while (i < 5 && strcmp(k, keys[i])) i++;
             if (i == 5 || !json_is_number(v) || !(json_number_value(v) >= 0 && json_number_value(v) <= 1e6)) {
-                fail(o, 422, "gate: unknown key or bad value '%.40s' (min_used_fraction, min_perplexity, "
+                qxs_api_fail(o, 422, "gate: unknown key or bad value '%.40s' (min_used_fraction, min_perplexity, "
                              "max_drift_rejected_fraction, max_mse_ratio, max_recall_drop: numbers >= 0)", k);
                 return;
             }
@@ -846,14 +718,14 @@ static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     uint64_t job = 0;
     int rc = qxs_rebuild_start(s, c, &p, &job);
     if (rc == QX_EEXIST) {
-        fail(o, 409, "a rebuild of '%s' is already running (job %llu)", c->name, (unsigned long long)job);
+        qxs_api_fail(o, 409, "a rebuild of '%s' is already running (job %llu)", c->name, (unsigned long long)job);
         return;
     }
     if (rc) {
-        fail(o, status_of(rc), "%s", qx_last_error());
+        qxs_api_fail(o, qxs_api_status(rc), "%s", qx_last_error());
         return;
     }
-    ok(o, json_pack("{s:I, s:s}", "job_id", (json_int_t)job, "status", "queued"));
+    qxs_api_ok(o, json_pack("{s:I, s:s}", "job_id", (json_int_t)job, "status", "queued"));
 }
 
 static void get_jobs(qxs_coll *c, const qxs_route *r, qxs_reply *o) {
@@ -868,9 +740,9 @@ static void get_jobs(qxs_coll *c, const qxs_route *r, qxs_reply *o) {
     }
     pthread_mutex_unlock(&c->job_mu);
     if (!res && r->ep == QXS_EP_REBUILD_JOB)
-        fail(o, 404, "rebuild job %lld not found in collection '%s'", (long long)r->id, c->name);
+        qxs_api_fail(o, 404, "rebuild job %lld not found in collection '%s'", (long long)r->id, c->name);
     else
-        ok(o, res);
+        qxs_api_ok(o, res);
 }
 
 /* ---- dispatch ------------------------------------------------------------------- */
@@ -879,20 +751,23 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
                     qxs_reply *o) {
     memset(o, 0, sizeof *o);
     if (r->ep == QXS_EP_NONE) {
-        fail(o, 404, "no such endpoint");
+        qxs_api_fail(o, 404, "no such endpoint");
         return;
     }
     if (!qxs_route_allows(r->ep, method, &o->allow)) {
-        fail(o, 405, "method %.16s not allowed here (allowed: %s)", method, o->allow);
+        qxs_api_fail(o, 405, "method %.16s not allowed here (allowed: %s)", method, o->allow);
         return;
     }
     switch (r->ep) {
     case QXS_EP_HEALTHZ:
-        ok(o, json_pack("{s:s}", "status", "alive"));
+        qxs_api_ok(o, json_pack("{s:s}", "status", "alive"));
+        return;
+    case QXS_EP_ROOT:
+        qxs_api_ok(o, json_pack("{s:s, s:s}", "title", "qinx - vector search engine", "version", QXS_VERSION));
         return;
     case QXS_EP_READYZ:
-        if (atomic_load(&s->ready)) ok(o, json_pack("{s:s}", "status", "ready"));
-        else fail(o, 503, "recovering collections");
+        if (atomic_load(&s->ready)) qxs_api_ok(o, json_pack("{s:s}", "status", "ready"));
+        else qxs_api_fail(o, 503, "recovering collections");
         return;
     case QXS_EP_METRICS:
         o->raw = qxs_metrics_render(s, &o->raw_len);
@@ -903,14 +778,14 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
     default: break;
     }
     if (!atomic_load(&s->ready)) {
-        fail(o, 503, "server is recovering collections; retry shortly (see /readyz)");
+        qxs_api_fail(o, 503, "server is recovering collections; retry shortly (see /readyz)");
         return;
     }
     if (r->ep == QXS_EP_COLLECTIONS) {
         char **names;
         size_t n;
         if (qxs_coll_list(s, &names, &n)) {
-            fail(o, 500, "%s", qx_last_error());
+            qxs_api_fail(o, 500, "%s", qx_last_error());
             return;
         }
         json_t *arr = json_array();
@@ -919,55 +794,86 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
             qx_free(names[i]);
         }
         qx_free(names);
-        ok(o, arr ? json_pack("{s:o}", "collections", arr) : NULL);
+        qxs_api_ok(o, arr ? json_pack("{s:o}", "collections", arr) : NULL);
         return;
     }
     if (!r->name_ok) {
-        fail(o, 422, "invalid collection name: names match [A-Za-z0-9_-]{1,64}");
+        qxs_api_fail(o, 422, "invalid collection name: names match [A-Za-z0-9_-]{1,64}");
         return;
     }
     if ((r->ep == QXS_EP_POINT || r->ep == QXS_EP_REBUILD_JOB) && !r->id_ok) {
-        fail(o, 422, "invalid %s id in the path (a decimal integer 0..2^63-1)",
-             r->ep == QXS_EP_POINT ? "point" : "job");
+        qxs_api_fail(o, 422, "invalid %s id in the path (%s)", r->ep == QXS_EP_POINT ? "point" : "job",
+                     r->ep == QXS_EP_POINT ? "an integer 0..2^63-1 or a UUID" : "a decimal integer 0..2^63-1");
+        return;
+    }
+    if (r->ep == QXS_EP_SNAP_RECOVER || (r->ep == QXS_EP_SNAPSHOTS && strcmp(method, "POST")) ||
+        r->ep == QXS_EP_SNAPSHOT) {
+        /* no live collection needed: recovery may create it, snapshots outlive it */
+        json_t *b = r->ep == QXS_EP_SNAP_RECOVER ? qxs_api_body(body, len, o, 1) : NULL;
+        if (r->ep == QXS_EP_SNAP_RECOVER) {
+            if (b) qxs_snapshot_recover(s, r->name, b, o);
+        } else if (r->ep == QXS_EP_SNAPSHOTS) qxs_snapshot_list(s, r->name, o);
+        else if (!strcmp(method, "DELETE")) qxs_snapshot_delete(s, r->name, r->field, o);
+        else qxs_snapshot_download(s, r->name, r->field, o);
+        json_decref(b);
+        return;
+    }
+    if (r->ep == QXS_EP_EXISTS) {
+        qxs_coll *e = qxs_coll_get(s, r->name);
+        qxs_api_ok(o, json_pack("{s:b}", "exists", e != NULL));
+        qxs_coll_put(e);
         return;
     }
     int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if (r->ep == QXS_EP_COLLECTION && !strcmp(method, "PUT")) {
-        json_t *b = parse_body(body, len, o, 1);
+        json_t *b = qxs_api_body(body, len, o, 1);
         if (b) create_collection(s, r, b, o);
         json_decref(b);
         return;
     }
     if (r->ep == QXS_EP_COLLECTION && !strcmp(method, "DELETE")) {
         int rc = qxs_coll_drop(s, r->name);
-        if (rc) fail(o, status_of(rc), "%s", qx_last_error());
-        else ok(o, json_true());
+        if (rc) qxs_api_fail(o, qxs_api_status(rc), "%s", qx_last_error());
+        else qxs_api_ok(o, json_true());
         return;
     }
     qxs_coll *c = qxs_coll_get(s, r->name);
     if (!c) {
-        fail(o, 404, "collection '%s' not found", r->name);
+        qxs_api_fail(o, 404, "collection '%s' not found", r->name);
         return;
     }
     json_t *b = NULL;
     if (r->ep == QXS_EP_SEARCH && !is_get && !memchr(body, 0, len) && search_fast(s, c, body, len, o)) goto out;
     if (!is_get) {
-        int required = r->ep != QXS_EP_REBUILD;
-        b = parse_body(body, len, o, required);
+        int required = r->ep != QXS_EP_REBUILD && r->ep != QXS_EP_SNAPSHOTS && strcmp(method, "DELETE") != 0;
+        b = qxs_api_body(body, len, o, required);
         if (!b) goto out;
     }
     switch (r->ep) {
-    case QXS_EP_COLLECTION: get_collection(c, o); break;
-    case QXS_EP_POINTS:
-        if (!strcmp(method, "PUT")) upsert(s, c, b, o);
-        else retrieve(c, b, o);
+    case QXS_EP_COLLECTION:
+        if (!strcmp(method, "PATCH")) patch_collection(c, b, o);
+        else get_collection(c, o);
         break;
-    case QXS_EP_POINT: get_point(c, r->id, o); break;
-    case QXS_EP_DELETE: delete_points(s, c, b, o); break;
+    case QXS_EP_POINTS:
+        if (!strcmp(method, "PUT")) qxs_api_upsert(s, c, b, o);
+        else qxs_api_retrieve(c, b, o);
+        break;
+    case QXS_EP_POINT: qxs_api_get_point(c, &r->pid, o); break;
+    case QXS_EP_DELETE: qxs_api_delete(s, c, b, o); break;
+    case QXS_EP_QUERY: qxs_api_query(s, c, b, o); break;
+    case QXS_EP_QUERY_BATCH: qxs_api_query_batch(s, c, b, o); break;
+    case QXS_EP_SCROLL: qxs_api_scroll(c, b, o); break;
+    case QXS_EP_PCOUNT: qxs_api_count(c, b, o); break;
+    case QXS_EP_PAYLOAD: qxs_api_payload(s, c, b, !strcmp(method, "PUT") ? 'o' : 's', o); break;
+    case QXS_EP_PAYLOAD_DEL: qxs_api_payload(s, c, b, 'd', o); break;
+    case QXS_EP_PAYLOAD_CLEAR: qxs_api_payload(s, c, b, 'c', o); break;
+    case QXS_EP_INDEX: qxs_api_index_create(c, b, o); break;
+    case QXS_EP_INDEX_FIELD: qxs_api_index_drop(c, r->field, o); break;
+    case QXS_EP_SNAPSHOTS: qxs_snapshot_create(s, c, o); break;
     case QXS_EP_SEARCH: {
         size_t budget = QXS_MAX_REPLY_VALUES;
-        json_t *res = search_one(s, c, b, o, "search", &budget);
-        if (res) ok(o, res);
+        json_t *res = search_one(s, c, b, o, "search", &budget, 0);
+        if (res) qxs_api_ok(o, res);
         break;
     }
     case QXS_EP_SEARCH_BATCH: search_batch(s, c, b, o); break;
@@ -976,7 +882,7 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
         else rebuild(s, c, b, o);
         break;
     case QXS_EP_REBUILD_JOB: get_jobs(c, r, o); break;
-    default: fail(o, 404, "no such endpoint"); break;
+    default: qxs_api_fail(o, 404, "no such endpoint"); break;
     }
 out:
     json_decref(b);

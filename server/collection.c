@@ -51,6 +51,7 @@
 #include "qinx/alloc.h"
 #include "qinx/core.h"
 #include "qinx/error.h"
+#include "qinx/kernels.h"
 #include "qinx/monitor.h"
 #include "repair.h"
 #include "route.h"
@@ -91,6 +92,7 @@ static void coll_free(qxs_coll *c) {
         j = nx;
     }
     qx_free(c->last_report);
+    qxs_pidxset_free(c->pidxs);
     qx_monitor_free(c->mon);
     pthread_mutex_destroy(&c->mon_mu);
     pthread_mutex_destroy(&c->wmu);
@@ -589,6 +591,36 @@ int qxs_registry_load(qxs_server *s) {
     return rc;
 }
 
+int qxs_coll_load(qxs_server *s, const char *name) {
+    qxs_coll *c = NULL;
+    int rc = coll_open(s, name, &c);
+    if (rc) return rc;
+    pthread_rwlock_wrlock(&s->reg_rw);
+    for (size_t i = 0; !rc && i < s->ncolls; i++)
+        if (!strcmp(s->colls[i]->name, name)) rc = qx_error_set(QX_EEXIST, "collection '%s' already exists", name);
+    if (!rc && s->ncolls >= QXS_MAX_COLLECTIONS) rc = qx_error_set(QX_ELIMIT, "at most %d collections", QXS_MAX_COLLECTIONS);
+    if (!rc) rc = registry_add(s, c);
+    pthread_rwlock_unlock(&s->reg_rw);
+    if (rc) coll_free(c);
+    return rc;
+}
+
+int qxs_coll_set_indexing_threshold(qxs_coll *c, size_t thr) {
+    char path[PATH_MAX];
+    pthread_mutex_lock(&c->wmu);
+    size_t old = c->indexing_threshold;
+    c->indexing_threshold = thr;
+    char *meta = meta_json(c);
+    int rc = !meta ? qx_error_set(QX_ENOMEM, "metadata")
+             : atomic_load(&c->dropped) ? qx_error_set(QX_ENOTFOUND, "collection '%s' was deleted", c->name)
+                                        : path_in(path, sizeof path, c->dir, META);
+    if (!rc) rc = qx_write_atomic(path, meta, strlen(meta));
+    if (rc) c->indexing_threshold = old;
+    qx_free(meta);
+    pthread_mutex_unlock(&c->wmu);
+    return rc;
+}
+
 /* ---- create / drop ------------------------------------------------------- */
 
 static void remove_dir(const char *dir) {
@@ -837,6 +869,10 @@ int qxs_coll_get_key(qxs_coll *c, int64_t key, qxs_pid *id, float *vec, uint8_t 
     return rc;
 }
 
+int qxs_coll_get_key_locked(qxs_coll *c, int64_t key, qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen) {
+    return read_key_locked(c, key, id, vec, payload, plen);
+}
+
 int qxs_coll_get_point(qxs_coll *c, const qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen) {
     pthread_rwlock_rdlock(&c->rw);
     int64_t key = qxs_store_find(&c->store, id);
@@ -846,6 +882,10 @@ int qxs_coll_get_point(qxs_coll *c, const qxs_pid *id, float *vec, uint8_t **pay
 }
 
 int qxs_coll_rowkey_live(qxs_coll *c, int64_t key) { return qxs_store_live(&c->store, key); }
+
+void qxs_coll_dist_locked(qxs_coll *c, const float *q, const int64_t *keys, size_t n, float *dist) {
+    qxs_store_dist(&c->store, q, qxs_metric_of(c->distance), keys, n, dist);
+}
 
 typedef struct visit_ctx {
     qxs_coll_visit_fn fn;
@@ -865,12 +905,16 @@ int qxs_coll_foreach(qxs_coll *c, qxs_coll_visit_fn fn, void *ctx) {
     return rc;
 }
 
-void qxs_coll_set_hook(qxs_coll *c, qxs_point_hook fn, void *ctx) {
-    pthread_mutex_lock(&c->wmu);
+void qxs_coll_set_hook_locked(qxs_coll *c, qxs_point_hook fn, void *ctx) {
     pthread_rwlock_wrlock(&c->rw);
     c->hook = fn;
     c->hook_ctx = ctx;
     pthread_rwlock_unlock(&c->rw);
+}
+
+void qxs_coll_set_hook(qxs_coll *c, qxs_point_hook fn, void *ctx) {
+    pthread_mutex_lock(&c->wmu);
+    qxs_coll_set_hook_locked(c, fn, ctx);
     pthread_mutex_unlock(&c->wmu);
 }
 
@@ -1063,6 +1107,50 @@ static tl_search *tl_get(void) {
     return t;
 }
 
+/* Filtered search without the IVF: exact top-k among the given keys (the
+ * planner's few candidates; dead or unknown keys are skipped), or among every
+ * live row that passes the filter. Caller holds the read lock. */
+#define QXS_DIST_CHUNK 1024
+static int exact_among(qxs_coll *c, const float *q, const int64_t *keys, size_t n, size_t k, float *dist,
+                       int64_t *out, size_t *found) {
+    float *scratch = qx_malloc(QXS_DIST_CHUNK * sizeof *scratch);
+    if (!scratch) return qx_error_set(QX_ENOMEM, "search scratch");
+    qxs_topk h = {.k = k, .n = 0, .dist = dist, .ids = out};
+    for (size_t i0 = 0; i0 < n; i0 += QXS_DIST_CHUNK) {
+        size_t m = n - i0 < QXS_DIST_CHUNK ? n - i0 : QXS_DIST_CHUNK;
+        qxs_coll_dist_locked(c, q, keys + i0, m, scratch);
+        for (size_t i = 0; i < m; i++)
+            if (isfinite(scratch[i])) qxs_topk_push(&h, scratch[i], keys[i0 + i]);
+    }
+    *found = qxs_topk_finish(&h);
+    qx_free(scratch);
+    return 0;
+}
+
+typedef struct filter_scan {
+    const qxs_search_opts *o;
+    const float *q;
+    size_t d;
+    int metric;
+    qxs_topk h;
+} filter_scan;
+static int filter_visit(void *ctx, int64_t key, const qxs_pid *id, const float *vec, const uint8_t *p, uint32_t plen) {
+    filter_scan *f = ctx;
+    (void)id, (void)p, (void)plen;
+    if (!f->o->filter(f->o->filter_ctx, key)) return 0;
+    qxs_topk_push(&f->h, f->metric == 0 ? qx_l2sqr(f->q, vec, f->d) : -qx_dot(f->q, vec, f->d), key);
+    return 0;
+}
+
+static int exact_filtered(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, int64_t *out,
+                          size_t *found) {
+    filter_scan f = {.o = o, .q = q, .d = c->d, .metric = qxs_metric_of(c->distance)};
+    f.h = (qxs_topk){.k = o->k, .n = 0, .dist = dist, .ids = out};
+    qxs_store_foreach(&c->store, filter_visit, &f);
+    *found = qxs_topk_finish(&f.h);
+    return 0;
+}
+
 int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, qxs_pid *ids,
                     int64_t *keys_out, size_t *found, int *used_index) {
     int metric = qxs_metric_of(c->distance), rc = 0;
@@ -1078,7 +1166,11 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
     }
     pthread_rwlock_rdlock(&c->rw);
     size_t f = 0;
-    if (c->ivf && !o->exact) {
+    if (o->only_keys) {
+        rc = exact_among(c, q, o->only_keys, o->n_only_keys, o->k, dist, k2, &f);
+    } else if (o->filter && (!c->ivf || o->exact)) {
+        rc = exact_filtered(c, q, o, dist, k2, &f);
+    } else if (c->ivf && !o->exact) {
         tl_search *tl = tl_get();
         qx_ivf_search_ctx *ctx = NULL;
         if (tl) {
@@ -1095,6 +1187,11 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         if (o->nprobe) sp.nprobe = o->nprobe;
         sp.shortlist = o->shortlist;
         sp.threads = 1;
+        if (o->filter) { /* keeps probing, nearest lists first, until enough pass */
+            sp.filter = o->filter;
+            sp.filter_ctx = o->filter_ctx;
+            sp.max_nprobe = o->max_nprobe;
+        }
         rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, k2);
         if (!rc) {
             *used_index = 1;

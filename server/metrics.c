@@ -24,7 +24,8 @@ static const char *gauge(double v, char buf[32]) {
 static const char *const labels[QXS_NLABELS] = {
     "healthz", "readyz", "metrics", "list_collections", "create_collection", "delete_collection",
     "get_collection", "upsert", "retrieve", "get_point", "delete_points", "search", "search_batch",
-    "rebuild", "list_rebuilds", "get_rebuild", "unknown", "other"};
+    "rebuild", "list_rebuilds", "get_rebuild", "query", "scroll", "count", "payload", "payload_index", "snapshot",
+    "unknown", "other"};
 static const int codes[QXS_NCODES] = {200, 400, 401, 404, 405, 409, 413, 422, 500, 503, 0, -1};
 static const double buckets[QXS_NBUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                              0.025,  0.05,    0.1,    0.25,  0.5,    1,     5};

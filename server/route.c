@@ -62,6 +62,10 @@ void qxs_route_parse(const char *path, qxs_route *r) {
     r->id = -1;
     const char *seg[6];
     size_t len[6];
+    if (!strcmp(path, "/")) {
+        r->ep = QXS_EP_ROOT;
+        return;
+    }
     int n = split(path, seg, len);
     if (n <= 0) return;
     if (n == 1) {
@@ -85,9 +89,33 @@ void qxs_route_parse(const char *path, qxs_route *r) {
         else if (n == 4 && eq(seg[3], len[3], "search")) r->ep = QXS_EP_SEARCH;
         else if (n == 5 && eq(seg[3], len[3], "search") && eq(seg[4], len[4], "batch"))
             r->ep = QXS_EP_SEARCH_BATCH;
+        else if (n == 4 && eq(seg[3], len[3], "query")) r->ep = QXS_EP_QUERY;
+        else if (n == 5 && eq(seg[3], len[3], "query") && eq(seg[4], len[4], "batch")) r->ep = QXS_EP_QUERY_BATCH;
+        else if (n == 4 && eq(seg[3], len[3], "scroll")) r->ep = QXS_EP_SCROLL;
+        else if (n == 4 && eq(seg[3], len[3], "count")) r->ep = QXS_EP_PCOUNT;
+        else if (n == 4 && eq(seg[3], len[3], "payload")) r->ep = QXS_EP_PAYLOAD;
+        else if (n == 5 && eq(seg[3], len[3], "payload") && eq(seg[4], len[4], "delete")) r->ep = QXS_EP_PAYLOAD_DEL;
+        else if (n == 5 && eq(seg[3], len[3], "payload") && eq(seg[4], len[4], "clear")) r->ep = QXS_EP_PAYLOAD_CLEAR;
         else if (n == 4) {
             r->ep = QXS_EP_POINT;
-            r->id_ok = qxs_parse_id(seg[3], len[3], &r->id);
+            r->id_ok = qxs_pid_parse(seg[3], len[3], &r->pid);
+        }
+    } else if (n == 3 && eq(seg[2], len[2], "exists")) {
+        r->ep = QXS_EP_EXISTS;
+    } else if (eq(seg[2], len[2], "index")) {
+        if (n == 3) r->ep = QXS_EP_INDEX;
+        else if (n == 4 && len[3] < sizeof r->field) {
+            r->ep = QXS_EP_INDEX_FIELD;
+            memcpy(r->field, seg[3], len[3]);
+            r->field[len[3]] = 0;
+        }
+    } else if (eq(seg[2], len[2], "snapshots")) {
+        if (n == 3) r->ep = QXS_EP_SNAPSHOTS;
+        else if (n == 4 && eq(seg[3], len[3], "recover")) r->ep = QXS_EP_SNAP_RECOVER;
+        else if (n == 4 && len[3] < sizeof r->field) {
+            r->ep = QXS_EP_SNAPSHOT;
+            memcpy(r->field, seg[3], len[3]);
+            r->field[len[3]] = 0;
         }
     } else if (eq(seg[2], len[2], "rebuild")) {
         if (n == 3) r->ep = QXS_EP_REBUILD;
@@ -102,11 +130,19 @@ int qxs_route_allows(qxs_ep ep, const char *m, const char **allow) {
     static const char *const allowed[QXS_EP_COUNT] = {
         [QXS_EP_HEALTHZ] = "GET, HEAD",       [QXS_EP_READYZ] = "GET, HEAD",
         [QXS_EP_METRICS] = "GET, HEAD",       [QXS_EP_COLLECTIONS] = "GET, HEAD",
-        [QXS_EP_COLLECTION] = "GET, HEAD, PUT, DELETE",
+        [QXS_EP_COLLECTION] = "GET, HEAD, PUT, PATCH, DELETE",
         [QXS_EP_POINTS] = "PUT, POST",        [QXS_EP_POINT] = "GET, HEAD",
         [QXS_EP_DELETE] = "POST",             [QXS_EP_SEARCH] = "POST",
         [QXS_EP_SEARCH_BATCH] = "POST",       [QXS_EP_REBUILD] = "GET, HEAD, POST",
         [QXS_EP_REBUILD_JOB] = "GET, HEAD",
+        [QXS_EP_ROOT] = "GET, HEAD",          [QXS_EP_EXISTS] = "GET, HEAD",
+        [QXS_EP_QUERY] = "POST",              [QXS_EP_QUERY_BATCH] = "POST",
+        [QXS_EP_SCROLL] = "POST",             [QXS_EP_PCOUNT] = "POST",
+        [QXS_EP_PAYLOAD] = "POST, PUT",       [QXS_EP_PAYLOAD_DEL] = "POST",
+        [QXS_EP_PAYLOAD_CLEAR] = "POST",      [QXS_EP_INDEX] = "PUT",
+        [QXS_EP_INDEX_FIELD] = "DELETE",
+        [QXS_EP_SNAPSHOTS] = "GET, HEAD, POST", [QXS_EP_SNAPSHOT] = "GET, HEAD, DELETE",
+        [QXS_EP_SNAP_RECOVER] = "PUT",
     };
     const char *a = ep > QXS_EP_NONE && ep < QXS_EP_COUNT ? allowed[ep] : NULL;
     if (allow) *allow = a ? a : "";
@@ -137,6 +173,12 @@ const char *qxs_ep_label(qxs_ep ep, const char *m) {
     case QXS_EP_SEARCH_BATCH: return "search_batch";
     case QXS_EP_REBUILD: return !strcmp(m, "POST") ? "rebuild" : "list_rebuilds";
     case QXS_EP_REBUILD_JOB: return "get_rebuild";
+    case QXS_EP_QUERY: case QXS_EP_QUERY_BATCH: return "query";
+    case QXS_EP_SCROLL: return "scroll";
+    case QXS_EP_PCOUNT: return "count";
+    case QXS_EP_PAYLOAD: case QXS_EP_PAYLOAD_DEL: case QXS_EP_PAYLOAD_CLEAR: return "payload";
+    case QXS_EP_INDEX: case QXS_EP_INDEX_FIELD: return "payload_index";
+    case QXS_EP_SNAPSHOTS: case QXS_EP_SNAPSHOT: case QXS_EP_SNAP_RECOVER: return "snapshot";
     default: return "unknown";
     }
 }

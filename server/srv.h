@@ -114,6 +114,9 @@ typedef struct qxs_coll {
     qxs_rowmap *rowmap;   /* ivf's id -> location map (freed after ivf) */
     int ivf_dirty;        /* the model (not the entries: those are in the segments'
                            * codes files) changed since index-<gen>.qx was written (under wmu) */
+    /* payload indexes: owned by the API layer (payload_indexes.c), NULL
+     * until first used, freed with the collection by qxs_pidxset_free */
+    struct qxs_pidxset *pidxs;
     uint64_t ivf_gen;      /* unique per index instance (search-context cache key) */
     size_t ivf_bytes;
     uint64_t lsn;          /* last assigned, under wmu */
@@ -144,7 +147,7 @@ typedef struct qxs_coll {
 /* ---- metrics ------------------------------------------------------------- */
 #define QXS_NBUCKETS 14
 #define QXS_NCODES 12
-#define QXS_NLABELS 18
+#define QXS_NLABELS 24
 typedef struct qxs_metrics {
     _Atomic uint64_t req[QXS_NLABELS][QXS_NCODES];
     _Atomic uint64_t hist[QXS_NLABELS][QXS_NBUCKETS + 1]; /* last = +Inf */
@@ -201,6 +204,12 @@ qxs_coll *qxs_coll_get(qxs_server *s, const char *name); /* +1 ref or NULL */
 void qxs_coll_put(qxs_coll *c);                           /* -1 ref */
 int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p);
 int qxs_coll_drop(qxs_server *s, const char *name);
+/* Open <data>/collections/<name> (just put there, e.g. by a snapshot
+ * recovery) and register it; QX_EEXIST if the name is taken. */
+int qxs_coll_load(qxs_server *s, const char *name);
+/* PATCH: a new optimizers_config.indexing_threshold, written to meta.json
+ * (atomically, under wmu); the old value stays on failure. */
+int qxs_coll_set_indexing_threshold(qxs_coll *c, size_t thr);
 /* names of all collections (qx_free the array and each string) */
 int qxs_coll_list(qxs_server *s, char ***names, size_t *n);
 
@@ -217,12 +226,22 @@ int qxs_coll_set_payload(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const q
 int qxs_coll_get_point(qxs_coll *c, const qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen);
 /* The same by row key (as search results give them). */
 int qxs_coll_get_key(qxs_coll *c, int64_t key, qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen);
+/* The same for callers that hold the read lock already (filter callbacks
+ * inside qxs_coll_search, qxs_coll_foreach callbacks: a second rdlock could
+ * deadlock behind a waiting writer). */
+int qxs_coll_get_key_locked(qxs_coll *c, int64_t key, qxs_pid *id, float *vec, uint8_t **payload, uint32_t *plen);
+/* Exact distances ("smaller is better") of q to the rows of keys (+inf for
+ * a key that is not live); caller holds the read lock. */
+void qxs_coll_dist_locked(qxs_coll *c, const float *q, const int64_t *keys, size_t n, float *dist);
 int qxs_coll_rowkey_live(qxs_coll *c, int64_t key); /* caller holds the read lock */
 /* Visit live points under the read lock; fn non-zero stops (and is returned). */
 typedef int (*qxs_coll_visit_fn)(void *ctx, const qxs_pid *id, int64_t rowkey, const uint8_t *payload,
                                   uint32_t plen);
 int qxs_coll_foreach(qxs_coll *c, qxs_coll_visit_fn fn, void *ctx);
 void qxs_coll_set_hook(qxs_coll *c, qxs_point_hook fn, void *ctx);
+/* The same when the caller holds wmu already (payload indexes: built from a
+ * scan of the stored payloads and hooked in with no write in between). */
+void qxs_coll_set_hook_locked(qxs_coll *c, qxs_point_hook fn, void *ctx);
 /* RAM and disk use of one collection (bytes). */
 typedef struct qxs_coll_mem {
     size_t points, codes, ids, index_other, tombstones, mutable_bytes, raw_ram, disk_segments, wal;
@@ -236,12 +255,24 @@ typedef struct qxs_search_opts {
     size_t k, nprobe, rerank;
     size_t shortlist; /* fast-scan collections: the 4-bit scan's shortlist (0 = automatic) */
     int exact;
+    /* Filtered search (all optional). only_keys: score exactly these row
+     * keys (the planner's few candidates). Else filter: only rows for which
+     * filter(filter_ctx, rowkey) is nonzero; the IVF scan tests each
+     * candidate and probes lists nearest first until k pass or max_nprobe
+     * lists (0 = all) were scanned; without an IVF (or exact) every row is
+     * tested. filter runs with the read lock held. */
+    const int64_t *only_keys;
+    size_t n_only_keys;
+    int (*filter)(void *filter_ctx, int64_t rowkey);
+    void *filter_ctx;
+    size_t max_nprobe;
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"
  * (L2 or -IP); ids (and keys, may be NULL) receive the hits, *found their
  * number. *used_index says whether the IVF answered. */
 int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float *dist, qxs_pid *ids,
                     int64_t *keys, size_t *found, int *used_index);
+void qxs_pidxset_free(struct qxs_pidxset *p); /* payload_indexes.c */
 int qxs_coll_checkpoint(qxs_coll *c); /* caller holds wmu */
 /* Background merges: fold the smallest sealed segments (at most max_bytes of
  * live raw vectors) when a collection has min_segs or more. *merged = how

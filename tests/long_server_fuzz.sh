@@ -14,11 +14,11 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${QX_FUZZ_SECONDS:-60}
 command -v clang >/dev/null || { echo "SKIP: clang not installed" >&2; exit 77; }
 [ -f "$B/libqinx.a" ] || { echo "SKIP: $B/libqinx.a not built" >&2; exit 77; }
-W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzz.XXXXXX")
+W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzzw.XXXXXX") # not matched by the glob below, which other runs use too
 trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$SRC/include" -I"$SRC/server" \
-    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,collection,store,wal,route,metrics,log,search_body,http,http_parse}.c \
+    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,api_points,collection,store,segment,manifest,wal,route,metrics,log,search_body,http,http_parse,pointid,pointid_json,payload_indexes,filter_plan,snapshot,filter_parse,filter_eval,payload_index,drift,repair}.c \
     "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
     -o "$W/fuzz_api" 2>"$W/cc.log"; then
   if grep -q "fuzzer" "$W/cc.log"; then echo "SKIP: libFuzzer unavailable" >&2; cat "$W/cc.log" >&2; exit 77; fi
@@ -27,6 +27,14 @@ fi
 mkdir -p "$W/corpus"
 i=0
 seed() { i=$((i+1)); printf '%s' "$1" >"$W/corpus/s$i"; }
+seed $'F{"must":[{"key":"a","match":{"any":["x","z"]}},{"key":"c","range":{"gte":1}}],"should":[{"is_empty":{"key":"b"}}]}'
+seed $'F{"must_not":[{"nested":{"key":"t","filter":{"must":[{"key":"n","match":{"value":"q"}}]}}}],"min_should":{"conditions":[{"has_id":[1]},{"key":"d.f[].g","range":{"lt":3}}],"min_count":1}}'
+seed $'PUT /collections/f/points\n{"points":[{"id":"6F9619FF-8B86-D011-B42D-00C04FC964FF","vector":[1,2,3,4],"payload":{"a":"x","n":[1,2]}}]}'
+seed $'POST /collections/f/points/query\n{"query":[1,2,3,4],"filter":{"must":[{"key":"a","match":{"value":"x"}}]},"with_payload":["a"],"limit":3,"offset":1}'
+seed $'POST /collections/f/points/scroll\n{"filter":{"should":[{"key":"n","range":{"gte":1}}]},"limit":1,"offset":1}'
+seed $'POST /collections/f/points/payload\n{"payload":{"b":true},"filter":{"must":[{"has_id":[1]}]}}'
+seed $'PUT /collections/f/index\n{"field_name":"a","field_schema":"keyword"}'
+seed $'POST /collections/f/points/count\n{"filter":{"must_not":[{"is_empty":{"key":"a"}}]}}'
 seed $'PUT /collections/f/points\n{"points":[{"id":1,"vector":[1,2,3,4]},{"id":2,"vector":[0,0,0,1]}]}'
 seed $'PUT /collections/f/points\n{"batch":{"ids":[5,6],"vectors":[[1,1,1,1],[2,2,2,2]]}}'
 seed $'POST /collections/f/points/search\n{"vector":[1,2,3,4],"limit":2,"params":{"nprobe":4,"rerank":10,"exact":true},"with_vector":true}'

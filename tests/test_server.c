@@ -20,6 +20,7 @@
 
 #include "testutil.h"
 
+#include "../server/pointid.c"
 #include "../server/route.c"
 #include "../server/search_body.c"
 #include "../server/load.c"
@@ -75,7 +76,7 @@ static void test_routes(void **state) {
         {"/collections//points", QXS_EP_NONE, 0},
         {"collections", QXS_EP_NONE, 0},
         {"", QXS_EP_NONE, 0},
-        {"/", QXS_EP_NONE, 0},
+        {"/", QXS_EP_ROOT, 0},
         {"/collections/a/b/c/d/e/f/g", QXS_EP_NONE, 0},
         {"/collections/a/points/search/batch/x", QXS_EP_NONE, 0},
         {"/metrics/x", QXS_EP_NONE, 0},
@@ -89,9 +90,18 @@ static void test_routes(void **state) {
     qxs_route r;
     qxs_route_parse("/collections/abc/points/42", &r);
     assert_true(r.id_ok);
-    assert_int_equal(r.id, 42);
+    assert_int_equal(r.pid.kind, QXS_PID_U64);
+    assert_int_equal(r.pid.lo, 42);
     qxs_route_parse("/collections/abc/points/x1", &r);
     assert_false(r.id_ok);
+    qxs_route_parse("/collections/abc/points/550E8400-e29b-41d4-a716-446655440000", &r);
+    assert_true(r.id_ok);
+    assert_int_equal(r.pid.kind, QXS_PID_UUID);
+    qxs_route_parse("/collections/abc/points/query/batch", &r);
+    assert_int_equal(r.ep, QXS_EP_QUERY_BATCH);
+    qxs_route_parse("/collections/abc/index/meta.lang", &r);
+    assert_int_equal(r.ep, QXS_EP_INDEX_FIELD);
+    assert_string_equal(r.field, "meta.lang");
     const char *allow;
     assert_true(qxs_route_allows(QXS_EP_COLLECTION, "PUT", &allow));
     assert_true(qxs_route_allows(QXS_EP_COLLECTION, "HEAD", &allow));

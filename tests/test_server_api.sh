@@ -89,7 +89,7 @@ qx_expect 404 DELETE /collections/nosuch
 qx_expect 404 GET /nosuchpath
 qx_expect 404 GET '/collections//points'
 qx_expect 405 DELETE /collections
-qx_expect 405 PATCH $T
+qx_expect 400 PATCH $T
 qx_expect 405 GET $T/points/search
 qx_expect 405 PUT $T/points/delete '{}'
 qx_expect 400 PUT $T/points '{"points":[{"id":1,"vector":[1,2,3,4]}'

@@ -4,13 +4,14 @@
  * drop) on a scratch data directory, and the write-ahead-log parser.
  * Input: "METHOD PATH\nBODY" (a first byte 'W' fuzzes the WAL parser with
  * the rest; 'S' checks that what the fast search-body parser accepts, jansson
- * reads the same way; 'P' feeds the rest to the HTTP head parser and the
- * chunked decoder; 'H' sends the rest as raw bytes over a real socket to the
- * HTTP edge (http.c) serving the same handlers in this process, half-closes,
- * and checks that every reply is well framed, every error is the JSON
- * envelope, nothing is a 500 and the server answers within 8 s — mutations
- * of the request line, headers and chunked framing). Rebuilds are stubbed
- * (they start threads). Not part of the CMake
+ * reads the same way; 'F' parses the rest as a filter body and evaluates what
+ * parses on a few payloads, with and without payload indexes; 'P' feeds the
+ * rest to the HTTP head parser and the chunked decoder; 'H' sends the rest as
+ * raw bytes over a real socket to the HTTP edge (http.c) serving the same
+ * handlers in this process, half-closes, and checks that every reply is well
+ * framed, every error is the JSON envelope, nothing is a 500 and the server
+ * answers within 8 s — mutations of the request line, headers and chunked
+ * framing). Rebuilds are stubbed (they start threads). Not part of the CMake
  * build (server/fuzz/ is outside the server/*.c glob); tests/long_server_fuzz.sh
  * compiles it with clang -fsanitize=fuzzer,address,undefined and runs it. */
 #define _GNU_SOURCE
@@ -33,6 +34,8 @@
 #include "qinx/core.h"
 #include "qinx/error.h"
 #include "qinx/ivf.h"
+#include "filter.h"
+#include "payload_index.h"
 #include "search_body.h"
 #include "srv.h"
 #include "wal.h"
@@ -290,8 +293,66 @@ static void check_search_body(const char *body, size_t len) {
     json_decref(j);
 }
 
+static void fuzz_bind(void *ctx, qxs_cond *c) {
+    qxs_pindex **ix = ctx;
+    for (int k = 0; k < 4; k++)
+        if (qxs_pindex_answers(ix[k], c)) {
+            c->pidx = ix[k];
+            return;
+        }
+}
+
+/* Mode 'F': any JSON through the filter parser; a filter that parses is
+ * evaluated on fixed payloads, from the payloads and through indexes, and
+ * both must agree. */
+static void check_filter(const char *body, size_t len) {
+    json_t *j = json_loadb(body, len, JSON_DECODE_ANY, NULL);
+    if (!j) return;
+    qxs_filter *f = NULL;
+    char err[512];
+    if (qxs_filter_parse(j, "filter", &f, err, sizeof err) == 0) {
+        static const char *const pls[] = {
+            "{}", "{\"a\":1,\"b\":\"x\",\"c\":[1,2,null],\"d\":{\"e\":true,\"f\":[{\"g\":2.5}]}}",
+            "{\"a\":[\"x\",\"y\"],\"b\":null,\"t\":[{\"n\":\"q\",\"w\":3},{\"n\":\"r\"}]}"};
+        static const struct { const char *k; int t; } ixs[] = {{"a", QXS_PI_KEYWORD}, {"c", QXS_PI_INTEGER},
+                                                              {"d.f[].g", QXS_PI_FLOAT}, {"d.e", QXS_PI_BOOL}};
+        qxs_pindex *ix[4] = {0};
+        json_t *pj[3];
+        for (int i = 0; i < 3; i++) pj[i] = json_loads(pls[i], 0, NULL);
+        for (int k = 0; k < 4; k++) {
+            if (qxs_pindex_new(&ix[k], ixs[k].k, ixs[k].t, err, sizeof err)) abort();
+            for (int i = 0; i < 3; i++)
+                if (!qxs_pindex_check(ix[k], pj[i], err, sizeof err) && qxs_pindex_set(ix[k], i, pj[i])) abort();
+        }
+        int plain[3];
+        qxs_pid id = qxs_pid_u64(1);
+        for (int i = 0; i < 3; i++) {
+            qxs_fpoint p = {.id = &id, .key = i, .payload = pj[i]};
+            plain[i] = qxs_filter_match(f, &p);
+        }
+        qxs_filter_walk(f, fuzz_bind, ix);
+        for (int i = 0; i < 3; i++) {
+            /* only payloads every index accepted are comparable */
+            int all = 1;
+            for (int k = 0; k < 4; k++) all &= !qxs_pindex_check(ix[k], pj[i], err, sizeof err);
+            qxs_fpoint p = {.id = &id, .key = i, .payload = pj[i]};
+            if (all && qxs_filter_match(f, &p) != plain[i]) abort();
+        }
+        for (int k = 0; k < 4; k++) qxs_pindex_free(ix[k]);
+        for (int i = 0; i < 3; i++) json_decref(pj[i]);
+    } else if (!strstr(err, "filter")) {
+        abort(); /* every refusal names where */
+    }
+    qxs_filter_free(f);
+    json_decref(j);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     setup();
+    if (size > 0 && data[0] == 'F') {
+        check_filter((const char *)data + 1, size - 1);
+        return 0;
+    }
     if (size > 0 && data[0] == 'W') {
         size_t n = 0;
         int e;

@@ -1,0 +1,130 @@
+/* server/filter_plan.c — filters evaluated against a collection, and the
+ * filtered-search planner (filter_plan.h).
+ *
+ * Decisions:
+ * 1. The estimate is the smallest count of a must condition a payload index
+ *    answers (exact for single-valued fields); anything else is unknown.
+ * 2. Few pass (estimate <= max(QXS_FILTER_EXACT_MIN, n / QXS_FILTER_EXACT_DIV)):
+ *    the index lists the candidates, each is tested against the whole
+ *    filter, and the survivors are scored exactly — recall 1 by
+ *    construction. Otherwise the IVF scan tests each candidate that would
+ *    enter its heap and keeps probing lists, nearest first, until `limit`
+ *    pass; the bound is every list (max_nprobe 0), so a reply is short only
+ *    when fewer points pass in the whole collection.
+ * 3. Point ids and payloads come through the store's contract calls; a
+ *    payload is parsed only when an unindexed condition needs it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "filter_plan.h"
+#include "qinx/alloc.h"
+#include "qinx/core.h"
+#include "qinx/error.h"
+#include "payload_index.h"
+
+typedef struct lctx {
+    qxs_coll *c;
+    const uint8_t *payload;
+    uint32_t plen;
+    int load;
+} lctx;
+
+static json_t *load(void *ctx, int64_t key) {
+    lctx *l = ctx;
+    if (l->payload && l->plen) return json_loadb((const char *)l->payload, l->plen, 0, NULL);
+    if (!l->load) return NULL;
+    uint8_t *b = NULL;
+    uint32_t len = 0;
+    json_t *j = NULL;
+    if (!qxs_coll_get_key_locked(l->c, key, NULL, NULL, &b, &len) && b) j = json_loadb((const char *)b, len, 0, NULL);
+    qx_free(b);
+    return j;
+}
+
+int qxs_filter_test(qxs_coll *c, const qxs_filter *f, const qxs_pid *id, int64_t rowkey, const uint8_t *payload,
+                    uint32_t plen, int doload) {
+    if (!f) return 1;
+    lctx l = {c, payload, plen, doload};
+    qxs_fpoint p = {.id = id, .key = rowkey, .load = load, .load_ctx = &l};
+    int r = qxs_filter_match(f, &p);
+    qxs_fpoint_done(&p);
+    return r;
+}
+
+static int filter_cb(void *ctx, int64_t key) {
+    const qxs_fsearch *s = ctx;
+    qxs_pid pid;
+    if (qxs_coll_get_key_locked(s->c, key, &pid, NULL, NULL, NULL)) return 0;
+    return qxs_filter_test(s->c, s->f, &pid, key, NULL, 0, 1);
+}
+
+static long long estimate(const qxs_filter *f, const qxs_cond **best) {
+    long long est = -1;
+    *best = NULL;
+    for (size_t i = 0; i < f->nmust; i++) {
+        const qxs_cond *c = &f->must[i];
+        if (!c->pidx) continue;
+        long long n = qxs_pindex_count(c->pidx, c);
+        if (n >= 0 && (est < 0 || n < est)) est = n, *best = c;
+    }
+    return est;
+}
+
+typedef struct klist {
+    int64_t *k;
+    size_t n, cap;
+    int oom;
+} klist;
+
+static void add_key(void *ctx, int64_t key) {
+    klist *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        int64_t *k = qx_realloc(l->k, cap * sizeof *k);
+        if (!k) {
+            l->oom = 1;
+            return;
+        }
+        l->k = k, l->cap = cap;
+    }
+    l->k[l->n++] = key;
+}
+
+static int cmp_key(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opts *o, int64_t **keys,
+                    long long *est_out) {
+    *keys = NULL;
+    ctx->c = c;
+    ctx->f = f;
+    const qxs_cond *best = NULL;
+    pthread_rwlock_rdlock(&c->rw); /* index contents and the stored points, read */
+    long long est = estimate(f, &best);
+    size_t lim = c->store.n_live / QXS_FILTER_EXACT_DIV;
+    if (lim < QXS_FILTER_EXACT_MIN) lim = QXS_FILTER_EXACT_MIN;
+    int rc = 0;
+    if (best && est <= (long long)lim) {
+        klist l = {0};
+        if (qxs_pindex_keys(best->pidx, best, add_key, &l) || l.oom) rc = qx_error_set(QX_ENOMEM, "filter candidates");
+        else {
+            qsort(l.k, l.n, sizeof *l.k, cmp_key);
+            size_t m = 0;
+            for (size_t i = 0; i < l.n; i++)
+                if ((m == 0 || l.k[m - 1] != l.k[i]) && filter_cb(ctx, l.k[i])) l.k[m++] = l.k[i];
+            o->only_keys = l.k ? l.k : (int64_t *)&o->k; /* an empty list is not NULL */
+            o->n_only_keys = m;
+            *keys = l.k;
+        }
+        if (rc) qx_free(l.k);
+    } else {
+        o->filter = filter_cb;
+        o->filter_ctx = ctx;
+    }
+    pthread_rwlock_unlock(&c->rw);
+    if (est_out) *est_out = est;
+    return rc;
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# tests/test_qdrant_client.sh — conformance with Qdrant's official JavaScript
+# client (@qdrant/js-client-rest, pinned below) against `qinx serve`: every
+# supported method, results checked against brute force
+# (tests/client/qdrant_conformance.mjs). The client is installed from npm into
+# a cache directory outside the repository; the test skips (77) only when node
+# or npm is missing or the registry cannot be reached.
+set -u
+. "$(dirname "$0")/test_server_lib.sh"
+qx_init "$1"
+CLIENT_VERSION=1.19.0
+command -v node >/dev/null && command -v npm >/dev/null || { echo "SKIP: node/npm not installed (scripts/setup.sh installs them)" >&2; exit 77; }
+NPMDIR=${QX_NPM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/qinx-qdrant-client-$CLIENT_VERSION}
+if [ ! -f "$NPMDIR/node_modules/@qdrant/js-client-rest/package.json" ]; then
+  mkdir -p "$NPMDIR"
+  if ! timeout 300 npm install --prefix "$NPMDIR" --no-audit --no-fund "@qdrant/js-client-rest@$CLIENT_VERSION" >"$QX_TMP/npm.log" 2>&1; then
+    echo "SKIP: npm could not install @qdrant/js-client-rest@$CLIENT_VERSION (registry unreachable?):" >&2
+    tail -5 "$QX_TMP/npm.log" >&2; exit 77
+  fi
+fi
+qx_start "$QX_TMP/data"
+cp "$(dirname "$0")/client/qdrant_conformance.mjs" "$NPMDIR/"
+node "$NPMDIR/qdrant_conformance.mjs" "$QX_URL" "$QX_TMP/data"; rc=$?
+# snapshot download (the client has no call for it): the file as created
+qx_req PUT /collections/snapdl '{"vectors":{"size":2,"distance":"Dot"}}'
+qx_req PUT /collections/snapdl/points '{"points":[{"id":3,"vector":[1,0],"payload":{"t":"x"}}]}'
+qx_req POST /collections/snapdl/snapshots
+name=$(printf '%s' "$QX_BODY" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p')
+curl -s -o "$QX_TMP/dl.snapshot" "$QX_URL/collections/snapdl/snapshots/$name"
+if cmp -s "$QX_TMP/dl.snapshot" "$QX_TMP/data/snapshots/snapdl/$name"; then qx_ok "snapshot download = the file"; else qx_fail "snapshot download differs"; fi
+qx_expect 422 PUT /collections/snapdl/snapshots/recover '{"location":"file:///etc/passwd"}'
+qx_expect 422 PUT /collections/snapdl/snapshots/recover '{"location":"http://example.com/x.snapshot"}'
+qx_expect 404 GET /collections/snapdl/snapshots/snapdl-1-1.snapshot
+# payloads and UUIDs survive kill -9 (in the log with their points)
+qx_req PUT /collections/dur '{"vectors":{"size":2,"distance":"Euclid"}}'
+qx_req PUT '/collections/dur/points?wait=true' '{"points":[{"id":"6F9619FF-8B86-D011-B42D-00C04FC964FF","vector":[1,2],"payload":{"k":"v"}},{"id":7,"vector":[3,4],"payload":{"a":[1,2]}}]}'
+qx_req POST /collections/dur/points/payload '{"payload":{"x":1},"points":[7]}'
+qx_expect 422 PATCH /collections/dur '{"optimizers_config":{"indexing_threshold":-1}}'
+qx_expect 422 PATCH /collections/dur '{"nosuch":1}'
+qx_expect 200 PATCH /collections/dur '{"optimizers_config":{"indexing_threshold":777},"hnsw_config":{"m":4}}'
+qx_stop KILL
+qx_start "$QX_TMP/data"
+qx_req GET /collections/dur
+qx_body_has '"indexing_threshold":777' 'PATCHed indexing_threshold kept across kill -9'
+qx_req POST /collections/dur/points '{"ids":["6f9619ff-8b86-d011-b42d-00c04fc964ff",7],"with_vector":false}'
+qx_body_has '"id":"6f9619ff-8b86-d011-b42d-00c04fc964ff","payload":{"k":"v"}' 'payloads and UUIDs after kill -9'
+qx_body_has '"id":7,"payload":{"a":[1,2],"x":1}' 'payload update after kill -9'
+qx_stop TERM
+qx_start "$QX_TMP/data"
+qx_req POST /collections/dur/points '{"ids":["6f9619ff-8b86-d011-b42d-00c04fc964ff",7],"with_vector":false}'
+qx_body_has '"id":7,"payload":{"a":[1,2],"x":1}' 'payloads after a checkpoint (clean restart)'
+[ $rc -eq 0 ] || QX_FAILS=$((QX_FAILS+1))
+qx_finish
