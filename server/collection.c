@@ -137,6 +137,8 @@ static void set_red(qxs_coll *c, const char *why) {
     qxs_log(QXS_LOG_ERROR, "collection %s: read-only (red): %s", c->name, why);
 }
 
+void qxs_coll_set_red(qxs_coll *c, const char *why) { set_red(c, why); }
+
 void qxs_coll_put(qxs_coll *c) {
     if (c && atomic_fetch_sub(&c->refs, 1) == 1) coll_free(c);
 }
@@ -1033,7 +1035,10 @@ int qxs_coll_merge(qxs_coll *c, size_t min_segs, size_t max_bytes, size_t *merge
     uint32_t new_no = c->store.mut.no++;
     pthread_rwlock_unlock(&c->rw);
     qxs_merge mg;
-    if ((rc = qxs_store_merge_prepare(&c->store, nos, k, new_no, &mg))) goto out;
+    if ((rc = qxs_store_merge_prepare(&c->store, nos, k, new_no, &mg))) {
+        if (rc == QX_EFORMAT) set_red(c, qx_last_error()); /* a corrupt segment: stop loudly */
+        goto out;
+    }
     pthread_rwlock_wrlock(&c->rw);
     qxs_store_merge_commit(&c->store, &mg);
     if (c->ivf && qx_ivf_rename_ids(c->ivf, mg.old_keys, mg.new_keys, mg.nmoved))

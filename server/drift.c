@@ -15,8 +15,8 @@
  *    (WAL replay is not fed to the monitor).
  * 3. A monitor failure (out of memory) is logged and the monitor dropped:
  *    monitoring must never fail a write.
- * 4. "drifted" does not start a rebuild by itself: rebuilds are requested
- *    (POST /collections/{name}/rebuild), and the state says when to.
+ * 4. A new "drifted" event starts a rebuild by itself (autoindex.c, on the
+ *    merger thread), gated like any other.
  */
 #include <math.h>
 

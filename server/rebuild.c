@@ -399,8 +399,30 @@ static void *rebuild_main(void *arg) {
         goto done;
     }
 
-    /* 4. encode segment by segment, chunk by chunk; exact neighbours of the
-     *    gate queries in the same pass */
+    /* 4. the sealed segments' vector and payload checksums (the pass below
+     *    reads every vector anyway; a corrupt one stops the collection),
+     *    then encode segment by segment, chunk by chunk, with the exact
+     *    neighbours of the gate queries in the same pass. Segments stay
+     *    open while the job runs (merges wait for it), so they are read
+     *    without the lock. */
+    set_stage(c, j, "verify", 0.6);
+    {
+        qxs_seg **segs = qx_malloc((nr + 1) * sizeof *segs);
+        size_t ns = 0;
+        pthread_rwlock_rdlock(&c->rw);
+        for (size_t i = 0; segs && i < c->store.nsegs; i++)
+            for (size_t g = 0; g < nr; g++)
+                if (c->store.segs[i]->no == rg[g].no && ns < nr) segs[ns++] = c->store.segs[i];
+        pthread_rwlock_unlock(&c->rw);
+        for (size_t i = 0; segs && !rc && i < ns; i++) rc = qxs_seg_verify(segs[i]);
+        qx_free(segs);
+        if (rc) {
+            qx_free(hids);
+            snprintf(err, sizeof err, "%s", qx_last_error());
+            qxs_coll_set_red(c, err);
+            goto done;
+        }
+    }
     set_stage(c, j, "encode", 0.6);
     {
         size_t g = 0, r = 0, done_rows = 0, m;

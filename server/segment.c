@@ -14,7 +14,11 @@
  * 4. Checksums: the header has its own; ids, permutation and payload offsets
  *    (what every lookup trusts) are checked at open; vectors and payload
  *    bytes carry checksums that qxs_seg_verify checks, so that opening a
- *    10M-point collection does not read 5 GB of vectors.
+ *    10M-point collection does not read 5 GB of vectors. They are checked
+ *    where every byte is read anyway: before a merge copies a segment (a
+ *    corrupt one must not be copied under a fresh checksum), before a
+ *    rebuild encodes the segments, when on_disk = false copies the vectors
+ *    to RAM, and by `qinx serve verify` (offline, everything).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -462,6 +466,11 @@ int qxs_seg_open(const char *dir, uint32_t no, size_t d, uint64_t n, uint64_t de
         }
         memcpy(s->vecs_ram, s->vecs, vb);
         s->vecs = s->vecs_ram;
+        /* every vector was just read: their checksum costs little more */
+        if (qx_crc32(0, s->vecs_ram, vb) != s->crc_vecs) {
+            rc = qx_error_set(QX_EFORMAT, "%s: checksum mismatch in the raw vectors", path);
+            goto fail;
+        }
     }
     *out = s;
     return 0;

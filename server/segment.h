@@ -28,7 +28,9 @@
  *   pblob payload bytes
  * Opening checks the header, the file length and crc_meta; it does not read
  * the vectors or payloads (restart reads no raw vectors). Their checksums are
- * checked by qxs_seg_verify (merges, `qinx serve check`).
+ * checked by qxs_seg_verify: before a merge reads a segment, before a
+ * rebuild encodes, at open when on_disk = 0 copies the vectors, and by
+ * `qinx serve verify`.
  *
  * Tombstone file: "QXDEL001", u32 no, u32 0, u64 n, u64 ndead, bitmap
  * ((n + 63) / 64 u64 words), u32 crc of everything before it.

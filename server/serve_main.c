@@ -29,6 +29,7 @@
 
 int qxs_load_main(int argc, char **argv); /* load.c */
 int qxs_salvage_main(int argc, char **argv); /* collection.c */
+int qxs_verify_main(int argc, char **argv);  /* verify_cmd.c */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -41,6 +42,8 @@ static void usage(FILE *f) {
             "                  [--batch N] [--limit N] [--api-key KEY] FILE.fvecs|FILE.bvecs|random:N:D[:SEED]\n"
             "       qinx serve salvage-wal DATA/collections/NAME   (server stopped: keep every valid log\n"
             "                  record after a corrupt one; the original is kept as wal.log.corrupt-TIME)\n"
+            "       qinx serve verify DATA | DATA/collections/NAME   (every file's checksums, raw vectors\n"
+            "                  included; read-only; exit 1 naming each damaged file)\n"
             "defaults: --host 127.0.0.1 --port 6333 --data ./qinx-data --threads 4 --max-body 33554432\n"
             "          --log-level info --max-connections 1000 --max-connections-per-client 256\n"
             "          --header-timeout 10 --idle-timeout 60; the API key may also come from QINX_API_KEY\n"
@@ -214,12 +217,14 @@ static int parse_args(qxs_config *c, int argc, char **argv) {
     return 0;
 }
 
-/* Background merges: every second, fold small segments (collection.c). */
+/* Background work, every second: fold small segments (collection.c), then
+ * start the rebuilds that are due by themselves (autoindex.c). */
 static void *merger_main(void *arg) {
     qxs_server *s = arg;
     while (!atomic_load(&s->stopping)) {
         for (int i = 0; i < 10 && !atomic_load(&s->stopping); i++) usleep(100000);
         if (!atomic_load(&s->stopping)) qxs_merge_all(s);
+        if (!atomic_load(&s->stopping)) qxs_autoindex_all(s);
     }
     return NULL;
 }
@@ -227,6 +232,7 @@ static void *merger_main(void *arg) {
 int qx_serve_main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "load")) return qxs_load_main(argc - 1, argv + 1);
     if (argc >= 2 && !strcmp(argv[1], "salvage-wal")) return qxs_salvage_main(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "verify")) return qxs_verify_main(argc - 1, argv + 1);
     static qxs_server srv; /* static: request threads may outlive main's frame at exit */
     qxs_server *s = &srv;
     memset(s, 0, sizeof *s);

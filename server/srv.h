@@ -142,6 +142,9 @@ typedef struct qxs_coll {
     struct qx_monitor *mon;
     uint64_t mon_gen;      /* ivf_gen of its reference (0: the first writes) */
     int mon_failed;
+    /* automatic rebuilds (server/autoindex.c; the merger thread's own) */
+    size_t auto_next;      /* unindexed points that start the next one (0: indexing_threshold) */
+    uint64_t auto_drift_events; /* the monitor's drifted_events when the last one started */
 } qxs_coll;
 
 /* ---- metrics ------------------------------------------------------------- */
@@ -202,6 +205,8 @@ const char *qxs_distance_name(qxs_distance d);
 int qxs_registry_load(qxs_server *s);  /* recover every collection in data/collections */
 qxs_coll *qxs_coll_get(qxs_server *s, const char *name); /* +1 ref or NULL */
 void qxs_coll_put(qxs_coll *c);                           /* -1 ref */
+/* Turn c read-only ("red") with a reason (a corrupt file found: logged). */
+void qxs_coll_set_red(qxs_coll *c, const char *why);
 int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p);
 int qxs_coll_drop(qxs_server *s, const char *name);
 /* Open <data>/collections/<name> (just put there, e.g. by a snapshot
@@ -297,6 +302,15 @@ typedef struct qxs_rebuild_params {
 } qxs_rebuild_params;
 /* Start a background rebuild; *job_id. QX_EEXIST if one runs (its id in *job_id). */
 int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id);
+
+/* Automatic rebuilds (autoindex.c), from the merger thread once a second:
+ * a collection with indexing_threshold > 0 whose unindexed points pass it,
+ * or whose drift monitor turned `drifted` (a new drifted event), gets the
+ * rebuild POST …/rebuild would start with its defaults (DERP-gated). A
+ * rejected or failed one is retried only after another indexing_threshold
+ * writes, or at the next drifted event. Returns 1 when it started one. */
+int qxs_autoindex_check(qxs_server *s, qxs_coll *c, uint64_t *job_id);
+void qxs_autoindex_all(qxs_server *s);
 
 /* ---- metrics (metrics.c) -------------------------------------------------- */
 void qxs_metrics_observe(qxs_metrics *m, const char *label, int status, double seconds);

@@ -428,6 +428,9 @@ int qxs_store_merge_prepare(qxs_store *s, const uint32_t *nos, size_t k, uint32_
         const qxs_seg *g = seg_of(s, nos[i]);
         if (!g) return qx_error_set(QX_EINVAL, "merge: no segment %u", nos[i]);
         live += g->n - g->ndead;
+        /* never copy corrupt bytes under a fresh checksum */
+        int rc = qxs_seg_verify(g);
+        if (rc) return rc;
     }
     qxs_mseg m;
     qxs_mseg_init(&m, new_no, s->d);

@@ -18,7 +18,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzzw.XXXXXX") # not matched by the glob bel
 trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$SRC/include" -I"$SRC/server" \
-    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,api_points,collection,store,segment,manifest,wal,route,metrics,log,search_body,http,http_parse,pointid,pointid_json,payload_indexes,filter_plan,snapshot,filter_parse,filter_eval,payload_index,drift,repair}.c \
+    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,api_points,collection,store,segment,manifest,wal,route,metrics,log,search_body,http,http_parse,pointid,pointid_json,payload_indexes,filter_plan,snapshot,filter_parse,filter_eval,payload_index,drift,repair,rowmap,segcodes}.c \
     "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
     -o "$W/fuzz_api" 2>"$W/cc.log"; then
   if grep -q "fuzzer" "$W/cc.log"; then echo "SKIP: libFuzzer unavailable" >&2; cat "$W/cc.log" >&2; exit 77; fi

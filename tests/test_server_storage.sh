@@ -101,7 +101,19 @@ grep -q "recovery failed: .*$(basename "$cf")" "$QX_LOG" && qx_ok "corrupt codes
   || qx_fail "corrupt $cf not reported: $(grep -i "seg" "$QX_LOG" | tail -3)"
 qx_expect 404 GET $C
 qx_stop TERM
+out=$("$QX_BIN" serve verify "$D" 2>&1); vrc=$?
+[ "$vrc" = 1 ] && [[ "$out" == *"FAIL $cf"* ]] && qx_ok "qinx serve verify names the corrupt codes file" || qx_fail "verify rc $vrc: $out"
 cp "$QX_TMP/codes.bak" "$cf"
+out=$("$QX_BIN" serve verify "$D" 2>&1); vrc=$?
+[ "$vrc" = 0 ] && [[ "$out" == *"all files intact"* ]] && qx_ok "qinx serve verify: all files intact ($(echo "$out" | grep -c '^ok') files)" || qx_fail "verify rc $vrc: $out"
+# a flipped byte among a segment's raw vectors: a start does not read them, verify does
+sf=$(ls "$CD"/seg-*.dat | head -1)
+cp "$sf" "$QX_TMP/seg.bak"
+vo=$(od -An -t u8 -j 40 -N 8 "$sf" | tr -d ' ') # off_vecs (segment.h)
+printf '\x5a' | dd of="$sf" bs=1 seek=$((vo + 10)) conv=notrunc 2>/dev/null
+out=$("$QX_BIN" serve verify "$CD" 2>&1); vrc=$?
+[ "$vrc" = 1 ] && [[ "$out" == *"FAIL $sf: checksum mismatch in the raw vectors"* ]] && qx_ok "verify finds a flipped raw-vector byte in $(basename "$sf")" || qx_fail "verify rc $vrc: $out"
+cp "$QX_TMP/seg.bak" "$sf"
 qx_start "$D" || exit 1
 [ "$(count $C)" = 1720 ] && qx_ok "repaired file: collection back (1720 points)" || qx_fail "count $(count $C)"
 qx_stop TERM

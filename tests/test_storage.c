@@ -714,6 +714,25 @@ static void test_store_merge_preserves_live(void **state) {
     while ((e = readdir(dd)) != NULL) nfiles += strstr(e->d_name, ".dat") != NULL;
     closedir(dd);
     assert_int_equal(nfiles, 1); /* the sources were removed */
+    /* a flipped raw-vector byte is found before a merge would copy it under a
+     * fresh checksum: refused, naming the file, nothing written */
+    for (int k = 0; k < 2; k++) { /* a second segment to merge with */
+        qxs_pid p = mkpid(100000 + (uint64_t)k);
+        assert_int_equal(qxs_store_reserve(&s, 1, 0), 0);
+        qxs_store_upsert(&s, &p, x, NULL, 1, NULL, NULL);
+        ckpt(&s, ++lsn);
+    }
+    assert_true(s.nsegs >= 2);
+    const qxs_seg *g0 = s.segs[0];
+    uint64_t vo = seg_rd64(g0->map + 40);
+    int fd = open(g0->path, O_WRONLY);
+    uint8_t bad = (uint8_t)(g0->map[vo + 6] ^ 0x40);
+    assert_int_equal(pwrite(fd, &bad, 1, (off_t)(vo + 6)), 1);
+    close(fd);
+    uint32_t two[2] = {s.segs[0]->no, s.segs[1]->no};
+    assert_int_equal(qxs_store_merge_prepare(&s, two, 2, s.mut.no + 5, &mg), QX_EFORMAT);
+    assert_non_null(strstr(qx_last_error(), g0->path));
+    assert_non_null(strstr(qx_last_error(), "raw vectors"));
     qxs_store_free(&s);
     free(md.row);
     free(md.tag);
