@@ -39,7 +39,7 @@ enum { SEC_OPTS = 1, SEC_CENTROIDS = 2, SEC_NORMS = 3, SEC_QUANT = 4, SEC_LISTS 
 typedef struct { uint8_t *p; size_t len, cap; int err; } buf_t;
 
 static void put(buf_t *b, const void *src, size_t n) {
-    if (b->err) return;
+    if (b->err || n == 0) return; /* an empty list's codes may be NULL: memcpy(…, NULL, 0) is UB */
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n) cap *= 2;

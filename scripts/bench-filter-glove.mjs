@@ -19,7 +19,10 @@ function readFvecs(p) {
 const base = readFvecs(basePath), qs = readFvecs(queryPath), d = base.d, N = base.n;
 const C = 'glovef';
 async function call(method, path, body) {
-  const r = await fetch(url + path, { method, headers: { 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
+  const opts = { method, headers: { 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined };
+  // a kept-alive connection the server closed while this process computed (idle timeout) fails
+  // the next request once: retry it on a new connection
+  const r = await fetch(url + path, opts).catch(() => fetch(url + path, opts));
   const j = await r.json();
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(j)}`);
   return j.result;

@@ -653,6 +653,7 @@ void qxs_api_payload(qxs_server *s, qxs_coll *c, json_t *b, int mode, qxs_reply 
         qxs_api_fail(o, 500, "out of memory");
         goto out;
     }
+    qxs_pidx_rmw_lock(px);
     qxs_pidx_rdlock(px);
     locked = 1;
     /* the new payloads, computed from the current ones; an id that does not
@@ -694,7 +695,10 @@ void qxs_api_payload(qxs_server *s, qxs_coll *c, json_t *b, int mode, qxs_reply 
     if (rc) qxs_api_fail(o, write_status(rc), "payload update failed: %s", qx_last_error());
     else qxs_api_ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
 out:
-    if (locked) qxs_pidx_unlock(px);
+    if (locked) {
+        qxs_pidx_unlock(px);
+        qxs_pidx_rmw_unlock(px);
+    }
     for (size_t i = 0; i < m; i++) {
         json_decref(np[i]);
         qx_free(txt[i]);

@@ -65,7 +65,7 @@ static long long estimate(const qxs_filter *f, const qxs_cond **best) {
     for (size_t i = 0; i < f->nmust; i++) {
         const qxs_cond *c = &f->must[i];
         if (!c->pidx) continue;
-        long long n = qxs_pindex_count(c->pidx, c);
+        long long n = qxs_pindex_estimate(c->pidx, c);
         if (n >= 0 && (est < 0 || n < est)) est = n, *best = c;
     }
     return est;

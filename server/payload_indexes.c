@@ -33,6 +33,7 @@
 
 struct qxs_pidxset {
     pthread_rwlock_t lock;
+    pthread_mutex_t rmw; /* payload read-modify-writes of this collection, one at a time */
     qxs_pindex **v;
     size_t n;
 };
@@ -44,11 +45,14 @@ void qxs_pidxset_free(qxs_pidxset *p) {
     for (size_t i = 0; i < p->n; i++) qxs_pindex_free(p->v[i]);
     qx_free(p->v);
     pthread_rwlock_destroy(&p->lock);
+    pthread_mutex_destroy(&p->rmw);
     qx_free(p);
 }
 
 void qxs_pidx_rdlock(qxs_pidxset *p) { pthread_rwlock_rdlock(&p->lock); }
 void qxs_pidx_unlock(qxs_pidxset *p) { pthread_rwlock_unlock(&p->lock); }
+void qxs_pidx_rmw_lock(qxs_pidxset *p) { pthread_mutex_lock(&p->rmw); }
+void qxs_pidx_rmw_unlock(qxs_pidxset *p) { pthread_mutex_unlock(&p->rmw); }
 
 int qxs_pidx_check(qxs_pidxset *p, const json_t *payload, char *err, size_t errcap) {
     for (size_t k = 0; k < p->n; k++)
@@ -175,6 +179,7 @@ qxs_pidxset *qxs_pidx_get(qxs_coll *c) {
     qxs_pidxset *p = c->pidxs;
     if (!p && (p = qx_calloc(1, sizeof *p)) != NULL) {
         pthread_rwlock_init(&p->lock, NULL);
+        pthread_mutex_init(&p->rmw, NULL);
         pthread_mutex_lock(&c->wmu); /* no write between the build and the hook */
         int rc = load_defs(c, p);
         if (!rc) {

@@ -20,6 +20,12 @@ struct qxs_pidxset *qxs_pidx_get(qxs_coll *c);
  * as long as they use a bound index: create/drop take it for writing. */
 void qxs_pidx_rdlock(struct qxs_pidxset *p);
 void qxs_pidx_unlock(struct qxs_pidxset *p);
+/* Payload operations (set / overwrite / delete keys / clear) read each
+ * payload, compute the new one and write it: they hold this mutex from the
+ * read to the durable write, so two of them on one collection never lose
+ * each other's change. Taken before the read lock above. */
+void qxs_pidx_rmw_lock(struct qxs_pidxset *p);
+void qxs_pidx_rmw_unlock(struct qxs_pidxset *p);
 /* Does payload fit every index? 0, or -1 with err naming the field. */
 int qxs_pidx_check(struct qxs_pidxset *p, const json_t *payload, char *err, size_t errcap);
 /* Bind each condition of f to an index that answers it. */

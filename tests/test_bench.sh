@@ -136,10 +136,10 @@ grep -q '"method":"faiss-lsq","spec":"LSQ4x8 train_iters=[0-9]* train_ils=[0-9]*
 p=$("$qinx" bench --base "$data/siftsmall_base.fvecs" --queries "$data/siftsmall_query.fvecs" \
     --gt "$data/siftsmall_groundtruth.ivecs" --bytes 8,16,32 --methods qinx-rq,faiss-rq,faiss-lsq \
     --time-budget 5 --plan-only --plan-speed 0.5 2> /dev/null) || fail "--plan-only failed"
-echo "$p" | grep -q "^qinx-rq *32  train  10000 " || { echo "$p"; fail "plan does not run qinx-rq 32 B"; }
-echo "$p" | grep -q "^faiss-rq *32  skipped" || { echo "$p"; fail "plan does not drop faiss-rq 32 B first"; }
-echo "$p" | grep -q "^faiss-lsq *32  skipped" || { echo "$p"; fail "plan does not drop faiss-lsq 32 B"; }
-echo "$p" | grep -q "^faiss-rq *8  train" || { echo "$p"; fail "plan drops faiss-rq 8 B"; }
+grep -q "^qinx-rq *32  train  10000 " <<<"$p" || { echo "$p"; fail "plan does not run qinx-rq 32 B"; }
+grep -q "^faiss-rq *32  skipped" <<<"$p" || { echo "$p"; fail "plan does not drop faiss-rq 32 B first"; }
+grep -q "^faiss-lsq *32  skipped" <<<"$p" || { echo "$p"; fail "plan does not drop faiss-lsq 32 B"; }
+grep -q "^faiss-rq *8  train" <<<"$p" || { echo "$p"; fail "plan drops faiss-rq 8 B"; }
 # FAISS LSQ, least important, is cut before it is skipped: its training down to the floor,
 # then its base encoding down to BENCH_LSQ_ENCODE_ILS_MIN local-search rounds (siftsmall at
 # 16 B with 1,000 training vectors: encoding dominates; 8 rounds plan 86 s at speed 0.5; at
@@ -149,8 +149,8 @@ lsq_plan() {
       --gt "$data/siftsmall_groundtruth.ivecs" --bytes 16 --max-train 1000 --methods faiss-pq,faiss-lsq \
       --time-budget "$1" --plan-only --plan-speed 0.5 2> /dev/null | grep "^faiss-lsq *16  [ts]"
 }
-p=$(lsq_plan 3) && echo "$p" | grep -q "encode_ils 8$" || { echo "$p"; fail "plan cuts LSQ with time to spare"; }
-p=$(lsq_plan 1.1) && echo "$p" | grep -q "encode_ils 2$" || { echo "$p"; fail "plan does not cut LSQ's encoding to 2 rounds"; }
-p=$(lsq_plan 1.7) && echo "$p" | grep -q "encode_ils [3-7]$" || { echo "$p"; fail "plan does not give LSQ the rounds that fit"; }
-p=$(lsq_plan 0.5) && echo "$p" | grep -q "skipped" || { echo "$p"; fail "plan runs LSQ below its minimum"; }
+p=$(lsq_plan 3) && grep -q "encode_ils 8$" <<<"$p" || { echo "$p"; fail "plan cuts LSQ with time to spare"; }
+p=$(lsq_plan 1.1) && grep -q "encode_ils 2$" <<<"$p" || { echo "$p"; fail "plan does not cut LSQ's encoding to 2 rounds"; }
+p=$(lsq_plan 1.7) && grep -q "encode_ils [3-7]$" <<<"$p" || { echo "$p"; fail "plan does not give LSQ the rounds that fit"; }
+p=$(lsq_plan 0.5) && grep -q "skipped" <<<"$p" || { echo "$p"; fail "plan runs LSQ below its minimum"; }
 echo "test_bench: PASS"

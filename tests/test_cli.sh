@@ -52,11 +52,12 @@ awk -v a="$r10" -v b="$r10b" 'BEGIN { exit !(b >= a - 0.01) }' || fail "nprobe 3
 # A QINCo index: the library's default network, and info shows it.
 "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/q.qinx" --bytes 8 --nlist 16 --max-train 2000 \
   --quantizer qinco --epochs 2 --seed 5 2>"$tmp/q.err"
-# one throughput line per epoch, below the sgemm rate measured in the same run
+# one throughput line per epoch, below the sgemm rate measured in the same run (x1.5 for timing
+# noise: the reference is one short timing, an epoch on a loaded machine can beat it)
 n_ep=$(grep -c "qinco: \[.*epoch .* GFLOP/s (.* of sgemm .*) cores" "$tmp/q.err")
 [ "$n_ep" = 2 ] || fail "build: $n_ep per-epoch throughput lines, expected 2: $(cat "$tmp/q.err")"
 grep "qinco: \[.*epoch" "$tmp/q.err" | sed -E 's/.* ([0-9.]+) GFLOP\/s \([0-9]+% of sgemm ([0-9.]+)\).*/\1 \2/' |
-  awk '{ if (!($1 > 0 && $1 < $2)) exit 1 }' || fail "build: GFLOP/s not below the sgemm rate: $(grep GFLOP "$tmp/q.err")"
+  awk '{ if (!($1 > 0 && $1 < 1.5 * $2)) exit 1 }' || fail "build: GFLOP/s not below 1.5x the sgemm rate: $(grep GFLOP "$tmp/q.err")"
 grep -q "held-out check" "$tmp/q.err" || fail "build: no held-out check line"
 "$qinx" info --index "$tmp/q.qinx" --json >"$tmp/qinfo.json"
 grep -q '"quantizer":"qinco"' "$tmp/qinfo.json" || fail "info: not a qinco index: $(cat "$tmp/qinfo.json")"

@@ -35,6 +35,18 @@ qx_expect 404 GET /collections/snapdl/snapshots/snapdl-1-1.snapshot
 qx_req PUT /collections/dur '{"vectors":{"size":2,"distance":"Euclid"}}'
 qx_req PUT '/collections/dur/points?wait=true' '{"points":[{"id":"6F9619FF-8B86-D011-B42D-00C04FC964FF","vector":[1,2],"payload":{"k":"v"}},{"id":7,"vector":[3,4],"payload":{"a":[1,2]}}]}'
 qx_req POST /collections/dur/points/payload '{"payload":{"x":1},"points":[7]}'
+# concurrent payload updates of one point each set their own key: none is lost (payload
+# operations are read-modify-write, serialized per collection)
+cpids=()
+for k in $(seq 1 24); do
+  curl -s -o /dev/null -X POST -H 'Content-Type: application/json' "$QX_URL/collections/dur/points/payload" \
+       --data-binary "{\"payload\":{\"c$k\":$k},\"points\":[7]}" & cpids+=($!)
+done
+wait "${cpids[@]}"
+qx_req POST /collections/dur/points '{"ids":[7],"with_vector":false}'
+lost=0; for k in $(seq 1 24); do [[ "$QX_BODY" == *"\"c$k\":$k"* ]] || lost=$((lost+1)); done
+if [ $lost -eq 0 ]; then qx_ok "24 concurrent payload sets on one point: none lost"; else qx_fail "$lost of 24 concurrent payload sets lost: ${QX_BODY:0:300}"; fi
+qx_req POST /collections/dur/points/payload/delete "{\"keys\":[$(seq -s, 1 24 | sed 's/\([0-9]*\)/"c\1"/g')],\"points\":[7]}"
 qx_expect 422 PATCH /collections/dur '{"optimizers_config":{"indexing_threshold":-1}}'
 qx_expect 422 PATCH /collections/dur '{"nosuch":1}'
 qx_expect 200 PATCH /collections/dur '{"optimizers_config":{"indexing_threshold":777},"hnsw_config":{"m":4}}'

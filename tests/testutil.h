@@ -51,4 +51,9 @@ int tu_siftsmall(struct qx_matrix *base, struct qx_matrix *queries, int32_t **gt
 const char *tu_tmpdir(void);
 const char *tu_tmpfile(const char *name);
 
+/* A whole file's bytes (malloc'd, *len set; the test fails if unreadable),
+ * and writing bytes to a file (the test fails on error). */
+unsigned char *tu_file_read(const char *path, size_t *len);
+void tu_file_write(const char *path, const void *data, size_t len);
+
 #endif

@@ -12,6 +12,7 @@ int qx_cli_search(int argc, char **argv);
 int qx_cli_info(int argc, char **argv);
 int qx_cli_verify(int argc, char **argv);
 int qx_cli_synth(int argc, char **argv);
+int qx_cli_merge(int argc, char **argv);
 
 /* Progress reporter on stderr: animated (\r) on a terminal, one line per
  * stage otherwise; silent when quiet. Pass &cli_progress as ctx. */

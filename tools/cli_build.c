@@ -12,17 +12,25 @@
  * the live index, and renamed over INDEX only if every check passes. The
  * report goes to INDEX.derp.json either way. A crash at any moment leaves
  * INDEX as it was or as a fully verified candidate: the only change to it
- * is one rename(2). */
+ * is one rename(2).
+ *
+ * The base is never read whole for --out: it is opened by row ranges
+ * (qx_vecs_file), the training sample is read row by row, and the base is
+ * encoded CLI_BUILD_CHUNK rows at a time (build_stream.c), so the peak
+ * memory is the training sample plus the codes. --replace still reads the
+ * base into memory, because the DERP gate measures drift and recall on it.
+ * --mpi is the distributed build of tools/mpi/ (the qinx-mpi program). */
+#include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
+#include <omp.h>
 #include <stdint.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
-#include "qinx/rng.h"
+#include "build.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -55,6 +63,9 @@ static void usage(FILE *f) {
             "  --replace INDEX    gated rebuild: publish over INDEX only if the DERP gate passes\n"
             "                     (exit 3 and INDEX untouched otherwise; report in INDEX.derp.json)\n"
             "  --gate CONFIG      gate thresholds (docs/derp.md); defaults otherwise\n"
+            "  --mpi              distributed build under mpirun (the qinx-mpi program): each\n"
+            "                     rank encodes its rows into a shard, --out is the manifest\n"
+            "  --merge            with --mpi: write one index at --out instead of shards\n"
 #ifdef QX_FAULT_INJECTION
             "  --inject-fault F   (qinx-fault only) testing aid for the gate: collapse (90%% of\n"
             "                     codewords merged), mismatch (train on the data with half of\n"
@@ -62,17 +73,6 @@ static void usage(FILE *f) {
             "                     bytes of the written candidate)\n"
 #endif
             );
-}
-
-/* m of n rows uniformly at random without replacement, kept in file order:
- * selection sampling (Knuth, TAOCP vol. 2, 3.4.2, Algorithm S) takes row i
- * with probability (rows still needed) / (rows left), one pass. */
-static void sample_random(const float *x, size_t n, size_t d, size_t m, uint64_t seed, float *out) {
-    uint64_t st = seed ^ 0x7A3D5EEDull;
-    size_t got = 0;
-    for (size_t i = 0; i < n && got < m; i++)
-        if ((double)(n - i) * qx_rng_uniform(&st) < (double)(m - got))
-            memcpy(out + got++ * d, x + i * d, sizeof(float) * d);
 }
 
 #ifdef QX_FAULT_INJECTION
@@ -217,22 +217,17 @@ static void cli_qinco_verdict(const qx_ivf *ivf, const cli_progress *prog) {
                 st.check_recall_rq);
 }
 
-int qx_cli_build(int argc, char **argv) {
-    const char *base_path = NULL, *train_path = NULL, *out_path = NULL, *replace = NULL;
-    const char *gate_path = NULL, *fault = NULL;
-    size_t bytes = 16, nlist = 1024, beam = 0, seed = 1234, threads = 0, max_train = 100000;
-    size_t train_beam = 0;
-    const char *train_sample = "random";
+int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->bytes = 16, c->nlist = 1024, c->seed = 1234, c->max_train = 100000;
+    c->train_sample = "random";
+    c->metric = QX_METRIC_L2;
     /* qinco: the library's defaults (the help text quotes them); epochs
      * SIZE_MAX = not given: 30, or with --train-minutes as many as the budget
      * allows */
     qx_qinco_opts qdef;
     qx_qinco_opts_init(&qdef);
-    size_t qL = (size_t)qdef.L, qh = (size_t)qdef.h, qA = (size_t)qdef.A, epochs = SIZE_MAX, train_minutes = 0;
-    int use_qinco = 0, use_fs = 0;
-    size_t fs_steps = 0;
-    int quiet = 0;
-    qx_metric metric = QX_METRIC_L2;
+    c->qL = (size_t)qdef.L, c->qh = (size_t)qdef.h, c->qA = (size_t)qdef.A, c->epochs = SIZE_MAX;
     static const struct option opts[] = {
         {"base", 1, 0, 'b'},    {"train", 1, 0, 't'}, {"out", 1, 0, 'o'},   {"bytes", 1, 0, 'B'},
         {"nlist", 1, 0, 'n'},   {"beam", 1, 0, 'w'},  {"seed", 1, 0, 's'},  {"threads", 1, 0, 'T'},
@@ -243,58 +238,60 @@ int qx_cli_build(int argc, char **argv) {
 #ifdef QX_FAULT_INJECTION
         {"inject-fault", 1, 0, 'F'},
 #endif
-        {"train-sample", 1, 0, 'S' + 256},
+        {"train-sample", 1, 0, 'S' + 256}, {"mpi", 0, 0, 'P'}, {"merge", 0, 0, 'P' + 256},
         {0, 0, 0, 0}};
-    int c;
+    int ch;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int bad = 0;
-        switch (c) {
-        case 'b': base_path = optarg; break;
-        case 't': train_path = optarg; break;
-        case 'o': out_path = optarg; break;
-        case 'B': bad = cli_parse_size("--bytes", optarg, 2, QX_MAX_STEPS + 1, &bytes); break;
-        case 'n': bad = cli_parse_size("--nlist", optarg, 1, QX_MAX_NLIST, &nlist); break;
-        case 'w': bad = cli_parse_size("--beam", optarg, 1, 64, &beam); break;
-        case 's': bad = cli_parse_size("--seed", optarg, 0, SIZE_MAX, &seed); break;
-        case 'T': bad = cli_parse_size("--threads", optarg, 1, 256, &threads); break;
-        case 'x': bad = cli_parse_size("--max-train", optarg, 256, SIZE_MAX, &max_train); break;
-        case 'q': quiet = 1; break;
+        switch (ch) {
+        case 'b': c->base = optarg; break;
+        case 't': c->train = optarg; break;
+        case 'o': c->out = optarg; break;
+        case 'B': bad = cli_parse_size("--bytes", optarg, 2, QX_MAX_STEPS + 1, &c->bytes); break;
+        case 'n': bad = cli_parse_size("--nlist", optarg, 1, QX_MAX_NLIST, &c->nlist); break;
+        case 'w': bad = cli_parse_size("--beam", optarg, 1, 64, &c->beam); break;
+        case 's': bad = cli_parse_size("--seed", optarg, 0, SIZE_MAX, &c->seed); break;
+        case 'T': bad = cli_parse_size("--threads", optarg, 1, 256, &c->threads); break;
+        case 'x': bad = cli_parse_size("--max-train", optarg, 256, SIZE_MAX, &c->max_train); break;
+        case 'q': c->quiet = 1; break;
+        case 'P': c->mpi = 1; break;
+        case 'P' + 256: c->merge = 1; break;
         case 'Q':
-            use_qinco = use_fs = 0;
-            if (!strcmp(optarg, "rq")) use_qinco = 0;
-            else if (!strcmp(optarg, "qinco")) use_qinco = 1;
-            else if (!strcmp(optarg, "fastscan")) use_fs = 1;
+            c->use_qinco = c->use_fs = 0;
+            if (!strcmp(optarg, "rq")) c->use_qinco = 0;
+            else if (!strcmp(optarg, "qinco")) c->use_qinco = 1;
+            else if (!strcmp(optarg, "fastscan")) c->use_fs = 1;
             else { fprintf(stderr, "qinx build: --quantizer is rq, qinco or fastscan, got '%s'\n", optarg); bad = 1; }
             break;
-        case 'b' + 256: bad = cli_parse_size("--train-beam", optarg, 1, 64, &train_beam); break;
-        case 'S': bad = cli_parse_size("--fs-steps", optarg, 2, QX_FS_MAX_STEPS4, &fs_steps); break;
-        case 'L': bad = cli_parse_size("--qinco-L", optarg, 0, 16, &qL); break;
-        case 'H': bad = cli_parse_size("--qinco-h", optarg, 1, 4096, &qh); break;
-        case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &qA); break;
-        case 'E': bad = cli_parse_size("--epochs", optarg, 0, 100000, &epochs); break;
-        case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &train_minutes); break;
+        case 'b' + 256: bad = cli_parse_size("--train-beam", optarg, 1, 64, &c->train_beam); break;
+        case 'S': bad = cli_parse_size("--fs-steps", optarg, 2, QX_FS_MAX_STEPS4, &c->fs_steps); break;
+        case 'L': bad = cli_parse_size("--qinco-L", optarg, 0, 16, &c->qL); break;
+        case 'H': bad = cli_parse_size("--qinco-h", optarg, 1, 4096, &c->qh); break;
+        case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &c->qA); break;
+        case 'E': bad = cli_parse_size("--epochs", optarg, 0, 100000, &c->epochs); break;
+        case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &c->train_minutes); break;
         case 'S' + 256:
-            train_sample = optarg;
+            c->train_sample = optarg;
             if (strcmp(optarg, "random") && strcmp(optarg, "strided") && strcmp(optarg, "first")) {
                 fprintf(stderr, "qinx build: --train-sample is random, strided or first\n");
                 bad = 1;
             }
             break;
-        case 'R': replace = optarg; break;
-        case 'g': gate_path = optarg; break;
+        case 'R': c->replace = optarg; break;
+        case 'g': c->gate = optarg; break;
 #ifdef QX_FAULT_INJECTION
         case 'F':
-            fault = optarg;
-            if (strcmp(fault, "collapse") && strcmp(fault, "corrupt") && strcmp(fault, "mismatch")) {
+            c->fault = optarg;
+            if (strcmp(optarg, "collapse") && strcmp(optarg, "corrupt") && strcmp(optarg, "mismatch")) {
                 fprintf(stderr, "qinx build: --inject-fault is collapse, mismatch or corrupt\n");
                 bad = 1;
             }
             break;
 #endif
         case 'm':
-            if (!strcmp(optarg, "l2")) metric = QX_METRIC_L2;
-            else if (!strcmp(optarg, "ip")) metric = QX_METRIC_IP;
+            if (!strcmp(optarg, "l2")) c->metric = QX_METRIC_L2;
+            else if (!strcmp(optarg, "ip")) c->metric = QX_METRIC_IP;
             else { fprintf(stderr, "qinx build: --metric is l2 or ip, got '%s'\n", optarg); bad = 1; }
             break;
         case 'h': usage(stdout); return 0;
@@ -302,164 +299,179 @@ int qx_cli_build(int argc, char **argv) {
         }
         if (bad) return 2;
     }
-    if (replace && out_path) {
+    if (c->replace && c->out) {
         fprintf(stderr, "qinx build: give --out or --replace, not both\n");
         return 2;
     }
-    if ((gate_path || fault) && !replace) {
+    if ((c->gate || c->fault) && !c->replace) {
         fprintf(stderr, "qinx build: --gate and --inject-fault go with --replace\n");
         return 2;
     }
-    if (!base_path || (!out_path && !replace) || optind < argc) {
+    if (c->mpi && c->replace) {
+        fprintf(stderr, "qinx build: --mpi writes a new index (--out); a gated --replace runs on one machine\n");
+        return 2;
+    }
+    if (c->merge && !c->mpi) {
+        fprintf(stderr, "qinx build: --merge goes with --mpi\n");
+        return 2;
+    }
+    if (!c->base || (!c->out && !c->replace) || optind < argc) {
         fprintf(stderr, "qinx build: --base and --out (or --replace) are required\n");
         usage(stderr);
         return 2;
     }
-    if (threads) {
+    size_t M = c->metric == QX_METRIC_L2 ? c->bytes - 1 : c->bytes;
+    size_t m4 = c->fs_steps ? c->fs_steps : (c->bytes / 2) * 2;
+    if (c->use_fs && (m4 % 2 || m4 / 2 > M)) {
+        fprintf(stderr, "qinx build: --fs-steps %zu must be even and fit in %zu code bytes\n", m4, M);
+        return 2;
+    }
+    if (c->threads) {
         char buf[24];
-        snprintf(buf, sizeof buf, "%zu", threads);
+        snprintf(buf, sizeof buf, "%zu", c->threads);
         setenv("QX_THREADS", buf, 1);
         setenv("OMP_NUM_THREADS", buf, 1);
+        /* OpenBLAS sized its pool when the program loaded (from the CPUs it
+         * may run on): without this, --threads 1 still ran sgemm on every
+         * core, and the codes differed between a pinned and an unpinned run */
+        openblas_set_num_threads((int)c->threads);
+        omp_set_num_threads((int)c->threads);
     }
-    cli_progress prog;
-    cli_progress_init(&prog, quiet);
-    double t0 = cli_now();
-    qx_matrix base = {0}, train = {0};
-    char sample_desc[4096 + 64];
-    int rc = qx_vecs_read(base_path, 0, &base);
-    if (rc) return cli_fail("build", rc);
-    if (train_path) {
-        if ((rc = qx_vecs_read(train_path, 0, &train))) {
-            qx_matrix_free(&base);
-            return cli_fail("build", rc);
-        }
-        if (train.d != base.d) {
-            fprintf(stderr, "qinx build: --train has dimension %zu, --base has %zu\n", train.d, base.d);
-            qx_matrix_free(&base);
+    return -1;
+}
+
+void cli_build_describe(const cli_build_cfg *c, char *buf, size_t cap) {
+    snprintf(buf, cap,
+             "--base %s\n--train %s\n--out %s\n--bytes %zu\n--nlist %zu\n--beam %zu\n--train-beam %zu\n"
+             "--seed %zu\n--max-train %zu\n--train-sample %s\n--quantizer %s\n--fs-steps %zu\n"
+             "--qinco-L %zu\n--qinco-h %zu\n--qinco-A %zu\n--epochs %zu\n--train-minutes %zu\n"
+             "--metric %s\n--merge %d\n",
+             c->base, c->train ? c->train : "(sample)", c->out, c->bytes, c->nlist, c->beam,
+             c->train_beam, c->seed, c->max_train, c->train_sample,
+             c->use_fs ? "fastscan" : c->use_qinco ? "qinco" : "rq", c->fs_steps, c->qL, c->qh, c->qA,
+             c->epochs, c->train_minutes, c->metric == QX_METRIC_L2 ? "l2" : "ip", c->merge);
+}
+
+/* Read the training set (--train, or the sample rows of the base), apply a
+ * planted fault if asked, and train a new index on it. */
+static int train_index(const cli_build_cfg *c, qx_vecs_file *base, qx_ivf **out, char *desc,
+                       size_t cap, cli_progress *prog) {
+    size_t n = qx_vecs_file_rows(base), d = qx_vecs_file_dim(base);
+    qx_matrix train = {0};
+    int rc, whole = 0;
+    if (c->train) {
+        if ((rc = qx_vecs_read(c->train, 0, &train))) return cli_fail("build", rc);
+        if (train.d != d) {
+            fprintf(stderr, "qinx build: --train has dimension %zu, --base has %zu\n", train.d, d);
             qx_matrix_free(&train);
             return 1;
         }
-        snprintf(sample_desc, sizeof sample_desc, "--train %s: %zu vectors", train_path, train.n);
+        snprintf(desc, cap, "--train %s: %zu vectors", c->train, train.n);
     } else {
-        size_t nt = base.n < max_train ? base.n : max_train;
-        if ((rc = qx_matrix_alloc(&train, nt, base.d))) {
-            qx_matrix_free(&base);
+        size_t *rows = NULL, nt = 0;
+        rc = cli_train_rows(c, n, &rows, &nt, &whole, desc, cap);
+        if (rc == 0) rc = qx_matrix_alloc(&train, nt, d);
+        if (rc == 0) rc = qx_vecs_read_picked(base, rows, nt, train.data);
+        free(rows);
+        if (rc) {
+            qx_matrix_free(&train);
             return cli_fail("build", rc);
         }
-        if (nt == base.n) {
-            memcpy(train.data, base.data, sizeof(float) * nt * base.d);
-            snprintf(sample_desc, sizeof sample_desc, "all %zu base vectors", nt);
-        } else if (!strcmp(train_sample, "random")) {
-            sample_random(base.data, base.n, base.d, nt, seed, train.data);
-            snprintf(sample_desc, sizeof sample_desc,
-                     "random: %zu of %zu base vectors, uniform over the whole file (seed %zu)", nt,
-                     base.n, seed);
-        } else if (!strcmp(train_sample, "strided")) {
-            qx_sample_rows(base.data, base.n, base.d, nt, train.data);
-            snprintf(sample_desc, sizeof sample_desc,
-                     "strided: %zu of %zu base vectors, evenly spaced rows", nt, base.n);
-        } else {
-            memcpy(train.data, base.data, sizeof(float) * nt * base.d);
-            snprintf(sample_desc, sizeof sample_desc,
-                     "first: the first %zu of %zu base vectors (file order)", nt, base.n);
-        }
     }
-    cli_log(&prog, "qinx build: training sample: %s", sample_desc);
+    cli_log(prog, "qinx build: training sample: %s", desc);
 #ifdef QX_FAULT_INJECTION
-    if (fault && !strcmp(fault, "mismatch")) mismatch_training(&train);
+    if (c->fault && !strcmp(c->fault, "mismatch")) mismatch_training(&train);
 #endif
-    cli_log(&prog, "qinx build: %zu base vectors, %zu training vectors, d=%zu, %zu bytes/vector",
-            base.n, train.n, base.d, bytes);
-    size_t M = metric == QX_METRIC_L2 ? bytes - 1 : bytes;
-    qx_quantizer *q = NULL;
-    if (use_fs) {
-        /* bytes = M4/2 (4-bit) + M8 (8-bit) + the norm byte (L2) */
-        qx_fs_opts fo;
-        qx_fs_opts_init(&fo);
-        fo.M4 = fs_steps ? fs_steps : (bytes / 2) * 2;
-        if (fo.M4 % 2 || fo.M4 / 2 > M) {
-            fprintf(stderr, "qinx build: --fs-steps %zu must be even and fit in %zu code bytes\n", fo.M4, M);
-            qx_matrix_free(&base);
-            qx_matrix_free(&train);
-            return 2;
-        }
-        fo.M8 = M - fo.M4 / 2;
-        if (beam) fo.beam = (int)beam;
-        fo.train_beam = train_beam ? (int)train_beam : 0;
-        fo.seed = seed;
-        fo.threads = (int)threads;
-        rc = qx_fs_new(&q, base.d, &fo);
-    } else if (use_qinco) {
-        qx_qinco_opts qo;
-        qx_qinco_opts_init(&qo);
-        qo.M = M;
-        qo.L = (int)qL;
-        qo.h = (int)qh;
-        qo.A = (int)qA;
-        if (beam) qo.beam = (int)beam;
-        qo.epochs = epochs != SIZE_MAX ? (int)epochs : train_minutes ? QX_QINCO_MAX_EPOCHS : qdef.epochs;
-        qo.train_minutes = (double)train_minutes;
-        qo.seed = seed;
-        qo.threads = (int)threads;
-        qo.verbose = !quiet;
-        if (beam) qo.rq_beam = (int)beam; /* the RQ it starts from, and falls back to, is
-                                            the one --quantizer rq would train */
-        if (!train_path && train.n == base.n) qo.rq_refine_min = 0; /* as for rq, below */
-        rc = qx_qinco_new(&q, base.d, &qo);
-    } else {
-        qx_rq_opts ro;
-        qx_rq_opts_init(&ro);
-        ro.M = M;
-        if (beam) ro.beam = (int)beam;
-        ro.train_beam = train_beam ? (int)train_beam : ro.beam;
-        ro.seed = seed;
-        ro.threads = (int)threads;
-        /* trained on every base vector: fitting them is what the codes are
-         * for, so refinement runs whatever the vectors per codeword (rq.h) */
-        if (!train_path && train.n == base.n) ro.refine_min_per_codeword = 0;
-        rc = qx_rq_new(&q, base.d, &ro);
-    }
+    cli_log(prog, "qinx build: %zu base vectors, %zu training vectors, d=%zu, %zu bytes/vector", n,
+            train.n, d, c->bytes);
     qx_ivf *ivf = NULL;
-    qx_ivf_opts io;
-    qx_ivf_opts_init(&io);
-    io.nlist = nlist;
-    io.metric = metric;
-    io.seed = seed;
-    if (rc == 0 && (rc = qx_ivf_new(&ivf, base.d, q, &io)) == 0) {
-        qx_ivf_set_progress(ivf, cli_progress_fn, &prog);
+    rc = cli_build_new_index(c, d, whole, &ivf);
+    if (rc == 0) {
+        qx_ivf_set_progress(ivf, cli_progress_fn, prog);
         rc = qx_ivf_train(ivf, train.data, train.n);
+    }
 #ifdef QX_FAULT_INJECTION
-        if (rc == 0 && fault && !strcmp(fault, "collapse")) rc = cli_collapse_codebooks(ivf);
+    if (rc == 0 && c->fault && !strcmp(c->fault, "collapse")) rc = cli_collapse_codebooks(ivf);
 #endif
-        double t_train = cli_now() - t0;
-        int64_t *ids = rc ? NULL : malloc(sizeof(int64_t) * (base.n ? base.n : 1));
-        if (!rc && !ids) rc = QX_ENOMEM;
-        for (size_t i = 0; ids && i < base.n; i++) ids[i] = (int64_t)i;
-        if (rc == 0) rc = qx_ivf_add(ivf, base.data, ids, base.n);
-        free(ids);
-        cli_progress_done(&prog);
-        if (rc == 0 && replace) {
-            int verdict = cli_gated_publish(ivf, base.data, base.n, replace, gate_path, fault,
-                                            sample_desc, &prog);
-            qx_ivf_free(ivf);
-            qx_matrix_free(&base);
-            qx_matrix_free(&train);
-            return verdict;
-        }
-        if (rc == 0) cli_qinco_verdict(ivf, &prog);
-        if (rc == 0) rc = qx_ivf_save(ivf, out_path);
-        if (rc == 0) {
-            qx_ivf_info info;
-            qx_ivf_get_info(ivf, &info);
-            cli_log(&prog,
-                    "qinx build: wrote %s: %zu vectors, nlist=%zu, %zu bytes/vector (M=%zu), "
-                    "train %.1fs, total %.1fs",
-                    out_path, info.ntotal, info.nlist, info.code_size, info.M, t_train,
-                    cli_now() - t0);
-        }
+    qx_matrix_free(&train);
+    cli_progress_done(prog);
+    if (rc) {
+        qx_ivf_free(ivf);
+        return cli_fail("build", rc);
+    }
+    *out = ivf;
+    return 0;
+}
+
+/* Train, then encode the base by chunks into the index: the whole
+ * one-machine build. Exit status (0 ok). */
+static int build_index(const cli_build_cfg *c, qx_ivf **out, char *desc, size_t cap,
+                       cli_progress *prog, double *t_train) {
+    double t0 = cli_now();
+    qx_vecs_file *base = NULL;
+    int rc = qx_vecs_open(&base, c->base);
+    if (rc) return cli_fail("build", rc);
+    qx_ivf *ivf = NULL;
+    int st = train_index(c, base, &ivf, desc, cap, prog);
+    *t_train = cli_now() - t0;
+    if (st == 0) {
+        size_t n = qx_vecs_file_rows(base);
+        cli_rows_progress rp;
+        cli_rows_progress_init(&rp, prog, n);
+        rc = cli_encode_rows(ivf, base, 0, n, (n + CLI_BUILD_CHUNK - 1) / CLI_BUILD_CHUNK, NULL, &rp);
+        if (rc == 0) rc = qx_vecs_file_unchanged(base);
+        if (rc) st = cli_fail("build", rc);
+    }
+    qx_vecs_close(base);
+    if (st) {
+        qx_ivf_free(ivf);
+        return st;
+    }
+    *out = ivf;
+    return 0;
+}
+
+int qx_cli_build(int argc, char **argv) {
+    cli_build_cfg cfg;
+    int st = cli_build_parse(argc, argv, &cfg);
+    if (st >= 0) return st;
+    if (cfg.mpi) return cli_build_mpi(&cfg);
+    cli_progress prog;
+    cli_progress_init(&prog, cfg.quiet);
+    double t0 = cli_now(), t_train = 0;
+    char desc[4096 + 128];
+    qx_ivf *ivf = NULL;
+    if ((st = build_index(&cfg, &ivf, desc, sizeof desc, &prog, &t_train))) return st;
+    int rc = 0;
+    if (cfg.replace) {
+        /* the gate measures drift and recall on the data: read it whole */
+        qx_matrix base = {0};
+        rc = qx_vecs_read(cfg.base, 0, &base);
+        if (rc == 0)
+            st = cli_gated_publish(ivf, base.data, base.n, cfg.replace, cfg.gate, cfg.fault, desc, &prog);
+        qx_matrix_free(&base);
+        qx_ivf_free(ivf);
+        return rc ? cli_fail("build", rc) : st;
+    }
+    cli_qinco_verdict(ivf, &prog);
+    rc = qx_ivf_save(ivf, cfg.out);
+    if (rc == 0) {
+        qx_ivf_info info;
+        qx_ivf_get_info(ivf, &info);
+        cli_log(&prog,
+                "qinx build: wrote %s: %zu vectors, nlist=%zu, %zu bytes/vector (M=%zu), "
+                "train %.1fs, total %.1fs",
+                cfg.out, info.ntotal, info.nlist, info.code_size, info.M, t_train, cli_now() - t0);
     }
     qx_ivf_free(ivf);
-    qx_matrix_free(&base);
-    qx_matrix_free(&train);
     return rc ? cli_fail("build", rc) : 0;
 }
+
+#ifndef QX_HAVE_MPI
+int cli_build_mpi(const cli_build_cfg *c) {
+    (void)c;
+    fprintf(stderr, "qinx build: --mpi needs the qinx-mpi program (built beside qinx when Open MPI "
+                    "is installed): mpirun -n P qinx-mpi build --mpi ...\n");
+    return 2;
+}
+#endif

@@ -1,7 +1,9 @@
 /* tools/cli_search.c — `qinx search`: run queries against an index file and,
  * with --gt, report recall@1/10/100, 10-recall@10 and QPS. QPS is measured
  * over the whole query set on --threads threads (default 1, the protocol of
- * the benchmark: single-threaded), best of --runs runs. */
+ * the benchmark: single-threaded), best of --runs runs. --index may name
+ * the manifest of a sharded index (qinx/shard.h): every shard is checked,
+ * loaded and searched, and the top-k merged. */
 #include <cblas.h>
 #include <getopt.h>
 #include <math.h>
@@ -17,6 +19,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: qinx search --index INDEX --queries FILE [options]\n"
+            "  --index INDEX    an index file, or the manifest of a sharded index\n"
             "  --gt FILE        ground truth (.ivecs): report recall and QPS\n"
             "  --k K            neighbours per query (default 100 with --gt, else 10)\n"
             "  --nprobe N       lists visited per query (default 16)\n"
@@ -75,18 +78,24 @@ int qx_cli_search(int argc, char **argv) {
     if (!k) k = gt_path ? 100 : 10;
     if (print == (size_t)-1) print = gt_path ? 0 : 3;
     qx_ivf *ivf = NULL;
+    qx_sharded *sh = NULL;
     qx_matrix q = {0};
     int32_t *gt = NULL;
     size_t gt_n = 0, gt_k = 0;
     float *dist = NULL;
     int64_t *ids = NULL;
     qx_ivf_search_ctx *ctx = NULL;
-    int rc = qx_ivf_load(index_path, &ivf);
+    int sharded = qx_manifest_probe(index_path);
+    if (sharded && profile) {
+        fprintf(stderr, "qinx search: --profile takes one index file, not a shard manifest\n");
+        return 2;
+    }
+    int rc = sharded ? qx_sharded_open(&sh, index_path) : qx_ivf_load(index_path, &ivf);
     if (rc == 0) rc = qx_vecs_read(q_path, 0, &q);
     if (rc == 0 && gt_path) rc = qx_ivecs_read(gt_path, 0, &gt, &gt_n, &gt_k);
     if (rc) goto out;
     qx_ivf_info info;
-    qx_ivf_get_info(ivf, &info);
+    qx_ivf_get_info(sh ? qx_sharded_shard(sh, 0) : ivf, &info);
     if (q.d != info.d) {
         rc = QX_EDIM;
         fprintf(stderr, "qinx search: queries have dimension %zu, the index %zu\n", q.d, info.d);
@@ -108,7 +117,7 @@ int qx_cli_search(int argc, char **argv) {
      * (sched_yield) and took a third of single-threaded search time. */
     openblas_set_num_threads(1);
     omp_set_num_threads((int)threads);
-    if ((rc = qx_ivf_search_ctx_new(&ctx, ivf))) goto out;
+    if (!sh && (rc = qx_ivf_search_ctx_new(&ctx, ivf))) goto out;
     qx_search_params sp;
     qx_search_params_init(&sp);
     sp.nprobe = nprobe;
@@ -123,7 +132,8 @@ int qx_cli_search(int argc, char **argv) {
         struct timespec c0, c1;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
         double t0 = cli_now();
-        rc = qx_ivf_search(ivf, ctx, q.data, q.n, k, &sp, dist, ids);
+        rc = sh ? qx_sharded_search(sh, q.data, q.n, k, &sp, dist, ids)
+                : qx_ivf_search(ivf, ctx, q.data, q.n, k, &sp, dist, ids);
         double t = cli_now() - t0;
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
         double tc = (double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec);
@@ -157,6 +167,7 @@ int qx_cli_search(int argc, char **argv) {
         printf(",\"nq\":%zu,\"k\":%zu,\"nprobe\":%zu,\"rerank\":%zu,\"threads\":%zu,"
                "\"shortlist\":%zu,\"qps\":%.1f,\"seconds\":%.6f,\"cpu_seconds\":%.6f",
                q.n, k, nprobe, rerank, threads, shortlist, qps, best, best_cpu);
+        printf(",\"shards\":%zu", sh ? qx_sharded_count(sh) : (size_t)1);
         if (gt) { /* a figure k cannot support is NaN: JSON null */
             const char *names[4] = {"recall@1", "recall@10", "recall@100", "10-recall@10"};
             double vals[4] = {rec.r1, rec.r10, rec.r100, rec.r10at10};
@@ -170,7 +181,9 @@ int qx_cli_search(int argc, char **argv) {
                    1e6 * prof.coarse / q.n, 1e6 * prof.lut / q.n, 1e6 * prof.scan / q.n, 1e6 * prof.refine / q.n);
         printf("}\n");
     } else {
-        printf("queries %zu  k %zu  nprobe %zu  rerank %zu  threads %zu\n", q.n, k, nprobe, rerank, threads);
+        printf("queries %zu  k %zu  nprobe %zu  rerank %zu  threads %zu", q.n, k, nprobe, rerank, threads);
+        if (sh) printf("  shards %zu", qx_sharded_count(sh));
+        printf("\n");
         if (gt)
             printf("recall@1 %.4f  recall@10 %.4f  recall@100 %.4f  10-recall@10 %.4f\n", rec.r1,
                    rec.r10, rec.r100, rec.r10at10);
@@ -188,6 +201,7 @@ out:
     if (rc && rc != QX_EDIM && rc != QX_ENOMEM) cli_fail("search", rc);
     qx_ivf_search_ctx_free(ctx);
     qx_ivf_free(ivf);
+    qx_sharded_free(sh);
     qx_matrix_free(&q);
     qx_free(gt);
     free(dist);

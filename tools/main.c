@@ -43,6 +43,7 @@ static void usage(FILE *f) {
             "  build    train and write an IVF index from a vector file\n"
             "  search   query an index file; recall and QPS against ground truth\n"
             "  info     describe an index file\n"
+            "  merge    merge the shards of a distributed build into one index\n"
             "  verify   DERP report of an index: codebook health, drift, recall\n"
             "  synth    write a generated dataset (base, queries, exact ground truth)\n"
 #ifdef QX_HAVE_SERVER
@@ -65,6 +66,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return qx_cli_info(argc, argv);
     if (!strcmp(cmd, "verify")) return qx_cli_verify(argc, argv);
     if (!strcmp(cmd, "synth")) return qx_cli_synth(argc, argv);
+    if (!strcmp(cmd, "merge")) return qx_cli_merge(argc, argv);
 #ifdef QX_HAVE_SERVER
     if (!strcmp(cmd, "serve")) return qx_serve_main(argc, argv);
 #endif

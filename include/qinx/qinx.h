@@ -15,6 +15,7 @@
 #include "qinx/qinco.h"
 #include "qinx/fastscan.h"
 #include "qinx/ivf.h"
+#include "qinx/shard.h"
 #include "qinx/derp.h"
 #include "qinx/gate.h"
 #include "qinx/eval.h"

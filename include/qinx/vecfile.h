@@ -50,5 +50,28 @@ int qx_ivecs_write(const char *path, const int32_t *x, size_t n, size_t d);
 int qx_matrix_alloc(qx_matrix *m, size_t n, size_t d);
 void qx_matrix_free(qx_matrix *m);
 
+/* ---- reading by row ranges (index/vecfile_range.c) --------------------------
+ * For files larger than memory: open validates the first record's dimension
+ * and that the size is a whole number of records; reads check every record
+ * they return (dimension, NaN/Inf) with the same errors as qx_vecs_read.
+ * .bvecs values are widened to float. One qx_vecs_file serves one thread at a
+ * time (it owns a staging buffer). */
+typedef struct qx_vecs_file qx_vecs_file;
+
+int qx_vecs_open(qx_vecs_file **out, const char *path);
+void qx_vecs_close(qx_vecs_file *f); /* NULL-safe */
+size_t qx_vecs_file_rows(const qx_vecs_file *f);
+size_t qx_vecs_file_dim(const qx_vecs_file *f);
+/* Size in bytes and modification time (ns since the epoch) seen at open. */
+void qx_vecs_file_identity(const qx_vecs_file *f, uint64_t *size, int64_t *mtime_ns);
+/* 0 if the path still names the file opened, with the same size and mtime;
+ * QX_EFORMAT ("changed while it was read: ...") otherwise. */
+int qx_vecs_file_unchanged(const qx_vecs_file *f);
+/* Rows [first, first + count) into out (count * dim floats, caller-owned). */
+int qx_vecs_read_rows(qx_vecs_file *f, size_t first, size_t count, float *out);
+/* The rows listed (ascending for efficiency; runs of consecutive rows are one
+ * read) into out (count * dim floats). */
+int qx_vecs_read_picked(qx_vecs_file *f, const size_t *rows, size_t count, float *out);
+
 QX_END_DECLS
 #endif
