@@ -72,14 +72,8 @@ int qxs_autoindex_check(qxs_server *s, qxs_coll *c, uint64_t *job_id) {
 }
 
 void qxs_autoindex_all(qxs_server *s) {
-    pthread_rwlock_rdlock(&s->reg_rw);
-    size_t n = s->ncolls;
-    qxs_coll **v = qx_malloc((n + 1) * sizeof *v);
-    for (size_t i = 0; v && i < n; i++) {
-        v[i] = s->colls[i];
-        atomic_fetch_add(&v[i]->refs, 1);
-    }
-    pthread_rwlock_unlock(&s->reg_rw);
+    size_t n;
+    qxs_coll **v = qxs_coll_all_refs(s, &n);
     for (size_t i = 0; v && i < n; i++) {
         uint64_t job;
         qxs_autoindex_check(s, v[i], &job);

@@ -1068,7 +1068,7 @@ out:
     return rc;
 }
 
-void qxs_merge_all(qxs_server *s) {
+qxs_coll **qxs_coll_all_refs(qxs_server *s, size_t *n_out) {
     pthread_rwlock_rdlock(&s->reg_rw);
     size_t n = s->ncolls;
     qxs_coll **v = qx_malloc((n + 1) * sizeof *v);
@@ -1077,6 +1077,13 @@ void qxs_merge_all(qxs_server *s) {
         atomic_fetch_add(&v[i]->refs, 1);
     }
     pthread_rwlock_unlock(&s->reg_rw);
+    *n_out = v ? n : 0;
+    return v;
+}
+
+void qxs_merge_all(qxs_server *s) {
+    size_t n;
+    qxs_coll **v = qxs_coll_all_refs(s, &n);
     for (size_t i = 0; v && i < n; i++) {
         size_t merged;
         if (!atomic_load(&s->stopping)) qxs_coll_merge(v[i], QXS_MERGE_MIN_SEGS, QXS_MERGE_MAX_BYTES, &merged);

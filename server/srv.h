@@ -205,6 +205,9 @@ const char *qxs_distance_name(qxs_distance d);
 int qxs_registry_load(qxs_server *s);  /* recover every collection in data/collections */
 qxs_coll *qxs_coll_get(qxs_server *s, const char *name); /* +1 ref or NULL */
 void qxs_coll_put(qxs_coll *c);                           /* -1 ref */
+/* Every registered collection, +1 ref each (qxs_coll_put each, then qx_free the array);
+ * NULL with *n = 0 when out of memory. */
+qxs_coll **qxs_coll_all_refs(qxs_server *s, size_t *n);
 /* Turn c read-only ("red") with a reason (a corrupt file found: logged). */
 void qxs_coll_set_red(qxs_coll *c, const char *why);
 int qxs_coll_create(qxs_server *s, const char *name, const qxs_coll_params *p);
