@@ -6,6 +6,15 @@
  * then ready. Shutdown (SIGTERM/SIGINT): stop accepting, let in-flight
  * requests finish (up to 10 s), stop the daemon, checkpoint every collection
  * so the next start replays nothing, flush the log.
+ *
+ * OpenMP wait policy: unless OMP_WAIT_POLICY is set, the server re-executes
+ * itself once with OMP_WAIT_POLICY=PASSIVE (libgomp reads it only when it is
+ * loaded, before main). By default idle OpenMP workers of a rebuild (FAISS's
+ * k-means, the beam search) spin for a while after each parallel region; on
+ * a 2-core machine shared with request threads or other jobs that spinning
+ * took the cores from the threads with work: a rebuild of 50,000 points
+ * (train 20,000, 16-byte RQ) took 304 s with the default and 129 s with
+ * PASSIVE at load average ~10 (encoding 2.4x faster, k-means 2.4x).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -237,6 +246,15 @@ int qx_serve_main(int argc, char **argv) {
     qxs_server *s = &srv;
     memset(s, 0, sizeof *s);
     if (parse_args(&s->cfg, argc, argv)) return 2;
+    if (!getenv("OMP_WAIT_POLICY") && argc < 250) { /* see the header */
+        char *av[256];
+        av[0] = "qinx";
+        for (int i = 0; i < argc; i++) av[i + 1] = argv[i];
+        av[argc + 1] = NULL;
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+        execv("/proc/self/exe", av);
+        fprintf(stderr, "qinx serve: could not re-execute with OMP_WAIT_POLICY=PASSIVE (%s); going on\n", strerror(errno));
+    }
     qxs_log_level_cur = s->cfg.log_level;
     if (s->cfg.checkpoint_bytes) qxs_checkpoint_bytes = s->cfg.checkpoint_bytes;
     s->t_start = qx_now();
