@@ -14,15 +14,27 @@
 #   on disk (warm page cache) and in RAM; re-ranked search latency p50/p99
 #   with a cold page cache (the segment files' pages dropped before each
 #   query with posix_fadvise DONTNEED).
+# QX_SCALE_DATA=DIR: use DIR, a data directory an earlier run converted (its
+# collection "big" of QX_SCALE_N points), in place of the synth and the
+# conversion; DIR is modified (rebuild, new writes).
 # Usage: bash tests/long_server_scale.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
 [ -n "${QX_SCALE_BIN:-}" ] && QX_BIN=$QX_SCALE_BIN
 N=${QX_SCALE_N:-1000000}
-D="$QX_TMP/data"
+D=${QX_SCALE_DATA:-"$QX_TMP/data"}
 C=/collections/big
 CD="$D/collections/big"
 rss() { awk '/^RssAnon/ {print $2 * 1024}' /proc/"$QX_PID"/status; }
+# qx_start gives up waiting for "ready:" after 15 s; opening millions of points takes longer
+wait_ready() {
+  for _ in $(seq 1 7200); do
+    grep -q "ready:" "$QX_LOG" && return 0
+    kill -0 "$QX_PID" 2>/dev/null || { qx_fail "server died while opening"; return 1; }
+    sleep 0.5
+  done
+  qx_fail "not ready after an hour"; return 1
+}
 
 LN=${QX_LOAD_N:-100000}
 loadrate() { # BIN -> points/s of a fresh server loading LN points over HTTP
@@ -40,6 +52,7 @@ echo "RESULT load: $LN points x 128-d over HTTP (batch 1000): $new_rate points/s
 cat /proc/loadavg | sed 's/^/RESULT machine load average: /'
 
 # the 1M collection: snapshot.bin of the old layout, converted at open
+if [ -z "${QX_SCALE_DATA:-}" ]; then
 "$QX_BIN" synth --out "$QX_TMP/s" --n "$N" --queries 1 --d 128 --clusters 256 --seed 7 >/dev/null 2>&1 || { qx_fail "synth"; qx_finish; }
 mkdir -p "$CD"
 python3 - "$QX_TMP/s_base.fvecs" "$CD" "$N" <<'PY'
@@ -64,8 +77,12 @@ with open(src, "rb") as f, open(cd + "/snapshot.bin", "wb") as out:
 json.dump({"name": "big", "vectors": {"size": d, "distance": "Euclid"}, "quantizer": {"kind": "rq", "bytes": 16, "nlist": 0},
            "gate": {"min_recall": 0.3}, "created": 0}, open(cd + "/meta.json", "w"))
 PY
+fi
 qx_start "$D" || exit 1
-echo "RESULT conversion of a $N-point snapshot.bin to segments at open: $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s"
+wait_ready || { qx_finish; exit 1; }
+opened=$(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG")
+if [ -n "${QX_SCALE_DATA:-}" ]; then echo "RESULT open of the prepared $N-point data directory (no conversion): $opened s"
+else echo "RESULT conversion of a $N-point snapshot.bin to segments at open: $opened s"; fi
 [ "$(qx_req GET $C; echo "$QX_BODY" | sed -n 's/.*"points_count":\([0-9]*\).*/\1/p')" = "$N" ] && qx_ok "$N points after the conversion" || qx_fail "count after conversion"
 TRAIN=${QX_SCALE_TRAIN:-65536}
 NLIST=${QX_SCALE_NLIST:-1024} # the automatic 4 sqrt(N) (4,000 at 1M) gives the gate's nprobe-16 recall 0.20 on this data
@@ -101,6 +118,7 @@ echo "RESULT checkpoint after 1 % new writes ($m points): $ck bytes written, col
 ls -l "$CD"
 # restart to ready (replays nothing after a clean stop; see the crash line below for a log tail)
 qx_start "$D" || exit 1
+wait_ready || { qx_finish; exit 1; }
 grep -o "ready: .*" "$QX_LOG"
 echo "RESULT restart: $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s to open the collection ($(sed -n 's/.*ready: .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s to ready)"
 # HTTP QPS, raw vectors on disk (warm), rerank 100
@@ -121,6 +139,7 @@ q_disk=$(qps)
 qx_stop TERM
 sed -i 's/"on_disk": true/"on_disk": false/' "$CD/meta.json"
 qx_start "$D" || exit 1
+wait_ready || { qx_finish; exit 1; }
 echo "RESULT restart with on_disk false (reads the raw vectors into RAM): $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s"
 qps >/dev/null
 q_ram=$(qps)
@@ -128,6 +147,7 @@ echo "RESULT HTTP QPS (wrk 8 connections, 10 s, nprobe 16, rerank 100): on disk 
 qx_stop TERM
 sed -i 's/"on_disk": false/"on_disk": true/' "$CD/meta.json"
 qx_start "$D" || exit 1
+wait_ready || { qx_finish; exit 1; }
 # cold cache: drop the segment files' pages before every query
 python3 - "$CD" "$QX_URL" "$QX_TMP/queries.txt" <<'PY'
 import glob, os, sys, time, urllib.request
