@@ -14,6 +14,7 @@
  * 3. Point ids and payloads come through the store's contract calls; a
  *    payload is parsed only when an unindexed condition needs it.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +97,47 @@ static int cmp_key(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* Above this fraction of the live points passing, the probing scan is used
+ * even for a filter the index can list (QX_FILTER_AMONG_FRAC overrides, for
+ * measurement). */
+static double among_v;
+static pthread_once_t among_once = PTHREAD_ONCE_INIT;
+static void among_init(void) {
+    const char *e = getenv("QX_FILTER_AMONG_FRAC");
+    double x = e ? strtod(e, NULL) : QXS_FILTER_AMONG_FRAC;
+    among_v = x >= 0 && x <= 1 ? x : QXS_FILTER_AMONG_FRAC;
+}
+static double among_frac(void) {
+    pthread_once(&among_once, among_init);
+    return among_v;
+}
+
+/* Is the whole filter the one condition the index answers (so every key the
+ * index lists passes, and testing them again is wasted)? */
+static int index_is_filter(const qxs_filter *f, const qxs_cond *best) {
+    return f->nmust == 1 && &f->must[0] == best && !f->nshould && !f->nmust_not && !f->has_min_should &&
+           qxs_pindex_answers(best->pidx, best);
+}
+
+/* The keys that pass, sorted, without duplicates, into o's (keys, n) pair. */
+static int list_passing(qxs_coll *c, qxs_filter *f, const qxs_cond *best, qxs_fsearch *ctx, int64_t **keys,
+                        size_t *n) {
+    klist l = {0};
+    if (qxs_pindex_keys(best->pidx, best, add_key, &l) || l.oom) {
+        qx_free(l.k);
+        return qx_error_set(QX_ENOMEM, "filter candidates");
+    }
+    (void)c;
+    qsort(l.k, l.n, sizeof *l.k, cmp_key);
+    int all = index_is_filter(f, best);
+    size_t m = 0;
+    for (size_t i = 0; i < l.n; i++)
+        if ((m == 0 || l.k[m - 1] != l.k[i]) && (all || filter_cb(ctx, l.k[i]))) l.k[m++] = l.k[i];
+    *keys = l.k;
+    *n = m;
+    return 0;
+}
+
 int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opts *o, int64_t **keys,
                     long long *est_out) {
     *keys = NULL;
@@ -104,25 +146,25 @@ int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opt
     const qxs_cond *best = NULL;
     pthread_rwlock_rdlock(&c->rw); /* index contents and the stored points, read */
     long long est = estimate(f, &best);
-    size_t lim = c->store.n_live / QXS_FILTER_EXACT_DIV;
+    size_t live = c->store.n_live, lim = live / QXS_FILTER_EXACT_DIV;
     if (lim < QXS_FILTER_EXACT_MIN) lim = QXS_FILTER_EXACT_MIN;
+    double among_max = (double)live * among_frac();
     int rc = 0;
+    o->filter = filter_cb; /* the fallback of every plan below */
+    o->filter_ctx = ctx;
     if (best && est <= (long long)lim) {
-        klist l = {0};
-        if (qxs_pindex_keys(best->pidx, best, add_key, &l) || l.oom) rc = qx_error_set(QX_ENOMEM, "filter candidates");
-        else {
-            qsort(l.k, l.n, sizeof *l.k, cmp_key);
-            size_t m = 0;
-            for (size_t i = 0; i < l.n; i++)
-                if ((m == 0 || l.k[m - 1] != l.k[i]) && filter_cb(ctx, l.k[i])) l.k[m++] = l.k[i];
-            o->only_keys = l.k ? l.k : (int64_t *)&o->k; /* an empty list is not NULL */
+        size_t m = 0;
+        if (!(rc = list_passing(c, f, best, ctx, keys, &m))) {
+            o->only_keys = *keys ? *keys : (int64_t *)&o->k; /* an empty list is not NULL */
             o->n_only_keys = m;
-            *keys = l.k;
         }
-        if (rc) qx_free(l.k);
-    } else {
-        o->filter = filter_cb;
-        o->filter_ctx = ctx;
+    } else if (best && c->ivf && (double)est <= among_max &&
+               qx_quantizer_kind(qx_ivf_quantizer(c->ivf)) != QX_QUANT_FASTSCAN) {
+        size_t m = 0;
+        if (!(rc = list_passing(c, f, best, ctx, keys, &m))) {
+            o->among_keys = *keys ? *keys : (int64_t *)&o->k;
+            o->n_among_keys = m;
+        }
     }
     pthread_rwlock_unlock(&c->rw);
     if (est_out) *est_out = est;

@@ -11,6 +11,9 @@
  * filtered search scores exactly the points that pass. */
 #define QXS_FILTER_EXACT_MIN 4096
 #define QXS_FILTER_EXACT_DIV 16
+/* Up to this fraction of the points passing (and a listable filter), an IVF
+ * collection scores the passing points from their codes instead of probing. */
+#define QXS_FILTER_AMONG_FRAC 0.5
 
 /* Does a point pass? payload: its bytes (may be NULL/0), or load = 1 to
  * fetch them through qxs_coll_get_key_locked when a condition needs them

@@ -272,6 +272,11 @@ typedef struct qxs_search_opts {
      * tested. filter runs with the read lock held. */
     const int64_t *only_keys;
     size_t n_only_keys;
+    /* among_keys: the rows that pass, too many to score exactly: an IVF that
+     * can (not fast-scan) scores them from their codes (qx_search_params
+     * only_ids) instead of probing lists; otherwise filter is used. */
+    const int64_t *among_keys;
+    size_t n_among_keys;
     int (*filter)(void *filter_ctx, int64_t rowkey);
     void *filter_ctx;
     size_t max_nprobe;

@@ -111,6 +111,18 @@ typedef struct qx_search_params {
     int (*filter)(void *filter_ctx, int64_t id);
     void *filter_ctx;
     size_t max_nprobe;
+    /* Search among these ids only (optional, n_only_ids of them; ids the
+     * index does not hold are skipped; the caller removes duplicates): no
+     * lists are probed, each id is scored from its stored code as a list
+     * scan would score it, and the best k (re-ranked as usual) are kept.
+     * nprobe, filter and max_nprobe are then ignored. Meant for a filter the
+     * caller can enumerate (a payload index) whose points are too many to
+     * score exactly and may lie anywhere: probing nearest lists first finds
+     * few of them when the filter is correlated with the vectors. Cost:
+     * n_only_ids scattered code reads. Not for fast-scan indexes
+     * (QX_EINVAL). */
+    const int64_t *only_ids;
+    size_t n_only_ids;
     size_t *lists_visited; /* optional out: lists scanned (the last query's, for nq = 1) */
 } qx_search_params;
 
