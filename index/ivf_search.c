@@ -230,10 +230,10 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
      * rate of the tested candidates >= that count): the filtered top-k is
      * the top-(k / pass rate) of the whole set, which needs that much more
      * of the space to be seen for the same recall. */
-    size_t pi = 0, passed = 0, tested = 0, scanned = 0, scanned_nprobe = 0;
+    size_t pi = 0, passed = 0, tested = 0, scanned = 0, scanned_nprobe = 0, tested_near = 0, passed_near = 0;
     for (; pi < c->probes.n; pi++) {
         if (p->filter && pi >= nprobe) {
-            if (pi == nprobe) scanned_nprobe = scanned;
+            if (pi == nprobe) scanned_nprobe = scanned, tested_near = tested, passed_near = passed;
             if (passed >= heap_k && (double)scanned * (double)passed >= (double)scanned_nprobe * (double)tested) break;
         }
         uint32_t l = (uint32_t)c->probes.val[pi];
@@ -254,6 +254,9 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
         }
     }
     if (p->lists_visited) *p->lists_visited = pi;
+    if (pi <= nprobe) tested_near = tested, passed_near = passed;
+    if (p->filter_tested) *p->filter_tested = tested_near;
+    if (p->filter_passed) *p->filter_passed = passed_near;
 shortlist:
     if (p->rerank > 0 && c->heap.n > 0) {
         /* Exact distances to the decoded reconstructions c_l + r̂. */

@@ -1206,6 +1206,8 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
             sp.filter = o->filter;
             sp.filter_ctx = o->filter_ctx;
             sp.max_nprobe = o->max_nprobe;
+            sp.filter_tested = o->filter_tested;
+            sp.filter_passed = o->filter_passed;
         }
         rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, k2);
         if (!rc) {

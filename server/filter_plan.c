@@ -97,19 +97,33 @@ static int cmp_key(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Above this fraction of the live points passing, the probing scan is used
- * even for a filter the index can list (QX_FILTER_AMONG_FRAC overrides, for
- * measurement). */
-static double among_v;
-static pthread_once_t among_once = PTHREAD_ONCE_INIT;
-static void among_init(void) {
-    const char *e = getenv("QX_FILTER_AMONG_FRAC");
-    double x = e ? strtod(e, NULL) : QXS_FILTER_AMONG_FRAC;
-    among_v = x >= 0 && x <= 1 ? x : QXS_FILTER_AMONG_FRAC;
+/* The planner's constants (filter_plan.h) can be overridden for measurement:
+ * QX_FILTER_EXACT_FRAC, QX_FILTER_AMONG_FRAC, QX_FILTER_CORR_RATIO. */
+static double among_v, exact_v, corr_v;
+static pthread_once_t tun_once = PTHREAD_ONCE_INIT;
+static double env_frac(const char *name, double def) {
+    const char *e = getenv(name);
+    double x = e ? strtod(e, NULL) : def;
+    return x >= 0 && x <= 1 ? x : def;
+}
+static void tun_init(void) {
+    among_v = env_frac("QX_FILTER_AMONG_FRAC", QXS_FILTER_AMONG_FRAC);
+    exact_v = env_frac("QX_FILTER_EXACT_FRAC", 1.0 / QXS_FILTER_EXACT_DIV);
+    const char *e = getenv("QX_FILTER_CORR_RATIO"); /* 0: never search again */
+    corr_v = e ? strtod(e, NULL) : QXS_FILTER_CORR_RATIO;
+    if (!(corr_v >= 0 && corr_v <= 1000)) corr_v = QXS_FILTER_CORR_RATIO;
 }
 static double among_frac(void) {
-    pthread_once(&among_once, among_init);
+    pthread_once(&tun_once, tun_init);
     return among_v;
+}
+static double corr_ratio(void) {
+    pthread_once(&tun_once, tun_init);
+    return corr_v;
+}
+static double exact_frac(void) {
+    pthread_once(&tun_once, tun_init);
+    return exact_v;
 }
 
 /* Is the whole filter the one condition the index answers (so every key the
@@ -119,20 +133,22 @@ static int index_is_filter(const qxs_filter *f, const qxs_cond *best) {
            qxs_pindex_answers(best->pidx, best);
 }
 
-/* The keys that pass, sorted, without duplicates, into o's (keys, n) pair. */
-static int list_passing(qxs_coll *c, qxs_filter *f, const qxs_cond *best, qxs_fsearch *ctx, int64_t **keys,
+/* The keys that pass, without duplicates, into (keys, n): sorted when sort
+ * is set (the exact path reads raw vectors in row order) or when the index
+ * may list a key twice; the among path needs neither. */
+static int list_passing(qxs_filter *f, const qxs_cond *best, qxs_fsearch *ctx, int sort, int64_t **keys,
                         size_t *n) {
     klist l = {0};
-    if (qxs_pindex_keys(best->pidx, best, add_key, &l) || l.oom) {
+    int rep = 1;
+    if (qxs_pindex_keys(best->pidx, best, add_key, &l, &rep) || l.oom) {
         qx_free(l.k);
         return qx_error_set(QX_ENOMEM, "filter candidates");
     }
-    (void)c;
-    qsort(l.k, l.n, sizeof *l.k, cmp_key);
+    if (sort || rep) qsort(l.k, l.n, sizeof *l.k, cmp_key);
     int all = index_is_filter(f, best);
     size_t m = 0;
     for (size_t i = 0; i < l.n; i++)
-        if ((m == 0 || l.k[m - 1] != l.k[i]) && (all || filter_cb(ctx, l.k[i]))) l.k[m++] = l.k[i];
+        if ((!(sort || rep) || m == 0 || l.k[m - 1] != l.k[i]) && (all || filter_cb(ctx, l.k[i]))) l.k[m++] = l.k[i];
     *keys = l.k;
     *n = m;
     return 0;
@@ -146,27 +162,43 @@ int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opt
     const qxs_cond *best = NULL;
     pthread_rwlock_rdlock(&c->rw); /* index contents and the stored points, read */
     long long est = estimate(f, &best);
-    size_t live = c->store.n_live, lim = live / QXS_FILTER_EXACT_DIV;
+    size_t live = c->store.n_live, lim = (size_t)((double)live * exact_frac());
     if (lim < QXS_FILTER_EXACT_MIN) lim = QXS_FILTER_EXACT_MIN;
-    double among_max = (double)live * among_frac();
     int rc = 0;
-    o->filter = filter_cb; /* the fallback of every plan below */
+    o->filter = filter_cb; /* the probing scan, unless few pass */
     o->filter_ctx = ctx;
     if (best && est <= (long long)lim) {
         size_t m = 0;
-        if (!(rc = list_passing(c, f, best, ctx, keys, &m))) {
+        if (!(rc = list_passing(f, best, ctx, 1, keys, &m))) {
             o->only_keys = *keys ? *keys : (int64_t *)&o->k; /* an empty list is not NULL */
             o->n_only_keys = m;
-        }
-    } else if (best && c->ivf && (double)est <= among_max &&
-               qx_quantizer_kind(qx_ivf_quantizer(c->ivf)) != QX_QUANT_FASTSCAN) {
-        size_t m = 0;
-        if (!(rc = list_passing(c, f, best, ctx, keys, &m))) {
-            o->among_keys = *keys ? *keys : (int64_t *)&o->k;
-            o->n_among_keys = m;
         }
     }
     pthread_rwlock_unlock(&c->rw);
     if (est_out) *est_out = est;
+    return rc;
+}
+
+int qxs_filter_replan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opts *o, int64_t **keys,
+                      size_t tested, size_t passed) {
+    if (o->only_keys || o->among_keys || tested < QXS_FILTER_CORR_MIN_TESTED) return 0;
+    const qxs_cond *best = NULL;
+    pthread_rwlock_rdlock(&c->rw);
+    long long est = estimate(f, &best);
+    size_t live = c->store.n_live;
+    int rc = 0;
+    /* passed / tested against the whole set's rate est / live (decision 4) */
+    if (best && est > 0 && live && corr_ratio() > 0 && (double)passed * corr_ratio() * (double)live < (double)est * (double)tested) {
+        int exact = (double)est <= (double)live * among_frac();
+        int among = !exact && c->ivf && qx_quantizer_kind(qx_ivf_quantizer(c->ivf)) != QX_QUANT_FASTSCAN;
+        size_t m = 0;
+        if ((exact || among) && !(rc = list_passing(f, best, ctx, exact, keys, &m))) {
+            const int64_t *k = *keys ? *keys : (int64_t *)&o->k;
+            if (exact) o->only_keys = k, o->n_only_keys = m;
+            else o->among_keys = k, o->n_among_keys = m;
+            rc = 1;
+        }
+    }
+    pthread_rwlock_unlock(&c->rw);
     return rc;
 }

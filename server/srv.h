@@ -280,6 +280,7 @@ typedef struct qxs_search_opts {
     int (*filter)(void *filter_ctx, int64_t rowkey);
     void *filter_ctx;
     size_t max_nprobe;
+    size_t *filter_tested, *filter_passed; /* optional out: the IVF scan's filter counts */
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"
  * (L2 or -IP); ids (and keys, may be NULL) receive the hits, *found their

@@ -124,6 +124,13 @@ typedef struct qx_search_params {
     const int64_t *only_ids;
     size_t n_only_ids;
     size_t *lists_visited; /* optional out: lists scanned (the last query's, for nq = 1) */
+    /* optional out (the last query's, for nq = 1): in the first nprobe
+     * lists (near the query), the candidates tested by filter and how many
+     * passed. Far fewer passing near the query than in the whole set says
+     * the filter is correlated with the vectors: the passing points lie
+     * far off, where probing finds them late and the codes rank them
+     * poorly (a caller may then score them exactly). */
+    size_t *filter_tested, *filter_passed;
 } qx_search_params;
 
 void qx_search_params_init(qx_search_params *p);
