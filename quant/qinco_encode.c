@@ -94,8 +94,8 @@ static inline void topk_push(float *bs, int *bi, size_t *cnt, size_t k, float s,
  * scores at or below it, from the blocks whose minimum is, are candidates:
  * ~A to 2A of them, gathered without branches and sorted by insertion.
  * (topk_push over all 256 scores of every beam entry was 11 % of an epoch.)
- * cs, ci: n floats / ints of scratch. */
-static void select_smallest(const float *v, size_t n, size_t A, int *out, float *cs, int *ci) {
+ * cs, ci: n floats / ints of scratch. Declared in qinco_impl.h for the test. */
+void qx__qinco_select_smallest(const float *v, size_t n, size_t A, int *out, float *cs, int *ci) {
     float bmin[QX__QK / 16];
     size_t nbk = n / 16;
     for (size_t b = 0; b < nbk; b++) {
@@ -260,7 +260,7 @@ static void preselect(const qx__qinco *q, const float *params, const float *tabl
         float *row = s->sc + j * K;
 #pragma omp simd
         for (size_t k = 0; k < K; k++) row[k] += cbn[k];
-        select_smallest(row, K, A, ck + j * A, s->bs, s->bi);
+        qx__qinco_select_smallest(row, K, A, ck + j * A, s->bs, s->bi);
     }
 }
 

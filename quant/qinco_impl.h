@@ -95,6 +95,9 @@ int qx__qinco_decode_ws(const qx__qinco *q, const float *params, const float *ta
                         const uint8_t *codes, size_t n, size_t m, int threads, float *out,
                         qx__qinco_encws **ws);
 void qx__qinco_encws_free(qx__qinco_encws *ws);
+/* The A smallest of n scores (n a multiple of 16, at most 256; A <= n) in
+ * ascending order, ties in index order, into out; cs, ci: n of scratch. */
+void qx__qinco_select_smallest(const float *v, size_t n, size_t A, int *out, float *cs, int *ci);
 /* Exact decode of the first m steps of n codes (stride M) into raw vectors. */
 int qx__qinco_decode_with(const qx__qinco *q, const float *params, const float *tables,
                           const uint8_t *codes, size_t n, size_t m, int threads, float *out);
