@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "ivf_impl.h"
-#include "kernels_fs_impl.h"
+#include "kernels_fs.h"
 
 #define QX__C2_ITERS 20
 #define QX__C2_PAD UINT32_MAX

@@ -5,7 +5,7 @@
  * Decisions:
  * 1. A code is stored once: its scanned bytes (the M4/2 bytes of 4-bit
  *    steps and, for L2, the norm byte) in the list's scan blocks
- *    (quant/kernels_fs_impl.h: per nibble pair, 32 bytes, one per vector),
+ *    (quant/kernels_fs.h: per nibble pair, 32 bytes, one per vector),
  *    the 8-bit refinement bytes row-major in `codes`. Memory per vector is
  *    therefore exactly code_size bytes plus the id, as for the other kinds
  *    (plus the unused tail of the last block of each list).
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "ivf_impl.h"
-#include "kernels_fs_impl.h"
+#include "kernels_fs.h"
 #include "qinx/fastscan.h"
 
 #define K1D 16

@@ -55,7 +55,7 @@
 #include <x86intrin.h>
 
 #include "ivf_impl.h"
-#include "kernels_fs_impl.h"
+#include "kernels_fs.h"
 #include "qinx/fastscan.h"
 #include "qinx/kernels.h"
 

@@ -1,5 +1,5 @@
 /* quant/kernels_fs.c — fast-scan kernels: the scalar reference and the
- * dispatch (kernels_fs_impl.h describes the block layout).
+ * dispatch (kernels_fs.h describes the block layout).
  *
  * Decisions:
  * 1. The level is the one qx_simd_active() chose (CPU features and the
@@ -8,7 +8,7 @@
  * 2. The scalar scan is the plain definition (per vector, per step); it is
  *    the reference every SIMD variant is compared with, bit for bit.
  */
-#include "kernels_fs_impl.h"
+#include "kernels_fs.h"
 #include "kernels_impl.h"
 
 void qx__fs_scan_scalar(uint16_t *out, const uint8_t *blocks, size_t nblocks, size_t npairs,

@@ -16,7 +16,7 @@
  */
 #include <immintrin.h>
 
-#include "kernels_fs_impl.h"
+#include "kernels_fs.h"
 
 static inline void store_block(uint16_t *out, __m256i acc, __m256i acchi) {
     __m256i even = _mm256_sub_epi16(acc, _mm256_slli_epi16(acchi, 8));

@@ -14,7 +14,7 @@
  */
 #include <immintrin.h>
 
-#include "kernels_fs_impl.h"
+#include "kernels_fs.h"
 
 static inline __m256i bcast16(const uint8_t *t) {
     return _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)t));

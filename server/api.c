@@ -844,6 +844,9 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
     }
     json_t *b = NULL;
     if (r->ep == QXS_EP_SEARCH && !is_get && !memchr(body, 0, len) && search_fast(s, c, body, len, o)) goto out;
+    if (r->ep == QXS_EP_POINTS && !strcmp(method, "PUT") && !memchr(body, 0, len) &&
+        qxs_api_upsert_fast(s, c, body, len, o))
+        goto out;
     if (!is_get) {
         int required = r->ep != QXS_EP_REBUILD && r->ep != QXS_EP_SNAPSHOTS && strcmp(method, "DELETE") != 0;
         b = qxs_api_body(body, len, o, required);

@@ -26,6 +26,7 @@
 #include "qinx/error.h"
 #include "payload_index.h"
 #include "payload_indexes.h"
+#include "upsert_body.h"
 
 int qxs_api_pid(json_t *v, qxs_pid *out, qxs_reply *o, const char *what) {
     char err[200];
@@ -222,86 +223,20 @@ static int payload_bytes(json_t *pl, char **txt, qxs_bytes *out, qxs_reply *o, c
 
 static int write_status(int rc) { return rc == QXS_EMEMLIMIT ? 507 : rc == QX_ELIMIT ? 413 : qxs_api_status(rc); }
 
-void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
-    json_t *pts = json_object_get(b, "points"), *batch = json_object_get(b, "batch");
-    json_t *bids = NULL, *bvecs = NULL, *bpl = NULL;
-    size_t n;
-    if (pts) {
-        if (!json_is_array(pts)) {
-            qxs_api_fail(o, 422, "'points' must be an array of {\"id\": …, \"vector\": […], \"payload\": {…}}");
-            return;
-        }
-        n = json_array_size(pts);
-    } else if (batch) {
-        bids = json_is_object(batch) ? json_object_get(batch, "ids") : NULL;
-        bvecs = json_is_object(batch) ? json_object_get(batch, "vectors") : NULL;
-        bpl = json_is_object(batch) ? json_object_get(batch, "payloads") : NULL;
-        if (!json_is_array(bids) || !json_is_array(bvecs) || json_array_size(bids) != json_array_size(bvecs) ||
-            (bpl && !json_is_null(bpl) && (!json_is_array(bpl) || json_array_size(bpl) != json_array_size(bids)))) {
-            qxs_api_fail(o, 422, "'batch' must be {\"ids\": [...], \"vectors\": [[...], ...], \"payloads\": [...]} of "
-                                 "equal lengths");
-            return;
-        }
-        n = json_array_size(bids);
-    } else {
-        qxs_api_fail(o, 422, "missing field 'points'");
-        return;
-    }
-    if (n == 0) {
-        qxs_api_fail(o, 422, "'points' is empty");
-        return;
-    }
-    if (n > QXS_MAX_BATCH) {
-        qxs_api_fail(o, 422, "%zu points in one request; at most %d", n, QXS_MAX_BATCH);
-        return;
-    }
-    size_t vb, n0 = n;
-    if (!qx_size_mul3(n, c->d, sizeof(float), &vb)) {
-        qxs_api_fail(o, 422, "batch too large");
-        return;
-    }
-    float *x = qx_aligned_alloc(vb);
-    qxs_pid *pids = qx_malloc(n * sizeof *pids);
-    qxs_bytes *pl = qx_calloc(n, sizeof *pl);
-    json_t **pj = qx_calloc(n, sizeof *pj);
+/* The write shared by both upsert parsers, for n validated points (pl: their
+ * payload texts, pj: their payload JSON, NULL where none): the last
+ * occurrence of an id wins, payload values are checked against the payload
+ * indexes, then one log record and one apply. The arrays are compacted in
+ * place. */
+static void upsert_write(qxs_server *s, qxs_coll *c, qxs_pid *pids, float *x, qxs_bytes *pl, json_t **pj, size_t n,
+                         qxs_reply *o) {
     pidpos *ip = qx_malloc(n * sizeof *ip);
-    char **txt = qx_calloc(n, sizeof *txt);
     qxs_pidxset *px = NULL;
-    if (!x || !pids || !pl || !pj || !ip || !txt) {
+    if (!ip) {
         qxs_api_fail(o, 500, "out of memory for %zu points", n);
-        goto out;
+        return;
     }
-    char what[48];
-    for (size_t i = 0; i < n; i++) {
-        json_t *idv, *vv, *plj = NULL;
-        snprintf(what, sizeof what, "point %zu", i);
-        if (pts) {
-            json_t *p = json_array_get(pts, i);
-            if (!json_is_object(p)) {
-                qxs_api_fail(o, 422, "%s: must be an object {\"id\": …, \"vector\": […]}", what);
-                goto out;
-            }
-            idv = json_object_get(p, "id");
-            vv = json_object_get(p, "vector");
-            plj = json_object_get(p, "payload");
-            if (!idv || !vv) {
-                qxs_api_fail(o, 422, "%s: missing field '%s'", what, idv ? "vector" : "id");
-                goto out;
-            }
-        } else {
-            idv = json_array_get(bids, i);
-            vv = json_array_get(bvecs, i);
-            if (bpl && !json_is_null(bpl)) plj = json_array_get(bpl, i);
-        }
-        if (json_is_object(vv) && json_object_size(vv) == 1 && json_object_get(vv, ""))
-            vv = json_object_get(vv, ""); /* the unnamed vector as a named map */
-        if (qxs_api_pid(idv, &pids[i], o, what) || qxs_api_vector(vv, c, x + i * c->d, o, what) ||
-            payload_bytes(plj, &txt[i], &pl[i], o, what))
-            goto out;
-        pj[i] = pl[i].len ? plj : NULL;
-        ip[i] = (pidpos){pids[i], i};
-    }
-    /* the last occurrence of an id wins */
+    for (size_t i = 0; i < n; i++) ip[i] = (pidpos){pids[i], i};
     qsort(ip, n, sizeof *ip, cmp_pidpos);
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
@@ -343,13 +278,142 @@ void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
     if (rc) qxs_api_fail(o, write_status(rc), "upsert failed: %s", qx_last_error());
     else qxs_api_ok(o, json_pack("{s:I, s:s}", "operation_id", (json_int_t)lsn, "status", "completed"));
 out:
-    for (size_t i = 0; txt && i < n0; i++) qx_free(txt[i]);
-    qx_free(txt);
+    qx_free(ip);
+}
+
+/* Payload texts (txt[i], pl[i]) and JSON (pj[i]) of n points, allocated
+ * together; 0 or -1 (o filled). */
+typedef struct upsert_pl {
+    qxs_bytes *pl;
+    json_t **pj;
+    char **txt;
+    size_t n;
+} upsert_pl;
+
+static int upsert_pl_new(upsert_pl *u, size_t n, qxs_reply *o) {
+    u->n = n;
+    u->pl = qx_calloc(n, sizeof *u->pl);
+    u->pj = qx_calloc(n, sizeof *u->pj);
+    u->txt = qx_calloc(n, sizeof *u->txt);
+    if (u->pl && u->pj && u->txt) return 0;
+    qxs_api_fail(o, 500, "out of memory for %zu points", n);
+    return -1;
+}
+
+static void upsert_pl_free(upsert_pl *u) {
+    for (size_t i = 0; u->txt && i < u->n; i++) qx_free(u->txt[i]);
+    qx_free(u->txt);
+    qx_free(u->pl);
+    qx_free(u->pj);
+}
+
+void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
+    json_t *pts = json_object_get(b, "points"), *batch = json_object_get(b, "batch");
+    json_t *bids = NULL, *bvecs = NULL, *bpl = NULL;
+    size_t n;
+    if (pts) {
+        if (!json_is_array(pts)) {
+            qxs_api_fail(o, 422, "'points' must be an array of {\"id\": …, \"vector\": […], \"payload\": {…}}");
+            return;
+        }
+        n = json_array_size(pts);
+    } else if (batch) {
+        bids = json_is_object(batch) ? json_object_get(batch, "ids") : NULL;
+        bvecs = json_is_object(batch) ? json_object_get(batch, "vectors") : NULL;
+        bpl = json_is_object(batch) ? json_object_get(batch, "payloads") : NULL;
+        if (!json_is_array(bids) || !json_is_array(bvecs) || json_array_size(bids) != json_array_size(bvecs) ||
+            (bpl && !json_is_null(bpl) && (!json_is_array(bpl) || json_array_size(bpl) != json_array_size(bids)))) {
+            qxs_api_fail(o, 422, "'batch' must be {\"ids\": [...], \"vectors\": [[...], ...], \"payloads\": [...]} of "
+                                 "equal lengths");
+            return;
+        }
+        n = json_array_size(bids);
+    } else {
+        qxs_api_fail(o, 422, "missing field 'points'");
+        return;
+    }
+    if (n == 0) {
+        qxs_api_fail(o, 422, "'points' is empty");
+        return;
+    }
+    if (n > QXS_MAX_BATCH) {
+        qxs_api_fail(o, 422, "%zu points in one request; at most %d", n, QXS_MAX_BATCH);
+        return;
+    }
+    size_t vb;
+    if (!qx_size_mul3(n, c->d, sizeof(float), &vb)) {
+        qxs_api_fail(o, 422, "batch too large");
+        return;
+    }
+    float *x = qx_aligned_alloc(vb);
+    qxs_pid *pids = qx_malloc(n * sizeof *pids);
+    upsert_pl u = {0};
+    if (!x || !pids) {
+        qxs_api_fail(o, 500, "out of memory for %zu points", n);
+        goto out;
+    }
+    if (upsert_pl_new(&u, n, o)) goto out;
+    char what[48];
+    for (size_t i = 0; i < n; i++) {
+        json_t *idv, *vv, *plj = NULL;
+        snprintf(what, sizeof what, "point %zu", i);
+        if (pts) {
+            json_t *p = json_array_get(pts, i);
+            if (!json_is_object(p)) {
+                qxs_api_fail(o, 422, "%s: must be an object {\"id\": …, \"vector\": […]}", what);
+                goto out;
+            }
+            idv = json_object_get(p, "id");
+            vv = json_object_get(p, "vector");
+            plj = json_object_get(p, "payload");
+            if (!idv || !vv) {
+                qxs_api_fail(o, 422, "%s: missing field '%s'", what, idv ? "vector" : "id");
+                goto out;
+            }
+        } else {
+            idv = json_array_get(bids, i);
+            vv = json_array_get(bvecs, i);
+            if (bpl && !json_is_null(bpl)) plj = json_array_get(bpl, i);
+        }
+        if (json_is_object(vv) && json_object_size(vv) == 1 && json_object_get(vv, ""))
+            vv = json_object_get(vv, ""); /* the unnamed vector as a named map */
+        if (qxs_api_pid(idv, &pids[i], o, what) || qxs_api_vector(vv, c, x + i * c->d, o, what) ||
+            payload_bytes(plj, &u.txt[i], &u.pl[i], o, what))
+            goto out;
+        u.pj[i] = u.pl[i].len ? plj : NULL;
+    }
+    upsert_write(s, c, pids, x, u.pl, u.pj, n, o);
+out:
+    upsert_pl_free(&u);
     qx_aligned_free(x);
     qx_free(pids);
-    qx_free(pl);
-    qx_free(pj);
-    qx_free(ip);
+}
+
+/* The hot path of PUT .../points: a body of the common shapes is read by
+ * qxs_upsert_body_parse without a JSON tree for ids and vectors
+ * (upsert_body.c). Each point then goes through the checks the jansson path
+ * ends with for it (vector checks and Cosine normalisation, payload text),
+ * in the same order, so the first failing point gives the same reply. 1
+ * when handled here (reply in o); 0 when the parser declined the body, which
+ * then takes the jansson path. */
+int qxs_api_upsert_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len, qxs_reply *o) {
+    qxs_upsert_body ub;
+    if (!qxs_upsert_body_parse(body, len, c->d, QXS_MAX_BATCH, &ub)) return 0;
+    upsert_pl u = {0};
+    if (upsert_pl_new(&u, ub.n, o)) goto out;
+    char what[48];
+    for (size_t i = 0; i < ub.n; i++) {
+        snprintf(what, sizeof what, "point %zu", i);
+        if (qxs_api_finish_vector(c, ub.x + i * c->d, o, what) ||
+            payload_bytes(ub.payload[i], &u.txt[i], &u.pl[i], o, what))
+            goto out;
+        u.pj[i] = u.pl[i].len ? ub.payload[i] : NULL;
+    }
+    upsert_write(s, c, ub.ids, ub.x, u.pl, u.pj, ub.n, o);
+out:
+    upsert_pl_free(&u);
+    qxs_upsert_body_free(&ub);
+    return 1;
 }
 
 /* ---- selecting points: ids or filter ------------------------------------------ */

@@ -39,6 +39,8 @@ json_t *qxs_api_point(const qxs_coll *c, const qxs_pid *id, const float *vec, co
 int qxs_api_filter(json_t *b, const char *key, qxs_filter **f, qxs_reply *o);
 
 void qxs_api_upsert(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o);
+/* the upsert body without jansson; 0 when declined (then qxs_api_upsert) */
+int qxs_api_upsert_fast(qxs_server *s, qxs_coll *c, const char *body, size_t len, qxs_reply *o);
 void qxs_api_delete(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o);
 void qxs_api_retrieve(qxs_coll *c, json_t *b, qxs_reply *o);
 void qxs_api_get_point(qxs_coll *c, const qxs_pid *pid, qxs_reply *o);

@@ -9,8 +9,10 @@
  *    swapped meanwhile (swaps take wmu too), so the monitor may encode with
  *    it. The monitor has its own mutex (mon_mu) so readers (info, metrics)
  *    never wait on wmu.
- * 2. The reference is the serving index's training reservoir; a rebuild
- *    (new ivf_gen) replaces it. Before any index it is the first 10,000
+ * 2. The reference is the serving index's training reservoir; a published
+ *    rebuild replaces it at once (qxs_drift_index_changed, under wmu), which
+ *    starts the state over: a `drifted` that started the rebuild does not
+ *    outlive it. Before any index it is the first 10,000
  *    writes the monitor sees. State is in memory: a restart starts over
  *    (WAL replay is not fed to the monitor).
  * 3. A monitor failure (out of memory) is logged and the monitor dropped:
@@ -27,26 +29,39 @@
 #include "qinx/monitor.h"
 #include "srv.h"
 
-void qxs_drift_observe(qxs_coll *c, const float *x, size_t n) {
-    pthread_mutex_lock(&c->mon_mu);
-    int rc = 0;
+/* Under mon_mu and wmu: the monitor exists and its reference is the serving
+ * index's reservoir (or the first writes while there is none). */
+static int sync_reference(qxs_coll *c) {
     const qx_derp_reservoir *res = c->ivf ? qx_ivf_reservoir(c->ivf) : NULL;
     int from_index = res && qx_derp_reservoir_size(res) >= 20;
     if (!c->mon) {
-        rc = qx_monitor_new(&c->mon, c->d, from_index ? qx_derp_reservoir_data(res) : NULL,
-                            from_index ? qx_derp_reservoir_size(res) : 0, NULL);
         c->mon_gen = from_index ? c->ivf_gen : 0;
-    } else if (from_index && c->mon_gen != c->ivf_gen) {
-        rc = qx_monitor_set_reference(c->mon, qx_derp_reservoir_data(res), qx_derp_reservoir_size(res), 1);
-        c->mon_gen = c->ivf_gen;
+        return qx_monitor_new(&c->mon, c->d, from_index ? qx_derp_reservoir_data(res) : NULL,
+                              from_index ? qx_derp_reservoir_size(res) : 0, NULL);
     }
+    if (!from_index || c->mon_gen == c->ivf_gen) return 0;
+    c->mon_gen = c->ivf_gen;
+    return qx_monitor_set_reference(c->mon, qx_derp_reservoir_data(res), qx_derp_reservoir_size(res), 1);
+}
+
+static void monitor_failed(qxs_coll *c) {
+    qxs_log(QXS_LOG_WARN, "collection %s: drift monitor stopped: %s", c->name, qx_last_error());
+    qx_monitor_free(c->mon);
+    c->mon = NULL;
+    c->mon_failed = 1;
+}
+
+void qxs_drift_observe(qxs_coll *c, const float *x, size_t n) {
+    pthread_mutex_lock(&c->mon_mu);
+    int rc = sync_reference(c);
     if (rc == 0) rc = qx_monitor_add(c->mon, x, n, c->ivf, NULL);
-    if (rc) {
-        qxs_log(QXS_LOG_WARN, "collection %s: drift monitor stopped: %s", c->name, qx_last_error());
-        qx_monitor_free(c->mon);
-        c->mon = NULL;
-        c->mon_failed = 1;
-    }
+    if (rc) monitor_failed(c);
+    pthread_mutex_unlock(&c->mon_mu);
+}
+
+void qxs_drift_index_changed(qxs_coll *c) {
+    pthread_mutex_lock(&c->mon_mu);
+    if (c->mon && sync_reference(c)) monitor_failed(c);
     pthread_mutex_unlock(&c->mon_mu);
 }
 

@@ -1,16 +1,27 @@
 /* server/load.c — `qinx serve load`: upload a vector file (or seeded random
- * clustered vectors) to a running server in JSON batches over one keep-alive
- * HTTP/1.1 connection. It exists so that the demo and the load tests need
+ * clustered vectors) to a running server in JSON batches over keep-alive
+ * HTTP/1.1 connections. It exists so that the demo and the load tests need
  * nothing beyond the qinx binary and curl (no Python): a minimal blocking
  * HTTP client that speaks only what our own server answers (Content-Length
- * bodies). Vectors are printed with 9 significant digits, which round-trips
- * float32 exactly (fmt_f32: integer digits instead of snprintf's %.9g, which
- * cost ~40 us a 128-d point and capped the client near 25k points/s).
+ * bodies).
+ *
+ * Decisions:
+ * 1. Vectors are printed with 9 significant digits, which round-trips
+ *    float32 exactly (fmt_f32: integer digits instead of snprintf's %.9g,
+ *    which cost ~40 us a 128-d point; the decimal exponent from frexp and a
+ *    table, not log10).
+ * 2. --parallel connections (default 2), each with its own thread taking the
+ *    next batch: with one connection the client formatted while the server
+ *    waited and the server parsed while the client waited, so each side ran
+ *    at most half the time. Batches hold distinct ids, so their order of
+ *    arrival does not matter.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,7 +151,12 @@ static int fmt_f32(char *out, float f) {
         *s++ = '0';
         return (int)(s - out);
     }
-    int e = (int)floor(log10(x));
+    /* e = floor(log10 x) give or take one (the digit count below corrects
+     * it): x = fr 2^b with fr in [0.5, 1), so log10 x is in [(b-1) lg 2, b lg 2) */
+    int b;
+    frexp(x, &b);
+    int e = (int)floor((b - 1) * 0.30102999566398120);
+    if (x >= p10[60 + e + 1]) e++;
     uint64_t m = (uint64_t)llround(x * p10[60 + 8 - e]);
     if (m >= 1000000000u) m = (m + 5) / 10, e++;
     else if (m < 100000000u) m = (uint64_t)llround(x * p10[60 + 9 - e]), e--;
@@ -154,8 +170,23 @@ static int fmt_f32(char *out, float f) {
         memcpy(s, dig + 1, (size_t)last);
         s += last;
     }
-    if (e) s += sprintf(s, "e%d", e);
+    if (e) {
+        *s++ = 'e';
+        if (e < 0) *s++ = '-', e = -e;
+        if (e >= 10) *s++ = (char)('0' + e / 10);
+        *s++ = (char)('0' + e % 10);
+    }
     return (int)(s - out);
+}
+
+/* v in decimal; returns the length. */
+static size_t fmt_u64(char *out, uint64_t v) {
+    char t[20];
+    size_t n = 0;
+    do t[n++] = (char)('0' + v % 10), v /= 10;
+    while (v);
+    for (size_t i = 0; i < n; i++) out[i] = t[n - 1 - i];
+    return n;
 }
 
 /* n x d clustered Gaussian vectors (100 blobs), deterministic in seed. */
@@ -177,9 +208,80 @@ static float *make_random(size_t n, size_t d, uint64_t seed) {
     return x;
 }
 
+/* The upload shared by the --parallel threads. */
+typedef struct loader {
+    const hconn *proto; /* host, port, key */
+    const qx_matrix *m;
+    const char *path;
+    size_t batch, id_base, nbatches;
+    atomic_size_t next; /* next batch to send */
+    atomic_size_t sent; /* batches acknowledged */
+    atomic_int failed;
+    pthread_mutex_t mu; /* stderr lines */
+} loader;
+
+static void *load_thread(void *arg) {
+    loader *L = arg;
+    const qx_matrix *m = L->m;
+    hconn h = *L->proto;
+    h.fd = -1;
+    size_t cap = L->batch * (m->d * 17 + 48) + 64; /* a number takes at most 16 characters + ',' */
+    char *body = qx_malloc(cap), *resp = NULL;
+    if (!body) {
+        pthread_mutex_lock(&L->mu);
+        if (!atomic_exchange(&L->failed, 1)) fprintf(stderr, "qinx serve load: out of memory for a batch\n");
+        pthread_mutex_unlock(&L->mu);
+        return NULL;
+    }
+    for (;;) {
+        size_t b = atomic_fetch_add(&L->next, 1);
+        if (b >= L->nbatches || atomic_load(&L->failed)) break;
+        size_t s = b * L->batch, e = s + L->batch < m->n ? s + L->batch : m->n, len = 0;
+        memcpy(body, "{\"points\":[", 11);
+        len = 11;
+        for (size_t i = s; i < e; i++) {
+            if (i > s) body[len++] = ',';
+            memcpy(body + len, "{\"id\":", 6);
+            len += 6;
+            len += fmt_u64(body + len, L->id_base + i);
+            memcpy(body + len, ",\"vector\":[", 11);
+            len += 11;
+            const float *v = m->data + i * m->d;
+            for (size_t j = 0; j < m->d; j++) {
+                if (j) body[len++] = ',';
+                len += (size_t)fmt_f32(body + len, v[j]);
+            }
+            memcpy(body + len, "]}", 2);
+            len += 2;
+        }
+        memcpy(body + len, "]}", 2);
+        len += 2;
+        int st = h_request(&h, "PUT", L->path, body, len, &resp);
+        if (st != 200) {
+            pthread_mutex_lock(&L->mu);
+            if (!atomic_exchange(&L->failed, 1))
+                fprintf(stderr, "qinx serve load: batch at %zu: HTTP %d %s\n", s, st, resp ? resp : "(no reply)");
+            pthread_mutex_unlock(&L->mu);
+            qx_free(resp);
+            break;
+        }
+        qx_free(resp);
+        size_t done = atomic_fetch_add(&L->sent, 1) + 1;
+        if (done % 20 == 0) {
+            pthread_mutex_lock(&L->mu);
+            fprintf(stderr, "qinx serve load: %zu / %zu points\n", done * L->batch < m->n ? done * L->batch : m->n,
+                    m->n);
+            pthread_mutex_unlock(&L->mu);
+        }
+    }
+    qx_free(body);
+    if (h.fd >= 0) close(h.fd);
+    return NULL;
+}
+
 int qxs_load_main(int argc, char **argv) {
     const char *url = "http://127.0.0.1:6333", *coll = NULL, *src = NULL, *dist = NULL;
-    size_t batch = 1000, limit = 0, id_base = 0;
+    size_t batch = 1000, limit = 0, id_base = 0, parallel = 2;
     hconn h = {.fd = -1};
     h.key = getenv("QINX_API_KEY");
     for (int i = 1; i < argc; i++) {
@@ -198,6 +300,7 @@ int qxs_load_main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) batch = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--limit")) limit = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--id-base")) id_base = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--parallel")) parallel = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--api-key")) h.key = (char *)v;
         else {
             fprintf(stderr, "qinx serve load: unknown option %s\n", a);
@@ -205,10 +308,10 @@ int qxs_load_main(int argc, char **argv) {
         }
         i++;
     }
-    if (!coll || !src || batch == 0 || batch > 65536) {
+    if (!coll || !src || batch == 0 || batch > 65536 || parallel == 0 || parallel > 64) {
         fprintf(stderr, "usage: qinx serve load --url http://HOST:PORT --collection NAME [--distance Euclid|Cosine|Dot]\n"
-                        "         [--batch N (1..65536, default 1000)] [--limit N] [--id-base N] [--api-key KEY]\n"
-                        "         FILE.fvecs|FILE.bvecs|random:N:D[:SEED]\n"
+                        "         [--batch N (1..65536, default 1000)] [--parallel N (connections, 1..64, default 2)]\n"
+                        "         [--limit N] [--id-base N] [--api-key KEY] FILE.fvecs|FILE.bvecs|random:N:D[:SEED]\n"
                         "--distance creates the collection first (an existing one is appended to).\n");
         return 2;
     }
@@ -255,43 +358,31 @@ int qxs_load_main(int argc, char **argv) {
         if (st == 409) fprintf(stderr, "qinx serve load: collection %s exists; adding to it\n", coll);
         qx_free(resp);
     }
+    if (h.fd >= 0) close(h.fd);
+    h.fd = -1;
     snprintf(path, sizeof path, "/collections/%s/points", coll);
-    size_t cap = batch * (m.d * 17 + 48) + 64; /* a number takes at most 16 characters + ',' */
     p10_init();
-    char *body = qx_malloc(cap);
-    if (!body) return 1;
+    loader L = {.proto = &h, .m = &m, .path = path, .batch = batch, .id_base = id_base,
+                .nbatches = (m.n + batch - 1) / batch};
+    atomic_init(&L.next, 0);
+    atomic_init(&L.sent, 0);
+    atomic_init(&L.failed, 0);
+    pthread_mutex_init(&L.mu, NULL);
+    if (parallel > L.nbatches) parallel = L.nbatches ? L.nbatches : 1;
+    pthread_t th[64];
+    size_t started = 0;
     double t0 = qx_now();
-    int rc = 0;
-    for (size_t s = 0; s < m.n; s += batch) {
-        size_t e = s + batch < m.n ? s + batch : m.n, len = 0;
-        len += (size_t)snprintf(body + len, cap - len, "{\"points\":[");
-        for (size_t i = s; i < e; i++) {
-            len += (size_t)snprintf(body + len, cap - len, "%s{\"id\":%zu,\"vector\":[", i > s ? "," : "", id_base + i);
-            const float *v = m.data + i * m.d;
-            for (size_t j = 0; j < m.d; j++) {
-                if (j) body[len++] = ',';
-                len += (size_t)fmt_f32(body + len, v[j]);
-            }
-            len += (size_t)snprintf(body + len, cap - len, "]}");
-        }
-        len += (size_t)snprintf(body + len, cap - len, "]}");
-        st = h_request(&h, "PUT", path, body, len, &resp);
-        if (st != 200) {
-            fprintf(stderr, "qinx serve load: batch at %zu: HTTP %d %s\n", s, st, resp ? resp : "(no reply)");
-            qx_free(resp);
-            rc = 1;
-            break;
-        }
-        qx_free(resp);
-        if ((s / batch) % 20 == 19) fprintf(stderr, "qinx serve load: %zu / %zu points\n", e, m.n);
-    }
+    for (; started + 1 < parallel; started++)
+        if (pthread_create(&th[started], NULL, load_thread, &L)) break;
+    load_thread(&L);
+    for (size_t i = 0; i < started; i++) pthread_join(th[i], NULL);
     double t = qx_now() - t0;
+    int rc = atomic_load(&L.failed) ? 1 : 0;
     if (!rc)
         fprintf(stderr, "qinx serve load: %zu points of dimension %zu uploaded to %s in %.2f s (%.0f points/s)\n", m.n,
                 m.d, coll, t, m.n / (t > 0 ? t : 1e-9));
-    qx_free(body);
+    pthread_mutex_destroy(&L.mu);
     if (own) qx_free(own);
     else qx_matrix_free(&m);
-    if (h.fd >= 0) close(h.fd);
     return rc;
 }

@@ -587,6 +587,7 @@ static void *rebuild_main(void *arg) {
         pthread_mutex_unlock(&c->wmu);
         goto done; /* frees the candidate (ivf): no search can hold it after the write lock above */
     }
+    qxs_drift_index_changed(c); /* the new index's reservoir is the reference from now on */
     pthread_mutex_unlock(&c->wmu);
     ivf = old; /* freed below, after no search can hold it */
     rowmap = old_map;

@@ -184,6 +184,7 @@ void qxs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
  * monitor. json: the "drift" object of GET /collections/{name}. */
 struct qx_monitor_status;
 void qxs_drift_observe(qxs_coll *c, const float *x, size_t n);
+void qxs_drift_index_changed(qxs_coll *c); /* under wmu, after c->ivf was replaced */
 int qxs_drift_status(qxs_coll *c, struct qx_monitor_status *st);
 struct json_t;
 struct json_t *qxs_drift_json(qxs_coll *c);

@@ -195,7 +195,7 @@ const uint8_t *qxs_store_payload(const qxs_store *s, int64_t key, uint32_t *len)
     if (no == s->mut.no) {
         if (row >= s->mut.n) return NULL;
         *len = (uint32_t)(s->mut.poff[row + 1] - s->mut.poff[row]);
-        return s->mut.pblob + s->mut.poff[row];
+        return *len ? s->mut.pblob + s->mut.poff[row] : NULL; /* no blob yet when no point has a payload */
     }
     const qxs_seg *g = seg_of(s, no);
     return g && row < g->n ? qxs_seg_payload(g, row, len) : NULL;

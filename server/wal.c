@@ -15,6 +15,10 @@
  * 3. Group commit: writers append under the collection's writer mutex and
  *    then wait for durability here; one fdatasync covers every record
  *    written before it began, so N concurrent upserts cost ~1 fsync.
+ * 4. An upsert record is written with one writev of its parts (head and
+ *    pids, the request's vector rows, payload lengths, payload texts), the
+ *    CRC chained over them: copying ~0.5 MB a 1,000-point batch into one
+ *    buffer first cost ~6 % of a load (with its page faults).
  * Records are little-endian (the only byte order qinx supports).
  */
 #define _GNU_SOURCE
@@ -25,6 +29,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -220,12 +225,37 @@ int qxs_wal_open(qxs_wal *w, const char *path, size_t d, qxs_wal_apply_fn fn, vo
     return 0;
 }
 
-static int append_rec(qxs_wal *w, uint8_t *rec, size_t plen, uint64_t lsn) {
-    uint32_t crc = qx_crc32(0, rec + QXS_WAL_HDR, plen), plen32 = (uint32_t)plen;
-    memcpy(rec, &plen32, 4);
-    memcpy(rec + 4, &crc, 4);
-    int rc = qx_write_all(w->fd, rec, QXS_WAL_HDR + plen);
-    qx_free(rec);
+/* writev until every byte of iov[0..n) is written (iov is consumed). */
+static int writev_all(int fd, struct iovec *iov, int n) {
+    while (n > 0) {
+        ssize_t w = writev(fd, iov, n > IOV_MAX ? IOV_MAX : n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return qx_error_set(QX_EIO, "write: %s", strerror(errno));
+        }
+        size_t left = (size_t)w;
+        while (n > 0 && left >= iov->iov_len) left -= iov->iov_len, iov++, n--;
+        if (n > 0) iov->iov_base = (char *)iov->iov_base + left, iov->iov_len -= left;
+    }
+    return 0;
+}
+
+/* The record [len][crc] + the concatenation of part[0..np) (the payload),
+ * written with one writev: the payload's big parts (vectors, payload texts)
+ * are checksummed and written where they lie, not copied (decision 4). */
+static int append_parts(qxs_wal *w, uint8_t hdr[QXS_WAL_HDR], struct iovec *part, int np, uint64_t lsn) {
+    size_t plen = 0;
+    uint32_t crc = 0;
+    for (int i = 1; i < np; i++) {
+        crc = qx_crc32(crc, part[i].iov_base, part[i].iov_len);
+        plen += part[i].iov_len;
+    }
+    uint32_t plen32 = (uint32_t)plen;
+    memcpy(hdr, &plen32, 4);
+    memcpy(hdr + 4, &crc, 4);
+    part[0].iov_base = hdr;
+    part[0].iov_len = QXS_WAL_HDR;
+    int rc = writev_all(w->fd, part, np);
     if (rc) {
         /* A partial record may be on disk; later records would hide behind
          * it, so the log refuses further writes (replay truncates it). */
@@ -237,6 +267,13 @@ static int append_rec(qxs_wal *w, uint8_t *rec, size_t plen, uint64_t lsn) {
     return 0;
 }
 
+static int append_rec(qxs_wal *w, uint8_t *rec, size_t plen, uint64_t lsn) {
+    struct iovec part[2] = {{0}, {rec + QXS_WAL_HDR, plen}};
+    int rc = append_parts(w, rec, part, 2, lsn);
+    qx_free(rec);
+    return rc;
+}
+
 int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const qxs_pid *ids, const float *vecs, const qxs_bytes *p,
                    uint32_t n, size_t d) {
     if (w->failed || w->fd < 0) return qx_error_set(QX_EIO, "write-ahead log unusable (an I/O error, or corrupt)");
@@ -244,37 +281,52 @@ int qxs_wal_append(qxs_wal *w, int type, uint64_t lsn, const qxs_pid *ids, const
         return qx_error_set(QX_EINVAL, "WAL record type %d", type);
     size_t vb = 0, plen = QXS_WAL_PAYLOAD_HDR + (size_t)n * QXS_PID_DISK, pb = 0;
     if (type == QXS_WAL_UPSERT2 && !qx_size_mul3(n, d, 4, &vb)) return qx_error_set(QX_ENOMEM, "WAL record size");
+    size_t with_payload = 0; /* points with a non-empty payload: one part each */
     if (type != QXS_WAL_DELETE2) {
         pb = (size_t)n * 4;
         for (uint32_t i = 0; p && i < n; i++) {
             if (p[i].len > QXS_MAX_PAYLOAD)
                 return qx_error_set(QX_ELIMIT, "payload of %u bytes above the %u-byte limit", p[i].len, QXS_MAX_PAYLOAD);
             pb += p[i].len;
+            with_payload += p[i].len > 0;
         }
     }
     if (!qx_size_add(plen, vb, &plen) || !qx_size_add(plen, pb, &plen) || plen > QXS_WAL_MAX_RECORD)
         return qx_error_set(QX_ELIMIT, "WAL record of %zu bytes above the 1 GiB limit", plen);
-    uint8_t *rec = qx_malloc(QXS_WAL_HDR + plen);
-    if (!rec) return qx_error_set(QX_ENOMEM, "WAL record of %zu bytes", plen);
-    uint8_t *q = rec + QXS_WAL_HDR;
+    /* head: [len][crc] [type][lsn][n] pids; then the vectors; then the
+     * payload lengths; then each payload text */
+    size_t head = QXS_WAL_HDR + QXS_WAL_PAYLOAD_HDR + (size_t)n * QXS_PID_DISK;
+    size_t lens = type != QXS_WAL_DELETE2 ? (size_t)n * 4 : 0;
+    uint8_t *buf = qx_malloc(head + lens);
+    struct iovec *part = qx_malloc((4 + with_payload) * sizeof *part);
+    if (!buf || !part) {
+        qx_free(buf);
+        qx_free(part);
+        return qx_error_set(QX_ENOMEM, "WAL record of %zu bytes", plen);
+    }
+    uint8_t *q = buf + QXS_WAL_HDR;
     q[0] = (uint8_t)type;
     memcpy(q + 1, &lsn, 8);
     memcpy(q + 9, &n, 4);
     q += QXS_WAL_PAYLOAD_HDR;
     for (uint32_t i = 0; i < n; i++, q += QXS_PID_DISK) qxs_pid_put(q, &ids[i]);
-    if (vb) memcpy(q, vecs, vb);
-    q += vb;
-    if (type != QXS_WAL_DELETE2) {
+    int np = 0;
+    part[np++] = (struct iovec){NULL, 0}; /* [len][crc], set by append_parts */
+    part[np++] = (struct iovec){buf + QXS_WAL_HDR, head - QXS_WAL_HDR};
+    if (vb) part[np++] = (struct iovec){(void *)vecs, vb};
+    if (lens) {
         for (uint32_t i = 0; i < n; i++, q += 4) {
             uint32_t l = p ? p[i].len : 0;
             memcpy(q, &l, 4);
         }
-        for (uint32_t i = 0; p && i < n; i++) {
-            if (p[i].len) memcpy(q, p[i].data, p[i].len);
-            q += p[i].len;
-        }
+        part[np++] = (struct iovec){buf + head, lens};
+        for (uint32_t i = 0; p && i < n; i++)
+            if (p[i].len) part[np++] = (struct iovec){(void *)p[i].data, p[i].len};
     }
-    return append_rec(w, rec, plen, lsn);
+    int rc = append_parts(w, buf, part, np, lsn);
+    qx_free(buf);
+    qx_free(part);
+    return rc;
 }
 
 int qxs_wal_append_legacy(qxs_wal *w, int type, uint64_t lsn, const int64_t *ids, const float *vecs, uint32_t n,

@@ -18,7 +18,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/qinx-fuzzw.XXXXXX") # not matched by the glob bel
 trap 'rm -rf "$W" /tmp/qinx-fuzz.??????' EXIT
 if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -I"$SRC/include" -I"$SRC/server" \
-    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,api_points,collection,store,segment,manifest,wal,route,metrics,log,search_body,http,http_parse,pointid,pointid_json,payload_indexes,filter_plan,snapshot,filter_parse,filter_eval,payload_index,drift,repair,rowmap,segcodes}.c \
+    "$SRC/server/fuzz/fuzz_api.c" "$SRC"/server/{api,api_points,collection,store,segment,manifest,wal,route,metrics,log,json_scan,search_body,upsert_body,http,http_parse,pointid,pointid_json,payload_indexes,filter_plan,snapshot,filter_parse,filter_eval,payload_index,drift,repair,rowmap,segcodes}.c \
     "$B/libqinx.a" $(pkg-config --cflags --libs jansson) -lfaiss -lopenblas -llapack -lstdc++ -lgomp -lm -lpthread \
     -o "$W/fuzz_api" 2>"$W/cc.log"; then
   if grep -q "fuzzer" "$W/cc.log"; then echo "SKIP: libFuzzer unavailable" >&2; cat "$W/cc.log" >&2; exit 77; fi
@@ -50,6 +50,8 @@ seed $'POST /collections/f/rebuild\n{"bytes":8}'
 seed $'GET /metrics\n'
 seed 'S{"vector":[1.5,-2e-3,0,-0],"limit":3,"params":{"nprobe":4,"rerank":10,"exact":true},"with_vector":false}'
 seed 'S {"top":1, "vector":[ 123456789012345, 0.1e22, 9e-30, 3.4028234e38 ], "params":{}}'
+seed 'U{"points":[{"id":1,"vector":[1.25,-2e-3,3,0]},{"id":"6f9619ff8b86d011b42d00c04fc964ff","vector":[0,1,-0,4e1],"payload":{"a":"x","n":[1,2.5,{"k":null}]}}]}'
+seed 'U{"batch":{"ids":[5,6],"vectors":[[1,1,1,1],[2.5,2,2,2E-2]],"payloads":[{"k":"}\""},null]}}'
 seed $'PUT /collections/f/points\n{"points":[{"id":1e400,"vector":[1,2,3,NaN]}]}'
 seed $'PUT /collections/%2e%2e/points\n[[[[[[[[[[[[]]]]]]]]]]]]'
 # raw HTTP for the edge ('H': over a socket) and the framing parser ('P')

@@ -164,6 +164,33 @@ static void test_topk_keeps_k_smallest(void **state) {
     assert_memory_equal(v2, want, sizeof want);
 }
 
+/* The sliced CRC-32 against the bit-at-a-time definition, for every length
+ * 0..300 at every alignment 0..7, chained in two parts, and the check value
+ * of "123456789" (0xCBF43926). */
+static uint32_t crc_bitwise(uint32_t crc, const uint8_t *p, size_t n) {
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
+    }
+    return ~crc;
+}
+
+static void test_crc32_matches_bitwise(void **state) {
+    (void)state;
+    assert_int_equal(qx_crc32(0, "123456789", 9), 0xCBF43926u);
+    static uint8_t buf[320];
+    uint64_t r = 7;
+    for (size_t i = 0; i < sizeof buf; i++) r = r * 6364136223846793005ULL + 1, buf[i] = (uint8_t)(r >> 56);
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 0; n + off <= 308; n++) {
+            uint32_t want = crc_bitwise(0, buf + off, n);
+            assert_int_equal(qx_crc32(0, buf + off, n), want);
+            size_t h = n / 3;
+            assert_int_equal(qx_crc32(qx_crc32(0, buf + off, h), buf + off + h, n - h), want);
+        }
+}
+
 static void test_quantizer_kind_table(void **state) {
     (void)state;
     assert_string_equal(qx_quantizer_kind_name(QX_QUANT_RQ), "rq");
@@ -184,6 +211,7 @@ int main(void) {
         cmocka_unit_test(test_json_string_escapes),
         cmocka_unit_test(test_sample_index_is_exact_floor),
         cmocka_unit_test(test_topk_keeps_k_smallest),
+        cmocka_unit_test(test_crc32_matches_bitwise),
         cmocka_unit_test(test_quantizer_kind_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,7 +27,7 @@
 
 #include "testutil.h"
 #include "ivf_impl.h"
-#include "kernels_fs_impl.h"
+#include "kernels_fs.h"
 #include "qinx/alloc.h"
 #include "qinx/error.h"
 #include "qinx/fastscan.h"

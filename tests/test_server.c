@@ -1,8 +1,9 @@
 /* tests/test_server.c — unit tests of the server's pure parts: the
  * routing and the name/id rules, the load client's float printer (every
  * float it prints parses back to the same float32), that keep paths inside the data directory,
- * and the fast search-body parser (what it accepts, what it declines, and its
- * numbers bit-identical to strtod), and the quarantine of non-finite rows
+ * the fast search-body parser (what it accepts, what it declines, and its
+ * numbers bit-identical to strtod), the streaming upsert-body parser (the
+ * same, and agreement with jansson's reading on mutated bodies), and the quarantine of non-finite rows
  * written by older servers (stable partition, ids in the tail, one line each).
  * The server sources are compiled in directly: the test binaries link only
  * the core library, and these files need nothing else. */
@@ -22,7 +23,10 @@
 
 #include "../server/pointid.c"
 #include "../server/route.c"
+#include "../server/json_scan.c"
 #include "../server/search_body.c"
+#include "../server/upsert_body.c"
+#include "../server/pointid_json.c"
 #include "../server/load.c"
 #include "../server/log.c"
 #include "../server/repair.c"
@@ -187,7 +191,7 @@ static void test_search_body_numbers(void **state) {
         if (r >> 38 & 1) n += (size_t)snprintf(buf + n, sizeof buf - n, "e%d", ex);
         buf[n] = 0;
         double want = strtod(buf, NULL), got;
-        if (exact_decimal(buf, buf + n, &got)) {
+        if (qxs_js_exact_decimal(buf, buf + n, &got)) {
             fast++;
             if (memcmp(&got, &want, sizeof got)) fail_msg("%s: %.17g, strtod %.17g", buf, got, want);
         }
@@ -249,6 +253,153 @@ static void test_search_body_number_shapes(void **state) {
     qxs_search_body b;
     assert_int_equal(parse_sb("{\"vector\":[-0.0]}", 1, &v, &b), 1);
     assert_true(v == 0.0f && signbit(v)); /* a real -0.0 keeps its sign, as strtod's */
+}
+
+
+/* ---- upsert body fast path ---------------------------------------------- */
+
+#include "upsert_agree.h"
+
+static int agree(const char *body, size_t d) { return upsert_agree(body, strlen(body), d); }
+
+static void test_upsert_body_accepts(void **state) {
+    (void)state;
+    static const char *bodies[] = {
+        "{\"points\":[{\"id\":1,\"vector\":[1,-2.5,3e2]}]}",
+        " {\r\n \"points\" : [ { \"vector\" : [ 0.1 , 0 , -0 ] , \"id\" : 0 } , {\"id\":9223372036854775807,"
+        "\"vector\":[-0.0,1E-3,12345678901234]} ] } \n",
+        "{\"points\":[{\"id\":\"6F9619FF-8B86-D011-B42D-00C04FC964FF\",\"vector\":[1,2,3],\"payload\":{\"a\":\"x\","
+        "\"n\":[1,2,{\"b\":\"}]{[\\\"\"}],\"a\":2}},{\"id\":2,\"vector\":[1,2,3],\"payload\":null},"
+        "{\"id\":3,\"payload\":{},\"vector\":[1,2,3]}]}",
+        "{\"batch\":{\"ids\":[5,\"urn:uuid:6f9619ff-8b86-d011-b42d-00c04fc964ff\"],\"vectors\":[[1,1,1],[2,2,2]]}}",
+        "{\"batch\":{\"vectors\":[[1,1,1],[2,2,2]],\"payloads\":[{\"k\":1},null],\"ids\":[5,6]}}",
+        "{\"batch\":{\"ids\":[5],\"vectors\":[[1,1,1]],\"payloads\":null}}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]},{\"id\":1,\"vector\":[4,5,6]}]}", /* duplicate ids: both kept */
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++)
+        if (agree(bodies[i], 3) != 1) fail_msg("not accepted alike: %s", bodies[i]);
+    qxs_upsert_body ub;
+    const char *b = "{\"points\":[{\"id\":7,\"vector\":[1.5,-0,-0.0],\"payload\":{\"a\":1}},{\"id\":8,\"vector\":[0,0,1]}]}";
+    assert_int_equal(qxs_upsert_body_parse(b, strlen(b), 3, 10, &ub), 1);
+    assert_int_equal(ub.n, 2);
+    assert_true(ub.ids[0].lo == 7 && ub.ids[0].kind == QXS_PID_U64 && ub.ids[1].lo == 8);
+    assert_true(ub.x[0] == 1.5f && !signbit(ub.x[1]) && signbit(ub.x[2]) && ub.x[5] == 1.0f);
+    assert_true(json_is_object(ub.payload[0]) && ub.payload[1] == NULL);
+    qxs_upsert_body_free(&ub);
+    assert_null(ub.ids);
+    /* many points: the arrays grow past the estimate from the body length */
+    size_t n = 3000, cap = n * 64 + 64, len = 0;
+    char *big = malloc(cap);
+    len += (size_t)snprintf(big + len, cap - len, "{\"points\":[");
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(big + len, cap - len, "%s{\"id\":%zu,\"vector\":[%zu,0,1]}", i ? "," : "", i, i);
+    len += (size_t)snprintf(big + len, cap - len, "]}");
+    assert_int_equal(upsert_agree(big, len, 3), 1);
+    assert_int_equal(qxs_upsert_body_parse(big, len, 3, 65536, &ub), 1);
+    assert_int_equal(ub.n, n);
+    assert_true(ub.x[(n - 1) * 3] == (float)(n - 1) && ub.ids[n - 1].lo == n - 1);
+    qxs_upsert_body_free(&ub);
+    assert_int_equal(qxs_upsert_body_parse(big, len, 3, n - 1, &ub), 0); /* more than max_points */
+    free(big);
+}
+
+/* What the streaming parser must leave to jansson (whose replies are the
+ * documented errors): broken JSON, wrong dimension, NaN, duplicate members,
+ * huge numbers, odd ids, named vectors, other members, unequal lists. */
+static void test_upsert_body_declines(void **state) {
+    (void)state;
+    static const char *bodies[] = {
+        "", "{}", "[]", "{\"points\":[]}", "{\"points\":{}}", "{\"points\":null}", "{\"batch\":{}}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2]}]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,3,4]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,NaN]}]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,nan]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,Infinity]}]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,1e39]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,1e400]}]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,1e-400]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,-3.5e38]}]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,12345678901234567]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,\"3\"]}]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,null]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,01]}]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,.5]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3],}]}", "{\"points\":[{\"id\":1,\"vector\":[1,,3]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]},]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}]} x",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}]", "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}],}",
+        "{\"points\":[{\"id\":1,\"id\":2,\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":{},\"payload\":{}}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}],\"points\":[{\"id\":1,\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}],\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]]}}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3]}],\"wait\":true}",
+        "{\"points\":[{\"id\":-1,\"vector\":[1,2,3]}]}", "{\"points\":[{\"id\":-0,\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"id\":1.0,\"vector\":[1,2,3]}]}", "{\"points\":[{\"id\":1e3,\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"id\":9223372036854775808,\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"id\":99999999999999999999,\"vector\":[1,2,3]}]}", "{\"points\":[{\"id\":01,\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"id\":\"7\",\"vector\":[1,2,3]}]}", "{\"points\":[{\"id\":null,\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"id\":\"6f9619ff-8b86-d011-b42d-00c04fc964f\\u0066\",\"vector\":[1,2,3]}]}",
+        "{\"points\":[{\"vector\":[1,2,3]}]}", "{\"points\":[{\"id\":1}]}",
+        "{\"points\":[{\"id\":1,\"vector\":{\"\":[1,2,3]}}]}", "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"x\":1}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":[1]}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":\"a\"}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":{\"a\":}}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":{\"a\":1}]}",
+        "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":{\"a\":\"\\x\"}}]}",
+        "{\"points\":[1]}", "{\"points\":[null]}",
+        "{\"batch\":{\"ids\":[1,2],\"vectors\":[[1,2,3]]}}", "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]],\"payloads\":[]}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]],\"payloads\":[{},{}]}}", "{\"batch\":{\"ids\":[],\"vectors\":[]}}",
+        "{\"batch\":{\"ids\":[1],\"ids\":[1],\"vectors\":[[1,2,3]]}}", "{\"batch\":{\"ids\":[1]}}",
+        "{\"batch\":{\"ids\":[1],\"vectors\":[[1,2,3]],\"extra\":1}}", "{\"batch\":{\"ids\":[1],\"vectors\":{\"\":[[1,2,3]]}}}",
+        "{\"pOints\":[{\"id\":1,\"vector\":[1,2,3]}]}", "{\"p\\u006fints\":[{\"id\":1,\"vector\":[1,2,3]}]}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof *bodies; i++)
+        if (agree(bodies[i], 3) != -1) fail_msg("accepted: %s", bodies[i]);
+    /* a duplicate key inside a payload is the payload's (jansson keeps the
+     * last one there, on both paths) */
+    assert_int_equal(agree("{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":{\"a\":1,\"a\":2}}]}", 3), 1);
+    /* NUL bytes and every truncation of a valid body */
+    qxs_upsert_body ub;
+    assert_int_equal(qxs_upsert_body_parse("{\"points\":[{\"id\":1,\"vector\":[1,\0 2,3]}]}", 38, 3, 10, &ub), 0);
+    const char *ok = "{\"batch\":{\"ids\":[1,2],\"vectors\":[[1.5,2,3],[4,5,6]],\"payloads\":[{\"a\":[1,{}]},null]}}";
+    for (size_t n = 0; n < strlen(ok); n++) assert_int_equal(qxs_upsert_body_parse(ok, n, 3, 10, &ub), 0);
+    assert_int_equal(agree(ok, 3), 1);
+    /* payloads nested deeper than the parser takes */
+    char deep[2 * 1100 + 128];
+    size_t n = (size_t)snprintf(deep, sizeof deep, "{\"points\":[{\"id\":1,\"vector\":[1,2,3],\"payload\":");
+    for (int i = 0; i < 1100; i++) deep[n++] = i ? '[' : '{', deep[n++] = i ? ' ' : ' ';
+    deep[n] = 0;
+    assert_int_equal(agree(deep, 3), -1);
+}
+
+/* Random byte-level mutations of valid bodies (fixed seed): whatever the
+ * streaming parser accepts, jansson reads identically. */
+static void test_upsert_body_mutations(void **state) {
+    (void)state;
+    static const char *seeds[] = {
+        "{\"points\":[{\"id\":1,\"vector\":[1.25,-2e-3,3]},{\"id\":\"6f9619ff8b86d011b42d00c04fc964ff\",\"vector\":[0,1,"
+        "-0],\"payload\":{\"a\":\"x\",\"n\":[1,2.5,{\"k\":null}]}}]}",
+        "{\"batch\":{\"ids\":[5,6,7],\"vectors\":[[1,1,1],[2.5,2,2],[3,3,3e1]],\"payloads\":[{\"k\":1},null,{}]}}",
+    };
+    uint64_t r = 2024;
+    size_t accepted = 0, runs = 0;
+    char buf[512];
+    for (int t = 0; t < 60000; t++) {
+        const char *sd = seeds[t % 2];
+        size_t len = strlen(sd);
+        memcpy(buf, sd, len);
+        int muts = 1 + (int)((r >> 60) % 3);
+        for (int k = 0; k < muts; k++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            size_t at = (size_t)(r >> 33) % len;
+            static const char alphabet[] = "0123456789-+.eE,:[]{}\" nul\\ax";
+            char ch = alphabet[(r >> 20) % (sizeof alphabet - 1)];
+            switch ((r >> 10) % 3) {
+            case 0: buf[at] = ch; break;                          /* replace */
+            case 1: memmove(buf + at, buf + at + 1, len - at - 1), len--; break; /* delete */
+            default:
+                if (len + 1 < sizeof buf) memmove(buf + at + 1, buf + at, len - at), buf[at] = ch, len++; /* insert */
+            }
+        }
+        int a = upsert_agree(buf, len, 3);
+        if (a == 0) fail_msg("read differently: %.*s", (int)len, buf);
+        accepted += a == 1;
+        runs++;
+    }
+    assert_true(accepted > 1000 && accepted < runs);
 }
 
 
@@ -334,6 +485,9 @@ int main(void) {
         cmocka_unit_test(test_search_body_declines),
         cmocka_unit_test(test_search_body_numbers),
         cmocka_unit_test(test_search_body_number_shapes),
+        cmocka_unit_test(test_upsert_body_accepts),
+        cmocka_unit_test(test_upsert_body_declines),
+        cmocka_unit_test(test_upsert_body_mutations),
         cmocka_unit_test(test_repair_partition),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,8 @@
  * drop) on a scratch data directory, and the write-ahead-log parser.
  * Input: "METHOD PATH\nBODY" (a first byte 'W' fuzzes the WAL parser with
  * the rest; 'S' checks that what the fast search-body parser accepts, jansson
- * reads the same way; 'F' parses the rest as a filter body and evaluates what
+ * reads the same way; 'U' that what the streaming upsert-body parser accepts,
+ * jansson reads the same way (tests/upsert_agree.h); 'F' parses the rest as a filter body and evaluates what
  * parses on a few payloads, with and without payload indexes; 'P' feeds the
  * rest to the HTTP head parser and the chunked decoder; 'H' sends the rest as
  * raw bytes over a real socket to the HTTP edge (http.c) serving the same
@@ -37,6 +38,9 @@
 #include "filter.h"
 #include "payload_index.h"
 #include "search_body.h"
+#include "upsert_body.h"
+#include "pointid_json.h"
+#include "../../tests/upsert_agree.h"
 #include "srv.h"
 #include "wal.h"
 
@@ -362,6 +366,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (size > 0 && data[0] == 'S') {
         check_search_body((const char *)data + 1, size - 1);
+        return 0;
+    }
+    if (size > 0 && data[0] == 'U') {
+        if (upsert_agree((const char *)data + 1, size - 1, 4) == 0) abort();
         return 0;
     }
     if (size > 0 && data[0] == 'P') {

@@ -1,5 +1,7 @@
-/* quant/kernels_fs_impl.h — fast-scan kernels over 4-bit codes packed in
- * blocks of 32 vectors (internal; used by index/ivf_fastscan*.c and tests).
+/* quant/kernels_fs.h — fast-scan kernels over 4-bit codes packed in
+ * blocks of 32 vectors. Library-internal (qx__ names, not installed): quant/
+ * exports it to index/ (ivf_fastscan*.c, ivf_coarse2.c), the one internal
+ * header that crosses a module boundary, so it is not an _impl.h.
  *
  * Block layout (QX_FS_BLOCK = 32 vectors, P nibble pairs per vector):
  *   for each pair p in 0..P-1, 32 bytes; byte i holds vector i's nibble of
@@ -16,8 +18,8 @@
  *
  * Levels follow qinx/kernels.h (QX_SIMD honoured), chosen once per process.
  */
-#ifndef QINX_KERNELS_FS_IMPL_H
-#define QINX_KERNELS_FS_IMPL_H
+#ifndef QINX_KERNELS_FS_H
+#define QINX_KERNELS_FS_H
 
 #include <stddef.h>
 #include <stdint.h>
