@@ -8,7 +8,7 @@
  * rate the trainer measured at the start of the same run, cores used. Then
  * it encodes --nenc vectors that follow the training ones in the file (never
  * trained on) with the default encoder (or --beam/--A), --runs times, and
- * prints the median vectors/s.
+ * prints the median vectors/s, and their MSE under QINCo and under its RQ.
  *
  * Decisions:
  * 1. Ratios within one run only: the machine is shared, so an absolute
@@ -48,6 +48,7 @@ static void usage(FILE *f) {
             "  --qinco-L N --qinco-h N  network (default: the library's)\n"
             "  --batch N       Adam batch (default: the library's)\n"
             "  --runs R        timed encodings, median reported (default 3)\n"
+            "  --train-minutes M  qinco budget (default none: --epochs epochs)\n"
             "  --threads T     threads (default all cores)\n"
             "  --rq-cache FILE read the RQ from FILE if it exists, else train it and write\n"
             "                  it there (a blob; same --base, --n, --bytes expected)\n");
@@ -119,11 +120,13 @@ int qx_bench_qinco_speed(int argc, char **argv) {
     const char *base = NULL, *rq_cache = NULL;
     long n = 10000, nenc = 5000, M = 8, epochs = 2, reencode = -1, tbeam = -1, beam = -1, A = -1;
     long L = -1, h = -1, batch = -1, runs = 3, threads = 0;
+    double minutes = 0;
     static const struct option opts[] = {
         {"base", 1, 0, 'b'}, {"n", 1, 0, 'n'},       {"nenc", 1, 0, 'e'},   {"bytes", 1, 0, 'M'},
         {"epochs", 1, 0, 'E'}, {"reencode", 1, 0, 'r'}, {"train-beam", 1, 0, 't'}, {"beam", 1, 0, 'B'},
         {"A", 1, 0, 'A'},    {"qinco-L", 1, 0, 'L'}, {"qinco-h", 1, 0, 'H'}, {"batch", 1, 0, 'c'},
         {"runs", 1, 0, 'R'}, {"threads", 1, 0, 'j'}, {"help", 0, 0, 'h'},   {"rq-cache", 1, 0, 'C'},
+        {"train-minutes", 1, 0, 'T'},
         {0, 0, 0, 0}};
     int c;
     optind = 1;
@@ -132,6 +135,15 @@ int qx_bench_qinco_speed(int argc, char **argv) {
         switch (c) {
         case 'b': base = optarg; continue;
         case 'C': rq_cache = optarg; continue;
+        case 'T': {
+            char *end;
+            minutes = strtod(optarg, &end);
+            if (*end || !(minutes >= 0 && minutes <= 1e4)) {
+                fprintf(stderr, "qinx bench qinco-speed: bad --train-minutes '%s'\n", optarg);
+                return 2;
+            }
+            continue;
+        }
         case 'n': dst = &n; break;
         case 'e': dst = &nenc; break;
         case 'M': dst = &M; break;
@@ -200,6 +212,7 @@ int qx_bench_qinco_speed(int argc, char **argv) {
     qo.valid_fraction = 0;
     qo.fallback = 0;
     qo.verbose = 1;
+    qo.train_minutes = minutes;
     if (reencode >= 0) qo.reencode = (int)reencode;
     if (tbeam >= 0) qo.train_beam = (int)tbeam;
     if (beam >= 0) qo.beam = (int)beam;
@@ -253,6 +266,12 @@ int qx_bench_qinco_speed(int argc, char **argv) {
             printf("encode: %zu held-out vectors, beam %d A %d: median %.3f s = %.0f vectors/s "
                    "(runs %ld, min %.3f s max %.3f s)\n", ne, cur.beam, cur.A, med,
                    (double)ne / med, runs, sec[0], sec[runs - 1]);
+            double mq, mr;
+            rc = qx_quantizer_mse(q, x.data + (size_t)n * d, ne, 0, &mq);
+            if (rc == 0) rc = qx_quantizer_mse(rq, x.data + (size_t)n * d, ne, 0, &mr);
+            if (rc == 0)
+                printf("held-out MSE (the %zu encoded vectors): qinco %.6g, its RQ %.6g: %.4fx\n",
+                       ne, mq, mr, mr > 0 ? mq / mr : 0);
         }
         free(sec);
         if (rc) goto fail;
