@@ -437,7 +437,12 @@ static void search_one(const qx_ivf *ivf, fs_ctx *f, const qx_search_params *p, 
         size_t pi = 0, scanned_nprobe = 0, tested_near = 0, passed_near = 0;
         for (; pi < f->probes.n; pi++) {
             if (pi >= nprobe) {
-                if (pi == nprobe) scanned_nprobe = flt.scanned, tested_near = flt.tested, passed_near = flt.passed;
+                if (pi == nprobe) {
+                    scanned_nprobe = flt.scanned, tested_near = flt.tested, passed_near = flt.passed;
+                    if (flt.tested >= QX_FILTER_STOP_MIN_TESTED &&
+                        (double)flt.passed < p->filter_stop_below * (double)flt.tested)
+                        break; /* correlated: the caller searches the passing points another way */
+                }
                 if (flt.passed >= S &&
                     (double)flt.scanned * (double)flt.passed >= (double)scanned_nprobe * (double)flt.tested)
                     break;

@@ -233,7 +233,11 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
     size_t pi = 0, passed = 0, tested = 0, scanned = 0, scanned_nprobe = 0, tested_near = 0, passed_near = 0;
     for (; pi < c->probes.n; pi++) {
         if (p->filter && pi >= nprobe) {
-            if (pi == nprobe) scanned_nprobe = scanned, tested_near = tested, passed_near = passed;
+            if (pi == nprobe) {
+                scanned_nprobe = scanned, tested_near = tested, passed_near = passed;
+                if (tested >= QX_FILTER_STOP_MIN_TESTED && (double)passed < p->filter_stop_below * (double)tested)
+                    break; /* correlated: the caller searches the passing points another way */
+            }
             if (passed >= heap_k && (double)scanned * (double)passed >= (double)scanned_nprobe * (double)tested) break;
         }
         uint32_t l = (uint32_t)c->probes.val[pi];

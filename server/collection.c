@@ -1208,6 +1208,7 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
             sp.max_nprobe = o->max_nprobe;
             sp.filter_tested = o->filter_tested;
             sp.filter_passed = o->filter_passed;
+            sp.filter_stop_below = o->filter_stop_below;
         }
         rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, k2);
         if (!rc) {

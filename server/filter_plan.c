@@ -13,6 +13,15 @@
  *    when fewer points pass in the whole collection.
  * 3. Point ids and payloads come through the store's contract calls; a
  *    payload is parsed only when an unindexed condition needs it.
+ * 4. Filters correlated with the vectors (their passing points lie away
+ *    from the query): when the estimate is known and the payload index can
+ *    list the points, the scan is told to stop after its first nprobe lists
+ *    if fewer than 1/QXS_FILTER_CORR_RATIO of the estimated pass rate passed
+ *    there; qxs_filter_replan then searches the listed points, exactly (up
+ *    to QXS_FILTER_AMONG_FRAC of the collection) or from their codes. The
+ *    codes rank far points poorly (GloVe's 20 % integer range: 0.496 even
+ *    with every passing point scored from its code), so probing further,
+ *    the old answer, does not help.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -173,6 +182,12 @@ int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opt
             o->only_keys = *keys ? *keys : (int64_t *)&o->k; /* an empty list is not NULL */
             o->n_only_keys = m;
         }
+    } else if (best && est > 0 && live && corr_ratio() > 0 && c->ivf &&
+               ((double)est <= (double)live * among_frac() ||
+                qx_quantizer_kind(qx_ivf_quantizer(c->ivf)) != QX_QUANT_FASTSCAN)) {
+        /* decision 4: the scan stops after nprobe lists if the filter proves
+         * correlated there, and qxs_filter_replan takes over */
+        o->filter_stop_below = (double)est / (double)live / corr_ratio();
     }
     pthread_rwlock_unlock(&c->rw);
     if (est_out) *est_out = est;
@@ -181,23 +196,25 @@ int qxs_filter_plan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opt
 
 int qxs_filter_replan(qxs_coll *c, qxs_filter *f, qxs_fsearch *ctx, qxs_search_opts *o, int64_t **keys,
                       size_t tested, size_t passed) {
-    if (o->only_keys || o->among_keys || tested < QXS_FILTER_CORR_MIN_TESTED) return 0;
+    /* the scan's own stop rule (ivf.h filter_stop_below): it stopped early */
+    if (o->only_keys || o->among_keys || !(o->filter_stop_below > 0) || tested < QX_FILTER_STOP_MIN_TESTED ||
+        !((double)passed < o->filter_stop_below * (double)tested))
+        return 0;
     const qxs_cond *best = NULL;
     pthread_rwlock_rdlock(&c->rw);
     long long est = estimate(f, &best);
     size_t live = c->store.n_live;
-    int rc = 0;
-    /* passed / tested against the whole set's rate est / live (decision 4) */
-    if (best && est > 0 && live && corr_ratio() > 0 && (double)passed * corr_ratio() * (double)live < (double)est * (double)tested) {
-        int exact = (double)est <= (double)live * among_frac();
-        int among = !exact && c->ivf && qx_quantizer_kind(qx_ivf_quantizer(c->ivf)) != QX_QUANT_FASTSCAN;
-        size_t m = 0;
-        if ((exact || among) && !(rc = list_passing(f, best, ctx, exact, keys, &m))) {
-            const int64_t *k = *keys ? *keys : (int64_t *)&o->k;
-            if (exact) o->only_keys = k, o->n_only_keys = m;
-            else o->among_keys = k, o->n_among_keys = m;
-            rc = 1;
-        }
+    int exact = (double)est <= (double)live * among_frac();
+    int among = !exact && c->ivf && qx_quantizer_kind(qx_ivf_quantizer(c->ivf)) != QX_QUANT_FASTSCAN;
+    size_t m = 0;
+    int rc;
+    if (!best) rc = qx_error_set(QX_ESTATE, "filtered search: the payload index went away");
+    else if (!exact && !among) exact = 1; /* the index changed kind meanwhile: score exactly */
+    if (best && !(rc = list_passing(f, best, ctx, exact, keys, &m))) {
+        const int64_t *k = *keys ? *keys : (int64_t *)&o->k;
+        if (exact) o->only_keys = k, o->n_only_keys = m;
+        else o->among_keys = k, o->n_among_keys = m;
+        rc = 1;
     }
     pthread_rwlock_unlock(&c->rw);
     return rc;

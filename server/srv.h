@@ -281,6 +281,7 @@ typedef struct qxs_search_opts {
     void *filter_ctx;
     size_t max_nprobe;
     size_t *filter_tested, *filter_passed; /* optional out: the IVF scan's filter counts */
+    double filter_stop_below; /* the IVF scan's early stop for a correlated filter (filter_plan.c) */
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"
  * (L2 or -IP); ids (and keys, may be NULL) receive the hits, *found their

@@ -156,6 +156,22 @@ static void test_filtered_search(void **state) {
     p.lists_visited = &visited;
     assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, dist, ids), 0);
     assert_int_equal(visited, 6);
+    /* the early stop for a correlated filter: nothing passes near the query,
+     * so the scan stops after its nprobe lists and reports what it tested */
+    size_t tested = 0, passed = 99;
+    p.max_nprobe = 0;
+    p.filter_tested = &tested;
+    p.filter_passed = &passed;
+    p.filter_stop_below = 0.05;
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, dist, ids), 0);
+    assert_int_equal(visited, 4);
+    assert_true(tested >= QX_FILTER_STOP_MIN_TESTED);
+    assert_int_equal(passed, 0);
+    /* and not when enough pass there (1 in 2 ids: above 5 %) */
+    mod = 2;
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, dist, ids), 0);
+    assert_true(passed > 0 && passed >= tested / 4);
+    assert_true(ids[9] >= 0);
     free(sub);
     free(map);
 }

@@ -131,7 +131,15 @@ typedef struct qx_search_params {
      * far off, where probing finds them late and the codes rank them
      * poorly (a caller may then score them exactly). */
     size_t *filter_tested, *filter_passed;
+    /* optional: with a filter, stop after the first nprobe lists when fewer
+     * than this fraction of the candidates tested there (at least
+     * QX_FILTER_STOP_MIN_TESTED of them) passed, for a caller that then
+     * searches the passing points another way (the counts above tell it);
+     * 0 = never stop early. */
+    double filter_stop_below;
 } qx_search_params;
+
+#define QX_FILTER_STOP_MIN_TESTED 32
 
 void qx_search_params_init(qx_search_params *p);
 
