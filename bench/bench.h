@@ -7,5 +7,8 @@
 /* Runs the benchmark (or `--check FILE`, which validates a results.jsonl);
  * returns the process exit code: 0 ok, 1 failure, 2 usage error. */
 int qx_bench_main(int argc, char **argv);
+/* `qinx bench qinco-speed ...` (argv[0] = "qinco-speed"): QINCo training
+ * throughput against this run's sgemm rate, and encoding speed. */
+int qx_bench_qinco_speed(int argc, char **argv);
 
 #endif

@@ -28,6 +28,7 @@
  */
 #include <cblas.h>
 #include <omp.h>
+#include <math.h>
 #include <string.h>
 
 #include "qinco_impl.h"
@@ -41,6 +42,9 @@ size_t qx__qinco_table_stride(const qx__qinco *q) {
 
 int qx__qinco_tables_compute(const qx__qinco *q, const float *params, float *tables) {
     size_t d = q->d, h = q->h, K = QX__QK, T = qx__qinco_table_stride(q);
+    int nt = qx__qinco_threads(q), tok = qx__qinco_blas_single_begin(nt);
+    /* steps are independent: one per thread, single-threaded sgemm each */
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (size_t m = 0; m < q->M; m++) {
         const float *cb = params + qx__qinco_off_cb(q, m);
         float *Pc = tables + m * T, *Hc = Pc + K * d, *cbn = Hc + K * h;
@@ -61,6 +65,7 @@ int qx__qinco_tables_compute(const qx__qinco *q, const float *params, float *tab
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)K, (int)h, (int)d, 1.0f, Pc,
                         (int)d, net.W1[0], (int)d, 0.0f, Hc, (int)h);
     }
+    qx__qinco_blas_single_end(tok);
     return 0;
 }
 
@@ -80,6 +85,55 @@ static inline void topk_push(float *bs, int *bi, size_t *cnt, size_t k, float s,
     }
     bs[p] = s;
     bi[p] = idx;
+}
+
+/* The A smallest of n scores (n a multiple of 16, A <= n), ascending, ties
+ * in index order: what A calls of topk_push over the row would keep. The
+ * A-th smallest of the 16-score blocks' minima bounds the A-th smallest
+ * score from above (A blocks hold a score at most that large), so only the
+ * scores at or below it, from the blocks whose minimum is, are candidates:
+ * ~A to 2A of them, gathered without branches and sorted by insertion.
+ * (topk_push over all 256 scores of every beam entry was 11 % of an epoch.)
+ * cs, ci: n floats / ints of scratch. Declared in qinco_impl.h for the test. */
+void qx__qinco_select_smallest(const float *v, size_t n, size_t A, int *out, float *cs, int *ci) {
+    float bmin[QX__QK / 16];
+    size_t nbk = n / 16;
+    for (size_t b = 0; b < nbk; b++) {
+        float lo = INFINITY;
+#pragma omp simd reduction(min : lo)
+        for (size_t k = b * 16; k < b * 16 + 16; k++) lo = v[k] < lo ? v[k] : lo;
+        bmin[b] = lo;
+    }
+    /* A-th smallest block minimum: a partial insertion sort of a copy */
+    float top[QX__QK / 16];
+    size_t nt = 0, need = A < nbk ? A : nbk;
+    for (size_t b = 0; b < nbk; b++) {
+        float x = bmin[b];
+        if (nt == need && !(x < top[nt - 1])) continue;
+        size_t p = nt < need ? nt++ : nt - 1;
+        while (p > 0 && x < top[p - 1]) top[p] = top[p - 1], p--;
+        top[p] = x;
+    }
+    float thr = A <= nbk ? top[need - 1] : INFINITY;
+    size_t nc = 0;
+    for (size_t b = 0; b < nbk; b++) {
+        if (!(bmin[b] <= thr)) continue;
+        for (size_t k = b * 16; k < b * 16 + 16; k++) {
+            cs[nc] = v[k];
+            ci[nc] = (int)k;
+            nc += v[k] <= thr;
+        }
+    }
+    /* stable insertion sort by score (indices already ascending) */
+    for (size_t a = 1; a < nc; a++) {
+        float x = cs[a];
+        int xi = ci[a];
+        size_t p = a;
+        while (p > 0 && x < cs[p - 1]) cs[p] = cs[p - 1], ci[p] = ci[p - 1], p--;
+        cs[p] = x;
+        ci[p] = xi;
+    }
+    for (size_t a = 0; a < A; a++) out[a] = ci[a];
 }
 
 typedef struct scratch {
@@ -121,9 +175,11 @@ static int scratch_alloc(scratch *s, const qx__qinco *q, size_t nc, size_t B, si
     s->Z = qx__aligned_alloc(na * d * f);
     s->H = qx__aligned_alloc(na * h * f);
     s->cd = qx__aligned_alloc(na * f);
-    s->bs = qx__aligned_alloc((A > B ? A : B) * f);
+    size_t sel = A > B ? A : B; /* selection scratch: select_smallest needs K */
+    if (sel < K) sel = K;
+    s->bs = qx__aligned_alloc(sel * f);
     s->ck = qx__aligned_alloc(na * sizeof(int));
-    s->bi = qx__aligned_alloc((A > B ? A : B) * sizeof(int));
+    s->bi = qx__aligned_alloc(sel * sizeof(int));
     s->codes = qx__aligned_alloc(nb * q->M);
     s->codes2 = qx__aligned_alloc(nb * q->M);
     if (!s->xn || !s->xh || !s->xh2 || !s->res || !s->sc || !s->zx || !s->hx || !s->Z || !s->H ||
@@ -201,9 +257,10 @@ static void preselect(const qx__qinco *q, const float *params, const float *tabl
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)K, (int)d,
                 -2.0f * q->rho[m], res, (int)d, cb, (int)d, 0.0f, s->sc, (int)K);
     for (size_t j = 0; j < nr; j++) {
-        const float *row = s->sc + j * K;
-        size_t cnt = 0;
-        for (size_t k = 0; k < K; k++) topk_push(s->bs, ck + j * A, &cnt, A, row[k] + cbn[k], (int)k);
+        float *row = s->sc + j * K;
+#pragma omp simd
+        for (size_t k = 0; k < K; k++) row[k] += cbn[k];
+        qx__qinco_select_smallest(row, K, A, ck + j * A, s->bs, s->bi);
     }
 }
 
@@ -268,61 +325,126 @@ static void encode_chunk(const qx__qinco *q, const float *params, const float *t
     for (size_t i = 0; i < nc; i++) memcpy(out + i * M, s->codes + i * B * M, M);
 }
 
-static size_t enc_chunk_size(size_t B, size_t A) {
-    size_t per = B * A, nc = QX__ENC_ROWS / (per ? per : 1);
-    return nc < 1 ? 1 : nc > 256 ? 256 : nc;
+/* Vectors per chunk: at most QX__ENC_ROWS candidate rows, and the chunks of
+ * a call equal in size and a multiple of 4 in number when there are enough
+ * vectors, so that 2 or 4 threads get equal shares (a 256-vector training
+ * batch was 5 chunks of 51 and one of 1: one thread did 3 of 5 chunks'
+ * work). Depends on n, B and A only, never on the thread count (decision 2). */
+static size_t enc_chunk_cap(size_t B, size_t A) {
+    size_t per = B * A, cap = QX__ENC_ROWS / (per ? per : 1);
+    return cap < 1 ? 1 : cap > 256 ? 256 : cap;
+}
+
+static size_t enc_chunk_size(size_t n, size_t B, size_t A) {
+    size_t cap = enc_chunk_cap(B, A);
+    size_t nch = (n + cap - 1) / cap;
+    if (n >= 4 * 8) nch = (nch + 3) / 4 * 4; /* chunks of at least 8 vectors */
+    if (nch < 1) nch = 1;
+    size_t nc = (n + nch - 1) / nch;
+    return nc < 1 ? 1 : nc;
+}
+
+/* Per-thread scratch kept between calls (the trainer encodes every batch:
+ * fresh buffers cost page faults on first touch, 5 % of an epoch). */
+struct qx__qinco_encws {
+    int T;
+    size_t nc, B, A;
+    scratch *s;
+};
+
+void qx__qinco_encws_free(qx__qinco_encws *w) {
+    if (!w) return;
+    for (int t = 0; t < w->T; t++) scratch_free(&w->s[t]);
+    qx__free(w->s);
+    qx__free(w);
+}
+
+/* *ws holds T scratch sets for (nc, B, A), reallocated if it does not. */
+static int encws_ensure(qx__qinco_encws **ws, const qx__qinco *q, int T, size_t nc, size_t B,
+                        size_t A) {
+    qx__qinco_encws *w = *ws;
+    if (w && w->T >= T && w->nc >= nc && w->B == B && w->A == A) return 0;
+    qx__qinco_encws_free(w);
+    *ws = NULL;
+    w = qx__calloc(1, sizeof *w);
+    if (!w || !(w->s = qx__calloc((size_t)T, sizeof *w->s))) {
+        qx__free(w);
+        return qx__fail(QX_ENOMEM, "qinco: encoder scratch");
+    }
+    w->nc = nc, w->B = B, w->A = A;
+    for (; w->T < T; w->T++) {
+        int rc = scratch_alloc(&w->s[w->T], q, nc, B, A);
+        if (rc) {
+            qx__qinco_encws_free(w);
+            return rc;
+        }
+    }
+    *ws = w;
+    return 0;
+}
+
+int qx__qinco_encode_ws(const qx__qinco *q, const float *params, const float *tables,
+                        const float *x, size_t n, int beam, int A, int threads, uint8_t *codes,
+                        qx__qinco_encws **ws) {
+    size_t B = (size_t)beam, nA = (size_t)A, nc = enc_chunk_size(n, B, nA);
+    size_t nchunks = (n + nc - 1) / nc;
+    int T = threads > 0 ? threads : 1;
+    if ((size_t)T > nchunks) T = (int)nchunks;
+    if (T < 1) return 0;
+    int rc = encws_ensure(ws, q, T, enc_chunk_cap(B, nA), B, nA);
+    if (rc) return rc;
+    scratch *s = (*ws)->s;
+    int tok = qx__qinco_blas_single_begin(T);
+#pragma omp parallel for num_threads(T) schedule(dynamic, 1)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t i0 = c * nc, cnt = n - i0 < nc ? n - i0 : nc;
+        encode_chunk(q, params, tables, x + i0 * q->d, cnt, B, nA, codes + i0 * q->M,
+                     &s[omp_get_thread_num()]);
+    }
+    qx__qinco_blas_single_end(tok);
+    return 0;
 }
 
 int qx__qinco_encode_with(const qx__qinco *q, const float *params, const float *tables,
                           const float *x, size_t n, int beam, int A, int threads,
                           uint8_t *codes) {
-    size_t B = (size_t)beam, nA = (size_t)A, nc = enc_chunk_size(B, nA);
-    size_t nchunks = (n + nc - 1) / nc;
+    qx__qinco_encws *ws = NULL;
+    int rc = qx__qinco_encode_ws(q, params, tables, x, n, beam, A, threads, codes, &ws);
+    qx__qinco_encws_free(ws);
+    return rc;
+}
+
+int qx__qinco_decode_ws(const qx__qinco *q, const float *params, const float *tables,
+                        const uint8_t *codes, size_t n, size_t mm, int threads, float *out,
+                        qx__qinco_encws **ws) {
+    size_t d = q->d, M = q->M, nc = QX__DEC_ROWS, nchunks = (n + nc - 1) / nc;
     int T = threads > 0 ? threads : 1;
     if ((size_t)T > nchunks) T = (int)nchunks;
-    scratch *s = qx__calloc((size_t)T, sizeof *s);
-    if (!s) return qx__fail(QX_ENOMEM, "qinco: encoder scratch");
-    int rc = 0, na = 0;
-    for (; na < T; na++)
-        if ((rc = scratch_alloc(&s[na], q, nc, B, nA)) != 0) break;
-    if (rc == 0) {
+    if (T < 1) return 0;
+    int rc = encws_ensure(ws, q, T, nc, 1, 1);
+    if (rc) return rc;
+    scratch *s = (*ws)->s;
+    int tok = qx__qinco_blas_single_begin(T);
 #pragma omp parallel for num_threads(T) schedule(dynamic, 1)
-        for (size_t c = 0; c < nchunks; c++) {
-            size_t i0 = c * nc, cnt = n - i0 < nc ? n - i0 : nc;
-            encode_chunk(q, params, tables, x + i0 * q->d, cnt, B, nA, codes + i0 * q->M,
-                         &s[omp_get_thread_num()]);
+    for (size_t c = 0; c < nchunks; c++) {
+        scratch *sc = &s[omp_get_thread_num()];
+        size_t i0 = c * nc, cnt = n - i0 < nc ? n - i0 : nc;
+        memset(sc->xh, 0, cnt * d * sizeof(float));
+        for (size_t m = 0; m < mm; m++) {
+            for (size_t i = 0; i < cnt; i++) sc->ck[i] = codes[(i0 + i) * M + m];
+            eval_step(q, params, tables, m, sc->xh, cnt, sc->ck, 1, sc);
+            for (size_t t = 0; t < cnt * d; t++) sc->xh[t] += sc->Z[t];
         }
+        for (size_t t = 0; t < cnt * d; t++) out[i0 * d + t] = sc->xh[t] * q->scale;
     }
-    for (int t = 0; t < na; t++) scratch_free(&s[t]);
-    qx__free(s);
-    return rc;
+    qx__qinco_blas_single_end(tok);
+    return 0;
 }
 
 int qx__qinco_decode_with(const qx__qinco *q, const float *params, const float *tables,
                           const uint8_t *codes, size_t n, size_t mm, int threads, float *out) {
-    size_t d = q->d, M = q->M, nc = QX__DEC_ROWS, nchunks = (n + nc - 1) / nc;
-    int T = threads > 0 ? threads : 1;
-    if ((size_t)T > nchunks) T = (int)nchunks;
-    scratch *s = qx__calloc((size_t)T, sizeof *s);
-    if (!s) return qx__fail(QX_ENOMEM, "qinco: decoder scratch");
-    int rc = 0, na = 0;
-    for (; na < T; na++)
-        if ((rc = scratch_alloc(&s[na], q, nc, 1, 1)) != 0) break;
-    if (rc == 0) {
-#pragma omp parallel for num_threads(T) schedule(dynamic, 1)
-        for (size_t c = 0; c < nchunks; c++) {
-            scratch *sc = &s[omp_get_thread_num()];
-            size_t i0 = c * nc, cnt = n - i0 < nc ? n - i0 : nc;
-            memset(sc->xh, 0, cnt * d * sizeof(float));
-            for (size_t m = 0; m < mm; m++) {
-                for (size_t i = 0; i < cnt; i++) sc->ck[i] = codes[(i0 + i) * M + m];
-                eval_step(q, params, tables, m, sc->xh, cnt, sc->ck, 1, sc);
-                for (size_t t = 0; t < cnt * d; t++) sc->xh[t] += sc->Z[t];
-            }
-            for (size_t t = 0; t < cnt * d; t++) out[i0 * d + t] = sc->xh[t] * q->scale;
-        }
-    }
-    for (int t = 0; t < na; t++) scratch_free(&s[t]);
-    qx__free(s);
+    qx__qinco_encws *ws = NULL;
+    int rc = qx__qinco_decode_ws(q, params, tables, codes, n, mm, threads, out, &ws);
+    qx__qinco_encws_free(ws);
     return rc;
 }

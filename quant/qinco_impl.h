@@ -84,6 +84,20 @@ int qx__qinco_tables_compute(const qx__qinco *q, const float *params, float *tab
 int qx__qinco_encode_with(const qx__qinco *q, const float *params, const float *tables,
                           const float *x, size_t n, int beam, int A, int threads,
                           uint8_t *codes);
+/* The same with scratch kept in *ws between calls (allocated or resized as
+ * needed; start with NULL, free with qx__qinco_encws_free). One *ws per
+ * caller thread; encoding and decoding need one each. */
+typedef struct qx__qinco_encws qx__qinco_encws;
+int qx__qinco_encode_ws(const qx__qinco *q, const float *params, const float *tables,
+                        const float *x, size_t n, int beam, int A, int threads, uint8_t *codes,
+                        qx__qinco_encws **ws);
+int qx__qinco_decode_ws(const qx__qinco *q, const float *params, const float *tables,
+                        const uint8_t *codes, size_t n, size_t m, int threads, float *out,
+                        qx__qinco_encws **ws);
+void qx__qinco_encws_free(qx__qinco_encws *ws);
+/* The A smallest of n scores (n a multiple of 16, at most 256; A <= n) in
+ * ascending order, ties in index order, into out; cs, ci: n of scratch. */
+void qx__qinco_select_smallest(const float *v, size_t n, size_t A, int *out, float *cs, int *ci);
 /* Exact decode of the first m steps of n codes (stride M) into raw vectors. */
 int qx__qinco_decode_with(const qx__qinco *q, const float *params, const float *tables,
                           const uint8_t *codes, size_t n, size_t m, int threads, float *out);
@@ -108,6 +122,21 @@ int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs
                         const uint8_t *codes, size_t nb, float step_weight, qx__qinco_work *w,
                         float *grad, double *loss, double *step_loss, float *resid);
 
+/* The same pass over T row shards in parallel (per-shard work and gradient,
+ * summed in shard order): deterministic for a given T. rows: the largest
+ * batch. T is capped at QX_QINCO_MAX_SHARDS. */
+#define QX_QINCO_MAX_SHARDS 64
+typedef struct qx__qinco_par {
+    int T;
+    qx__qinco_work *w;
+    float **g;
+} qx__qinco_par;
+int qx__qinco_par_alloc(const qx__qinco *q, size_t rows, int T, qx__qinco_par *p);
+void qx__qinco_par_free(qx__qinco_par *p);
+int qx__qinco_loss_grad_par(const qx__qinco *q, const float *params, const float *xs,
+                            const uint8_t *codes, size_t nb, float step_weight, qx__qinco_par *p,
+                            float *grad, double *loss, double *step_loss, float *resid);
+
 /* --- training loop (qinco_train.c), additive fit (qinco_lsq.c) ---------- */
 int qx__qinco_train(qx_quantizer *base, const float *x, size_t n);
 /* Fit M*K*d additive codebooks (in/out: start from the given values) so that
@@ -131,6 +160,12 @@ double qx__qinco_flops_decode(const qx__qinco *q);
 double qx__qinco_flops_train_row(const qx__qinco *q);
 /* Process CPU seconds (all threads). */
 double qx__cpu_seconds(void);
+
+/* --- one level of threads (qinco_blas.c) ------------------------------ */
+/* With threads > 1, OpenBLAS runs single-threaded until the matching end
+ * (nestable, thread-safe; process-wide). Returns the token for _end. */
+int qx__qinco_blas_single_begin(int threads);
+void qx__qinco_blas_single_end(int token);
 
 /* --- object plumbing (qinco.c, qinco_io.c) ----------------------------- */
 int qx__qinco_alloc(qx__qinco **out, size_t d, const qx_qinco_opts *opts);

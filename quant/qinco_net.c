@@ -237,3 +237,91 @@ int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs
     if (loss) *loss = total;
     return 0;
 }
+
+/* --- data-parallel pass ---------------------------------------------------
+ * The batch is cut into T contiguous shards, one per thread; each runs the
+ * pass above on its rows (single-threaded sgemm: OpenBLAS's own threads are
+ * off, qinco_blas.c) into its own gradient, and the gradients are summed in
+ * shard order, weighted by shard size, over parameter ranges in parallel.
+ * Fixed shards and a fixed summation order: the same T gives the same bits. */
+int qx__qinco_par_alloc(const qx__qinco *q, size_t rows, int T, qx__qinco_par *p) {
+    memset(p, 0, sizeof *p);
+    if (T < 1) T = 1;
+    if (T > QX_QINCO_MAX_SHARDS) T = QX_QINCO_MAX_SHARDS;
+    if ((size_t)T > rows) T = rows ? (int)rows : 1;
+    p->w = qx__calloc((size_t)T, sizeof *p->w);
+    p->g = qx__calloc((size_t)T, sizeof *p->g);
+    if (!p->w || !p->g) {
+        qx__free(p->w);
+        qx__free(p->g);
+        memset(p, 0, sizeof *p);
+        return qx__fail(QX_ENOMEM, "qinco: %d training shards", T);
+    }
+    size_t per = (rows + (size_t)T - 1) / (size_t)T;
+    for (; p->T < T; p->T++) {
+        int rc = qx__qinco_work_alloc(q, per, &p->w[p->T]);
+        if (rc == 0 && !(p->g[p->T] = qx__aligned_alloc(q->nparams * sizeof(float)))) {
+            qx__qinco_work_free(&p->w[p->T]);
+            rc = qx__fail(QX_ENOMEM, "qinco: shard gradient (%zu parameters)", q->nparams);
+        }
+        if (rc) {
+            qx__qinco_par_free(p);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void qx__qinco_par_free(qx__qinco_par *p) {
+    for (int t = 0; t < p->T; t++) {
+        qx__qinco_work_free(&p->w[t]);
+        qx__aligned_free(p->g[t]);
+    }
+    qx__free(p->w);
+    qx__free(p->g);
+    memset(p, 0, sizeof *p);
+}
+
+int qx__qinco_loss_grad_par(const qx__qinco *q, const float *params, const float *xs,
+                            const uint8_t *codes, size_t nb, float step_weight, qx__qinco_par *p,
+                            float *grad, double *loss, double *step_loss, float *resid) {
+    size_t d = q->d, M = q->M, np = q->nparams;
+    int T = p->T;
+    if ((size_t)T > nb) T = (int)nb;
+    if (nb == 0 || (nb + (size_t)T - 1) / (size_t)T > p->w[0].cap)
+        return qx__fail(QX_EINTERNAL, "qinco: batch %zu > %d shards of %zu", nb, p->T, p->w[0].cap);
+    if (T == 1) /* bit for bit the sequential pass */
+        return qx__qinco_loss_grad(q, params, xs, codes, nb, step_weight, &p->w[0], grad, loss,
+                                   step_loss, resid);
+    double sl[QX_QINCO_MAX_SHARDS][QX_MAX_STEPS], ls[QX_QINCO_MAX_SHARDS];
+    size_t r0[QX_QINCO_MAX_SHARDS + 1];
+    if (T > QX_QINCO_MAX_SHARDS) T = QX_QINCO_MAX_SHARDS;
+    for (int t = 0; t <= T; t++) r0[t] = nb * (size_t)t / (size_t)T;
+    int tok = qx__qinco_blas_single_begin(T);
+#pragma omp parallel for num_threads(T) schedule(static, 1)
+    for (int t = 0; t < T; t++) {
+        size_t a = r0[t], cnt = r0[t + 1] - a;
+        qx__qinco_loss_grad(q, params, xs + a * d, codes + a * M, cnt, step_weight, &p->w[t],
+                            p->g[t], &ls[t], sl[t], resid ? resid + a * M * d : NULL);
+    }
+    float wt[QX_QINCO_MAX_SHARDS];
+    for (int t = 0; t < T; t++) wt[t] = (float)((double)(r0[t + 1] - r0[t]) / (double)nb);
+    float *const *g = p->g;
+#pragma omp parallel for num_threads(T) schedule(static)
+    for (size_t i = 0; i < np; i++) {
+        float s = wt[0] * g[0][i];
+        for (int t = 1; t < T; t++) s += wt[t] * g[t][i];
+        grad[i] = s;
+    }
+    qx__qinco_blas_single_end(tok);
+    double tl = 0;
+    for (int t = 0; t < T; t++) tl += wt[t] * ls[t];
+    if (loss) *loss = tl;
+    if (step_loss)
+        for (size_t m = 0; m < M; m++) {
+            double v = 0;
+            for (int t = 0; t < T; t++) v += wt[t] * sl[t][m];
+            step_loss[m] = v;
+        }
+    return 0;
+}

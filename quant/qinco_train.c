@@ -83,12 +83,10 @@ static void shuffle(size_t *idx, size_t n, rng *r) {
     }
 }
 
-/* Sequential on purpose: a few million parameters take ~ms, less than an
- * OpenMP region's wake-up and spin on a loaded machine. */
-static void adam_step(float *p, const float *g, float *m1, float *m2, size_t n, long t, float lr) {
-    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
-    double c1 = 1 - pow(b1, (double)t), c2 = 1 - pow(b2, (double)t);
-    float a = (float)(lr * sqrt(c2) / c1), e = (float)(eps * sqrt(c2));
+/* Adam on one range with the step's bias-corrected rate a and epsilon e. */
+static void adam_range(float *p, const float *g, float *m1, float *m2, size_t n, float a, float e) {
+    const float b1 = 0.9f, b2 = 0.999f;
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
         m1[i] = b1 * m1[i] + (1 - b1) * g[i];
         m2[i] = b2 * m2[i] + (1 - b2) * g[i] * g[i];
@@ -96,11 +94,51 @@ static void adam_step(float *p, const float *g, float *m1, float *m2, size_t n, 
     }
 }
 
+/* A range of parameters and its learning-rate factor (its group's). */
+typedef struct adam_piece {
+    size_t off, n;
+    float rate;
+} adam_piece;
+
+#define QX__ADAM_PIECE 16384
+
 /* Adam per parameter group: a weight matrix of fan-in F moves with
  * lr·min(1, 4/√F). Adam's first steps are sign-like, so an output fed by F
  * inputs of order 1 moves by ~lr·F per step at equal rates: at d = 128 the
  * concat layer (F = 256) would jolt f by a fifth of a residual per step and
- * undo the RQ initialisation within the first batches.
+ * undo the RQ initialisation within the first batches. The groups, cut into
+ * pieces of at most QX__ADAM_PIECE floats, fill `out` (NULL: count only). */
+static size_t adam_pieces(const qx__qinco *q, adam_piece *out) {
+    size_t d = q->d, h = q->h, K = QX__QK, np = 0;
+    float f2d = fminf(1.0f, 4.0f / sqrtf((float)(2 * d)));
+    float fd = fminf(1.0f, 4.0f / sqrtf((float)d)), fh = fminf(1.0f, 4.0f / sqrtf((float)h));
+    adam_piece grp[3 + 2 * QX_QINCO_MAX_L];
+    for (size_t m = 0; m < q->M; m++) {
+        size_t ng = 0, o = qx__qinco_off_net(q, m ? m : 1);
+        grp[ng++] = (adam_piece){qx__qinco_off_cb(q, m), K * d, 1.0f};
+        if (m > 0) {
+            grp[ng++] = (adam_piece){o, 2 * d * d, f2d};
+            grp[ng++] = (adam_piece){o + 2 * d * d, d, 1.0f};
+            o += 2 * d * d + d;
+            for (size_t l = 0; l < q->L; l++, o += 2 * h * d) {
+                grp[ng++] = (adam_piece){o, h * d, fd};
+                grp[ng++] = (adam_piece){o + h * d, d * h, fh};
+            }
+        }
+        for (size_t g = 0; g < ng; g++)
+            for (size_t a = 0; a < grp[g].n; a += QX__ADAM_PIECE, np++)
+                if (out) {
+                    size_t len = grp[g].n - a < QX__ADAM_PIECE ? grp[g].n - a : QX__ADAM_PIECE;
+                    out[np] = (adam_piece){grp[g].off + a, len, grp[g].rate};
+                }
+    }
+    return np;
+}
+
+/* One Adam step of the model: the pieces in one parallel region (element-
+ * wise, so the bits do not depend on the thread count; a region per group
+ * cost ~1 ms each on a loaded machine, where a sleeping thread's wake-up
+ * waits for a time slice).
  *
  * The x̂ half of the concat layer steps in centred coordinates: f = Wx·x̂ + b
  * is the same function as Wx·(x̂ − mu) + b' with b' = b + Wx·mu (mu = the
@@ -111,18 +149,16 @@ static void adam_step(float *p, const float *g, float *m1, float *m2, size_t n, 
  * steps moved f coherently along Wx·mu. Siftsmall 8 B, 5 minutes from the
  * same RQ: 0.885x the RQ's base MSE centred, 0.920x raw (78 / 79 epochs). */
 static void adam_model(qx__qinco *q, float *g, float *m1, float *m2, long t, float lr,
-                       const float *mu) {
-    size_t d = q->d, h = q->h, K = QX__QK;
-    float f2d = fminf(1.0f, 4.0f / sqrtf((float)(2 * d)));
-    float fd = fminf(1.0f, 4.0f / sqrtf((float)d)), fh = fminf(1.0f, 4.0f / sqrtf((float)h));
-    for (size_t m = 0; m < q->M; m++) {
-        size_t o = qx__qinco_off_cb(q, m);
-        adam_step(q->params + o, g + o, m1 + o, m2 + o, K * d, t, lr);
-        if (m == 0) continue;
-        o = qx__qinco_off_net(q, m);
+                       const float *mu, const adam_piece *pc, size_t npc, int T) {
+    size_t d = q->d;
+    const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    double c1 = 1 - pow(b1, (double)t), c2 = 1 - pow(b2, (double)t);
+    float e = (float)(eps * sqrt(c2));
+    for (size_t m = 1; m < q->M; m++) { /* to centred coordinates */
+        size_t o = qx__qinco_off_net(q, m);
         float *W = q->params + o, *gW = g + o, *bias = W + 2 * d * d;
         const float *gb = gW + 2 * d * d;
-        for (size_t i = 0; i < d; i++) { /* to centred coordinates */
+        for (size_t i = 0; i < d; i++) {
             double s = 0;
             for (size_t j = 0; j < d; j++) {
                 s += (double)W[i * 2 * d + d + j] * mu[j];
@@ -130,18 +166,20 @@ static void adam_model(qx__qinco *q, float *g, float *m1, float *m2, long t, flo
             }
             bias[i] += (float)s;
         }
-        adam_step(W, gW, m1 + o, m2 + o, 2 * d * d, t, lr * f2d);
-        adam_step(bias, gb, m1 + o + 2 * d * d, m2 + o + 2 * d * d, d, t, lr);
-        for (size_t i = 0; i < d; i++) { /* back: b = b' − Wx·mu */
+    }
+    float *p = q->params;
+#pragma omp parallel for num_threads(T) schedule(static)
+    for (size_t k = 0; k < npc; k++) {
+        size_t o = pc[k].off;
+        float lrg = lr * pc[k].rate;
+        adam_range(p + o, g + o, m1 + o, m2 + o, pc[k].n, (float)(lrg * sqrt(c2) / c1), e);
+    }
+    for (size_t m = 1; m < q->M; m++) { /* back: b = b' − Wx·mu */
+        float *W = q->params + qx__qinco_off_net(q, m), *bias = W + 2 * d * d;
+        for (size_t i = 0; i < d; i++) {
             double s = 0;
             for (size_t j = 0; j < d; j++) s += (double)W[i * 2 * d + d + j] * mu[j];
             bias[i] -= (float)s;
-        }
-        o += 2 * d * d + d;
-        for (size_t l = 0; l < q->L; l++, o += 2 * h * d) {
-            adam_step(q->params + o, g + o, m1 + o, m2 + o, h * d, t, lr * fd);
-            adam_step(q->params + o + h * d, g + o + h * d, m1 + o + h * d, m2 + o + h * d, d * h,
-                      t, lr * fh);
         }
     }
 }
@@ -156,9 +194,10 @@ static float lr_at(const qx_qinco_opts *o, long t, double f) {
 
 /* MSE (raw units) of n raw vectors under (params, tables). */
 static int model_mse(const qx__qinco *q, const float *params, const float *tables, const float *x,
-                     size_t n, int beam, int A, int T, uint8_t *codes, float *rec, double *out) {
-    int rc = qx__qinco_encode_with(q, params, tables, x, n, beam, A, T, codes);
-    if (rc == 0) rc = qx__qinco_decode_with(q, params, tables, codes, n, q->M, T, rec);
+                     size_t n, int beam, int A, int T, uint8_t *codes, float *rec, double *out,
+                     qx__qinco_encws **ews, qx__qinco_encws **dws) {
+    int rc = qx__qinco_encode_ws(q, params, tables, x, n, beam, A, T, codes, ews);
+    if (rc == 0) rc = qx__qinco_decode_ws(q, params, tables, codes, n, q->M, T, rec, dws);
     if (rc) return rc;
     double s = 0;
     for (size_t i = 0; i < n * q->d; i++) {
@@ -209,7 +248,10 @@ typedef struct bufs {
     float *xt, *xv, *best, *grad, *m1, *m2, *tab, *xb, *xs, *resid, *recv, *mu, *init;
     uint8_t *codes, *codesv, *tcodes;
     uint32_t *usage;
-    qx__qinco_work work;
+    qx__qinco_par par;          /* gradient shards, one per thread */
+    adam_piece *adam;           /* Adam's parameter pieces */
+    size_t nadam;
+    qx__qinco_encws *ews, *mews, *mdws; /* encoder scratch: batches; monitoring encode, decode */
 } bufs;
 
 static void bufs_free(bufs *b) {
@@ -232,7 +274,11 @@ static void bufs_free(bufs *b) {
     qx__free(b->codesv);
     qx__free(b->tcodes);
     qx__free(b->usage);
-    qx__qinco_work_free(&b->work);
+    qx__qinco_par_free(&b->par);
+    qx__free(b->adam);
+    qx__qinco_encws_free(b->ews);
+    qx__qinco_encws_free(b->mews);
+    qx__qinco_encws_free(b->mdws);
 }
 
 static void *zalloc(size_t n, size_t size) {
@@ -246,7 +292,7 @@ static void *zalloc(size_t n, size_t size) {
 /* Codes of n raw vectors under the current network (tables recomputed). */
 static int encode_current(qx__qinco *q, bufs *b, const float *x, size_t n, int beam, int T, uint8_t *codes) {
     int rc = qx__qinco_tables_compute(q, q->params, b->tab);
-    return rc ? rc : qx__qinco_encode_with(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes);
+    return rc ? rc : qx__qinco_encode_ws(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes, &b->ews);
 }
 
 /* MSE of the n monitored vectors (hold-out, or training sample) under the
@@ -256,7 +302,8 @@ static int monitor_mse(qx__qinco *q, bufs *b, const float *x, size_t n, int T, s
                        double *reserve) {
     int rc = qx__qinco_tables_compute(q, q->params, b->tab);
     double t0 = qx__now();
-    if (rc == 0) rc = model_mse(q, q->params, b->tab, x, n, q->opts.beam, q->opts.A, T, b->codesv, b->recv, mse);
+    if (rc == 0) rc = model_mse(q, q->params, b->tab, x, n, q->opts.beam, q->opts.A, T, b->codesv, b->recv, mse,
+                               &b->mews, &b->mdws);
     if (rc == 0) *reserve = fit_reserve((qx__now() - t0) / (double)n, nfit);
     return rc;
 }
@@ -362,7 +409,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     rng r = {o->seed * 0x9E3779B97F4A7C15ull + 7};
     bufs b;
     memset(&b, 0, sizeof b);
-    int rc = 0;
+    int rc = 0, blas_tok = 0;
 
     size_t nvalid = (size_t)((double)o->valid_fraction * (double)n);
     if (nvalid > QX__MAX_VALID) nvalid = QX__MAX_VALID;
@@ -422,7 +469,13 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         bufs_free(&b);
         return qx__fail(QX_ENOMEM, "qinco: training buffers (%zu parameters, %zu vectors)", np, n);
     }
-    if ((rc = qx__qinco_work_alloc(q, batch, &b.work)) != 0) {
+    b.nadam = adam_pieces(q, NULL);
+    if (!(b.adam = qx__malloc(b.nadam * sizeof *b.adam))) {
+        bufs_free(&b);
+        return qx__fail(QX_ENOMEM, "qinco: Adam pieces");
+    }
+    adam_pieces(q, b.adam);
+    if ((rc = qx__qinco_par_alloc(q, batch, T, &b.par)) != 0) {
         bufs_free(&b);
         return rc;
     }
@@ -453,6 +506,10 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         b.mu[j] = (float)(s / (double)ntrain * q->inv_scale);
     }
     qx__progress(base, "qinco-rq", 1.0);
+    /* The sgemm rate with OpenBLAS's threads as the caller set them, then
+     * one level of threads: ours (qinco_blas.c) until the epochs are done. */
+    if (E > 0) q->ck.sgemm_gflops = qx__qinco_sgemm_rate();
+    blas_tok = qx__qinco_blas_single_begin(T);
     for (size_t m = 1; m < M; m++) {
         qx__qinco_net net;
         qx__qinco_net_view(q, q->params, m, &net);
@@ -493,8 +550,8 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         double sl[QX_MAX_STEPS], inter = 0, loss;
         for (size_t i = 0; i < nb * d; i++) b.xs[i] = b.xt[i] * q->inv_scale;
         if ((rc = encode_current(q, &b, b.xt, nb, train_beam, T, b.codes)) != 0 ||
-            (rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, 1.0f, &b.work, b.grad, &loss,
-                                      sl, NULL)) != 0)
+            (rc = qx__qinco_loss_grad_par(q, q->params, b.xs, b.codes, nb, 1.0f, &b.par, b.grad,
+                                          &loss, sl, NULL)) != 0)
             goto done;
         for (size_t m = 0; m + 1 < M; m++) inter += sl[m];
         sw = inter > 0 ? (float)(o->step_share * sl[M - 1] / inter) : 0;
@@ -515,11 +572,11 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     double f_mon = f_tab + (double)nmon * (qx__qinco_flops_encode(q, o->beam, o->A) +
                                            qx__qinco_flops_decode(q));
     double f_row = qx__qinco_flops_train_row(q), f_all = 0, t_all = 0, cpu_all = 0;
-    if (E > 0 && !stop) q->ck.sgemm_gflops = qx__qinco_sgemm_rate();
     double t_loop = qx__now();
     for (size_t i = 0; i < ntrain; i++) b.order[i] = i;
     for (size_t ep = 0; ep < E && !stop; ep++) {
         double t_ep = qx__now(), cpu_ep = qx__cpu_seconds(), f_ep = f_mon;
+        double s_enc = 0, s_grad = 0, s_adam = 0, s_mon = 0, tk = 0; /* where the epoch went */
         if (reencode > 1 && ep % reencode == 0) f_ep += f_tab + (double)ntrain * f_enc_t;
         shuffle(b.order, ntrain, &r);
         memset(b.usage, 0, M * K * sizeof(uint32_t));
@@ -539,12 +596,14 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 if (reencode > 1) memcpy(b.codes + i * M, b.tcodes + b.order[b0 + i] * M, M);
             }
             if (reencode == 1 &&
-                (rc = encode_current(q, &b, b.xb, nb, train_beam, T, b.codes)) != 0)
+                (tk = qx__now(), rc = encode_current(q, &b, b.xb, nb, train_beam, T, b.codes)) != 0)
                 goto done;
             f_ep += (double)nb * f_row + (reencode == 1 ? f_tab + (double)nb * f_enc_t : 0);
             double loss, step_loss[QX_MAX_STEPS];
-            rc = qx__qinco_loss_grad(q, q->params, b.xs, b.codes, nb, sw, &b.work,
-                                     b.grad, &loss, step_loss, b.resid);
+            if (reencode == 1) s_enc += qx__now() - tk;
+            tk = qx__now();
+            rc = qx__qinco_loss_grad_par(q, q->params, b.xs, b.codes, nb, sw, &b.par,
+                                         b.grad, &loss, step_loss, b.resid);
             if (rc) goto done;
             /* The loss is in scaled units; report raw ones. */
             double s2 = (double)q->scale * q->scale;
@@ -561,7 +620,10 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 double ft = avail > 0 ? (qx__now() - t_loop) / avail : 1;
                 frac = ft > frac ? ft : frac;
             }
-            adam_model(q, b.grad, b.m1, b.m2, t, lr_at(o, t - 1, frac), b.mu);
+            s_grad += qx__now() - tk;
+            tk = qx__now();
+            adam_model(q, b.grad, b.m1, b.m2, t, lr_at(o, t - 1, frac), b.mu, b.adam, b.nadam, T);
+            s_adam += qx__now() - tk;
             last_nb = nb;
             if (qx__now() > deadline - reserve) {
                 stop = 1;
@@ -587,7 +649,9 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 }
         }
         double vm;
+        tk = qx__now();
         if ((rc = monitor_mse(q, &b, xmon, nmon, T, nfit, &vm, &reserve)) != 0) goto done;
+        s_mon = qx__now() - tk;
         reserve += ck_reserve + rq_reserve;
         q->st_epochs = ep + 1;
         q->st_valid[ep + 1] = vm;
@@ -619,13 +683,15 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
             double eta = done_f > 0 ? (now - t_loop) * (1 - done_f) / done_f : 0;
             fprintf(stderr, "qinco: [%s] epoch %zu  ETA %.0f s  %s MSE %.6g%s  loss %.6g "
                     "train_mse %.6g dead %zu lr %.3g  %.1f GFLOP/s (%.0f%% of sgemm %.1f) "
-                    "cores %.2f  %.1f s\n", bar, ep + 1, eta,
+                    "cores %.2f  %.1f s  (encode %.2f grad %.2f adam %.2f monitor %.2f s)\n",
+                    bar, ep + 1, eta,
                     nvalid ? "held-out" : "monitored (training)", vm,
                     q->st_best == ep + 1 ? " *" : "", q->st_loss[ep + 1],
                     seen ? mse_sum / (double)seen : NAN, dead, (double)lr_at(o, t - 1, frac),
                     q->st_gflops[ep + 1],
                     q->ck.sgemm_gflops > 0 ? 100 * q->st_gflops[ep + 1] / q->ck.sgemm_gflops : 0,
-                    q->ck.sgemm_gflops, dt > 0 ? dcpu / dt : 0, now - t0);
+                    q->ck.sgemm_gflops, dt > 0 ? dcpu / dt : 0, now - t0, s_enc, s_grad,
+                    s_adam, s_mon);
         }
     }
     q->ck.train_gflops = t_all > 0 ? f_all / t_all * 1e-9 : 0;
@@ -636,6 +702,8 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
 
     /* 4. Best parameters, the check against the RQ, tables, additive
      * codebooks (after a fallback the RQ's own). */
+    qx__qinco_blas_single_end(blas_tok);
+    blas_tok = 0;
     memcpy(q->params, b.best, np * sizeof(float));
     if ((rc = qx__qinco_finish(q)) != 0) goto done;
     if (o->fallback && nvalid &&
@@ -652,6 +720,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 q->ck.sgemm_gflops > 0 ? 100 * q->ck.train_gflops / q->ck.sgemm_gflops : 0,
                 q->ck.sgemm_gflops, q->ck.cores_used);
 done:
+    qx__qinco_blas_single_end(blas_tok);
     bufs_free(&b);
     return rc;
 }

@@ -7,7 +7,8 @@
 # has its tables; and the bench's IVF point agrees (within 0.02) with `qinx build` +
 # `qinx search` on an index built with the same parameters; the report's time-budget section;
 # the time plan skipping what does not fit, least important first (--plan-only), and cutting
-# FAISS LSQ's encoding rounds before skipping it; FAISS LSQ's stated iteration counts. Skips (77) without the data.
+# FAISS LSQ's encoding rounds before skipping it; FAISS LSQ's stated iteration counts;
+# `qinx bench qinco-speed` (its lines, its RQ cache). Skips (77) without the data.
 set -euo pipefail
 build=${1:?usage: test_bench.sh BUILD_DIR}
 qinx=$build/qinx
@@ -153,4 +154,19 @@ p=$(lsq_plan 3) && grep -q "encode_ils 8$" <<<"$p" || { echo "$p"; fail "plan cu
 p=$(lsq_plan 1.1) && grep -q "encode_ils 2$" <<<"$p" || { echo "$p"; fail "plan does not cut LSQ's encoding to 2 rounds"; }
 p=$(lsq_plan 1.7) && grep -q "encode_ils [3-7]$" <<<"$p" || { echo "$p"; fail "plan does not give LSQ the rounds that fit"; }
 p=$(lsq_plan 0.5) && grep -q "skipped" <<<"$p" || { echo "$p"; fail "plan runs LSQ below its minimum"; }
+
+# `qinx bench qinco-speed`: a tiny network, 1 epoch; the epoch line, its ratio to the run's
+# sgemm rate, and the encoding speed of the vectors after the training ones; the RQ cache
+# written, then read back
+qs() { "$qinx" bench qinco-speed --base "$data/siftsmall_base.fvecs" --n 1200 --nenc 300 \
+    --bytes 2 --epochs 1 --qinco-h 16 --runs 1 --threads 2 --rq-cache "$out/rq2.blob" 2>"$out/qs.err"; }
+o=$(qs) || { cat "$out/qs.err"; fail "qinx bench qinco-speed exited with $?"; }
+grep -q "^rq: 1200 vectors" <<<"$o" || { echo "$o"; fail "qinco-speed: no RQ line"; }
+grep -Eq "^epoch 1: [0-9.]+ s.* [0-9.]+ GFLOP/s +[0-9.]+% of sgemm" <<<"$o" || { echo "$o"; fail "qinco-speed: no epoch line"; }
+grep -Eq "^encode: 300 held-out vectors, beam 5 A 8: median [0-9.]+ s = [0-9]+ vectors/s" <<<"$o" \
+  || { echo "$o"; fail "qinco-speed: no encoding line"; }
+[ -s "$out/rq2.blob" ] || fail "qinco-speed: RQ cache not written"
+o=$(qs) && grep -q "^rq: read from" <<<"$o" || { echo "$o"; fail "qinco-speed: RQ cache not read"; }
+"$qinx" bench qinco-speed --base "$data/siftsmall_base.fvecs" --n 20000 2>/dev/null \
+  && fail "qinco-speed accepted --n beyond the file"
 echo "test_bench: PASS"

@@ -169,6 +169,88 @@ static void test_gradient_matches_finite_differences(void **state) {
     grad_check(1.0f);
 }
 
+/* The batch cut into shards, one per thread, summed in shard order: the
+ * same loss, per-step errors, residuals and gradient as the single pass (to
+ * rounding: sgemm sums a row in an order that depends on the call's shape),
+ * and the same bits from one call to the next. */
+static void test_sharded_gradient_matches_single_pass(void **state) {
+    (void)state;
+    qx_qinco_opts o;
+    size_t d = 12, nb = 37;
+    tu_rng r;
+    qx__qinco *q = random_net(&o, d, 4, 2, 9, 7, 0.3, &r);
+    float *xs = malloc(sizeof(float) * nb * d);
+    uint8_t *codes = malloc(nb * o.M);
+    for (size_t i = 0; i < nb * d; i++) xs[i] = (float)tu_rng_normal(&r);
+    for (size_t i = 0; i < nb * o.M; i++) codes[i] = (uint8_t)(tu_rng_next(&r) % 6);
+    qx__qinco_work w;
+    assert_int_equal(qx__qinco_work_alloc(q, nb, &w), 0);
+    size_t np = q->nparams;
+    float *g1 = malloc(sizeof(float) * np), *g2 = malloc(sizeof(float) * np);
+    float *g3 = malloc(sizeof(float) * np);
+    float *r1 = malloc(sizeof(float) * nb * o.M * d), *r2 = malloc(sizeof(float) * nb * o.M * d);
+    double l1, l2, l3, s1[4], s2[4];
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, 0.3f, &w, g1, &l1, s1, r1), 0);
+    double gmax = 0;
+    for (size_t i = 0; i < np; i++) gmax = fmax(gmax, fabs(g1[i]));
+    assert_true(gmax > 0);
+    for (int T = 2; T <= 5; T += 3) {
+        qx__qinco_par par;
+        assert_int_equal(qx__qinco_par_alloc(q, nb, T, &par), 0);
+        assert_int_equal(par.T, T);
+        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, codes, nb, 0.3f, &par, g2, &l2,
+                                                 s2, r2), 0);
+        assert_true(fabs(l2 - l1) <= 1e-5 * l1);
+        for (size_t m = 0; m < 4; m++) assert_true(fabs(s2[m] - s1[m]) <= 1e-5 * s1[m]);
+        for (size_t i = 0; i < nb * o.M * d; i++) assert_true(fabs(r2[i] - r1[i]) <= 1e-5);
+        for (size_t i = 0; i < np; i++)
+            if (fabs(g2[i] - g1[i]) > 1e-5 * gmax) {
+                fprintf(stderr, "T %d param %zu: sharded %.8g, single %.8g\n", T, i, g2[i], g1[i]);
+                fail();
+            }
+        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, codes, nb, 0.3f, &par, g3, &l3,
+                                                 NULL, NULL), 0);
+        assert_memory_equal(g2, g3, sizeof(float) * np);
+        assert_true(l2 == l3);
+        /* a batch larger than the shards were sized for is refused */
+        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, codes, nb + (size_t)T, 0.3f,
+                                                 &par, g3, &l3, NULL, NULL), QX_EINTERNAL);
+        qx__qinco_par_free(&par);
+    }
+    qx__qinco_work_free(&w);
+    free(g1), free(g2), free(g3), free(r1), free(r2), free(xs), free(codes);
+    qx_quantizer_free(&q->base);
+}
+
+/* The encoder's pre-selection against a reference (a stable sort of the
+ * whole row): scores with many ties, every A the encoder can ask for. */
+static void test_preselection_matches_stable_sort(void **state) {
+    (void)state;
+    enum { N = 256 };
+    float v[N], cs[N], sv[N];
+    int ci[N], out[N], si[N];
+    tu_rng r;
+    tu_rng_seed(&r, 5);
+    for (int trial = 0; trial < 300; trial++) {
+        int span = trial % 3 == 0 ? 4 : trial % 3 == 1 ? 50 : 100000;
+        for (int k = 0; k < N; k++) v[k] = (float)(tu_rng_next(&r) % (uint64_t)span) - 7.5f;
+        if (trial % 7 == 0) /* ascending and descending rows: the bound's worst and best case */
+            for (int k = 0; k < N; k++) v[k] = (float)(trial % 2 ? k : N - k);
+        for (int k = 0; k < N; k++) sv[k] = v[k], si[k] = k;
+        for (int a = 1; a < N; a++) /* stable insertion sort */
+            for (int p = a; p > 0 && sv[p] < sv[p - 1]; p--) {
+                float t = sv[p];
+                sv[p] = sv[p - 1], sv[p - 1] = t;
+                int u = si[p];
+                si[p] = si[p - 1], si[p - 1] = u;
+            }
+        size_t A = (size_t)(1 + trial % 64);
+        if (trial % 50 == 49) A = N;
+        qx__qinco_select_smallest(v, N, A, out, cs, ci);
+        for (size_t a = 0; a < A; a++) assert_int_equal(out[a], si[a]);
+    }
+}
+
 /* A cheap RQ (few k-means iterations, no refinement) so that the tests time
  * the network, not the RQ; QINCo training restarts from its codebooks. */
 static qx_quantizer *small_rq(const float *x, size_t n, size_t d, size_t M, int beam) {
@@ -855,6 +937,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_parameters),
         cmocka_unit_test(test_gradient_matches_finite_differences),
+        cmocka_unit_test(test_sharded_gradient_matches_single_pass),
+        cmocka_unit_test(test_preselection_matches_stable_sort),
         cmocka_unit_test(test_decoder_matches_training_forward),
         cmocka_unit_test(test_f_zero_reproduces_rq),
         cmocka_unit_test(test_training_beats_rq),

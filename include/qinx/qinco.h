@@ -20,7 +20,10 @@
  * Concurrency: as for every quantizer — encode/decode/lut on a const trained
  * object may run concurrently; train/free need exclusive access. Encoding and
  * training use `threads` OpenMP threads (0 = qx__num_threads, i.e. QX_THREADS
- * or all cores) and call OpenBLAS.
+ * or all cores) and call OpenBLAS; with more than one thread they set
+ * OpenBLAS to one thread for their duration (its setting is process-wide, so
+ * other BLAS work of the process runs single-threaded meanwhile) and restore
+ * it after: one level of threads, never OpenMP workers calling threaded sgemm.
  * Conventions: qinx/defs.h (0 or a negative QX_E… code; a _new call's object
  * first, other calls' outputs last).
  */
