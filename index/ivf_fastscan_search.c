@@ -434,10 +434,15 @@ static void search_one(const qx_ivf *ivf, fs_ctx *f, const qx_search_params *p, 
     } else {
         qx__topk_sort(&f->probes); /* nearest list first */
         fs_filter flt = {p->filter, p->filter_ctx, 0, 0, 0};
-        size_t pi = 0, scanned_nprobe = 0;
+        size_t pi = 0, scanned_nprobe = 0, tested_near = 0, passed_near = 0;
         for (; pi < f->probes.n; pi++) {
             if (pi >= nprobe) {
-                if (pi == nprobe) scanned_nprobe = flt.scanned;
+                if (pi == nprobe) {
+                    scanned_nprobe = flt.scanned, tested_near = flt.tested, passed_near = flt.passed;
+                    if (flt.tested >= QX_FILTER_STOP_MIN_TESTED &&
+                        (double)flt.passed < p->filter_stop_below * (double)flt.tested)
+                        break; /* correlated: the caller searches the passing points another way */
+                }
                 if (flt.passed >= S &&
                     (double)flt.scanned * (double)flt.passed >= (double)scanned_nprobe * (double)flt.tested)
                     break;
@@ -445,6 +450,9 @@ static void search_one(const qx_ivf *ivf, fs_ctx *f, const qx_search_params *p, 
             scan_probes(ivf, kern, f, &f->probes, pi, pi + 1, qc, scale, bsum, &flt);
         }
         if (p->lists_visited) *p->lists_visited = pi;
+        if (pi <= nprobe) tested_near = flt.tested, passed_near = flt.passed;
+        if (p->filter_tested) *p->filter_tested = tested_near;
+        if (p->filter_passed) *p->filter_passed = passed_near;
     }
     if (prof) t3 = cpu_now();
     refine(ivf, kern, f, q, k, dist, ids);

@@ -66,6 +66,9 @@ struct qx_ivf_search_ctx {
     qx__topk heap;      /* shortlist */
     uint8_t *rr_codes;  /* rerank: codes of the shortlist */
     float *rr_vecs;     /* rerank: decoded residuals */
+    uint8_t *among;     /* only_ids: QX__AMONG_BATCH gathered codes */
+    float *among_s;     /* and their scores */
+    size_t among_cs;    /* code size they were sized for */
     qx_ivf_search_ctx **workers; /* per-thread contexts for batches */
     int nworkers;
     void *fs;           /* fast-scan kind: its scratch (ivf_fastscan_search.c) */

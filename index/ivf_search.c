@@ -22,6 +22,13 @@
  *    scan (perf: 44 % of the server's time); sgemv streams them once. The
  *    two round differently in the last bits, so a query's scores may differ
  *    in the last ulp with its place in a batch (test_ivf checks both paths).
+ * 6. only_ids (a caller's candidate set, e.g. the points a payload filter
+ *    passes): no probing; each id's stored code is found through the id map
+ *    and scored exactly as a list scan scores it (the same LUT and list
+ *    bias), codes gathered QX__AMONG_BATCH at a time for one qx_lut_scan.
+ *    Its recall does not depend on where the candidates lie, which is what
+ *    a filter correlated with the vectors needs: probing nearest lists first
+ *    then finds few of them.
  */
 #include <cblas.h>
 #include <math.h>
@@ -33,6 +40,7 @@
 #include "qinx/kernels.h"
 
 #define QX__GEMV_MAX 2 /* blocks up to this many queries use sgemv (decision 5) */
+#define QX__AMONG_BATCH 64 /* only_ids: codes gathered per LUT scan (decision 6) */
 
 
 static size_t max_list_size(const qx_ivf *ivf) {
@@ -52,6 +60,8 @@ static void ctx_release(qx_ivf_search_ctx *c) {
     qx__free(c->heap.val);
     qx__free(c->rr_codes);
     qx__aligned_free(c->rr_vecs);
+    qx__free(c->among);
+    qx__aligned_free(c->among_s);
     qx__ivf_fs_ctx_free(c->fs);
 }
 
@@ -116,6 +126,14 @@ static int ctx_fit(qx_ivf_search_ctx *c, const qx_ivf *ivf, size_t heap_k, size_
         c->rerank_cap = rerank;
         if (!c->rr_codes || !c->rr_vecs) return c->rerank_cap = 0, qx__fail(QX_ENOMEM, "rerank buffers");
     }
+    if (c->among_cs != ivf->code_size) {
+        qx__free(c->among);
+        qx__aligned_free(c->among_s);
+        c->among = qx__malloc(QX__AMONG_BATCH * ivf->code_size);
+        c->among_s = qx__aligned_alloc(sizeof(float) * QX__AMONG_BATCH);
+        c->among_cs = ivf->code_size;
+        if (!c->among || !c->among_s) return c->among_cs = 0, qx__fail(QX_ENOMEM, "search among ids");
+    }
     return 0;
 }
 
@@ -153,6 +171,31 @@ static int prepare_block(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q
     return 0;
 }
 
+/* Decision 6: score the ids of p->only_ids held by the index into c->heap. */
+static void among(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *qc, const float *lut,
+                  const qx_search_params *p, size_t heap_k) {
+    size_t cs = ivf->code_size, ncols = ivf->M + (size_t)ivf->has_norm;
+    int l2 = ivf->opts.metric == QX_METRIC_L2;
+    uint64_t locs[QX__AMONG_BATCH];
+    qx__topk_reset(&c->heap, heap_k);
+    for (size_t i = 0; i < p->n_only_ids;) {
+        size_t nb = 0;
+        for (; i < p->n_only_ids && nb < QX__AMONG_BATCH; i++) {
+            uint64_t loc;
+            if (!qx__map_get(ivf, p->only_ids[i], &loc)) continue;
+            memcpy(c->among + nb * cs, ivf->lists[loc >> 32].codes + (size_t)(uint32_t)loc * cs, cs);
+            locs[nb++] = loc;
+        }
+        if (nb == 0) continue;
+        qx_lut_scan(c->among_s, c->among, nb, cs, ncols, lut);
+        for (size_t j = 0; j < nb; j++) {
+            uint32_t l = (uint32_t)(locs[j] >> 32);
+            float s = c->among_s[j] + (l2 ? -2.0f * qc[l] : -qc[l]);
+            if (qx__topk_wants(&c->heap, s)) qx__topk_push(&c->heap, s, locs[j]);
+        }
+    }
+}
+
 static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, const float *qc,
                       const float *lut, size_t k, const qx_search_params *p, float *dist,
                       int64_t *ids) {
@@ -167,6 +210,11 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
         if (nrank < nprobe) nrank = nprobe;
     }
     float qn = l2 ? qx_dot(q, q, d) : 0.f;
+    if (p->only_ids) {
+        among(ivf, c, qc, lut, p, heap_k);
+        if (p->lists_visited) *p->lists_visited = 0;
+        goto shortlist;
+    }
 
     /* Probe selection: L2 by ||c||² − 2⟨q,c⟩, IP by −⟨q,c⟩. */
     qx__topk_reset(&c->probes, nrank);
@@ -182,10 +230,14 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
      * rate of the tested candidates >= that count): the filtered top-k is
      * the top-(k / pass rate) of the whole set, which needs that much more
      * of the space to be seen for the same recall. */
-    size_t pi = 0, passed = 0, tested = 0, scanned = 0, scanned_nprobe = 0;
+    size_t pi = 0, passed = 0, tested = 0, scanned = 0, scanned_nprobe = 0, tested_near = 0, passed_near = 0;
     for (; pi < c->probes.n; pi++) {
         if (p->filter && pi >= nprobe) {
-            if (pi == nprobe) scanned_nprobe = scanned;
+            if (pi == nprobe) {
+                scanned_nprobe = scanned, tested_near = tested, passed_near = passed;
+                if (tested >= QX_FILTER_STOP_MIN_TESTED && (double)passed < p->filter_stop_below * (double)tested)
+                    break; /* correlated: the caller searches the passing points another way */
+            }
             if (passed >= heap_k && (double)scanned * (double)passed >= (double)scanned_nprobe * (double)tested) break;
         }
         uint32_t l = (uint32_t)c->probes.val[pi];
@@ -206,6 +258,10 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
         }
     }
     if (p->lists_visited) *p->lists_visited = pi;
+    if (pi <= nprobe) tested_near = tested, passed_near = passed;
+    if (p->filter_tested) *p->filter_tested = tested_near;
+    if (p->filter_passed) *p->filter_passed = passed_near;
+shortlist:
     if (p->rerank > 0 && c->heap.n > 0) {
         /* Exact distances to the decoded reconstructions c_l + r̂. */
         size_t n = c->heap.n;
@@ -269,6 +325,9 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
         return qx__fail(QX_EINVAL, "search: rerank=%zu above %d", params->rerank, QX_MAX_K * 10);
     if (params->shortlist > QX_MAX_SHORTLIST)
         return qx__fail(QX_EINVAL, "search: shortlist=%zu above %d", params->shortlist, QX_MAX_SHORTLIST);
+    if (params->n_only_ids && !params->only_ids) return qx__fail(QX_EINVAL, "search: n_only_ids without only_ids");
+    if (params->only_ids && ivf->fs_pairs)
+        return qx__fail(QX_EINVAL, "search: only_ids is not supported by fast-scan indexes");
     size_t total;
     if (!qx__mul(nq, ivf->d, &total)) return qx__fail(QX_ENOMEM, "search: nq*d overflows");
     long bad = qx__first_nonfinite(queries, total);

@@ -16,7 +16,11 @@ typedef struct qxs_reply {
     char err[512];            /* failure: the message */
     char *raw;                /* non-JSON body (metrics), qx_free'd by the caller */
     size_t raw_len;
-    const char *content_type; /* for raw */
+    const char *content_type; /* for raw or raw_fd */
+    int raw_fd;               /* a file body instead of raw (raw_fd_len bytes, sent with
+                               * sendfile, closed by the caller): set raw_file too */
+    int raw_file;
+    size_t raw_fd_len;
     const char *allow;        /* for 405 */
 } qxs_reply;
 

@@ -149,7 +149,14 @@ json_t *qxs_api_run_search(qxs_server *s, qxs_coll *c, const float *q, const qxs
         long long est;
         rc = qxs_filter_plan(c, f, &fctx, &so, &cand, &est);
     }
+    size_t tested = 0, passed = 0;
+    if (f && !so.only_keys) so.filter_tested = &tested, so.filter_passed = &passed;
     if (!rc) rc = qxs_coll_search(c, q, &so, dist, ids, keys, &found, &used);
+    if (!rc && f && used && tested) { /* a correlated filter: search the listed points instead */
+        int r = qxs_filter_replan(c, f, &fctx, &so, &cand, tested, passed);
+        if (r == 1) rc = qxs_coll_search(c, q, &so, dist, ids, keys, &found, &used);
+        else if (r < 0) rc = r;
+    }
     if (px) qxs_pidx_unlock(px);
     if (rc) {
         qxs_api_fail(o, qxs_api_status(rc), "search failed: %s", qx_last_error());

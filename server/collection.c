@@ -1199,10 +1199,16 @@ int qxs_coll_search(qxs_coll *c, const float *q, const qxs_search_opts *o, float
         if (o->nprobe) sp.nprobe = o->nprobe;
         sp.shortlist = o->shortlist;
         sp.threads = 1;
-        if (o->filter) { /* keeps probing, nearest lists first, until enough pass */
+        if (o->among_keys && qx_quantizer_kind(qx_ivf_quantizer(c->ivf)) != QX_QUANT_FASTSCAN) {
+            sp.only_ids = o->among_keys; /* every passing row, scored from its code */
+            sp.n_only_ids = o->n_among_keys;
+        } else if (o->filter) { /* keeps probing, nearest lists first, until enough pass */
             sp.filter = o->filter;
             sp.filter_ctx = o->filter_ctx;
             sp.max_nprobe = o->max_nprobe;
+            sp.filter_tested = o->filter_tested;
+            sp.filter_passed = o->filter_passed;
+            sp.filter_stop_below = o->filter_stop_below;
         }
         rc = qx_ivf_search(c->ivf, ctx, q, 1, kk, &sp, d2, k2);
         if (!rc) {

@@ -65,6 +65,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -116,6 +117,7 @@ typedef struct conn {
     size_t hdr_len;
     char *out;
     size_t out_len, sent;
+    int out_fd;           /* a file body (snapshot download), or -1: sent with sendfile */
     int close_after;
     int status;
     size_t resp_len;
@@ -305,6 +307,7 @@ static void close_conn(worker *w, conn *c) {
     atomic_fetch_sub(&w->nconns, 1);
     qx_free(c->in);
     qx_free(c->out);
+    if (c->out_fd >= 0) close(c->out_fd);
     qx_free(c->body);
     qx_free(c->path);
     int sl = c->slot;
@@ -341,7 +344,14 @@ static void reply(worker *w, conn *c, qxs_reply *rep) {
     size_t len;
     const char *ctype = "application/json";
     double t = qx_now() - c->t0;
-    if (rep->raw) {
+    int fd = -1;
+    if (rep->raw_file) {
+        body = NULL;
+        fd = rep->raw_fd;
+        len = rep->raw_fd_len;
+        ctype = rep->content_type;
+        rep->raw_file = 0; /* the connection owns the descriptor now */
+    } else if (rep->raw) {
         body = rep->raw;
         len = rep->raw_len;
         ctype = rep->content_type;
@@ -382,7 +392,9 @@ static void reply(worker *w, conn *c, qxs_reply *rep) {
                      c->close_after ? "Connection: close\r\n" : c->http10 ? "Connection: keep-alive\r\n" : "");
     c->hdr_len = (size_t)n < sizeof c->hdr ? (size_t)n : sizeof c->hdr - 1;
     qx_free(c->out);
+    if (c->out_fd >= 0) close(c->out_fd);
     c->out = body;
+    c->out_fd = fd;
     c->out_len = c->is_head ? 0 : len;
     c->sent = 0;
     c->status = rep->status;
@@ -407,9 +419,16 @@ static int flush(worker *w, conn *c) {
         int n = 0;
         if (c->sent < c->hdr_len) iov[n++] = (struct iovec){c->hdr + c->sent, c->hdr_len - c->sent};
         size_t bo = c->sent > c->hdr_len ? c->sent - c->hdr_len : 0;
-        if (c->out_len > bo) iov[n++] = (struct iovec){c->out + bo, c->out_len - bo};
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t r = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        ssize_t r;
+        if (c->out_fd >= 0 && n == 0) { /* the file body, once the head is out */
+            off_t off = (off_t)bo;
+            r = sendfile(c->fd, c->out_fd, &off, c->out_len - bo);
+            if (r == 0) return -1; /* the file is shorter than it was: nothing more to send */
+        } else {
+            if (c->out_fd < 0 && c->out_len > bo) iov[n++] = (struct iovec){c->out + bo, c->out_len - bo};
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+            r = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        }
         if (r > 0) {
             c->sent += (size_t)r;
             c->deadline = qx_now() + w->h->s->cfg.idle_timeout;
@@ -446,6 +465,7 @@ static void dispatch(worker *w, conn *c) {
     qxs_api_handle(w->h->s, &c->rt, c->method, c->body ? c->body : "", c->body_len, &rep);
     reply(w, c, &rep);
     qx_free(rep.raw);
+    if (rep.raw_file) close(rep.raw_fd); /* not taken (cannot happen: reply takes it) */
 }
 
 /* A whole head was parsed: copy what the request needs out of the input
@@ -599,6 +619,8 @@ static void drive(worker *w, conn *c) {
             end_request(s, c, 1);
             qx_free(c->out);
             c->out = NULL;
+            if (c->out_fd >= 0) close(c->out_fd);
+            c->out_fd = -1;
             if (c->close_after) {
                 if (c->eof) {
                     close_conn(w, c);
@@ -769,6 +791,7 @@ static void on_accept(worker *w) {
             close(fd);
             continue;
         }
+        c->out_fd = -1;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         c->fd = fd;

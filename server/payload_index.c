@@ -17,10 +17,20 @@
  *    range counts by visiting the distinct values (cheap next to a search
  *    for the cardinalities the benchmarks use; a sorted side would make it
  *    logarithmic).
+ * 5. Numeric fields (integer, float) also keep a sorted side: every live
+ *    (value, key) pair sorted by value, so a range is two binary searches:
+ *    an exact count in O(log n) and its keys listed in order of value
+ *    (walking the value table instead touched every distinct value and
+ *    each posting's separate array: 45 ms per query for a 20 % range over
+ *    331,479 distinct integers). It is rebuilt from the inverted side by
+ *    the first range listing after a write (O(n log n), under a mutex of
+ *    its own since readers share the collection's read lock); the planner's
+ *    estimate uses it only while it is fresh and samples otherwise.
  * 4. Interned strings are kept for the index's life even when no point holds
  *    them any more (a later write of the same value reuses the number).
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +76,19 @@ struct qxs_pindex {
     uint32_t *freel;
     size_t nfree, capfree;
     size_t points;
+    size_t multi; /* keys holding more than one value (a range may list them twice) */
+    /* the sorted side of numeric fields (decision 5): (value, key) pairs by
+     * value, rebuilt by the first range listing after a write */
+    pthread_mutex_t smu;
+    int sorted_ok;
+    struct vk *sorted;
+    size_t nsorted;
 };
+
+typedef struct vk {
+    double v;
+    int64_t key;
+} vk;
 
 static uint64_t mix(uint64_t h) {
     h ^= h >> 33;
@@ -114,6 +136,7 @@ int qxs_pindex_new(qxs_pindex **out, const char *field, int type, char *err, siz
         return -1;
     }
     ix->type = type;
+    pthread_mutex_init(&ix->smu, NULL);
     *out = ix;
     return 0;
 }
@@ -132,6 +155,8 @@ void qxs_pindex_free(qxs_pindex *ix) {
     qx_idmap_free(&ix->fmap);
     qxs_path_free(ix->path, ix->npath);
     qx_free(ix->field);
+    qx_free(ix->sorted);
+    pthread_mutex_destroy(&ix->smu);
     qx_free(ix);
 }
 
@@ -367,11 +392,13 @@ static int post_add(qxs_pindex *ix, uint64_t val, int64_t key) {
 void qxs_pindex_remove(qxs_pindex *ix, int64_t key) {
     uint64_t slot;
     if (!qx_idmap_get(&ix->fmap, key, &slot)) return;
+    ix->sorted_ok = 0; /* writers are exclusive: no reader holds the sorted side */
     fwd f = ix->slots[slot];
     memset(&ix->slots[slot], 0, sizeof f);
     qx_idmap_del(&ix->fmap, key);
     ix->freel[ix->nfree++] = (uint32_t)slot; /* capfree >= nslots always */
     ix->points--;
+    if (f.n > 1) ix->multi--;
     for (uint32_t i = 0; i < f.n; i++) {
         post *p = post_find(ix, i ? f.more[i - 1] : f.v);
         if (!p) continue;
@@ -442,7 +469,9 @@ int qxs_pindex_set(qxs_pindex *ix, int64_t key, const json_t *payload) {
         memcpy(f->more, c.w + 1, (c.n - 1) * sizeof *f->more);
     }
     qx_idmap_put(&ix->fmap, key, slot);
+    ix->sorted_ok = 0;
     ix->points++;
+    if (c.n > 1) ix->multi++;
     for (size_t i = 0; i < c.n; i++)
         if (post_add(ix, c.w[i], key)) {
             /* keep the sides consistent: the key leaves the index */
@@ -501,6 +530,76 @@ static int range_ok(const qxs_cond *c, double d) {
            (!c->has_lte || d <= c->lte);
 }
 
+/* ---- the sorted side (decision 5) ------------------------------------------- */
+
+static int numeric(const qxs_pindex *ix) { return ix->type == QXS_PI_INTEGER || ix->type == QXS_PI_FLOAT; }
+
+static int cmp_vk(const void *a, const void *b) {
+    const vk *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* Build the sorted side if a write made it stale; 0, or -1 out of memory.
+ * Callers hold the collection's read lock (no writer runs), so the inverted
+ * side is stable; smu orders concurrent readers. */
+static int sorted_fresh(const qxs_pindex *cix) {
+    qxs_pindex *ix = (qxs_pindex *)cix; /* the cache, not the contents */
+    pthread_mutex_lock(&ix->smu);
+    int rc = 0;
+    if (!ix->sorted_ok) {
+        size_t n = 0;
+        for (size_t i = 0; i < ix->pcap; i++)
+            if (ix->posts[i].used && ix->posts[i].live) n += ix->posts[i].n; /* entries >= live keys */
+        vk *a = qx_malloc((n ? n : 1) * sizeof *a);
+        if (!a) {
+            rc = -1;
+        } else {
+            size_t m = 0;
+            for (size_t i = 0; i < ix->pcap; i++) {
+                const post *p = &ix->posts[i];
+                if (!p->used || !p->live) continue;
+                qxs_fv v;
+                fv_of_word(ix, p->val, &v);
+                for (uint32_t j = 0; j < p->n; j++)
+                    if (p->n == p->live || fwd_has(ix, p->keys[j], p->val)) a[m++] = (vk){v.d, p->keys[j]};
+            }
+            qsort(a, m, sizeof *a, cmp_vk);
+            size_t u = 0; /* a stale posting may hold a key twice */
+            for (size_t j = 0; j < m; j++)
+                if (u == 0 || a[u - 1].v != a[j].v || a[u - 1].key != a[j].key) a[u++] = a[j];
+            qx_free(ix->sorted);
+            ix->sorted = a;
+            ix->nsorted = u;
+            ix->sorted_ok = 1;
+        }
+    }
+    pthread_mutex_unlock(&ix->smu);
+    return rc;
+}
+
+/* [*lo, *hi) of the sorted side passing the range c. */
+static void sorted_span(const qxs_pindex *ix, const qxs_cond *c, size_t *lo, size_t *hi) {
+    size_t a = 0, b = ix->nsorted;
+    while (a < b) { /* first pair above the lower bound */
+        size_t m = a + (b - a) / 2;
+        double v = ix->sorted[m].v;
+        int below = (c->has_gt && v <= c->gt) || (c->has_gte && v < c->gte);
+        if (below) a = m + 1;
+        else b = m;
+    }
+    *lo = a;
+    b = ix->nsorted;
+    while (a < b) { /* first pair above the upper bound */
+        size_t m = a + (b - a) / 2;
+        double v = ix->sorted[m].v;
+        int above = (c->has_lt && v >= c->lt) || (c->has_lte && v > c->lte);
+        if (above) b = m;
+        else a = m + 1;
+    }
+    *hi = a;
+}
+
 /* calls fn on each posting whose value passes c; -1 if c is not listable */
 static int each_post(const qxs_pindex *ix, const qxs_cond *c, void (*fn)(void *, const post *), void *ctx) {
     if (!qxs_pindex_answers(ix, c)) return -1;
@@ -549,6 +648,11 @@ static int each_post(const qxs_pindex *ix, const qxs_cond *c, void (*fn)(void *,
 static void sum_live(void *ctx, const post *p) { *(long long *)ctx += p->live; }
 
 long long qxs_pindex_count(const qxs_pindex *ix, const qxs_cond *c) {
+    if (c->kind == QXS_C_RANGE && numeric(ix) && qxs_pindex_answers(ix, c) && !sorted_fresh(ix)) {
+        size_t lo, hi;
+        sorted_span(ix, c, &lo, &hi);
+        return (long long)(hi - lo);
+    }
     long long n = 0;
     if (each_post(ix, c, sum_live, &n)) return -1;
     return n;
@@ -563,8 +667,11 @@ long long qxs_pindex_count(const qxs_pindex *ix, const qxs_cond *c) {
  * both of which test every result against the filter. */
 #define QXS_PI_SAMPLE_SLOTS 16384
 long long qxs_pindex_estimate(const qxs_pindex *ix, const qxs_cond *c) {
-    if (c->kind != QXS_C_RANGE || ix->pcap <= 4 * QXS_PI_SAMPLE_SLOTS || !qxs_pindex_answers(ix, c))
-        return qxs_pindex_count(ix, c);
+    if (c->kind != QXS_C_RANGE || !qxs_pindex_answers(ix, c)) return qxs_pindex_count(ix, c);
+    pthread_mutex_lock((pthread_mutex_t *)&ix->smu);
+    int fresh = ix->sorted_ok;
+    pthread_mutex_unlock((pthread_mutex_t *)&ix->smu);
+    if (fresh || ix->pcap <= 4 * QXS_PI_SAMPLE_SLOTS) return qxs_pindex_count(ix, c);
     long long n = 0;
     for (size_t i = 0; i < QXS_PI_SAMPLE_SLOTS; i++) {
         const post *p = &ix->posts[i];
@@ -580,23 +687,44 @@ typedef struct keys_ctx {
     const qxs_pindex *ix;
     void (*fn)(void *, int64_t);
     void *ctx;
+    int stale; /* a posting with stale entries was listed */
 } keys_ctx;
 
+/* A posting with as many entries as live keys has no stale ones (a key that
+ * leaves a value leaves its entry behind, and set() always removes first):
+ * its keys are listed without looking each up (the forward map's hash
+ * lookups were most of a listing's time). */
 static void post_keys(void *ctx, const post *p) {
     keys_ctx *k = ctx;
+    if (p->n == p->live) {
+        for (uint32_t i = 0; i < p->n; i++) k->fn(k->ctx, p->keys[i]);
+        return;
+    }
+    k->stale = 1;
     for (uint32_t i = 0; i < p->n; i++)
         if (fwd_has(k->ix, p->keys[i], p->val)) k->fn(k->ctx, p->keys[i]);
 }
 
-int qxs_pindex_keys(const qxs_pindex *ix, const qxs_cond *c, void (*fn)(void *ctx, int64_t key), void *ctx) {
-    keys_ctx k = {ix, fn, ctx};
-    return each_post(ix, c, post_keys, &k);
+int qxs_pindex_keys(const qxs_pindex *ix, const qxs_cond *c, void (*fn)(void *ctx, int64_t key), void *ctx,
+                    int *may_repeat) {
+    if (c->kind == QXS_C_RANGE && numeric(ix) && qxs_pindex_answers(ix, c)) {
+        if (sorted_fresh(ix)) return -1;
+        size_t lo, hi;
+        sorted_span(ix, c, &lo, &hi);
+        for (size_t i = lo; i < hi; i++) fn(ctx, ix->sorted[i].key);
+        if (may_repeat) *may_repeat = ix->multi > 0;
+        return 0;
+    }
+    keys_ctx k = {ix, fn, ctx, 0};
+    int rc = each_post(ix, c, post_keys, &k);
+    if (may_repeat) *may_repeat = k.stale || ix->multi > 0;
+    return rc;
 }
 
 size_t qxs_pindex_bytes(const qxs_pindex *ix) {
     size_t b = sizeof *ix + ix->capstr * (sizeof(char *) + sizeof(uint32_t)) + ix->stabcap * sizeof(uint32_t);
     for (size_t i = 0; i < ix->nstr; i++) b += ix->slens[i] + 1;
-    b += ix->pcap * sizeof(post);
+    b += ix->pcap * sizeof(post) + ix->nsorted * sizeof(vk);
     for (size_t i = 0; i < ix->pcap; i++) b += (size_t)ix->posts[i].cap * sizeof(int64_t);
     b += ix->fmap.cap * (sizeof(int64_t) + sizeof(uint64_t) + 1);
     b += ix->capslots * (sizeof(fwd) + sizeof(uint32_t));

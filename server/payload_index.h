@@ -56,10 +56,12 @@ long long qxs_pindex_count(const qxs_pindex *ix, const qxs_cond *c);
 /* The same, sampled for a range over more than 65,536 value slots (the
  * planner's estimate: a few per cent off at 20 %, cheap at any cardinality). */
 long long qxs_pindex_estimate(const qxs_pindex *ix, const qxs_cond *c);
-/* Every key that has a value passing c (match value/any, range), through fn;
- * a key with several passing values may come more than once. 0, or -1 when
- * the index cannot list them. */
-int qxs_pindex_keys(const qxs_pindex *ix, const qxs_cond *c, void (*fn)(void *ctx, int64_t key), void *ctx);
+/* Every key that has a value passing c (match value/any, range), through fn,
+ * in no particular order. A key may come more than once only where
+ * *may_repeat (may be NULL) is set: a field with several values per point,
+ * or postings not yet compacted. 0, or -1 when the index cannot list them. */
+int qxs_pindex_keys(const qxs_pindex *ix, const qxs_cond *c, void (*fn)(void *ctx, int64_t key), void *ctx,
+                    int *may_repeat);
 
 size_t qxs_pindex_points(const qxs_pindex *ix); /* keys with at least one value */
 size_t qxs_pindex_bytes(const qxs_pindex *ix);  /* memory held */

@@ -288,13 +288,33 @@ static uint8_t *read_snapshot(qxs_server *s, const char *coll, const char *name,
     return b;
 }
 
+/* Streamed from the file (sendfile), not read into memory: a snapshot is as
+ * large as the collection's files. The open descriptor keeps the bytes
+ * readable even if the snapshot is deleted meanwhile. */
 void qxs_snapshot_download(qxs_server *s, const char *coll, const char *name, qxs_reply *o) {
-    size_t len;
-    uint8_t *b = read_snapshot(s, coll, name, &len, o);
-    if (!b) return;
+    char dir[PATH_MAX], fp[PATH_MAX + 300];
+    if (!name_ok(name)) {
+        qxs_api_fail(o, 422, "'%.100s' is not a snapshot name (<collection>-<time>-<n>.snapshot)", name);
+        return;
+    }
+    if (snap_dir(s, coll, dir, sizeof dir, 0)) {
+        qxs_api_fail(o, 500, "%s", qx_last_error());
+        return;
+    }
+    snprintf(fp, sizeof fp, "%s/%s", dir, name);
+    int fd = open(fp, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        int e = fd < 0 ? errno : EINVAL;
+        if (fd >= 0) close(fd);
+        if (e == ENOENT) qxs_api_fail(o, 404, "snapshot '%s' of collection '%s' not found", name, coll);
+        else qxs_api_fail(o, 500, "snapshot '%s': %s", name, strerror(e));
+        return;
+    }
     o->status = 200;
-    o->raw = (char *)b;
-    o->raw_len = len;
+    o->raw_file = 1;
+    o->raw_fd = fd;
+    o->raw_fd_len = (size_t)st.st_size;
     o->content_type = "application/octet-stream";
 }
 

@@ -272,9 +272,16 @@ typedef struct qxs_search_opts {
      * tested. filter runs with the read lock held. */
     const int64_t *only_keys;
     size_t n_only_keys;
+    /* among_keys: the rows that pass, too many to score exactly: an IVF that
+     * can (not fast-scan) scores them from their codes (qx_search_params
+     * only_ids) instead of probing lists; otherwise filter is used. */
+    const int64_t *among_keys;
+    size_t n_among_keys;
     int (*filter)(void *filter_ctx, int64_t rowkey);
     void *filter_ctx;
     size_t max_nprobe;
+    size_t *filter_tested, *filter_passed; /* optional out: the IVF scan's filter counts */
+    double filter_stop_below; /* the IVF scan's early stop for a correlated filter (filter_plan.c) */
 } qxs_search_opts;
 /* Search one query (normalised for Cosine); dist is "smaller is better"
  * (L2 or -IP); ids (and keys, may be NULL) receive the hits, *found their

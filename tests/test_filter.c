@@ -527,7 +527,7 @@ static void test_indexes_agree(void **state) {
 }
 
 /* counts and key lists against brute force after random writes */
-static void collect_key(void *ctx, int64_t key) { ((uint8_t *)ctx)[key] = 1; }
+static void collect_key(void *ctx, int64_t key) { ((uint8_t *)ctx)[key]++; }
 
 static void test_index_counts(void **state) {
     (void)state;
@@ -569,18 +569,54 @@ static void test_index_counts(void **state) {
         qxs_pindex *ix = t % 2 ? kw : in;
         assert_true(qxs_pindex_answers(ix, &f->must[0]));
         uint8_t seen[N] = {0};
-        assert_int_equal(qxs_pindex_keys(ix, &f->must[0], collect_key, seen), 0);
+        int rep = -1;
+        assert_int_equal(qxs_pindex_keys(ix, &f->must[0], collect_key, seen, &rep), 0);
+        assert_true(rep == 0 || rep == 1);
         long long want = 0;
         for (int i = 0; i < N; i++) {
             qxs_pid id = qxs_pid_u64((uint64_t)i);
             qxs_fpoint p = {.id = &id, .key = i, .payload = pl[i]};
             int m = pl[i] && qxs_filter_match(f, &p);
             want += m;
-            if (m != seen[i]) fail_msg("%s: key %d listed %d, matches %d", fs, i, seen[i], m);
+            if (m != (seen[i] > 0)) fail_msg("%s: key %d listed %d times, matches %d", fs, i, seen[i], m);
+            if (!rep && seen[i] > 1) fail_msg("%s: key %d listed %d times, may_repeat 0", fs, i, seen[i]);
         }
         assert_int_equal(qxs_pindex_count(ix, &f->must[0]), want);
         qxs_filter_free(f);
         json_decref(fj);
+    }
+    /* a fresh single-valued index lists each key once and says so; one
+     * point with two values in the range makes it say a key may repeat */
+    {
+        qxs_pindex *one;
+        assert_int_equal(qxs_pindex_new(&one, "v", QXS_PI_INTEGER, err, sizeof err), 0);
+        for (int i = 0; i < 100; i++) {
+            json_t *pj = json_pack("{s:I}", "v", (json_int_t)i);
+            assert_int_equal(qxs_pindex_set(one, i, pj), 0);
+            json_decref(pj);
+        }
+        json_t *fj = json_loads("{\"must\":[{\"key\":\"v\",\"range\":{\"gte\":10,\"lt\":60}}]}", 0, NULL);
+        qxs_filter *f;
+        assert_int_equal(qxs_filter_parse(fj, "filter", &f, err, sizeof err), 0);
+        uint8_t seen[N] = {0};
+        int rep = -1;
+        assert_int_equal(qxs_pindex_keys(one, &f->must[0], collect_key, seen, &rep), 0);
+        assert_int_equal(rep, 0);
+        for (int i = 0; i < 100; i++) assert_int_equal(seen[i], i >= 10 && i < 60);
+        json_t *two = json_pack("{s:[I,I]}", "v", (json_int_t)20, (json_int_t)30);
+        assert_int_equal(qxs_pindex_set(one, 5, two), 0);
+        memset(seen, 0, sizeof seen);
+        assert_int_equal(qxs_pindex_keys(one, &f->must[0], collect_key, seen, &rep), 0);
+        assert_int_equal(rep, 1);
+        assert_int_equal(seen[5], 2);
+        qxs_pindex_remove(one, 5); /* back to single values: the posting of 5 is compacted lazily */
+        memset(seen, 0, sizeof seen);
+        assert_int_equal(qxs_pindex_keys(one, &f->must[0], collect_key, seen, &rep), 0);
+        assert_int_equal(seen[5], 0);
+        json_decref(two);
+        qxs_filter_free(f);
+        json_decref(fj);
+        qxs_pindex_free(one);
     }
     /* wrong types are refused with the field named */
     json_t *bad = json_pack("{s:I}", "k", (json_int_t)3);

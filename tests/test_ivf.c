@@ -156,6 +156,111 @@ static void test_filtered_search(void **state) {
     p.lists_visited = &visited;
     assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, dist, ids), 0);
     assert_int_equal(visited, 6);
+    /* the early stop for a correlated filter: nothing passes near the query,
+     * so the scan stops after its nprobe lists and reports what it tested */
+    size_t tested = 0, passed = 99;
+    p.max_nprobe = 0;
+    p.filter_tested = &tested;
+    p.filter_passed = &passed;
+    p.filter_stop_below = 0.05;
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, dist, ids), 0);
+    assert_int_equal(visited, 4);
+    assert_true(tested >= QX_FILTER_STOP_MIN_TESTED);
+    assert_int_equal(passed, 0);
+    /* and not when enough pass there (1 in 2 ids: above 5 %) */
+    mod = 2;
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, dist, ids), 0);
+    assert_true(passed > 0 && passed >= tested / 4);
+    assert_true(ids[9] >= 0);
+    free(sub);
+    free(map);
+}
+
+/* Search among given ids (only_ids): the same scores as a scan, so the
+ * answer equals a filtered search that probes every list with the same set
+ * as its filter (ids the index does not hold are skipped); and on a filter
+ * correlated with the vectors (a half-space: the points far from most
+ * queries pass), recall does not depend on probing. */
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+static int pass_set(void *ctx, int64_t id) { return id >= 0 && id < NB && ((const uint8_t *)ctx)[id]; }
+
+static void test_search_among_ids(void **state) {
+    (void)state;
+    uint8_t *in = calloc(NB, 1);
+    int64_t *set = malloc(sizeof(int64_t) * (NB + 2));
+    float *sub = malloc(sizeof(float) * NB * D);
+    int64_t *map = malloc(sizeof(int64_t) * NB);
+    /* the passing half-space: first coordinate above its 80th percentile */
+    float *c0 = malloc(sizeof(float) * NB);
+    for (size_t i = 0; i < NB; i++) c0[i] = base[i * D];
+    qsort(c0, NB, sizeof *c0, cmp_float);
+    float thr = c0[NB * 8 / 10];
+    size_t m = 0, ns = 0;
+    set[ns++] = NB + 5; /* not held: skipped */
+    for (size_t i = 0; i < NB; i++)
+        if (base[i * D] > thr) {
+            in[i] = 1, set[ns++] = (int64_t)i;
+            memcpy(sub + m * D, base + i * D, sizeof(float) * D), map[m++] = (int64_t)i;
+        }
+    set[ns++] = -7;
+    int64_t *fgt = tu_brute_knn(sub, m, queries, NQ, D, 10);
+    for (size_t rr = 0; rr <= 50; rr += 50) {
+        float d1[NQ * 10], d2[NQ * 10];
+        int64_t i1[NQ * 10], i2[NQ * 10];
+        qx_search_params p;
+        qx_search_params_init(&p);
+        p.nprobe = 64; /* every list */
+        p.rerank = rr;
+        p.filter = pass_set;
+        p.filter_ctx = in;
+        assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, NQ, 10, &p, d1, i1), 0);
+        qx_search_params_init(&p);
+        p.nprobe = 1; /* ignored */
+        p.rerank = rr;
+        p.only_ids = set;
+        p.n_only_ids = ns;
+        assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, NQ, 10, &p, d2, i2), 0);
+        for (size_t j = 0; j < NQ * 10; j++) {
+            assert_int_equal(i1[j], i2[j]);
+            assert_float_equal(d1[j], d2[j], 1e-3f * (1 + fabsf(d1[j])));
+        }
+        /* the probing scan at nprobe 8 against the same set, for the record */
+        qx_search_params_init(&p);
+        p.nprobe = 8;
+        p.rerank = rr;
+        p.filter = pass_set;
+        p.filter_ctx = in;
+        assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, NQ, 10, &p, d1, i1), 0);
+        size_t h1 = 0, h2 = 0;
+        for (size_t q = 0; q < NQ; q++)
+            for (size_t j = 0; j < 10; j++)
+                for (size_t t = 0; t < 10; t++) {
+                    h1 += i1[q * 10 + j] == map[fgt[q * 10 + t]];
+                    h2 += i2[q * 10 + j] == map[fgt[q * 10 + t]];
+                }
+        fprintf(stderr, "half-space filter (%zu of %d pass), rerank %zu: 10-recall@10 among ids %.3f, probing nprobe 8 %.3f\n",
+                m, NB, rr, h2 / (10.0 * NQ), h1 / (10.0 * NQ));
+        assert_true(h2 >= h1);
+    }
+    /* an empty set: nothing found, padded */
+    float d[10];
+    int64_t ids[10];
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.only_ids = set;
+    p.n_only_ids = 0;
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, d, ids), 0);
+    assert_int_equal(ids[0], -1);
+    p.only_ids = NULL;
+    p.n_only_ids = 3;
+    assert_int_equal(qx_ivf_search(shared_ivf, NULL, queries, 1, 10, &p, d, ids), QX_EINVAL);
+    free(fgt);
+    free(c0);
+    free(in);
+    free(set);
     free(sub);
     free(map);
 }
@@ -601,6 +706,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_recall_synthetic),
         cmocka_unit_test(test_filtered_search),
+        cmocka_unit_test(test_search_among_ids),
         cmocka_unit_test(test_scan_matches_decoded),
         cmocka_unit_test(test_save_load_identical),
         cmocka_unit_test(test_corrupt_files_rejected),

@@ -28,6 +28,24 @@ qx_req POST /collections/snapdl/snapshots
 name=$(printf '%s' "$QX_BODY" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p')
 curl -s -o "$QX_TMP/dl.snapshot" "$QX_URL/collections/snapdl/snapshots/$name"
 if cmp -s "$QX_TMP/dl.snapshot" "$QX_TMP/data/snapshots/snapdl/$name"; then qx_ok "snapshot download = the file"; else qx_fail "snapshot download differs"; fi
+# a larger snapshot (4 MB of vectors), streamed from the file: byte-for-byte, by a client
+# reading slowly (the socket fills: the send resumes where it stopped), on a kept-alive
+# connection that then answers another request; HEAD gives the size; no descriptor leaks
+qx_req PUT /collections/snapbig '{"vectors":{"size":64,"distance":"Euclid"}}'
+qx_points 0 16000 64 5 >"$QX_TMP/big.json"
+qx_expect 200 PUT /collections/snapbig/points "@$QX_TMP/big.json" >/dev/null
+qx_req POST /collections/snapbig/snapshots
+big=$(printf '%s' "$QX_BODY" | sed -n 's/.*"name":"\([^"]*\)".*/\1/p')
+fds0=$(ls /proc/$QX_PID/fd | wc -l)
+curl -s --limit-rate 2M -o "$QX_TMP/big.snapshot" "$QX_URL/collections/snapbig/snapshots/$big" -o "$QX_TMP/hz.txt" "$QX_URL/healthz"
+if cmp -s "$QX_TMP/big.snapshot" "$QX_TMP/data/snapshots/snapbig/$big" && [ -s "$QX_TMP/hz.txt" ]; then
+  qx_ok "large snapshot streamed byte-for-byte ($(stat -c %s "$QX_TMP/big.snapshot") bytes, slow reader), connection reused"
+else qx_fail "large snapshot download differs or the connection was not reusable"; fi
+len=$(curl -sI "$QX_URL/collections/snapbig/snapshots/$big" | tr -d '\r' | sed -n 's/^Content-Length: //Ip')
+[ "$len" = "$(stat -c %s "$QX_TMP/data/snapshots/snapbig/$big")" ] && qx_ok "HEAD: Content-Length = the file's size" || qx_fail "HEAD Content-Length '$len'"
+for _ in 1 2 3 4 5 6 7 8 9 10; do curl -s -o /dev/null "$QX_URL/collections/snapbig/snapshots/$big"; done
+fds1=$(ls /proc/$QX_PID/fd | wc -l)
+[ "$fds1" -le "$fds0" ] && qx_ok "no descriptor left open after 12 downloads ($fds0 -> $fds1)" || qx_fail "descriptors $fds0 -> $fds1"
 qx_expect 422 PUT /collections/snapdl/snapshots/recover '{"location":"file:///etc/passwd"}'
 qx_expect 422 PUT /collections/snapdl/snapshots/recover '{"location":"http://example.com/x.snapshot"}'
 qx_expect 404 GET /collections/snapdl/snapshots/snapdl-1-1.snapshot

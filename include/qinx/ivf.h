@@ -111,8 +111,35 @@ typedef struct qx_search_params {
     int (*filter)(void *filter_ctx, int64_t id);
     void *filter_ctx;
     size_t max_nprobe;
+    /* Search among these ids only (optional, n_only_ids of them; ids the
+     * index does not hold are skipped; the caller removes duplicates): no
+     * lists are probed, each id is scored from its stored code as a list
+     * scan would score it, and the best k (re-ranked as usual) are kept.
+     * nprobe, filter and max_nprobe are then ignored. Meant for a filter the
+     * caller can enumerate (a payload index) whose points are too many to
+     * score exactly and may lie anywhere: probing nearest lists first finds
+     * few of them when the filter is correlated with the vectors. Cost:
+     * n_only_ids scattered code reads. Not for fast-scan indexes
+     * (QX_EINVAL). */
+    const int64_t *only_ids;
+    size_t n_only_ids;
     size_t *lists_visited; /* optional out: lists scanned (the last query's, for nq = 1) */
+    /* optional out (the last query's, for nq = 1): in the first nprobe
+     * lists (near the query), the candidates tested by filter and how many
+     * passed. Far fewer passing near the query than in the whole set says
+     * the filter is correlated with the vectors: the passing points lie
+     * far off, where probing finds them late and the codes rank them
+     * poorly (a caller may then score them exactly). */
+    size_t *filter_tested, *filter_passed;
+    /* optional: with a filter, stop after the first nprobe lists when fewer
+     * than this fraction of the candidates tested there (at least
+     * QX_FILTER_STOP_MIN_TESTED of them) passed, for a caller that then
+     * searches the passing points another way (the counts above tell it);
+     * 0 = never stop early. */
+    double filter_stop_below;
 } qx_search_params;
+
+#define QX_FILTER_STOP_MIN_TESTED 32
 
 void qx_search_params_init(qx_search_params *p);
 
