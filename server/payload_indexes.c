@@ -227,7 +227,7 @@ int qxs_pidx_create(qxs_coll *c, const char *field, int type) {
         rc = qx_error_set(QX_ENOMEM, "index list");
         goto out;
     }
-    memcpy(v, p->v, p->n * sizeof *v);
+    if (p->n) memcpy(v, p->v, p->n * sizeof *v); /* p->v is NULL while there is none */
     size_t nn = p->n;
     if (at < p->n) old = v[at], v[at] = ix;
     else v[nn++] = ix;
