@@ -29,6 +29,14 @@
  *    Its recall does not depend on where the candidates lie, which is what
  *    a filter correlated with the vectors needs: probing nearest lists first
  *    then finds few of them.
+ * 7. Results are the k smallest by (score, id), sorted so: equal scores
+ *    (duplicate vectors have equal codes) are ordered by id, and which of
+ *    them make the cut does not depend on the order the lists were scanned
+ *    or the entries were added. So an index split into shards (qinx/shard.h)
+ *    and searched shard by shard, merged by (score, id), answers exactly as
+ *    the one index does (before this, SIFT10K's duplicates 9595 and 9713
+ *    came back in either order). The id is looked up only when scores tie,
+ *    so the scan loop keeps its one comparison.
  */
 #include <cblas.h>
 #include <math.h>
@@ -42,6 +50,71 @@
 #define QX__GEMV_MAX 2 /* blocks up to this many queries use sgemv (decision 5) */
 #define QX__AMONG_BATCH 64 /* only_ids: codes gathered per LUT scan (decision 6) */
 
+
+/* ---- the result heap: a max-heap by (score, id) (decision 7) ---- */
+static inline int64_t loc_id(const qx_ivf *ivf, uint64_t loc) { return ivf->lists[loc >> 32].ids[(uint32_t)loc]; }
+
+/* (ka, a) after (kb, b) in the result order */
+static inline int res_after(const qx_ivf *ivf, float ka, uint64_t a, float kb, uint64_t b) {
+    return ka > kb || (ka == kb && loc_id(ivf, a) > loc_id(ivf, b));
+}
+
+static inline int res_wants(const qx_ivf *ivf, const qx__topk *h, float key, int64_t id) {
+    if (h->n < h->k || key < h->key[0]) return 1;
+    return key == h->key[0] && id < loc_id(ivf, h->val[0]);
+}
+
+static void res_sift_down(const qx_ivf *ivf, qx__topk *h, size_t i) {
+    float k0 = h->key[i];
+    uint64_t v0 = h->val[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && res_after(ivf, h->key[c + 1], h->val[c + 1], h->key[c], h->val[c])) c++;
+        if (!res_after(ivf, h->key[c], h->val[c], k0, v0)) break;
+        h->key[i] = h->key[c];
+        h->val[i] = h->val[c];
+        i = c;
+    }
+    h->key[i] = k0;
+    h->val[i] = v0;
+}
+
+/* Push when res_wants said yes. */
+static void res_push(const qx_ivf *ivf, qx__topk *h, float key, uint64_t loc) {
+    if (h->n < h->k) {
+        size_t i = h->n++;
+        while (i > 0) {
+            size_t p = (i - 1) / 2;
+            if (!res_after(ivf, key, loc, h->key[p], h->val[p])) break;
+            h->key[i] = h->key[p];
+            h->val[i] = h->val[p];
+            i = p;
+        }
+        h->key[i] = key;
+        h->val[i] = loc;
+    } else {
+        h->key[0] = key;
+        h->val[0] = loc;
+        res_sift_down(ivf, h, 0);
+    }
+}
+
+static void res_sort(const qx_ivf *ivf, qx__topk *h) {
+    size_t n = h->n;
+    while (h->n > 1) {
+        size_t last = h->n - 1;
+        float k = h->key[0];
+        uint64_t v = h->val[0];
+        h->key[0] = h->key[last];
+        h->val[0] = h->val[last];
+        h->key[last] = k;
+        h->val[last] = v;
+        h->n--;
+        res_sift_down(ivf, h, 0);
+    }
+    h->n = n;
+}
 
 static size_t max_list_size(const qx_ivf *ivf) {
     size_t m = 0;
@@ -191,7 +264,7 @@ static void among(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *qc, cons
         for (size_t j = 0; j < nb; j++) {
             uint32_t l = (uint32_t)(locs[j] >> 32);
             float s = c->among_s[j] + (l2 ? -2.0f * qc[l] : -qc[l]);
-            if (qx__topk_wants(&c->heap, s)) qx__topk_push(&c->heap, s, locs[j]);
+            if (res_wants(ivf, &c->heap, s, loc_id(ivf, locs[j]))) res_push(ivf, &c->heap, s, locs[j]);
         }
     }
 }
@@ -248,13 +321,13 @@ static int search_one(const qx_ivf *ivf, qx_ivf_search_ctx *c, const float *q, c
         qx_lut_scan(c->scan, L->codes, L->size, cs, M + (size_t)ivf->has_norm, lut);
         for (size_t i = 0; i < L->size; i++) {
             float s = c->scan[i] + bias;
-            if (!qx__topk_wants(&c->heap, s)) continue;
+            if (!res_wants(ivf, &c->heap, s, L->ids[i])) continue;
             if (p->filter) {
                 tested++;
                 if (!p->filter(p->filter_ctx, L->ids[i])) continue;
                 passed++;
             }
-            qx__topk_push(&c->heap, s, qx__loc(l, (uint32_t)i));
+            res_push(ivf, &c->heap, s, qx__loc(l, (uint32_t)i));
         }
     }
     if (p->lists_visited) *p->lists_visited = pi;
@@ -284,22 +357,22 @@ shortlist:
         }
         c->heap.n = n;
         /* Re-heapify (max-heap) after in-place rewrite, then keep k. */
-        for (size_t i = n / 2; i-- > 0;) qx__topk_sift_down(&c->heap, i);
+        for (size_t i = n / 2; i-- > 0;) res_sift_down(ivf, &c->heap, i);
         while (c->heap.n > k) {
             c->heap.n--;
             c->heap.key[0] = c->heap.key[c->heap.n];
             c->heap.val[0] = c->heap.val[c->heap.n];
-            qx__topk_sift_down(&c->heap, 0);
+            res_sift_down(ivf, &c->heap, 0);
         }
     } else {
         while (c->heap.n > k) { /* heap_k == k here; defensive */
             c->heap.n--;
             c->heap.key[0] = c->heap.key[c->heap.n];
             c->heap.val[0] = c->heap.val[c->heap.n];
-            qx__topk_sift_down(&c->heap, 0);
+            res_sift_down(ivf, &c->heap, 0);
         }
     }
-    qx__topk_sort(&c->heap);
+    res_sort(ivf, &c->heap);
     size_t i = 0;
     for (; i < c->heap.n; i++) {
         uint64_t loc = c->heap.val[i];

@@ -11,7 +11,8 @@
  *    nlist, rows) and its model with shard 0's (qx_ivf_append's check).
  * 2. The merge keeps, per query, the k best of the shards' k best: a heap is
  *    not needed for a few shards; a linear k-way merge of sorted lists is
- *    exact and keeps ties in shard order (= row order).
+ *    exact. Equal distances go by id, as within one index (ivf_search.c,
+ *    decision 7), so the merged answer is the one index's, ties included.
  */
 #include <math.h>
 #include <string.h>
@@ -113,11 +114,13 @@ int qx_sharded_search(const qx_sharded *s, const float *q, size_t nq, size_t k, 
         for (size_t r = 0; r < k; r++) {
             size_t best = SIZE_MAX;
             float bd = ip ? -INFINITY : INFINITY;
+            int64_t bi = -1;
             for (size_t i = 0; i < s->n; i++) {
                 if (pos[i] >= k) continue;
                 size_t at = i * nk + qi * k + pos[i];
                 if (si[at] < 0) continue;
-                if (best == SIZE_MAX || (ip ? sd[at] > bd : sd[at] < bd)) best = i, bd = sd[at];
+                if (best == SIZE_MAX || (ip ? sd[at] > bd : sd[at] < bd) || (sd[at] == bd && si[at] < bi))
+                    best = i, bd = sd[at], bi = si[at];
             }
             if (best == SIZE_MAX) {
                 dist[qi * k + r] = ip ? -INFINITY : INFINITY;

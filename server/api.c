@@ -35,6 +35,7 @@
 #include "payload_indexes.h"
 #include "snapshot.h"
 #include "search_body.h"
+#include "sharded.h"
 
 #ifndef QXS_VERSION
 #define QXS_VERSION "0.9.0"
@@ -794,6 +795,8 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
             qx_free(names[i]);
         }
         qx_free(names);
+        for (size_t i = 0; arr && i < s->nsharded; i++)
+            json_array_append_new(arr, json_pack("{s:s}", "name", qxs_sharded_name(s, i)));
         qxs_api_ok(o, arr ? json_pack("{s:o}", "collections", arr) : NULL);
         return;
     }
@@ -804,6 +807,11 @@ void qxs_api_handle(qxs_server *s, const qxs_route *r, const char *method, const
     if ((r->ep == QXS_EP_POINT || r->ep == QXS_EP_REBUILD_JOB) && !r->id_ok) {
         qxs_api_fail(o, 422, "invalid %s id in the path (%s)", r->ep == QXS_EP_POINT ? "point" : "job",
                      r->ep == QXS_EP_POINT ? "an integer 0..2^63-1 or a UUID" : "a decimal integer 0..2^63-1");
+        return;
+    }
+    const qxs_sharded_coll *sc = qxs_sharded_find(s, r->name);
+    if (sc) { /* a read-only collection of its own kind: sharded.c */
+        qxs_sharded_handle(s, sc, r, method, body, len, o);
         return;
     }
     if (r->ep == QXS_EP_SNAP_RECOVER || (r->ep == QXS_EP_SNAPSHOTS && strcmp(method, "POST")) ||

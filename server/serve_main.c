@@ -33,7 +33,9 @@
 #include "qinx/alloc.h"
 #include "qinx/core.h"
 #include "qinx/error.h"
+#include "route.h"
 #include "serve.h"
+#include "sharded.h"
 #include "srv.h"
 
 int qxs_load_main(int argc, char **argv); /* load.c */
@@ -47,6 +49,7 @@ static void usage(FILE *f) {
             "                  [--rebuild-threads N] [--memory-limit BYTES] [--checkpoint-bytes BYTES]\n"
             "                  [--max-connections N] [--max-connections-per-client N]\n"
             "                  [--header-timeout S] [--idle-timeout S] [--config FILE.json]\n"
+            "                  [--sharded NAME=MANIFEST]...   (a sharded index as a read-only collection)\n"
             "       qinx serve load --url URL --collection NAME [--distance Euclid|Cosine|Dot]\n"
             "                  [--batch N] [--limit N] [--api-key KEY] FILE.fvecs|FILE.bvecs|random:N:D[:SEED]\n"
             "       qinx serve salvage-wal DATA/collections/NAME   (server stopped: keep every valid log\n"
@@ -96,6 +99,29 @@ static int set_api_key(qxs_config *c, const char *key, const char *from) {
     return 0;
 }
 
+/* --sharded NAME=MANIFEST (or the config's "sharded": {NAME: MANIFEST}). */
+static int add_sharded(qxs_config *c, const char *name, size_t nlen, const char *path, const char *from) {
+    if (!qxs_name_valid(name, nlen)) {
+        fprintf(stderr, "qinx serve: %s: the collection name '%.*s' must match [A-Za-z0-9_-]{1,64}\n", from,
+                (int)(nlen < 80 ? nlen : 80), name);
+        return -1;
+    }
+    if (!*path || strlen(path) >= sizeof c->sharded[0].manifest) {
+        fprintf(stderr, "qinx serve: %s: give the manifest's path after '=' (at most %zu bytes)\n", from,
+                sizeof c->sharded[0].manifest - 1);
+        return -1;
+    }
+    if (c->nsharded == QXS_MAX_SHARDED) {
+        fprintf(stderr, "qinx serve: %s: at most %d sharded collections\n", from, QXS_MAX_SHARDED);
+        return -1;
+    }
+    memcpy(c->sharded[c->nsharded].name, name, nlen);
+    c->sharded[c->nsharded].name[nlen] = 0;
+    snprintf(c->sharded[c->nsharded].manifest, sizeof c->sharded[0].manifest, "%s", path);
+    c->nsharded++;
+    return 0;
+}
+
 static int apply_config_file(qxs_config *c, const char *path) {
     json_error_t e;
     json_t *o = json_load_file(path, 0, &e);
@@ -129,7 +155,17 @@ static int apply_config_file(qxs_config *c, const char *path) {
             c->idle_timeout = (int)json_integer_value(v);
         else if (!strcmp(k, "max_body") && json_is_integer(v) && json_integer_value(v) > 0)
             c->max_body = (size_t)json_integer_value(v);
-        else if (!strcmp(k, "log_level") && json_is_string(v) && qxs_log_level_parse(json_string_value(v)) >= 0)
+        else if (!strcmp(k, "sharded") && json_is_object(v)) {
+            const char *nk;
+            json_t *nv;
+            json_object_foreach(v, nk, nv) {
+                if (!json_is_string(nv)) {
+                    fprintf(stderr, "qinx serve: config %s: sharded.%s must be a manifest path\n", path, nk);
+                    bad = 1;
+                } else if (add_sharded(c, nk, strlen(nk), json_string_value(nv), "config key 'sharded'"))
+                    bad = 1;
+            }
+        } else if (!strcmp(k, "log_level") && json_is_string(v) && qxs_log_level_parse(json_string_value(v)) >= 0)
             c->log_level = qxs_log_level_parse(json_string_value(v));
         else {
             fprintf(stderr, "qinx serve: config %s: unknown key or wrong type: '%s'\n", path, k);
@@ -171,6 +207,14 @@ static int parse_args(qxs_config *c, int argc, char **argv) {
         if (!strcmp(a, "--config")) {
         } else if (!strcmp(a, "--host")) snprintf(c->host, sizeof c->host, "%s", v);
         else if (!strcmp(a, "--port")) c->port = atoi(v);
+        else if (!strcmp(a, "--sharded")) {
+            const char *eq = strchr(v, '=');
+            if (!eq) {
+                fprintf(stderr, "qinx serve: --sharded takes NAME=MANIFEST, got '%s'\n", v);
+                return -1;
+            }
+            if (add_sharded(c, v, (size_t)(eq - v), eq + 1, "--sharded")) return -1;
+        }
         else if (!strcmp(a, "--data")) snprintf(c->data, sizeof c->data, "%s", v);
         else if (!strcmp(a, "--threads")) c->threads = atoi(v);
         else if (!strcmp(a, "--rebuild-threads")) c->rebuild_threads = atoi(v);
@@ -317,8 +361,17 @@ int qx_serve_main(int argc, char **argv) {
     double t0 = qx_now();
     int rc = qxs_registry_load(s);
     if (rc) qxs_log(QXS_LOG_ERROR, "recovery finished with errors: %s", qx_last_error());
+    if (qxs_sharded_open_all(s)) { /* see sharded.c: all of them or the server stops */
+        qxs_log(QXS_LOG_ERROR, "stopping: %s", qx_last_error());
+        atomic_store(&s->stopping, 1);
+        qxs_http_stop(daemon);
+        qxs_checkpoint_all(s);
+        fflush(stderr);
+        return 1;
+    }
     atomic_store(&s->ready, 1);
-    qxs_log(QXS_LOG_ALWAYS, "ready: %zu collections recovered in %.3f s", s->ncolls, qx_now() - t0);
+    qxs_log(QXS_LOG_ALWAYS, "ready: %zu collections recovered, %zu sharded (read-only) in %.3f s", s->ncolls,
+            s->nsharded, qx_now() - t0);
 
     pthread_t merger;
     int have_merger = pthread_create(&merger, NULL, merger_main, s) == 0;
@@ -330,6 +383,7 @@ int qx_serve_main(int argc, char **argv) {
     if (have_merger) pthread_join(merger, NULL);
     qxs_http_stop(daemon); /* requests in progress finish (up to 10 s) */
     qxs_checkpoint_all(s);
+    qxs_sharded_free_all(s);
     qxs_log(QXS_LOG_ALWAYS, "stopped");
     fflush(stderr);
     return 0;

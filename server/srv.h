@@ -33,6 +33,7 @@
 #define QXS_MAX_COLLECTIONS 1024
 #define QXS_WAL_CHECKPOINT_BYTES (64u << 20) /* seal the mutable segment when the log passes this */
 #define QXS_MAX_JOBS_KEPT 32               /* finished rebuild jobs remembered */
+#define QXS_MAX_SHARDED 64                 /* --sharded collections */
 #define QXS_EMEMLIMIT (-100)               /* server-only code: a write past --memory-limit (HTTP 507) */
 
 typedef enum { QXS_EUCLID = 0, QXS_COSINE = 1, QXS_DOT = 2 } qxs_distance;
@@ -57,6 +58,12 @@ typedef struct qxs_config {
     int max_conns_per_client; /* per client address (--max-connections-per-client) */
     int header_timeout;  /* s: a request head must arrive whole within this (--header-timeout) */
     int idle_timeout;    /* s: no progress on a body, reply or keep-alive for this closes (--idle-timeout) */
+    /* --sharded NAME=MANIFEST: read-only collections served from a sharded index (sharded.c) */
+    struct {
+        char name[65];
+        char manifest[PATH_MAX];
+    } sharded[QXS_MAX_SHARDED];
+    size_t nsharded;
 } qxs_config;
 
 #define QXS_DEFAULT_MAX_CONNS 1000
@@ -160,8 +167,12 @@ typedef struct qxs_metrics {
     _Atomic uint64_t conn_evicted, conn_refused, conn_timeouts; /* the HTTP edge (http.c) */
 } qxs_metrics;
 
+typedef struct qxs_sharded_coll qxs_sharded_coll; /* sharded.c */
+
 typedef struct qxs_server {
     qxs_config cfg;
+    qxs_sharded_coll *sharded; /* nsharded of them, fixed before the server is ready */
+    size_t nsharded;
     pthread_rwlock_t reg_rw;
     qxs_coll **colls;
     size_t ncolls, cap;

@@ -46,14 +46,12 @@ r100=$(sed 's/.*"recall@100":\([0-9.]*\).*/\1/' "$tmp/s2.json")
 awk -v r="$r100" 'BEGIN { exit !(r >= 0.6) }' || fail "recall@100 $r100 < 0.6 over the shards"
 "$qinx" merge --index "$tmp/p2.qinx" --out "$tmp/merged.qinx" 2>/dev/null || fail "merge failed"
 "$qinx" search --index "$tmp/merged.qinx" "${q[@]}" >"$tmp/sm.json"
-# the same figures, but for the order of equal distances (4-byte codes tie
-# often: the first result of a query may be another of its tied vectors)
-for key in recall@10 recall@100 10-recall@10; do
+# the same figures: equal distances (4-byte codes tie often) are ordered by id
+# in one index and in the merge of the shards alike
+for key in recall@1 recall@10 recall@100 10-recall@10; do
   [ "$(val "$tmp/s2.json" $key)" = "$(val "$tmp/sm.json" $key)" ] \
     || fail "$key over the shards differs from the merged index: $(cat "$tmp/s2.json") vs $(cat "$tmp/sm.json")"
 done
-awk -v a="$(val "$tmp/s2.json" recall@1)" -v b="$(val "$tmp/sm.json" recall@1)" \
-  'BEGIN { d = a - b; exit !(d <= 0.02 && d >= -0.02) }' || fail "recall@1 differs by more than ties explain"
 
 # 3. P = 2 merged = the one-process streaming build, byte for byte (rank 0 trains
 # on the same sample rows and every rank encodes with the broadcast model)
