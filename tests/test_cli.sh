@@ -110,4 +110,19 @@ cp "$tmp/o_base.fvecs" "$tmp/nan.fvecs"
 printf '\x00\x00\xc0\x7f' | dd of="$tmp/nan.fvecs" bs=1 seek=$((3 * (4 + 16 * 4) + 4 + 5 * 4)) conv=notrunc 2>/dev/null
 expect 1 "nan.fvecs.*(NaN|finite)" "$qinx" build --base "$tmp/nan.fvecs" --out "$tmp/x.qinx"
 [ ! -e "$tmp/x.qinx" ] || fail "a failed build left an index behind"
+# re-running a build overwrites (there is no resume): a build killed mid-way over an existing
+# index leaves that index as it was and no temporary file (the index is written to a temporary
+# file and renamed only at the end); the rerun writes the new index
+cp "$tmp/a.qinx" "$tmp/keep.qinx"
+sum=$(cksum <"$tmp/keep.qinx")
+kb=(--base "$tmp/s_base.fvecs" --out "$tmp/keep.qinx" --bytes 16 --nlist 32 --max-train 8000 --seed 9)
+"$qinx" build "${kb[@]}" >/dev/null 2>"$tmp/kill.log" & pid=$!
+for _ in $(seq 600); do grep -q "training sample" "$tmp/kill.log" && break; sleep 0.05; done
+kill -9 "$pid"
+rc=0; wait "$pid" || rc=$?
+[ "$rc" = 137 ] || fail "the build was not killed mid-way (exit $rc): $(cat "$tmp/kill.log")"
+[ "$(cksum <"$tmp/keep.qinx")" = "$sum" ] || fail "a killed build changed the existing index"
+ls "$tmp" | grep -q '^keep\.qinx\.tmp' && fail "a killed build left $(ls "$tmp" | grep keep)"
+"$qinx" build "${kb[@]}" --quiet || fail "the rerun failed"
+"$qinx" info --index "$tmp/keep.qinx" --json | grep -q '"code_size":16' || fail "the rerun did not replace the index"
 echo "test_cli: ok (10-recall@10 $r10 at nprobe 8, $r10b at nprobe 32 + rerank)" >&2

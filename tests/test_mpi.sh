@@ -4,8 +4,9 @@
 # shards, `qinx search` over the manifest, `qinx merge` giving the bytes of a
 # one-process build, a rebuild over the same --out, and the refusals: ranks
 # that disagree on parameters, a base file changed during the build, a rank
-# killed mid-build (no index left behind, the rerun succeeds), a missing
-# shard, a corrupt shard, a corrupt manifest.
+# killed mid-build (no index left behind, the rerun succeeds and removes a dead
+# job's temporary shards; a rerun killed over a complete index leaves it
+# intact), a missing shard, a corrupt shard, a corrupt manifest.
 # Skips (77) without qinx-mpi / mpirun or without ../shared/data/siftsmall.
 # Usage: test_mpi.sh BUILD_DIR
 set -euo pipefail
@@ -92,8 +93,23 @@ rc=0; wait $pid || rc=$?
 [ "$rc" != 0 ] || fail "the job succeeded with a rank killed"
 [ -e "$tmp/kill.qinx" ] && fail "a killed job left an index"
 ls "$tmp" | grep -q '^kill\.qinx\..*\.shard-[01]-of-2$' && fail "a killed job left shards"
+# a job that died while writing leaves OUT.<tag>.shard-r-of-P.tmp: the next run removes them
+touch "$tmp/kill.qinx.0badc0de.shard-1-of-2.tmp" "$tmp/kill.qinx.0badc0de.shard-0-of-2.tmp"
 "${mpirun[@]}" -n 2 "$qmpi" build --mpi --base "$base" --out "$tmp/kill.qinx" "${opts[@]}" --quiet || fail "rerun failed"
 ls "$tmp" | grep -q '\.tmp$' && fail "the rerun left temporary files: $(ls "$tmp")"
+"$qinx" search --index "$tmp/kill.qinx" "${q[@]}" >/dev/null || fail "the rerun's index does not search"
+# a rerun killed over a complete index: that index (manifest and shards) stays usable as it was
+sum=$(cat "$tmp"/kill.qinx* | cksum)
+"${mpirun[@]}" -n 2 "$qmpi" build --mpi --base "$base" --out "$tmp/kill.qinx" "${opts[@]}" --nlist 64 \
+  --max-train 5000 >/dev/null 2>"$tmp/kill2.log" & pid=$!
+for _ in $(seq 600); do grep -q "training sample" "$tmp/kill2.log" && break; sleep 0.05; done
+victim=$(pgrep -P "$pid" | tail -1)
+[ -n "$victim" ] || fail "no rank process found under mpirun $pid"
+kill -9 "$victim"
+rc=0; wait $pid || rc=$?
+[ "$rc" != 0 ] || fail "the job succeeded with a rank killed"
+[ "$(cat "$tmp"/kill.qinx* | cksum)" = "$sum" ] || fail "a killed rerun changed the complete index: $(ls "$tmp")"
+"$qinx" search --index "$tmp/kill.qinx" "${q[@]}" >/dev/null || fail "the complete index no longer searches"
 
 # 8. a missing shard, a corrupt shard, a corrupt manifest: refused, naming what is wrong
 s1=$(ls "$tmp"/p2.qinx.*.shard-1-of-2)

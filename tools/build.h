@@ -42,8 +42,16 @@ int cli_build_new_index(const cli_build_cfg *c, size_t d, int trained_on_base, q
  * rows at a time. report(ctx, rows_done) after each chunk may return nonzero
  * to stop (then QX_ECANCELED... or its own code is returned). */
 typedef int (*cli_rows_fn)(void *ctx, size_t rows_done, int failed);
+/* *locator: the id -> location map the index uses from now on (8 bytes a
+ * row, build_stream.c decision 4); free it with cli_row_locator_free after
+ * the index (even on failure; NULL-safe). */
+typedef struct cli_row_locator {
+    size_t lo, n;
+    uint64_t *loc;
+} cli_row_locator;
 int cli_encode_rows(qx_ivf *ivf, qx_vecs_file *f, size_t begin, size_t end, size_t nchunks,
-                    cli_rows_fn report, void *ctx);
+                    cli_rows_fn report, void *ctx, cli_row_locator **locator);
+void cli_row_locator_free(cli_row_locator *r);
 
 /* "rows encoded" progress with rate and ETA: redrawn on a tty, a line every
  * 10% otherwise. */

@@ -405,8 +405,9 @@ static int train_index(const cli_build_cfg *c, qx_vecs_file *base, qx_ivf **out,
 
 /* Train, then encode the base by chunks into the index: the whole
  * one-machine build. Exit status (0 ok). */
-static int build_index(const cli_build_cfg *c, qx_ivf **out, char *desc, size_t cap,
+static int build_index(const cli_build_cfg *c, qx_ivf **out, cli_row_locator **rl, char *desc, size_t cap,
                        cli_progress *prog, double *t_train) {
+    *rl = NULL;
     double t0 = cli_now();
     qx_vecs_file *base = NULL;
     int rc = qx_vecs_open(&base, c->base);
@@ -418,13 +419,15 @@ static int build_index(const cli_build_cfg *c, qx_ivf **out, char *desc, size_t 
         size_t n = qx_vecs_file_rows(base);
         cli_rows_progress rp;
         cli_rows_progress_init(&rp, prog, n);
-        rc = cli_encode_rows(ivf, base, 0, n, (n + CLI_BUILD_CHUNK - 1) / CLI_BUILD_CHUNK, NULL, &rp);
+        rc = cli_encode_rows(ivf, base, 0, n, (n + CLI_BUILD_CHUNK - 1) / CLI_BUILD_CHUNK, NULL, &rp, rl);
         if (rc == 0) rc = qx_vecs_file_unchanged(base);
         if (rc) st = cli_fail("build", rc);
     }
     qx_vecs_close(base);
     if (st) {
         qx_ivf_free(ivf);
+        cli_row_locator_free(*rl);
+        *rl = NULL;
         return st;
     }
     *out = ivf;
@@ -441,7 +444,8 @@ int qx_cli_build(int argc, char **argv) {
     double t0 = cli_now(), t_train = 0;
     char desc[4096 + 128];
     qx_ivf *ivf = NULL;
-    if ((st = build_index(&cfg, &ivf, desc, sizeof desc, &prog, &t_train))) return st;
+    cli_row_locator *rl = NULL; /* the index's id map: freed after it */
+    if ((st = build_index(&cfg, &ivf, &rl, desc, sizeof desc, &prog, &t_train))) return st;
     int rc = 0;
     if (cfg.replace) {
         /* the gate measures drift and recall on the data: read it whole */
@@ -451,6 +455,7 @@ int qx_cli_build(int argc, char **argv) {
             st = cli_gated_publish(ivf, base.data, base.n, cfg.replace, cfg.gate, cfg.fault, desc, &prog);
         qx_matrix_free(&base);
         qx_ivf_free(ivf);
+        cli_row_locator_free(rl);
         return rc ? cli_fail("build", rc) : st;
     }
     cli_qinco_verdict(ivf, &prog);
@@ -464,6 +469,7 @@ int qx_cli_build(int argc, char **argv) {
                 cfg.out, info.ntotal, info.nlist, info.code_size, info.M, t_train, cli_now() - t0);
     }
     qx_ivf_free(ivf);
+    cli_row_locator_free(rl);
     return rc ? cli_fail("build", rc) : 0;
 }
 

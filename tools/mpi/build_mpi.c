@@ -328,12 +328,14 @@ static int run(mpi_ctx *mc, const cli_build_cfg *c) {
     double te = MPI_Wtime();
     size_t longest = (n + (size_t)mc->P - 1) / (size_t)mc->P;
     cli_rows_progress_init(&mc->rp, prog, n);
-    rc = cli_encode_rows(ivf, f, lo, hi, (longest + CLI_BUILD_CHUNK - 1) / CLI_BUILD_CHUNK, chunk_done, mc);
+    cli_row_locator *rl = NULL; /* the index's id map: freed after it */
+    rc = cli_encode_rows(ivf, f, lo, hi, (longest + CLI_BUILD_CHUNK - 1) / CLI_BUILD_CHUNK, chunk_done, mc, &rl);
     if (rc == 0) rc = qx_vecs_file_unchanged(f);
     double t_encode = MPI_Wtime() - te;
     qx_vecs_close(f);
     if (agree(mc, rc, "encoding its rows")) {
         qx_ivf_free(ivf);
+        cli_row_locator_free(rl);
         return 1;
     }
     /* 4. shards: temp files, then rename everywhere, then the manifest */
@@ -354,6 +356,7 @@ static int run(mpi_ctx *mc, const cli_build_cfg *c) {
     sz[1] = crc;
     sz[2] = hi - lo;
     qx_ivf_free(ivf);
+    cli_row_locator_free(rl);
     if (agree(mc, rc, "writing its shard")) {
         unlink(tmp);
         return 1;
