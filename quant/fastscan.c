@@ -278,3 +278,18 @@ const float *qx_fs_codebooks4(const qx_quantizer *q) { return as_fs(q) ? as_fs(q
 const float *qx_fs_codebooks8(const qx_quantizer *q) {
     return as_fs(q) && as_fs(q)->rq ? qx_rq_codebooks(as_fs(q)->rq) : NULL;
 }
+
+int qx_fs_set_codebooks(qx_quantizer *q, const float *cb4, const float *cb8) {
+    if (!as_fs(q)) return qx__fail(QX_EINVAL, "fs_set_codebooks: not a fast-scan quantizer");
+    qx__fs *fs = (qx__fs *)q;
+    size_t d = q->d, n4 = fs->M4 * QX__FS_K4 * d;
+    if (!cb4 || (fs->M8 && !cb8)) return qx__fail(QX_EINVAL, "fs_set_codebooks: NULL codebooks");
+    long bad = qx__first_nonfinite(cb4, n4);
+    if (bad >= 0) return qx__fail(QX_EINVAL, "fs_set_codebooks: 4-bit value %ld is not finite", bad);
+    int rc = fs->M8 ? qx_rq_set_codebooks(fs->rq, cb8) : 0;
+    if (rc) return rc;
+    memcpy(fs->cb4, cb4, sizeof(float) * n4);
+    if ((rc = qx__fs_tables(fs))) return rc;
+    q->trained = 1;
+    return 0;
+}

@@ -56,5 +56,11 @@ const float *qx_fs_codebooks4(const qx_quantizer *q);
 /* The 8-bit codebooks: M8 * 256 * d floats (NULL when M8 = 0 or another kind). */
 const float *qx_fs_codebooks8(const qx_quantizer *q);
 
+/* Replace the codebooks of a fast-scan quantizer: cb4 (M4 * 16 * d floats,
+ * step-major) and cb8 (M8 * 256 * d floats; NULL when M8 = 0), both finite;
+ * marks it trained. For tools that edit a trained model (the DERP gate's
+ * planted faults); the 8-bit part keeps its own options. */
+int qx_fs_set_codebooks(qx_quantizer *q, const float *cb4, const float *cb8);
+
 QX_END_DECLS
 #endif
