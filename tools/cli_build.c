@@ -48,6 +48,9 @@ static void usage(FILE *f) {
             "  --train-beam B     rq: beam width while training (default: --beam; 1 is fastest)\n"
             "  --quantizer Q      rq (residual quantization, default), qinco (QINCo-style) or\n"
             "                     fastscan (4-bit steps scanned in SIMD registers + 8-bit steps)\n"
+            "  --fs-shape S       fastscan: residual (default: each 4-bit step spans every\n"
+            "                     dimension) or product (step m owns d/steps dimensions, a PQ:\n"
+            "                     16x cheaper look-up tables; docs/fastscan.md)\n"
             "  --fs-steps N       fastscan: 4-bit steps (even; default: as many as half the\n"
             "                     bytes hold, the rest of --bytes goes to 8-bit steps)\n"
             "  --qinco-L N        qinco: residual blocks per step (default 1)\n"
@@ -259,6 +262,7 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
         {"inject-fault", 1, 0, 'F'},
 #endif
         {"train-sample", 1, 0, 'S' + 256}, {"mpi", 0, 0, 'P'}, {"merge", 0, 0, 'P' + 256},
+        {"fs-shape", 1, 0, 'S' + 512},
         {0, 0, 0, 0}};
     int ch;
     optind = 1;
@@ -291,6 +295,11 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
         case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &c->qA); break;
         case 'E': bad = cli_parse_size("--epochs", optarg, 0, 100000, &c->epochs); break;
         case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &c->train_minutes); break;
+        case 'S' + 512:
+            if (!strcmp(optarg, "residual")) c->fs_product = 0;
+            else if (!strcmp(optarg, "product")) c->fs_product = 1;
+            else { fprintf(stderr, "qinx build: --fs-shape is residual or product, got '%s'\n", optarg); bad = 1; }
+            break;
         case 'S' + 256:
             c->train_sample = optarg;
             if (strcmp(optarg, "random") && strcmp(optarg, "strided") && strcmp(optarg, "first")) {
@@ -363,12 +372,13 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
 void cli_build_describe(const cli_build_cfg *c, char *buf, size_t cap) {
     snprintf(buf, cap,
              "--base %s\n--train %s\n--out %s\n--bytes %zu\n--nlist %zu\n--beam %zu\n--train-beam %zu\n"
-             "--seed %zu\n--max-train %zu\n--train-sample %s\n--quantizer %s\n--fs-steps %zu\n"
+             "--seed %zu\n--max-train %zu\n--train-sample %s\n--quantizer %s\n--fs-steps %zu\n--fs-shape %s\n"
              "--qinco-L %zu\n--qinco-h %zu\n--qinco-A %zu\n--epochs %zu\n--train-minutes %zu\n"
              "--metric %s\n--merge %d\n",
              c->base, c->train ? c->train : "(sample)", c->out, c->bytes, c->nlist, c->beam,
              c->train_beam, c->seed, c->max_train, c->train_sample,
-             c->use_fs ? "fastscan" : c->use_qinco ? "qinco" : "rq", c->fs_steps, c->qL, c->qh, c->qA,
+             c->use_fs ? "fastscan" : c->use_qinco ? "qinco" : "rq", c->fs_steps,
+             c->fs_product ? "product" : "residual", c->qL, c->qh, c->qA,
              c->epochs, c->train_minutes, c->metric == QX_METRIC_L2 ? "l2" : "ip", c->merge);
 }
 
