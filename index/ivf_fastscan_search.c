@@ -197,7 +197,7 @@ static float quantize_lut(const qx_ivf *ivf, fs_ctx *f, const float *lutf, float
     size_t M4 = f->M4;
     memcpy(f->T, lutf, sizeof(float) * M4 * 16);
     if (ivf->has_norm) memcpy(f->T + M4 * 16, ivf->norm_levels, sizeof(float) * 32);
-    return qx__fs_quantize_lut(f->T, 2 * f->P, f->lut8, bias_sum);
+    return qx__fs_kernels_active()->quantize_lut(f->T, 2 * f->P, f->lut8, bias_sum);
 }
 
 /* ---- the reservoir (decision 3) ---- */
@@ -356,28 +356,6 @@ static size_t cand_rows(const qx_ivf *ivf, const float *A4, const float *A8, uin
     return r0 + R8;
 }
 
-/* Product shape: x = centroid + the concatenated 4-bit codewords of the
- * code bytes nib (decision 4), the base the 8-bit rows are added to. sub:
- * the M4 + 1 step boundaries (qx_fs_subspace; a division per step cost
- * more than the copy). */
-static void product_base(const float *pack, const float *cen, const uint8_t *nib, const uint32_t *sub,
-                         size_t M4, float *x) {
-    for (size_t m = 0; m < M4; m++) {
-        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
-        const float *a = pack + 16 * lo + c * ds;
-        const float *cl = cen + lo;
-        float *xl = x + lo;
-        size_t t = 0;
-        for (; t + 4 <= ds; t += 4) {
-            xl[t] = cl[t] + a[t];
-            xl[t + 1] = cl[t + 1] + a[t + 1];
-            xl[t + 2] = cl[t + 2] + a[t + 2];
-            xl[t + 3] = cl[t + 3] + a[t + 3];
-        }
-        for (; t < ds; t++) xl[t] = cl[t] + a[t];
-    }
-}
-
 /* Second stage: exact distances of the shortlist to their full
  * reconstructions, best k sorted into dist/ids. The rows of candidate i+1
  * are prefetched while candidate i is computed. */
@@ -400,7 +378,7 @@ static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, con
         if (i + 1 < n) nr_next = cand_rows(ivf, A4, A8, h->val[i + 1], next, nnext, 1);
         const float *cen = ivf->centroids + (size_t)(h->val[i] >> 32) * d;
         if (pack) {
-            product_base(pack, cen, ncur, f->sub, M4, f->prow);
+            kern->product_base(f->prow, pack, cen, ncur, f->sub, M4);
             cen = f->prow;
         }
         float s;
@@ -554,18 +532,12 @@ static void search_one_split(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, int thre
 
 /* The 4-bit float table of one query for a product-shaped part (decision
  * 1): lut[m × 16 + k] = alpha × Σ over step m's dimensions t of
- * q[t] × rows[t × 16 + k]; 16 lanes a dimension. */
-static void product_table(const float *rows, const uint32_t *sub, size_t M4, float alpha, const float *q,
-                          float *lut) {
-    for (size_t m = 0; m < M4; m++) {
-        float acc[16] = {0};
-        for (size_t t = sub[m]; t < sub[m + 1]; t++) {
-            const float *r = rows + t * 16;
-            float qt = q[t];
-            for (int k = 0; k < 16; k++) acc[k] += qt * r[k];
-        }
-        for (int k = 0; k < 16; k++) lut[m * 16 + k] = alpha * acc[k];
-    }
+ * q[t] × rows[t × 16 + k], one dot16t a step on alpha × q (qa: d floats). */
+static void product_table(const qx__fs_kernels *kern, const float *rows, const uint32_t *sub, size_t M4,
+                          size_t d, float alpha, const float *q, float *qa, float *lut) {
+    for (size_t t = 0; t < d; t++) qa[t] = alpha * q[t];
+    for (size_t m = 0; m < M4; m++)
+        kern->dot16t(lut + m * 16, qa + sub[m], rows + (size_t)sub[m] * 16, sub[m + 1] - sub[m]);
 }
 
 /* Coarse scores and 4-bit float tables of nb queries into c (decision 1). */
@@ -591,7 +563,9 @@ static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const qx_searc
                             qb, (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
         }
         if (prof) t1 = cpu_now();
-        for (size_t i = 0; i < nb; i++) product_table(prow, f->sub, M4, alpha, qb + i * d, f->lutf + i * M4 * 16);
+        const qx__fs_kernels *kern = qx__fs_kernels_active();
+        for (size_t i = 0; i < nb; i++)
+            product_table(kern, prow, f->sub, M4, d, alpha, qb + i * d, f->xbuf, f->lutf + i * M4 * 16);
     } else if (nb <= 2) {
         for (size_t i = 0; flat && i < nb; i++)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids, (int)d,

@@ -73,12 +73,23 @@ float qx__fs_quantize_lut(const float *T, size_t nsteps, uint8_t *lut8, float *b
     return scale;
 }
 
+void qx__fs_product_base_scalar(float *x, const float *pack, const float *cen, const uint8_t *nib,
+                                const uint32_t *sub, size_t M4) {
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
+        const float *a = pack + 16 * lo + c * ds;
+        for (size_t t = 0; t < ds; t++) x[lo + t] = cen[lo + t] + a[t];
+    }
+}
+
 const qx__fs_kernels qx__fs_kernels_scalar = {
     .name = "scalar",
     .scan = qx__fs_scan_scalar,
     .find_lt_u16 = qx__fs_find_lt_u16_scalar,
     .decode_l2 = qx__fs_decode_l2_scalar,
     .dot16t = qx__fs_dot16t_scalar,
+    .quantize_lut = qx__fs_quantize_lut,
+    .product_base = qx__fs_product_base_scalar,
 };
 
 const qx__fs_kernels *qx__fs_kernels_for(qx_simd_level level) {

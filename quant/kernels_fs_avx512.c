@@ -108,10 +108,51 @@ static void dot16t_avx512(float *out, const float *q, const float *blk, size_t d
     _mm512_storeu_ps(out, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+/* One step's 16 entries are one zmm: its minimum and maximum by reduction,
+ * then (T − min) × scale + 0.5, clamped to [0, 255], truncated and narrowed
+ * to bytes, as the scalar reference does entry by entry. */
+static float quantize_lut_avx512(const float *T, size_t nsteps, uint8_t *lut8, float *bias_sum) {
+    float span = 0, bsum = 0, mins[2 * QX_FS_MAX_PAIRS];
+    for (size_t s = 0; s < nsteps; s++) {
+        __m512 v = _mm512_loadu_ps(T + s * 16);
+        float lo = _mm512_reduce_min_ps(v), hi = _mm512_reduce_max_ps(v);
+        mins[s] = lo;
+        bsum += lo;
+        if (hi - lo > span) span = hi - lo;
+    }
+    float scale = span > 0 ? 255.0f / span : 1.0f;
+    const __m512 sc = _mm512_set1_ps(scale), half = _mm512_set1_ps(0.5f), zero = _mm512_setzero_ps(),
+                 top = _mm512_set1_ps(255.0f);
+    for (size_t s = 0; s < nsteps; s++) {
+        __m512 v = _mm512_sub_ps(_mm512_loadu_ps(T + s * 16), _mm512_set1_ps(mins[s]));
+        v = _mm512_add_ps(_mm512_mul_ps(v, sc), half);
+        v = _mm512_min_ps(_mm512_max_ps(v, zero), top);
+        _mm_storeu_si128((__m128i *)(lut8 + s * 16), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+    }
+    *bias_sum = bsum;
+    return scale;
+}
+
+/* A step's dimensions with one masked load and store per 16 floats. */
+static void product_base_avx512(float *x, const float *pack, const float *cen, const uint8_t *nib,
+                                const uint32_t *sub, size_t M4) {
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
+        const float *a = pack + 16 * lo + c * ds;
+        for (size_t t = 0; t < ds; t += 16) {
+            __mmask16 k = ds - t >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ds - t)) - 1u);
+            __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, cen + lo + t), _mm512_maskz_loadu_ps(k, a + t));
+            _mm512_mask_storeu_ps(x + lo + t, k, v);
+        }
+    }
+}
+
 const qx__fs_kernels qx__fs_kernels_avx512 = {
     .name = "avx512",
     .scan = scan_avx512,
     .find_lt_u16 = find_lt_u16_avx512,
     .decode_l2 = decode_l2_avx512,
     .dot16t = dot16t_avx512,
+    .quantize_lut = quantize_lut_avx512,
+    .product_base = product_base_avx512,
 };

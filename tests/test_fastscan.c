@@ -149,6 +149,50 @@ static void test_dot16t_matches_scalar(void **state) {
     }
 }
 
+/* quantize_lut of each SIMD level against the scalar reference: the same
+ * scale and bias, entries within one unit (decision 2 of kernels_fs.h's
+ * table: a fused multiply-add may round a boundary value the other way);
+ * product_base exactly, on uneven step boundaries. */
+static void test_lut_and_product_kernels_match_scalar(void **state) {
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 19);
+    enum { NS = 2 * QX_FS_MAX_PAIRS, DM = 131 };
+    float *T = malloc(sizeof(float) * NS * 16), *pack = malloc(sizeof(float) * 16 * DM);
+    float cen[DM], want[DM], got[DM];
+    uint8_t a8[NS * 16], b8[NS * 16], nib[64];
+    uint32_t sub[DM + 1];
+    for (size_t li = 0; li < 2; li++) {
+        const qx__fs_kernels *k = qx__fs_kernels_for(LEVELS[li]);
+        if (!k) continue;
+        for (size_t ns = 1; ns <= NS; ns += 7) {
+            for (size_t i = 0; i < ns * 16; i++) T[i] = (float)tu_rng_normal(&r) * (i % 3 ? 1.0f : 4.0f);
+            float bw, bg, sw = qx__fs_quantize_lut(T, ns, a8, &bw), sg = k->quantize_lut(T, ns, b8, &bg);
+            assert_true(sw == sg && bw == bg);
+            for (size_t i = 0; i < ns * 16; i++) assert_true(abs((int)a8[i] - (int)b8[i]) <= 1);
+        }
+        for (size_t d = 2; d <= DM; d += 3)
+            for (size_t M4 = 2; M4 <= d && M4 <= 64; M4 += 6) {
+                for (size_t m = 0; m <= M4; m++) {
+                    size_t lo, hi;
+                    qx_fs_subspace(d, M4, m < M4 ? m : M4 - 1, &lo, &hi);
+                    sub[m] = (uint32_t)(m < M4 ? lo : hi);
+                }
+                for (size_t t = 0; t < d; t++) cen[t] = (float)tu_rng_normal(&r);
+                for (size_t t = 0; t < 16 * d; t++) pack[t] = (float)tu_rng_normal(&r);
+                for (size_t j = 0; j < M4 / 2; j++) nib[j] = (uint8_t)tu_rng_next(&r);
+                memset(want, 0, sizeof want);
+                memset(got, 0, sizeof got);
+                qx__fs_product_base_scalar(want, pack, cen, nib, sub, M4);
+                k->product_base(got, pack, cen, nib, sub, M4);
+                assert_memory_equal(want, got, sizeof(float) * d);
+                assert_true(want[d - 1] != 0 && (d == DM || got[d] == 0)); /* filled to d, not beyond */
+            }
+    }
+    free(T);
+    free(pack);
+}
+
 static void test_pack_roundtrip_and_lut_bound(void **state) {
     (void)state;
     size_t P = 9, n = 77;
@@ -809,6 +853,7 @@ int main(void) {
         cmocka_unit_test(test_scan_kernels_match_scalar),
         cmocka_unit_test(test_find_lt_and_decode_l2),
         cmocka_unit_test(test_dot16t_matches_scalar),
+        cmocka_unit_test(test_lut_and_product_kernels_match_scalar),
         cmocka_unit_test(test_pack_roundtrip_and_lut_bound),
         cmocka_unit_test(test_quantizer_roundtrip),
         cmocka_unit_test(test_bad_options),
