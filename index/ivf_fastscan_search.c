@@ -42,10 +42,10 @@
  *    rows (3.4k QPS at shortlist 100). The 8-bit rows of the next candidate
  *    are prefetched while one is computed (they are M8 random rows of a
  *    table of M8 × 256 × d floats, beyond L2 for GloVe's 7 × 256 × 100).
- *    With a product-shaped 4-bit part, the centroid and the 4-bit codewords
- *    of a candidate are concatenated into the base the 8-bit rows are added
- *    to (from a packed 16 × d table, L1-resident) instead of summing M4 rows
- *    of d: at 16 steps + 7 bytes, 7 rows of d a candidate instead of 23.
+ *    With a product-shaped 4-bit part, the 4-bit codewords of a candidate
+ *    are concatenated (from a packed 16 × d table, L1-resident) into the
+ *    base the centroid and the 8-bit rows are added to, instead of summing
+ *    M4 rows of d: at 16 steps + 7 bytes, 8 rows of d a candidate, not 23.
  * 5. One query's lists can be split across threads (params->threads > 1 and
  *    a single query): each thread scans its share of the probes into its own
  *    shortlist, the shortlists are merged, then re-ranked. A batch is split
@@ -112,7 +112,7 @@ typedef struct fs_ctx {
     float rthr;
     const float **rows;   /* M4 + M8 rows of one candidate, then of the next (2 × (M4 + M8)) */
     float *xbuf;          /* d */
-    float *prow;          /* product shape: d, centroid + the 4-bit codewords of a candidate */
+    float *prow;          /* product shape: d (+ 16 padding), a candidate's 4-bit codewords */
     uint32_t *sub;        /* product shape: M4 + 1 step boundaries (qx_fs_subspace) */
     float *c2s;           /* two-level coarse scratch (2 × groups rounded to 16) */
 } fs_ctx;
@@ -153,7 +153,7 @@ static int fs_ctx_fit(const qx_ivf *ivf, qx_ivf_search_ctx *c, size_t heap_k) {
         f->probes.val = qx__malloc(sizeof(uint64_t) * ivf->nlist);
         f->rows = qx__malloc(sizeof(float *) * 2 * (f->R ? f->R : 1));
         f->xbuf = qx__aligned_alloc(sizeof(float) * ivf->d);
-        f->prow = qx__aligned_alloc(sizeof(float) * ivf->d);
+        f->prow = qx__aligned_alloc(sizeof(float) * (ivf->d + 16)); /* padded: kernels_fs.h */
         f->sub = qx__malloc(sizeof(uint32_t) * (M4 + 1));
         for (size_t m = 0; f->sub && m <= M4; m++) {
             size_t lo, hi;
@@ -344,6 +344,8 @@ static size_t cand_rows(const qx_ivf *ivf, const float *A4, const float *A8, uin
             rows[2 * j + 1] = A4 + ((2 * j + 1) * 16 + (sb[j] >> 4)) * d;
         }
         r0 = 2 * H;
+    } else {
+        r0 = 1; /* product shape: rows[0] is the centroid, set by refine */
     }
     const uint8_t *r = L->codes + off * R8;
     for (size_t m = 0; m < R8; m++) rows[r0 + m] = A8 + (m * 256 + r[m]) * d;
@@ -377,8 +379,9 @@ static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, con
         size_t nr_next = 0;
         if (i + 1 < n) nr_next = cand_rows(ivf, A4, A8, h->val[i + 1], next, nnext, 1);
         const float *cen = ivf->centroids + (size_t)(h->val[i] >> 32) * d;
-        if (pack) {
-            kern->product_base(f->prow, pack, cen, ncur, f->sub, M4);
+        if (pack) { /* cur[0] is the slot cand_rows left for the centroid */
+            kern->product_base(f->prow, pack, ncur, f->sub, M4);
+            cur[0] = cen;
             cen = f->prow;
         }
         float s;

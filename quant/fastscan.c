@@ -94,6 +94,7 @@ int qx__fs_tables(qx__fs *fs) {
         if (!cb8) return qx__fail(QX_EINTERNAL, "fastscan: 8-bit part has no codebooks");
         memcpy(fs->additive + H * 256 * d, cb8, sizeof(float) * fs->M8 * 256 * d);
     }
+    if (fs->pack4) memset(fs->pack4 + d * QX__FS_K4, 0, sizeof(float) * 16);
     if (fs->rows4)
         for (size_t m = 0; m < fs->M4; m++) {
             size_t lo, hi;
@@ -217,7 +218,7 @@ static int fs_alloc(qx__fs **out, size_t d, const qx_fs_opts *o) {
     fs->additive = qx__aligned_alloc(add);
     if (o->product4) {
         fs->rows4 = qx__aligned_alloc(sizeof(float) * d * QX__FS_K4);
-        fs->pack4 = qx__aligned_alloc(sizeof(float) * d * QX__FS_K4);
+        fs->pack4 = qx__aligned_alloc(sizeof(float) * (d * QX__FS_K4 + 16)); /* padded: kernels_fs.h */
     }
     if (!fs->cb4 || !fs->norms4 || !fs->additive || (o->product4 && (!fs->rows4 || !fs->pack4))) {
         fs_destroy(&fs->base);

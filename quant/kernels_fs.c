@@ -73,12 +73,12 @@ float qx__fs_quantize_lut(const float *T, size_t nsteps, uint8_t *lut8, float *b
     return scale;
 }
 
-void qx__fs_product_base_scalar(float *x, const float *pack, const float *cen, const uint8_t *nib,
-                                const uint32_t *sub, size_t M4) {
+void qx__fs_product_base_scalar(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                                size_t M4) {
     for (size_t m = 0; m < M4; m++) {
         size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
         const float *a = pack + 16 * lo + c * ds;
-        for (size_t t = 0; t < ds; t++) x[lo + t] = cen[lo + t] + a[t];
+        for (size_t t = 0; t < ds; t++) x[lo + t] = a[t];
     }
 }
 

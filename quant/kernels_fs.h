@@ -48,12 +48,14 @@ typedef struct qx__fs_kernels {
      * reference by one unit in an entry that sits on a rounding boundary:
      * the compiler may fuse the multiply and the add). */
     float (*quantize_lut)(const float *T, size_t nsteps, uint8_t *lut8, float *bias_sum);
-    /* Product-shaped 4-bit part (qinx/fastscan.h): x[t] = cen[t] + the
-     * coordinate t of the codeword that nib picks for the step owning t,
-     * from the packed table (qx_fs_product_codewords); sub: the M4 + 1 step
-     * boundaries. Exact (additions only): equal to the scalar reference. */
-    void (*product_base)(float *x, const float *pack, const float *cen, const uint8_t *nib,
-                         const uint32_t *sub, size_t M4);
+    /* Product-shaped 4-bit part (qinx/fastscan.h): x[t] = coordinate t of
+     * the codeword that nib picks for the step owning t, from the packed
+     * table (qx_fs_product_codewords, which has 16 floats of padding); sub:
+     * the M4 + 1 step boundaries. x must hold d + 16 floats: SIMD variants
+     * store whole registers, later steps overwriting the tail of earlier
+     * ones (masked stores are slow on this AMD core). A copy: equal to the
+     * scalar reference on x[0..d). */
+    void (*product_base)(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub, size_t M4);
 } qx__fs_kernels;
 
 extern const qx__fs_kernels qx__fs_kernels_scalar;
@@ -92,7 +94,7 @@ size_t qx__fs_find_lt_u16_scalar(const uint16_t *v, size_t n, uint16_t thr);
 float qx__fs_decode_l2_scalar(const float *q, const float *base, const float *const *rows,
                               size_t nrows, size_t d);
 void qx__fs_dot16t_scalar(float *out, const float *q, const float *blk, size_t d);
-void qx__fs_product_base_scalar(float *x, const float *pack, const float *cen, const uint8_t *nib,
-                                const uint32_t *sub, size_t M4);
+void qx__fs_product_base_scalar(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                                size_t M4);
 
 #endif

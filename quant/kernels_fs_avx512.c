@@ -133,17 +133,15 @@ static float quantize_lut_avx512(const float *T, size_t nsteps, uint8_t *lut8, f
     return scale;
 }
 
-/* A step's dimensions with one masked load and store per 16 floats. */
-static void product_base_avx512(float *x, const float *pack, const float *cen, const uint8_t *nib,
-                                const uint32_t *sub, size_t M4) {
+/* Whole-register copies, steps in increasing order: a step's 16-float store
+ * runs past its dimensions into the next step's, which then overwrites
+ * them (kernels_fs.h: x and pack are padded). */
+static void product_base_avx512(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                                size_t M4) {
     for (size_t m = 0; m < M4; m++) {
         size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
         const float *a = pack + 16 * lo + c * ds;
-        for (size_t t = 0; t < ds; t += 16) {
-            __mmask16 k = ds - t >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ds - t)) - 1u);
-            __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, cen + lo + t), _mm512_maskz_loadu_ps(k, a + t));
-            _mm512_mask_storeu_ps(x + lo + t, k, v);
-        }
+        for (size_t t = 0; t < ds; t += 16) _mm512_storeu_ps(x + lo + t, _mm512_loadu_ps(a + t));
     }
 }
 

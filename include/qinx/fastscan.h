@@ -78,7 +78,8 @@ const float *qx_fs_product_rows(const qx_quantizer *q);
 
 /* A product-shaped quantizer's 4-bit codewords packed for decoding: 16 × d
  * floats; step m's 16 codewords start at 16 × lo (qx_fs_subspace), each
- * hi − lo floats long (what a re-ranking reads). NULL as above. */
+ * hi − lo floats long (what a re-ranking reads), then 16 floats of zero
+ * padding (SIMD readers load whole registers). NULL as above. */
 const float *qx_fs_product_codewords(const qx_quantizer *q);
 
 /* Replace the codebooks of a fast-scan quantizer: cb4 (M4 * 16 * d floats,
