@@ -379,15 +379,18 @@ static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, con
         size_t nr_next = 0;
         if (i + 1 < n) nr_next = cand_rows(ivf, A4, A8, h->val[i + 1], next, nnext, 1);
         const float *cen = ivf->centroids + (size_t)(h->val[i] >> 32) * d;
-        if (pack) { /* cur[0] is the slot cand_rows left for the centroid */
-            kern->product_base(f->prow, pack, ncur, f->sub, M4);
-            cur[0] = cen;
-            cen = f->prow;
-        }
         float s;
-        if (l2) {
+        if (pack && l2) {
+            /* cur[0] is the slot cand_rows left for the centroid: unused here */
+            s = kern->product_l2(q, cen, cur + 1, nr - 1, d, pack, ncur, f->sub, M4, f->prow);
+        } else if (l2) {
             s = kern->decode_l2(q, cen, cur, nr, d);
         } else {
+            if (pack) { /* inner product: the concatenated codewords as the base */
+                kern->product_base(f->prow, pack, ncur, f->sub, M4);
+                cur[0] = cen;
+                cen = f->prow;
+            }
             for (size_t t = 0; t < d; t++) {
                 float x = cen[t];
                 for (size_t m = 0; m < nr; m++) x += cur[m][t];

@@ -82,6 +82,26 @@ void qx__fs_product_base_scalar(float *x, const float *pack, const uint8_t *nib,
     }
 }
 
+float qx__fs_product_l2_scalar(const float *q, const float *base, const float *const *rows, size_t nrows,
+                               size_t d, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                               size_t M4, float *ybuf) {
+    for (size_t t = 0; t < d; t++) {
+        float x = base[t];
+        for (size_t r = 0; r < nrows; r++) x += rows[r][t];
+        ybuf[t] = q[t] - x;
+    }
+    float s = 0;
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
+        const float *a = pack + 16 * lo + c * ds;
+        for (size_t t = 0; t < ds; t++) {
+            float e = ybuf[lo + t] - a[t];
+            s += e * e;
+        }
+    }
+    return s;
+}
+
 const qx__fs_kernels qx__fs_kernels_scalar = {
     .name = "scalar",
     .scan = qx__fs_scan_scalar,
@@ -90,6 +110,7 @@ const qx__fs_kernels qx__fs_kernels_scalar = {
     .dot16t = qx__fs_dot16t_scalar,
     .quantize_lut = qx__fs_quantize_lut,
     .product_base = qx__fs_product_base_scalar,
+    .product_l2 = qx__fs_product_l2_scalar,
 };
 
 const qx__fs_kernels *qx__fs_kernels_for(qx_simd_level level) {

@@ -56,6 +56,14 @@ typedef struct qx__fs_kernels {
      * ones (masked stores are slow on this AMD core). A copy: equal to the
      * scalar reference on x[0..d). */
     void (*product_base)(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub, size_t M4);
+    /* ||q − (base + Σ_r rows[r] + p)||² where p is the product-shaped 4-bit
+     * part nib picks (as product_base): y = q − base − Σ rows is written to
+     * ybuf (d + 16 floats, 64-byte aligned), then each step's sub-vector of
+     * y is compared with its codeword with masked arithmetic, no stores (the
+     * L2 re-ranking of a product-shaped cascade). */
+    float (*product_l2)(const float *q, const float *base, const float *const *rows, size_t nrows,
+                        size_t d, const float *pack, const uint8_t *nib, const uint32_t *sub, size_t M4,
+                        float *ybuf);
 } qx__fs_kernels;
 
 extern const qx__fs_kernels qx__fs_kernels_scalar;
@@ -96,5 +104,8 @@ float qx__fs_decode_l2_scalar(const float *q, const float *base, const float *co
 void qx__fs_dot16t_scalar(float *out, const float *q, const float *blk, size_t d);
 void qx__fs_product_base_scalar(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub,
                                 size_t M4);
+float qx__fs_product_l2_scalar(const float *q, const float *base, const float *const *rows, size_t nrows,
+                               size_t d, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                               size_t M4, float *ybuf);
 
 #endif

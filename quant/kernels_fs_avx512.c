@@ -145,6 +145,46 @@ static void product_base_avx512(float *x, const float *pack, const uint8_t *nib,
     }
 }
 
+/* y = q − base − Σ rows with aligned whole-register stores (ybuf is padded),
+ * then per step a masked difference with its codeword: loads only. */
+static float product_l2_avx512(const float *q, const float *base, const float *const *rows, size_t nrows,
+                               size_t d, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                               size_t M4, float *ybuf) {
+    for (size_t j = 0; j < d; j += 16) {
+        __mmask16 k = d - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - j)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(k, base + j);
+        for (size_t r = 0; r < nrows; r++) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(k, rows[r] + j));
+        _mm512_store_ps(ybuf + j, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, q + j), x));
+    }
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    if ((d + M4 - 1) / M4 <= 16) {
+        /* every step fits one register: a pair of steps per code byte,
+         * no inner loop */
+        for (size_t j = 0; j < M4 / 2; j++) {
+            unsigned b = nib[j];
+            size_t lo0 = sub[2 * j], lo1 = sub[2 * j + 1], ds0 = lo1 - lo0, ds1 = sub[2 * j + 2] - lo1;
+            __m512 e0 = _mm512_maskz_sub_ps((__mmask16)((1u << ds0) - 1u), _mm512_loadu_ps(ybuf + lo0),
+                                            _mm512_loadu_ps(pack + 16 * lo0 + (b & 15) * ds0));
+            __m512 e1 = _mm512_maskz_sub_ps((__mmask16)((1u << ds1) - 1u), _mm512_loadu_ps(ybuf + lo1),
+                                            _mm512_loadu_ps(pack + 16 * lo1 + (b >> 4) * ds1));
+            s0 = _mm512_fmadd_ps(e0, e0, s0);
+            s1 = _mm512_fmadd_ps(e1, e1, s1);
+        }
+        return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    }
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
+        const float *a = pack + 16 * lo + c * ds;
+        for (size_t t = 0; t < ds; t += 16) {
+            __mmask16 k = ds - t >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ds - t)) - 1u);
+            __m512 e = _mm512_maskz_sub_ps(k, _mm512_loadu_ps(ybuf + lo + t), _mm512_loadu_ps(a + t));
+            if (m & 1) s1 = _mm512_fmadd_ps(e, e, s1);
+            else s0 = _mm512_fmadd_ps(e, e, s0);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
 const qx__fs_kernels qx__fs_kernels_avx512 = {
     .name = "avx512",
     .scan = scan_avx512,
@@ -153,4 +193,5 @@ const qx__fs_kernels qx__fs_kernels_avx512 = {
     .dot16t = dot16t_avx512,
     .quantize_lut = quantize_lut_avx512,
     .product_base = product_base_avx512,
+    .product_l2 = product_l2_avx512,
 };

@@ -159,7 +159,8 @@ static void test_lut_and_product_kernels_match_scalar(void **state) {
     tu_rng_seed(&r, 19);
     enum { NS = 2 * QX_FS_MAX_PAIRS, DM = 131 };
     float *T = malloc(sizeof(float) * NS * 16), *pack = malloc(sizeof(float) * (16 * DM + 16));
-    float want[DM + 16], got[DM + 16];
+    float want[DM + 16], got[DM + 16], cen[DM], qv[DM];
+    float *ybuf = qx_aligned_alloc(sizeof(float) * (DM + 16));
     uint8_t a8[NS * 16], b8[NS * 16], nib[64];
     uint32_t sub[DM + 1];
     for (size_t li = 0; li < 2; li++) {
@@ -179,6 +180,7 @@ static void test_lut_and_product_kernels_match_scalar(void **state) {
                     sub[m] = (uint32_t)(m < M4 ? lo : hi);
                 }
                 for (size_t t = 0; t < 16 * d; t++) pack[t] = (float)tu_rng_normal(&r);
+                for (size_t t = 0; t < d; t++) cen[t] = (float)tu_rng_normal(&r), qv[t] = (float)tu_rng_normal(&r);
                 for (size_t j = 0; j < M4 / 2; j++) nib[j] = (uint8_t)tu_rng_next(&r);
                 memset(want, 0, sizeof want);
                 memset(got, 0, sizeof got);
@@ -186,10 +188,26 @@ static void test_lut_and_product_kernels_match_scalar(void **state) {
                 k->product_base(got, pack, nib, sub, M4);
                 assert_memory_equal(want, got, sizeof(float) * d);
                 assert_true(want[d - 1] != 0);
+                /* product_l2 with 0..3 rows: the same distance as decoding
+                 * (base + rows + concatenated codewords) and taking it */
+                for (size_t nrows = 0; nrows <= 3; nrows++) {
+                    const float *rw[3] = {pack + 3, pack + 5 * d / 4, pack + 2 * d};
+                    float ref = 0, mag = 0;
+                    for (size_t t = 0; t < d; t++) {
+                        float x = cen[t] + want[t];
+                        for (size_t j = 0; j < nrows; j++) x += rw[j][t];
+                        ref += (qv[t] - x) * (qv[t] - x);
+                        mag += qv[t] * qv[t] + x * x;
+                    }
+                    float a = qx__fs_product_l2_scalar(qv, cen, rw, nrows, d, pack, nib, sub, M4, ybuf);
+                    float b = k->product_l2(qv, cen, rw, nrows, d, pack, nib, sub, M4, ybuf);
+                    assert_true(fabsf(a - ref) <= 1e-5f * (1 + mag) && fabsf(b - ref) <= 1e-5f * (1 + mag));
+                }
             }
     }
     free(T);
     free(pack);
+    qx_aligned_free(ybuf);
 }
 
 static void test_pack_roundtrip_and_lut_bound(void **state) {
