@@ -53,3 +53,47 @@ uint32_t qx__crc32(uint32_t crc, const void *data, size_t len) {
 }
 
 uint32_t qx_crc32(uint32_t crc, const void *data, size_t len) { return qx__crc32(crc, data, len); }
+
+/* ---- combining: CRC(A || B) from CRC(A), CRC(B) and len(B) ------------------
+ * CRC(A || B) = CRC(A) * x^(8 len(B)) mod P  xor  CRC(B) (the pre- and
+ * post-inversions cancel), with products in GF(2)[x] mod P in the reflected
+ * bit order of the table code. x^(2^k) mod P is squared up once; x^(8 len)
+ * is then a product over the bits of len (as zlib's crc32_combine does).
+ * Why: one CRC of a long section can be computed in pieces on several cores
+ * (restart checks ~50 bytes a point of segment metadata and codes). */
+#define CRC_POLY 0xEDB88320u
+static uint32_t x2n_table[64];
+static pthread_once_t x2n_once = PTHREAD_ONCE_INIT;
+
+static uint32_t multmodp(uint32_t a, uint32_t b) { /* a * b mod P (bit 31 = x^0) */
+    uint32_t m = (uint32_t)1 << 31, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0) break;
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ CRC_POLY : b >> 1;
+    }
+    return p;
+}
+
+static void x2n_init(void) {
+    uint32_t p = (uint32_t)1 << 30; /* x^1 */
+    for (int k = 0; k < 64; k++) {
+        x2n_table[k] = p;
+        p = multmodp(p, p);
+    }
+}
+
+uint32_t qx__crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+    pthread_once(&x2n_once, x2n_init);
+    uint32_t p = (uint32_t)1 << 31; /* x^0 */
+    for (unsigned k = 3; len_b; len_b >>= 1, k++) /* x^(len_b * 2^3) */
+        if (len_b & 1) p = multmodp(x2n_table[k & 63], p);
+    return multmodp(p, crc_a) ^ crc_b;
+}
+
+uint32_t qx_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+    return qx__crc32_combine(crc_a, crc_b, len_b);
+}

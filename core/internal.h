@@ -57,6 +57,8 @@ int qx__num_threads(void);
 
 /* CRC-32 (IEEE) of len bytes, continuing from crc (start with 0). */
 uint32_t qx__crc32(uint32_t crc, const void *data, size_t len);
+/* CRC of A || B from crc_a = CRC(A), crc_b = CRC(B) and len_b = len(B). */
+uint32_t qx__crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 /* ---- files (core/file.c): the one atomic writer and directory fsync ---- */
 #define QX__PATH_CAP QX_PATH_CAP

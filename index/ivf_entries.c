@@ -80,6 +80,33 @@ int qx_ivf_add_entries(qx_ivf *ivf, const uint32_t *lists, const uint8_t *codes,
     return rc;
 }
 
+int qx_ivf_reserve_lists(qx_ivf *ivf, const size_t *add) {
+    if (!ivf || !add) return qx__fail(QX_EINVAL, "ivf_reserve_lists: NULL argument");
+    if (!ivf->trained) return qx__fail(QX_ESTATE, "ivf_reserve_lists: index is not trained");
+    if (ivf->fs_pairs || !ivf->lists) return 0;
+    size_t cs = ivf->code_size;
+    for (size_t l = 0; l < ivf->nlist; l++) {
+        qx__ivf_list *L = &ivf->lists[l];
+        size_t want, bytes, ib;
+        if (!add[l]) continue;
+        if (!qx__add(L->size, add[l], &want) || !qx__mul(want, cs, &bytes) || !qx__mul(want, sizeof(int64_t), &ib))
+            return qx__fail(QX_ENOMEM, "ivf_reserve_lists: list %zu", l);
+        if (want <= L->cap) continue;
+        uint8_t *codes = qx__aligned_alloc(bytes);
+        int64_t *ids = codes ? qx__realloc(L->ids, ib) : NULL;
+        if (!codes || !ids) {
+            qx__aligned_free(codes);
+            return qx__fail(QX_ENOMEM, "ivf_reserve_lists: list %zu of %zu entries", l, want);
+        }
+        if (L->size) memcpy(codes, L->codes, L->size * cs);
+        qx__aligned_free(L->codes);
+        L->codes = codes;
+        L->ids = ids;
+        L->cap = want;
+    }
+    return 0;
+}
+
 int qx_ivf_trim(qx_ivf *ivf) {
     if (!ivf) return qx__fail(QX_EINVAL, "ivf_trim: NULL index");
     if (ivf->fs_pairs || !ivf->lists) return 0; /* fast-scan blocks: left as they are */

@@ -81,6 +81,7 @@ static void index_name(char *out, size_t cap, const char *dir, uint64_t gen) {
 static void coll_free(qxs_coll *c) {
     if (!c) return;
     qxs_wal_close(&c->wal);
+    qxs_wcodes_close(&c->wcodes);
     qxs_store_free(&c->store);
     qx_ivf_free(c->ivf);
     qxs_rowmap_free(c->rowmap);
@@ -116,6 +117,7 @@ static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_pa
     c->indexing_threshold = p->indexing_threshold;
     c->refs = 1; /* the registry's reference */
     c->wal.fd = -1;
+    qxs_wcodes_init(&c->wcodes);
     pthread_mutex_init(&c->wal.sync_mu, NULL);
     pthread_mutex_init(&c->wmu, NULL);
     pthread_rwlockattr_t a;
@@ -269,25 +271,60 @@ static void index_rows(qxs_coll *c, const int64_t *old_keys, const int64_t *new_
     }
     if (!locked) pthread_rwlock_unlock(&c->rw);
     if (!new_keys || !c->ivf) return;
+    qx_ivf_info info;
+    if (qx_ivf_get_info(c->ivf, &info)) return;
+    size_t cs = info.code_size, rec = 4 + cs;
     float *buf = qx_aligned_alloc(QXS_INDEX_CHUNK * c->d * sizeof(float));
-    int64_t keys[QXS_INDEX_CHUNK];
-    int irc = buf ? 0 : qx_error_set(QX_ENOMEM, "index chunk");
+    uint8_t *ecodes = qx_malloc(QXS_INDEX_CHUNK * cs + 1);
+    int64_t keys[QXS_INDEX_CHUNK], ekeys[QXS_INDEX_CHUNK];
+    uint32_t elists[QXS_INDEX_CHUNK];
+    int irc = buf && ecodes ? 0 : qx_error_set(QX_ENOMEM, "index chunk");
     for (size_t i = 0; !irc && i < n; i += QXS_INDEX_CHUNK) {
-        size_t m = n - i < QXS_INDEX_CHUNK ? n - i : QXS_INDEX_CHUNK, k = 0;
+        size_t m = n - i < QXS_INDEX_CHUNK ? n - i : QXS_INDEX_CHUNK, k = 0, ke = 0;
         if (!locked) pthread_rwlock_wrlock(&c->rw);
         for (size_t j = 0; j < m; j++) {
             int64_t key = new_keys[i + j];
             if (key < 0 || !qxs_store_live(&c->store, key)) continue;
+            const uint8_t *e = c->wc_use ? c->wc_use + (i + j) * rec : NULL;
+            uint32_t l;
+            if (e && (memcpy(&l, e, 4), l != UINT32_MAX)) { /* replay: the code noted in wal.codes */
+                elists[ke] = l;
+                memcpy(ecodes + ke * cs, e + 4, cs);
+                ekeys[ke++] = key;
+                continue;
+            }
             memcpy(buf + k * c->d, qxs_store_vec(&c->store, key), c->d * sizeof(float));
             keys[k++] = key;
         }
         if (k) irc = qx_ivf_add(c->ivf, buf, keys, k);
+        if (ke && !irc) irc = qx_ivf_add_entries(c->ivf, elists, ecodes, ekeys, ke);
         if (!locked) pthread_rwlock_unlock(&c->rw);
     }
     qx_aligned_free(buf);
-    if (irc)
+    qx_free(ecodes);
+    if (irc) {
         qxs_log(QXS_LOG_ERROR, "collection %s: index add failed (%s); exact data kept, rebuild advised", c->name,
                 qx_last_error());
+        return;
+    }
+    /* note the codes this record's points got, so a replay need not encode
+     * them again; only under the manifest's model (wal_codes.h) */
+    if (c->wc_lsn && c->wcodes.fd >= 0 && !c->ivf_dirty && c->wcodes.gen == c->store.index_gen &&
+        c->wcodes.cs == cs && n <= UINT32_MAX) {
+        uint8_t *ent = qx_malloc(n * rec + 1);
+        uint32_t *lists = qx_malloc(n * 4 + 4);
+        uint8_t *codes = qx_malloc(n * cs + 1);
+        if (ent && lists && codes && !qx_ivf_get_entries(c->ivf, new_keys, n, lists, codes)) {
+            for (size_t i = 0; i < n; i++) {
+                memcpy(ent + i * rec, &lists[i], 4);
+                memcpy(ent + i * rec + 4, codes + i * cs, cs);
+            }
+            qxs_wcodes_append(&c->wcodes, c->wc_lsn, c->wc_crc, (uint32_t)n, ent);
+        }
+        qx_free(ent);
+        qx_free(lists);
+        qx_free(codes);
+    }
 }
 
 /* Apply an upsert to store + index. Caller holds wmu; the store has room
@@ -382,7 +419,18 @@ static int replay_one(void *ctx, const qxs_wal_rec *r) {
         err = qxs_repair_partition(c->dir, c->name, WALF, r->lsn, c->d, ids, x, p, n, &finite);
     if (!err) {
         if (r->type == QXS_WAL_UPSERT2) {
+            /* the codes noted for this record, if it has them (wal_codes.h) */
+            c->wc_use = NULL;
+            c->wc_lsn = 0;
+            if (c->ivf && finite == n) {
+                c->wc_lsn = r->lsn;
+                c->wc_crc = r->crc;
+                if (c->wcodes.old && qxs_wcodes_find(&c->wcodes, r->lsn, r->crc, r->n, &c->wc_use)) c->wcodes.used++;
+                else c->wcodes.missed++;
+            }
             apply_upsert(c, ids, x, r->plens ? p : NULL, finite, 1);
+            c->wc_use = NULL;
+            c->wc_lsn = 0;
             /* a point the log overwrote with a non-finite vector has no searchable state left */
             if (finite < n) apply_delete(c, ids + finite, n - finite, 1);
         } else if (r->type == QXS_WAL_DELETE2) apply_delete(c, ids, n, 1);
@@ -459,6 +507,18 @@ static int upgrade_legacy(qxs_server *s, qxs_coll *c, int *legacy, uint64_t *sna
 
 static int coll_checkpoint_locked(qxs_coll *c, int force);
 
+/* (Re)start wal.codes for the model the manifest names, when it is the one
+ * in memory (replay: keep the entries the file holds for it). A failure
+ * only costs encoding time at the next replay: logged, not fatal. */
+static void wcodes_start(qxs_coll *c, int replay) {
+    char path[PATH_MAX];
+    qx_ivf_info info = {0};
+    uint64_t gen = c->ivf && !c->ivf_dirty && !qx_ivf_get_info(c->ivf, &info) ? c->store.index_gen : 0;
+    path_in(path, sizeof path, c->dir, QXS_WCODES_FILE);
+    if (qxs_wcodes_open(&c->wcodes, path, gen, info.code_size, info.nlist, replay))
+        qxs_log(QXS_LOG_WARN, "collection %s: %s (replays will encode the log's points)", c->name, qx_last_error());
+}
+
 static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     char dir[PATH_MAX], path[PATH_MAX];
     int rc;
@@ -489,7 +549,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     }
     /* the index's entries: from the segments' codes files (no raw vector is
      * read), into a row map of 8 bytes a row */
-    if (c->ivf && ((rc = qxs_rowmap_attach(c->ivf, &c->rowmap)) || (rc = qxs_store_codes_load(&c->store, c->ivf)) ||
+    if (c->ivf && ((rc = qxs_rowmap_attach(c->ivf, &c->rowmap)) || (rc = qxs_store_codes_load(&c->store, c->ivf, c->rowmap)) ||
                    (rc = qx_ivf_trim(c->ivf))))
         goto fail;
     c->lsn = from;
@@ -506,9 +566,16 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     }
     replay_ctx rctx = {.c = c, .from_lsn = from};
     qxs_wal_status ws;
+    wcodes_start(c, 1);
     path_in(path, sizeof path, dir, WALF);
+    /* room for every point the log can hold at once, not doubling (each
+     * doubling copied the rows so far and touched new pages) */
+    struct stat wst;
+    if (stat(path, &wst) == 0 && wst.st_size > 0)
+        qxs_store_reserve(&c->store, (size_t)wst.st_size / (c->d * sizeof(float) + QXS_PID_DISK + 4), 0);
     pthread_mutex_destroy(&c->wal.sync_mu); /* qxs_wal_open initialises it */
     if ((rc = qxs_wal_open(&c->wal, path, c->d, replay_one, &rctx, &ws))) goto fail;
+    qxs_wcodes_done_replay(&c->wcodes);
     atomic_store(&c->wal.written_lsn, c->lsn);
     atomic_store(&c->wal.synced_lsn, c->lsn);
     if (ws.corrupt_at >= 0) {
@@ -533,8 +600,9 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     }
     refresh_index_bytes(c);
     qxs_log(QXS_LOG_INFO, "collection %s: recovered %zu points (%zu sealed segments, manifest lsn %llu, %zu log "
-                          "records replayed, %s) in %.3f s",
+                          "records replayed, their codes from wal.codes for %llu, encoded for %llu; %s) in %.3f s",
             name, c->store.n_live, c->store.nsegs, (unsigned long long)from, rctx.applied,
+            (unsigned long long)c->wcodes.used, (unsigned long long)c->wcodes.missed,
             c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx_now() - t0);
     *out = c;
     return 0;
@@ -811,7 +879,10 @@ int qxs_coll_upsert(qxs_server *s, qxs_coll *c, const qxs_pid *ids, const float 
     uint64_t lsn;
     int rc = check_writable(s, c, n * (c->d * sizeof(float) + sizeof(qxs_pid) + 24) + payload_bytes(payloads, n));
     if (rc || (rc = log_write(c, QXS_WAL_UPSERT2, ids, x, payloads, n, &lsn))) return rc;
+    c->wc_lsn = lsn;
+    c->wc_crc = c->wal.last_crc;
     apply_upsert(c, ids, x, payloads, n, 0);
+    c->wc_lsn = 0;
     qxs_drift_observe(c, x, n); /* live drift monitor: under wmu, in WAL order */
     rc = write_done(s, c, lsn);
     if (!rc) atomic_fetch_add(&s->m.points_upserted, n);
@@ -982,6 +1053,7 @@ static int coll_checkpoint_locked(qxs_coll *c, int force) {
     path_in(path, sizeof path, c->dir, WALF);
     rc = qxs_wal_reset(&c->wal, path);
     if (rc) set_red(c, "could not reset the write-ahead log after a checkpoint");
+    else wcodes_start(c, 0);
     qxs_store_gc(&c->store);
 out:
     if (rc) {

@@ -31,6 +31,20 @@ int qxs_codes_write(const char *dir, uint32_t no, uint64_t gen, size_t n, const 
  * the entries: the caller drops it). */
 int qxs_codes_load(const char *dir, uint32_t no, uint64_t gen, size_t n, const uint64_t *dead, qx_ivf *ivf);
 
+/* Several files at once (restart): every file is checked (header, list
+ * numbers, checksum) before anything is added; then the lists of ivf (and
+ * the rows of rm when not NULL) are reserved at their exact final size and
+ * the entries of the rows not marked dead are added. Errors name the file;
+ * on error ivf holds none of the entries unless the add itself failed. */
+typedef struct qxs_rowmap qxs_rowmap;
+typedef struct qxs_codes_src {
+    uint32_t no;
+    uint64_t gen;
+    size_t n;
+    const uint64_t *dead; /* may be NULL */
+} qxs_codes_src;
+int qxs_codes_load_all(const char *dir, const qxs_codes_src *src, size_t k, qx_ivf *ivf, qxs_rowmap *rm);
+
 /* Read exactly len bytes (retrying short reads and EINTR): 0, or -1 on an
  * error or end of file. */
 int qxs_read_full(int fd, void *buf, size_t len);

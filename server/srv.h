@@ -21,6 +21,7 @@
 #include "rowmap.h"
 #include "store.h"
 #include "wal.h"
+#include "wal_codes.h"
 
 #define QXS_DEFAULT_PORT 6333
 #define QXS_DEFAULT_MAX_BODY (32u << 20)   /* 32 MiB */
@@ -121,6 +122,12 @@ typedef struct qxs_coll {
     size_t ivf_bytes;
     uint64_t lsn;          /* last assigned, under wmu */
     qxs_wal wal;
+    /* codes of the log's records (wal_codes.h), under wmu: the record being
+     * applied (wc_lsn 0: none to note) and, during replay, its entries */
+    qxs_wcodes wcodes;
+    uint64_t wc_lsn;
+    uint32_t wc_crc;
+    const uint8_t *wc_use;
 
     /* row keys killed (old) and created (new) while a rebuild trains (under
      * wmu), replayed into the candidate before the swap, in order */

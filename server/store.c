@@ -409,14 +409,17 @@ void qxs_store_memory(const qxs_store *s, qxs_store_mem *m) {
     }
 }
 
-int qxs_store_codes_load(const qxs_store *s, qx_ivf *ivf) {
+int qxs_store_codes_load(const qxs_store *s, qx_ivf *ivf, qxs_rowmap *rm) {
+    qxs_codes_src *src = qx_calloc(s->nsegs + 1, sizeof *src);
+    if (!src) return qx_error_set(QX_ENOMEM, "codes of %zu segments", s->nsegs);
+    size_t k = 0;
     for (size_t i = 0; i < s->nsegs; i++) {
         const qxs_seg *g = s->segs[i];
-        if (!g->codes_gen) continue;
-        int rc = qxs_codes_load(s->dir, g->no, g->codes_gen, g->n, g->dead, ivf);
-        if (rc) return rc;
+        if (g->codes_gen) src[k++] = (qxs_codes_src){.no = g->no, .gen = g->codes_gen, .n = g->n, .dead = g->dead};
     }
-    return 0;
+    int rc = qxs_codes_load_all(s->dir, src, k, ivf, rm);
+    qx_free(src);
+    return rc;
 }
 
 /* ---- merges -------------------------------------------------------------------- */

@@ -91,8 +91,11 @@ typedef struct qxs_ckpt {
 int qxs_store_ckpt_prepare(qxs_store *s, uint64_t lsn, uint64_t index_gen, const qx_ivf *ivf, qxs_ckpt *ck);
 /* Add the entries of the sealed segments' codes files to ivf (the model of
  * index_gen, loaded): restart reads codes, not raw vectors. Dead rows are
- * skipped. Errors name the file. */
-int qxs_store_codes_load(const qxs_store *s, qx_ivf *ivf);
+ * skipped. Every file is checked before any entry is added
+ * (qxs_codes_load_all); rm (may be NULL) is the index's row map, reserved at
+ * each segment's size. Errors name the file. */
+typedef struct qxs_rowmap qxs_rowmap;
+int qxs_store_codes_load(const qxs_store *s, qx_ivf *ivf, qxs_rowmap *rm);
 void qxs_store_ckpt_commit(qxs_store *s, qxs_ckpt *ck, uint64_t lsn, uint64_t index_gen);
 /* On a failed prepare: drop what it made (the manifest was not replaced). */
 void qxs_store_ckpt_abort(qxs_store *s, qxs_ckpt *ck);

@@ -50,6 +50,7 @@ typedef struct qxs_wal {
     _Atomic uint64_t synced_lsn;   /* last lsn known to be on disk */
     pthread_mutex_t sync_mu;       /* one fdatasync at a time */
     _Atomic int failed;            /* a write or fsync failed, or the log is corrupt: no appends */
+    uint32_t last_crc;             /* checksum of the last record appended (wal_codes.h pairs by it) */
 } qxs_wal;
 
 /* One decoded record (pointers into the replay buffer, unaligned). */
@@ -59,6 +60,7 @@ typedef struct qxs_wal_rec {
     int legacy;             /* ids are u64 (8 bytes) instead of 17-byte pids */
     uint64_t lsn;
     uint32_t n;
+    uint32_t crc;           /* the record's checksum, as stored */
     const uint8_t *ids;
     const uint8_t *vecs;    /* n*d floats (upserts) */
     const uint8_t *plens;   /* n u32 (upserts and payload records; NULL for legacy) */

@@ -9,7 +9,10 @@
 # its exact vector and searchable (a stored vector finds itself), every
 # acknowledged delete is absent, and no batch is half-present (an
 # unacknowledged in-flight batch is all there or not at all). The end line
-# counts the checkpoints and rebuilds the kills interrupted or followed.
+# counts the checkpoints, merges and rebuilds the kills interrupted or
+# followed, and how many replayed records took their codes from wal.codes.
+# Each round also finds the newest batch through the index (all lists
+# probed, re-ranked) once a rebuild has published one.
 # Usage: bash tests/long_server_crash.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
@@ -78,7 +81,7 @@ verify() {
 }
 
 total_acked=0
-ckpts=0; rb_started=0; rb_done=0
+ckpts=0; rb_started=0; rb_done=0; merges=0; wc_used=0; wc_enc=0
 # QX_CRASH_PRELOAD batches written before the first kill (so that rebuilds,
 # which need 1000 points, run from the first round on a slow machine)
 PRE=${QX_CRASH_PRELOAD:-0}
@@ -100,7 +103,10 @@ for round in $(seq 1 "$ROUNDS"); do
   ckpts=$((ckpts + $(grep -c "checkpoint at lsn" "$QX_LOG")))
   rb_started=$((rb_started + $(grep -c "POST /collections/crash/rebuild .*status=200" "$QX_LOG")))
   rb_done=$((rb_done + $(grep -c "rebuild job [0-9]* \(succeeded\|rejected\|failed\)" "$QX_LOG")))
+  merges=$((merges + $(grep -c "merged [0-9]* segments" "$QX_LOG")))
   qx_start "$D" "${FLAGS[@]}" || { qx_fail "restart $round"; break; }
+  rl=$(grep -o "their codes from wal.codes for [0-9]*, encoded for [0-9]*" "$QX_LOG" | head -1)
+  wc_used=$((wc_used + $(echo "$rl" | awk '{print $6}' | tr -d ,))); wc_enc=$((wc_enc + $(echo "$rl" | awk '{print $9}')))
   if verify; then
     acked=$(grep -h '^ack U' "$QX_TMP"/ops.* | wc -l)
     qx_ok "round $round: $acked acknowledged batches all present and whole"
@@ -114,11 +120,16 @@ for round in $(seq 1 "$ROUNDS"); do
     qx_req POST $C/points/search "{\"vector\":$v,\"limit\":1,\"params\":{\"exact\":true}}"
     [[ "$QX_BODY" == *"\"id\":$((lastb * 10)),\"score\":0.0"* ]] && qx_ok "round $round: batch $lastb searchable" \
       || qx_fail "round $round: batch $lastb not found by search: ${QX_BODY:0:200}"
+    # and through the index (every list probed, re-ranked), when one is published: its entry
+    # came from a codes file, from wal.codes or from encoding at replay
+    qx_req POST $C/points/search "{\"vector\":$v,\"limit\":1,\"params\":{\"nprobe\":1048576,\"rerank\":10}}"
+    [[ "$QX_BODY" == *"\"id\":$((lastb * 10)),\"score\":0.0"* ]] && qx_ok "round $round: batch $lastb found through the index" \
+      || qx_fail "round $round: batch $lastb not found through the index: ${QX_BODY:0:200}"
   fi
   # resume after the highest batch each writer tried
   m0=$(awk '{print $3}' "$QX_TMP/ops.0" 2>/dev/null | sort -n | tail -1); next0=$(( ${m0:-0} + 2 ))
   m1=$(awk '{print $3}' "$QX_TMP/ops.1" 2>/dev/null | sort -n | tail -1); next1=$(( ${m1:-1} + 2 ))
 done
-echo "RESULT crash loop: $ROUNDS kill -9 rounds, $(grep -h '^ack U' "$QX_TMP"/ops.* | wc -l) acknowledged upserts, $(grep -h '^ack D' "$QX_TMP"/ops.* | wc -l) deletes, $ckpts checkpoints, $rb_started rebuilds started, $rb_done finished before a kill (the others were killed mid-rebuild)"
+echo "RESULT crash loop: $ROUNDS kill -9 rounds, $(grep -h '^ack U' "$QX_TMP"/ops.* | wc -l) acknowledged upserts, $(grep -h '^ack D' "$QX_TMP"/ops.* | wc -l) deletes, $ckpts checkpoints, $merges merges, $rb_started rebuilds started, $rb_done finished before a kill (the others were killed mid-rebuild); replays took the codes of $wc_used log records from wal.codes and encoded $wc_enc"
 qx_stop TERM
 qx_finish

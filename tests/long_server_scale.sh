@@ -14,9 +14,14 @@
 #   on disk (warm page cache) and in RAM; re-ranked search latency p50/p99
 #   with a cold page cache (the segment files' pages dropped before each
 #   query with posix_fadvise DONTNEED).
-# QX_SCALE_DATA=DIR: use DIR, a data directory an earlier run converted (its
-# collection "big" of QX_SCALE_N points), in place of the synth and the
-# conversion; DIR is modified (rebuild, new writes).
+#   Restart is timed twice: after a clean stop (nothing to replay), and from
+#   process start to the first successful search after kill -9 with a log
+#   tail of QX_TAIL_N points (default N / 100, at most 120,000 so that the
+#   tail stays under the 64 MiB checkpoint threshold; its size is printed).
+# QX_SCALE_DATA=DIR: the data directory; if it holds collection "big"
+# already (an earlier run's conversion), that is used in place of the synth
+# and the conversion, else it is made there and kept after the run. DIR is
+# modified (rebuild, new writes).
 # Usage: bash tests/long_server_scale.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
@@ -52,7 +57,8 @@ echo "RESULT load: $LN points x 128-d over HTTP (batch 1000): $new_rate points/s
 cat /proc/loadavg | sed 's/^/RESULT machine load average: /'
 
 # the 1M collection: snapshot.bin of the old layout, converted at open
-if [ -z "${QX_SCALE_DATA:-}" ]; then
+REUSE=0; [ -n "${QX_SCALE_DATA:-}" ] && [ -f "$CD/meta.json" ] && REUSE=1
+if [ "$REUSE" = 0 ]; then
 "$QX_BIN" synth --out "$QX_TMP/s" --n "$N" --queries 1 --d 128 --clusters 256 --seed 7 >/dev/null 2>&1 || { qx_fail "synth"; qx_finish; }
 mkdir -p "$CD"
 python3 - "$QX_TMP/s_base.fvecs" "$CD" "$N" <<'PY'
@@ -81,7 +87,7 @@ fi
 qx_start "$D" || exit 1
 wait_ready || { qx_finish; exit 1; }
 opened=$(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG")
-if [ -n "${QX_SCALE_DATA:-}" ]; then echo "RESULT open of the prepared $N-point data directory (no conversion): $opened s"
+if [ "$REUSE" = 1 ]; then echo "RESULT open of the prepared $N-point data directory (no conversion): $opened s"
 else echo "RESULT conversion of a $N-point snapshot.bin to segments at open: $opened s"; fi
 [ "$(qx_req GET $C; echo "$QX_BODY" | sed -n 's/.*"points_count":\([0-9]*\).*/\1/p')" = "$N" ] && qx_ok "$N points after the conversion" || qx_fail "count after conversion"
 TRAIN=${QX_SCALE_TRAIN:-65536}
@@ -121,6 +127,34 @@ qx_start "$D" || exit 1
 wait_ready || { qx_finish; exit 1; }
 grep -o "ready: .*" "$QX_LOG"
 echo "RESULT restart: $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s to open the collection ($(sed -n 's/.*ready: .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s to ready)"
+# restart after kill -9 with a log tail, timed from process start to the
+# first search answered
+T=${QX_TAIL_N:-$(( N / 100 < 120000 ? N / 100 : 120000 ))}
+"$QX_BIN" serve load --url "$QX_URL" --collection big --batch 1000 --id-base "$(( N + m ))" "random:$T:128:9" 2>"$QX_TMP/l2.txt" \
+  || qx_fail "tail load: $(tail -2 "$QX_TMP/l2.txt")"
+qx_stop KILL
+wal=$(stat -c %s "$CD/wal.log")
+qbody1="{\"vector\":$(qx_vec 128 3),\"limit\":10}"
+for rep in 1 2; do
+  QX_LOG="$QX_TMP/server.tail$rep.log"
+  t0=$(date +%s.%N)
+  "$QX_BIN" serve --host 127.0.0.1 --port 0 --data "$D" --threads 4 >"$QX_LOG" 2>&1 &
+  QX_PID=$!; QX_PIDS+=("$QX_PID"); port=""
+  for _ in $(seq 1 60000); do
+    [ -z "$port" ] && port=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$QX_LOG" | head -1)
+    if [ -n "$port" ] && [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+         --data-binary "$qbody1" "http://127.0.0.1:$port$C/points/search")" = 200 ]; then break; fi
+    kill -0 "$QX_PID" 2>/dev/null || { qx_fail "server died at restart"; break; }
+    sleep 0.02
+  done
+  t1=$(date +%s.%N)
+  QX_URL="http://127.0.0.1:$port"
+  echo "RESULT restart after kill -9 with a log tail of $T points ($wal bytes): $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') s from process start to the first search answered (run $rep; $(grep -o 'recovered .*' "$QX_LOG"))"
+  [ "$(qx_req GET $C; echo "$QX_BODY" | sed -n 's/.*"points_count":\([0-9]*\).*/\1/p')" = "$(( N + m + T ))" ] \
+    && qx_ok "every point after the restart with a log tail" || qx_fail "count after the restart with a log tail: $QX_BODY"
+  [ "$rep" = 1 ] && qx_stop KILL
+done
+cat /proc/loadavg | sed 's/^/RESULT machine load average: /'
 # HTTP QPS, raw vectors on disk (warm), rerank 100
 qbody() { echo "{\"vector\":$(qx_vec 128 "$1"),\"limit\":10,\"params\":{\"nprobe\":16,\"rerank\":100}}"; }
 for s in $(seq 1 200); do qbody "$s"; done >"$QX_TMP/queries.txt"

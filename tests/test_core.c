@@ -191,6 +191,24 @@ static void test_crc32_matches_bitwise(void **state) {
         }
 }
 
+/* qx_crc32_combine: CRC(A || B) from the two parts' CRCs for every split of
+ * buffers up to 300 bytes, an empty part on either side, and a long B
+ * (1 MiB: the length's high bits). */
+static void test_crc32_combine_equals_whole(void **state) {
+    (void)state;
+    static uint8_t buf[1 << 20];
+    uint64_t r = 11;
+    for (size_t i = 0; i < sizeof buf; i++) r = r * 6364136223846793005ULL + 1, buf[i] = (uint8_t)(r >> 56);
+    for (size_t n = 0; n <= 300; n += 7)
+        for (size_t h = 0; h <= n; h++) {
+            uint32_t a = qx_crc32(0, buf, h), b = qx_crc32(0, buf + h, n - h);
+            assert_int_equal(qx_crc32_combine(a, b, n - h), qx_crc32(0, buf, n));
+        }
+    uint32_t a = qx_crc32(0, buf, 4097), b = qx_crc32(0, buf + 4097, sizeof buf - 4097);
+    assert_int_equal(qx_crc32_combine(a, b, sizeof buf - 4097), qx_crc32(0, buf, sizeof buf));
+    assert_int_equal(qx_crc32_combine(a, 0, 0), a);
+}
+
 static void test_quantizer_kind_table(void **state) {
     (void)state;
     assert_string_equal(qx_quantizer_kind_name(QX_QUANT_RQ), "rq");
@@ -212,6 +230,7 @@ int main(void) {
         cmocka_unit_test(test_sample_index_is_exact_floor),
         cmocka_unit_test(test_topk_keeps_k_smallest),
         cmocka_unit_test(test_crc32_matches_bitwise),
+        cmocka_unit_test(test_crc32_combine_equals_whole),
         cmocka_unit_test(test_quantizer_kind_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

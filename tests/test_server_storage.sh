@@ -6,7 +6,9 @@
 # same; a rebuild streams over segments and re-ranking / with_vector read raw
 # vectors from disk; --memory-limit refuses writes with 507; a directory
 # written by the server before segments (tests/fixtures/legacy-v1.tar.gz,
-# made by commit 9b735d3) opens, is converted, and keeps its points and index.
+# made by commit 9b735d3) opens, is converted, and keeps its points and index;
+# a restart after kill -9 replays the log tail with the codes noted in
+# wal.codes, and answers the same with that file intact, damaged or missing.
 # Usage: bash tests/test_server_storage.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
@@ -116,6 +118,41 @@ out=$("$QX_BIN" serve verify "$CD" 2>&1); vrc=$?
 cp "$QX_TMP/seg.bak" "$sf"
 qx_start "$D" || exit 1
 [ "$(count $C)" = 1720 ] && qx_ok "repaired file: collection back (1720 points)" || qx_fail "count $(count $C)"
+
+# restart with a log tail: the index entries of the records written since the
+# last checkpoint come from wal.codes (no encoding). Searches answer the same
+# before and after kill -9 with wal.codes intact, damaged (its entries are
+# skipped and the points encoded again) or missing.
+qx_points 9100 200 16 66 >"$QX_TMP/tail1.json"
+qx_points 9300 50 16 67 >"$QX_TMP/tail2.json"
+qx_expect 200 PUT $C/points "@$QX_TMP/tail1.json" >/dev/null
+qx_expect 200 PUT $C/points "@$QX_TMP/tail2.json" >/dev/null
+[ -s "$CD/wal.codes" ] && qx_ok "wal.codes beside the log ($(stat -c %s "$CD/wal.codes") bytes)" || qx_fail "no wal.codes: $(ls "$CD")"
+answers() { local s out=""; for s in 1 2 3 4 5 6; do
+  qx_req POST $C/points/search "{\"vector\":$(qx_vec 16 $((s * 31))),\"limit\":10,\"params\":{\"nprobe\":4}}"
+  out+=$(echo "$QX_BODY" | grep -o '"id":[0-9]*,"score":[-0-9.e]*' | tr '\n' ' ')"|"; done; echo "$out"; }
+before=$(answers)
+[ "$(echo "$before" | grep -o '"id"' | wc -l)" = 60 ] && qx_ok "60 hits before the crash" || qx_fail "hits before: $before"
+qx_stop KILL
+for mode in intact damaged missing; do
+  case $mode in
+    damaged) printf '\x01' | dd of="$CD/wal.codes" bs=1 seek=44 conv=notrunc 2>/dev/null ;;
+    missing) rm -f "$CD/wal.codes" ;;
+  esac
+  qx_start "$D" || exit 1
+  line=$(grep -o "recovered 1970 points.*" "$QX_LOG")
+  want="their codes from wal.codes for 2, encoded for 0"; [ $mode = intact ] || want="their codes from wal.codes for 0, encoded for 2"
+  [[ "$line" == *"2 log records replayed, $want"* ]] && qx_ok "wal.codes $mode: $want" || qx_fail "wal.codes $mode: $line"
+  after=$(answers)
+  [ "$after" = "$before" ] && qx_ok "wal.codes $mode: the same 60 hits and scores after kill -9 and replay" || qx_fail "wal.codes $mode: '$before' vs '$after'"
+  qx_stop KILL
+done
+# the replay that encoded wrote wal.codes again: the next one reads it
+qx_start "$D" || exit 1
+grep -q "their codes from wal.codes for 2, encoded for 0" "$QX_LOG" && qx_ok "wal.codes rewritten by the replay that encoded" || qx_fail "$(grep -o 'recovered.*' "$QX_LOG")"
+qx_stop TERM
+qx_start "$D" || exit 1
+[ "$(count $C)" = 1970 ] && [ "$(stat -c %s "$CD/wal.codes")" = 32 ] && qx_ok "after a checkpoint: 1970 points, wal.codes empty (header only)" || qx_fail "count $(count $C), wal.codes $(stat -c %s "$CD/wal.codes")"
 qx_stop TERM
 
 # upgrade: a data directory of the server before segments

@@ -34,6 +34,9 @@ static inline int qx_size_mul3(size_t a, size_t b, size_t c, size_t *out) {
 
 /* CRC-32 (IEEE 802.3) of len bytes, continuing from crc (start with 0). */
 uint32_t qx_crc32(uint32_t crc, const void *data, size_t len);
+/* CRC-32 of A || B from crc_a = qx_crc32(0, A), crc_b = qx_crc32(0, B) and
+ * len_b = the length of B: pieces of one buffer checked on several threads. */
+uint32_t qx_crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 /* Write len bytes to the file descriptor fd, retrying on EINTR. QX_EIO. */
 int qx_write_all(int fd, const void *buf, size_t len);

@@ -205,6 +205,13 @@ int qx_ivf_get_entries(const qx_ivf *ivf, const int64_t *ids, size_t n, uint32_t
  * A list number >= nlist is QX_EINVAL (checked before anything is added). */
 int qx_ivf_add_entries(qx_ivf *ivf, const uint32_t *lists, const uint8_t *codes, const int64_t *ids, size_t n);
 
+/* Make room for add[l] more entries in each list l (exact capacity, one
+ * allocation a list), before a bulk qx_ivf_add_entries whose list counts are
+ * known: no growth copies, and no slack left to trim. No-op for the
+ * fast-scan kind (its blocks grow their own way). QX_ENOMEM leaves every
+ * list as it was or larger. Not concurrent with searches or writes. */
+int qx_ivf_reserve_lists(qx_ivf *ivf, const size_t *add);
+
 /* Give back list capacity beyond each list's size (after a bulk add). */
 int qx_ivf_trim(qx_ivf *ivf);
 
