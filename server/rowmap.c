@@ -88,7 +88,9 @@ int qxs_rowmap_put(qxs_rowmap *m, int64_t key, uint64_t loc) {
         int rc = grow(g, want > (size_t)row + 1 ? want : (size_t)row + 1);
         if (rc) return rc;
     }
-    if (g->loc[row] == ABSENT) g->count++;
+    /* atomic: a bulk load (qx_ivf_add_records) puts distinct rows of reserved
+     * segments from several threads; nothing else here changes then */
+    if (g->loc[row] == ABSENT) __atomic_fetch_add(&g->count, 1, __ATOMIC_RELAXED);
     g->loc[row] = loc;
     return 0;
 }

@@ -9,6 +9,8 @@
  * entry does (after a merge).
  *
  * Not thread-safe: the collection's locks guard it, as they guard the index.
+ * One exception: puts of distinct rows of segments reserved beforehand
+ * (qxs_rowmap_reserve) may run concurrently (the bulk load at start-up).
  */
 #ifndef QXS_ROWMAP_H
 #define QXS_ROWMAP_H
