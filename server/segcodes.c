@@ -254,6 +254,7 @@ int qxs_codes_load_all(const char *dir, const qxs_codes_src *src, size_t k, qx_i
     for (size_t i = 0; !rc && rm && i < k; i++) rc = qxs_rowmap_reserve(rm, src[i].no, src[i].n);
     /* the records as mapped, on every core (each thread fills its own lists;
      * the row map's puts of reserved rows are safe from several threads) */
+    if (rm) rm->bulk = 1;
     for (size_t i = 0; !rc && i < k; i++)
         if ((rc = qx_ivf_add_records(ivf, p.files[i].map + CODES_HDR, rec, src[i].n, qxs_rowkey(src[i].no, 0),
                                      src[i].dead, rm ? nt : 1))) {
@@ -261,6 +262,10 @@ int qxs_codes_load_all(const char *dir, const qxs_codes_src *src, size_t k, qx_i
             snprintf(why, sizeof why, "%s", qx_last_error());
             rc = qx_error_set(rc, "%s: %s", p.files[i].path, why);
         }
+    if (rm) {
+        rm->bulk = 0;
+        qxs_rowmap_recount(rm);
+    }
     for (size_t i = 0; p.files && i < k; i++)
         if (p.files[i].map) munmap(p.files[i].map, p.files[i].map_len);
     qx_free(p.files);
