@@ -485,6 +485,33 @@ static int run_qinx_ivffs(bench_run *r, const bench_method *m, size_t bytes) {
     return rc;
 }
 
+/* IVF fast-scan with a product-shaped 4-bit part at `bytes`: every byte but
+ * the norm byte in 4-bit product steps (the shape FAISS's fast-scan uses,
+ * re-ranked by exact distances to the same code), capped at d steps; any
+ * byte left over goes to 8-bit steps. */
+static int run_qinx_ivfpq4(bench_run *r, const bench_method *m, size_t bytes) {
+    size_t d = r->data->d;
+    qx_fs_opts o;
+    qx_fs_opts_init(&o);
+    o.product4 = 1;
+    o.M4 = 2 * (bytes - 1) < (d & ~(size_t)1) ? 2 * (bytes - 1) : (d & ~(size_t)1);
+    o.M8 = bytes - 1 - o.M4 / 2;
+    o.seed = r->cfg->seed;
+    o.threads = r->cfg->threads;
+    qx_quantizer *q = NULL;
+    int rc = qx_fs_new(&q, d, &o);
+    if (rc) return bench_qx_fail("qx_fs_new", rc);
+    bench_ivfimpl v;
+    if ((rc = ivf_qinx(r, &v, q))) return rc;
+    v.search = qfs_search;
+    snprintf(v.spec, sizeof v.spec,
+             "IVF%zu, fast-scan product %zu x 4-bit + %zu x 8-bit + 2 x 4-bit norm; rerank N = shortlist N",
+             bench_nlist(r), o.M4, o.M8);
+    rc = bench_eval_ivf(r, m->name, bytes, &v);
+    v.destroy(&v);
+    return rc;
+}
+
 #ifdef BENCH_HAVE_QINCO
 /* A QINCo quantizer that starts from the residual RQ of the trained index
  * base and trains its network on base's residuals of the training set;
@@ -689,6 +716,7 @@ static const bench_method methods[] = {
     {"faiss-ivfpq", 1, 0, run_faiss_ivfpq},
     {"faiss-ivfrq", 1, 0, run_faiss_ivfrq},
     {"qinx-ivffs", 1, 0, run_qinx_ivffs},
+    {"qinx-ivfpq4", 1, 0, run_qinx_ivfpq4},
     {"faiss-ivfpqfs", 1, 0, run_faiss_ivfpqfs},
 #ifdef BENCH_HAVE_QINCO
     {"qinx-ivfqinco", 1, 1, run_qinx_ivfqinco},

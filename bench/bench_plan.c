@@ -216,6 +216,9 @@ void bench_plan_cost(const bench_run *r, const char *m, size_t bytes, double *tr
     } else if (!strcmp(m, "qinx-ivffs")) { /* 4-bit k-means is cheap; the 8-bit RQ part dominates */
         t = coarse + qinx_rq_train(D, M / 2);
         f = nb * 0.0042 * M * u + sweep_cost(r, m, bytes, nlist);
+    } else if (!strcmp(m, "qinx-ivfpq4")) { /* 16-centroid k-means per sub-vector; beam-4 encoding */
+        t = coarse + ntc * 0.15 * u;
+        f = nb * 0.0042 * M * u + sweep_cost(r, m, bytes, nlist);
     } else if (!strcmp(m, "faiss-ivfpqfs")) { /* 16-centroid k-means per sub-quantizer: cheap */
         t = coarse + ntc * 0.15 * u;
         f = nb * 0.05 * u + sweep_cost(r, m, bytes, nlist);

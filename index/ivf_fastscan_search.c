@@ -9,7 +9,10 @@
  *    sgemm per block of 32 queries, or sgemv for one or two queries (as in
  *    ivf_search.c, decision 5); for L2 with nlist >= 256 the coarse scores
  *    come per query from the two-level quantizer (ivf_coarse2.c) instead,
- *    unless the caller asks for the flat one (coarse_groups) or filters. The 8-bit steps get no table: the second
+ *    unless the caller asks for the flat one (coarse_groups) or filters.
+ *    A product-shaped 4-bit part (qx_fs_opts.product4) gets its table from
+ *    the by-dimension rows instead: d × 16 multiply-adds a query (2,048 at
+ *    d = 128, against 32,768 for 16 residual steps), no BLAS call. The 8-bit steps get no table: the second
  *    stage decodes the shortlist instead (shortlist × (M4/2 + M8) × d adds,
  *    fewer than M8 × 256 × d multiply-adds for any shortlist below ~1000).
  * 2. 8-bit tables: per step the minimum is subtracted, and one scale for
@@ -39,6 +42,10 @@
  *    rows (3.4k QPS at shortlist 100). The 8-bit rows of the next candidate
  *    are prefetched while one is computed (they are M8 random rows of a
  *    table of M8 × 256 × d floats, beyond L2 for GloVe's 7 × 256 × 100).
+ *    With a product-shaped 4-bit part, the 4-bit codewords of a candidate
+ *    are concatenated (from a packed 16 × d table, L1-resident) into the
+ *    base the centroid and the 8-bit rows are added to, instead of summing
+ *    M4 rows of d: at 16 steps + 7 bytes, 8 rows of d a candidate, not 23.
  * 5. One query's lists can be split across threads (params->threads > 1 and
  *    a single query): each thread scans its share of the probes into its own
  *    shortlist, the shortlists are merged, then re-ranked. A batch is split
@@ -105,6 +112,8 @@ typedef struct fs_ctx {
     float rthr;
     const float **rows;   /* M4 + M8 rows of one candidate, then of the next (2 × (M4 + M8)) */
     float *xbuf;          /* d */
+    float *prow;          /* product shape: d (+ 16 padding), a candidate's 4-bit codewords */
+    uint32_t *sub;        /* product shape: M4 + 1 step boundaries (qx_fs_subspace) */
     float *c2s;           /* two-level coarse scratch (2 × groups rounded to 16) */
 } fs_ctx;
 
@@ -121,6 +130,8 @@ void qx__ivf_fs_ctx_free(void *p) {
     qx__free(f->rval);
     qx__free(f->rows);
     qx__aligned_free(f->xbuf);
+    qx__aligned_free(f->prow);
+    qx__free(f->sub);
     qx__free(f->c2s);
     qx__free(f);
 }
@@ -142,9 +153,16 @@ static int fs_ctx_fit(const qx_ivf *ivf, qx_ivf_search_ctx *c, size_t heap_k) {
         f->probes.val = qx__malloc(sizeof(uint64_t) * ivf->nlist);
         f->rows = qx__malloc(sizeof(float *) * 2 * (f->R ? f->R : 1));
         f->xbuf = qx__aligned_alloc(sizeof(float) * ivf->d);
+        f->prow = qx__aligned_alloc(sizeof(float) * (ivf->d + 16)); /* padded: kernels_fs.h */
+        f->sub = qx__malloc(sizeof(uint32_t) * (M4 + 1));
+        for (size_t m = 0; f->sub && m <= M4; m++) {
+            size_t lo, hi;
+            qx_fs_subspace(ivf->d, M4, m < M4 ? m : M4 - 1, &lo, &hi);
+            f->sub[m] = (uint32_t)(m < M4 ? lo : hi);
+        }
         f->c2s = qx__malloc(sizeof(float) * 2 * (ivf->coarse2 ? (ivf->coarse2->G + 15) / 16 * 16 : 16));
         if (!f->lutf || !f->T || !f->lut8 || !f->probes.key || !f->probes.val || !f->rows || !f->xbuf ||
-            !f->c2s)
+            !f->c2s || !f->prow || !f->sub)
             return qx__fail(QX_ENOMEM, "fast-scan search context");
         /* see ivf_search.c: sgemv with beta = 0 may read y */
         memset(f->lutf, 0, sizeof(float) * QX__QBLOCK * M4 * 16);
@@ -179,7 +197,7 @@ static float quantize_lut(const qx_ivf *ivf, fs_ctx *f, const float *lutf, float
     size_t M4 = f->M4;
     memcpy(f->T, lutf, sizeof(float) * M4 * 16);
     if (ivf->has_norm) memcpy(f->T + M4 * 16, ivf->norm_levels, sizeof(float) * 32);
-    return qx__fs_quantize_lut(f->T, 2 * f->P, f->lut8, bias_sum);
+    return qx__fs_kernels_active()->quantize_lut(f->T, 2 * f->P, f->lut8, bias_sum);
 }
 
 /* ---- the reservoir (decision 3) ---- */
@@ -313,25 +331,31 @@ static void scan_probes(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f
 
 /* The codebook rows of the candidate at loc (4-bit rows, then 8-bit rows);
  * with prefetch, their cache lines are requested (decision 4). */
-static void cand_rows(const qx_ivf *ivf, const float *A4, const float *A8, uint64_t loc,
-                      const float **rows, int prefetch) {
-    size_t d = ivf->d, H = ivf->fs_half, R8 = ivf->fs_rest, P = ivf->fs_pairs;
+static size_t cand_rows(const qx_ivf *ivf, const float *A4, const float *A8, uint64_t loc,
+                        const float **rows, uint8_t *nib, int prefetch) {
+    size_t d = ivf->d, H = ivf->fs_half, R8 = ivf->fs_rest, P = ivf->fs_pairs, r0 = 0;
     const qx__ivf_list *L = &ivf->lists[loc >> 32];
     size_t off = (uint32_t)loc;
     uint8_t sb[QX_FS_MAX_PAIRS];
-    qx__fs_pack_get(L->fsb, P, off, sb);
-    for (size_t j = 0; j < H; j++) {
-        rows[2 * j] = A4 + ((2 * j) * 16 + (sb[j] & 15)) * d;
-        rows[2 * j + 1] = A4 + ((2 * j + 1) * 16 + (sb[j] >> 4)) * d;
+    qx__fs_pack_get(L->fsb, P, off, nib ? nib : sb);
+    if (!nib) { /* residual shape: the 4-bit rows are summed like the 8-bit ones */
+        for (size_t j = 0; j < H; j++) {
+            rows[2 * j] = A4 + ((2 * j) * 16 + (sb[j] & 15)) * d;
+            rows[2 * j + 1] = A4 + ((2 * j + 1) * 16 + (sb[j] >> 4)) * d;
+        }
+        r0 = 2 * H;
+    } else {
+        r0 = 1; /* product shape: rows[0] is the centroid, set by refine */
     }
     const uint8_t *r = L->codes + off * R8;
-    for (size_t m = 0; m < R8; m++) rows[2 * H + m] = A8 + (m * 256 + r[m]) * d;
-    if (!prefetch) return;
-    /* the 8-bit rows miss cache (M8 × 256 rows of d floats); the 4-bit rows
-     * (16 per step) mostly hit */
-    for (size_t m = 0; m < R8; m++)
-        for (size_t b = 0; b < d * sizeof(float); b += 64)
-            _mm_prefetch((const char *)rows[2 * H + m] + b, _MM_HINT_T0);
+    for (size_t m = 0; m < R8; m++) rows[r0 + m] = A8 + (m * 256 + r[m]) * d;
+    if (prefetch)
+        /* the 8-bit rows miss cache (M8 × 256 rows of d floats); the 4-bit
+         * rows (16 per step) mostly hit */
+        for (size_t m = 0; m < R8; m++)
+            for (size_t b = 0; b < d * sizeof(float); b += 64)
+                _mm_prefetch((const char *)rows[r0 + m] + b, _MM_HINT_T0);
+    return r0 + R8;
 }
 
 /* Second stage: exact distances of the shortlist to their full
@@ -344,16 +368,29 @@ static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, con
     size_t d = ivf->d;
     int l2 = ivf->opts.metric == QX_METRIC_L2;
     const float *A4 = qx_fs_codebooks4(ivf->quant), *A8 = qx_fs_codebooks8(ivf->quant);
-    size_t n = h->n, nr = f->R;
-    const float **cur = f->rows, **next = f->rows + nr;
-    if (n) cand_rows(ivf, A4, A8, h->val[0], cur, 0);
+    const float *pack = qx_fs_product_codewords(ivf->quant);
+    size_t M4 = 2 * ivf->fs_half;
+    uint8_t nb_cur[QX_FS_MAX_PAIRS], nb_next[QX_FS_MAX_PAIRS];
+    uint8_t *ncur = pack ? nb_cur : NULL, *nnext = pack ? nb_next : NULL;
+    size_t n = h->n, nr = 0;
+    const float **cur = f->rows, **next = f->rows + f->R;
+    if (n) nr = cand_rows(ivf, A4, A8, h->val[0], cur, ncur, 0);
     for (size_t i = 0; i < n; i++) {
-        if (i + 1 < n) cand_rows(ivf, A4, A8, h->val[i + 1], next, 1);
+        size_t nr_next = 0;
+        if (i + 1 < n) nr_next = cand_rows(ivf, A4, A8, h->val[i + 1], next, nnext, 1);
         const float *cen = ivf->centroids + (size_t)(h->val[i] >> 32) * d;
         float s;
-        if (l2) {
+        if (pack && l2) {
+            /* cur[0] is the slot cand_rows left for the centroid: unused here */
+            s = kern->product_l2(q, cen, cur + 1, nr - 1, d, pack, ncur, f->sub, M4, f->prow);
+        } else if (l2) {
             s = kern->decode_l2(q, cen, cur, nr, d);
         } else {
+            if (pack) { /* inner product: the concatenated codewords as the base */
+                kern->product_base(f->prow, pack, ncur, f->sub, M4);
+                cur[0] = cen;
+                cen = f->prow;
+            }
             for (size_t t = 0; t < d; t++) {
                 float x = cen[t];
                 for (size_t m = 0; m < nr; m++) x += cur[m][t];
@@ -365,6 +402,10 @@ static void refine(const qx_ivf *ivf, const qx__fs_kernels *kern, fs_ctx *f, con
         const float **t = cur;
         cur = next;
         next = t;
+        uint8_t *nt = ncur;
+        ncur = nnext;
+        nnext = nt;
+        nr = nr_next;
     }
     for (size_t i = n / 2; i-- > 0;) qx__topk_sift_down(h, i);
     while (h->n > k) {
@@ -495,6 +536,16 @@ static void search_one_split(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, int thre
     refine(ivf, kern, f0, q, k, dist, ids);
 }
 
+/* The 4-bit float table of one query for a product-shaped part (decision
+ * 1): lut[m × 16 + k] = alpha × Σ over step m's dimensions t of
+ * q[t] × rows[t × 16 + k], one dot16t a step on alpha × q (qa: d floats). */
+static void product_table(const qx__fs_kernels *kern, const float *rows, const uint32_t *sub, size_t M4,
+                          size_t d, float alpha, const float *q, float *qa, float *lut) {
+    for (size_t t = 0; t < d; t++) qa[t] = alpha * q[t];
+    for (size_t m = 0; m < M4; m++)
+        kern->dot16t(lut + m * 16, qa + sub[m], rows + (size_t)sub[m] * 16, sub[m + 1] - sub[m]);
+}
+
 /* Coarse scores and 4-bit float tables of nb queries into c (decision 1). */
 static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const qx_search_params *p,
                          const float *qb, size_t nb) {
@@ -506,7 +557,22 @@ static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const qx_searc
     float alpha = l2 ? -2.0f : -1.0f;
     qx_search_profile *prof = g_prof;
     double t0 = prof ? cpu_now() : 0, t1 = 0;
-    if (nb <= 2) {
+    const float *prow = qx_fs_product_rows(ivf->quant);
+    if (prow) {
+        if (flat) {
+            if (nb <= 2)
+                for (size_t i = 0; i < nb; i++)
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids,
+                                (int)d, qb + i * d, 1, 0.0f, c->coarse + i * nlist, 1);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f,
+                            qb, (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
+        }
+        if (prof) t1 = cpu_now();
+        const qx__fs_kernels *kern = qx__fs_kernels_active();
+        for (size_t i = 0; i < nb; i++)
+            product_table(kern, prow, f->sub, M4, d, alpha, qb + i * d, f->xbuf, f->lutf + i * M4 * 16);
+    } else if (nb <= 2) {
         for (size_t i = 0; flat && i < nb; i++)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids, (int)d,
                         qb + i * d, 1, 0.0f, c->coarse + i * nlist, 1);

@@ -18,6 +18,8 @@ typedef struct qx__fs {
     float *norms4;     /* M4 * 16: ||a||² */
     qx_quantizer *rq;  /* the 8-bit part (M8 steps), NULL when M8 = 0 */
     float *additive;   /* M * 256 * d byte-level additive codebooks */
+    float *rows4;      /* product shape: d * 16, qx_fs_product_rows; else NULL */
+    float *pack4;      /* product shape: 16 * d, qx_fs_product_codewords; else NULL */
 } qx__fs;
 
 /* Rebuild norms4 and the additive table from cb4 and the RQ. */

@@ -11,6 +11,10 @@
  * 2. Beam encoding with K = 16 keeps explicit residuals per beam entry
  *    (beam × d floats): a step is beam × 16 dot products, cheaper than the
  *    look-up-table formulation of rq_encode.c needs in tables at K = 16.
+ * 4. Product shape: each step's codebook is k-means (K = 16) on its own
+ *    dimensions of x, a PQ; the steps are independent, so the greedy
+ *    encoding is exact and the least-squares rounds have nothing to add
+ *    (they would also spread codewords outside their dimensions).
  * 3. The 8-bit part is an ordinary qinx RQ trained on the residuals of the
  *    beam-encoded 4-bit part (so training and encoding see the same
  *    residuals).
@@ -145,6 +149,34 @@ static void update_codebooks(qx__fs *fs, const uint8_t *nib, float *res, size_t 
     }
 }
 
+/* Decision 4: k-means per step on its dimensions (res is scratch of n * d
+ * floats: each step's sub-vectors are gathered into it). */
+static int train_product(qx__fs *fs, const float *x, size_t n, float *res, uint32_t *assign,
+                         qx_kmeans_opts *ko) {
+    size_t d = fs->base.d, M4 = fs->M4;
+    float *cent = qx__malloc(sizeof(float) * QX__FS_K4 * (d / M4 + 1));
+    if (!cent) return qx__fail(QX_ENOMEM, "fastscan: product centroids");
+    memset(fs->cb4, 0, sizeof(float) * M4 * QX__FS_K4 * d);
+    int rc = 0;
+    for (size_t st = 0; st < M4 && rc == 0; st++) {
+        qx__progress(&fs->base, "fastscan 4-bit product k-means", (double)st / (double)M4);
+        size_t lo, hi;
+        qx_fs_subspace(d, M4, st, &lo, &hi);
+        size_t ds = hi - lo;
+        for (size_t i = 0; i < n; i++) memcpy(res + i * ds, x + i * d + lo, sizeof(float) * ds);
+        ko->seed = fs->opts.seed + st;
+        rc = qx_kmeans(res, n, ds, QX__FS_K4, ko, cent, assign);
+        if (rc) {
+            qx__wrap(rc, "fastscan: product k-means of step %zu", st);
+            break;
+        }
+        for (size_t k = 0; k < QX__FS_K4; k++)
+            memcpy(fs->cb4 + (st * QX__FS_K4 + k) * d + lo, cent + k * ds, sizeof(float) * ds);
+    }
+    qx__free(cent);
+    return rc;
+}
+
 int qx__fs_train(qx_quantizer *q, const float *x, size_t n) {
     qx__fs *fs = (qx__fs *)q;
     size_t d = q->d, M4 = fs->M4;
@@ -162,6 +194,11 @@ int qx__fs_train(qx_quantizer *q, const float *x, size_t n) {
     qx_kmeans_opts ko;
     qx_kmeans_opts_init(&ko);
     ko.niter = fs->opts.kmeans_iters;
+    if (fs->opts.product4) {
+        rc = train_product(fs, x, n, res, assign, &ko);
+        if (rc == 0) rc = qx__fs_tables(fs);
+        goto rest;
+    }
     for (size_t st = 0; st < M4 && rc == 0; st++) {
         qx__progress(q, "fastscan 4-bit k-means", (double)st / (double)M4);
         ko.seed = fs->opts.seed + st;
@@ -180,6 +217,7 @@ int qx__fs_train(qx_quantizer *q, const float *x, size_t n) {
         update_codebooks(fs, nib, res, n, sums, cnt);
         rc = qx__fs_tables(fs);
     }
+rest:
     /* the 8-bit part learns what the final 4-bit encoding leaves */
     if (rc == 0) rc = qx__fs_encode4(fs, x, n, fs->opts.beam4, nib, res);
     if (rc == 0 && fs->rq) {

@@ -73,12 +73,44 @@ float qx__fs_quantize_lut(const float *T, size_t nsteps, uint8_t *lut8, float *b
     return scale;
 }
 
+void qx__fs_product_base_scalar(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                                size_t M4) {
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
+        const float *a = pack + 16 * lo + c * ds;
+        for (size_t t = 0; t < ds; t++) x[lo + t] = a[t];
+    }
+}
+
+float qx__fs_product_l2_scalar(const float *q, const float *base, const float *const *rows, size_t nrows,
+                               size_t d, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                               size_t M4, float *ybuf) {
+    for (size_t t = 0; t < d; t++) {
+        float x = base[t];
+        for (size_t r = 0; r < nrows; r++) x += rows[r][t];
+        ybuf[t] = q[t] - x;
+    }
+    float s = 0;
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
+        const float *a = pack + 16 * lo + c * ds;
+        for (size_t t = 0; t < ds; t++) {
+            float e = ybuf[lo + t] - a[t];
+            s += e * e;
+        }
+    }
+    return s;
+}
+
 const qx__fs_kernels qx__fs_kernels_scalar = {
     .name = "scalar",
     .scan = qx__fs_scan_scalar,
     .find_lt_u16 = qx__fs_find_lt_u16_scalar,
     .decode_l2 = qx__fs_decode_l2_scalar,
     .dot16t = qx__fs_dot16t_scalar,
+    .quantize_lut = qx__fs_quantize_lut,
+    .product_base = qx__fs_product_base_scalar,
+    .product_l2 = qx__fs_product_l2_scalar,
 };
 
 const qx__fs_kernels *qx__fs_kernels_for(qx_simd_level level) {

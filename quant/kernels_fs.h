@@ -44,6 +44,26 @@ typedef struct qx__fs_kernels {
      * 16 centroids at once, transposed (the two-level coarse quantizer,
      * index/ivf_coarse2.c). */
     void (*dot16t)(float *out, const float *q, const float *blk, size_t d);
+    /* qx__fs_quantize_lut below (SIMD variants may differ from the scalar
+     * reference by one unit in an entry that sits on a rounding boundary:
+     * the compiler may fuse the multiply and the add). */
+    float (*quantize_lut)(const float *T, size_t nsteps, uint8_t *lut8, float *bias_sum);
+    /* Product-shaped 4-bit part (qinx/fastscan.h): x[t] = coordinate t of
+     * the codeword that nib picks for the step owning t, from the packed
+     * table (qx_fs_product_codewords, which has 16 floats of padding); sub:
+     * the M4 + 1 step boundaries. x must hold d + 16 floats: SIMD variants
+     * store whole registers, later steps overwriting the tail of earlier
+     * ones (masked stores are slow on this AMD core). A copy: equal to the
+     * scalar reference on x[0..d). */
+    void (*product_base)(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub, size_t M4);
+    /* ||q − (base + Σ_r rows[r] + p)||² where p is the product-shaped 4-bit
+     * part nib picks (as product_base): y = q − base − Σ rows is written to
+     * ybuf (d + 16 floats, 64-byte aligned), then each step's sub-vector of
+     * y is compared with its codeword with masked arithmetic, no stores (the
+     * L2 re-ranking of a product-shaped cascade). */
+    float (*product_l2)(const float *q, const float *base, const float *const *rows, size_t nrows,
+                        size_t d, const float *pack, const uint8_t *nib, const uint32_t *sub, size_t M4,
+                        float *ybuf);
 } qx__fs_kernels;
 
 extern const qx__fs_kernels qx__fs_kernels_scalar;
@@ -82,5 +102,10 @@ size_t qx__fs_find_lt_u16_scalar(const uint16_t *v, size_t n, uint16_t thr);
 float qx__fs_decode_l2_scalar(const float *q, const float *base, const float *const *rows,
                               size_t nrows, size_t d);
 void qx__fs_dot16t_scalar(float *out, const float *q, const float *blk, size_t d);
+void qx__fs_product_base_scalar(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                                size_t M4);
+float qx__fs_product_l2_scalar(const float *q, const float *base, const float *const *rows, size_t nrows,
+                               size_t d, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                               size_t M4, float *ybuf);
 
 #endif

@@ -114,4 +114,7 @@ const qx__fs_kernels qx__fs_kernels_avx2 = {
     .find_lt_u16 = find_lt_u16_avx2,
     .decode_l2 = decode_l2_avx2,
     .dot16t = dot16t_avx2,
+    .quantize_lut = qx__fs_quantize_lut,       /* the scalar reference (AVX-512 has its own) */
+    .product_base = qx__fs_product_base_scalar,
+    .product_l2 = qx__fs_product_l2_scalar,
 };

@@ -108,10 +108,90 @@ static void dot16t_avx512(float *out, const float *q, const float *blk, size_t d
     _mm512_storeu_ps(out, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+/* One step's 16 entries are one zmm: its minimum and maximum by reduction,
+ * then (T − min) × scale + 0.5, clamped to [0, 255], truncated and narrowed
+ * to bytes, as the scalar reference does entry by entry. */
+static float quantize_lut_avx512(const float *T, size_t nsteps, uint8_t *lut8, float *bias_sum) {
+    float span = 0, bsum = 0, mins[2 * QX_FS_MAX_PAIRS];
+    for (size_t s = 0; s < nsteps; s++) {
+        __m512 v = _mm512_loadu_ps(T + s * 16);
+        float lo = _mm512_reduce_min_ps(v), hi = _mm512_reduce_max_ps(v);
+        mins[s] = lo;
+        bsum += lo;
+        if (hi - lo > span) span = hi - lo;
+    }
+    float scale = span > 0 ? 255.0f / span : 1.0f;
+    const __m512 sc = _mm512_set1_ps(scale), half = _mm512_set1_ps(0.5f), zero = _mm512_setzero_ps(),
+                 top = _mm512_set1_ps(255.0f);
+    for (size_t s = 0; s < nsteps; s++) {
+        __m512 v = _mm512_sub_ps(_mm512_loadu_ps(T + s * 16), _mm512_set1_ps(mins[s]));
+        v = _mm512_add_ps(_mm512_mul_ps(v, sc), half);
+        v = _mm512_min_ps(_mm512_max_ps(v, zero), top);
+        _mm_storeu_si128((__m128i *)(lut8 + s * 16), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v)));
+    }
+    *bias_sum = bsum;
+    return scale;
+}
+
+/* Whole-register copies, steps in increasing order: a step's 16-float store
+ * runs past its dimensions into the next step's, which then overwrites
+ * them (kernels_fs.h: x and pack are padded). */
+static void product_base_avx512(float *x, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                                size_t M4) {
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
+        const float *a = pack + 16 * lo + c * ds;
+        for (size_t t = 0; t < ds; t += 16) _mm512_storeu_ps(x + lo + t, _mm512_loadu_ps(a + t));
+    }
+}
+
+/* y = q − base − Σ rows with aligned whole-register stores (ybuf is padded),
+ * then per step a masked difference with its codeword: loads only. */
+static float product_l2_avx512(const float *q, const float *base, const float *const *rows, size_t nrows,
+                               size_t d, const float *pack, const uint8_t *nib, const uint32_t *sub,
+                               size_t M4, float *ybuf) {
+    for (size_t j = 0; j < d; j += 16) {
+        __mmask16 k = d - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - j)) - 1u);
+        __m512 x = _mm512_maskz_loadu_ps(k, base + j);
+        for (size_t r = 0; r < nrows; r++) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(k, rows[r] + j));
+        _mm512_store_ps(ybuf + j, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, q + j), x));
+    }
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    if ((d + M4 - 1) / M4 <= 16) {
+        /* every step fits one register: a pair of steps per code byte,
+         * no inner loop */
+        for (size_t j = 0; j < M4 / 2; j++) {
+            unsigned b = nib[j];
+            size_t lo0 = sub[2 * j], lo1 = sub[2 * j + 1], ds0 = lo1 - lo0, ds1 = sub[2 * j + 2] - lo1;
+            __m512 e0 = _mm512_maskz_sub_ps((__mmask16)((1u << ds0) - 1u), _mm512_loadu_ps(ybuf + lo0),
+                                            _mm512_loadu_ps(pack + 16 * lo0 + (b & 15) * ds0));
+            __m512 e1 = _mm512_maskz_sub_ps((__mmask16)((1u << ds1) - 1u), _mm512_loadu_ps(ybuf + lo1),
+                                            _mm512_loadu_ps(pack + 16 * lo1 + (b >> 4) * ds1));
+            s0 = _mm512_fmadd_ps(e0, e0, s0);
+            s1 = _mm512_fmadd_ps(e1, e1, s1);
+        }
+        return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+    }
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo = sub[m], ds = sub[m + 1] - lo, c = m % 2 ? nib[m / 2] >> 4 : nib[m / 2] & 15;
+        const float *a = pack + 16 * lo + c * ds;
+        for (size_t t = 0; t < ds; t += 16) {
+            __mmask16 k = ds - t >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (ds - t)) - 1u);
+            __m512 e = _mm512_maskz_sub_ps(k, _mm512_loadu_ps(ybuf + lo + t), _mm512_loadu_ps(a + t));
+            if (m & 1) s1 = _mm512_fmadd_ps(e, e, s1);
+            else s0 = _mm512_fmadd_ps(e, e, s0);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
 const qx__fs_kernels qx__fs_kernels_avx512 = {
     .name = "avx512",
     .scan = scan_avx512,
     .find_lt_u16 = find_lt_u16_avx512,
     .decode_l2 = decode_l2_avx512,
     .dot16t = dot16t_avx512,
+    .quantize_lut = quantize_lut_avx512,
+    .product_base = product_base_avx512,
+    .product_l2 = product_l2_avx512,
 };

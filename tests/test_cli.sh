@@ -49,6 +49,23 @@ awk -v r="$r10" 'BEGIN { exit !(r >= 0.4 && r <= 1) }' || fail "10-recall@10 $r1
 r10b=$(sed -E 's/.*"10-recall@10":([0-9.]+).*/\1/' "$tmp/r2.json")
 awk -v a="$r10" -v b="$r10b" 'BEGIN { exit !(b >= a - 0.01) }' || fail "nprobe 32 + rerank recall $r10b < $r10"
 
+# Fast-scan with a product-shaped 4-bit part (--fs-shape): info shows the split and the
+# shape; its recall is in the range of the RQ index's; a bad shape is refused.
+"$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/p.qinx" --bytes 8 --nlist 32 --max-train 4000 \
+  --quantizer fastscan --fs-shape product --fs-steps 14 --seed 5 --quiet
+"$qinx" info --index "$tmp/p.qinx" --json >"$tmp/pinfo.json"
+grep -q '"fastscan":{"steps4":14,"steps8":0,"shape":"product"}' "$tmp/pinfo.json" \
+  || fail "info: fast-scan split: $(cat "$tmp/pinfo.json")"
+"$qinx" search --index "$tmp/p.qinx" --queries "$tmp/s_query.fvecs" --gt "$tmp/s_groundtruth.ivecs" \
+  --nprobe 8 --shortlist 40 --json >"$tmp/rp.json"
+r10p=$(sed -E 's/.*"10-recall@10":([0-9.]+).*/\1/' "$tmp/rp.json")
+awk -v r="$r10p" 'BEGIN { exit !(r >= 0.4 && r <= 1) }' || fail "product fast-scan 10-recall@10 $r10p out of range"
+expect 2 "fs-shape is residual or product" "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/x.qinx" \
+  --quantizer fastscan --fs-shape cubic
+expect 1 "product shape needs M4=26 <= d=24" "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/x.qinx" \
+  --bytes 16 --quantizer fastscan --fs-shape product --fs-steps 26 --quiet
+[ ! -e "$tmp/x.qinx" ] || fail "a refused build left an index"
+
 # A QINCo index: the library's default network, and info shows it.
 "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/q.qinx" --bytes 8 --nlist 16 --max-train 2000 \
   --quantizer qinco --epochs 2 --seed 5 2>"$tmp/q.err"

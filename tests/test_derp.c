@@ -1600,6 +1600,44 @@ static void test_out_of_memory_everywhere(void **state) {
     free(x);
 }
 
+/* Usage of a byte that holds two 4-bit steps is judged per nibble: with
+ * the high nibble always equal to the low one, byte values use 16 of 256
+ * (0.0625) although both steps use all 16 codewords; a high nibble
+ * confined to 4 values reads 0.25 whatever the low nibble does. */
+static void test_usage_per_nibble(void **state) {
+    (void)state;
+    enum { N = 4096, STRIDE = 3 };
+    uint8_t *codes = malloc(N * STRIDE);
+    assert_non_null(codes);
+    for (size_t i = 0; i < N; i++) {
+        uint8_t lo = (uint8_t)(i * 7 % 16);
+        codes[i * STRIDE + 0] = (uint8_t)(lo | lo << 4);        /* correlated, healthy */
+        codes[i * STRIDE + 1] = (uint8_t)(lo | (i % 4) << 4);   /* high nibble: 4 of 16 */
+        codes[i * STRIDE + 2] = (uint8_t)(i % 256);             /* a plain byte, uniform */
+    }
+    qx_derp_step st;
+    qx__derp_usage(codes, N, STRIDE, 0, 0, &st);
+    assert_int_equal(st.ksub, 256);
+    assert_int_equal(st.used, 16);
+    assert_true(fabs(st.used_fraction - 0.0625) < 1e-12);
+    qx__derp_usage(codes, N, STRIDE, 0, 1, &st);
+    assert_int_equal(st.ksub, 16);
+    assert_int_equal(st.used, 16);
+    assert_int_equal(st.dead, 0);
+    assert_true(fabs(st.used_fraction - 1) < 1e-12 && st.perplexity > 0.99);
+    qx__derp_usage(codes, N, STRIDE, 1, 1, &st);
+    assert_int_equal(st.used, 4);
+    assert_int_equal(st.dead, 12);
+    assert_true(fabs(st.used_fraction - 0.25) < 1e-12);
+    assert_true(fabs(st.perplexity - 0.25) < 1e-9); /* 4 codewords used evenly */
+    qx__derp_usage(codes, N, STRIDE, 2, 0, &st);
+    assert_int_equal(st.used, 256);
+    assert_true(st.perplexity > 0.99);
+    qx__derp_usage(codes, 8, STRIDE, 2, 0, &st); /* 8 draws can use at most 8 */
+    assert_true(fabs(st.used_fraction - 1) < 1e-12);
+    free(codes);
+}
+
 int main(void) {
     /* QX_DERP_TEST_FILTER=name runs one test (e.g. a calibration). */
     if (getenv("QX_DERP_TEST_FILTER")) cmocka_set_test_filter(getenv("QX_DERP_TEST_FILTER"));
@@ -1623,6 +1661,7 @@ int main(void) {
         cmocka_unit_test(test_drift_fresh_vs_shifted_vs_permuted),
         cmocka_unit_test(test_reservoir_uniform_deterministic_serializable),
         cmocka_unit_test(test_health_rq_and_collapse),
+        cmocka_unit_test(test_usage_per_nibble),
         cmocka_unit_test(test_siftsmall_health_and_faults),
         cmocka_unit_test(test_drift_false_alarms_50_seeds),
         cmocka_unit_test(test_calibrate_real_splits),

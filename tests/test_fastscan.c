@@ -149,6 +149,67 @@ static void test_dot16t_matches_scalar(void **state) {
     }
 }
 
+/* quantize_lut of each SIMD level against the scalar reference: the same
+ * scale and bias, entries within one unit (decision 2 of kernels_fs.h's
+ * table: a fused multiply-add may round a boundary value the other way);
+ * product_base exactly, on uneven step boundaries. */
+static void test_lut_and_product_kernels_match_scalar(void **state) {
+    (void)state;
+    tu_rng r;
+    tu_rng_seed(&r, 19);
+    enum { NS = 2 * QX_FS_MAX_PAIRS, DM = 131 };
+    float *T = malloc(sizeof(float) * NS * 16), *pack = malloc(sizeof(float) * (16 * DM + 16));
+    float want[DM + 16], got[DM + 16], cen[DM], qv[DM];
+    float *ybuf = qx_aligned_alloc(sizeof(float) * (DM + 16));
+    uint8_t a8[NS * 16], b8[NS * 16], nib[64];
+    uint32_t sub[DM + 1];
+    for (size_t li = 0; li < 2; li++) {
+        const qx__fs_kernels *k = qx__fs_kernels_for(LEVELS[li]);
+        if (!k) continue;
+        for (size_t ns = 1; ns <= NS; ns += 7) {
+            for (size_t i = 0; i < ns * 16; i++) T[i] = (float)tu_rng_normal(&r) * (i % 3 ? 1.0f : 4.0f);
+            float bw, bg, sw = qx__fs_quantize_lut(T, ns, a8, &bw), sg = k->quantize_lut(T, ns, b8, &bg);
+            assert_true(sw == sg && bw == bg);
+            for (size_t i = 0; i < ns * 16; i++) assert_true(abs((int)a8[i] - (int)b8[i]) <= 1);
+        }
+        for (size_t d = 2; d <= DM; d += 3)
+            for (size_t M4 = 2; M4 <= d && M4 <= 64; M4 += 6) {
+                for (size_t m = 0; m <= M4; m++) {
+                    size_t lo, hi;
+                    qx_fs_subspace(d, M4, m < M4 ? m : M4 - 1, &lo, &hi);
+                    sub[m] = (uint32_t)(m < M4 ? lo : hi);
+                }
+                for (size_t t = 0; t < 16 * d; t++) pack[t] = (float)tu_rng_normal(&r);
+                for (size_t t = 0; t < d; t++) cen[t] = (float)tu_rng_normal(&r), qv[t] = (float)tu_rng_normal(&r);
+                for (size_t j = 0; j < M4 / 2; j++) nib[j] = (uint8_t)tu_rng_next(&r);
+                memset(want, 0, sizeof want);
+                memset(got, 0, sizeof got);
+                qx__fs_product_base_scalar(want, pack, nib, sub, M4);
+                k->product_base(got, pack, nib, sub, M4);
+                assert_memory_equal(want, got, sizeof(float) * d);
+                assert_true(want[d - 1] != 0);
+                /* product_l2 with 0..3 rows: the same distance as decoding
+                 * (base + rows + concatenated codewords) and taking it */
+                for (size_t nrows = 0; nrows <= 3; nrows++) {
+                    const float *rw[3] = {pack + 3, pack + 5 * d / 4, pack + 2 * d};
+                    float ref = 0, mag = 0;
+                    for (size_t t = 0; t < d; t++) {
+                        float x = cen[t] + want[t];
+                        for (size_t j = 0; j < nrows; j++) x += rw[j][t];
+                        ref += (qv[t] - x) * (qv[t] - x);
+                        mag += qv[t] * qv[t] + x * x;
+                    }
+                    float a = qx__fs_product_l2_scalar(qv, cen, rw, nrows, d, pack, nib, sub, M4, ybuf);
+                    float b = k->product_l2(qv, cen, rw, nrows, d, pack, nib, sub, M4, ybuf);
+                    assert_true(fabsf(a - ref) <= 1e-5f * (1 + mag) && fabsf(b - ref) <= 1e-5f * (1 + mag));
+                }
+            }
+    }
+    free(T);
+    free(pack);
+    qx_aligned_free(ybuf);
+}
+
 static void test_pack_roundtrip_and_lut_bound(void **state) {
     (void)state;
     size_t P = 9, n = 77;
@@ -202,11 +263,22 @@ static int teardown(void **state) {
     return 0;
 }
 
+/* The shape of the 4-bit part the helpers build (qx_fs_opts.product4): the
+ * test_product_* wrappers run the IVF tests again with 1. */
+static int g_product;
+
+static int reset_shape(void **state) {
+    (void)state;
+    g_product = 0;
+    return 0;
+}
+
 static qx_quantizer *train_fs(size_t M4, size_t M8) {
     qx_fs_opts o;
     qx_fs_opts_init(&o);
     o.M4 = M4;
     o.M8 = M8;
+    o.product4 = g_product;
     o.kmeans_iters = 10;
     qx_quantizer *q = NULL;
     assert_int_equal(qx_fs_new(&q, D, &o), 0);
@@ -301,6 +373,7 @@ static qx_ivf *build_ivf_on(const float *base, size_t nb, size_t M4, size_t M8, 
     qx_fs_opts_init(&o);
     o.M4 = M4;
     o.M8 = M8;
+    o.product4 = g_product;
     o.kmeans_iters = 10;
     o.beam = o.train_beam = 1; /* the 8-bit RQ's beam: keeps the test fast */
     qx_quantizer *q = NULL;
@@ -506,6 +579,7 @@ static void test_siftsmall_cascade(void **state) {
     }
     qx_fs_opts o;
     qx_fs_opts_init(&o); /* 16 x 4-bit + 7 x 8-bit + norm = 16 B */
+    o.product4 = g_product;
     o.kmeans_iters = 10;
     o.beam = o.train_beam = 2;
     qx_quantizer *quant = NULL;
@@ -533,8 +607,8 @@ static void test_siftsmall_cascade(void **state) {
         assert_int_equal(qx_ivf_search(ivf, NULL, q.data, q.n, K, &p, dist, res), 0);
         rc[s] = tu_k_recall(res, K, NULL, gt, gk, q.n, K);
     }
-    fprintf(stderr, "siftsmall 16 B cascade 10-recall@10 (nprobe 16; shortlist 10/40/200): %.3f %.3f %.3f\n",
-            rc[0], rc[1], rc[2]);
+    fprintf(stderr, "siftsmall 16 B cascade (%s 4-bit part) 10-recall@10 (nprobe 16; shortlist 10/40/200): %.3f %.3f %.3f\n",
+            g_product ? "product" : "residual", rc[0], rc[1], rc[2]);
     /* the full code re-ranks what the 4-bit scan found */
     assert_true(rc[1] > rc[0] + 0.05);
     assert_true(rc[2] >= 0.65);
@@ -680,11 +754,123 @@ static void test_filtered_search(void **state) {
     qx_ivf_free(ivf);
 }
 
+/* ---- product-shaped 4-bit part (qx_fs_opts.product4) ------------------- */
+
+/* Codewords live in their step's dimensions; decoding concatenates them;
+ * the derived tables agree with the codebooks; blob version 2 round-trips
+ * and its checks hold; the residual shape still writes version 1. */
+static void test_product_quantizer(void **state) {
+    (void)state;
+    g_product = 1;
+    size_t M4 = 16, M8 = 2, M = M4 / 2 + M8, n = 300; /* D = 24: steps of 1 or 2 dimensions */
+    qx_quantizer *q = train_fs(M4, M8);
+    const float *A4 = qx_fs_codebooks4(q), *A8 = qx_fs_codebooks8(q);
+    const float *rows = qx_fs_product_rows(q), *pack = qx_fs_product_codewords(q);
+    assert_non_null(rows);
+    assert_non_null(pack);
+    for (size_t m = 0; m < M4; m++) {
+        size_t lo, hi;
+        qx_fs_subspace(D, M4, m, &lo, &hi);
+        assert_true(hi > lo && hi - lo <= 2);
+        for (size_t k = 0; k < 16; k++)
+            for (size_t t = 0; t < D; t++) {
+                float a = A4[(m * 16 + k) * D + t];
+                if (t < lo || t >= hi) assert_true(a == 0.0f);
+                else {
+                    assert_true(rows[t * 16 + k] == a);
+                    assert_true(pack[16 * lo + k * (hi - lo) + (t - lo)] == a);
+                }
+            }
+    }
+    uint8_t *c = malloc(n * M);
+    float *dec = malloc(sizeof(float) * n * D);
+    assert_int_equal(qx_quantizer_encode(q, g_base, n, c), 0);
+    assert_int_equal(qx_quantizer_decode(q, c, n, 0, dec), 0);
+    for (size_t i = 0; i < n; i++)
+        for (size_t m = 0; m < M4; m++) {
+            size_t lo, hi, k = m % 2 ? c[i * M + m / 2] >> 4 : c[i * M + m / 2] & 15;
+            qx_fs_subspace(D, M4, m, &lo, &hi);
+            for (size_t t = lo; t < hi; t++) {
+                float s = A4[(m * 16 + k) * D + t];
+                for (size_t j = 0; j < M8; j++) s += A8[(j * 256 + c[i * M + M4 / 2 + j]) * D + t];
+                assert_true(fabsf(s - dec[i * D + t]) < 1e-4f);
+            }
+            /* a product step takes the nearest codeword of its dimensions
+             * (the rest of the code refines what is left) */
+        }
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    assert_int_equal(qx_quantizer_serialize(q, &blob, &len), 0);
+    uint32_t version;
+    memcpy(&version, blob + 20, 4);
+    assert_int_equal(version, 2);
+    qx_quantizer *q2 = NULL;
+    assert_int_equal(qx_quantizer_deserialize(blob, len, &q2), 0);
+    assert_non_null(qx_fs_product_rows(q2));
+    uint8_t *c2 = malloc(n * M);
+    assert_int_equal(qx_quantizer_encode(q2, g_base, n, c2), 0);
+    assert_memory_equal(c, c2, n * M);
+    qx_quantizer_free(q2);
+    uint8_t *b2 = malloc(len);
+    qx_quantizer *bad = NULL;
+    memcpy(b2, blob, len);
+    b2[20 + 40] = 2; /* product4 must be 0 or 1 */
+    assert_int_equal(qx_quantizer_deserialize(b2, len, &bad), QX_EFORMAT);
+    memcpy(b2, blob, len);
+    float one = 1.0f; /* step 0, codeword 0, last dimension: outside step 0 */
+    memcpy(b2 + 20 + 44 + (D - 1) * 4, &one, 4);
+    assert_int_equal(qx_quantizer_deserialize(b2, len, &bad), QX_EFORMAT);
+    assert_null(bad);
+    free(b2);
+    qx_free(blob);
+    /* more product steps than dimensions are refused */
+    qx_fs_opts o;
+    qx_fs_opts_init(&o);
+    o.product4 = 1;
+    o.M4 = 26;
+    o.M8 = 0;
+    assert_int_equal(qx_fs_new(&bad, D, &o), QX_EINVAL);
+    /* the residual shape writes the version-1 body older builds read */
+    g_product = 0;
+    qx_quantizer *r = train_fs(8, 1);
+    assert_null(qx_fs_product_rows(r));
+    assert_int_equal(qx_quantizer_serialize(r, &blob, &len), 0);
+    memcpy(&version, blob + 20, 4);
+    assert_int_equal(version, 1);
+    qx_free(blob);
+    qx_quantizer_free(r);
+    qx_quantizer_free(q);
+    free(c);
+    free(c2);
+    free(dec);
+}
+
+static void test_product_ivf_equals_brute_force(void **state) {
+    g_product = 1;
+    test_ivf_equals_brute_force_over_decoded(state);
+}
+
+static void test_product_save_load_and_updates(void **state) {
+    g_product = 1;
+    test_save_load_and_updates(state);
+}
+
+static void test_product_inner_product(void **state) {
+    g_product = 1;
+    test_inner_product(state);
+}
+
+static void test_product_siftsmall(void **state) {
+    g_product = 1;
+    test_siftsmall_cascade(state);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_kernels_match_scalar),
         cmocka_unit_test(test_find_lt_and_decode_l2),
         cmocka_unit_test(test_dot16t_matches_scalar),
+        cmocka_unit_test(test_lut_and_product_kernels_match_scalar),
         cmocka_unit_test(test_pack_roundtrip_and_lut_bound),
         cmocka_unit_test(test_quantizer_roundtrip),
         cmocka_unit_test(test_bad_options),
@@ -695,6 +881,11 @@ int main(void) {
         cmocka_unit_test(test_siftsmall_cascade),
         cmocka_unit_test(test_coarse2),
         cmocka_unit_test(test_filtered_search),
+        cmocka_unit_test_teardown(test_product_quantizer, reset_shape),
+        cmocka_unit_test_teardown(test_product_ivf_equals_brute_force, reset_shape),
+        cmocka_unit_test_teardown(test_product_save_load_and_updates, reset_shape),
+        cmocka_unit_test_teardown(test_product_inner_product, reset_shape),
+        cmocka_unit_test_teardown(test_product_siftsmall, reset_shape),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -87,4 +87,20 @@ printf '# demand the impossible\nmin_recall = 1.0\n' >"$tmp/strict.gate"
 rc=0; "$qinx" build "${common[@]}" --replace "$live" --gate "$tmp/strict.gate" --seed 4 2>/dev/null || rc=$?
 [ "$rc" = 3 ] || fail "strict gate: exit $rc, expected 3"
 [ "$(checksum "$live")" = "$before" ] || fail "strict gate changed the live index"
+# Fast-scan: codeword usage is judged per 4-bit step (16 codewords), not per
+# byte of two steps (which reads ~0.2–0.5 on a healthy index: the two steps of
+# a byte are correlated), and a collapse of the 4-bit steps is refused.
+fs=(--base "$base" --bytes 8 --nlist 32 --max-train 5000 --quantizer fastscan --quiet)
+"$qinx" build "${fs[@]}" --out "$tmp/fs.qinx" --seed 1
+"$qinx" build "${fs[@]}" --replace "$tmp/fs.qinx" --seed 2 2>"$tmp/err" || fail "healthy fast-scan rebuild rejected: $(cat "$tmp/err")"
+jq -e '.steps[0].ksub == 16 and .steps[0].used == 16 and ([.steps[] | select(.ksub == 256)] | length) > 0' "$tmp/fs.qinx.derp.json" >/dev/null \
+  || fail "fast-scan report: 4-bit bytes not judged per step: $(jq -c '[.steps[] | [.ksub, .used]]' "$tmp/fs.qinx.derp.json")"
+before=$(checksum "$tmp/fs.qinx")
+rc=0; "$qinx_fault" build "${fs[@]}" --replace "$tmp/fs.qinx" --seed 3 --inject-fault collapse 2>"$tmp/err" || rc=$?
+[ "$rc" = 3 ] || fail "fast-scan collapse: exit $rc, expected 3: $(cat "$tmp/err")"
+[ "$(checksum "$tmp/fs.qinx")" = "$before" ] || fail "fast-scan collapse changed the live index"
+jq -e '[.checks[] | select(.name == "min_used_fraction" and .pass == false)] | length == 1' "$tmp/fs.qinx.derp.json" >/dev/null \
+  || fail "fast-scan collapse not refused by min_used_fraction"
+echo "ok: fast-scan usage per 4-bit step; collapse refused" >&2
+
 echo "test_gate: all gate checks behaved" >&2

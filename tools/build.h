@@ -12,7 +12,7 @@ typedef struct cli_build_cfg {
     const char *train_sample; /* random | strided | first */
     size_t bytes, nlist, beam, train_beam, seed, threads, max_train;
     size_t qL, qh, qA, epochs, train_minutes, fs_steps;
-    int use_qinco, use_fs, quiet, mpi, merge;
+    int use_qinco, use_fs, fs_product, quiet, mpi, merge;
     qx_metric metric;
 } cli_build_cfg;
 

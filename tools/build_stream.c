@@ -59,6 +59,7 @@ int cli_build_new_index(const cli_build_cfg *c, size_t d, int trained_on_base, q
         qx_fs_opts fo;
         qx_fs_opts_init(&fo);
         fo.M4 = c->fs_steps ? c->fs_steps : (c->bytes / 2) * 2;
+        fo.product4 = c->fs_product;
         fo.M8 = M - fo.M4 / 2;
         if (c->beam) fo.beam = (int)c->beam;
         fo.train_beam = c->train_beam ? (int)c->train_beam : 0;

@@ -48,6 +48,9 @@ static void usage(FILE *f) {
             "  --train-beam B     rq: beam width while training (default: --beam; 1 is fastest)\n"
             "  --quantizer Q      rq (residual quantization, default), qinco (QINCo-style) or\n"
             "                     fastscan (4-bit steps scanned in SIMD registers + 8-bit steps)\n"
+            "  --fs-shape S       fastscan: residual (default: each 4-bit step spans every\n"
+            "                     dimension) or product (step m owns d/steps dimensions, a PQ:\n"
+            "                     16x cheaper look-up tables; docs/fastscan.md)\n"
             "  --fs-steps N       fastscan: 4-bit steps (even; default: as many as half the\n"
             "                     bytes hold, the rest of --bytes goes to 8-bit steps)\n"
             "  --qinco-L N        qinco: residual blocks per step (default 1)\n"
@@ -79,20 +82,40 @@ static void usage(FILE *f) {
 /* Planted faults for the DERP gate tests: compiled only into the test-only
  * qinx-fault program (CMakeLists.txt), never into the installed qinx. */
 
-/* Testing aid: merge 90% of each step's codewords onto 4 of them. */
+/* Testing aid: merge 90% of each 8-bit step's codewords onto 4 of them
+ * (k >= 26 copies k % 4), and 14 of each 4-bit step's 16 onto 2. */
+static void collapse_steps(float *cb, size_t steps, size_t K, size_t keep, size_t from, size_t d) {
+    for (size_t m = 0; m < steps; m++)
+        for (size_t k = from; k < K; k++)
+            memcpy(cb + (m * K + k) * d, cb + (m * K + k % keep) * d, sizeof(float) * d);
+}
+
 static int cli_collapse_codebooks(qx_ivf *ivf) {
     qx_quantizer *q = (qx_quantizer *)qx_ivf_quantizer(ivf); /* fault injection only */
-    if (qx_quantizer_kind(q) != QX_QUANT_RQ) return QX_EINVAL;
-    size_t M = qx_quantizer_steps(q), d = qx_quantizer_dim(q);
-    float *cb = malloc(sizeof(float) * M * 256 * d);
-    if (!cb) return QX_ENOMEM;
-    memcpy(cb, qx_rq_codebooks(q), sizeof(float) * M * 256 * d);
-    for (size_t m = 0; m < M; m++)
-        for (size_t k = 26; k < 256; k++)
-            memcpy(cb + (m * 256 + k) * d, cb + (m * 256 + k % 4) * d, sizeof(float) * d);
-    int rc = qx_rq_set_codebooks(q, cb);
-    free(cb);
-    fprintf(stderr, "qinx build: FAULT INJECTED: 90%% of the codewords collapsed onto 4 per step\n");
+    qx_quant_kind kind = qx_quantizer_kind(q);
+    size_t d = qx_quantizer_dim(q);
+    size_t M8 = kind == QX_QUANT_RQ ? qx_quantizer_steps(q) : qx_fs_steps8(q);
+    size_t M4 = kind == QX_QUANT_FASTSCAN ? qx_fs_steps4(q) : 0;
+    const float *src8 = kind == QX_QUANT_RQ ? qx_rq_codebooks(q) : qx_fs_codebooks8(q);
+    if (kind != QX_QUANT_RQ && kind != QX_QUANT_FASTSCAN) {
+        fprintf(stderr, "qinx build: --inject-fault collapse needs --quantizer rq or fastscan\n");
+        return QX_EINVAL;
+    }
+    float *cb8 = malloc(sizeof(float) * (M8 ? M8 : 1) * 256 * d);
+    float *cb4 = malloc(sizeof(float) * (M4 ? M4 : 1) * 16 * d);
+    int rc = cb8 && cb4 ? 0 : QX_ENOMEM;
+    if (rc == 0) {
+        if (M8) memcpy(cb8, src8, sizeof(float) * M8 * 256 * d);
+        collapse_steps(cb8, M8, 256, 4, 26, d);
+        if (M4) memcpy(cb4, qx_fs_codebooks4(q), sizeof(float) * M4 * 16 * d);
+        collapse_steps(cb4, M4, 16, 2, 2, d);
+        rc = kind == QX_QUANT_RQ ? qx_rq_set_codebooks(q, cb8)
+                                 : qx_fs_set_codebooks(q, cb4, M8 ? cb8 : NULL);
+    }
+    free(cb8);
+    free(cb4);
+    fprintf(stderr, "qinx build: FAULT INJECTED: 90%% of the codewords collapsed onto 4 per step%s\n",
+            M4 ? " (4-bit steps: 14 of 16 onto 2)" : "");
     return rc;
 }
 
@@ -239,6 +262,7 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
         {"inject-fault", 1, 0, 'F'},
 #endif
         {"train-sample", 1, 0, 'S' + 256}, {"mpi", 0, 0, 'P'}, {"merge", 0, 0, 'P' + 256},
+        {"fs-shape", 1, 0, 'S' + 512},
         {0, 0, 0, 0}};
     int ch;
     optind = 1;
@@ -271,6 +295,11 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
         case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &c->qA); break;
         case 'E': bad = cli_parse_size("--epochs", optarg, 0, 100000, &c->epochs); break;
         case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &c->train_minutes); break;
+        case 'S' + 512:
+            if (!strcmp(optarg, "residual")) c->fs_product = 0;
+            else if (!strcmp(optarg, "product")) c->fs_product = 1;
+            else { fprintf(stderr, "qinx build: --fs-shape is residual or product, got '%s'\n", optarg); bad = 1; }
+            break;
         case 'S' + 256:
             c->train_sample = optarg;
             if (strcmp(optarg, "random") && strcmp(optarg, "strided") && strcmp(optarg, "first")) {
@@ -343,12 +372,13 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
 void cli_build_describe(const cli_build_cfg *c, char *buf, size_t cap) {
     snprintf(buf, cap,
              "--base %s\n--train %s\n--out %s\n--bytes %zu\n--nlist %zu\n--beam %zu\n--train-beam %zu\n"
-             "--seed %zu\n--max-train %zu\n--train-sample %s\n--quantizer %s\n--fs-steps %zu\n"
+             "--seed %zu\n--max-train %zu\n--train-sample %s\n--quantizer %s\n--fs-steps %zu\n--fs-shape %s\n"
              "--qinco-L %zu\n--qinco-h %zu\n--qinco-A %zu\n--epochs %zu\n--train-minutes %zu\n"
              "--metric %s\n--merge %d\n",
              c->base, c->train ? c->train : "(sample)", c->out, c->bytes, c->nlist, c->beam,
              c->train_beam, c->seed, c->max_train, c->train_sample,
-             c->use_fs ? "fastscan" : c->use_qinco ? "qinco" : "rq", c->fs_steps, c->qL, c->qh, c->qA,
+             c->use_fs ? "fastscan" : c->use_qinco ? "qinco" : "rq", c->fs_steps,
+             c->fs_product ? "product" : "residual", c->qL, c->qh, c->qA,
              c->epochs, c->train_minutes, c->metric == QX_METRIC_L2 ? "l2" : "ip", c->merge);
 }
 

@@ -6,11 +6,24 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "qinx/fastscan.h"
 #include "qinx/core.h"
 #include "qinx/qinco.h"
 
 /* The QINCo network of an index (empty strings for an RQ index): one text
  * line, and a JSON member with its leading comma. */
+/* The split of a fast-scan code, for info (empty for other kinds). */
+static void fs_desc(const qx_ivf *ivf, char *txt, size_t ntxt, char *js, size_t njs) {
+    const qx_quantizer *q = qx_ivf_quantizer(ivf);
+    txt[0] = js[0] = 0;
+    if (!q || qx_quantizer_kind(q) != QX_QUANT_FASTSCAN) return;
+    const char *shape = qx_fs_product_rows(q) ? "product" : "residual";
+    snprintf(txt, ntxt, "fast-scan    %zu x 4-bit steps (%s shape, scanned in registers) + %zu x 8-bit steps\n",
+             qx_fs_steps4(q), shape, qx_fs_steps8(q));
+    snprintf(js, njs, ",\"fastscan\":{\"steps4\":%zu,\"steps8\":%zu,\"shape\":\"%s\"}", qx_fs_steps4(q),
+             qx_fs_steps8(q), shape);
+}
+
 static void qinco_desc(const qx_ivf *ivf, char *txt, size_t ntxt, char *js, size_t njs) {
     const qx_quantizer *q = qx_ivf_quantizer(ivf);
     qx_qinco_opts o;
@@ -119,21 +132,23 @@ int qx_cli_info(int argc, char **argv) {
     long long fsize = stat(path, &st) == 0 ? (long long)st.st_size : -1;
     const char *metric = in.metric == QX_METRIC_L2 ? "l2" : "ip";
     const char *kind = qx_quantizer_kind_name(in.quant_kind);
-    char net[1024], net_js[1024];
+    char net[1024], net_js[1024], fs[256], fs_js[256];
     qinco_desc(ivf, net, sizeof net, net_js, sizeof net_js);
+    fs_desc(ivf, fs, sizeof fs, fs_js, sizeof fs_js);
     if (json) {
         fputs("{\"index\":", stdout);
         qx_json_fputs(stdout, path);
         printf(",\"dim\":%zu,\"metric\":\"%s\",\"quantizer\":\"%s\",\"steps\":%zu,"
                "\"code_size\":%zu,\"nlist\":%zu,\"ntotal\":%zu,\"list_min\":%zu,\"list_max\":%zu,"
-               "\"memory_bytes\":%zu,\"file_bytes\":%lld%s}\n",
+               "\"memory_bytes\":%zu,\"file_bytes\":%lld%s%s}\n",
                in.d, metric, kind, in.M, in.code_size, in.nlist, in.ntotal, in.list_min,
-               in.list_max, in.bytes, fsize, net_js);
+               in.list_max, in.bytes, fsize, net_js, fs_js);
     } else {
         printf("index        %s\n", path);
         printf("dimension    %zu\nmetric       %s\nquantizer    %s, %zu steps x 256 codewords\n", in.d,
                metric, kind, in.M);
         fputs(net, stdout);
+        fputs(fs, stdout);
         printf("code size    %zu bytes/vector (+8-byte id)\n", in.code_size);
         printf("lists        %zu (sizes %zu..%zu)\nvectors      %zu\n", in.nlist, in.list_min,
                in.list_max, in.ntotal);

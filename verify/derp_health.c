@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "derp_impl.h"
+#include "qinx/fastscan.h"
 
 #define QX__DERP_BLOCK 4096
 
@@ -39,19 +40,57 @@ void qx_derp_health_free(qx_derp_health *h) {
     qx__free(h);
 }
 
-static void usage_stats(const uint32_t *count, size_t n, qx_derp_step *st) {
+/* Used count and exp(H) of one histogram of K bins over n draws. */
+static void hist_stats(const uint32_t *count, int K, size_t n, size_t *used, double *expH) {
     double H = 0;
-    size_t used = 0;
-    for (int k = 0; k < QX_KSUB; k++) {
+    size_t u = 0;
+    for (int k = 0; k < K; k++) {
         if (!count[k]) continue;
-        used++;
+        u++;
         double f = (double)count[k] / (double)n;
         H -= f * log(f);
     }
-    st->used = used;
-    st->dead = QX_KSUB - used;
-    st->used_fraction = (double)used / QX_KSUB;
-    st->perplexity = exp(H) / QX_KSUB;
+    *used = u;
+    *expH = exp(H);
+}
+
+void qx__derp_usage(const uint8_t *codes, size_t n, size_t stride, size_t col, int nibbles,
+                    qx_derp_step *st) {
+    uint32_t count[3][QX_KSUB] = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        uint8_t v = codes[i * stride + col];
+        count[0][v]++;
+        count[1][v & 15]++;
+        count[2][v >> 4]++;
+    }
+    size_t used;
+    double expH;
+    if (!nibbles) {
+        hist_stats(count[0], QX_KSUB, n, &used, &expH);
+        double cap = n < QX_KSUB ? (double)n : QX_KSUB;
+        st->ksub = QX_KSUB;
+        st->used = used;
+        st->used_fraction = n ? (double)used / cap : 0;
+        st->perplexity = n ? expH / cap : 0;
+    } else {
+        double cap = n < 16 ? (double)n : 16;
+        st->ksub = 16;
+        st->used_fraction = st->perplexity = INFINITY;
+        for (int h = 1; h <= 2; h++) {
+            hist_stats(count[h], 16, n, &used, &expH);
+            if (n && (double)used / cap < st->used_fraction) {
+                st->used = used;
+                st->used_fraction = (double)used / cap;
+            }
+            if (n && expH / cap < st->perplexity) st->perplexity = expH / cap;
+        }
+        if (!n) st->used = 0, st->used_fraction = st->perplexity = 0;
+    }
+    st->dead = st->ksub - st->used;
+}
+
+size_t qx__derp_nibble_bytes(const qx_quantizer *q) {
+    return qx_quantizer_kind(q) == QX_QUANT_FASTSCAN ? qx_fs_steps4(q) / 2 : 0;
 }
 
 typedef struct health_ctx {
@@ -130,7 +169,6 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
     c.mt = qx__derp_sub_size(n, o.max_test_n);
     qx_derp_health *h = qx__calloc(1, sizeof *h);
     uint8_t *own_codes = NULL;
-    uint32_t *count = NULL;
     float *probes = NULL, *cbproj = NULL;
     if (!h || !(h->steps = qx__calloc(M, sizeof *h->steps))) {
         qx__free(h);
@@ -140,6 +178,7 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
     h->d = d;
     h->M = M;
     h->kind = qx_quantizer_kind(q);
+    size_t nib = qx__derp_nibble_bytes(q);
 
     if (!codes) {
         if (!qx__mul(n, M, &bytes) || !(own_codes = qx__malloc(bytes)))
@@ -148,8 +187,6 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
         codes = own_codes;
     }
     c.codes = codes;
-    if (rc == 0 && !(count = qx__calloc(M * QX_KSUB, sizeof *count)))
-        rc = qx__fail(QX_ENOMEM, "health: usage counts");
     if (rc == 0 && (!qx__mul3(QX__DERP_BLOCK, d, sizeof(float), &bytes) ||
                     !(c.rec = qx__aligned_alloc(bytes)) || !(c.blk = qx__aligned_alloc(bytes))))
         rc = qx__fail(QX_ENOMEM, "health: decode blocks");
@@ -166,8 +203,6 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
         double s = 0;
         for (size_t j = 0; j < total; j++) s += (double)x[j] * x[j];
         h->mse0 = s / (double)n;
-        for (size_t i = 0; i < n; i++)
-            for (size_t m = 0; m < M; m++) count[m * QX_KSUB + codes[i * M + m]]++;
     }
 
     const float *acb = rc == 0 && o.test_codebooks ? qx_quantizer_additive_codebooks(q) : NULL;
@@ -178,7 +213,7 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
     for (size_t m = 0; rc == 0 && m < M; m++) {
         qx_derp_step *st = &h->steps[m];
         st->step = m;
-        usage_stats(count + m * QX_KSUB, n, st);
+        qx__derp_usage(codes, n, M, m, m < nib, st);
         rc = step_pass(&c, m, &st->mse);
         if (rc) break;
         st->mse_drop = prev - st->mse;
@@ -197,7 +232,6 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
     }
 
     qx__free(own_codes);
-    qx__free(count);
     qx__aligned_free(c.rec);
     qx__aligned_free(c.blk);
     qx__aligned_free(c.proj);

@@ -55,6 +55,21 @@ static inline size_t qx__derp_sub_size(size_t n, size_t cap) {
 int qx__derp_normality_proj(const float *proj, size_t P, size_t n, double alpha,
                             qx_derp_family *out);
 
+/* Codeword usage of byte column col of n codes (stride bytes apart). A
+ * plain byte is one step of 256 codewords. A byte that holds two 4-bit
+ * steps (nibbles != 0: the first bytes of a fast-scan code, qinx/fastscan.h)
+ * is judged by its worse nibble out of 16: counting byte values would
+ * measure how often pairs of codewords occur together, which says nothing
+ * of either step's health. cap: at most this many distinct values can occur
+ * (n when n is below the step's K), so a small sample is measured against
+ * what it could use. Fills used, ksub, used_fraction and perplexity of st
+ * (dead = ksub − used). */
+void qx__derp_usage(const uint8_t *codes, size_t n, size_t stride, size_t col, int nibbles,
+                    qx_derp_step *st);
+
+/* Bytes of q's code that hold two 4-bit steps (0 unless q is fast-scan). */
+size_t qx__derp_nibble_bytes(const qx_quantizer *q);
+
 /* Growable NUL-terminated string; an allocation failure is sticky (err). */
 typedef struct qx__derp_sb {
     char *s;

@@ -195,8 +195,8 @@ int qx_derp_report_set_health(qx_derp_report *r, const qx_derp_health *h) {
     qx__derp_sb_puts(&b, "},\"steps\":[");
     for (size_t m = 0; m < h->M; m++) {
         const qx_derp_step *s = &h->steps[m];
-        qx__derp_sb_printf(&b, "%s{\"step\":%zu,\"used\":%zu,\"used_fraction\":", m ? "," : "",
-                           s->step, s->used);
+        qx__derp_sb_printf(&b, "%s{\"step\":%zu,\"ksub\":%zu,\"used\":%zu,\"used_fraction\":",
+                           m ? "," : "", s->step, s->ksub, s->used);
         qx__derp_sb_json_number(&b, s->used_fraction);
         qx__derp_sb_puts(&b, ",\"perplexity\":");
         qx__derp_sb_json_number(&b, s->perplexity);

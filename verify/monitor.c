@@ -205,20 +205,12 @@ static void code_usage(qx_monitor *m, const qx_ivf *ivf, const float *x, size_t 
     if (res && lists && codes && qx_ivf_residuals(ivf, x, n, lists, res) == 0 &&
         qx_quantizer_encode(q, res, n, codes) == 0) {
         double umin = 1, pmin = 1;
+        size_t nib = qx__derp_nibble_bytes(q);
         for (size_t s = 0; s < M; s++) {
-            size_t hist[256] = {0}, used = 0;
-            for (size_t i = 0; i < n; i++) hist[codes[i * M + s]]++;
-            double h = 0;
-            for (int k = 0; k < 256; k++) {
-                if (!hist[k]) continue;
-                used++;
-                double pk = (double)hist[k] / (double)n;
-                h -= pk * log(pk);
-            }
-            /* n < 256 cannot use every codeword: measure against what it could. */
-            double cap = n < 256 ? (double)n : 256.0;
-            umin = fmin(umin, (double)used / cap);
-            pmin = fmin(pmin, exp(h) / cap);
+            qx_derp_step st;
+            qx__derp_usage(codes, n, M, s, s < nib, &st);
+            umin = fmin(umin, st.used_fraction);
+            pmin = fmin(pmin, st.perplexity);
         }
         m->st.code_used_fraction = umin;
         m->st.code_perplexity = pmin;

@@ -185,11 +185,15 @@ int qx_derp_two_sample(const float *a, size_t na, const float *b, size_t nb, siz
 
 typedef struct qx_derp_step {
     size_t step;          /* m, 0-based */
-    size_t used;          /* codewords chosen by at least one vector (0..256) */
-    double used_fraction; /* used / 256 */
-    double perplexity;    /* exp(H) / 256, H = entropy (nats) of the usage
-                             histogram; 1 = uniform usage, 1/256 = one codeword */
-    size_t dead;          /* 256 - used */
+    size_t ksub;          /* codewords per step: 256, or 16 for a byte that holds
+                             two 4-bit steps (the first bytes of a fast-scan
+                             code), whose usage figures are those of the worse
+                             of its two steps */
+    size_t used;          /* codewords chosen by at least one vector (0..ksub) */
+    double used_fraction; /* used / ksub */
+    double perplexity;    /* exp(H) / ksub, H = entropy (nats) of the usage
+                             histogram; 1 = uniform usage, 1/ksub = one codeword */
+    size_t dead;          /* ksub - used */
     double mse;           /* mean ||x - decode(code, m+1 steps)||^2 */
     double mse_drop;      /* MSE after m steps minus MSE after m+1 steps
                              (step 0: mean ||x||^2 minus mse) */

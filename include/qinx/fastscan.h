@@ -14,7 +14,8 @@
  * whole code.
  *
  * Training: the 4-bit codebooks by k-means on residuals step by step (the
- * RQ recipe with K = 16), the 8-bit part as a qinx RQ (qinx/rq.h) on the
+ * RQ recipe with K = 16; with product4, by k-means on each step's own
+ * dimensions, a PQ), the 8-bit part as a qinx RQ (qinx/rq.h) on the
  * residuals of the beam-encoded 4-bit part. Encoding: beam search over the
  * 4-bit steps (width beam4), then the RQ's own beam search.
  * Concurrency: as qinx/quantizer.h.
@@ -40,7 +41,20 @@ typedef struct qx_fs_opts {
     int kmeans_iters; /* k-means iterations per 4-bit step (default 20) */
     uint64_t seed;    /* default 1234 */
     int threads;      /* 0 = all cores */
+    int product4;     /* shape of the 4-bit steps: 0 = residual (each step a
+                       * full-dimension codebook, default), 1 = product (step m
+                       * owns dimensions qx_fs_subspace(d, M4, m): a PQ of
+                       * M4 sub-vectors, M4 <= d). A product step's look-up
+                       * table costs 16 × d/M4 multiply-adds instead of
+                       * 16 × d, and its codewords decode by concatenation. */
 } qx_fs_opts;
+
+/* Dimensions [*lo, *hi) of 4-bit step m of a product-shaped quantizer of
+ * dimension d with M4 steps: contiguous, sizes differ by at most one. */
+static inline void qx_fs_subspace(size_t d, size_t M4, size_t m, size_t *lo, size_t *hi) {
+    *lo = m * d / M4;
+    *hi = (m + 1) * d / M4;
+}
 
 void qx_fs_opts_init(qx_fs_opts *opts);
 
@@ -55,6 +69,24 @@ size_t qx_fs_steps8(const qx_quantizer *q);
 const float *qx_fs_codebooks4(const qx_quantizer *q);
 /* The 8-bit codebooks: M8 * 256 * d floats (NULL when M8 = 0 or another kind). */
 const float *qx_fs_codebooks8(const qx_quantizer *q);
+
+/* A product-shaped quantizer's 4-bit codebooks by dimension: d rows of 16
+ * floats, row t = coordinate t of the 16 codewords of the step that owns t
+ * (what a look-up table multiplies). NULL for the residual shape or another
+ * kind. Derived, never stored. */
+const float *qx_fs_product_rows(const qx_quantizer *q);
+
+/* A product-shaped quantizer's 4-bit codewords packed for decoding: 16 × d
+ * floats; step m's 16 codewords start at 16 × lo (qx_fs_subspace), each
+ * hi − lo floats long (what a re-ranking reads), then 16 floats of zero
+ * padding (SIMD readers load whole registers). NULL as above. */
+const float *qx_fs_product_codewords(const qx_quantizer *q);
+
+/* Replace the codebooks of a fast-scan quantizer: cb4 (M4 * 16 * d floats,
+ * step-major) and cb8 (M8 * 256 * d floats; NULL when M8 = 0), both finite;
+ * marks it trained. For tools that edit a trained model (the DERP gate's
+ * planted faults); the 8-bit part keeps its own options. */
+int qx_fs_set_codebooks(qx_quantizer *q, const float *cb4, const float *cb8);
 
 QX_END_DECLS
 #endif
