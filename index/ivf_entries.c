@@ -13,6 +13,7 @@
  * 2. trim copies each list into an allocation of its exact size: lists grow
  *    by doubling, so after a bulk add up to half the code memory is slack.
  */
+#include <omp.h>
 #include <string.h>
 
 #include "ivf_impl.h"
@@ -104,6 +105,91 @@ int qx_ivf_reserve_lists(qx_ivf *ivf, const size_t *add) {
         L->ids = ids;
         L->cap = want;
     }
+    return 0;
+}
+
+static uint32_t rec_list(const uint8_t *rec, size_t stride, size_t r) {
+    uint32_t l;
+    memcpy(&l, rec + r * stride, 4);
+    return l;
+}
+static int skipped(const uint64_t *skip, size_t r) { return skip && ((skip[r >> 6] >> (r & 63)) & 1u); }
+
+int qx_ivf_add_records(qx_ivf *ivf, const uint8_t *rec, size_t stride, size_t n, int64_t id0,
+                       const uint64_t *skip, int threads) {
+    if (!ivf || (n && !rec)) return qx__fail(QX_EINVAL, "ivf_add_records: NULL argument");
+    if (!ivf->trained) return qx__fail(QX_ESTATE, "ivf_add_records: index is not trained");
+    size_t cs = ivf->code_size, nlist = ivf->nlist;
+    if (stride < 4 + cs || id0 < 0 || (uint64_t)n > (uint64_t)INT64_MAX - (uint64_t)id0)
+        return qx__fail(QX_EINVAL, "ivf_add_records: stride %zu (at least %zu), first id %lld, %zu records", stride,
+                        4 + cs, (long long)id0, n);
+    if (threads <= 0) threads = qx__num_threads();
+    if (ivf->fs_pairs || !ivf->loc.put) threads = 1; /* fs blocks and our own map are not shared-safe */
+    if ((size_t)threads > nlist) threads = (int)nlist;
+    /* pass 1: list numbers checked and entries counted per list, rows split across threads */
+    size_t *cnt = qx__calloc((size_t)threads * nlist + 1, sizeof *cnt);
+    if (!cnt) return qx__fail(QX_ENOMEM, "ivf_add_records: counts");
+    size_t bad = SIZE_MAX;
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        size_t *c = cnt + (size_t)t * nlist, a = n / (size_t)nt * (size_t)t, b = t == nt - 1 ? n : a + n / (size_t)nt;
+        for (size_t r = a; r < b; r++) {
+            uint32_t l = rec_list(rec, stride, r);
+            if (l == UINT32_MAX || skipped(skip, r)) continue;
+            if (l >= nlist) {
+#pragma omp critical(qx_add_records_bad)
+                if (r < bad) bad = r;
+                break;
+            }
+            c[l]++;
+        }
+    }
+    if (bad != SIZE_MAX) {
+        qx__free(cnt);
+        return qx__fail(QX_EINVAL, "ivf_add_records: record %zu names list %u of %zu", bad, rec_list(rec, stride, bad),
+                        nlist);
+    }
+    size_t total = 0;
+    for (int t = 1; t < threads; t++)
+        for (size_t l = 0; l < nlist; l++) cnt[l] += cnt[(size_t)t * nlist + l];
+    for (size_t l = 0; l < nlist; l++) total += cnt[l];
+    int rc = ivf->ntotal + total > ((size_t)1 << 40) ? qx__fail(QX_ELIMIT, "ivf_add_records: too many entries")
+                                                      : qx_ivf_reserve_lists(ivf, cnt);
+    for (size_t l = 0; !rc && l < nlist; l++)
+        if (ivf->lists[l].size + cnt[l] > UINT32_MAX) rc = qx__fail(QX_ELIMIT, "ivf_add_records: list %zu is full", l);
+    qx__free(cnt);
+    if (rc) return rc;
+    /* pass 2: thread t fills the lists l with l % threads == t, in record order */
+    int err = 0;
+    size_t added = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : added)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads(), my = 0;
+        for (size_t r = 0; r < n && !my; r++) {
+            uint32_t l = rec_list(rec, stride, r);
+            if (l == UINT32_MAX || (int)(l % (uint32_t)nt) != t || skipped(skip, r)) continue;
+            int64_t id = id0 + (int64_t)r;
+            uint64_t loc;
+            qx__ivf_list *L = &ivf->lists[l];
+            const uint8_t *code = rec + r * stride + 4;
+            if (qx__map_get(ivf, id, &loc)) my = QX_EINVAL;
+            else if (ivf->fs_pairs) my = qx__ivf_fs_push(ivf, L, code, id);
+            else if (L->size < L->cap) {
+                memcpy(L->codes + L->size * cs, code, cs);
+                L->ids[L->size++] = id;
+            } else my = QX_ESTATE; /* reserved above: cannot happen */
+            if (!my) my = qx__map_put(ivf, id, qx__loc(l, (uint32_t)(L->size - 1)));
+            if (!my) added++;
+        }
+        if (my) {
+#pragma omp critical(qx_add_records_err)
+            if (!err) err = my;
+        }
+    }
+    ivf->ntotal += added;
+    if (err == QX_EINVAL) return qx__fail(QX_EINVAL, "ivf_add_records: an id in %lld.. is already held", (long long)id0);
+    if (err) return qx__fail(err, "ivf_add_records: adding an entry failed");
     return 0;
 }
 

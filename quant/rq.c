@@ -73,6 +73,7 @@ static void rq_destroy(qx_quantizer *q) {
     qx__aligned_free(rq->codebooks);
     qx__aligned_free(rq->norms);
     qx__aligned_free(rq->cross);
+    pthread_mutex_destroy(&rq->cross_mu);
     qx__free(rq->step_mse);
     qx__free(rq->step_used);
     qx__free(rq);
@@ -180,6 +181,7 @@ static int rq_alloc(qx__rq **out, size_t d, const qx_rq_opts *o) {
         return qx__fail(QX_ENOMEM, "rq: d=%zu M=%zu overflows", d, M);
     qx__rq *rq = qx__calloc(1, sizeof *rq);
     if (!rq) return qx__fail(QX_ENOMEM, "rq: object");
+    pthread_mutex_init(&rq->cross_mu, NULL);
     rq->base.ops = &rq_ops;
     rq->base.kind = QX_QUANT_RQ;
     rq->base.d = d;
@@ -268,10 +270,7 @@ int qx__rq_deserialize(const uint8_t *buf, size_t len, size_t d, size_t M, qx_qu
         memcpy(rq->step_mse, p, M * sizeof(double));
         memcpy(rq->step_used, p + M * sizeof(double), M * sizeof(uint32_t));
     }
-    if ((rc = qx__rq_tables(rq))) {
-        rq_destroy(&rq->base);
-        return rc;
-    }
+    qx__rq_norms(rq); /* cross at the first encode (rq_impl.h) */
     *out = &rq->base;
     return 0;
 }

@@ -34,19 +34,39 @@
 #include <omp.h>
 #endif
 
-int qx__rq_tables(qx__rq *rq) {
+void qx__rq_norms(qx__rq *rq) {
     size_t M = rq->base.M, d = rq->base.d;
     const qx__kernel_table *k = qx__kernels();
     for (size_t i = 0; i < M * QX_KSUB; i++) {
         const float *c = rq->codebooks + i * d;
         rq->norms[i] = k->dot(c, c, d);
     }
+    atomic_store(&rq->cross_ready, 0);
+}
+
+static int cross_compute(qx__rq *rq) {
+    size_t M = rq->base.M, d = rq->base.d;
     if (d > (size_t)INT32_MAX) return qx__fail(QX_ELIMIT, "rq tables: d=%zu", d);
     for (size_t j = 1; j < M; j++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(j * QX_KSUB), QX_KSUB, (int)d,
                     1.0f, rq->codebooks, (int)d, rq->codebooks + j * QX_KSUB * d, (int)d, 0.0f,
                     rq->cross + qx__rq_cross_offset(j), QX_KSUB);
+    atomic_store(&rq->cross_ready, 1);
     return 0;
+}
+
+int qx__rq_tables(qx__rq *rq) {
+    qx__rq_norms(rq);
+    return cross_compute(rq);
+}
+
+int qx__rq_cross_ensure(const qx__rq *crq) {
+    if (atomic_load(&crq->cross_ready)) return 0;
+    qx__rq *rq = (qx__rq *)crq; /* a cache of the codebooks, filled once under its mutex */
+    pthread_mutex_lock(&rq->cross_mu);
+    int rc = atomic_load(&rq->cross_ready) ? 0 : cross_compute(rq);
+    pthread_mutex_unlock(&rq->cross_mu);
+    return rc;
 }
 
 /* One beam step m for vector i of a block: extends its nb entries (codes
@@ -75,6 +95,8 @@ static void beam_step(const qx__rq *rq, const qx__kernel_table *kt, size_t m, si
 
 int qx__rq_encode_beam(const qx__rq *rq, const float *x, size_t n, int beam, uint8_t *codes,
                        float *err) {
+    int crc = qx__rq_cross_ensure(rq);
+    if (crc) return crc;
     size_t M = rq->base.M, d = rq->base.d, K = M * QX_KSUB, B = (size_t)beam;
     size_t block = ((size_t)1 << 22) / K; /* <x,c> block of ~16 MiB */
     if (block > QX__RQ_ENCODE_BLOCK) block = QX__RQ_ENCODE_BLOCK;

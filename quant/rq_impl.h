@@ -4,6 +4,9 @@
 #ifndef QINX_RQ_IMPL_H
 #define QINX_RQ_IMPL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "qinx/rq.h"
 #include "quantizer_impl.h"
 #include "topk.h"
@@ -24,6 +27,12 @@ typedef struct qx__rq {
      * <c_{i,k_i}, c_{j,k_j}>, so one beam step reads contiguous rows. The
      * block of step j starts at j*(j-1)/2 * 65536 floats. */
     float *cross;
+    /* A loaded model computes cross (M(M-1)/2 x 256 KiB: 30 MiB at M=16) at
+     * its first encode, not at load: a server's restart answers searches
+     * before it writes (cross_mu guards the one computation; searches never
+     * read cross) */
+    pthread_mutex_t cross_mu;
+    _Atomic int cross_ready;
     double *step_mse;   /* M, NULL before training */
     uint32_t *step_used; /* M */
     int refine_rounds;   /* see qx_rq_refine_rounds */
@@ -60,6 +69,10 @@ static inline size_t qx__rq_cross_offset(size_t j) { return j * (j - 1) / 2 * 65
 /* Recompute norms and cross products from the codebooks (after training,
  * refinement, set_codebooks or load). */
 int qx__rq_tables(qx__rq *rq);
+/* The norms only; cross is computed by the first encode (load). */
+void qx__rq_norms(qx__rq *rq);
+/* cross, if not computed yet (thread-safe). */
+int qx__rq_cross_ensure(const qx__rq *rq);
 
 /* Beam search with look-up tables: codes (n*M) of the n vectors x using beam
  * width `beam`; err (optional, n) receives each vector's squared error as

@@ -533,7 +533,9 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     double t0 = qx_now();
     int fresh = 0, legacy = 0;
     uint64_t from = 0;
+    double t_segs = 0, t_model = 0, t_codes = 0, t_log = 0; /* where the time went */
     if ((rc = qxs_store_open(&c->store, dir, c->d, c->on_disk, &fresh))) goto fail;
+    t_segs = qx_now() - t0;
     if (fresh) {
         if ((rc = upgrade_legacy(s, c, &legacy, &from))) goto fail;
     } else {
@@ -549,9 +551,11 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     }
     /* the index's entries: from the segments' codes files (no raw vector is
      * read), into a row map of 8 bytes a row */
+    t_model = qx_now() - t0 - t_segs;
     if (c->ivf && ((rc = qxs_rowmap_attach(c->ivf, &c->rowmap)) || (rc = qxs_store_codes_load(&c->store, c->ivf, c->rowmap)) ||
                    (rc = qx_ivf_trim(c->ivf))))
         goto fail;
+    t_codes = qx_now() - t0 - t_segs - t_model;
     c->lsn = from;
     path_in(path, sizeof path, dir, REPORT);
     FILE *f = fopen(path, "rb");
@@ -576,6 +580,7 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     pthread_mutex_destroy(&c->wal.sync_mu); /* qxs_wal_open initialises it */
     if ((rc = qxs_wal_open(&c->wal, path, c->d, replay_one, &rctx, &ws))) goto fail;
     qxs_wcodes_done_replay(&c->wcodes);
+    t_log = qx_now() - t0 - t_segs - t_model - t_codes;
     atomic_store(&c->wal.written_lsn, c->lsn);
     atomic_store(&c->wal.synced_lsn, c->lsn);
     if (ws.corrupt_at >= 0) {
@@ -600,10 +605,12 @@ static int coll_open(qxs_server *s, const char *name, qxs_coll **out) {
     }
     refresh_index_bytes(c);
     qxs_log(QXS_LOG_INFO, "collection %s: recovered %zu points (%zu sealed segments, manifest lsn %llu, %zu log "
-                          "records replayed, their codes from wal.codes for %llu, encoded for %llu; %s) in %.3f s",
+                          "records replayed, their codes from wal.codes for %llu, encoded for %llu; %s) in %.3f s "
+                          "(segments %.3f, model %.3f, codes %.3f, log %.3f)",
             name, c->store.n_live, c->store.nsegs, (unsigned long long)from, rctx.applied,
             (unsigned long long)c->wcodes.used, (unsigned long long)c->wcodes.missed,
-            c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx_now() - t0);
+            c->ivf ? "IVF index loaded" : "exact search until the first rebuild", qx_now() - t0, t_segs, t_model,
+            t_codes, t_log);
     *out = c;
     return 0;
 fail:

@@ -59,6 +59,7 @@ static int grow(qxs_rowmap_seg *g, size_t rows) {
     if (rows <= g->cap) return 0;
     uint64_t *loc = qx_realloc(g->loc, rows * sizeof *loc);
     if (!loc) return qx_error_set(QX_ENOMEM, "row map of segment %u: %zu rows", g->no, rows);
+    qxs_hint_huge_pages(loc, rows * sizeof *loc); /* 80 MB at 10M rows, filled at once */
     for (size_t r = g->cap; r < rows; r++) loc[r] = ABSENT;
     g->loc = loc;
     g->cap = rows;
@@ -88,7 +89,9 @@ int qxs_rowmap_put(qxs_rowmap *m, int64_t key, uint64_t loc) {
         int rc = grow(g, want > (size_t)row + 1 ? want : (size_t)row + 1);
         if (rc) return rc;
     }
-    if (g->loc[row] == ABSENT) g->count++;
+    /* in bulk mode (qx_ivf_add_records puts distinct rows of reserved segments
+     * from several threads) nothing but the slot is written; counted after */
+    if (!m->bulk && g->loc[row] == ABSENT) g->count++;
     g->loc[row] = loc;
     return 0;
 }
@@ -102,6 +105,14 @@ void qxs_rowmap_del(qxs_rowmap *m, int64_t key) {
         qx_free(m->v[i].loc);
         memmove(m->v + i, m->v + i + 1, (m->n - i - 1) * sizeof *m->v);
         m->n--;
+    }
+}
+
+void qxs_rowmap_recount(qxs_rowmap *m) {
+    for (size_t i = 0; i < m->n; i++) {
+        size_t c = 0;
+        for (size_t r = 0; r < m->v[i].cap; r++) c += m->v[i].loc[r] != ABSENT;
+        m->v[i].count = c;
     }
 }
 

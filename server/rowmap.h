@@ -9,6 +9,10 @@
  * entry does (after a merge).
  *
  * Not thread-safe: the collection's locks guard it, as they guard the index.
+ * One exception, bulk mode: while bulk is set, puts of distinct rows of
+ * segments reserved beforehand (qxs_rowmap_reserve) may run concurrently
+ * (the load at start-up); they do not count entries, qxs_rowmap_recount
+ * does afterwards.
  */
 #ifndef QXS_ROWMAP_H
 #define QXS_ROWMAP_H
@@ -27,6 +31,7 @@ typedef struct qxs_rowmap_seg {
 typedef struct qxs_rowmap {
     qxs_rowmap_seg *v; /* ascending no */
     size_t n, cap;
+    int bulk;          /* see above */
 } qxs_rowmap;
 
 int qxs_rowmap_new(qxs_rowmap **out);
@@ -37,6 +42,8 @@ int qxs_rowmap_get(const qxs_rowmap *m, int64_t key, uint64_t *loc); /* 1 if hel
 int qxs_rowmap_put(qxs_rowmap *m, int64_t key, uint64_t loc);        /* 0 or QX_ENOMEM */
 void qxs_rowmap_del(qxs_rowmap *m, int64_t key);
 size_t qxs_rowmap_bytes(const qxs_rowmap *m);
+/* Count every segment's entries again (after bulk mode). */
+void qxs_rowmap_recount(qxs_rowmap *m);
 /* The qx_ivf_locator over m (qx_ivf_set_locator). */
 qx_ivf_locator qxs_rowmap_locator(qxs_rowmap *m);
 /* A new row map that takes over ivf's id map (the entries it holds move

@@ -9,7 +9,8 @@
  *    checksums and list numbers and counts each list's live entries, on
  *    every core (pieces of ~5 MB, their CRCs combined in order); the second
  *    adds the entries into lists and a row map reserved at their exact
- *    size. Nothing is added unless every file checks out, and lists never
+ *    size, also on every core (qx_ivf_add_records: each thread its own
+ *    lists). Nothing is added unless every file checks out, and lists never
  *    grow by copies (before: ~40 % of a restart went to list growth, its
  *    page faults and the trim after it). A corrupt file is still refused with
  *    its name, as before.
@@ -251,34 +252,22 @@ int qxs_codes_load_all(const char *dir, const qxs_codes_src *src, size_t k, qx_i
         for (size_t l = 0; l < nlist; l++) need[l] += p.counts[(size_t)t * nlist + l];
     if (!rc) rc = qx_ivf_reserve_lists(ivf, need);
     for (size_t i = 0; !rc && rm && i < k; i++) rc = qxs_rowmap_reserve(rm, src[i].no, src[i].n);
-    int64_t *keys = qx_malloc(CODES_CHUNK * sizeof *keys);
-    uint32_t *lists = qx_malloc(CODES_CHUNK * sizeof *lists);
-    uint8_t *codes = qx_malloc(CODES_CHUNK * cs);
-    if (!rc && (!keys || !lists || !codes)) rc = qx_error_set(QX_ENOMEM, "loading codes");
-    for (size_t i = 0; !rc && i < k; i++) {
-        const uint8_t *rec0 = p.files[i].map + CODES_HDR;
-        const uint64_t *dead = src[i].dead;
-        for (size_t r0 = 0; !rc && r0 < src[i].n; r0 += CODES_CHUNK) {
-            size_t m = src[i].n - r0 < CODES_CHUNK ? src[i].n - r0 : CODES_CHUNK;
-            for (size_t j = 0; j < m; j++) {
-                size_t r = r0 + j;
-                const uint8_t *e = rec0 + r * rec;
-                keys[j] = qxs_rowkey(src[i].no, (uint32_t)r);
-                lists[j] = dead && qxs_bit_get(dead, r) ? UINT32_MAX : rd32(e);
-                memcpy(codes + j * cs, e + 4, cs);
-            }
-            if ((rc = qx_ivf_add_entries(ivf, lists, codes, keys, m))) {
-                char why[256];
-                snprintf(why, sizeof why, "%s", qx_last_error());
-                rc = qx_error_set(rc, "%s: %s", p.files[i].path, why);
-            }
+    /* the records as mapped, on every core (each thread fills its own lists;
+     * the row map's puts of reserved rows are safe from several threads) */
+    if (rm) rm->bulk = 1;
+    for (size_t i = 0; !rc && i < k; i++)
+        if ((rc = qx_ivf_add_records(ivf, p.files[i].map + CODES_HDR, rec, src[i].n, qxs_rowkey(src[i].no, 0),
+                                     src[i].dead, rm ? nt : 1))) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", qx_last_error());
+            rc = qx_error_set(rc, "%s: %s", p.files[i].path, why);
         }
+    if (rm) {
+        rm->bulk = 0;
+        qxs_rowmap_recount(rm);
     }
     for (size_t i = 0; p.files && i < k; i++)
         if (p.files[i].map) munmap(p.files[i].map, p.files[i].map_len);
-    qx_free(keys);
-    qx_free(lists);
-    qx_free(codes);
     qx_free(p.files);
     qx_free(p.pieces);
     qx_free(p.counts);

@@ -175,7 +175,7 @@ void qxs_mseg_free(qxs_mseg *m) {
  * transparent huge pages are given on request (THP "madvise", the Debian
  * default) ask for them: one fault per 2 MB instead of per 4 KB. A hint;
  * nothing depends on it. */
-static void hint_huge_pages(void *p, size_t len) {
+void qxs_hint_huge_pages(void *p, size_t len) {
 #ifdef MADV_HUGEPAGE
     const uintptr_t huge = (uintptr_t)2 << 20;
     if (len < 4 * huge) return;
@@ -197,7 +197,7 @@ int qxs_mseg_reserve(qxs_mseg *m, size_t more, size_t pbytes) {
         while (cap < need) cap *= 2;
         if (!qx_size_mul3(cap, m->d, sizeof(float), &vb)) return qx_error_set(QX_ENOMEM, "segment size overflow");
         float *v = qx_aligned_alloc(vb);
-        if (v) hint_huge_pages(v, vb);
+        if (v) qxs_hint_huge_pages(v, vb);
         qxs_pid *p = qx_realloc(m->pids, cap * sizeof *p);
         if (p) m->pids = p;
         uint64_t *o = qx_realloc(m->poff, (cap + 1) * sizeof *o);

@@ -62,6 +62,10 @@ static inline uint32_t qxs_rowkey_row(int64_t key) { return (uint32_t)key; }
 static inline int qxs_bit_get(const uint64_t *bm, size_t i) { return (int)((bm[i >> 6] >> (i & 63)) & 1u); }
 static inline void qxs_bit_set(uint64_t *bm, size_t i) { bm[i >> 6] |= (uint64_t)1 << (i & 63); }
 
+/* Ask for transparent huge pages over [p, p + len) (a hint, for buffers of
+ * 8 MB and more that are about to be filled: one page fault per 2 MB). */
+void qxs_hint_huge_pages(void *p, size_t len);
+
 /* ---- pid -> row hash map (the mutable segment's live rows) ----------------- */
 typedef struct qxs_pidmap {
     qxs_pid *keys;

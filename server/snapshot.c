@@ -126,7 +126,9 @@ static int stage_files(qxs_coll *c, const char *stage) {
     while (!rc && (e = readdir(dd)) != NULL) {
         char src[PATH_MAX + 300], dst[PATH_MAX + 300];
         struct stat st;
-        if (is_temp(e->d_name)) continue;
+        /* wal.codes is a cache appended after each write (a link would keep
+         * growing); the snapshot's log tail is just checkpointed, empty */
+        if (is_temp(e->d_name) || !strcmp(e->d_name, QXS_WCODES_FILE)) continue;
         if (snprintf(src, sizeof src, "%s/%s", c->dir, e->d_name) >= (int)sizeof src ||
             snprintf(dst, sizeof dst, "%s/%s", stage, e->d_name) >= (int)sizeof dst) {
             rc = qx_error_set(QX_EINVAL, "path too long: %s/%s", stage, e->d_name);

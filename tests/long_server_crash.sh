@@ -12,7 +12,8 @@
 # counts the checkpoints, merges and rebuilds the kills interrupted or
 # followed, and how many replayed records took their codes from wal.codes.
 # Each round also finds the newest batch through the index (all lists
-# probed, re-ranked) once a rebuild has published one.
+# probed, re-ranked) once a rebuild has published one; QX_CRASH_INDEX_FIRST=1
+# publishes one before the first kill.
 # Usage: bash tests/long_server_crash.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
@@ -92,6 +93,15 @@ for b in $(seq 0 $((PRE - 1))); do
     && echo "ack U $b" >>"$QX_TMP/ops.$((b % 2))"
 done
 [ "$PRE" -gt 0 ] && next0=$(( (PRE + 1) / 2 * 2 )) && next1=$(( PRE / 2 * 2 + 1 ))
+# QX_CRASH_INDEX_FIRST=1: publish an index before the first kill, so that every
+# round writes into an indexed collection (each write is encoded and noted in
+# wal.codes, each replay takes the codes from there) while further rebuilds
+# are killed mid-way
+if [ "${QX_CRASH_INDEX_FIRST:-0}" = 1 ]; then
+  qx_req POST $C/rebuild '{"train_size":1000,"min_recall":0,"gate":{"min_used_fraction":0,"min_perplexity":0,"max_drift_rejected_fraction":1,"max_mse_ratio":1000,"max_recall_drop":1}}'
+  for _ in $(seq 1 600); do qx_req GET $C/rebuild/1; [[ "$QX_BODY" =~ \"state\":\"(succeeded|rejected|failed)\" ]] && break; sleep 0.5; done
+  qx_body_has '"state":"succeeded"' "an index published before the first kill"
+fi
 for round in $(seq 1 "$ROUNDS"); do
   writer 0 "$QX_URL" $next0 & w0=$!
   writer 1 "$QX_URL" $next1 & w1=$!

@@ -86,7 +86,7 @@ PY
 fi
 qx_start "$D" || exit 1
 wait_ready || { qx_finish; exit 1; }
-opened=$(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG")
+opened=$(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s.*/\1/p' "$QX_LOG")
 if [ "$REUSE" = 1 ]; then echo "RESULT open of the prepared $N-point data directory (no conversion): $opened s"
 else echo "RESULT conversion of a $N-point snapshot.bin to segments at open: $opened s"; fi
 [ "$(qx_req GET $C; echo "$QX_BODY" | sed -n 's/.*"points_count":\([0-9]*\).*/\1/p')" = "$N" ] && qx_ok "$N points after the conversion" || qx_fail "count after conversion"
@@ -126,7 +126,7 @@ ls -l "$CD"
 qx_start "$D" || exit 1
 wait_ready || { qx_finish; exit 1; }
 grep -o "ready: .*" "$QX_LOG"
-echo "RESULT restart: $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s to open the collection ($(sed -n 's/.*ready: .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s to ready)"
+echo "RESULT restart: $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s.*/\1/p' "$QX_LOG") s to open the collection ($(sed -n 's/.*ready: .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s to ready)"
 # restart after kill -9 with a log tail, timed from process start to the
 # first search answered
 T=${QX_TAIL_N:-$(( N / 100 < 120000 ? N / 100 : 120000 ))}
@@ -174,7 +174,7 @@ qx_stop TERM
 sed -i 's/"on_disk": true/"on_disk": false/' "$CD/meta.json"
 qx_start "$D" || exit 1
 wait_ready || { qx_finish; exit 1; }
-echo "RESULT restart with on_disk false (reads the raw vectors into RAM): $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s/\1/p' "$QX_LOG") s"
+echo "RESULT restart with on_disk false (reads the raw vectors into RAM): $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s.*/\1/p' "$QX_LOG") s"
 qps >/dev/null
 q_ram=$(qps)
 echo "RESULT HTTP QPS (wrk 8 connections, 10 s, nprobe 16, rerank 100): on disk $q_disk, in RAM $q_ram, ratio $(awk -v a="$q_disk" -v b="$q_ram" 'BEGIN{printf "%.2f", a / b}')"

@@ -518,6 +518,104 @@ static void test_locator_and_entries(void **state) {
     qx_idmap_free(&ext);
 }
 
+/* qx_ivf_add_records: the records as a codes file stores them ({u32 list,
+ * code}), on 3 threads through a dense-array locator (puts of distinct ids
+ * from several threads), give the same lists, in the same order, as adding
+ * the entries one by one; skipped records are absent; a bad list number adds
+ * nothing; an id already held is refused. */
+typedef struct dense_loc {
+    uint64_t loc[4096];
+    unsigned char has[4096];
+} dense_loc;
+static int dl_get(void *ctx, int64_t id, uint64_t *loc) {
+    dense_loc *m = ctx;
+    if (id < 0 || id >= 4096 || !m->has[id]) return 0;
+    *loc = m->loc[id];
+    return 1;
+}
+static int dl_put(void *ctx, int64_t id, uint64_t loc) {
+    dense_loc *m = ctx;
+    if (id < 0 || id >= 4096) return QX_ENOMEM;
+    m->loc[id] = loc;
+    m->has[id] = 1;
+    return 0;
+}
+static void dl_del(void *ctx, int64_t id) {
+    dense_loc *m = ctx;
+    if (id >= 0 && id < 4096) m->has[id] = 0;
+}
+
+static void test_add_records_parallel(void **state) {
+    (void)state;
+    qx_ivf *ivf = build(base, 3000, 8, 16, QX_METRIC_L2);
+    const char *path = tu_tmpfile("model-rec.qinx");
+    assert_int_equal(qx_ivf_save_model(ivf, path), 0);
+    qx_ivf_info info;
+    qx_ivf_get_info(ivf, &info);
+    size_t cs = info.code_size, stride = 4 + cs + 3; /* a stride wider than a record */
+    int64_t *ids = malloc(3000 * sizeof *ids);
+    uint32_t *lists = malloc(3000 * sizeof *lists);
+    uint8_t *codes = malloc(3000 * cs), *rec = calloc(3000, stride);
+    for (int i = 0; i < 3000; i++) ids[i] = i;
+    assert_int_equal(qx_ivf_get_entries(ivf, ids, 3000, lists, codes), 0);
+    uint64_t skip[(3000 + 63) / 64] = {0};
+    for (int i = 0; i < 3000; i += 97) skip[i >> 6] |= (uint64_t)1 << (i & 63);
+    lists[5] = UINT32_MAX; /* a record not in the index */
+    for (int i = 0; i < 3000; i++) {
+        memcpy(rec + i * stride, &lists[i], 4);
+        memcpy(rec + i * stride + 4, codes + i * cs, cs);
+        if ((skip[i >> 6] >> (i & 63)) & 1) lists[i] = UINT32_MAX;
+    }
+    /* one by one (the reference), and in bulk on 3 threads */
+    qx_ivf *one = NULL, *bulk = NULL;
+    assert_int_equal(qx_ivf_load(path, &one), 0);
+    assert_int_equal(qx_ivf_add_entries(one, lists, codes, ids, 3000), 0);
+    dense_loc *dl = calloc(1, sizeof *dl);
+    qx_ivf_locator loc = {dl_get, dl_put, dl_del, dl};
+    assert_int_equal(qx_ivf_load(path, &bulk), 0);
+    assert_int_equal(qx_ivf_set_locator(bulk, &loc), 0);
+    /* a bad list number: refused, nothing added */
+    uint32_t badl = (uint32_t)info.nlist;
+    memcpy(rec + 2999 * stride, &badl, 4);
+    assert_int_equal(qx_ivf_add_records(bulk, rec, stride, 3000, 0, skip, 3), QX_EINVAL);
+    qx_ivf_get_info(bulk, &info);
+    assert_int_equal(info.ntotal, 0);
+    memcpy(rec + 2999 * stride, &lists[2999], 4);
+    assert_int_equal(qx_ivf_add_records(bulk, rec, stride, 3000, 0, skip, 3), 0);
+    assert_int_equal(qx_ivf_check(bulk), 0);
+    qx_ivf_info a, b;
+    qx_ivf_get_info(one, &a);
+    qx_ivf_get_info(bulk, &b);
+    assert_int_equal(a.ntotal, b.ntotal);
+    assert_true(b.ntotal < 3000 - 30);
+    uint32_t l1, l2;
+    uint8_t c1[64], c2[64];
+    for (int64_t i = 0; i < 3000; i++) {
+        assert_int_equal(qx_ivf_get_entries(one, &i, 1, &l1, c1), 0);
+        assert_int_equal(qx_ivf_get_entries(bulk, &i, 1, &l2, c2), 0);
+        assert_int_equal(l1, l2);
+        assert_memory_equal(c1, c2, cs);
+        uint64_t p;
+        assert_int_equal(dl_get(dl, i, &p), l1 != UINT32_MAX); /* every entry's put, and only those */
+    }
+    float d1[NQ * 10], d2[NQ * 10];
+    int64_t i1[NQ * 10], i2[NQ * 10];
+    search(one, 10, 16, 0, d1, i1);
+    search(bulk, 10, 16, 0, d2, i2);
+    assert_memory_equal(i1, i2, sizeof i1); /* same lists in the same order: the same answers */
+    assert_memory_equal(d1, d2, sizeof d1);
+    /* ids already held are refused */
+    assert_int_equal(qx_ivf_add_records(bulk, rec, stride, 10, 0, NULL, 2), QX_EINVAL);
+    qx_ivf_free(one);
+    qx_ivf_free(bulk);
+    free(dl);
+    free(ids);
+    free(lists);
+    free(codes);
+    free(rec);
+    qx_ivf_free(ivf);
+}
+
 /* Blocks of one or two queries take the sgemv path (ivf_search.c, decision
  * 5), larger ones sgemm: the same results, up to float rounding. */
 static void check_small_blocks(const qx_ivf *ivf, size_t nprobe) {
@@ -714,6 +812,7 @@ int main(void) {
         cmocka_unit_test(test_inner_product),
         cmocka_unit_test(test_small_blocks_match_batch),
         cmocka_unit_test(test_locator_and_entries),
+        cmocka_unit_test(test_add_records_parallel),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_oom_in_add_and_search),
         cmocka_unit_test(test_siftsmall_recall),

@@ -406,6 +406,10 @@ static void test_store_codes_files(void **state) {
     assert_int_equal(a.ntotal, n + 20 - 2);
     assert_int_equal(b.ntotal, a.ntotal);
     assert_int_equal(qx_ivf_check(back), 0);
+    size_t counted = 0; /* the row map counted its entries after the bulk load */
+    for (size_t i = 0; i < rm2->n; i++) counted += rm2->v[i].count;
+    assert_int_equal(counted, b.ntotal);
+    assert_int_equal(rm2->bulk, 0);
     size_t rows = qxs_store_rows(&s2);
     uint32_t l1, l2;
     uint8_t c1[8], c2[8];

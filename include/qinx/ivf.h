@@ -212,6 +212,19 @@ int qx_ivf_add_entries(qx_ivf *ivf, const uint32_t *lists, const uint8_t *codes,
  * list as it was or larger. Not concurrent with searches or writes. */
 int qx_ivf_reserve_lists(qx_ivf *ivf, const size_t *add);
 
+/* Bulk add at start-up of n stored records of `stride` bytes each: {u32
+ * list (UINT32_MAX: none), code_size code bytes}, record r with id id0 + r,
+ * skipped when bit r of skip (may be NULL) is set. The ids must not be held
+ * (a held id is QX_EINVAL). Every list number is checked first (QX_EINVAL,
+ * nothing added); lists grow to their exact size. On `threads` threads
+ * (0: all), each filling its own lists in record order, so the result is
+ * the same as adding the records one by one; with a locator
+ * (qx_ivf_set_locator) its put is then called concurrently for distinct
+ * ids. The fast-scan kind and an index with its own id map run on one
+ * thread. Not concurrent with anything else on ivf. */
+int qx_ivf_add_records(qx_ivf *ivf, const uint8_t *rec, size_t stride, size_t n, int64_t id0,
+                       const uint64_t *skip, int threads);
+
 /* Give back list capacity beyond each list's size (after a bulk add). */
 int qx_ivf_trim(qx_ivf *ivf);
 
