@@ -461,6 +461,25 @@ static int run_qinx_ivfrq(bench_run *r, const bench_method *m, size_t bytes) {
     return rc;
 }
 
+/* Train and evaluate an IVF fast-scan index with options o (the two
+ * fast-scan methods below differ only in them); shape names the 4-bit part
+ * in the spec line. */
+static int eval_ivffs(bench_run *r, const bench_method *m, size_t bytes, const qx_fs_opts *o,
+                      const char *shape) {
+    qx_quantizer *q = NULL;
+    int rc = qx_fs_new(&q, r->data->d, o);
+    if (rc) return bench_qx_fail("qx_fs_new", rc);
+    bench_ivfimpl v;
+    if ((rc = ivf_qinx(r, &v, q))) return rc;
+    v.search = qfs_search;
+    snprintf(v.spec, sizeof v.spec,
+             "IVF%zu, fast-scan%s %zu x 4-bit + %zu x 8-bit + 2 x 4-bit norm; rerank N = shortlist N",
+             bench_nlist(r), shape, o->M4, o->M8);
+    rc = bench_eval_ivf(r, m->name, bytes, &v);
+    v.destroy(&v);
+    return rc;
+}
+
 /* IVF fast-scan at `bytes`: bytes/2 bytes of 4-bit steps (rounded down to
  * whole bytes), the rest but the norm byte in 8-bit steps. */
 static int run_qinx_ivffs(bench_run *r, const bench_method *m, size_t bytes) {
@@ -471,18 +490,7 @@ static int run_qinx_ivffs(bench_run *r, const bench_method *m, size_t bytes) {
     o.M8 = bytes - 1 - o.M4 / 2;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
-    qx_quantizer *q = NULL;
-    int rc = qx_fs_new(&q, r->data->d, &o);
-    if (rc) return bench_qx_fail("qx_fs_new", rc);
-    bench_ivfimpl v;
-    if ((rc = ivf_qinx(r, &v, q))) return rc;
-    v.search = qfs_search;
-    snprintf(v.spec, sizeof v.spec,
-             "IVF%zu, fast-scan %zu x 4-bit + %zu x 8-bit + 2 x 4-bit norm; rerank N = shortlist N",
-             bench_nlist(r), o.M4, o.M8);
-    rc = bench_eval_ivf(r, m->name, bytes, &v);
-    v.destroy(&v);
-    return rc;
+    return eval_ivffs(r, m, bytes, &o, "");
 }
 
 /* IVF fast-scan with a product-shaped 4-bit part at `bytes`: every byte but
@@ -498,18 +506,7 @@ static int run_qinx_ivfpq4(bench_run *r, const bench_method *m, size_t bytes) {
     o.M8 = bytes - 1 - o.M4 / 2;
     o.seed = r->cfg->seed;
     o.threads = r->cfg->threads;
-    qx_quantizer *q = NULL;
-    int rc = qx_fs_new(&q, d, &o);
-    if (rc) return bench_qx_fail("qx_fs_new", rc);
-    bench_ivfimpl v;
-    if ((rc = ivf_qinx(r, &v, q))) return rc;
-    v.search = qfs_search;
-    snprintf(v.spec, sizeof v.spec,
-             "IVF%zu, fast-scan product %zu x 4-bit + %zu x 8-bit + 2 x 4-bit norm; rerank N = shortlist N",
-             bench_nlist(r), o.M4, o.M8);
-    rc = bench_eval_ivf(r, m->name, bytes, &v);
-    v.destroy(&v);
-    return rc;
+    return eval_ivffs(r, m, bytes, &o, " product");
 }
 
 #ifdef BENCH_HAVE_QINCO
