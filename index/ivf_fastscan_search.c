@@ -557,34 +557,25 @@ static void block_tables(const qx_ivf *ivf, qx_ivf_search_ctx *c, const qx_searc
     float alpha = l2 ? -2.0f : -1.0f;
     qx_search_profile *prof = g_prof;
     double t0 = prof ? cpu_now() : 0, t1 = 0;
+    /* coarse scores (flat quantizer), then the 4-bit tables */
+    if (flat && nb <= 2)
+        for (size_t i = 0; i < nb; i++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids, (int)d,
+                        qb + i * d, 1, 0.0f, c->coarse + i * nlist, 1);
+    else if (flat)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, qb,
+                    (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
+    if (prof) t1 = cpu_now();
     const float *prow = qx_fs_product_rows(ivf->quant);
     if (prow) {
-        if (flat) {
-            if (nb <= 2)
-                for (size_t i = 0; i < nb; i++)
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids,
-                                (int)d, qb + i * d, 1, 0.0f, c->coarse + i * nlist, 1);
-            else
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f,
-                            qb, (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
-        }
-        if (prof) t1 = cpu_now();
         const qx__fs_kernels *kern = qx__fs_kernels_active();
         for (size_t i = 0; i < nb; i++)
             product_table(kern, prow, f->sub, M4, d, alpha, qb + i * d, f->xbuf, f->lutf + i * M4 * 16);
     } else if (nb <= 2) {
-        for (size_t i = 0; flat && i < nb; i++)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nlist, (int)d, 1.0f, ivf->centroids, (int)d,
-                        qb + i * d, 1, 0.0f, c->coarse + i * nlist, 1);
-        if (prof) t1 = cpu_now();
         for (size_t i = 0; i < nb; i++)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(M4 * 16), (int)d, alpha, cb4, (int)d, qb + i * d,
                         1, 0.0f, f->lutf + i * M4 * 16, 1);
     } else {
-        if (flat)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)nlist, (int)d, 1.0f, qb,
-                        (int)d, ivf->centroids, (int)d, 0.0f, c->coarse, (int)nlist);
-        if (prof) t1 = cpu_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)(M4 * 16), (int)d, alpha, qb,
                     (int)d, cb4, (int)d, 0.0f, f->lutf, (int)(M4 * 16));
     }
