@@ -32,6 +32,13 @@ opts=(--nlist 16 --bytes 4 --beam 1 --train-beam 1 --max-train 2000 --threads 1 
 grep -q "wrote $tmp/p2.qinx: 10000 vectors in 2 shards" "$tmp/p2.log" || fail "no summary: $(cat "$tmp/p2.log")"
 grep -q "communication (MPI transfers)" "$tmp/p2.log" || fail "no communication figures"
 grep -q "10000 / 10000 rows" "$tmp/p2.log" || fail "no rows-encoded progress: $(cat "$tmp/p2.log")"
+# waiting ranks sleep (Open MPI's blocking calls would busy-poll a core while rank 0 trains):
+# the CPU a rank uses while waiting is a small part of the time it waits
+wait_s=$(sed -n 's/.*waiting for other ranks: mean \([0-9.]*\)s.*/\1/p' "$tmp/p2.log")
+wait_cpu=$(sed -n 's/.*CPU used while waiting: mean \([0-9.]*\)s.*/\1/p' "$tmp/p2.log")
+[ -n "$wait_s" ] && [ -n "$wait_cpu" ] || fail "no waiting figures: $(tail -1 "$tmp/p2.log")"
+awk -v w="$wait_s" -v c="$wait_cpu" 'BEGIN { exit !(c <= 0.2 * w + 0.05) }' \
+  || fail "waiting ranks used ${wait_cpu}s of CPU in ${wait_s}s of waiting (busy-polling?)"
 [ "$(head -1 "$tmp/p2.qinx")" = "qinx-manifest 1" ] || fail "--out is not a manifest"
 [ "$(ls "$tmp" | grep -c '^p2\.qinx\..*\.shard-[01]-of-2$')" = 2 ] || fail "expected 2 shards: $(ls "$tmp")"
 ls "$tmp" | grep -q '\.tmp$' && fail "temporary files left: $(ls "$tmp")"
