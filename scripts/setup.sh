@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(build-essential cmake pkg-config libfaiss-dev libopenblas-dev liblapack-dev
       libjemalloc-dev libcmocka-dev libjansson-dev curl python3 gnuplot-nox
-      openmpi-bin libopenmpi-dev)   # Open MPI: qinx-mpi, the distributed build (optional to CMake)
+      openmpi-bin libopenmpi-dev    # Open MPI: qinx-mpi, the distributed build (optional to CMake)
+      wrk)                          # HTTP load generator of the long server tests (ctest -L long)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,6 +25,7 @@
 # Usage: bash tests/long_server_scale.sh <build-dir>
 source "$(dirname "$0")/test_server_lib.sh"
 qx_init "$@"
+command -v wrk >/dev/null || { echo "SKIP: wrk not installed (apt-get install wrk): the HTTP QPS figures need it" >&2; exit 77; }
 [ -n "${QX_SCALE_BIN:-}" ] && QX_BIN=$QX_SCALE_BIN
 N=${QX_SCALE_N:-1000000}
 D=${QX_SCALE_DATA:-"$QX_TMP/data"}
@@ -177,7 +178,9 @@ wait_ready || { qx_finish; exit 1; }
 echo "RESULT restart with on_disk false (reads the raw vectors into RAM): $(sed -n 's/.*collection big: recovered .* in \([0-9.]*\) s.*/\1/p' "$QX_LOG") s"
 qps >/dev/null
 q_ram=$(qps)
-echo "RESULT HTTP QPS (wrk 8 connections, 10 s, nprobe 16, rerank 100): on disk $q_disk, in RAM $q_ram, ratio $(awk -v a="$q_disk" -v b="$q_ram" 'BEGIN{printf "%.2f", a / b}')"
+if [ -n "$q_disk" ] && [ -n "$q_ram" ]; then
+  echo "RESULT HTTP QPS (wrk 8 connections, 10 s, nprobe 16, rerank 100): on disk $q_disk, in RAM $q_ram, ratio $(awk -v a="$q_disk" -v b="$q_ram" 'BEGIN{printf "%.2f", a / b}')"
+else qx_fail "HTTP QPS not measured (wrk missing or failed: '$q_disk' / '$q_ram')"; fi
 qx_stop TERM
 sed -i 's/"on_disk": false/"on_disk": true/' "$CD/meta.json"
 qx_start "$D" || exit 1
