@@ -21,7 +21,7 @@
 #include "qinx/derp.h"
 #include "qinx/kmeans.h"
 
-#define QX__ADD_CHUNK 16384
+#define QX__ADD_CHUNK QX_IVF_ADD_BATCH
 #define QX__MIN_POINTS_PER_LIST 39
 #define QX__NORM_SAMPLE 65536
 
@@ -376,6 +376,18 @@ int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n) {
     }
     qx__free(assign);
     qx__free(codes);
+    return rc;
+}
+
+int qx_ivf_encode(const qx_ivf *ivf, const float *x, size_t n, uint32_t *lists, uint8_t *codes) {
+    if (!ivf || (n && (!lists || !codes))) return qx__fail(QX_EINVAL, "ivf_encode: NULL argument");
+    if (!ivf->trained) return qx__fail(QX_ESTATE, "ivf_encode: index is not trained");
+    int rc = check_input(ivf, x, n, "ivf_encode");
+    for (size_t i0 = 0; rc == 0 && i0 < n; i0 += QX__ADD_CHUNK) {
+        size_t b = n - i0 < QX__ADD_CHUNK ? n - i0 : QX__ADD_CHUNK;
+        rc = qx_assign_nearest(x + i0 * ivf->d, b, ivf->centroids, ivf->nlist, ivf->d, lists + i0, NULL);
+        if (rc == 0) rc = qx__ivf_encode(ivf, x + i0 * ivf->d, lists + i0, b, codes + i0 * ivf->code_size);
+    }
     return rc;
 }
 

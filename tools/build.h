@@ -51,6 +51,11 @@ typedef struct cli_row_locator {
 } cli_row_locator;
 int cli_encode_rows(qx_ivf *ivf, qx_vecs_file *f, size_t begin, size_t end, size_t nchunks,
                     cli_rows_fn report, void *ctx, cli_row_locator **locator);
+/* The rows [*a0, *a1) of an n-row base that encoding [begin, end) reads: the
+ * whole add batches (QX_IVF_ADD_BATCH) of the file that hold its rows
+ * (build_stream.c decision 2). nchunks for cli_encode_rows is
+ * ceil((a1 - a0) / CLI_BUILD_CHUNK). */
+void cli_encode_span(size_t begin, size_t end, size_t n, size_t *a0, size_t *a1);
 void cli_row_locator_free(cli_row_locator *r);
 
 /* "rows encoded" progress with rate and ETA: redrawn on a tty, a line every

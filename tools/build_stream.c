@@ -12,6 +12,12 @@
  * 2. Rows are encoded CLI_BUILD_CHUNK (65536) at a time: a multiple of the
  *    16384-row batches of qx_ivf_add, so the index is byte for byte the one
  *    an in-memory build of the same file writes (tests/test_build_stream.sh).
+ *    A vector's code can depend on its batch (the rounding of the batch's
+ *    matrix products: 2 of 10M rows differed at P = 4 when ranks encoded
+ *    from their own first row), so a range [begin, end) is encoded in the
+ *    batches of the whole file, [begin rounded down, end rounded up to a
+ *    batch), and only its own rows are added: at most two batches of extra
+ *    work a range.
  * 3. Memory: the sample (m x d floats) is freed before encoding starts; then
  *    the codes and ids, plus one chunk (65536 x d floats, 32 MB at d = 128).
  * 4. The ids are the rows [begin, end), so the id -> location map is an
@@ -144,12 +150,24 @@ void cli_row_locator_free(cli_row_locator *r) {
     free(r);
 }
 
+void cli_encode_span(size_t begin, size_t end, size_t n, size_t *a0, size_t *a1) {
+    *a0 = begin - begin % QX_IVF_ADD_BATCH;
+    size_t up = end % QX_IVF_ADD_BATCH ? end + (QX_IVF_ADD_BATCH - end % QX_IVF_ADD_BATCH) : end;
+    *a1 = up < n ? up : n;
+}
+
 int cli_encode_rows(qx_ivf *ivf, qx_vecs_file *f, size_t begin, size_t end, size_t nchunks,
                     cli_rows_fn report, void *ctx, cli_row_locator **locator) {
-    size_t d = qx_vecs_file_dim(f), chunk = CLI_BUILD_CHUNK;
+    size_t d = qx_vecs_file_dim(f), chunk = CLI_BUILD_CHUNK, cs, a0, a1;
+    qx_ivf_info info;
+    qx_ivf_get_info(ivf, &info);
+    cs = info.code_size;
+    cli_encode_span(begin, end, qx_vecs_file_rows(f), &a0, &a1);
     qx_matrix x = {0};
     int64_t *ids = malloc(sizeof(int64_t) * chunk);
-    int rc = ids ? qx_matrix_alloc(&x, chunk, d) : qx_error_set(QX_ENOMEM, "encode buffers");
+    uint32_t *lists = malloc(sizeof(uint32_t) * chunk);
+    uint8_t *codes = malloc(chunk * (cs ? cs : 1));
+    int rc = ids && lists && codes ? qx_matrix_alloc(&x, chunk, d) : qx_error_set(QX_ENOMEM, "encode buffers");
     cli_row_locator *rl = rc ? NULL : calloc(1, sizeof *rl);
     if (rc == 0 && rl && end > begin && (rl->loc = malloc(sizeof(uint64_t) * (end - begin)))) {
         rl->lo = begin, rl->n = end - begin;
@@ -162,14 +180,21 @@ int cli_encode_rows(qx_ivf *ivf, qx_vecs_file *f, size_t begin, size_t end, size
     *locator = rl; /* the caller frees it after the index (cli_row_locator_free) */
     /* The progress line (or, under MPI, the per-chunk exchange) runs on every
      * one of nchunks iterations, even past this caller's rows or after a
-     * failure, so that every rank takes part in as many exchanges. */
+     * failure, so that every rank takes part in as many exchanges.
+     * Chunks start at a0, a multiple of the index's add batch, and are read
+     * whole up to a1: every batch is the one-process build's batch (decision
+     * 2), and only the rows in [begin, end) are added. */
     qx_ivf_set_progress(ivf, NULL, NULL);
     for (size_t k = 0; k < nchunks; k++) {
-        size_t i0 = begin + k * chunk;
-        size_t b = rc || i0 >= end ? 0 : (end - i0 < chunk ? end - i0 : chunk);
-        for (size_t i = 0; i < b; i++) ids[i] = (int64_t)(i0 + i);
-        if (b && (rc = qx_vecs_read_rows(f, i0, b, x.data)) == 0) rc = qx_ivf_add(ivf, x.data, ids, b);
-        size_t done = rc ? 0 : i0 - begin + b;
+        size_t i0 = a0 + k * chunk;
+        size_t b = rc || i0 >= a1 ? 0 : (a1 - i0 < chunk ? a1 - i0 : chunk);
+        if (b && (rc = qx_vecs_read_rows(f, i0, b, x.data)) == 0) rc = qx_ivf_encode(ivf, x.data, b, lists, codes);
+        size_t lo = i0 > begin ? i0 : begin, hi = i0 + b < end ? i0 + b : end;
+        if (b && rc == 0 && hi > lo) {
+            for (size_t i = lo; i < hi; i++) ids[i - lo] = (int64_t)i;
+            rc = qx_ivf_add_entries(ivf, lists + (lo - i0), codes + (lo - i0) * cs, ids, hi - lo);
+        }
+        size_t done = rc || hi <= begin ? 0 : hi - begin;
         if (report) {
             int r = report(ctx, done, rc != 0);
             if (r && !rc) rc = r;
@@ -179,6 +204,8 @@ int cli_encode_rows(qx_ivf *ivf, qx_vecs_file *f, size_t begin, size_t end, size
     }
     qx_matrix_free(&x);
     free(ids);
+    free(lists);
+    free(codes);
     if (rc == 0) rc = qx_ivf_trim(ivf);
     return rc;
 }

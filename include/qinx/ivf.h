@@ -68,6 +68,15 @@ void qx_ivf_set_progress(qx_ivf *ivf, qx_progress_fn fn, void *ctx);
 /* Add n vectors with user ids (upsert: an id already present is replaced). */
 int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n);
 
+/* The list and code of each of n vectors, exactly as qx_ivf_add would store
+ * them (codes: n x code_size bytes; lists: n entries), without adding them.
+ * Both work in batches of QX_IVF_ADD_BATCH vectors from x, and a vector's
+ * bytes can depend on its batch (floating-point rounding of the batch's
+ * matrix products), so encoding the same batches gives the same bytes:
+ * that is how the distributed build reproduces the one-process index. */
+#define QX_IVF_ADD_BATCH ((size_t)16384)
+int qx_ivf_encode(const qx_ivf *ivf, const float *x, size_t n, uint32_t *lists, uint8_t *codes);
+
 /* Remove ids (unknown ids are ignored); *removed (may be NULL) receives the
  * count removed. */
 int qx_ivf_remove(qx_ivf *ivf, const int64_t *ids, size_t n, size_t *removed);

@@ -350,7 +350,12 @@ static int run(mpi_ctx *mc, const cli_build_cfg *c) {
     }
     /* 3. encode this rank's rows */
     double te = MPI_Wtime();
-    size_t longest = (n + (size_t)mc->P - 1) / (size_t)mc->P;
+    size_t longest = 0; /* chunks of the longest span any rank reads */
+    for (int r = 0; r < mc->P; r++) {
+        size_t a0, a1;
+        cli_encode_span(n * (size_t)r / (size_t)mc->P, n * (size_t)(r + 1) / (size_t)mc->P, n, &a0, &a1);
+        if (a1 - a0 > longest) longest = a1 - a0;
+    }
     cli_rows_progress_init(&mc->rp, prog, n);
     cli_row_locator *rl = NULL; /* the index's id map: freed after it */
     rc = cli_encode_rows(ivf, f, lo, hi, (longest + CLI_BUILD_CHUNK - 1) / CLI_BUILD_CHUNK, chunk_done, mc, &rl);
