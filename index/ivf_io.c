@@ -34,40 +34,70 @@
 #define QX__HDR 64u
 enum { SEC_OPTS = 1, SEC_CENTROIDS = 2, SEC_NORMS = 3, SEC_QUANT = 4, SEC_LISTS = 5, SEC_RESERVOIR = 6 };
 
-/* ---- a growable byte buffer -------------------------------------------------- */
+/* ---- a streaming writer --------------------------------------------------- */
 
-typedef struct { uint8_t *p; size_t len, cap; int err; } buf_t;
+/* Bytes go to the temporary file through a 1 MB stage, so saving an index
+ * costs 1 MB of memory, not a copy of its lists (a 20M-row, 16-byte index
+ * is 480 MB). The CRC of the open section runs over the bytes as they pass;
+ * its header (and the file header) are written in place with pwrite once
+ * known. */
+#define STAGE ((size_t)1 << 20)
+typedef struct {
+    qx__afile f;
+    uint8_t *p;     /* stage of STAGE bytes */
+    size_t len;     /* staged */
+    uint64_t off;   /* file offset of p[0] */
+    uint32_t crc;   /* of the open section's payload so far */
+    int rc;
+} buf_t;
 
+static void flush(buf_t *b) {
+    if (b->rc || !b->len) return;
+    b->rc = qx__afile_write(&b->f, b->p, b->len);
+    b->off += b->len;
+    b->len = 0;
+}
 static void put(buf_t *b, const void *src, size_t n) {
-    if (b->err || n == 0) return; /* an empty list's codes may be NULL: memcpy(…, NULL, 0) is UB */
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
-        uint8_t *p = qx__realloc(b->p, cap);
-        if (!p) { b->err = 1; return; }
-        b->p = p;
-        b->cap = cap;
+    const uint8_t *s = src;
+    b->crc = n ? qx__crc32(b->crc, s, n) : b->crc; /* an empty list's codes may be NULL */
+    while (!b->rc && n) {
+        size_t k = STAGE - b->len < n ? STAGE - b->len : n;
+        memcpy(b->p + b->len, s, k);
+        b->len += k, s += k, n -= k;
+        if (b->len == STAGE) flush(b);
     }
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
 }
 static void put_u32(buf_t *b, uint32_t v) { put(b, &v, 4); }
 static void put_u64(buf_t *b, uint64_t v) { put(b, &v, 8); }
+static uint64_t pos(const buf_t *b) { return b->off + b->len; }
+/* Write n bytes at file offset at (< pos), already written or still staged. */
+static void patch(buf_t *b, uint64_t at, const void *src, size_t n) {
+    const uint8_t *s = src;
+    if (b->rc) return;
+    if (at < b->off) {
+        size_t k = b->off - at < n ? (size_t)(b->off - at) : n;
+        if (pwrite(b->f.fd, s, k, (off_t)at) != (ssize_t)k) {
+            b->rc = qx__fail(QX_EIO, "%s: pwrite: %s", b->f.tmp, strerror(errno));
+            return;
+        }
+        at += k, s += k, n -= k;
+    }
+    if (n) memcpy(b->p + (at - b->off), s, n);
+}
 
 /* Start a section; returns the offset of its header for end_section. */
-static size_t begin_section(buf_t *b, uint32_t tag) {
-    size_t at = b->len;
+static uint64_t begin_section(buf_t *b, uint32_t tag) {
+    uint64_t at = pos(b);
     put_u32(b, tag);
     put_u32(b, 0);
     put_u64(b, 0);
+    b->crc = 0;
     return at;
 }
-static void end_section(buf_t *b, size_t at) {
-    if (b->err) return;
-    uint64_t len = b->len - at - 16;
-    uint32_t crc = qx__crc32(0, b->p + at + 16, len);
-    memcpy(b->p + at + 4, &crc, 4);
-    memcpy(b->p + at + 8, &len, 8);
+static void end_section(buf_t *b, uint64_t at) {
+    uint64_t len = pos(b) - at - 16;
+    patch(b, at + 4, &b->crc, 4);
+    patch(b, at + 8, &len, 8);
 }
 
 /* Saving goes through qx__write_atomic (core/file.c). */
@@ -79,10 +109,19 @@ static int save(const qx_ivf *ivf, const char *path, int with_lists) {
     size_t qlen = 0;
     int rc = qx_quantizer_serialize(ivf->quant, &qblob, &qlen);
     if (rc) return qx__wrap(rc, "saving %s", path);
-    buf_t b = {0};
-    uint8_t hdr[QX__HDR] = {0};
-    put(&b, hdr, QX__HDR); /* filled at the end */
-    size_t at = begin_section(&b, SEC_OPTS);
+    buf_t b = {.p = qx__malloc(STAGE)};
+    if (!b.p) {
+        qx__free(qblob);
+        return qx__fail(QX_ENOMEM, "saving %s: out of memory", path);
+    }
+    if ((b.rc = qx__afile_open(&b.f, path))) {
+        qx__free(qblob);
+        qx__free(b.p);
+        return b.rc;
+    }
+    uint8_t h[QX__HDR] = {0};
+    put(&b, h, QX__HDR); /* filled at the end */
+    uint64_t at = begin_section(&b, SEC_OPTS);
     put_u32(&b, (uint32_t)ivf->opts.kmeans_iters);
     put_u32(&b, 0);
     put_u64(&b, ivf->opts.seed);
@@ -119,6 +158,7 @@ static int save(const qx_ivf *ivf, const char *path, int with_lists) {
         uint8_t *rblob = NULL;
         size_t rlen = 0;
         if ((rc = qx_derp_reservoir_serialize(ivf->reservoir, &rblob, &rlen))) {
+            qx__afile_abort(&b.f);
             qx__free(b.p);
             return qx__wrap(rc, "saving %s", path);
         }
@@ -128,11 +168,6 @@ static int save(const qx_ivf *ivf, const char *path, int with_lists) {
         qx__free(rblob);
         nsec = 6;
     }
-    if (b.err) {
-        qx__free(b.p);
-        return qx__fail(QX_ENOMEM, "saving %s: out of memory", path);
-    }
-    uint8_t *h = b.p;
     uint32_t u;
     uint64_t v;
     memcpy(h, QX__IVF_MAGIC, 8);
@@ -144,10 +179,14 @@ static int save(const qx_ivf *ivf, const char *path, int with_lists) {
     u = (uint32_t)ivf->code_size; memcpy(h + 28, &u, 4);
     v = ivf->nlist; memcpy(h + 32, &v, 8);
     v = with_lists ? ivf->ntotal : 0; memcpy(h + 40, &v, 8);
-    v = b.len; memcpy(h + 48, &v, 8);
+    v = pos(&b); memcpy(h + 48, &v, 8);
     u = nsec; memcpy(h + 56, &u, 4);
     u = qx__crc32(0, h, 60); memcpy(h + 60, &u, 4);
-    rc = qx__write_atomic(path, b.p, b.len);
+    patch(&b, 0, h, QX__HDR);
+    flush(&b);
+    rc = b.rc;
+    if (rc) qx__afile_abort(&b.f);
+    else rc = qx__afile_commit(&b.f);
     qx__free(b.p);
     return rc;
 }
