@@ -29,6 +29,7 @@
 #include "qinx/alloc.h"
 #include "qinx/core.h"
 #include "qinx/error.h"
+#include "qinx/fastscan.h"
 #include "qinx/ivf.h"
 #include "qinx/vecfile.h"
 #include "api_util.h"
@@ -225,6 +226,44 @@ double qxs_api_score(qxs_distance d, float dist) {
 
 /* ---- collections ------------------------------------------------------------ */
 
+/* "shape" and "fs_steps" of obj (a create body's quantizer, a rebuild body):
+ * qinx build's --fs-shape and --fs-steps, checked as it checks them against
+ * the bytes and the dimension. Absent or null keeps *product / *steps. 0, or
+ * -1 with a 422 in o naming the key (pre: "quantizer." or ""). */
+static int parse_fs_options(json_t *obj, const char *pre, int kind, size_t d, qxs_distance dist, size_t bytes,
+                            int *product, size_t *steps, qxs_reply *o) {
+    json_t *sh = json_object_get(obj, "shape"), *st = json_object_get(obj, "fs_steps");
+    int has_sh = sh && !json_is_null(sh), has_st = st && !json_is_null(st);
+    if ((has_sh || has_st) && kind != QX_QUANT_FASTSCAN) {
+        qxs_api_fail(o, 422, "'%s%s' is a fastscan option, the quantizer kind is %s", pre,
+                     has_sh ? "shape" : "fs_steps", qx_quantizer_kind_name(kind));
+        return -1;
+    }
+    if (has_sh) {
+        const char *v = json_string_value(sh);
+        if (!v || (strcmp(v, "residual") && strcmp(v, "product"))) {
+            qxs_api_fail(o, 422, "'%sshape' must be \"residual\" or \"product\"%s%.40s%s", pre, v ? ", got '" : "",
+                         v ? v : "", v ? "'" : "");
+            return -1;
+        }
+        *product = !strcmp(v, "product");
+    }
+    if (has_st) {
+        long long n;
+        if (qxs_api_int(obj, "fs_steps", 2, QX_FS_MAX_STEPS4, 0, &n, o)) {
+            if (*pre) qxs_api_name_failure(o, "quantizer");
+            return -1;
+        }
+        *steps = (size_t)n;
+    }
+    size_t m4, m8;
+    if (kind == QX_QUANT_FASTSCAN && qxs_fs_split(d, dist, bytes, *product, *steps, &m4, &m8)) {
+        qxs_api_fail(o, 422, "%s%s", pre, qx_last_error());
+        return -1;
+    }
+    return 0;
+}
+
 static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_reply *o) {
     json_t *vec = json_object_get(b, "vectors");
     if (!json_is_object(vec)) {
@@ -296,6 +335,8 @@ static void create_collection(qxs_server *s, const qxs_route *r, json_t *b, qxs_
         if (qxs_api_int(q, "nlist", 0, QX_MAX_NLIST, 0, &nlist, o)) return;
         p.bytes = (size_t)bytes;
         p.nlist = (size_t)nlist;
+        if (parse_fs_options(q, "quantizer.", p.quant_kind, p.d, p.distance, p.bytes, &p.fs_product, &p.fs_steps, o))
+            return;
     }
     json_t *g = json_object_get(b, "gate");
     if (g && !json_is_null(g)) {
@@ -418,6 +459,13 @@ static void get_collection(qxs_coll *c, qxs_reply *o) {
         return;
     }
     json_object_set_new(json_object_get(json_object_get(res, "config"), "params"), "on_disk", json_boolean(c->on_disk));
+    size_t m4, m8;
+    if (c->quant_kind == QX_QUANT_FASTSCAN &&
+        !qxs_fs_split(c->d, c->distance, c->bytes, c->fs_product, c->fs_steps, &m4, &m8)) {
+        json_t *qc = json_object_get(json_object_get(res, "config"), "quantizer");
+        json_object_set_new(qc, "shape", json_string(c->fs_product ? "product" : "residual"));
+        json_object_set_new(qc, "fs_steps", json_integer((json_int_t)m4));
+    }
     json_object_set_new(json_object_get(res, "config"), "optimizers_config",
                         json_pack("{s:I}", "indexing_threshold", (json_int_t)c->indexing_threshold));
     json_object_set_new(res, "segments_count", json_integer((json_int_t)nseg + 1));
@@ -689,8 +737,12 @@ static void rebuild(qxs_server *s, qxs_coll *c, json_t *b, qxs_reply *o) {
         }
         minr = json_number_value(mr);
     }
+    int product = c->fs_product;
+    size_t steps = c->fs_steps;
+    if (parse_fs_options(b, "", c->quant_kind, c->d, c->distance, (size_t)bytes, &product, &steps, o)) return;
     qxs_rebuild_params p = {.bytes = (size_t)bytes, .nlist = (size_t)nlist, .train_size = (size_t)train,
-                            .min_recall = minr, .epochs = (int)epochs, .train_minutes = minutes,
+                            .fs_product = product, .fs_steps = steps, .min_recall = minr, .epochs = (int)epochs,
+                            .train_minutes = minutes,
                             .min_used_fraction = NAN, .min_perplexity = NAN, .max_drift_rejected_fraction = NAN,
                             .max_mse_ratio = NAN, .max_recall_drop = NAN};
     json_t *g = json_object_get(b, "gate");

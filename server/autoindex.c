@@ -27,7 +27,8 @@
 
 static void auto_params(const qxs_coll *c, qxs_rebuild_params *p) {
     /* what POST …/rebuild uses when its body is empty (api.c) */
-    *p = (qxs_rebuild_params){.bytes = c->bytes, .nlist = c->nlist, .train_size = 0, .min_recall = c->min_recall,
+    *p = (qxs_rebuild_params){.bytes = c->bytes, .nlist = c->nlist, .train_size = 0,
+                              .fs_product = c->fs_product, .fs_steps = c->fs_steps, .min_recall = c->min_recall,
                               .epochs = 10, .train_minutes = 5, .min_used_fraction = NAN, .min_perplexity = NAN,
                               .max_drift_rejected_fraction = NAN, .max_mse_ratio = NAN, .max_recall_drop = NAN};
 }

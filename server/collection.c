@@ -51,6 +51,7 @@
 #include "qinx/alloc.h"
 #include "qinx/core.h"
 #include "qinx/error.h"
+#include "qinx/fastscan.h"
 #include "qinx/kernels.h"
 #include "qinx/monitor.h"
 #include "repair.h"
@@ -112,6 +113,8 @@ static qxs_coll *coll_alloc(const char *name, const char *dir, const qxs_coll_pa
     c->quant_kind = p->quant_kind;
     c->bytes = p->bytes;
     c->nlist = p->nlist;
+    c->fs_product = p->fs_product;
+    c->fs_steps = p->fs_steps;
     c->min_recall = p->min_recall;
     c->on_disk = p->on_disk;
     c->indexing_threshold = p->indexing_threshold;
@@ -194,9 +197,32 @@ static char *meta_json(const qxs_coll *c) {
                           c->min_recall, "optimizers_config", "indexing_threshold",
                           (json_int_t)c->indexing_threshold, "created", c->created);
     if (!o) return NULL;
+    if (c->quant_kind == QX_QUANT_FASTSCAN) { /* no keys for other kinds: their files read as before */
+        json_t *q = json_object_get(o, "quantizer");
+        json_object_set_new(q, "shape", json_string(c->fs_product ? "product" : "residual"));
+        if (c->fs_steps) json_object_set_new(q, "fs_steps", json_integer((json_int_t)c->fs_steps));
+    }
     char *txt = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return txt;
+}
+
+/* The fast-scan shape and steps of meta.json's quantizer; absent (files
+ * written before them) = residual, steps from the bytes. */
+static int meta_parse_fs(const char *path, json_t *q, qxs_coll_params *p) {
+    json_t *sh = json_object_get(q, "shape"), *st = json_object_get(q, "fs_steps");
+    const char *shape = sh ? json_string_value(sh) : "residual";
+    if (!shape || (strcmp(shape, "residual") && strcmp(shape, "product")) || (st && !json_is_integer(st)) ||
+        ((sh || st) && p->quant_kind != QX_QUANT_FASTSCAN))
+        return qx_error_set(QX_EFORMAT, "%s: bad metadata (quantizer.shape or quantizer.fs_steps)", path);
+    json_int_t steps = st ? json_integer_value(st) : 0;
+    p->fs_product = !strcmp(shape, "product");
+    p->fs_steps = steps > 0 && steps <= QX_FS_MAX_STEPS4 ? (size_t)steps : 0;
+    size_t m4, m8;
+    if ((st && !p->fs_steps) ||
+        ((sh || st) && qxs_fs_split(p->d, p->distance, p->bytes, p->fs_product, p->fs_steps, &m4, &m8)))
+        return qx_error_set(QX_EFORMAT, "%s: bad metadata (quantizer.fs_steps = %lld)", path, (long long)steps);
+    return 0;
 }
 
 static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
@@ -227,6 +253,7 @@ static int meta_parse(const char *path, qxs_coll_params *p, double *created) {
         p->on_disk = on_disk;
         p->indexing_threshold = (size_t)thr;
         *created = cr;
+        out = meta_parse_fs(path, json_object_get(o, "quantizer"), p);
     }
     json_decref(o);
     return out;

@@ -357,16 +357,14 @@ static void *rebuild_main(void *arg) {
         qo.threads = threads;
         rc = qx_qinco_new(&q, d, &qo);
     } else if (c->quant_kind == QX_QUANT_FASTSCAN) {
-        /* 4-bit steps in half the code bytes (scanned in registers), the
-         * rest 8-bit steps, as qinx build --quantizer fastscan */
+        /* 4-bit steps (scanned in registers) and 8-bit steps, split and
+         * shaped as qinx build --quantizer fastscan --fs-steps --fs-shape */
         qx_fs_opts fo;
         qx_fs_opts_init(&fo);
-        size_t M = a->p.bytes - (io.metric == QX_METRIC_L2);
-        fo.M4 = a->p.bytes / 2 * 2;
-        if (fo.M4 / 2 > M) fo.M4 = M * 2;
-        fo.M8 = M - fo.M4 / 2;
+        fo.product4 = a->p.fs_product;
         fo.threads = threads;
-        rc = qx_fs_new(&q, d, &fo);
+        rc = qxs_fs_split(d, c->distance, a->p.bytes, a->p.fs_product, a->p.fs_steps, &fo.M4, &fo.M8);
+        if (!rc) rc = qx_fs_new(&q, d, &fo);
     } else {
         qx_rq_opts ro;
         qx_rq_opts_init(&ro);
@@ -623,6 +621,26 @@ done:
     qxs_coll_put(c);
     qx_free(a);
     return NULL;
+}
+
+int qxs_fs_split(size_t d, qxs_distance dist, size_t bytes, int product, size_t fs_steps, size_t *m4,
+                 size_t *m8) {
+    size_t M = bytes - (qxs_metric_of(dist) == 0); /* the norm byte counts */
+    size_t steps = fs_steps ? fs_steps : bytes / 2 * 2;
+    char what[64];
+    snprintf(what, sizeof what, "fs_steps = %zu%s", steps, fs_steps ? "" : " (the default: half the bytes)");
+    if (steps < 2 || steps > QX_FS_MAX_STEPS4 || steps % 2)
+        return qx_error_set(QX_EINVAL, "%s: 4-bit steps must be even and 2..%d", what, QX_FS_MAX_STEPS4);
+    if (steps / 2 > M)
+        return qx_error_set(QX_EINVAL,
+                            "%s: %zu 4-bit steps take %zu bytes, more than the %zu code bytes of bytes = %zu%s", what,
+                            steps, steps / 2, M, bytes, M < bytes ? " (one is the norm byte)" : "");
+    if (product && steps > d)
+        return qx_error_set(QX_EINVAL, "%s: the product shape needs at most d = %zu 4-bit steps (a subspace each)",
+                            what, d);
+    *m4 = steps;
+    *m8 = M - steps / 2;
+    return 0;
 }
 
 int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id) {

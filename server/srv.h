@@ -105,6 +105,8 @@ typedef struct qxs_coll {
     qxs_distance distance;
     int quant_kind;       /* QX_QUANT_RQ, QX_QUANT_QINCO or QX_QUANT_FASTSCAN */
     size_t bytes, nlist;  /* 0 = automatic nlist */
+    int fs_product;       /* fastscan: 4-bit steps product-shaped (1) or residual (0) */
+    size_t fs_steps;      /* fastscan: 4-bit steps, 0 = as many as half the bytes hold */
     double min_recall;    /* gate threshold on held-out 10-recall@10 */
     double created;
     int on_disk;          /* sealed raw vectors read through the page cache (1) or kept in RAM (0) */
@@ -214,6 +216,8 @@ typedef struct qxs_coll_params {
     qxs_distance distance;
     int quant_kind;
     size_t bytes, nlist;
+    int fs_product;            /* fastscan only: 1 = product-shaped 4-bit steps (default 0) */
+    size_t fs_steps;           /* fastscan only: 4-bit steps, 0 = qxs_fs_steps4() default */
     double min_recall;
     int on_disk;               /* default 1 */
     size_t indexing_threshold; /* default QXS_INDEXING_THRESHOLD_DEFAULT */
@@ -323,12 +327,24 @@ static inline int qxs_metric_of(qxs_distance d) { return d == QXS_DOT ? 1 : 0; }
 /* ---- rebuilds (rebuild.c) ------------------------------------------------- */
 typedef struct qxs_rebuild_params {
     size_t bytes, nlist, train_size;
+    int fs_product;       /* fastscan only: the collection's shape and 4-bit steps */
+    size_t fs_steps;      /* (0 = qxs_fs_steps4() default for bytes) */
     double min_recall;
     int epochs;           /* QINCo-style only: training epochs */
     double train_minutes; /* QINCo-style only: wall-clock budget */
     /* gate threshold overrides (NaN = the library's default) */
     double min_used_fraction, min_perplexity, max_drift_rejected_fraction, max_mse_ratio, max_recall_drop;
 } qxs_rebuild_params;
+/* The 4-bit / 8-bit split of a fast-scan collection's code, as `qinx build
+ * --quantizer fastscan --bytes B [--fs-steps N] [--fs-shape product]` makes
+ * it (tools/build_stream.c): M4 = fs_steps, or bytes/2 rounded down to even
+ * when 0; M8 = the steps left (bytes - 1 for Euclid and Cosine, whose norm
+ * byte counts, bytes for Dot) - M4/2. QX_EINVAL (message set) when fs_steps
+ * is odd or outside 2..QX_FS_MAX_STEPS4, M4/2 does not fit in the steps, or
+ * a product shape has M4 > d. */
+int qxs_fs_split(size_t d, qxs_distance dist, size_t bytes, int product, size_t fs_steps, size_t *m4,
+                 size_t *m8);
+
 /* Start a background rebuild; *job_id. QX_EEXIST if one runs (its id in *job_id). */
 int qxs_rebuild_start(qxs_server *s, qxs_coll *c, const qxs_rebuild_params *p, uint64_t *job_id);
 
