@@ -25,11 +25,7 @@ v117=$(echo "$QX_BODY" | sed -n 's/.*"vector":\(\[[^]]*\]\).*/\1/p')
 
 qx_expect 200 POST $C/rebuild '{}'
 job=$(echo "$QX_BODY" | sed -n 's/.*"job_id":\([0-9]*\).*/\1/p')
-for i in $(seq 1 600); do
-  qx_req GET $C/rebuild/$job
-  st=$(echo "$QX_BODY" | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p')
-  case "$st" in queued|running) sleep 0.5 ;; *) break ;; esac
-done
+qx_wait_job $C "$job" 600
 [ "$st" = succeeded ] && qx_ok "fast-scan rebuild job $job succeeded" || qx_fail "job state '$st': ${QX_BODY:0:400}"
 qx_expect 200 GET $C
 qx_body_has '"state":"ivf"' "index swapped in"
@@ -93,11 +89,7 @@ grep -q '"shape": "product"' "$D/collections/pq/meta.json" && grep -q '"fs_steps
   && qx_ok "loaded $src" || { qx_fail "load: $(cat "$QX_TMP/load.log")"; qx_finish; exit 1; }
 qx_expect 200 POST $P/rebuild '{}'
 job=$(echo "$QX_BODY" | sed -n 's/.*"job_id":\([0-9]*\).*/\1/p')
-for i in $(seq 1 1200); do
-  qx_req GET $P/rebuild/$job
-  st=$(echo "$QX_BODY" | sed -n 's/^{"result":{"id":[0-9]*,"state":"\([a-z]*\)".*/\1/p')
-  case "$st" in queued|running) sleep 0.5 ;; *) break ;; esac
-done
+qx_wait_job $P "$job" 1200
 [ "$st" = succeeded ] && qx_ok "product-shape rebuild job $job succeeded" || qx_fail "job state '$st': ${QX_BODY:0:600}"
 idx=$(ls "$D"/collections/pq/index-*.qx 2>/dev/null | tail -1)
 "$QX_BIN" info --index "$idx" --json >"$QX_TMP/pinfo.json" 2>&1
@@ -156,11 +148,7 @@ qx_body_has '"result":[{"id":117,' "search after restart"
 # a rebuild body's shape and fs_steps: this job only, the collection's config unchanged
 qx_expect 200 POST $C/rebuild '{"shape":"product","fs_steps":8}'
 job=$(echo "$QX_BODY" | sed -n 's/.*"job_id":\([0-9]*\).*/\1/p')
-for i in $(seq 1 600); do
-  qx_req GET $C/rebuild/$job
-  st=$(echo "$QX_BODY" | sed -n 's/^{"result":{"id":[0-9]*,"state":"\([a-z]*\)".*/\1/p')
-  case "$st" in queued|running) sleep 0.5 ;; *) break ;; esac
-done
+qx_wait_job $C "$job" 600
 [ "$st" = succeeded ] && qx_ok "rebuild job $job with shape product succeeded" || qx_fail "job state '$st': ${QX_BODY:0:400}"
 "$QX_BIN" info --index "$(ls "$D"/collections/fs/index-*.qx | tail -1)" --json >"$QX_TMP/finfo.json" 2>&1
 grep -q '"fastscan":{"steps4":8,"steps8":3,"shape":"product"}' "$QX_TMP/finfo.json" \

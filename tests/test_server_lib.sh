@@ -82,6 +82,17 @@ qx_body_has() {
   if [[ "$QX_BODY" == *"$1"* ]]; then qx_ok "$2"; else qx_fail "$2: '$1' not in ${QX_BODY:0:300}"; fi
 }
 
+# qx_wait_job COLLECTION_PATH JOB [POLLS]: poll a rebuild job every 0.5 s until it
+# leaves queued/running (at most POLLS times, default 600); its state in $st.
+qx_wait_job() {
+  local i
+  for i in $(seq 1 "${3:-600}"); do
+    qx_req GET "$1/rebuild/$2"
+    st=$(echo "$QX_BODY" | sed -n 's/^{"result":{"id":[0-9]*,"state":"\([a-z]*\)".*/\1/p')
+    case "$st" in queued|running) sleep 0.5 ;; *) break ;; esac
+  done
+}
+
 qx_alive() {
   if kill -0 "$QX_PID" 2>/dev/null && curl -sf "$QX_URL/healthz" >/dev/null; then qx_ok "server alive: $*"
   else qx_fail "server died: $*"; fi
