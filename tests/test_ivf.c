@@ -545,6 +545,33 @@ static void dl_del(void *ctx, int64_t id) {
     if (id >= 0 && id < 4096) m->has[id] = 0;
 }
 
+/* qx_ivf_encode gives the lists and codes qx_ivf_add stored, without adding;
+ * NaN input is refused. */
+static void test_encode_matches_add(void **state) {
+    (void)state;
+    qx_ivf *ivf = build(base, 3000, 8, 16, QX_METRIC_L2);
+    qx_ivf_info info;
+    qx_ivf_get_info(ivf, &info);
+    size_t cs = info.code_size;
+    int64_t *ids = malloc(3000 * sizeof *ids);
+    uint32_t *l1 = malloc(3000 * sizeof *l1), *l2 = malloc(3000 * sizeof *l2);
+    uint8_t *c1 = malloc(3000 * cs), *c2 = malloc(3000 * cs);
+    for (int i = 0; i < 3000; i++) ids[i] = i;
+    assert_int_equal(qx_ivf_get_entries(ivf, ids, 3000, l1, c1), 0);
+    assert_int_equal(qx_ivf_encode(ivf, base, 3000, l2, c2), 0);
+    assert_memory_equal(l1, l2, 3000 * sizeof *l1);
+    assert_memory_equal(c1, c2, 3000 * cs);
+    qx_ivf_get_info(ivf, &info);
+    assert_int_equal(info.ntotal, 3000); /* nothing added */
+    float bad[D];
+    memcpy(bad, base, sizeof bad);
+    bad[3] = NAN;
+    assert_int_equal(qx_ivf_encode(ivf, bad, 1, l2, c2), QX_EINVAL);
+    assert_int_equal(qx_ivf_encode(ivf, base, 1, NULL, c2), QX_EINVAL);
+    free(ids), free(l1), free(l2), free(c1), free(c2);
+    qx_ivf_free(ivf);
+}
+
 static void test_add_records_parallel(void **state) {
     (void)state;
     qx_ivf *ivf = build(base, 3000, 8, 16, QX_METRIC_L2);
@@ -812,6 +839,7 @@ int main(void) {
         cmocka_unit_test(test_inner_product),
         cmocka_unit_test(test_small_blocks_match_batch),
         cmocka_unit_test(test_locator_and_entries),
+        cmocka_unit_test(test_encode_matches_add),
         cmocka_unit_test(test_add_records_parallel),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_oom_in_add_and_search),
