@@ -41,7 +41,7 @@ static void usage(FILE *f) {
             "  --nenc N        vectors encoded after training, the next N (default 5000;\n"
             "                  fewer if the file ends)\n"
             "  --bytes M       code bytes (default 8)\n"
-            "  --epochs E      epochs (default 2)\n"
+            "  --epochs E      epochs (default 2; with --train-minutes: until the budget)\n"
             "  --reencode K    qinco reencode option (default: the library's)\n"
             "  --train-beam B  beam while training (default: the library's)\n"
             "  --beam B --A A  encoder of the timed encoding (default: the library's)\n"
@@ -118,7 +118,7 @@ static int write_rq(const char *path, const qx_quantizer *rq) {
 
 int qx_bench_qinco_speed(int argc, char **argv) {
     const char *base = NULL, *rq_cache = NULL;
-    long n = 10000, nenc = 5000, M = 8, epochs = 2, reencode = -1, tbeam = -1, beam = -1, A = -1;
+    long n = 10000, nenc = 5000, M = 8, epochs = -1, reencode = -1, tbeam = -1, beam = -1, A = -1;
     long L = -1, h = -1, batch = -1, runs = 3, threads = 0;
     double minutes = 0;
     static const struct option opts[] = {
@@ -207,7 +207,8 @@ int qx_bench_qinco_speed(int argc, char **argv) {
     qx_qinco_opts qo;
     qx_qinco_opts_init(&qo);
     qo.M = (size_t)M;
-    qo.epochs = (int)epochs;
+    /* a budget without --epochs trains until the budget (the library's cap) */
+    qo.epochs = epochs >= 0 ? (int)epochs : minutes > 0 ? 100000 : 2;
     qo.threads = (int)threads;
     qo.valid_fraction = 0;
     qo.fallback = 0;
