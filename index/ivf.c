@@ -339,6 +339,13 @@ static void remove_at(qx_ivf *ivf, uint32_t list, uint32_t off) {
     ivf->ntotal--;
 }
 
+/* One add batch (at most QX__ADD_CHUNK vectors): coarse lists, then codes.
+ * qx_ivf_add and qx_ivf_encode share it, so their bytes are the same. */
+static int encode_batch(const qx_ivf *ivf, const float *x, size_t b, uint32_t *lists, uint8_t *codes) {
+    int rc = qx_assign_nearest(x, b, ivf->centroids, ivf->nlist, ivf->d, lists, NULL);
+    return rc ? rc : qx__ivf_encode(ivf, x, lists, b, codes);
+}
+
 int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n) {
     if (!ivf || (!ids && n)) return qx__fail(QX_EINVAL, "ivf_add: NULL argument");
     if (!ivf->trained) return qx__fail(QX_ESTATE, "ivf_add: index is not trained");
@@ -353,8 +360,7 @@ int qx_ivf_add(qx_ivf *ivf, const float *x, const int64_t *ids, size_t n) {
     if (!assign || !codes) rc = qx__fail(QX_ENOMEM, "ivf_add: scratch");
     for (size_t i0 = 0; rc == 0 && i0 < n; i0 += chunk) {
         size_t b = n - i0 < chunk ? n - i0 : chunk;
-        rc = qx_assign_nearest(x + i0 * d, b, ivf->centroids, ivf->nlist, d, assign, NULL);
-        if (rc == 0) rc = qx__ivf_encode(ivf, x + i0 * d, assign, b, codes);
+        rc = encode_batch(ivf, x + i0 * d, b, assign, codes);
         for (size_t i = 0; rc == 0 && i < b; i++) {
             int64_t id = ids[i0 + i];
             uint64_t loc;
@@ -385,8 +391,7 @@ int qx_ivf_encode(const qx_ivf *ivf, const float *x, size_t n, uint32_t *lists, 
     int rc = check_input(ivf, x, n, "ivf_encode");
     for (size_t i0 = 0; rc == 0 && i0 < n; i0 += QX__ADD_CHUNK) {
         size_t b = n - i0 < QX__ADD_CHUNK ? n - i0 : QX__ADD_CHUNK;
-        rc = qx_assign_nearest(x + i0 * ivf->d, b, ivf->centroids, ivf->nlist, ivf->d, lists + i0, NULL);
-        if (rc == 0) rc = qx__ivf_encode(ivf, x + i0 * ivf->d, lists + i0, b, codes + i0 * ivf->code_size);
+        rc = encode_batch(ivf, x + i0 * ivf->d, b, lists + i0, codes + i0 * ivf->code_size);
     }
     return rc;
 }

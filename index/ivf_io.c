@@ -100,7 +100,7 @@ static void end_section(buf_t *b, uint64_t at) {
     patch(b, at + 8, &len, 8);
 }
 
-/* Saving goes through qx__write_atomic (core/file.c). */
+/* Saving streams into a temporary file (qx__afile, core/file.c): fsync, rename. */
 
 static int save(const qx_ivf *ivf, const char *path, int with_lists) {
     if (!ivf || !path) return qx__fail(QX_EINVAL, "ivf_save: NULL argument");
