@@ -25,6 +25,27 @@ done
 grep -q '"ntotal":8000' "$tmp/info.json" || fail "info: wrong ntotal: $(cat "$tmp/info.json")"
 grep -q '"code_size":8' "$tmp/info.json" || fail "info: wrong code size"
 
+# info --mse: reconstruction MSE of the codes over a file's rows; the whole file is the
+# row-weighted mean of its two halves, and twice the bytes give a lower MSE
+mse() { "$qinx" info --index "$1" --json --mse "$tmp/s_base.fvecs" ${2:+--rows "$2"} \
+          | sed -n 's/.*"mse":{"value":\([^,]*\),"vectors":\([0-9]*\).*/\1 \2/p'; }
+read -r m_all n_all <<<"$(mse "$tmp/a.qinx")"
+read -r m_lo n_lo <<<"$(mse "$tmp/a.qinx" 0:3000)"
+read -r m_hi n_hi <<<"$(mse "$tmp/a.qinx" 3000:)"
+[ "$n_all/$n_lo/$n_hi" = "8000/3000/5000" ] || fail "info --mse: row counts $n_all/$n_lo/$n_hi"
+awk -v a="$m_all" -v l="$m_lo" -v h="$m_hi" 'BEGIN { w = (3000*l + 5000*h) / 8000;
+  exit !(a > 0 && (a - w) * (a - w) < 1e-8 * a * a) }' || fail "info --mse: $m_all is not the mean of $m_lo and $m_hi"
+"$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/a4.qinx" --bytes 4 --nlist 32 --max-train 4000 --train-beam 1 --seed 5 2>/dev/null
+read -r m4 _ <<<"$(mse "$tmp/a4.qinx")"
+awk -v a="$m_all" -v b="$m4" 'BEGIN { exit !(a < 0.9 * b) }' || fail "info --mse: 8 B ($m_all) not below 4 B ($m4)"
+"$qinx" info --index "$tmp/a.qinx" --mse "$tmp/s_base.fvecs" --rows 7990:7995 | grep -q "^MSE .* over 5 vectors (rows 7990..7994 of" \
+  || fail "info --mse: no MSE line"
+"$qinx" synth --out "$tmp/w" --n 1000 --d 16 --queries 10 --seed 4 2>/dev/null
+expect 1 "dimension 16, the index 24" "$qinx" info --index "$tmp/a.qinx" --mse "$tmp/w_base.fvecs"
+expect 1 "starts at 9000, but .* has 8000 rows" "$qinx" info --index "$tmp/a.qinx" --mse "$tmp/s_base.fvecs" --rows 9000:
+expect 2 "--rows 5:3 is empty" "$qinx" info --index "$tmp/a.qinx" --mse "$tmp/s_base.fvecs" --rows 5:3
+expect 1 "unknown vector file type" "$qinx" info --index "$tmp/a.qinx" --mse "$tmp/nope"
+
 # a path with a quote and a backslash comes out as a valid JSON string (it was printed raw)
 odd="$tmp/say \"hi\" \\ now.qinx"
 cp "$tmp/a.qinx" "$odd"
