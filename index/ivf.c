@@ -149,6 +149,13 @@ uint8_t qx__norm_encode(const float *levels, float v) {
 
 /* ---- training ---------------------------------------------------------------- */
 
+/* The centroid of each vector's list (n × d): the context a quantizer that
+ * uses one (QINCo conditioned on the centroid) starts from. */
+static void centroids_of(const qx_ivf *ivf, const uint32_t *list, size_t n, float *ctx) {
+    size_t d = ivf->d;
+    for (size_t i = 0; i < n; i++) memcpy(ctx + i * d, ivf->centroids + (size_t)list[i] * d, sizeof(float) * d);
+}
+
 static int residuals_of(const qx_ivf *ivf, const float *x, const uint32_t *list, size_t n,
                         float *res) {
     size_t d = ivf->d;
@@ -162,15 +169,18 @@ static int residuals_of(const qx_ivf *ivf, const float *x, const uint32_t *list,
 int qx__ivf_encode(const qx_ivf *ivf, const float *x, const uint32_t *list, size_t n,
                    uint8_t *codes) {
     size_t d = ivf->d, M = ivf->M, cs = ivf->code_size;
+    int uses_ctx = qx_quantizer_uses_context(ivf->quant);
     float *res = qx__aligned_alloc(sizeof(float) * n * d);
+    float *ctx = uses_ctx ? qx__aligned_alloc(sizeof(float) * n * d) : NULL;
     uint8_t *raw = qx__malloc(n * M);
     int rc = 0;
-    if (!res || !raw) rc = qx__fail(QX_ENOMEM, "ivf encode: %zu vectors", n);
+    if (!res || !raw || (uses_ctx && !ctx)) rc = qx__fail(QX_ENOMEM, "ivf encode: %zu vectors", n);
     if (rc == 0) rc = residuals_of(ivf, x, list, n, res);
-    if (rc == 0) rc = qx_quantizer_encode(ivf->quant, res, n, raw);
+    if (rc == 0 && ctx) centroids_of(ivf, list, n, ctx);
+    if (rc == 0) rc = qx_quantizer_encode_ctx(ivf->quant, res, ctx, n, raw);
     /* the fast-scan kind stores the norm of its 4-bit part (ivf_fastscan.c) */
     size_t norm_steps = ivf->fs_pairs ? ivf->fs_half : 0;
-    if (rc == 0 && ivf->has_norm) rc = qx_quantizer_decode(ivf->quant, raw, n, norm_steps, res);
+    if (rc == 0 && ivf->has_norm) rc = qx_quantizer_decode_ctx(ivf->quant, raw, ctx, n, norm_steps, res);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         memcpy(codes + i * cs, raw + i * M, M);
         if (ivf->has_norm) {
@@ -185,6 +195,7 @@ int qx__ivf_encode(const qx_ivf *ivf, const float *x, const uint32_t *list, size
         }
     }
     qx__aligned_free(res);
+    qx__aligned_free(ctx);
     qx__free(raw);
     return rc;
 }
@@ -217,7 +228,7 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
     ivf->centroid_norms = qx__malloc(sizeof(float) * nlist);
     ivf->lists = qx__calloc(nlist, sizeof(qx__ivf_list));
     uint32_t *assign = qx__malloc(sizeof(uint32_t) * n);
-    float *res = qx__aligned_alloc(sizeof(float) * n * d);
+    float *res = qx__aligned_alloc(sizeof(float) * n * d), *ctx = NULL;
     if (!ivf->centroids || !ivf->centroid_norms || !ivf->lists || !assign || !res) {
         rc = qx__fail(QX_ENOMEM, "ivf_train: %zu lists of dimension %zu", nlist, d);
         goto out;
@@ -244,8 +255,20 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
      * (even when it trained on a subsample). */
     residuals_of(ivf, x, assign, n, res);
     qx__ivf_report(ivf, "coarse k-means", 1.0);
-    if (!qx_quantizer_is_trained(ivf->quant) && (rc = qx_quantizer_train(ivf->quant, res, n)))
-        goto out;
+    if (!qx_quantizer_is_trained(ivf->quant)) {
+        /* each residual's centroid: its context, for a quantizer that uses one */
+        if (qx_quantizer_kind(ivf->quant) == QX_QUANT_QINCO) {
+            if (!(ctx = qx__aligned_alloc(sizeof(float) * n * d))) {
+                rc = qx__fail(QX_ENOMEM, "ivf_train: contexts of %zu vectors", n);
+                goto out;
+            }
+            centroids_of(ivf, assign, n, ctx);
+        }
+        rc = qx_quantizer_train_ctx(ivf->quant, res, ctx, n);
+        qx__aligned_free(ctx);
+        ctx = NULL;
+        if (rc) goto out;
+    }
     if (ivf->has_norm) {
         size_t ns = n < QX__NORM_SAMPLE ? n : QX__NORM_SAMPLE, M = ivf->M;
         uint8_t *codes = qx__malloc(ns * M);
@@ -258,8 +281,12 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
             memmove(sample + i * d, res + src * d, sizeof(float) * d);
             assign[i] = assign[src];
         }
-        if (rc == 0) rc = qx_quantizer_encode(ivf->quant, sample, ns, codes);
-        if (rc == 0) rc = qx_quantizer_decode(ivf->quant, codes, ns, ivf->fs_pairs ? ivf->fs_half : 0, sample);
+        if (rc == 0 && qx_quantizer_uses_context(ivf->quant) &&
+            !(ctx = qx__aligned_alloc(sizeof(float) * ns * d)))
+            rc = qx__fail(QX_ENOMEM, "ivf_train: norm sample contexts");
+        if (rc == 0 && ctx) centroids_of(ivf, assign, ns, ctx);
+        if (rc == 0) rc = qx_quantizer_encode_ctx(ivf->quant, sample, ctx, ns, codes);
+        if (rc == 0) rc = qx_quantizer_decode_ctx(ivf->quant, codes, ctx, ns, ivf->fs_pairs ? ivf->fs_half : 0, sample);
         for (size_t i = 0; rc == 0 && i < ns; i++) {
             const float *c = ivf->centroids + (size_t)assign[i] * d;
             double nn = 0;
@@ -277,6 +304,7 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
 out:
     qx__free(assign);
     qx__aligned_free(res);
+    qx__aligned_free(ctx);
     if (rc == 0) rc = qx__coarse2_build(ivf);
     if (rc == 0) {
         ivf->trained = 1;

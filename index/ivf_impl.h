@@ -66,6 +66,7 @@ struct qx_ivf_search_ctx {
     qx__topk heap;      /* shortlist */
     uint8_t *rr_codes;  /* rerank: codes of the shortlist */
     float *rr_vecs;     /* rerank: decoded residuals */
+    float *rr_ctx;      /* rerank: their centroids, for a quantizer that uses contexts */
     uint8_t *among;     /* only_ids: QX__AMONG_BATCH gathered codes */
     float *among_s;     /* and their scores */
     size_t among_cs;    /* code size they were sized for */

@@ -133,6 +133,7 @@ static void ctx_release(qx_ivf_search_ctx *c) {
     qx__free(c->heap.val);
     qx__free(c->rr_codes);
     qx__aligned_free(c->rr_vecs);
+    qx__aligned_free(c->rr_ctx);
     qx__free(c->among);
     qx__aligned_free(c->among_s);
     qx__ivf_fs_ctx_free(c->fs);
@@ -194,10 +195,12 @@ static int ctx_fit(qx_ivf_search_ctx *c, const qx_ivf *ivf, size_t heap_k, size_
     if (rerank > c->rerank_cap) {
         qx__free(c->rr_codes);
         qx__aligned_free(c->rr_vecs);
+        qx__aligned_free(c->rr_ctx);
         c->rr_codes = qx__malloc(rerank * ivf->M);
         c->rr_vecs = qx__aligned_alloc(sizeof(float) * rerank * ivf->d);
+        c->rr_ctx = qx__aligned_alloc(sizeof(float) * rerank * ivf->d);
         c->rerank_cap = rerank;
-        if (!c->rr_codes || !c->rr_vecs) return c->rerank_cap = 0, qx__fail(QX_ENOMEM, "rerank buffers");
+        if (!c->rr_codes || !c->rr_vecs || !c->rr_ctx) return c->rerank_cap = 0, qx__fail(QX_ENOMEM, "rerank buffers");
     }
     if (c->among_cs != ivf->code_size) {
         qx__free(c->among);
@@ -338,11 +341,13 @@ shortlist:
     if (p->rerank > 0 && c->heap.n > 0) {
         /* Exact distances to the decoded reconstructions c_l + r̂. */
         size_t n = c->heap.n;
+        int ctx = qx_quantizer_uses_context(ivf->quant); /* QINCo conditioned on the centroid */
         for (size_t i = 0; i < n; i++) {
             uint64_t loc = c->heap.val[i];
             memcpy(c->rr_codes + i * M, ivf->lists[loc >> 32].codes + (size_t)(uint32_t)loc * cs, M);
+            if (ctx) memcpy(c->rr_ctx + i * d, ivf->centroids + (size_t)(loc >> 32) * d, sizeof(float) * d);
         }
-        int rc = qx_quantizer_decode(ivf->quant, c->rr_codes, n, 0, c->rr_vecs);
+        int rc = qx_quantizer_decode_ctx(ivf->quant, c->rr_codes, ctx ? c->rr_ctx : NULL, n, 0, c->rr_vecs);
         if (rc) return rc;
         qx__topk cand = c->heap;
         qx__topk_reset(&c->heap, heap_k); /* reuse storage: rebuild with exact keys */

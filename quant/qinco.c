@@ -115,19 +115,40 @@ int qx__qinco_threads(const qx__qinco *q) {
 static qx__qinco *cast(const qx_quantizer *q) { return (qx__qinco *)q; }
 
 /* After a fallback (stats.fallback) the quantizer is its RQ: encode, decode
- * and look-up tables go to it (same codes as f = 0, at the RQ's speed). */
-static int op_encode(const qx_quantizer *base, const float *x, size_t n, uint8_t *codes) {
+ * and look-up tables go to it (same codes as f = 0, at the RQ's speed).
+ * Contexts are used only by a model trained with them (q->ctx). */
+static int op_encode_ctx(const qx_quantizer *base, const float *x, const float *ctx, size_t n,
+                         uint8_t *codes) {
     const qx__qinco *q = cast(base);
     if (q->rq_fb) return qx_quantizer_encode(q->rq_fb, x, n, codes);
-    return qx__qinco_encode_with(q, q->params, q->tables, x, n, q->opts.beam, q->opts.A,
-                                 qx__qinco_threads(q), codes);
+    return qx__qinco_encode_with(q, q->params, q->tables, x, q->ctx ? ctx : NULL, n, q->opts.beam,
+                                 q->opts.A, qx__qinco_threads(q), codes);
+}
+
+static int op_encode(const qx_quantizer *base, const float *x, size_t n, uint8_t *codes) {
+    return op_encode_ctx(base, x, NULL, n, codes);
+}
+
+static int op_decode_ctx(const qx_quantizer *base, const uint8_t *codes, const float *ctx,
+                         size_t n, size_t m, float *out) {
+    const qx__qinco *q = cast(base);
+    if (q->rq_fb) return qx_quantizer_decode(q->rq_fb, codes, n, m, out);
+    return qx__qinco_decode_with(q, q->params, q->tables, codes, q->ctx ? ctx : NULL, n, m,
+                                 qx__qinco_threads(q), out);
 }
 
 static int op_decode(const qx_quantizer *base, const uint8_t *codes, size_t n, size_t m,
                      float *out) {
+    return op_decode_ctx(base, codes, NULL, n, m, out);
+}
+
+static int op_train(qx_quantizer *base, const float *x, size_t n) {
+    return qx__qinco_train(base, x, NULL, n);
+}
+
+static int op_uses_context(const qx_quantizer *base) {
     const qx__qinco *q = cast(base);
-    if (q->rq_fb) return qx_quantizer_decode(q->rq_fb, codes, n, m, out);
-    return qx__qinco_decode_with(q, q->params, q->tables, codes, n, m, qx__qinco_threads(q), out);
+    return q->ctx && !q->rq_fb;
 }
 
 static int op_lut(const qx_quantizer *base, const float *queries, size_t nq, float *lut) {
@@ -162,13 +183,17 @@ static void op_destroy(qx_quantizer *base) {
 }
 
 static const qx__quantizer_ops qinco_ops = {
-    .train = qx__qinco_train,
+    .train = op_train,
     .encode = op_encode,
     .decode = op_decode,
     .lut = op_lut,
     .additive_codebooks = op_additive,
     .serialize = qx__qinco_serialize,
     .destroy = op_destroy,
+    .train_ctx = qx__qinco_train,
+    .encode_ctx = op_encode_ctx,
+    .decode_ctx = op_decode_ctx,
+    .uses_context = op_uses_context,
 };
 
 int qx__qinco_alloc(qx__qinco **out, size_t d, const qx_qinco_opts *opts) {

@@ -12,7 +12,7 @@
  * 2. FLOPs are counted from the shapes of the matrix products only (2·m·n·k
  *    per sgemm); element-wise work (ReLU, gathers, candidate errors, Adam) is
  *    not counted, so achieved GFLOP/s is a lower bound of the work done.
- * 3. The sgemm rate is a square 1024³ product, best of three, with OpenBLAS's
+ * 3. The sgemm rate is a square 1024³ product, best of five after a 0.1 s pause, with OpenBLAS's
  *    own threads: what this machine's BLAS delivers at the moment the run
  *    starts (on a shared machine, a share of it).
  */
@@ -94,7 +94,13 @@ double qx__qinco_sgemm_rate(void) {
             a[i] = (float)((i * 2654435761u) % 1000) * 1e-3f;
             b[i] = (float)((i * 40503u) % 997) * 1e-3f;
         }
-        for (int r = 0; r < 3; r++) {
+        /* Idle OpenMP workers of the caller's last parallel region spin for
+         * a while before they sleep, on the cores sgemm needs: after the RQ's
+         * training a `qinx build` measured 96 GFLOP/s here, one core's rate,
+         * where 190 is the 2-core rate. Let them settle, take the best of 5. */
+        struct timespec nap = {0, 100 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        for (int r = 0; r < 5; r++) {
             double t0 = qx__now();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f,
                         c, n);

@@ -265,19 +265,24 @@ static void preselect(const qx__qinco *q, const float *params, const float *tabl
 }
 
 static void encode_chunk(const qx__qinco *q, const float *params, const float *tables,
-                         const float *x, size_t nc, size_t B, size_t A, uint8_t *out,
-                         scratch *s) {
+                         const float *x, const float *ctx, size_t nc, size_t B, size_t A,
+                         uint8_t *out, scratch *s) {
     size_t d = q->d, M = q->M;
     for (size_t t = 0; t < nc * d; t++) s->xn[t] = x[t] * q->inv_scale;
     /* Step 0: a plain codebook; the beam starts from the B nearest codewords
      * (B <= 64 < K, so every beam is full from here on and rows of the beam
-     * state are (vector i, entry b) at i*B + b). */
+     * state are (vector i, entry b) at i*B + b). With a context, x̂ starts
+     * at it and the target becomes ctx + x (residuals are unchanged). */
     preselect(q, params, tables, 0, s->xn, nc, B, s, s->ck);
     for (size_t j = 0; j < nc * B; j++) {
         int k = s->ck[j];
-        for (size_t t = 0; t < d; t++) s->xh[j * d + t] = q->rho[0] * params[(size_t)k * d + t];
+        const float *c = ctx ? ctx + (j / B) * d : NULL;
+        for (size_t t = 0; t < d; t++)
+            s->xh[j * d + t] = q->rho[0] * params[(size_t)k * d + t] + (c ? c[t] * q->inv_scale : 0.0f);
         s->codes[j * M] = (uint8_t)k;
     }
+    if (ctx)
+        for (size_t t = 0; t < nc * d; t++) s->xn[t] += ctx[t] * q->inv_scale;
     size_t nr = nc * B;
     for (size_t m = 1; m < M; m++) {
         for (size_t j = 0; j < nr; j++) {
@@ -384,8 +389,8 @@ static int encws_ensure(qx__qinco_encws **ws, const qx__qinco *q, int T, size_t 
 }
 
 int qx__qinco_encode_ws(const qx__qinco *q, const float *params, const float *tables,
-                        const float *x, size_t n, int beam, int A, int threads, uint8_t *codes,
-                        qx__qinco_encws **ws) {
+                        const float *x, const float *ctx, size_t n, int beam, int A, int threads,
+                        uint8_t *codes, qx__qinco_encws **ws) {
     size_t B = (size_t)beam, nA = (size_t)A, nc = enc_chunk_size(n, B, nA);
     size_t nchunks = (n + nc - 1) / nc;
     int T = threads > 0 ? threads : 1;
@@ -398,25 +403,25 @@ int qx__qinco_encode_ws(const qx__qinco *q, const float *params, const float *ta
 #pragma omp parallel for num_threads(T) schedule(dynamic, 1)
     for (size_t c = 0; c < nchunks; c++) {
         size_t i0 = c * nc, cnt = n - i0 < nc ? n - i0 : nc;
-        encode_chunk(q, params, tables, x + i0 * q->d, cnt, B, nA, codes + i0 * q->M,
-                     &s[omp_get_thread_num()]);
+        encode_chunk(q, params, tables, x + i0 * q->d, ctx ? ctx + i0 * q->d : NULL, cnt, B, nA,
+                     codes + i0 * q->M, &s[omp_get_thread_num()]);
     }
     qx__qinco_blas_single_end(tok);
     return 0;
 }
 
 int qx__qinco_encode_with(const qx__qinco *q, const float *params, const float *tables,
-                          const float *x, size_t n, int beam, int A, int threads,
-                          uint8_t *codes) {
+                          const float *x, const float *ctx, size_t n, int beam, int A,
+                          int threads, uint8_t *codes) {
     qx__qinco_encws *ws = NULL;
-    int rc = qx__qinco_encode_ws(q, params, tables, x, n, beam, A, threads, codes, &ws);
+    int rc = qx__qinco_encode_ws(q, params, tables, x, ctx, n, beam, A, threads, codes, &ws);
     qx__qinco_encws_free(ws);
     return rc;
 }
 
 int qx__qinco_decode_ws(const qx__qinco *q, const float *params, const float *tables,
-                        const uint8_t *codes, size_t n, size_t mm, int threads, float *out,
-                        qx__qinco_encws **ws) {
+                        const uint8_t *codes, const float *ctx, size_t n, size_t mm, int threads,
+                        float *out, qx__qinco_encws **ws) {
     size_t d = q->d, M = q->M, nc = QX__DEC_ROWS, nchunks = (n + nc - 1) / nc;
     int T = threads > 0 ? threads : 1;
     if ((size_t)T > nchunks) T = (int)nchunks;
@@ -429,22 +434,28 @@ int qx__qinco_decode_ws(const qx__qinco *q, const float *params, const float *ta
     for (size_t c = 0; c < nchunks; c++) {
         scratch *sc = &s[omp_get_thread_num()];
         size_t i0 = c * nc, cnt = n - i0 < nc ? n - i0 : nc;
-        memset(sc->xh, 0, cnt * d * sizeof(float));
+        /* x̂ starts at the context (res: its scaled copy), the output is
+         * what the steps add to it */
+        if (ctx)
+            for (size_t t = 0; t < cnt * d; t++) sc->res[t] = sc->xh[t] = ctx[i0 * d + t] * q->inv_scale;
+        else memset(sc->xh, 0, cnt * d * sizeof(float));
         for (size_t m = 0; m < mm; m++) {
             for (size_t i = 0; i < cnt; i++) sc->ck[i] = codes[(i0 + i) * M + m];
             eval_step(q, params, tables, m, sc->xh, cnt, sc->ck, 1, sc);
             for (size_t t = 0; t < cnt * d; t++) sc->xh[t] += sc->Z[t];
         }
-        for (size_t t = 0; t < cnt * d; t++) out[i0 * d + t] = sc->xh[t] * q->scale;
+        for (size_t t = 0; t < cnt * d; t++)
+            out[i0 * d + t] = (ctx ? sc->xh[t] - sc->res[t] : sc->xh[t]) * q->scale;
     }
     qx__qinco_blas_single_end(tok);
     return 0;
 }
 
 int qx__qinco_decode_with(const qx__qinco *q, const float *params, const float *tables,
-                          const uint8_t *codes, size_t n, size_t mm, int threads, float *out) {
+                          const uint8_t *codes, const float *ctx, size_t n, size_t mm,
+                          int threads, float *out) {
     qx__qinco_encws *ws = NULL;
-    int rc = qx__qinco_decode_ws(q, params, tables, codes, n, mm, threads, out, &ws);
+    int rc = qx__qinco_decode_ws(q, params, tables, codes, ctx, n, mm, threads, out, &ws);
     qx__qinco_encws_free(ws);
     return rc;
 }

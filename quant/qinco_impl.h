@@ -46,6 +46,7 @@ typedef struct qx__qinco {
     size_t net_size;  /* floats in one step's network */
     size_t nparams;   /* floats in params */
     float *params;    /* aligned */
+    int ctx;          /* trained with contexts (x̂_0 = the IVF centroid): encode/decode need them */
     int have_base;    /* base codebooks set (from an RQ) */
     float *rq_cb;     /* M*K*d RQ codebooks (raw) training restarts from, or NULL */
     float *tables;    /* per-step inference tables (see qx__qinco_tables) */
@@ -80,27 +81,32 @@ size_t qx__qinco_table_stride(const qx__qinco *q);
 int qx__qinco_tables_compute(const qx__qinco *q, const float *params, float *tables);
 
 /* Encode n raw vectors with the model (params, tables), beam width `beam`,
- * `A` candidates per beam entry, `threads` OpenMP threads. codes: n*M. */
+ * `A` candidates per beam entry, `threads` OpenMP threads. codes: n*M.
+ * ctx (n × d raw, or NULL = zeros): the context each vector's
+ * reconstruction starts from, x̂_0 = ctx_i (an IVF list's centroid: x is
+ * then the residual, and the networks see where in space it lies). */
 int qx__qinco_encode_with(const qx__qinco *q, const float *params, const float *tables,
-                          const float *x, size_t n, int beam, int A, int threads,
-                          uint8_t *codes);
+                          const float *x, const float *ctx, size_t n, int beam, int A,
+                          int threads, uint8_t *codes);
 /* The same with scratch kept in *ws between calls (allocated or resized as
  * needed; start with NULL, free with qx__qinco_encws_free). One *ws per
  * caller thread; encoding and decoding need one each. */
 typedef struct qx__qinco_encws qx__qinco_encws;
 int qx__qinco_encode_ws(const qx__qinco *q, const float *params, const float *tables,
-                        const float *x, size_t n, int beam, int A, int threads, uint8_t *codes,
-                        qx__qinco_encws **ws);
+                        const float *x, const float *ctx, size_t n, int beam, int A, int threads,
+                        uint8_t *codes, qx__qinco_encws **ws);
 int qx__qinco_decode_ws(const qx__qinco *q, const float *params, const float *tables,
-                        const uint8_t *codes, size_t n, size_t m, int threads, float *out,
-                        qx__qinco_encws **ws);
+                        const uint8_t *codes, const float *ctx, size_t n, size_t m, int threads,
+                        float *out, qx__qinco_encws **ws);
 void qx__qinco_encws_free(qx__qinco_encws *ws);
 /* The A smallest of n scores (n a multiple of 16, at most 256; A <= n) in
  * ascending order, ties in index order, into out; cs, ci: n of scratch. */
 void qx__qinco_select_smallest(const float *v, size_t n, size_t A, int *out, float *cs, int *ci);
-/* Exact decode of the first m steps of n codes (stride M) into raw vectors. */
+/* Exact decode of the first m steps of n codes (stride M) into raw vectors
+ * (x̂_m − ctx: what the code adds to its context; ctx as for encoding). */
 int qx__qinco_decode_with(const qx__qinco *q, const float *params, const float *tables,
-                          const uint8_t *codes, size_t n, size_t m, int threads, float *out);
+                          const uint8_t *codes, const float *ctx, size_t n, size_t m, int threads,
+                          float *out);
 
 /* --- training pass (qinco_net.c) --------------------------------------- */
 /* Scratch for one forward/backward over nb rows. */
@@ -111,7 +117,8 @@ typedef struct qx__qinco_work {
 int qx__qinco_work_alloc(const qx__qinco *q, size_t rows, qx__qinco_work *w);
 void qx__qinco_work_free(qx__qinco_work *w);
 
-/* Loss and gradient for a batch with fixed codes. xs: nb scaled vectors.
+/* Loss and gradient for a batch with fixed codes. xs: nb scaled vectors;
+ * x0: their scaled contexts x̂_0 (NULL = zeros; xs then holds x + x0).
  * loss = (1/nb) Σ_m w_m ||x_i − x̂_{i,m}||² in scaled units, w_m =
  * step_weight for the intermediate steps and 1 for the last, differentiated
  * through the whole recursion (x̂_{m-1} is an input of f_m). grad (nparams
@@ -119,7 +126,7 @@ void qx__qinco_work_free(qx__qinco_work *w);
  * per-step errors. If resid is not NULL it receives the residuals
  * r_im = x_i − x̂_{i,m-1} (nb × M × d) for dead-codeword re-seeding. */
 int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs,
-                        const uint8_t *codes, size_t nb, float step_weight, qx__qinco_work *w,
+                        const float *x0, const uint8_t *codes, size_t nb, float step_weight, qx__qinco_work *w,
                         float *grad, double *loss, double *step_loss, float *resid);
 
 /* The same pass over T row shards in parallel (per-shard work and gradient,
@@ -134,11 +141,11 @@ typedef struct qx__qinco_par {
 int qx__qinco_par_alloc(const qx__qinco *q, size_t rows, int T, qx__qinco_par *p);
 void qx__qinco_par_free(qx__qinco_par *p);
 int qx__qinco_loss_grad_par(const qx__qinco *q, const float *params, const float *xs,
-                            const uint8_t *codes, size_t nb, float step_weight, qx__qinco_par *p,
+                            const float *x0, const uint8_t *codes, size_t nb, float step_weight, qx__qinco_par *p,
                             float *grad, double *loss, double *step_loss, float *resid);
 
 /* --- training loop (qinco_train.c), additive fit (qinco_lsq.c) ---------- */
-int qx__qinco_train(qx_quantizer *base, const float *x, size_t n);
+int qx__qinco_train(qx_quantizer *base, const float *x, const float *ctx, size_t n);
 /* Fit M*K*d additive codebooks (in/out: start from the given values) so that
  * Σ_m a[m, code_m] ≈ target (n × d) in least squares, ridge lambda. */
 int qx__qinco_fit_additive(const uint8_t *codes, size_t n, size_t M, const float *target,
@@ -150,7 +157,7 @@ int qx__qinco_fit_additive(const uint8_t *codes, size_t n, size_t M, const float
  * reconstruction is the reconstruction of their exact nearest base vector. */
 int qx__qinco_recall1(const float *queries, size_t nq, const float *base, const float *rec,
                       size_t nb, size_t d, double *recall);
-/* This machine's sgemm rate (GFLOP/s): a 1024^3 product, best of 3, with
+/* This machine's sgemm rate (GFLOP/s): a 1024^3 product, best of 5, with
  * OpenBLAS's threads as set. */
 double qx__qinco_sgemm_rate(void);
 /* Matrix FLOPs of encoding one vector (beam B, A candidates), of decoding

@@ -7,7 +7,7 @@
  *   train_minutes; u64 seed), i32 scale exponent, u64 parameter count,
  *   u32 epochs recorded, u32 best epoch, u64 n_train, u64 n_valid,
  *   i32 step exponents[M], f32 params[count], f32 additive[M*256*d], f64 valid_mse[epochs + 1],
- *   [version 2:] u32 flags (1 = checked, 2 = fell back), u64 check queries, u64 check base,
+ *   [version 2:] u32 flags (1 = checked, 2 = fell back, 4 = uses contexts), u64 check queries, u64 check base,
  *   f64 MSE RQ, MSE QINCo, recall@1 RQ, recall@1 QINCo, sgemm GFLOP/s, training GFLOP/s,
  *   cores used, u64 length of the fallback RQ's blob (0 = none), that blob,
  *   u32 CRC-32 of everything before it in the body.
@@ -122,7 +122,7 @@ int qx__qinco_serialize(const qx_quantizer *base, uint8_t **buf, size_t *len) {
     w_bytes(&w, q->additive, na * sizeof(float));
     if (ne) w_bytes(&w, q->st_valid, ne * sizeof(double));
     const qx__qinco_check *ck = &q->ck;
-    w_u32(&w, (uint32_t)(ck->checked ? 1 : 0) | (uint32_t)(q->rq_fb ? 2 : 0));
+    w_u32(&w, (uint32_t)(ck->checked ? 1 : 0) | (uint32_t)(q->rq_fb ? 2 : 0) | (uint32_t)(q->ctx ? 4 : 0));
     w_u64(&w, ck->nq);
     w_u64(&w, ck->nbase);
     w_f64(&w, ck->mse_rq);
@@ -161,13 +161,14 @@ static int read_v2(rd *r, const uint8_t *end, qx__qinco *q, size_t d, size_t M) 
             return qx__fail(QX_EFORMAT, "qinco blob: check figure %d is %g", i, *f[i]);
     }
     uint64_t rql = r_u64(r);
-    if (flags > 3 || ck->recall_rq > 1 || ck->recall_qinco > 1)
+    if (flags > 7 || ck->recall_rq > 1 || ck->recall_qinco > 1)
         return qx__fail(QX_EFORMAT, "qinco blob: bad check flags %u or recall", flags);
     if (rql != (uint64_t)(end - r->p) || (rql != 0) != ((flags & 2) != 0))
         return qx__fail(QX_EFORMAT, "qinco blob: fallback RQ of %llu bytes, %zu left, flags %u",
                         (unsigned long long)rql, (size_t)(end - r->p), flags);
     ck->checked = (flags & 1) != 0;
     ck->fallback = (flags & 2) != 0;
+    q->ctx = (flags & 4) != 0;
     if (!rql) return 0;
     qx_quantizer *rq = NULL;
     int rc = qx_quantizer_deserialize(r->p, (size_t)rql, &rq);

@@ -175,12 +175,13 @@ static void step_backward(const qx__qinco *q, const float *params, size_t m,
 }
 
 int qx__qinco_loss_grad(const qx__qinco *q, const float *params, const float *xs,
-                        const uint8_t *codes, size_t nb, float step_weight, qx__qinco_work *w,
+                        const float *x0, const uint8_t *codes, size_t nb, float step_weight, qx__qinco_work *w,
                         float *grad, double *loss, double *step_loss, float *resid) {
     size_t d = q->d, M = q->M;
     if (nb == 0 || nb > w->cap) return qx__fail(QX_EINTERNAL, "qinco: batch %zu > work %zu", nb, w->cap);
     memset(grad, 0, q->nparams * sizeof(float));
-    memset(w->xh, 0, nb * d * sizeof(float));
+    if (x0) memcpy(w->xh, x0, nb * d * sizeof(float));
+    else memset(w->xh, 0, nb * d * sizeof(float));
     /* Forward: x̂_m = x̂_{m-1} + c'_m, every step's activations kept. */
     double total = 0;
     for (size_t m = 0; m < M; m++) {
@@ -283,7 +284,7 @@ void qx__qinco_par_free(qx__qinco_par *p) {
 }
 
 int qx__qinco_loss_grad_par(const qx__qinco *q, const float *params, const float *xs,
-                            const uint8_t *codes, size_t nb, float step_weight, qx__qinco_par *p,
+                            const float *x0, const uint8_t *codes, size_t nb, float step_weight, qx__qinco_par *p,
                             float *grad, double *loss, double *step_loss, float *resid) {
     size_t d = q->d, M = q->M, np = q->nparams;
     int T = p->T;
@@ -291,7 +292,7 @@ int qx__qinco_loss_grad_par(const qx__qinco *q, const float *params, const float
     if (nb == 0 || (nb + (size_t)T - 1) / (size_t)T > p->w[0].cap)
         return qx__fail(QX_EINTERNAL, "qinco: batch %zu > %d shards of %zu", nb, p->T, p->w[0].cap);
     if (T == 1) /* bit for bit the sequential pass */
-        return qx__qinco_loss_grad(q, params, xs, codes, nb, step_weight, &p->w[0], grad, loss,
+        return qx__qinco_loss_grad(q, params, xs, x0, codes, nb, step_weight, &p->w[0], grad, loss,
                                    step_loss, resid);
     double sl[QX_QINCO_MAX_SHARDS][QX_MAX_STEPS], ls[QX_QINCO_MAX_SHARDS];
     size_t r0[QX_QINCO_MAX_SHARDS + 1];
@@ -301,7 +302,7 @@ int qx__qinco_loss_grad_par(const qx__qinco *q, const float *params, const float
 #pragma omp parallel for num_threads(T) schedule(static, 1)
     for (int t = 0; t < T; t++) {
         size_t a = r0[t], cnt = r0[t + 1] - a;
-        qx__qinco_loss_grad(q, params, xs + a * d, codes + a * M, cnt, step_weight, &p->w[t],
+        qx__qinco_loss_grad(q, params, xs + a * d, x0 ? x0 + a * d : NULL, codes + a * M, cnt, step_weight, &p->w[t],
                             p->g[t], &ls[t], sl[t], resid ? resid + a * M * d : NULL);
     }
     float wt[QX_QINCO_MAX_SHARDS];

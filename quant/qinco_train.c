@@ -194,10 +194,10 @@ static float lr_at(const qx_qinco_opts *o, long t, double f) {
 
 /* MSE (raw units) of n raw vectors under (params, tables). */
 static int model_mse(const qx__qinco *q, const float *params, const float *tables, const float *x,
-                     size_t n, int beam, int A, int T, uint8_t *codes, float *rec, double *out,
-                     qx__qinco_encws **ews, qx__qinco_encws **dws) {
-    int rc = qx__qinco_encode_ws(q, params, tables, x, n, beam, A, T, codes, ews);
-    if (rc == 0) rc = qx__qinco_decode_ws(q, params, tables, codes, n, q->M, T, rec, dws);
+                     const float *ctx, size_t n, int beam, int A, int T, uint8_t *codes, float *rec,
+                     double *out, qx__qinco_encws **ews, qx__qinco_encws **dws) {
+    int rc = qx__qinco_encode_ws(q, params, tables, x, ctx, n, beam, A, T, codes, ews);
+    if (rc == 0) rc = qx__qinco_decode_ws(q, params, tables, codes, ctx, n, q->M, T, rec, dws);
     if (rc) return rc;
     double s = 0;
     for (size_t i = 0; i < n * q->d; i++) {
@@ -246,6 +246,7 @@ static int train_rq(qx__qinco *q, const float *x, size_t n) {
 typedef struct bufs {
     size_t *perm, *order;
     float *xt, *xv, *best, *grad, *m1, *m2, *tab, *xb, *xs, *resid, *recv, *mu, *init;
+    float *ct, *cv, *cb, *x0; /* contexts (raw) of xt, xv, xb; x0: xb's, scaled; NULL without */
     uint8_t *codes, *codesv, *tcodes;
     uint32_t *usage;
     qx__qinco_par par;          /* gradient shards, one per thread */
@@ -270,6 +271,10 @@ static void bufs_free(bufs *b) {
     qx__aligned_free(b->recv);
     qx__aligned_free(b->mu);
     qx__aligned_free(b->init);
+    qx__aligned_free(b->ct);
+    qx__aligned_free(b->cv);
+    qx__aligned_free(b->cb);
+    qx__aligned_free(b->x0);
     qx__free(b->codes);
     qx__free(b->codesv);
     qx__free(b->tcodes);
@@ -290,36 +295,51 @@ static void *zalloc(size_t n, size_t size) {
 }
 
 /* Codes of n raw vectors under the current network (tables recomputed). */
-static int encode_current(qx__qinco *q, bufs *b, const float *x, size_t n, int beam, int T, uint8_t *codes) {
+static int encode_current(qx__qinco *q, bufs *b, const float *x, const float *ctx, size_t n, int beam,
+                          int T, uint8_t *codes) {
     int rc = qx__qinco_tables_compute(q, q->params, b->tab);
-    return rc ? rc : qx__qinco_encode_ws(q, q->params, b->tab, x, n, beam, q->opts.A, T, codes, &b->ews);
+    return rc ? rc : qx__qinco_encode_ws(q, q->params, b->tab, x, ctx, n, beam, q->opts.A, T, codes, &b->ews);
 }
 
 /* MSE of the n monitored vectors (hold-out, or training sample) under the
  * current network (tables recomputed); *reserve becomes the LUT fit's
  * reserve at the encoding speed just measured. */
-static int monitor_mse(qx__qinco *q, bufs *b, const float *x, size_t n, int T, size_t nfit, double *mse,
-                       double *reserve) {
+static int monitor_mse(qx__qinco *q, bufs *b, const float *x, const float *ctx, size_t n, int T,
+                       size_t nfit, double *mse, double *reserve) {
     int rc = qx__qinco_tables_compute(q, q->params, b->tab);
     double t0 = qx__now();
-    if (rc == 0) rc = model_mse(q, q->params, b->tab, x, n, q->opts.beam, q->opts.A, T, b->codesv, b->recv, mse,
-                               &b->mews, &b->mdws);
+    if (rc == 0) rc = model_mse(q, q->params, b->tab, x, ctx, n, q->opts.beam, q->opts.A, T, b->codesv,
+                               b->recv, mse, &b->mews, &b->mdws);
     if (rc == 0) *reserve = fit_reserve((qx__now() - t0) / (double)n, nfit);
     return rc;
 }
 
 /* Recall@1 of the nq first held-out vectors against the first nbase training
- * vectors, both raw, under (params) with the final encoder. */
-static int model_recall(qx__qinco *q, const float *params, float *tab, const float *xv, size_t nq,
-                        const float *xt, size_t nbase, int T, double *recall) {
-    float *rec = zalloc(nbase * q->d, sizeof(float));
+ * vectors, both raw, under (params) with the final encoder. With contexts
+ * (cv, ct) the vectors are context + residual, the reconstructions context +
+ * decoded residual: in an IVF, whole vectors against whole vectors. */
+static int model_recall(qx__qinco *q, const float *params, float *tab, const float *xv,
+                        const float *cv, size_t nq, const float *xt, const float *ct, size_t nbase,
+                        int T, double *recall) {
+    size_t d = q->d;
+    float *rec = zalloc(nbase * d, sizeof(float));
+    float *qf = ct ? zalloc(nq * d, sizeof(float)) : NULL, *bf = ct ? zalloc(nbase * d, sizeof(float)) : NULL;
     uint8_t *codes = zalloc(nbase * q->M, 1);
-    int rc = rec && codes ? 0 : qx__fail(QX_ENOMEM, "qinco: recall check (%zu vectors)", nbase);
+    int rc = rec && codes && (!ct || (qf && bf)) ? 0 : qx__fail(QX_ENOMEM, "qinco: recall check (%zu vectors)", nbase);
     if (rc == 0) rc = qx__qinco_tables_compute(q, params, tab);
-    if (rc == 0) rc = qx__qinco_encode_with(q, params, tab, xt, nbase, q->opts.beam, q->opts.A, T, codes);
-    if (rc == 0) rc = qx__qinco_decode_with(q, params, tab, codes, nbase, q->M, T, rec);
-    if (rc == 0) rc = qx__qinco_recall1(xv, nq, xt, rec, nbase, q->d, recall);
+    if (rc == 0) rc = qx__qinco_encode_with(q, params, tab, xt, ct, nbase, q->opts.beam, q->opts.A, T, codes);
+    if (rc == 0) rc = qx__qinco_decode_with(q, params, tab, codes, ct, nbase, q->M, T, rec);
+    if (rc == 0 && ct) {
+        for (size_t i = 0; i < nq * d; i++) qf[i] = xv[i] + cv[i];
+        for (size_t i = 0; i < nbase * d; i++) {
+            bf[i] = xt[i] + ct[i];
+            rec[i] += ct[i];
+        }
+    }
+    if (rc == 0) rc = qx__qinco_recall1(ct ? qf : xv, nq, ct ? bf : xt, rec, nbase, d, recall);
     qx__aligned_free(rec);
+    qx__aligned_free(qf);
+    qx__aligned_free(bf);
     qx__aligned_free(codes);
     return rc;
 }
@@ -338,12 +358,13 @@ static int check_or_fallback(qx__qinco *q, bufs *b, const float *x, size_t n, si
     ck->nbase = ntrain < QX__CHECK_BASE ? ntrain : QX__CHECK_BASE;
     ck->mse_rq = q->st_valid[0];
     ck->mse_qinco = q->st_valid[q->st_best];
-    int rc = model_recall(q, b->init, b->tab, b->xv, ck->nq, b->xt, ck->nbase, T, &ck->recall_rq);
+    int rc = model_recall(q, b->init, b->tab, b->xv, b->cv, ck->nq, b->xt, b->ct, ck->nbase, T,
+                          &ck->recall_rq);
     if (rc) return rc;
     if (q->st_best == 0) {
         ck->recall_qinco = ck->recall_rq;
-    } else if ((rc = model_recall(q, q->params, b->tab, b->xv, ck->nq, b->xt, ck->nbase, T,
-                                  &ck->recall_qinco)) != 0) {
+    } else if ((rc = model_recall(q, q->params, b->tab, b->xv, b->cv, ck->nq, b->xt, b->ct,
+                                  ck->nbase, T, &ck->recall_qinco)) != 0) {
         return rc;
     }
     ck->fallback = !(ck->mse_qinco < ck->mse_rq && ck->recall_qinco >= ck->recall_rq);
@@ -379,27 +400,32 @@ static int check_or_fallback(qx__qinco *q, bufs *b, const float *x, size_t n, si
 
 /* Final step: additive codebooks fitted to exact decodings of up to
  * QX__MAX_FIT training vectors (the first rows of the permutation). */
-static int fit_lut(qx__qinco *q, const float *x, const size_t *perm, size_t n, int T) {
+static int fit_lut(qx__qinco *q, const float *x, const float *ctx, const size_t *perm, size_t n, int T) {
     size_t d = q->d, M = q->M, nf = n < QX__MAX_FIT ? n : QX__MAX_FIT;
     float *xf = zalloc(nf * d, sizeof(float)), *rec = zalloc(nf * d, sizeof(float));
+    float *cf = ctx ? zalloc(nf * d, sizeof(float)) : NULL;
     uint8_t *codes = zalloc(nf * M, 1);
     int rc = 0;
-    if (!xf || !rec || !codes) rc = qx__fail(QX_ENOMEM, "qinco: LUT fit buffers (%zu vectors)", nf);
-    for (size_t i = 0; rc == 0 && i < nf; i++) memcpy(xf + i * d, x + perm[i] * d, d * sizeof(float));
-    if (rc == 0) rc = qx__qinco_encode_with(q, q->params, q->tables, xf, nf, q->opts.beam, q->opts.A, T, codes);
-    if (rc == 0) rc = qx__qinco_decode_with(q, q->params, q->tables, codes, nf, M, T, rec);
+    if (!xf || !rec || !codes || (ctx && !cf)) rc = qx__fail(QX_ENOMEM, "qinco: LUT fit buffers (%zu vectors)", nf);
+    for (size_t i = 0; rc == 0 && i < nf; i++) {
+        memcpy(xf + i * d, x + perm[i] * d, d * sizeof(float));
+        if (cf) memcpy(cf + i * d, ctx + perm[i] * d, d * sizeof(float));
+    }
+    if (rc == 0) rc = qx__qinco_encode_with(q, q->params, q->tables, xf, cf, nf, q->opts.beam, q->opts.A, T, codes);
+    if (rc == 0) rc = qx__qinco_decode_with(q, q->params, q->tables, codes, cf, nf, M, T, rec);
     if (rc == 0) {
         /* Start from the RQ codebooks: with f = 0 they are the exact answer. */
         memcpy(q->additive, q->rq_cb, M * QX__QK * d * sizeof(float));
         rc = qx__qinco_fit_additive(codes, nf, M, rec, d, T, q->additive);
     }
     qx__aligned_free(xf);
+    qx__aligned_free(cf);
     qx__aligned_free(rec);
     qx__aligned_free(codes);
     return rc;
 }
 
-int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
+int qx__qinco_train(qx_quantizer *base, const float *x, const float *ctx, size_t n) {
     qx__qinco *q = (qx__qinco *)base;
     const qx_qinco_opts *o = &q->opts;
     size_t d = q->d, M = q->M, K = QX__QK, np = q->nparams;
@@ -446,6 +472,14 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     b.recv = zalloc(nmon * d, sizeof(float));
     b.mu = zalloc(d, sizeof(float));
     b.init = zalloc(np, sizeof(float));
+    if (!o->context) ctx = NULL; /* a model without contexts ignores them */
+    q->ctx = ctx != NULL;
+    if (ctx) {
+        b.ct = zalloc(ntrain * d, sizeof(float));
+        b.cv = zalloc(nvalid ? nvalid * d : 1, sizeof(float));
+        b.cb = zalloc(batch * d, sizeof(float));
+        b.x0 = zalloc(batch * d, sizeof(float));
+    }
     b.codes = qx__malloc(batch * M);
     b.codesv = qx__malloc(nmon * M);
     b.tcodes = qx__malloc(reencode > 1 ? ntrain * M : 1);
@@ -465,7 +499,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     q->st_budget = 0;
     if (!b.perm || !b.order || !b.xt || !b.xv || !b.best || !b.grad || !b.m1 || !b.m2 || !b.tab ||
         !b.xb || !b.xs || !b.resid || !b.recv || !b.mu || !b.codes || !b.codesv || !b.tcodes || !b.usage ||
-        !b.init || !q->st_gflops || !q->st_valid || !q->st_loss || !q->st_sec) {
+        !b.init || (ctx && (!b.ct || !b.cv || !b.cb || !b.x0)) || !q->st_gflops || !q->st_valid || !q->st_loss || !q->st_sec) {
         bufs_free(&b);
         return qx__fail(QX_ENOMEM, "qinco: training buffers (%zu parameters, %zu vectors)", np, n);
     }
@@ -488,6 +522,9 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     for (size_t i = 0; i < nvalid; i++) memcpy(b.xv + i * d, x + b.perm[i] * d, d * sizeof(float));
     for (size_t i = 0; i < ntrain; i++)
         memcpy(b.xt + i * d, x + b.perm[nvalid + i] * d, d * sizeof(float));
+    for (size_t i = 0; ctx && i < nvalid; i++) memcpy(b.cv + i * d, ctx + b.perm[i] * d, d * sizeof(float));
+    for (size_t i = 0; ctx && i < ntrain; i++)
+        memcpy(b.ct + i * d, ctx + b.perm[nvalid + i] * d, d * sizeof(float));
 
     /* 1. Base codebooks and f = 0. */
     int given_rq = q->rq_cb != NULL;
@@ -502,7 +539,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
      * set with the base codebooks) */
     for (size_t j = 0; j < d; j++) {
         double s = 0;
-        for (size_t i = 0; i < ntrain; i++) s += b.xt[i * d + j];
+        for (size_t i = 0; i < ntrain; i++) s += b.xt[i * d + j] + (ctx ? b.ct[i * d + j] : 0.0f);
         b.mu[j] = (float)(s / (double)ntrain * q->inv_scale);
     }
     qx__progress(base, "qinco-rq", 1.0);
@@ -520,10 +557,10 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     memcpy(b.init, q->params, np * sizeof(float)); /* the starting RQ, for the check */
 
     /* 2. Validation of the starting point (the RQ). */
-    const float *xmon = nvalid ? b.xv : b.xt;
+    const float *xmon = nvalid ? b.xv : b.xt, *cmon = nvalid ? b.cv : b.ct;
     size_t nfit = n < QX__MAX_FIT ? n : QX__MAX_FIT;
     double best, reserve, t_mon = qx__now();
-    if ((rc = monitor_mse(q, &b, xmon, nmon, T, nfit, &best, &reserve)) != 0) goto done;
+    if ((rc = monitor_mse(q, &b, xmon, cmon, nmon, T, nfit, &best, &reserve)) != 0) goto done;
     /* the check encodes up to QX__CHECK_BASE training vectors twice */
     size_t nbase_ck = ntrain < QX__CHECK_BASE ? ntrain : QX__CHECK_BASE;
     double ck_reserve = o->fallback && nvalid
@@ -548,9 +585,12 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     if (o->step_share > 0 && M > 1) {
         size_t nb = batch;
         double sl[QX_MAX_STEPS], inter = 0, loss;
-        for (size_t i = 0; i < nb * d; i++) b.xs[i] = b.xt[i] * q->inv_scale;
-        if ((rc = encode_current(q, &b, b.xt, nb, train_beam, T, b.codes)) != 0 ||
-            (rc = qx__qinco_loss_grad_par(q, q->params, b.xs, b.codes, nb, 1.0f, &b.par, b.grad,
+        for (size_t i = 0; i < nb * d; i++) {
+            b.xs[i] = (b.xt[i] + (ctx ? b.ct[i] : 0.0f)) * q->inv_scale;
+            if (ctx) b.x0[i] = b.ct[i] * q->inv_scale;
+        }
+        if ((rc = encode_current(q, &b, b.xt, b.ct, nb, train_beam, T, b.codes)) != 0 ||
+            (rc = qx__qinco_loss_grad_par(q, q->params, b.xs, b.x0, b.codes, nb, 1.0f, &b.par, b.grad,
                                           &loss, sl, NULL)) != 0)
             goto done;
         for (size_t m = 0; m + 1 < M; m++) inter += sl[m];
@@ -585,7 +625,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         /* Codes of the whole training set under the current network, every
          * reencode epochs; the batches in between regress on them. */
         if (reencode > 1 && ep % reencode == 0 &&
-            (rc = encode_current(q, &b, b.xt, ntrain, train_beam, T, b.tcodes)) != 0)
+            (rc = encode_current(q, &b, b.xt, b.ct, ntrain, train_beam, T, b.tcodes)) != 0)
             goto done;
         for (size_t b0 = 0; b0 < ntrain; b0 += batch) {
             size_t nb = ntrain - b0 < batch ? ntrain - b0 : batch;
@@ -593,16 +633,24 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
                 const float *src = b.xt + b.order[b0 + i] * d;
                 memcpy(b.xb + i * d, src, d * sizeof(float));
                 for (size_t j = 0; j < d; j++) b.xs[i * d + j] = src[j] * q->inv_scale;
+                if (ctx) {
+                    const float *cs = b.ct + b.order[b0 + i] * d;
+                    memcpy(b.cb + i * d, cs, d * sizeof(float));
+                    for (size_t j = 0; j < d; j++) {
+                        b.x0[i * d + j] = cs[j] * q->inv_scale;
+                        b.xs[i * d + j] += b.x0[i * d + j];
+                    }
+                }
                 if (reencode > 1) memcpy(b.codes + i * M, b.tcodes + b.order[b0 + i] * M, M);
             }
             if (reencode == 1 &&
-                (tk = qx__now(), rc = encode_current(q, &b, b.xb, nb, train_beam, T, b.codes)) != 0)
+                (tk = qx__now(), rc = encode_current(q, &b, b.xb, b.cb, nb, train_beam, T, b.codes)) != 0)
                 goto done;
             f_ep += (double)nb * f_row + (reencode == 1 ? f_tab + (double)nb * f_enc_t : 0);
             double loss, step_loss[QX_MAX_STEPS];
             if (reencode == 1) s_enc += qx__now() - tk;
             tk = qx__now();
-            rc = qx__qinco_loss_grad_par(q, q->params, b.xs, b.codes, nb, sw, &b.par,
+            rc = qx__qinco_loss_grad_par(q, q->params, b.xs, b.x0, b.codes, nb, sw, &b.par,
                                          b.grad, &loss, step_loss, b.resid);
             if (rc) goto done;
             /* The loss is in scaled units; report raw ones. */
@@ -650,7 +698,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
         }
         double vm;
         tk = qx__now();
-        if ((rc = monitor_mse(q, &b, xmon, nmon, T, nfit, &vm, &reserve)) != 0) goto done;
+        if ((rc = monitor_mse(q, &b, xmon, cmon, nmon, T, nfit, &vm, &reserve)) != 0) goto done;
         s_mon = qx__now() - tk;
         reserve += ck_reserve + rq_reserve;
         q->st_epochs = ep + 1;
@@ -709,7 +757,7 @@ int qx__qinco_train(qx_quantizer *base, const float *x, size_t n) {
     if (o->fallback && nvalid &&
         (rc = check_or_fallback(q, &b, x, n, nvalid, ntrain, given_rq, T)) != 0)
         goto done;
-    if (!q->rq_fb) rc = fit_lut(q, x, b.perm, n, T);
+    if (!q->rq_fb) rc = fit_lut(q, x, ctx, b.perm, n, T);
     qx__progress(base, "qinco-lut", 1.0);
     q->st_total = qx__now() - t0;
     if (o->verbose && rc == 0)

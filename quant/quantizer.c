@@ -38,32 +38,56 @@ static int check_vectors(const qx_quantizer *q, const float *x, size_t n, const 
     return 0;
 }
 
-int qx_quantizer_train(qx_quantizer *q, const float *x, size_t n) {
+int qx_quantizer_uses_context(const qx_quantizer *q) {
+    return q && q->trained && q->ops->uses_context && q->ops->uses_context(q);
+}
+
+int qx_quantizer_train_ctx(qx_quantizer *q, const float *x, const float *ctx, size_t n) {
     if (!q) return qx__fail(QX_EINVAL, "train: NULL quantizer");
     if (n < QX_KSUB)
         return qx__fail(QX_EINVAL, "train: %zu training vectors, need at least %d", n, QX_KSUB);
     int rc = check_vectors(q, x, n, "train");
+    if (rc == 0 && ctx) rc = check_vectors(q, ctx, n, "train (contexts)");
     if (rc) return rc;
-    rc = q->ops->train(q, x, n);
+    rc = ctx && q->ops->train_ctx ? q->ops->train_ctx(q, x, ctx, n) : q->ops->train(q, x, n);
     if (rc == 0) q->trained = 1;
     return rc;
 }
 
-int qx_quantizer_encode(const qx_quantizer *q, const float *x, size_t n, uint8_t *codes) {
+int qx_quantizer_train(qx_quantizer *q, const float *x, size_t n) {
+    return qx_quantizer_train_ctx(q, x, NULL, n);
+}
+
+int qx_quantizer_encode_ctx(const qx_quantizer *q, const float *x, const float *ctx, size_t n,
+                            uint8_t *codes) {
     if (!q || (!codes && n)) return qx__fail(QX_EINVAL, "encode: NULL argument");
     if (!q->trained) return qx__fail(QX_ESTATE, "encode: quantizer is not trained");
     if (n == 0) return 0;
     int rc = check_vectors(q, x, n, "encode");
-    return rc ? rc : q->ops->encode(q, x, n, codes);
+    if (rc == 0 && ctx) rc = check_vectors(q, ctx, n, "encode (contexts)");
+    if (rc) return rc;
+    return ctx && q->ops->encode_ctx ? q->ops->encode_ctx(q, x, ctx, n, codes)
+                                     : q->ops->encode(q, x, n, codes);
 }
 
-int qx_quantizer_decode(const qx_quantizer *q, const uint8_t *codes, size_t n, size_t m,
-                        float *out) {
+int qx_quantizer_encode(const qx_quantizer *q, const float *x, size_t n, uint8_t *codes) {
+    return qx_quantizer_encode_ctx(q, x, NULL, n, codes);
+}
+
+int qx_quantizer_decode_ctx(const qx_quantizer *q, const uint8_t *codes, const float *ctx,
+                            size_t n, size_t m, float *out) {
     if (!q || ((!codes || !out) && n)) return qx__fail(QX_EINVAL, "decode: NULL argument");
     if (!q->trained) return qx__fail(QX_ESTATE, "decode: quantizer is not trained");
     if (m == 0) m = q->M;
     if (m > q->M) return qx__fail(QX_EINVAL, "decode: %zu steps asked, code has %zu", m, q->M);
-    return n ? q->ops->decode(q, codes, n, m, out) : 0;
+    if (n == 0) return 0;
+    return ctx && q->ops->decode_ctx ? q->ops->decode_ctx(q, codes, ctx, n, m, out)
+                                     : q->ops->decode(q, codes, n, m, out);
+}
+
+int qx_quantizer_decode(const qx_quantizer *q, const uint8_t *codes, size_t n, size_t m,
+                        float *out) {
+    return qx_quantizer_decode_ctx(q, codes, NULL, n, m, out);
 }
 
 int qx_quantizer_lut(const qx_quantizer *q, const float *queries, size_t nq, float *lut) {
@@ -130,6 +154,11 @@ void qx_quantizer_free(qx_quantizer *q) {
 }
 
 int qx_quantizer_mse(const qx_quantizer *q, const float *x, size_t n, size_t m, double *mse) {
+    return qx_quantizer_mse_ctx(q, x, NULL, n, m, mse);
+}
+
+int qx_quantizer_mse_ctx(const qx_quantizer *q, const float *x, const float *ctx, size_t n,
+                         size_t m, double *mse) {
     enum { CHUNK = 4096 };
     if (!q || !mse || (!x && n)) return qx__fail(QX_EINVAL, "mse: NULL argument");
     if (n == 0) return qx__fail(QX_EINVAL, "mse: no vectors");
@@ -141,8 +170,9 @@ int qx_quantizer_mse(const qx_quantizer *q, const float *x, size_t n, size_t m, 
     if (!codes || !rec) rc = qx__fail(QX_ENOMEM, "mse: scratch");
     for (size_t i = 0; rc == 0 && i < n; i += CHUNK) {
         size_t b = n - i < CHUNK ? n - i : CHUNK;
-        rc = qx_quantizer_encode(q, x + i * d, b, codes);
-        if (rc == 0) rc = qx_quantizer_decode(q, codes, b, m, rec);
+        const float *c = ctx ? ctx + i * d : NULL;
+        rc = qx_quantizer_encode_ctx(q, x + i * d, c, b, codes);
+        if (rc == 0) rc = qx_quantizer_decode_ctx(q, codes, c, b, m, rec);
         for (size_t j = 0; rc == 0 && j < b * d; j++) {
             double e = (double)x[i * d + j] - rec[j];
             sum += e * e;

@@ -17,6 +17,14 @@ typedef struct qx__quantizer_ops {
     /* Body of the blob after the common header written by quantizer.c. */
     int (*serialize)(const qx_quantizer *q, uint8_t **buf, size_t *len);
     void (*destroy)(qx_quantizer *q);
+    /* Optional: the same with contexts (qinx/quantizer.h), for kinds that
+     * can use them; uses_context says whether this object does. */
+    int (*train_ctx)(qx_quantizer *q, const float *x, const float *ctx, size_t n);
+    int (*encode_ctx)(const qx_quantizer *q, const float *x, const float *ctx, size_t n,
+                      uint8_t *codes);
+    int (*decode_ctx)(const qx_quantizer *q, const uint8_t *codes, const float *ctx, size_t n,
+                      size_t m, float *out);
+    int (*uses_context)(const qx_quantizer *q);
 } qx__quantizer_ops;
 
 struct qx_quantizer {

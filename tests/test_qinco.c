@@ -13,6 +13,7 @@
 #include "testutil.h"
 #include "qinco_impl.h"
 #include "qinx/error.h"
+#include "qinx/ivf.h"
 #include "qinx/qinco.h"
 #include "qinx/rq.h"
 
@@ -45,12 +46,12 @@ static float *manifold(size_t n, size_t d, uint64_t seed) {
  * Σ_m w_m ||x − x̂_m||² / nb with x̂_m = x̂_{m-1} + rho_m (c + f_m([c ; x̂_{m-1}])),
  * w_m = sw for m < M−1 and 1 for the last step; x̂ is recomputed from p, so
  * finite differences see every path through the recursion. */
-static double ref_loss(const qx__qinco *q, const double *p, const double *xs, const uint8_t *codes,
-                       size_t nb, double sw) {
+static double ref_loss(const qx__qinco *q, const double *p, const double *xs, const double *x0,
+                       const uint8_t *codes, size_t nb, double sw) {
     size_t d = q->d, M = q->M, h = q->h, L = q->L;
     double total = 0, z[64], u[128], hid[64], c[64], xh[64];
     for (size_t i = 0; i < nb; i++) {
-        for (size_t j = 0; j < d; j++) xh[j] = 0;
+        for (size_t j = 0; j < d; j++) xh[j] = x0 ? x0[i * d + j] : 0; /* the context */
         for (size_t m = 0; m < M; m++) {
             const double *cb = p + qx__qinco_off_cb(q, m) + (size_t)codes[i * M + m] * d;
             for (size_t j = 0; j < d; j++) c[j] = cb[j];
@@ -108,7 +109,7 @@ static qx__qinco *random_net(qx_qinco_opts *o, size_t d, size_t M, size_t L, siz
     return q;
 }
 
-static void grad_check(float sw) {
+static void grad_check(float sw, int with_ctx) {
     qx_qinco_opts o;
     size_t d = 6, nb = 7;
     tu_rng r;
@@ -116,6 +117,14 @@ static void grad_check(float sw) {
     float *xs = malloc(sizeof(float) * nb * d);
     uint8_t *codes = malloc(nb * o.M);
     for (size_t i = 0; i < nb * d; i++) xs[i] = (float)tu_rng_normal(&r);
+    /* Contexts (x̂_0, e.g. an IVF centroid), with the target moved by them */
+    float *x0 = with_ctx ? malloc(sizeof(float) * nb * d) : NULL;
+    double *x0d = with_ctx ? malloc(sizeof(double) * nb * d) : NULL;
+    for (size_t i = 0; with_ctx && i < nb * d; i++) {
+        x0[i] = (float)(2 * tu_rng_normal(&r));
+        x0d[i] = x0[i];
+        xs[i] += x0[i];
+    }
     /* A few codewords only, some shared by several rows (scatter-add). */
     for (size_t i = 0; i < nb * o.M; i++) codes[i] = (uint8_t)(tu_rng_next(&r) % 4);
 
@@ -123,12 +132,12 @@ static void grad_check(float sw) {
     assert_int_equal(qx__qinco_work_alloc(q, nb, &w), 0);
     float *grad = malloc(sizeof(float) * q->nparams);
     double loss;
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, sw, &w, grad, &loss, NULL, NULL), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, x0, codes, nb, sw, &w, grad, &loss, NULL, NULL), 0);
 
     double *p = malloc(sizeof(double) * q->nparams), *xd = malloc(sizeof(double) * nb * d);
     for (size_t i = 0; i < q->nparams; i++) p[i] = q->params[i];
     for (size_t i = 0; i < nb * d; i++) xd[i] = xs[i];
-    double l0 = ref_loss(q, p, xd, codes, nb, sw);
+    double l0 = ref_loss(q, p, xd, x0d, codes, nb, sw);
     assert_true(fabs(l0 - loss) <= 1e-4 * (1 + l0));
 
     double gmax = 0;
@@ -138,9 +147,9 @@ static void grad_check(float sw) {
     for (size_t i = 0; i < q->nparams; i++) {
         double keep = p[i], eps = 1e-6;
         p[i] = keep + eps;
-        double lp = ref_loss(q, p, xd, codes, nb, sw);
+        double lp = ref_loss(q, p, xd, x0d, codes, nb, sw);
         p[i] = keep - eps;
-        double lm = ref_loss(q, p, xd, codes, nb, sw);
+        double lm = ref_loss(q, p, xd, x0d, codes, nb, sw);
         p[i] = keep;
         double fd = (lp - lm) / (2 * eps);
         if (fabs(fd - grad[i]) > 1e-3 * fabs(fd) + 1e-4 * gmax) {
@@ -156,6 +165,8 @@ static void grad_check(float sw) {
     free(p);
     free(xd);
     free(xs);
+    free(x0);
+    free(x0d);
     free(codes);
     qx_quantizer_free(&q->base);
 }
@@ -164,9 +175,10 @@ static void grad_check(float sw) {
  * paper's plain sum. */
 static void test_gradient_matches_finite_differences(void **state) {
     (void)state;
-    grad_check(0.0f);
-    grad_check(0.3f);
-    grad_check(1.0f);
+    grad_check(0.0f, 0);
+    grad_check(0.3f, 0);
+    grad_check(1.0f, 0);
+    grad_check(0.3f, 1); /* with contexts: the networks see x̂ = x̂_0 + … */
 }
 
 /* The batch cut into shards, one per thread, summed in shard order: the
@@ -190,7 +202,7 @@ static void test_sharded_gradient_matches_single_pass(void **state) {
     float *g3 = malloc(sizeof(float) * np);
     float *r1 = malloc(sizeof(float) * nb * o.M * d), *r2 = malloc(sizeof(float) * nb * o.M * d);
     double l1, l2, l3, s1[4], s2[4];
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, 0.3f, &w, g1, &l1, s1, r1), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, NULL, codes, nb, 0.3f, &w, g1, &l1, s1, r1), 0);
     double gmax = 0;
     for (size_t i = 0; i < np; i++) gmax = fmax(gmax, fabs(g1[i]));
     assert_true(gmax > 0);
@@ -198,7 +210,7 @@ static void test_sharded_gradient_matches_single_pass(void **state) {
         qx__qinco_par par;
         assert_int_equal(qx__qinco_par_alloc(q, nb, T, &par), 0);
         assert_int_equal(par.T, T);
-        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, codes, nb, 0.3f, &par, g2, &l2,
+        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, NULL, codes, nb, 0.3f, &par, g2, &l2,
                                                  s2, r2), 0);
         assert_true(fabs(l2 - l1) <= 1e-5 * l1);
         for (size_t m = 0; m < 4; m++) assert_true(fabs(s2[m] - s1[m]) <= 1e-5 * s1[m]);
@@ -208,12 +220,12 @@ static void test_sharded_gradient_matches_single_pass(void **state) {
                 fprintf(stderr, "T %d param %zu: sharded %.8g, single %.8g\n", T, i, g2[i], g1[i]);
                 fail();
             }
-        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, codes, nb, 0.3f, &par, g3, &l3,
+        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, NULL, codes, nb, 0.3f, &par, g3, &l3,
                                                  NULL, NULL), 0);
         assert_memory_equal(g2, g3, sizeof(float) * np);
         assert_true(l2 == l3);
         /* a batch larger than the shards were sized for is refused */
-        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, codes, nb + (size_t)T, 0.3f,
+        assert_int_equal(qx__qinco_loss_grad_par(q, q->params, xs, NULL, codes, nb + (size_t)T, 0.3f,
                                                  &par, g3, &l3, NULL, NULL), QX_EINTERNAL);
         qx__qinco_par_free(&par);
     }
@@ -288,9 +300,9 @@ static void test_decoder_matches_training_forward(void **state) {
     qx__qinco_work w;
     assert_int_equal(qx__qinco_work_alloc(q, nb, &w), 0);
     double loss, steps[4];
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, NULL, codes, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
     for (size_t m = 1; m <= o.M; m++) {
-        assert_int_equal(qx__qinco_decode_with(q, q->params, q->tables, codes, nb, m, 1, rec), 0);
+        assert_int_equal(qx__qinco_decode_with(q, q->params, q->tables, codes, NULL, nb, m, 1, rec), 0);
         double e = 0;
         for (size_t i = 0; i < nb * d; i++) e += ((double)x[i] - rec[i]) * ((double)x[i] - rec[i]);
         e /= (double)nb * 4; /* back to scaled units */
@@ -301,13 +313,82 @@ static void test_decoder_matches_training_forward(void **state) {
      * never returns a code worse than the one it would get greedily... and
      * its chosen code's error matches the decoder's. */
     uint8_t *c2 = malloc(nb * o.M);
-    assert_int_equal(qx__qinco_encode_with(q, q->params, q->tables, x, nb, 4, 256, 1, c2), 0);
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, c2, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
+    assert_int_equal(qx__qinco_encode_with(q, q->params, q->tables, x, NULL, nb, 4, 256, 1, c2), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, NULL, c2, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
     double before = steps[o.M - 1];
-    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, codes, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, NULL, codes, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
     assert_true(before < steps[o.M - 1]); /* searched codes beat random ones */
     qx__qinco_work_free(&w);
     free(x), free(xs), free(rec), free(grad), free(codes), free(c2);
+    qx_quantizer_free(&q->base);
+}
+
+/* Contexts (an IVF centroid per vector): the decoder started from x̂_0 = ctx
+ * returns x̂_m − ctx, the same reconstruction as the training forward given
+ * x0 = ctx and the target x + ctx; the networks see the context (decoding
+ * without it differs); the encoder's codes beat random ones under it; and a
+ * model with f = 0 (the RQ) ignores it. */
+static void test_context_decoder_matches_training_forward(void **state) {
+    (void)state;
+    qx_qinco_opts o;
+    size_t d = 10, nb = 50;
+    tu_rng r;
+    qx__qinco *q = random_net(&o, d, 4, 2, 12, 23, 0.3, &r);
+    q->scale_exp = 1;
+    q->scale = 2.0f;
+    q->inv_scale = 0.5f;
+    q->ctx = 1;
+    assert_int_equal(qx__qinco_finish(q), 0);
+    float *x = malloc(sizeof(float) * nb * d), *ctx = malloc(sizeof(float) * nb * d);
+    float *xs = malloc(sizeof(float) * nb * d), *x0 = malloc(sizeof(float) * nb * d);
+    float *rec = malloc(sizeof(float) * nb * d), *rec0 = malloc(sizeof(float) * nb * d);
+    float *grad = malloc(sizeof(float) * q->nparams);
+    uint8_t *codes = malloc(nb * o.M), *c2 = malloc(nb * o.M), *c3 = malloc(nb * o.M);
+    for (size_t i = 0; i < nb * d; i++) {
+        x[i] = (float)(2 * tu_rng_normal(&r));
+        ctx[i] = (float)(6 * tu_rng_normal(&r));
+        x0[i] = ctx[i] / 2;
+        xs[i] = (x[i] + ctx[i]) / 2;
+    }
+    for (size_t i = 0; i < nb * o.M; i++) codes[i] = (uint8_t)(tu_rng_next(&r) % 256);
+    qx__qinco_work w;
+    assert_int_equal(qx__qinco_work_alloc(q, nb, &w), 0);
+    double loss, steps[4];
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, x0, codes, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
+    for (size_t m = 1; m <= o.M; m++) {
+        assert_int_equal(qx__qinco_decode_with(q, q->params, q->tables, codes, ctx, nb, m, 1, rec), 0);
+        double e = 0;
+        for (size_t i = 0; i < nb * d; i++) e += ((double)x[i] - rec[i]) * ((double)x[i] - rec[i]);
+        e /= (double)nb * 4;
+        assert_true(fabs(e - steps[m - 1]) <= 1e-4 * (1 + steps[m - 1]));
+    }
+    assert_int_equal(qx__qinco_decode_with(q, q->params, q->tables, codes, NULL, nb, o.M, 1, rec0), 0);
+    double diff = 0;
+    for (size_t i = 0; i < nb * d; i++) diff = fmax(diff, fabs((double)rec[i] - rec0[i]));
+    assert_true(diff > 1e-2); /* the context changed what the steps add */
+    assert_int_equal(qx__qinco_encode_with(q, q->params, q->tables, x, ctx, nb, 4, 256, 1, c2), 0);
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, x0, c2, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
+    double searched = steps[o.M - 1];
+    assert_int_equal(qx__qinco_loss_grad(q, q->params, xs, x0, codes, nb, 0.1f, &w, grad, &loss, steps, NULL), 0);
+    assert_true(searched < steps[o.M - 1]);
+    /* f = 0: every W2 and the concat layer zero, the codes and decodings
+     * are the RQ's whatever the context */
+    for (size_t m = 1; m < o.M; m++) {
+        qx__qinco_net net;
+        qx__qinco_net_view(q, q->params, m, &net);
+        memset((float *)net.Wc, 0, sizeof(float) * (2 * d * d + d));
+        for (size_t l = 0; l < q->L; l++) memset((float *)net.W2[l], 0, sizeof(float) * q->h * d);
+    }
+    assert_int_equal(qx__qinco_finish(q), 0);
+    assert_int_equal(qx__qinco_encode_with(q, q->params, q->tables, x, ctx, nb, 4, 256, 1, c2), 0);
+    assert_int_equal(qx__qinco_encode_with(q, q->params, q->tables, x, NULL, nb, 4, 256, 1, c3), 0);
+    assert_memory_equal(c2, c3, nb * o.M);
+    assert_int_equal(qx__qinco_decode_with(q, q->params, q->tables, c2, ctx, nb, o.M, 1, rec), 0);
+    assert_int_equal(qx__qinco_decode_with(q, q->params, q->tables, c2, NULL, nb, o.M, 1, rec0), 0);
+    for (size_t i = 0; i < nb * d; i++) assert_true(fabs((double)rec[i] - rec0[i]) <= 1e-5 * (1 + fabs(rec0[i]) + fabs(ctx[i])));
+    qx__qinco_work_free(&w);
+    free(x), free(ctx), free(xs), free(x0), free(rec), free(rec0), free(grad);
+    free(codes), free(c2), free(c3);
     qx_quantizer_free(&q->base);
 }
 
@@ -818,6 +899,102 @@ static void test_loads_version1_blob(void **state) {
     qx_free(blob);
 }
 
+/* ---- contexts in an IVF ---------------------------------------------------- */
+
+/* ids of the k nearest (exact distances) of nq queries, in an IVF with the
+ * given quantizer: nprobe = all lists, re-ranked by exact decoding */
+static void ivf_ctx_search(const qx_ivf *ivf, const float *qv, size_t nq, size_t rerank, int64_t *ids,
+                           float *dist) {
+    qx_search_params p;
+    qx_search_params_init(&p);
+    p.nprobe = 16;
+    p.rerank = rerank;
+    assert_int_equal(qx_ivf_search(ivf, NULL, qv, nq, 10, &p, dist, ids), 0);
+}
+
+/* An IVF-QINCo whose networks see each vector's list centroid: trained with
+ * the centroids as contexts, it says so; its re-ranked search finds the true
+ * neighbours as well as the same model's look-up-table scan or better (the
+ * re-rank decodes with the centroids: decoding without them would put the
+ * candidates elsewhere); the MSE with the right contexts is the one the
+ * build reports; a save and a load keep the flag and the results. */
+static void test_ivf_context_model(void **state) {
+    (void)state;
+    size_t d = 16, nb = 4000, nq = 100;
+    float *all = tu_clustered(nb + nq, d, 40, 5);
+    const float *qv = all + nb * d;
+    int64_t *gt = tu_brute_knn(all, nb, qv, nq, d, 10);
+    qx_qinco_opts o;
+    qx_qinco_opts_init(&o);
+    o.M = 4;
+    o.epochs = 3;
+    o.threads = 1;
+    o.fallback = 0;
+    o.context = 1;
+    o.seed = 3;
+    qx_quantizer *q = NULL;
+    assert_int_equal(qx_qinco_new(&q, d, &o), 0);
+    qx_ivf_opts io;
+    qx_ivf_opts_init(&io);
+    io.nlist = 16;
+    qx_ivf *ivf = NULL;
+    assert_int_equal(qx_ivf_new(&ivf, d, q, &io), 0);
+    assert_int_equal(qx_ivf_train(ivf, all, nb), 0);
+    int64_t *ids = malloc(sizeof(int64_t) * nb);
+    for (size_t i = 0; i < nb; i++) ids[i] = (int64_t)i;
+    assert_int_equal(qx_ivf_add(ivf, all, ids, nb), 0);
+    const qx_quantizer *iq = qx_ivf_quantizer(ivf);
+    assert_true(qx_quantizer_uses_context(iq));
+
+    /* MSE of the residuals with their centroids as contexts, against none:
+     * both valid codes, and the contexts are what the model was trained on */
+    float *res = malloc(sizeof(float) * nb * d), *ctx = malloc(sizeof(float) * nb * d);
+    uint32_t *lists = malloc(sizeof(uint32_t) * nb);
+    assert_int_equal(qx_ivf_residuals(ivf, all, nb, lists, res), 0);
+    for (size_t i = 0; i < nb; i++) memcpy(ctx + i * d, qx_ivf_centroids(ivf) + lists[i] * d, sizeof(float) * d);
+    double m_ctx, m_none;
+    assert_int_equal(qx_quantizer_mse_ctx(iq, res, ctx, nb, 0, &m_ctx), 0);
+    assert_int_equal(qx_quantizer_mse(iq, res, nb, 0, &m_none), 0);
+    fprintf(stderr, "ivf context model: MSE %.4g with the centroids, %.4g without\n", m_ctx, m_none);
+    assert_true(m_ctx > 0 && m_ctx != m_none);
+
+    int64_t r0[1000], r1[1000], r2[1000];
+    float d0[1000], d1[1000], d2[1000];
+    ivf_ctx_search(ivf, qv, nq, 0, r0, d0);
+    ivf_ctx_search(ivf, qv, nq, 100, r1, d1);
+    double rec_lut = tu_k_recall(r0, 10, gt, NULL, 10, nq, 10), rec_rr = tu_k_recall(r1, 10, gt, NULL, 10, nq, 10);
+    fprintf(stderr, "ivf context model: 10-recall@10 %.3f (look-up tables), %.3f (re-ranked by decoding)\n",
+            rec_lut, rec_rr);
+    assert_true(rec_rr >= 0.5);
+    assert_true(rec_rr >= rec_lut - 0.02);
+    /* exact distances to the decoded vectors: centroid + decode_ctx */
+    for (size_t i = 0; i < nq; i++) {
+        int64_t id = r1[i * 10];
+        uint8_t code[8];
+        float rec[16];
+        assert_int_equal(qx_quantizer_encode_ctx(iq, res + id * d, ctx + id * d, 1, code), 0);
+        assert_int_equal(qx_quantizer_decode_ctx(iq, code, ctx + id * d, 1, 0, rec), 0);
+        double e = 0;
+        for (size_t j = 0; j < d; j++) {
+            double v = (double)qv[i * d + j] - (ctx[id * d + j] + rec[j]);
+            e += v * v;
+        }
+        assert_true(fabs(e - d1[i * 10]) <= 1e-3 * (1 + e));
+    }
+
+    const char *path = tu_tmpfile("ctx.qinx");
+    assert_int_equal(qx_ivf_save(ivf, path), 0);
+    qx_ivf *back = NULL;
+    assert_int_equal(qx_ivf_load(path, &back), 0);
+    assert_true(qx_quantizer_uses_context(qx_ivf_quantizer(back)));
+    ivf_ctx_search(back, qv, nq, 100, r2, d2);
+    assert_memory_equal(r1, r2, sizeof(int64_t) * nq * 10);
+    assert_memory_equal(d1, d2, sizeof(float) * nq * 10);
+    qx_ivf_free(back);
+    qx_ivf_free(ivf);
+    free(all), free(gt), free(ids), free(res), free(ctx), free(lists);
+}
+
 /* ---- bad parameters -------------------------------------------------------- */
 
 static void expect_bad(const qx_qinco_opts *o, size_t d, int code, const char *word) {
@@ -940,6 +1117,8 @@ int main(void) {
         cmocka_unit_test(test_sharded_gradient_matches_single_pass),
         cmocka_unit_test(test_preselection_matches_stable_sort),
         cmocka_unit_test(test_decoder_matches_training_forward),
+        cmocka_unit_test(test_context_decoder_matches_training_forward),
+        cmocka_unit_test(test_ivf_context_model),
         cmocka_unit_test(test_f_zero_reproduces_rq),
         cmocka_unit_test(test_training_beats_rq),
         cmocka_unit_test(test_reencode_every_k_epochs),

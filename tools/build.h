@@ -13,6 +13,7 @@ typedef struct cli_build_cfg {
     size_t bytes, nlist, beam, train_beam, seed, threads, max_train;
     size_t qL, qh, qA, epochs, train_minutes, fs_steps;
     int use_qinco, use_fs, fs_product, quiet, mpi, merge;
+    int qctx; /* --qinco-context: the networks see each vector's list centroid */
     qx_metric metric;
 } cli_build_cfg;
 

@@ -87,6 +87,7 @@ int cli_build_new_index(const cli_build_cfg *c, size_t d, int trained_on_base, q
         qo.L = (int)c->qL;
         qo.h = (int)c->qh;
         qo.A = (int)c->qA;
+        qo.context = c->qctx;
         if (c->beam) qo.beam = (int)c->beam;
         qo.epochs = c->epochs != SIZE_MAX ? (int)c->epochs : c->train_minutes ? QX_QINCO_MAX_EPOCHS : qdef.epochs;
         qo.train_minutes = (double)c->train_minutes;

@@ -56,6 +56,9 @@ static void usage(FILE *f) {
             "  --qinco-L N        qinco: residual blocks per step (default 1)\n"
             "  --qinco-h N        qinco: hidden size of the blocks (default 128)\n"
             "  --qinco-A N        qinco: candidates pre-selected per beam entry (default 8)\n"
+            "  --qinco-context on|off  qinco: start each reconstruction from the vector's list\n"
+            "                     centroid, so the networks see where the residual lies\n"
+            "                     (QINCo's IVF variant; default off)\n"
             "  --epochs N         qinco: training epochs (default 30; with --train-minutes,\n"
             "                     as many as the budget allows)\n"
             "  --train-minutes M  qinco: wall-clock training budget; keeps the best model\n"
@@ -262,7 +265,7 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
         {"inject-fault", 1, 0, 'F'},
 #endif
         {"train-sample", 1, 0, 'S' + 256}, {"mpi", 0, 0, 'P'}, {"merge", 0, 0, 'P' + 256},
-        {"fs-shape", 1, 0, 'S' + 512},
+        {"fs-shape", 1, 0, 'S' + 512}, {"qinco-context", 1, 0, 'A' + 256},
         {0, 0, 0, 0}};
     int ch;
     optind = 1;
@@ -293,6 +296,11 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
         case 'L': bad = cli_parse_size("--qinco-L", optarg, 0, 16, &c->qL); break;
         case 'H': bad = cli_parse_size("--qinco-h", optarg, 1, 4096, &c->qh); break;
         case 'A': bad = cli_parse_size("--qinco-A", optarg, 1, 256, &c->qA); break;
+        case 'A' + 256:
+            if (!strcmp(optarg, "on")) c->qctx = 1;
+            else if (!strcmp(optarg, "off")) c->qctx = 0;
+            else { fprintf(stderr, "qinx build: --qinco-context is on or off, got '%s'\n", optarg); bad = 1; }
+            break;
         case 'E': bad = cli_parse_size("--epochs", optarg, 0, 100000, &c->epochs); break;
         case 'M': bad = cli_parse_size("--train-minutes", optarg, 1, 100000, &c->train_minutes); break;
         case 'S' + 512:
@@ -373,12 +381,12 @@ void cli_build_describe(const cli_build_cfg *c, char *buf, size_t cap) {
     snprintf(buf, cap,
              "--base %s\n--train %s\n--out %s\n--bytes %zu\n--nlist %zu\n--beam %zu\n--train-beam %zu\n"
              "--seed %zu\n--max-train %zu\n--train-sample %s\n--quantizer %s\n--fs-steps %zu\n--fs-shape %s\n"
-             "--qinco-L %zu\n--qinco-h %zu\n--qinco-A %zu\n--epochs %zu\n--train-minutes %zu\n"
-             "--metric %s\n--merge %d\n",
+             "--qinco-L %zu\n--qinco-h %zu\n--qinco-A %zu\n--qinco-context %s\n--epochs %zu\n"
+             "--train-minutes %zu\n--metric %s\n--merge %d\n",
              c->base, c->train ? c->train : "(sample)", c->out, c->bytes, c->nlist, c->beam,
              c->train_beam, c->seed, c->max_train, c->train_sample,
              c->use_fs ? "fastscan" : c->use_qinco ? "qinco" : "rq", c->fs_steps,
-             c->fs_product ? "product" : "residual", c->qL, c->qh, c->qA,
+             c->fs_product ? "product" : "residual", c->qL, c->qh, c->qA, c->qctx ? "on" : "off",
              c->epochs, c->train_minutes, c->metric == QX_METRIC_L2 ? "l2" : "ip", c->merge);
 }
 

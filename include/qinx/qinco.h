@@ -92,6 +92,11 @@ typedef struct qx_qinco_opts {
                              given, with the initial RQ's options) and encodes, decodes and
                              answers look-up tables exactly as that RQ; stats.fallback says
                              so. Needs a hold-out (valid_fraction > 0). 0 = keep the model */
+    int context;          /* 1 = when trained with contexts (qx_quantizer_train_ctx: in an
+                             IVF, each vector's list centroid), start every reconstruction
+                             from its context, x̂_0 = c, so that the networks see where in
+                             space the residual lies (QINCo's IVF variant); encoding and
+                             decoding then take the same contexts. Default 0 */
 } qx_qinco_opts;
 
 void qx_qinco_opts_init(qx_qinco_opts *opts);

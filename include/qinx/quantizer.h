@@ -74,6 +74,22 @@ void qx_quantizer_set_progress(qx_quantizer *q, qx_progress_fn fn, void *ctx);
 
 void qx_quantizer_free(qx_quantizer *q); /* NULL-safe */
 
+/* Contexts. A quantizer may start each vector's reconstruction from a
+ * context instead of zero and condition its codebooks on it: in an IVF the
+ * context is the centroid of the vector's list and x its residual (QINCo
+ * with qx_qinco_opts.context). ctx: n*d floats, one row per vector, or NULL
+ * (zeros). Decoding returns what the code adds to the context, like the
+ * plain calls. Kinds that use no context (rq, fastscan, and a QINCo trained
+ * without one) ignore ctx; qx_quantizer_uses_context says which it is. */
+int qx_quantizer_uses_context(const qx_quantizer *q);
+int qx_quantizer_train_ctx(qx_quantizer *q, const float *x, const float *ctx, size_t n);
+int qx_quantizer_encode_ctx(const qx_quantizer *q, const float *x, const float *ctx, size_t n,
+                            uint8_t *codes);
+int qx_quantizer_decode_ctx(const qx_quantizer *q, const uint8_t *codes, const float *ctx,
+                            size_t n, size_t m, float *out);
+int qx_quantizer_mse_ctx(const qx_quantizer *q, const float *x, const float *ctx, size_t n,
+                         size_t m, double *mse);
+
 /* Mean squared reconstruction error ||x - decode(encode(x))||^2 averaged
  * over n vectors (summed over dimensions), using the first m steps (0 = M). */
 int qx_quantizer_mse(const qx_quantizer *q, const float *x, size_t n, size_t m, double *mse);
