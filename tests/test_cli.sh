@@ -99,13 +99,29 @@ grep "qinco: \[.*epoch" "$tmp/q.err" | sed -E 's/.* ([0-9.]+) GFLOP\/s \([0-9]+%
 grep -q "held-out check" "$tmp/q.err" || fail "build: no held-out check line"
 "$qinx" info --index "$tmp/q.qinx" --json >"$tmp/qinfo.json"
 grep -q '"quantizer":"qinco"' "$tmp/qinfo.json" || fail "info: not a qinco index: $(cat "$tmp/qinfo.json")"
-grep -q '"qinco":{"L":1,"h":128,"A":8,"beam":5,"epochs":2,' "$tmp/qinfo.json" \
+grep -q '"qinco":{"L":1,"h":128,"A":8,"beam":5,"context":false,"epochs":2,' "$tmp/qinfo.json" \
   || fail "info: qinco network: $(cat "$tmp/qinfo.json")"
 "$qinx" info --index "$tmp/q.qinx" | grep -q "^network .*L=1 .*h=128.*A=8 beam=5" || fail "info: no network line"
 grep -q '"qinco"' "$tmp/info.json" && fail "info: an RQ index shows a qinco network"
 "$qinx" info --index "$tmp/q.qinx" | grep -q "^training .*GFLOP/s (.*% of this machine's sgemm rate" \
   || fail "info: no training throughput line"
 grep -q '"checked":true' "$tmp/qinfo.json" || fail "info: the held-out check is missing: $(cat "$tmp/qinfo.json")"
+
+# --qinco-context on: the networks see the list centroid; info says so (unless the build fell
+# back to its RQ, which uses none)
+"$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/qc.qinx" --bytes 8 --nlist 16 --max-train 2000 \
+  --quantizer qinco --qinco-context on --epochs 2 --seed 5 2>"$tmp/qc.err" || fail "context build: $(cat "$tmp/qc.err")"
+"$qinx" info --index "$tmp/qc.qinx" --json >"$tmp/qcinfo.json"
+if grep -q '"fallback":false' "$tmp/qcinfo.json"; then
+  grep -q '"context":true' "$tmp/qcinfo.json" || fail "info: context model not shown: $(cat "$tmp/qcinfo.json")"
+  "$qinx" info --index "$tmp/qc.qinx" | grep -q "^network .*conditioned on the list centroid" || fail "info: no context on the network line"
+else
+  grep -q '"context":false' "$tmp/qcinfo.json" || fail "info: a fallback RQ shows a context"
+fi
+"$qinx" search --index "$tmp/qc.qinx" --queries "$tmp/s_query.fvecs" --gt "$tmp/s_groundtruth.ivecs" --nprobe 16 \
+  --rerank 50 --json >"$tmp/qc.json" || fail "search on a context index failed"
+expect 2 "--qinco-context is on or off, got 'maybe'" "$qinx" build --base "$tmp/s_base.fvecs" --out "$tmp/x.qinx" \
+  --quantizer qinco --qinco-context maybe
 
 # Never worse than its RQ, on a case built to fail: with 0 epochs the network cannot beat
 # its RQ, so the build says so, writes the RQ's codes (the same as an RQ build's) and info

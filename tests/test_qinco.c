@@ -12,6 +12,7 @@
 
 #include "testutil.h"
 #include "qinco_impl.h"
+#include "qinx/derp.h"
 #include "qinx/error.h"
 #include "qinx/ivf.h"
 #include "qinx/qinco.h"
@@ -957,6 +958,11 @@ static void test_ivf_context_model(void **state) {
     assert_int_equal(qx_quantizer_mse(iq, res, nb, 0, &m_none), 0);
     fprintf(stderr, "ivf context model: MSE %.4g with the centroids, %.4g without\n", m_ctx, m_none);
     assert_true(m_ctx > 0 && m_ctx != m_none);
+    /* DERP's codebook health measures the codes the index stores: with the contexts */
+    qx_derp_health *h = NULL;
+    assert_int_equal(qx_derp_health_compute_ctx(iq, res, ctx, nb, NULL, NULL, &h), 0);
+    assert_true(fabs(h->steps[h->M - 1].mse - m_ctx) <= 1e-4 * m_ctx);
+    qx_derp_health_free(h);
 
     int64_t r0[1000], r1[1000], r2[1000];
     float d0[1000], d1[1000], d2[1000];

@@ -34,9 +34,10 @@ static void qinco_desc(const qx_ivf *ivf, char *txt, size_t ntxt, char *js, size
     if (!q || qx_quantizer_kind(q) != QX_QUANT_QINCO || qx_qinco_get_opts(q, &o) ||
         qx_qinco_get_stats(q, &st))
         return;
+    int ctx = qx_quantizer_uses_context(q);
     int n = snprintf(txt, ntxt, "network      L=%d residual blocks, hidden size h=%d; encoder A=%d "
-                     "beam=%d; trained %zu epochs, best epoch %zu\n", o.L, o.h, o.A, o.beam,
-                     st.epochs, st.best_epoch);
+                     "beam=%d; trained %zu epochs, best epoch %zu%s\n", o.L, o.h, o.A, o.beam,
+                     st.epochs, st.best_epoch, ctx ? "; conditioned on the list centroid" : "");
     if (n > 0 && (size_t)n < ntxt && st.checked)
         n += snprintf(txt + n, ntxt - (size_t)n,
                       "check        %s: held-out MSE %.6g vs RQ %.6g, recall@1 %.4f vs RQ %.4f "
@@ -50,12 +51,12 @@ static void qinco_desc(const qx_ivf *ivf, char *txt, size_t ntxt, char *js, size
                  "training     %.1f GFLOP/s (%.0f%% of this machine's sgemm rate %.1f GFLOP/s "
                  "measured in the same run), %.2f cores\n", st.train_gflops,
                  100 * st.train_gflops / st.sgemm_gflops, st.sgemm_gflops, st.cores_used);
-    snprintf(js, njs, ",\"qinco\":{\"L\":%d,\"h\":%d,\"A\":%d,\"beam\":%d,\"epochs\":%zu,"
+    snprintf(js, njs, ",\"qinco\":{\"L\":%d,\"h\":%d,\"A\":%d,\"beam\":%d,\"context\":%s,\"epochs\":%zu,"
              "\"best_epoch\":%zu,\"checked\":%s,\"fallback\":%s,\"check\":{\"queries\":%zu,"
              "\"base\":%zu,\"mse_rq\":%.9g,\"mse_qinco\":%.9g,\"recall1_rq\":%.6g,"
              "\"recall1_qinco\":%.6g},\"train_gflops\":%.6g,\"sgemm_gflops\":%.6g,"
              "\"cores_used\":%.4g}",
-             o.L, o.h, o.A, o.beam, st.epochs, st.best_epoch, st.checked ? "true" : "false",
+             o.L, o.h, o.A, o.beam, ctx ? "true" : "false", st.epochs, st.best_epoch, st.checked ? "true" : "false",
              st.fallback ? "true" : "false", st.check_nq, st.check_nbase, st.check_mse_rq,
              st.check_mse_qinco, st.check_recall_rq, st.check_recall_qinco, st.train_gflops,
              st.sgemm_gflops, st.cores_used);

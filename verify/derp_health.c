@@ -95,7 +95,7 @@ size_t qx__derp_nibble_bytes(const qx_quantizer *q) {
 
 typedef struct health_ctx {
     const qx_quantizer *q;
-    const float *x;
+    const float *x, *ctx; /* ctx: contexts (qx_quantizer_uses_context), or NULL */
     const uint8_t *codes;
     size_t n, d, M, mt; /* mt: vectors in the K–S test subsample */
     const float *probes;
@@ -110,7 +110,8 @@ static int step_pass(health_ctx *c, size_t m, double *mse) {
     double sum = 0;
     for (size_t i0 = 0; i0 < c->n; i0 += QX__DERP_BLOCK) {
         size_t b = c->n - i0 < QX__DERP_BLOCK ? c->n - i0 : QX__DERP_BLOCK;
-        int rc = qx_quantizer_decode(c->q, c->codes + i0 * M, b, m + 1, c->rec);
+        int rc = qx_quantizer_decode_ctx(c->q, c->codes + i0 * M, c->ctx ? c->ctx + i0 * d : NULL, b,
+                                         m + 1, c->rec);
         if (rc) return qx__wrap(rc, "health: decoding step %zu", m);
         const float *xb = c->x + i0 * d;
         for (size_t j = 0; j < b * d; j++) {
@@ -135,11 +136,11 @@ static int step_pass(health_ctx *c, size_t m, double *mse) {
     return 0;
 }
 
-static int encode_all(const qx_quantizer *q, const float *x, size_t n, size_t d, size_t M,
-                      uint8_t *codes) {
+static int encode_all(const qx_quantizer *q, const float *x, const float *ctx, size_t n, size_t d,
+                      size_t M, uint8_t *codes) {
     for (size_t i0 = 0; i0 < n; i0 += QX__DERP_BLOCK) {
         size_t b = n - i0 < QX__DERP_BLOCK ? n - i0 : QX__DERP_BLOCK;
-        int rc = qx_quantizer_encode(q, x + i0 * d, b, codes + i0 * M);
+        int rc = qx_quantizer_encode_ctx(q, x + i0 * d, ctx ? ctx + i0 * d : NULL, b, codes + i0 * M);
         if (rc) return qx__wrap(rc, "health: encoding vectors %zu..%zu", i0, i0 + b - 1);
     }
     return 0;
@@ -148,6 +149,12 @@ static int encode_all(const qx_quantizer *q, const float *x, size_t n, size_t d,
 int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
                            const uint8_t *codes, const qx_derp_opts *opts,
                            qx_derp_health **out) {
+    return qx_derp_health_compute_ctx(q, x, NULL, n, codes, opts, out);
+}
+
+int qx_derp_health_compute_ctx(const qx_quantizer *q, const float *x, const float *ctx, size_t n,
+                               const uint8_t *codes, const qx_derp_opts *opts,
+                               qx_derp_health **out) {
     qx_derp_opts o;
     if (!out) return qx__fail(QX_EINVAL, "health: NULL result");
     *out = NULL;
@@ -165,7 +172,7 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
         return qx__fail(QX_EINVAL, "health: vector %zu has a NaN or Inf at dimension %zu",
                         (size_t)bad / d, (size_t)bad % d);
 
-    health_ctx c = {.q = q, .x = x, .n = n, .d = d, .M = M, .P = o.probes};
+    health_ctx c = {.q = q, .x = x, .ctx = ctx, .n = n, .d = d, .M = M, .P = o.probes};
     c.mt = qx__derp_sub_size(n, o.max_test_n);
     qx_derp_health *h = qx__calloc(1, sizeof *h);
     uint8_t *own_codes = NULL;
@@ -183,7 +190,7 @@ int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
     if (!codes) {
         if (!qx__mul(n, M, &bytes) || !(own_codes = qx__malloc(bytes)))
             rc = qx__fail(QX_ENOMEM, "health: codes for %zu vectors", n);
-        else rc = encode_all(q, x, n, d, M, own_codes);
+        else rc = encode_all(q, x, ctx, n, d, M, own_codes);
         codes = own_codes;
     }
     c.codes = codes;

@@ -197,6 +197,17 @@ static int exact_knn10(const float *data, size_t n, size_t d, const float *q, si
     return rc;
 }
 
+/* The centroid of each of n lists (n × d), newly allocated into *out. */
+static int centroid_rows(const qx_ivf *ivf, const uint32_t *lists, size_t n, float **out) {
+    size_t d = qx_quantizer_dim(qx_ivf_quantizer(ivf));
+    float *c = qx__aligned_alloc(sizeof(float) * (n ? n : 1) * d);
+    if (!c) return qx__fail(QX_ENOMEM, "gate: contexts of %zu vectors", n);
+    for (size_t i = 0; i < n; i++)
+        memcpy(c + i * d, qx_ivf_centroids(ivf) + (size_t)lists[i] * d, sizeof(float) * d);
+    *out = c;
+    return 0;
+}
+
 int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
                      const int64_t *ids, size_t n, const qx_gate_config *cfg,
                      qx_derp_report **report, int *passed) {
@@ -214,7 +225,7 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
     uint32_t *lists = qx__malloc(sizeof(uint32_t) * (ns > 0 ? ns : 1));
     float *queries = qx__aligned_alloc(sizeof(float) * (nq ? nq : 1) * d);
     int64_t *gt = qx__malloc(sizeof(int64_t) * (nq ? nq : 1) * 10);
-    float *tres = NULL;
+    float *tres = NULL, *sctx = NULL, *tctx = NULL;
     uint32_t *tlists = NULL;
     qx_derp_health *health = NULL;
     qx_derp_drift drift;
@@ -238,7 +249,11 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
 
     /* Health of the codebooks on the data's residuals. */
     if ((rc = qx_ivf_residuals(cand, sample, ns, lists, sres))) goto out;
-    if ((rc = qx_derp_health_compute(qx_ivf_quantizer(cand), sres, ns, NULL, &cfg->derp, &health))) goto out;
+    /* a quantizer that uses contexts (QINCo conditioned on the centroid) is
+     * measured as the index encodes: with each residual's centroid */
+    const qx_quantizer *cq = qx_ivf_quantizer(cand);
+    if (qx_quantizer_uses_context(cq) && (rc = centroid_rows(cand, lists, ns, &sctx))) goto out;
+    if ((rc = qx_derp_health_compute_ctx(cq, sres, sctx, ns, NULL, &cfg->derp, &health))) goto out;
     if ((rc = qx_derp_report_set_health(rep, health))) goto out;
     const qx_derp_step *last = &health->steps[health->M - 1];
     int drift_done = 0;
@@ -255,7 +270,8 @@ int qx_gate_evaluate(const qx_ivf *cand, const qx_ivf *live, const float *data,
         }
         if ((rc = qx_ivf_residuals(cand, tv, nt, tlists, tres))) goto out;
         double mt = 0, md = last->mse;
-        if ((rc = qx_quantizer_mse(qx_ivf_quantizer(cand), tres, nt, 0, &mt))) goto out;
+        if (sctx && (rc = centroid_rows(cand, tlists, nt, &tctx))) goto out;
+        if ((rc = qx_quantizer_mse_ctx(cq, tres, tctx, nt, 0, &mt))) goto out;
         double ratio = mt > 0 ? md / mt : (md > 0 ? INFINITY : 1.0);
         if ((rc = qx_derp_drift_compute(tv, nt, sample, ns, d, &cfg->derp, &drift))) goto out;
         if ((rc = qx_derp_report_set_drift(rep, &drift))) goto out;
@@ -302,6 +318,8 @@ out:
     qx__aligned_free(sample);
     qx__aligned_free(sres);
     qx__aligned_free(tres);
+    qx__aligned_free(sctx);
+    qx__aligned_free(tctx);
     qx__aligned_free(queries);
     qx__free(lists);
     qx__free(tlists);

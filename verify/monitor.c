@@ -202,8 +202,13 @@ static void code_usage(qx_monitor *m, const qx_ivf *ivf, const float *x, size_t 
     float *res = qx__aligned_alloc(n * m->d * sizeof(float));
     uint32_t *lists = qx__malloc(n * sizeof(uint32_t));
     uint8_t *codes = qx__malloc(n * M);
-    if (res && lists && codes && qx_ivf_residuals(ivf, x, n, lists, res) == 0 &&
-        qx_quantizer_encode(q, res, n, codes) == 0) {
+    /* a quantizer that uses contexts encodes with each residual's centroid */
+    int uses_ctx = qx_quantizer_uses_context(q);
+    float *ctx = uses_ctx ? qx__aligned_alloc(n * m->d * sizeof(float)) : NULL;
+    int ok = res && lists && codes && (ctx || !uses_ctx) && qx_ivf_residuals(ivf, x, n, lists, res) == 0;
+    for (size_t i = 0; ok && ctx && i < n; i++)
+        memcpy(ctx + i * m->d, qx_ivf_centroids(ivf) + (size_t)lists[i] * m->d, m->d * sizeof(float));
+    if (ok && qx_quantizer_encode_ctx(q, res, ctx, n, codes) == 0) {
         double umin = 1, pmin = 1;
         size_t nib = qx__derp_nibble_bytes(q);
         for (size_t s = 0; s < M; s++) {
@@ -216,6 +221,7 @@ static void code_usage(qx_monitor *m, const qx_ivf *ivf, const float *x, size_t 
         m->st.code_perplexity = pmin;
     }
     qx__aligned_free(res);
+    qx__aligned_free(ctx);
     qx__free(lists);
     qx__free(codes);
 }

@@ -224,6 +224,12 @@ typedef struct qx_derp_health {
 int qx_derp_health_compute(const qx_quantizer *q, const float *x, size_t n,
                            const uint8_t *codes, const qx_derp_opts *opts,
                            qx_derp_health **out);
+/* The same for a quantizer that uses contexts (qx_quantizer_uses_context:
+ * in an IVF, x are residuals and ctx their list centroids, n*d floats):
+ * encoded and decoded with them. ctx NULL is qx_derp_health_compute. */
+int qx_derp_health_compute_ctx(const qx_quantizer *q, const float *x, const float *ctx, size_t n,
+                               const uint8_t *codes, const qx_derp_opts *opts,
+                               qx_derp_health **out);
 void qx_derp_health_free(qx_derp_health *h); /* NULL-safe */
 
 /* The worst value over steps of each health number, for gate thresholds. */
