@@ -435,9 +435,12 @@ int qx_ivf_search(const qx_ivf *ivf, qx_ivf_search_ctx *ctx, const float *querie
         qx_ivf_search_ctx_free(own);
         return rc;
     }
-    if (rc == 0) rc = ctx_fit(ctx, ivf, heap_k, params->rerank);
+    /* the re-rank decodes the whole shortlist, heap_k = max(k, rerank) entries:
+     * its buffers were sized by rerank, and rerank < k wrote past them */
+    size_t rr_cap = params->rerank ? heap_k : 0;
+    if (rc == 0) rc = ctx_fit(ctx, ivf, heap_k, rr_cap);
     for (int t = 0; rc == 0 && threads > 1 && t < threads; t++)
-        rc = ctx_fit(ctx->workers[t], ivf, heap_k, params->rerank);
+        rc = ctx_fit(ctx->workers[t], ivf, heap_k, rr_cap);
     for (size_t i0 = 0; rc == 0 && i0 < nq; i0 += QX__QBLOCK) {
         size_t nb = nq - i0 < QX__QBLOCK ? nq - i0 : QX__QBLOCK;
         const float *qb = queries + i0 * ivf->d;

@@ -92,6 +92,13 @@ static void test_recall_synthetic(void **state) {
     double r_8 = recall10(ids, 10);
     search(shared_ivf, 10, 64, 100, dist, ids);
     double r_rr = recall10(ids, 10);
+    /* a re-rank shorter than k re-ranks the k candidates (it wrote past its
+     * buffers: a crash, through `qinx search --gt` and HTTP params alike) */
+    float dist_s[NQ * 10];
+    int64_t ids_s[NQ * 10];
+    search(shared_ivf, 10, 64, 3, dist_s, ids_s);
+    double r_short = recall10(ids_s, 10);
+    assert_true(r_short >= r_full - 0.02);
     fprintf(stderr, "synthetic 10-recall@10: nprobe 64 %.3f, nprobe 8 %.3f, rerank 100 %.3f\n", r_full, r_8, r_rr);
     assert_true(r_full >= 0.6);
     assert_true(r_rr >= r_full - 0.02);
