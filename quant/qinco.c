@@ -53,6 +53,11 @@ void qx_qinco_opts_init(qx_qinco_opts *o) {
     o->verbose = 0;
     o->rq_refine_min = -1;
     o->fallback = 1;
+    /* Session 16, GloVe-100 16 B in an IVF of 1024 lists, 300k training
+     * vectors: conditioned on the centroid, 43 minutes of training gave a
+     * held-out MSE of 0.951x the RQ's and recall@1 +0.02 at nprobe 16-64
+     * (re-ranked); without, 0.981x after 36 minutes and the check fell back */
+    o->context = 1;
 }
 
 int qx__qinco_check_opts(const qx_qinco_opts *o, size_t d) {

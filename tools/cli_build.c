@@ -58,7 +58,7 @@ static void usage(FILE *f) {
             "  --qinco-A N        qinco: candidates pre-selected per beam entry (default 8)\n"
             "  --qinco-context on|off  qinco: start each reconstruction from the vector's list\n"
             "                     centroid, so the networks see where the residual lies\n"
-            "                     (QINCo's IVF variant; default off)\n"
+            "                     (QINCo's IVF variant; default on)\n"
             "  --epochs N         qinco: training epochs (default 30; with --train-minutes,\n"
             "                     as many as the budget allows)\n"
             "  --train-minutes M  qinco: wall-clock training budget; keeps the best model\n"
@@ -254,6 +254,7 @@ int cli_build_parse(int argc, char **argv, cli_build_cfg *c) {
     qx_qinco_opts qdef;
     qx_qinco_opts_init(&qdef);
     c->qL = (size_t)qdef.L, c->qh = (size_t)qdef.h, c->qA = (size_t)qdef.A, c->epochs = SIZE_MAX;
+    c->qctx = qdef.context;
     static const struct option opts[] = {
         {"base", 1, 0, 'b'},    {"train", 1, 0, 't'}, {"out", 1, 0, 'o'},   {"bytes", 1, 0, 'B'},
         {"nlist", 1, 0, 'n'},   {"beam", 1, 0, 'w'},  {"seed", 1, 0, 's'},  {"threads", 1, 0, 'T'},

@@ -96,7 +96,8 @@ typedef struct qx_qinco_opts {
                              IVF, each vector's list centroid), start every reconstruction
                              from its context, x̂_0 = c, so that the networks see where in
                              space the residual lies (QINCo's IVF variant); encoding and
-                             decoding then take the same contexts. Default 0 */
+                             decoding then take the same contexts. Default 1; a model
+                             trained without contexts (qx_quantizer_train) uses none */
 } qx_qinco_opts;
 
 void qx_qinco_opts_init(qx_qinco_opts *opts);
