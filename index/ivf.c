@@ -151,9 +151,9 @@ uint8_t qx__norm_encode(const float *levels, float v) {
 
 /* The centroid of each vector's list (n × d): the context a quantizer that
  * uses one (QINCo conditioned on the centroid) starts from. */
-static void centroids_of(const qx_ivf *ivf, const uint32_t *list, size_t n, float *ctx) {
+void qx_ivf_centroid_rows(const qx_ivf *ivf, const uint32_t *lists, size_t n, float *out) {
     size_t d = ivf->d;
-    for (size_t i = 0; i < n; i++) memcpy(ctx + i * d, ivf->centroids + (size_t)list[i] * d, sizeof(float) * d);
+    for (size_t i = 0; i < n; i++) memcpy(out + i * d, ivf->centroids + (size_t)lists[i] * d, sizeof(float) * d);
 }
 
 static int residuals_of(const qx_ivf *ivf, const float *x, const uint32_t *list, size_t n,
@@ -176,7 +176,7 @@ int qx__ivf_encode(const qx_ivf *ivf, const float *x, const uint32_t *list, size
     int rc = 0;
     if (!res || !raw || (uses_ctx && !ctx)) rc = qx__fail(QX_ENOMEM, "ivf encode: %zu vectors", n);
     if (rc == 0) rc = residuals_of(ivf, x, list, n, res);
-    if (rc == 0 && ctx) centroids_of(ivf, list, n, ctx);
+    if (rc == 0 && ctx) qx_ivf_centroid_rows(ivf, list, n, ctx);
     if (rc == 0) rc = qx_quantizer_encode_ctx(ivf->quant, res, ctx, n, raw);
     /* the fast-scan kind stores the norm of its 4-bit part (ivf_fastscan.c) */
     size_t norm_steps = ivf->fs_pairs ? ivf->fs_half : 0;
@@ -262,7 +262,7 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
                 rc = qx__fail(QX_ENOMEM, "ivf_train: contexts of %zu vectors", n);
                 goto out;
             }
-            centroids_of(ivf, assign, n, ctx);
+            qx_ivf_centroid_rows(ivf, assign, n, ctx);
         }
         rc = qx_quantizer_train_ctx(ivf->quant, res, ctx, n);
         qx__aligned_free(ctx);
@@ -284,7 +284,7 @@ int qx_ivf_train(qx_ivf *ivf, const float *x, size_t n) {
         if (rc == 0 && qx_quantizer_uses_context(ivf->quant) &&
             !(ctx = qx__aligned_alloc(sizeof(float) * ns * d)))
             rc = qx__fail(QX_ENOMEM, "ivf_train: norm sample contexts");
-        if (rc == 0 && ctx) centroids_of(ivf, assign, ns, ctx);
+        if (rc == 0 && ctx) qx_ivf_centroid_rows(ivf, assign, ns, ctx);
         if (rc == 0) rc = qx_quantizer_encode_ctx(ivf->quant, sample, ctx, ns, codes);
         if (rc == 0) rc = qx_quantizer_decode_ctx(ivf->quant, codes, ctx, ns, ivf->fs_pairs ? ivf->fs_half : 0, sample);
         for (size_t i = 0; rc == 0 && i < ns; i++) {

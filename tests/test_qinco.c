@@ -952,7 +952,7 @@ static void test_ivf_context_model(void **state) {
     float *res = malloc(sizeof(float) * nb * d), *ctx = malloc(sizeof(float) * nb * d);
     uint32_t *lists = malloc(sizeof(uint32_t) * nb);
     assert_int_equal(qx_ivf_residuals(ivf, all, nb, lists, res), 0);
-    for (size_t i = 0; i < nb; i++) memcpy(ctx + i * d, qx_ivf_centroids(ivf) + lists[i] * d, sizeof(float) * d);
+    qx_ivf_centroid_rows(ivf, lists, nb, ctx);
     double m_ctx, m_none;
     assert_int_equal(qx_quantizer_mse_ctx(iq, res, ctx, nb, 0, &m_ctx), 0);
     assert_int_equal(qx_quantizer_mse(iq, res, nb, 0, &m_none), 0);

@@ -202,8 +202,7 @@ static int centroid_rows(const qx_ivf *ivf, const uint32_t *lists, size_t n, flo
     size_t d = qx_quantizer_dim(qx_ivf_quantizer(ivf));
     float *c = qx__aligned_alloc(sizeof(float) * (n ? n : 1) * d);
     if (!c) return qx__fail(QX_ENOMEM, "gate: contexts of %zu vectors", n);
-    for (size_t i = 0; i < n; i++)
-        memcpy(c + i * d, qx_ivf_centroids(ivf) + (size_t)lists[i] * d, sizeof(float) * d);
+    qx_ivf_centroid_rows(ivf, lists, n, c);
     *out = c;
     return 0;
 }

@@ -206,8 +206,7 @@ static void code_usage(qx_monitor *m, const qx_ivf *ivf, const float *x, size_t 
     int uses_ctx = qx_quantizer_uses_context(q);
     float *ctx = uses_ctx ? qx__aligned_alloc(n * m->d * sizeof(float)) : NULL;
     int ok = res && lists && codes && (ctx || !uses_ctx) && qx_ivf_residuals(ivf, x, n, lists, res) == 0;
-    for (size_t i = 0; ok && ctx && i < n; i++)
-        memcpy(ctx + i * m->d, qx_ivf_centroids(ivf) + (size_t)lists[i] * m->d, m->d * sizeof(float));
+    if (ok && ctx) qx_ivf_centroid_rows(ivf, lists, n, ctx);
     if (ok && qx_quantizer_encode_ctx(q, res, ctx, n, codes) == 0) {
         double umin = 1, pmin = 1;
         size_t nib = qx__derp_nibble_bytes(q);

@@ -256,6 +256,10 @@ const struct qx_derp_reservoir *qx_ivf_reservoir(const qx_ivf *ivf);
 
 /* Nearest list of each of n vectors, and their residuals x - c_list
  * (res: n*d floats, may be NULL). */
+/* The centroid of each of n lists (out: n*d floats, caller-owned): the
+ * contexts of vectors in those lists (qx_quantizer_encode_ctx). Lists must be
+ * < nlist. */
+void qx_ivf_centroid_rows(const qx_ivf *ivf, const uint32_t *lists, size_t n, float *out);
 int qx_ivf_residuals(const qx_ivf *ivf, const float *x, size_t n, uint32_t *list, float *res);
 
 /* Structural invariants (every id in exactly one list, sizes add up, codes in
